@@ -1,0 +1,419 @@
+"""Modbus RTU master codec: sans-IO, preallocated, runs on MicroPython and CPython.
+
+The master builds one request, the runtime puts it on the RS-485 wire, feeds whatever bytes come back
+into ``receive`` (in any split) and calls ``poll(now_ms)`` until it returns DONE or raises.
+
+Rules of the wire (Modbus over serial line V1.02, RTU mode):
+- ADU = unit (1..247) + function + data + CRC-16/MODBUS (polynomial 0xA001 reflected, init 0xFFFF,
+  sent low byte first). An ADU is at most 256 bytes.
+- A response has the unit and function of the request. Its length follows from the request:
+    01/02 read bits       unit fc n data[n] crc      n = ceil(count / 8)      5 + n bytes
+    03/04 read registers  unit fc n data[n] crc      n = 2 * count            5 + n bytes
+    05/06 write single    echo of the request                                 8 bytes
+    15/16 write multiple  unit fc address quantity crc (echo of both)         8 bytes
+    exception             unit fc|0x80 code crc                               5 bytes
+Decoding constraints (how the byte stream is read):
+- Bytes that cannot start the expected response are garbage: skipped one at a time and counted.
+- A candidate that fails its CRC is skipped by one byte (resynchronisation) and remembered, so a
+  deadline that passes without a good response reports CrcError rather than a bare timeout.
+- A write response whose echo does not match the request ends the transaction with
+  UnexpectedResponse at once. When the deadline passes without a good response, the kept bytes are
+  searched for any CRC-valid frame (another unit, another function, a wrong byte count): if one is
+  there the error is UnexpectedResponse, else CrcError if a candidate failed its CRC, else
+  ModbusTimeout. Other units' frames therefore cost a timeout, never a wrong value.
+- A byte-for-byte echo of our own request (adapters with local echo) is skipped. For 05/06 the
+  echo equals the response: on such adapters the runtime must drop its echo itself.
+- Bytes after a complete response are not consumed: ``receive`` returns how many it took.
+- ``now_ms`` is a ticks value (time.ticks_ms() on a board, a virtual clock in the simulator); the
+  deadline arithmetic is modulo 2**30 like MicroPython's ticks_diff, so it survives wrap-around.
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):  # type: ignore[no-redef]
+        return x
+
+
+from array import array
+
+READ_COILS = const(1)
+READ_DISCRETE_INPUTS = const(2)
+READ_HOLDING_REGISTERS = const(3)
+READ_INPUT_REGISTERS = const(4)
+WRITE_SINGLE_COIL = const(5)
+WRITE_SINGLE_REGISTER = const(6)
+WRITE_MULTIPLE_COILS = const(15)
+WRITE_MULTIPLE_REGISTERS = const(16)
+
+IDLE = const(0)
+PENDING = const(1)
+DONE = const(2)
+
+MAX_ADU = const(256)
+_RX_SIZE = const(512)
+_TICKS_PERIOD = const(0x40000000)
+_TICKS_HALF = const(0x20000000)
+DEFAULT_TIMEOUT_MS = const(200)
+
+
+class ModbusError(Exception):
+    """Base of every error a transaction can end with."""
+
+
+class CrcError(ModbusError):
+    """Frames arrived but none passed its CRC before the deadline."""
+
+
+class ModbusTimeout(ModbusError):
+    """No valid response before the deadline; ``received`` bytes came in meanwhile."""
+
+    def __init__(self, unit, function, received):
+        super().__init__("unit %d function %d: no response (%d bytes received)" % (unit, function, received))
+        self.unit = unit
+        self.function = function
+        self.received = received
+
+
+class ExceptionResponse(ModbusError):
+    """The device answered with a Modbus exception code (1 illegal function, 2 address, 3 value...)."""
+
+    def __init__(self, unit, function, code):
+        super().__init__("unit %d function %d: exception code %d" % (unit, function, code))
+        self.unit = unit
+        self.function = function
+        self.code = code
+
+
+class UnexpectedResponse(ModbusError):
+    """A valid frame that does not answer our request (other unit, function, length or echo)."""
+
+
+def _crc_table():
+    table = array("H", bytes(512))
+    for i in range(256):
+        crc = i
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
+        table[i] = crc
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc16(data, start=0, end=-1):
+    """CRC-16/MODBUS of data[start:end] (end -1 = to the end) without slicing."""
+    if end < 0:
+        end = len(data)
+    table = _CRC_TABLE
+    crc = 0xFFFF
+    for i in range(start, end):
+        crc = (crc >> 8) ^ table[(crc ^ data[i]) & 0xFF]
+    return crc
+
+
+def _crc_ok(buf, start, length):
+    crc = crc16(buf, start, start + length - 2)
+    return buf[start + length - 2] == crc & 0xFF and buf[start + length - 1] == crc >> 8
+
+
+def _ticks_diff(a, b):
+    return ((a - b + _TICKS_HALF) & (_TICKS_PERIOD - 1)) - _TICKS_HALF
+
+
+class RtuMaster:
+    """One transaction at a time; buffers are allocated once, at construction."""
+
+    def __init__(self, timeout_ms=DEFAULT_TIMEOUT_MS):
+        self.timeout_ms = timeout_ms
+        self._tx = bytearray(MAX_ADU)
+        self._txv = memoryview(self._tx)
+        self._tx_len = 0
+        self._rx = bytearray(_RX_SIZE)
+        self._rxv = memoryview(self._rx)
+        self._rx_len = 0
+        self._scan = 0  # first byte not yet ruled out as the start of the response
+        self._frame = 0  # start of the accepted response in _rx
+        self._state = IDLE
+        self._unit = 0
+        self._function = 0
+        self._count = 0
+        self._address = 0
+        self._response_len = 0
+        self._deadline = 0
+        self._armed = False
+        self._crc_seen = False
+        self._error = None  # an error found while scanning, raised by poll
+        # Health counters for telemetry: they only grow.
+        self.crc_errors = 0
+        self.garbage_bytes = 0
+        self.unexpected_frames = 0
+        self.timeouts = 0
+        self.exceptions = 0
+
+    # -- requests -------------------------------------------------------------------------------
+
+    def read_coils(self, unit, address, count):
+        return self._read(unit, READ_COILS, address, count, 2000)
+
+    def read_discrete_inputs(self, unit, address, count):
+        return self._read(unit, READ_DISCRETE_INPUTS, address, count, 2000)
+
+    def read_holding_registers(self, unit, address, count):
+        return self._read(unit, READ_HOLDING_REGISTERS, address, count, 125)
+
+    def read_input_registers(self, unit, address, count):
+        return self._read(unit, READ_INPUT_REGISTERS, address, count, 125)
+
+    def write_register(self, unit, address, value):
+        _check(value, 0, 0xFFFF, "value")
+        return self._single(unit, WRITE_SINGLE_REGISTER, address, value)
+
+    def write_coil(self, unit, address, on):
+        return self._single(unit, WRITE_SINGLE_COIL, address, 0xFF00 if on else 0)
+
+    def write_registers(self, unit, address, values):
+        count = len(values)
+        tx = self._header(unit, WRITE_MULTIPLE_REGISTERS, address, count, 123)
+        tx[6] = 2 * count
+        i = 7
+        for value in values:
+            _check(value, 0, 0xFFFF, "value")
+            tx[i] = value >> 8
+            tx[i + 1] = value & 0xFF
+            i += 2
+        return self._finish(i, 8)
+
+    def write_coils(self, unit, address, bits):
+        count = len(bits)
+        tx = self._header(unit, WRITE_MULTIPLE_COILS, address, count, 1968)
+        nbytes = (count + 7) >> 3
+        tx[6] = nbytes
+        for i in range(7, 7 + nbytes):
+            tx[i] = 0
+        for i in range(count):
+            if bits[i]:
+                tx[7 + (i >> 3)] |= 1 << (i & 7)
+        return self._finish(7 + nbytes, 8)
+
+    def _read(self, unit, function, address, count, most):
+        self._header(unit, function, address, count, most)
+        nbytes = 2 * count if function >= READ_HOLDING_REGISTERS else (count + 7) >> 3
+        return self._finish(6, 5 + nbytes)
+
+    def _single(self, unit, function, address, value):
+        tx = self._header(unit, function, address, 1, 1)
+        tx[4] = value >> 8
+        tx[5] = value & 0xFF
+        return self._finish(6, 8)
+
+    def _header(self, unit, function, address, count, most):
+        _check(unit, 1, 247, "unit")
+        _check(address, 0, 0xFFFF, "address")
+        _check(count, 1, most, "count")
+        tx = self._tx
+        tx[0] = unit
+        tx[1] = function
+        tx[2] = address >> 8
+        tx[3] = address & 0xFF
+        tx[4] = count >> 8
+        tx[5] = count & 0xFF
+        self._unit = unit
+        self._function = function
+        self._address = address
+        self._count = count
+        return tx
+
+    def _finish(self, length, response_len):
+        crc = crc16(self._tx, 0, length)
+        self._tx[length] = crc & 0xFF
+        self._tx[length + 1] = crc >> 8
+        self._tx_len = length + 2
+        self._response_len = response_len
+        self._rx_len = 0
+        self._scan = 0
+        self._state = PENDING
+        self._armed = False
+        self._crc_seen = False
+        self._error = None
+        return self._txv[: self._tx_len]
+
+    def response_length(self):
+        """Bytes the expected response takes on the wire (to compute wire time and timeouts)."""
+        return self._response_len
+
+    # -- responses ------------------------------------------------------------------------------
+
+    def receive(self, data):
+        """Take bytes from the bus; returns how many were consumed (none once a response is done)."""
+        if self._state != PENDING or self._error is not None:
+            return 0
+        taken = 0
+        total = len(data)
+        while taken < total and self._state == PENDING and self._error is None:
+            if self._rx_len == _RX_SIZE:
+                self._compact()
+            n = min(total - taken, _RX_SIZE - self._rx_len)
+            self._rxv[self._rx_len : self._rx_len + n] = data[taken : taken + n]
+            self._rx_len += n
+            taken += n
+            self._parse()
+        if self._state == DONE:
+            # Bytes beyond the response were copied in but are not ours to consume.
+            end = self._frame + self._response_len
+            extra = self._rx_len - end
+            self._rx_len = end
+            return taken - extra
+        return taken
+
+    def poll(self, now_ms):
+        """PENDING, DONE, or raises the error that ended the transaction. The first poll after
+        sending arms the deadline."""
+        state = self._state
+        if state == PENDING:
+            if self._error is not None:
+                return self._fail(self._error)
+            if not self._armed:
+                self._deadline = (now_ms + self.timeout_ms) & (_TICKS_PERIOD - 1)
+                self._armed = True
+            elif _ticks_diff(now_ms, self._deadline) >= 0:
+                return self._fail(self._deadline_error())
+        return state
+
+    def _fail(self, error):
+        self._state = IDLE
+        self._error = None
+        raise error
+
+    def _compact(self):
+        keep = self._rx_len - self._scan
+        self._rxv[0:keep] = self._rxv[self._scan : self._rx_len]
+        self._rx_len = keep
+        self._scan = 0
+
+    def _parse(self):
+        rx = self._rx
+        unit = self._unit
+        function = self._function
+        while self._rx_len - self._scan >= 5:
+            i = self._scan
+            if rx[i] != unit:
+                length = 0
+            elif rx[i + 1] == function:
+                length = self._response_len
+            elif rx[i + 1] == function | 0x80:
+                length = 5
+            else:
+                length = 0
+            if not length:
+                self._scan = i + 1
+                self.garbage_bytes += 1
+                continue
+            if self._rx_len - i < length:
+                return  # wait for the rest
+            if _crc_ok(rx, i, length):
+                self._accept(i, length)
+                return
+            if self._is_echo(i, self._tx_len):
+                self._scan = i + self._tx_len
+                continue
+            self.crc_errors += 1
+            self._crc_seen = True
+            self._scan = i + 1
+
+    def _deadline_error(self):
+        """Why no response came: a valid frame that was not ours, a CRC error, or silence."""
+        rx = self._rx
+        for i in range(self._rx_len - 4):
+            length = _other_frame_length(rx, i, self._rx_len - i)
+            if length and not self._is_echo(i, length):
+                self.unexpected_frames += 1
+                return UnexpectedResponse("unit %d function %d answered" % (rx[i], rx[i + 1]))
+        if self._crc_seen:
+            return CrcError("unit %d function %d: CRC error" % (self._unit, self._function))
+        self.timeouts += 1
+        return ModbusTimeout(self._unit, self._function, self._rx_len)
+
+    def _is_echo(self, i, length):
+        if length != self._tx_len or self._rx_len - i < length:
+            return False
+        rx = self._rx
+        tx = self._tx
+        for k in range(length):
+            if rx[i + k] != tx[k]:
+                return False
+        return True
+
+    def _accept(self, i, length):
+        rx = self._rx
+        self._frame = i
+        self._scan = i + length
+        if rx[i + 1] & 0x80:
+            self.exceptions += 1
+            self._error = ExceptionResponse(self._unit, self._function, rx[i + 2])
+            return
+        function = self._function
+        if function <= READ_INPUT_REGISTERS:
+            ok = rx[i + 2] == length - 5
+        elif function <= WRITE_SINGLE_REGISTER:
+            ok = self._is_echo(i, length)
+        else:
+            ok = self._word(i + 2) == self._address and self._word(i + 4) == self._count
+        if not ok:
+            self.unexpected_frames += 1
+            self._error = UnexpectedResponse("unit %d function %d: response does not match the request" % (self._unit, function))
+            return
+        self._state = DONE
+
+    # -- values of a DONE response (valid until the next request) -------------------------------
+
+    def _word(self, at):
+        return (self._rx[at] << 8) | self._rx[at + 1]
+
+    def count(self):
+        return self._count
+
+    def register(self, index):
+        """Register ``index`` of a 03/04 response, without allocating."""
+        if self._state != DONE or index >= self._count:
+            raise IndexError("no register %d" % index)
+        return self._word(self._frame + 3 + 2 * index)
+
+    def bit(self, index):
+        """Bit ``index`` of a 01/02 response."""
+        if self._state != DONE or index >= self._count:
+            raise IndexError("no bit %d" % index)
+        return bool(self._rx[self._frame + 3 + (index >> 3)] >> (index & 7) & 1)
+
+    def values(self):
+        """The response as a list (allocates): registers, bits, or the echoed (address, value)."""
+        if self._state != DONE:
+            raise ModbusError("no response")
+        function = self._function
+        if function <= READ_DISCRETE_INPUTS:
+            return [self.bit(k) for k in range(self._count)]
+        if function <= READ_INPUT_REGISTERS:
+            return [self.register(k) for k in range(self._count)]
+        at = self._frame + 2
+        return (self._word(at), self._word(at + 2))
+
+
+def _other_frame_length(rx, i, available):
+    """Length of a CRC-valid response-shaped frame at rx[i], or 0."""
+    fc = rx[i + 1] & 0x7F
+    if not (1 <= rx[i] <= 247 and (1 <= fc <= 6 or fc == 15 or fc == 16)):
+        return 0  # cheap filter first: the CRCs below are the costly part
+    if available >= 5 and rx[i + 1] & 0x80 and _crc_ok(rx, i, 5):
+        return 5
+    if available >= 8 and _crc_ok(rx, i, 8):
+        return 8
+    if 1 <= rx[i + 1] <= 4 and available >= 5 + rx[i + 2] and _crc_ok(rx, i, 5 + rx[i + 2]):
+        return 5 + rx[i + 2]
+    return 0
+
+
+def _check(value, low, high, name):
+    if not low <= value <= high:
+        raise ValueError("%s %d outside %d..%d" % (name, value, low, high))

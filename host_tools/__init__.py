@@ -1,0 +1,1 @@
+"""Host-side tools (CPython): MicroPython VM runner, simulator, recorder, bench, deploy."""

@@ -1,0 +1,23 @@
+"""Run every benchmark module (or the ones named on the command line) and print its figures."""
+
+import importlib
+import pkgutil
+import sys
+
+import host_tools.bench as package
+
+
+def report(name: str, value: float, unit: str) -> None:
+    shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+    print(f"{name}: {shown} {unit}", flush=True)
+
+
+def main(argv: list[str]) -> int:
+    names = argv or [m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")]
+    for name in sorted(names):
+        importlib.import_module(f"host_tools.bench.{name}").run(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""Every binary frame of the product, defined once with construct (CPython only)."""

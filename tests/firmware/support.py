@@ -1,0 +1,45 @@
+"""Helpers shared by firmware tests; runs on CPython and inside the MicroPython VM.
+
+In the VM the runner mounts protocol/vectors/ at /vectors; on CPython it is found relative to this file.
+"""
+
+import gc
+import json
+
+try:
+    import os
+
+    os.stat("/vectors")
+    VECTORS = "/vectors"
+except OSError:
+    VECTORS = __file__.rsplit("/", 3)[0] + "/protocol/vectors"
+
+
+def load_vector(name):
+    with open(VECTORS + "/" + name + ".json") as f:
+        return json.load(f)
+
+
+def bytes_allocated(fn):
+    """Bytes allocated while fn() runs: gc.mem_alloc() on MicroPython (collection held off),
+    tracemalloc's peak on CPython (objects there are bigger: compare with a CPython bound)."""
+    if hasattr(gc, "mem_alloc"):
+        gc.collect()
+        gc.disable()
+        try:
+            before = gc.mem_alloc()
+            fn()
+            return gc.mem_alloc() - before
+        finally:
+            gc.enable()
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        fn()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+ON_MICROPYTHON = hasattr(gc, "mem_alloc")
