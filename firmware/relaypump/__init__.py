@@ -1,0 +1,1 @@
+"""The relay pump station agent (MicroPython): field bus, control, protection, uplink."""

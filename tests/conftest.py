@@ -1,0 +1,16 @@
+"""Suite-wide settings: hypothesis profiles (CI runs more examples, never a deadline on these noisy machines)."""
+
+import os
+import sys
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.register_profile(
+    "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+# The firmware package is MicroPython code that also runs on CPython: make it importable everywhere.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
