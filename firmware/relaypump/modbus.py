@@ -70,7 +70,9 @@ class ModbusTimeout(ModbusError):
     """No valid response before the deadline; ``received`` bytes came in meanwhile."""
 
     def __init__(self, unit, function, received):
-        super().__init__("unit %d function %d: no response (%d bytes received)" % (unit, function, received))
+        super().__init__(
+            "unit %d function %d: no response (%d bytes received)" % (unit, function, received)
+        )
         self.unit = unit
         self.function = function
         self.received = received
@@ -363,7 +365,9 @@ class RtuMaster:
             ok = self._word(i + 2) == self._address and self._word(i + 4) == self._count
         if not ok:
             self.unexpected_frames += 1
-            self._error = UnexpectedResponse("unit %d function %d: response does not match the request" % (self._unit, function))
+            self._error = UnexpectedResponse(
+                "unit %d function %d: response does not match the request" % (self._unit, function)
+            )
             return
         self._state = DONE
 

@@ -13,7 +13,9 @@ def report(name: str, value: float, unit: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    names = argv or [m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")]
+    names = argv or [
+        m.name for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")
+    ]
     for name in sorted(names):
         importlib.import_module(f"host_tools.bench.{name}").run(report)
     return 0

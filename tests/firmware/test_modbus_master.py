@@ -41,7 +41,7 @@ def test_requests_for_every_function_code():
     assert bytes(m.write_register(17, 1, 3)) == frame("110600010003")
     bits = [True, False, True, True, False, False, True, True, True, False]
     assert bytes(m.write_coils(17, 0x13, bits)) == frame("110f0013000a02cd01")
-    assert bytes(m.write_registers(17, 1, [0x000A, 0x0102])) == frame("1110000100020400 0a0102".replace(" ", ""))
+    assert bytes(m.write_registers(17, 1, [0x000A, 0x0102])) == frame("11100001000204000a0102")
 
 
 def test_arguments_outside_the_protocol_are_refused():
