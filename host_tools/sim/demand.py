@@ -45,9 +45,7 @@ NOISE_KNOT_S = 300.0
 def behaviour_multiplier(hour: float) -> float:
     """b(h): the consumers' daily habit on top of the weather (mean 1)."""
     return (
-        1.0
-        + 0.02 * math.cos(_OMEGA * (hour - 6.5))
-        + 0.045 * math.cos(2.0 * _OMEGA * (hour - 7.0))
+        1.0 + 0.02 * math.cos(_OMEGA * (hour - 6.5)) + 0.045 * math.cos(2.0 * _OMEGA * (hour - 7.0))
     )
 
 

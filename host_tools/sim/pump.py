@@ -93,9 +93,9 @@ class PumpModel:
             return 0.0
         hydraulic = self.rho_g * (q / 3600.0) * head_m / 1000.0
         shaft = hydraulic / self.efficiency(q, s) if hydraulic > 0.0 else 0.0
-        shutoff = self.rho_g * self.h0 * s * s * (self.q_bep * s / 3600.0) / (
-            2.0 * self.eta_bep
-        ) / 1000.0
+        shutoff = (
+            self.rho_g * self.h0 * s * s * (self.q_bep * s / 3600.0) / (2.0 * self.eta_bep) / 1000.0
+        )
         return shaft if shaft > shutoff else shutoff
 
     def drive_efficiency(self, shaft_kw: float) -> float:

@@ -102,9 +102,7 @@ class StationParams:
     def water_column_time_constant_s(self) -> float:
         """L v / (g H) at the design point (reference: about 17 s)."""
         q = self.design_flow_m3h
-        return (
-            self.column_length_m * self.velocity_m_s(q) / (G_M_S2 * self.system_head_m(q))
-        )
+        return self.column_length_m * self.velocity_m_s(q) / (G_M_S2 * self.system_head_m(q))
 
 
 REFERENCE = StationParams()
