@@ -92,7 +92,7 @@ class RegisterBank:
     def write(self, address: int, values: Sequence[int]) -> None:
         check_count(len(values), MAX_WRITE_REGISTERS)
         targets = []
-        for offset, value in enumerate(values):
+        for offset in range(len(values)):
             register = self.registers.get(address + offset)
             if register is None:
                 raise ModbusException(ILLEGAL_DATA_ADDRESS, f"no register {address + offset}")
@@ -100,7 +100,9 @@ class RegisterBank:
                 raise ModbusException(self.read_only_code, f"register {address + offset} read-only")
             targets.append(register)
         for offset, (register, value) in enumerate(zip(targets, values, strict=True)):
-            if not 0 <= value <= 0xFFFF or (register.valid is not None and not register.valid(value)):
+            if not 0 <= value <= 0xFFFF or (
+                register.valid is not None and not register.valid(value)
+            ):
                 raise ModbusException(
                     ILLEGAL_DATA_VALUE, f"value {value} refused by register {address + offset}"
                 )

@@ -105,7 +105,9 @@ class DriveConfig:
                 f"comm_loss_action: {self.comm_loss_action!r} is not one of {COMM_LOSS_ACTIONS}"
             )
         if not 0 <= self.safe_speed_pct <= self.max_speed_pct:
-            raise ValueError(f"safe_speed_pct: must be within 0..max_speed_pct, got {self.safe_speed_pct}")
+            raise ValueError(
+                f"safe_speed_pct: must be within 0..max_speed_pct, got {self.safe_speed_pct}"
+            )
 
     @property
     def rated_current_a(self) -> float:
@@ -181,7 +183,10 @@ class Drive(Device):
 
     @property
     def pulses_on(self) -> bool:
+        """The inverter is modulating (running, ramping or quick-stopping): it draws power."""
         return self.motion != COAST
+
+    running = pulses_on  # the name plant.set_pump(index, speed_ratio, running) expects
 
     @property
     def speed_ratio(self) -> float:
@@ -209,7 +214,9 @@ class Drive(Device):
 
     @property
     def dc_voltage_v(self) -> float:
-        return DC_OVERVOLTAGE_V if DC_OVERVOLTAGE in self.conditions else 1.35 * self.config.voltage_v
+        return (
+            DC_OVERVOLTAGE_V if DC_OVERVOLTAGE in self.conditions else 1.35 * self.config.voltage_v
+        )
 
     @property
     def reported_temperature_c(self) -> float:
@@ -311,7 +318,9 @@ class Drive(Device):
     def _heat(self, dt: float) -> None:
         c = self.config
         goal = c.ambient_c + TEMPERATURE_RISE_K * (self.current_a / c.rated_current_a) ** 2
-        self.temperature_c += (goal - self.temperature_c) * (1.0 - math.exp(-dt / TEMPERATURE_TAU_S))
+        self.temperature_c += (goal - self.temperature_c) * (
+            1.0 - math.exp(-dt / TEMPERATURE_TAU_S)
+        )
 
     def _set_reference(self, percent: float) -> None:
         self.reference_pct = max(0.0, percent)

@@ -93,7 +93,12 @@ class G120Drive(ProfidriveDrive):
         limit = self._reference_limit(SETPOINT_FULL_SCALE)
         add = self.bank.add
         add(STW1, Register(lambda: self.control_register, self._write_control))
-        add(HSW, Register(lambda: self.setpoint, self._write_setpoint, lambda v: abs(to_s16(v)) <= limit))
+        add(
+            HSW,
+            Register(
+                lambda: self.setpoint, self._write_setpoint, lambda v: abs(to_s16(v)) <= limit
+            ),
+        )
         add(ZSW1, Register(self.status_word))
         add(HIW, Register(lambda: round(self.speed_pct / 100.0 * SETPOINT_FULL_SCALE)))
         add(RATED_POWER, Register(lambda: round(c.rated_kw * 100)))

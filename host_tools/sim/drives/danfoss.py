@@ -1,0 +1,171 @@
+"""Danfoss VLT FC 102 / FC 202 with the FC profile (8-10 = FC profile) over Modbus RTU.
+
+Danfoss addresses a parameter x-yz at register 10 * xyz (manual numbering, 1-based); the wire
+address is one less. Holding registers (FC 03 / 06 / 16):
+    wire   manual  meaning                         access  scale
+    49999  50000   control word (CTW)              R/W     FC profile bits below
+    50009  50010   bus reference (REF)             R/W     signed, 0x4000 = 100 % = 1480 rpm;
+                                                           |REF| > 0x4000 * max(100 %, max speed)
+                                                           / 100 % -> exception 03
+    50199  50200   status word (STW)               R       bits below
+    50209  50210   main actual value (MAV)         R       signed, 0x4000 = 100 % speed
+    15299  15300   15-30 alarm log: error code     R       alarm number of the active trip:
+                                                           13 overcurrent, 29 heat sink
+                                                           temperature, 7 DC overvoltage,
+                                                           17 control word timeout; 0 = none
+    16099  16100   16-10 power                     R       0.1 kW
+    16119  16120   16-12 motor voltage             R       1 V
+    16129  16130   16-13 frequency                 R       0.1 Hz
+    16139  16140   16-14 motor current             R       0.1 A
+    16169  16170   16-17 speed                     R       rpm
+    16299  16300   16-30 DC link voltage           R       1 V
+    16339  16340   16-34 heat sink temperature     R       1 degC
+The scales are this simulator's (the real parameters carry their own conversion index).
+Any other address -> 02, a write to a read-only register -> 02, other functions -> 01.
+
+Control word (1 = normal): 2 ramp (0 = DC brake; simulated as a quick stop), 3 no coast
+(0 = coast), 4 no quick stop, 5 ramp (0 = hold output frequency), 6 start (0 = ramp stop),
+7 reset on the 0 -> 1 edge, 10 data valid (0 = control word ignored). Bits 0/1 (preset
+reference), 8 (jog), 9 (ramp 2), 11..14 and 15 (reverse) are accepted and ignored.
+Words: 0x047C start, 0x043C ramp stop, 0x0474 coast, 0x046C quick stop, 0x04BC reset (start 0).
+The bits act as levels: releasing coast or quick stop with start still set restarts the motor.
+After a trip, a reset edge (with no fault cause left) leaves the drive stopped until the start
+bit has been seen at 0 (a new start: e.g. 0x04BC or 0x043C, then 0x047C).
+Status word: 0 control ready, 1 drive ready (both 0 while tripped), 2 enabled (0 = coasting),
+3 trip, 7 warning (comm-loss hold / safe speed), 8 speed = reference, 9 bus control,
+10 within frequency limits (0 = reference clamped by min/max speed), 11 running,
+13 voltage exceeded (DC overvoltage), 14 torque exceeded (overcurrent), 15 thermal (over-
+temperature). Typical: 0x0607 stopped and ready, 0x0F07 running at reference.
+"""
+
+from __future__ import annotations
+
+from ..device import Register, to_s16
+from .base import (
+    COAST,
+    COMM_LOSS,
+    DC_OVERVOLTAGE,
+    OVERCURRENT,
+    OVERTEMPERATURE,
+    QUICK_STOP,
+    RAMP_STOP,
+    RUN,
+    Drive,
+    DriveConfig,
+)
+
+REFERENCE_FULL_SCALE = 0x4000
+
+CONTROL_WORD = 49999
+BUS_REFERENCE = 50009
+STATUS_WORD = 50199
+MAIN_ACTUAL_VALUE = 50209
+ALARM_CODE = 15299
+POWER = 16099
+MOTOR_VOLTAGE = 16119
+FREQUENCY = 16129
+MOTOR_CURRENT = 16139
+SPEED_RPM = 16169
+DC_LINK_VOLTAGE = 16299
+HEAT_SINK_TEMPERATURE = 16339
+
+CTW_NO_DC_BRAKE = 0x0004
+CTW_NO_COAST = 0x0008
+CTW_NO_QUICK_STOP = 0x0010
+CTW_NO_HOLD = 0x0020
+CTW_START = 0x0040
+CTW_RESET = 0x0080
+CTW_DATA_VALID = 0x0400
+
+
+class DanfossDrive(Drive):
+    PROFILE = "danfoss"
+    FAULT_CODES = {OVERCURRENT: 13, OVERTEMPERATURE: 29, DC_OVERVOLTAGE: 7, COMM_LOSS: 17}
+
+    def __init__(self, unit: int, config: DriveConfig | None = None) -> None:
+        self.reference = 0
+        self.control_register = 0
+        self.start_inhibited = False  # after a reset until the start bit is seen at 0
+        super().__init__(unit, config)
+
+    def _build_registers(self) -> None:
+        limit = self._reference_limit(REFERENCE_FULL_SCALE)
+        add = self.bank.add
+        add(CONTROL_WORD, Register(lambda: self.control_register, self._write_control))
+        add(
+            BUS_REFERENCE,
+            Register(
+                lambda: self.reference, self._write_reference, lambda v: abs(to_s16(v)) <= limit
+            ),
+        )
+        add(STATUS_WORD, Register(self.status_word))
+        add(MAIN_ACTUAL_VALUE, Register(lambda: round(self.speed_pct / 100 * REFERENCE_FULL_SCALE)))
+        add(ALARM_CODE, Register(lambda: self.fault_code))
+        add(POWER, Register(lambda: round(self.power_kw * 10)))
+        add(MOTOR_VOLTAGE, Register(self._motor_voltage))
+        add(FREQUENCY, Register(lambda: round(self.frequency_hz * 10)))
+        add(MOTOR_CURRENT, Register(lambda: round(self.current_a * 10)))
+        add(SPEED_RPM, Register(lambda: round(self.rpm)))
+        add(DC_LINK_VOLTAGE, Register(lambda: round(self.dc_voltage_v)))
+        add(HEAT_SINK_TEMPERATURE, Register(lambda: round(self.reported_temperature_c)))
+
+    def _write_control(self, word: int) -> None:
+        self.control_register = word
+        if word & CTW_DATA_VALID:
+            self._control_written(word)
+
+    def _write_reference(self, word: int) -> None:
+        self.reference = word
+        self._set_reference(to_s16(word) * 100.0 / REFERENCE_FULL_SCALE)
+
+    def _motor_voltage(self) -> int:
+        return round(self.config.voltage_v * min(1.0, self.speed_ratio)) if self.pulses_on else 0
+
+    def _evaluate(self, reset_edge: bool) -> None:
+        cw = self.control_word
+        self.rfg_hold = not cw & CTW_NO_HOLD
+        self.rfg_input_zero = False
+        self.rfg_output_zero = False
+        if self.tripped:
+            if not (reset_edge and self._try_reset()):
+                self.motion = COAST
+                return
+            self.start_inhibited = True
+        start = bool(cw & CTW_START)
+        if not start:
+            self.start_inhibited = False
+        moving = self.speed_pct > 0
+        if not cw & CTW_NO_COAST:
+            self.motion = COAST
+        elif not cw & CTW_NO_QUICK_STOP or not cw & CTW_NO_DC_BRAKE:
+            self.motion = QUICK_STOP if moving and self.pulses_on else COAST
+        elif start and not self.start_inhibited:
+            self.motion = RUN
+        else:
+            self.motion = RAMP_STOP if moving and self.pulses_on else COAST
+
+    def status_word(self) -> int:
+        cw = self.control_word
+        bits = 0
+        if not self.tripped:
+            bits |= 0x0003
+            if cw & CTW_NO_COAST:
+                bits |= 0x0004
+        else:
+            bits |= 0x0008
+        if self.alarm:
+            bits |= 0x0080
+        if self.at_setpoint:
+            bits |= 0x0100
+        bits |= 0x0200
+        if not (self.motion == RUN and self.reference_clamped):
+            bits |= 0x0400
+        if self.pulses_on:
+            bits |= 0x0800
+        if DC_OVERVOLTAGE in self.conditions:
+            bits |= 0x2000
+        if OVERCURRENT in self.conditions:
+            bits |= 0x4000
+        if OVERTEMPERATURE in self.conditions:
+            bits |= 0x8000
+        return bits

@@ -1,0 +1,123 @@
+"""The simulator's fast slave codec against the construct definition (protocol/modbus.py)."""
+
+from typing import Any
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from host_tools.sim import rtu_slave
+from protocol import modbus
+
+FUNCTIONS = [1, 2, 3, 4, 5, 6, 15, 16]
+
+
+def as_fields(request: rtu_slave.Request) -> dict[str, Any]:
+    fields: dict[str, Any] = {"unit": request.unit, "function": request.function}
+    fields["address"] = request.address
+    if request.function in (1, 2, 3, 4):
+        fields["count"] = request.count
+    elif request.function in (5, 6):
+        fields["value"] = request.value
+    elif request.function == 15:
+        fields["bits"] = request.value
+    else:
+        fields["registers"] = request.value
+    return fields
+
+
+def outcome(decode, frame):
+    try:
+        return decode(frame)
+    except modbus.ModbusFrameError as exc:
+        return type(exc)
+
+
+@st.composite
+def requests(draw):
+    unit = draw(st.integers(0, 255))
+    function = draw(st.sampled_from(FUNCTIONS))
+    address = draw(st.integers(0, 0xFFFF))
+    if function in (1, 2):
+        fields = {"count": draw(st.integers(1, 2000))}
+    elif function in (3, 4):
+        fields = {"count": draw(st.integers(1, 125))}
+    elif function == 5:
+        fields = {"value": draw(st.booleans())}
+    elif function == 6:
+        fields = {"value": draw(st.integers(0, 0xFFFF))}
+    elif function == 15:
+        fields = {"bits": draw(st.lists(st.booleans(), min_size=1, max_size=1968))}
+    else:
+        fields = {"registers": draw(st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=123))}
+    return modbus.build_request(unit, function, address=address, **fields)
+
+
+@given(requests())
+def test_valid_requests_decode_to_the_same_fields(frame):
+    assert as_fields(rtu_slave.decode_request(frame)) == modbus.parse_request(frame)
+
+
+def reseal(frame: bytes) -> bytes:
+    return rtu_slave.with_crc(frame[:-2])
+
+
+@given(
+    requests(),
+    st.lists(st.tuples(st.integers(0, 300), st.integers(0, 255)), max_size=3),
+    st.integers(-3, 3),
+    st.booleans(),
+)
+def test_damaged_requests_get_the_same_verdict(frame, edits, resize, keep_crc_valid):
+    data = bytearray(frame[:-2])
+    for position, value in edits:
+        if data:
+            data[position % len(data)] = value
+    if resize > 0:
+        data += bytes(resize)
+    elif resize < 0:
+        del data[resize:]
+    damaged = rtu_slave.with_crc(data) if keep_crc_valid else bytes(data) + frame[-2:]
+    fast = outcome(rtu_slave.decode_request, damaged)
+    reference = outcome(modbus.parse_request, damaged)
+    if isinstance(fast, rtu_slave.Request):
+        assert as_fields(fast) == reference
+    else:
+        assert fast is reference
+
+
+@given(st.binary(max_size=300))
+def test_random_bytes_get_the_same_verdict(data):
+    fast = outcome(rtu_slave.decode_request, data)
+    reference = outcome(modbus.parse_request, data)
+    assert (as_fields(fast) if isinstance(fast, rtu_slave.Request) else fast) == reference
+
+
+@given(
+    st.integers(1, 247), st.sampled_from([1, 2]), st.lists(st.booleans(), min_size=1, max_size=2000)
+)
+def test_bit_responses_are_byte_identical(unit, function, bits):
+    assert rtu_slave.encode_bits(unit, function, bits) == modbus.build_response(
+        unit, function, bits=bits
+    )
+
+
+@given(
+    st.integers(1, 247),
+    st.sampled_from([3, 4]),
+    st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=125),
+)
+def test_register_responses_are_byte_identical(unit, function, registers):
+    assert rtu_slave.encode_registers(unit, function, registers) == modbus.build_response(
+        unit, function, registers=registers
+    )
+
+
+@given(st.integers(1, 247), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF), st.integers(1, 123))
+def test_write_echoes_and_exceptions_are_byte_identical(unit, address, value, count):
+    assert rtu_slave.encode_echo(unit, 6, address, value) == modbus.build_response(
+        unit, 6, address=address, value=value
+    )
+    assert rtu_slave.encode_echo(unit, 16, address, count) == modbus.build_response(
+        unit, 16, address=address, count=count
+    )
+    assert rtu_slave.encode_exception(unit, 3, 2) == modbus.build_exception(unit, 3, 2)
