@@ -1,0 +1,141 @@
+"""The simulated station hardware: plant, drives, I/O module and RS-485 bus, with the fault schedule.
+
+Everything a controller can see of it goes through the bus as real Modbus RTU bytes. One
+``step(dt_s)`` advances, in this order: scheduled faults begin or end; each drive follows its
+own ramps; the plant sees the drives' actual speeds; the drives see their electrical load; the I/O
+module's loop currents follow the plant's measured quantities.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from host_tools.sim.bus import SimulatedBus
+from host_tools.sim.demand import WeatherDemand
+from host_tools.sim.drives import DriveConfig, make_drive
+from host_tools.sim.iomodule import IoModule
+from host_tools.sim.plant import Plant
+from host_tools.sim.rtu_slave import RtuSlaves
+from host_tools.sim.scenario import FaultSpec, Scenario
+from host_tools.sim.station import REFERENCE
+
+
+class SimulatedStation:
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        params = dataclasses.replace(REFERENCE, pump_count=len(scenario.drives))
+        demand = WeatherDemand(
+            start=scenario.date,
+            seed=scenario.seed,
+            mean_temp_c=scenario.mean_temp_c,
+            anomaly_sigma_c=scenario.weather_sigma_c,
+            noise_sigma=scenario.flow_noise,
+        )
+        self.plant = Plant(params, demand)
+        self.plant.set_conditions(
+            supply_temp_c=scenario.supply_temp_c, upstream_assist_m=scenario.upstream_assist_m
+        )
+        self.drives = [
+            make_drive(
+                spec.profile,
+                spec.unit,
+                DriveConfig(
+                    accel_s=spec.accel_s,
+                    decel_s=spec.decel_s,
+                    comm_timeout_s=spec.comm_timeout_s,
+                    comm_loss_action=spec.comm_loss_action,
+                    safe_speed_pct=spec.safe_speed_pct,
+                ),
+            )
+            for spec in scenario.drives
+        ]
+        self.io = IoModule(scenario.io_unit)
+        devices = {d.unit: d for d in self.drives}
+        devices[self.io.unit] = self.io
+        self.slaves = RtuSlaves(devices)
+        self.bus = SimulatedBus(
+            self.slaves,
+            baud=scenario.baud,
+            turnaround_s=scenario.turnaround_ms / 1000.0,
+            seed=scenario.seed,
+        )
+        self.t_s = 0.0
+        self.starts = [0] * len(self.drives)
+        self._was_running = [False] * len(self.drives)
+        self._pending = sorted(scenario.faults, key=lambda f: f.at_s)
+        self._active: list[FaultSpec] = []
+        self._update_io()
+
+    # -- faults ---------------------------------------------------------------------------------
+
+    def fault_windows(self) -> list[tuple[float, float, str]]:
+        return [(f.at_s, f.end_s, f.kind) for f in self.scenario.faults]
+
+    def _apply_faults(self) -> None:
+        t = self.t_s
+        while self._pending and self._pending[0].at_s <= t:
+            fault = self._pending.pop(0)
+            self._begin(fault)
+            self._active.append(fault)
+        for fault in [f for f in self._active if f.end_s <= t]:
+            self._end(fault)
+            self._active.remove(fault)
+
+    def _begin(self, fault: FaultSpec) -> None:
+        kind = fault.kind
+        if kind == "pump_trip":
+            self.drives[fault.pump - 1].inject_fault(fault.fault)
+        elif kind == "drive_comm_loss":
+            self.bus.cut_units.add(self.drives[fault.pump - 1].unit)
+        elif kind == "sensor_wire_break":
+            self.io.inject_fault(fault.sensor, fault.mode)
+        elif kind == "crc_noise":
+            self.bus.noise_probability = fault.probability
+        elif kind == "suction_dip":
+            self.plant.set_conditions(suction_dip_kpa=fault.kpa)
+        elif kind == "source_pumps_stop":
+            self.plant.set_conditions(source_running=False)
+
+    def _end(self, fault: FaultSpec) -> None:
+        kind = fault.kind
+        if kind == "pump_trip":
+            self.drives[fault.pump - 1].clear_fault()  # the cause is gone; a reset is still needed
+        elif kind == "drive_comm_loss":
+            self.bus.cut_units.discard(self.drives[fault.pump - 1].unit)
+        elif kind == "sensor_wire_break":
+            self.io.clear_fault(fault.sensor)
+        elif kind == "crc_noise":
+            self.bus.noise_probability = 0.0
+        elif kind == "suction_dip":
+            self.plant.set_conditions(suction_dip_kpa=0.0)
+        elif kind == "source_pumps_stop":
+            self.plant.set_conditions(source_running=True)
+
+    # -- time -----------------------------------------------------------------------------------
+
+    def step(self, dt_s: float) -> None:
+        self._apply_faults()
+        plant = self.plant
+        t = self.t_s
+        for i, drive in enumerate(self.drives):
+            drive.step(t, dt_s)
+            running = drive.running
+            if running and not self._was_running[i]:
+                self.starts[i] += 1
+            self._was_running[i] = running
+            plant.set_pump(i, drive.speed_ratio, running)
+        plant.step(dt_s)
+        for i, drive in enumerate(self.drives):
+            drive.load_kw = plant.pump_power_kw[i]
+        self.t_s = t + dt_s
+        self._update_io()
+
+    def _update_io(self) -> None:
+        plant, io = self.plant, self.io
+        io.set_value("suction_kpa", plant.suction_kpa)
+        io.set_value("discharge_kpa", plant.discharge_kpa)
+        io.set_value("remote_dp_kpa", plant.remote_dp_kpa)
+        io.set_value("supply_temp_c", plant.supply_temp_c)
+        io.set_value("flow_m3h", plant.flow_m3h)
+        io.set_input("source_pumps_running", plant.source_running)
+        io.set_input("bypass_open", plant.bypass_flow_m3h > 1.0)

@@ -1,0 +1,181 @@
+"""One simulated run: a controller masters the bus of the simulated station on the virtual clock.
+
+The loop, per plant step of ``scenario.step_s``: the controller does its bus work up to the end of
+the step (``advance(bus, until_s)``: it sends requests and reads responses at their virtual
+times), then the hardware steps. The recorder samples once per virtual second for the KPIs, the
+plot and the telemetry log.
+
+A controller is any object with
+    advance(bus: SimulatedBus, until_s: float) -> None
+    setpoint_kpa() -> float          the remote DP it is holding now (for the in-band KPI)
+and optionally ``telemetry_frames()`` -> list of uplink frames it produced (logged as they are).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from host_tools.sim.bus import SimulatedBus
+from host_tools.sim.hardware import SimulatedStation
+from host_tools.sim.scenario import Scenario
+
+SAMPLE_S = 1.0
+G = 9.80665
+
+COLUMNS = (
+    "t_s",
+    "flow_m3h",
+    "demand_m3h",
+    "suction_kpa",
+    "discharge_kpa",
+    "remote_dp_kpa",
+    "setpoint_kpa",
+    "suction_margin_kpa",
+    "surge_kpa",
+    "total_power_kw",
+    "outdoor_c",
+)
+
+
+class Controller(Protocol):
+    def advance(self, bus: SimulatedBus, until_s: float) -> None: ...
+
+    def setpoint_kpa(self) -> float: ...
+
+
+@dataclass
+class RunResult:
+    scenario: Scenario
+    samples: dict[str, array] = field(default_factory=dict)
+    speeds: list[array] = field(default_factory=list)  # % per pump, per sample
+    running: list[array] = field(default_factory=list)  # 1/0 per pump, per sample
+    power: list[array] = field(default_factory=list)  # electrical kW per pump, per sample
+    kpis: dict[str, Any] = field(default_factory=dict)
+    telemetry: list[bytes] = field(default_factory=list)
+
+
+def run(
+    scenario: Scenario,
+    controller: Controller,
+    hours: float | None = None,
+    progress: Callable[[float], None] | None = None,
+    station: SimulatedStation | None = None,
+) -> RunResult:
+    station = station or SimulatedStation(scenario)
+    hours = scenario.hours if hours is None else hours
+    dt = scenario.step_s
+    steps = round(hours * 3600.0 / dt)
+    per_sample = max(1, round(SAMPLE_S / dt))
+    result = RunResult(scenario)
+    result.samples = {name: array("d") for name in COLUMNS}
+    pumps = len(station.drives)
+    result.speeds = [array("d") for _ in range(pumps)]
+    result.running = [array("b") for _ in range(pumps)]
+    result.power = [array("d") for _ in range(pumps)]
+    bus, plant = station.bus, station.plant
+    min_margin = float("inf")
+    report_every = max(1, steps // 200)
+    for k in range(steps):
+        controller.advance(bus, station.t_s + dt)
+        station.step(dt)
+        if plant.suction_margin_kpa < min_margin:
+            min_margin = plant.suction_margin_kpa
+        if (k + 1) % per_sample == 0:
+            _sample(result, station, controller)
+        if progress is not None and k % report_every == 0:
+            progress(k / steps)
+    if progress is not None:
+        progress(1.0)
+    frames = getattr(controller, "telemetry_frames", None)
+    if frames is not None:
+        result.telemetry = list(frames())
+    result.kpis = kpis(result, station, min_margin)
+    return result
+
+
+def _sample(result: RunResult, station: SimulatedStation, controller: Controller) -> None:
+    plant = station.plant
+    s = result.samples
+    s["t_s"].append(station.t_s)
+    s["flow_m3h"].append(plant.flow_m3h)
+    s["demand_m3h"].append(plant.demand_m3h)
+    s["suction_kpa"].append(plant.suction_kpa)
+    s["discharge_kpa"].append(plant.discharge_kpa)
+    s["remote_dp_kpa"].append(plant.remote_dp_kpa)
+    s["setpoint_kpa"].append(controller.setpoint_kpa())
+    s["suction_margin_kpa"].append(plant.suction_margin_kpa)
+    s["surge_kpa"].append(plant.surge_kpa)
+    s["total_power_kw"].append(plant.total_power_kw)
+    s["outdoor_c"].append(plant.demand.outdoor_c if hasattr(plant.demand, "outdoor_c") else 0.0)
+    for i, drive in enumerate(station.drives):
+        result.speeds[i].append(drive.speed_pct)
+        result.running[i].append(1 if drive.running else 0)
+        result.power[i].append(plant.pump_power_kw[i])
+
+
+def kpis(result: RunResult, station: SimulatedStation, min_margin_kpa: float) -> dict[str, Any]:
+    """The KPI table's figures. 'Outside faults' leaves out each fault window plus 10 minutes."""
+    s = result.samples
+    t = s["t_s"]
+    band_kpa = 0.5 * station.plant.params.rho_kg_m3 * G / 1000.0  # ±0.5 m of water
+    windows = [(a, b + 600.0) for a, b, _ in station.fault_windows()]
+
+    def outside(i: int) -> bool:
+        return not any(a <= t[i] < b for a, b in windows)
+
+    in_band = total = 0
+    margin_outside = float("inf")
+    for i in range(len(t)):
+        if not outside(i):
+            continue
+        total += 1
+        if abs(s["remote_dp_kpa"][i] - s["setpoint_kpa"][i]) <= band_kpa:
+            in_band += 1
+        margin_outside = min(margin_outside, s["suction_margin_kpa"][i])
+    hours = (t[-1] if len(t) else 0.0) / 3600.0
+    return {
+        "hours": hours,
+        "energy_kwh": station.plant.total_energy_kwh,
+        "dp_in_band_pct": 100.0 * in_band / total if total else float("nan"),
+        "min_suction_margin_kpa": min_margin_kpa,
+        "min_suction_margin_outside_faults_kpa": margin_outside,
+        "max_surge_kpa": station.plant.surge_peak_kpa,
+        "max_slew_pct_s": max_slew(result, station),
+        "starts": list(station.starts),
+        "max_starts_per_hour": max_starts_per_hour(result),
+        "bus_requests": station.bus.requests,
+        "bus_corrupted_frames": station.bus.corrupted_frames,
+    }
+
+
+def max_slew(result: RunResult, station: SimulatedStation) -> float:
+    """Largest speed change per second of a running drive inside its operating range.
+
+    Below the drive's minimum speed a start follows the drive's own ramp to that minimum (the pump
+    delivers nothing there: its shut-off head is below the header's) and a coasting trip is no
+    command: both are left out.
+    """
+    worst = 0.0
+    for drive, speeds, running in zip(station.drives, result.speeds, result.running, strict=True):
+        floor = drive.config.min_speed_pct - 0.01
+        for i in range(1, len(speeds)):
+            if running[i] and running[i - 1] and speeds[i] >= floor and speeds[i - 1] >= floor:
+                worst = max(worst, abs(speeds[i] - speeds[i - 1]) / SAMPLE_S)
+    return worst
+
+
+def max_starts_per_hour(result: RunResult) -> int:
+    """Most starts of one pump within any sliding hour."""
+    worst = 0
+    t = result.samples["t_s"]
+    for running in result.running:
+        starts = [t[i] for i in range(1, len(running)) if running[i] and not running[i - 1]]
+        j = 0
+        for i, start in enumerate(starts):
+            while starts[j] <= start - 3600.0:
+                j += 1
+            worst = max(worst, i - j + 1)
+    return worst

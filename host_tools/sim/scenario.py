@@ -1,0 +1,308 @@
+"""Scenario files: the station, its drives and sensors, the day and weather, and a fault schedule.
+
+A scenario is a TOML file (readable, comments allowed). Every key is checked: an unknown key, a
+wrong type or a value out of range is refused with ScenarioError naming the file, the field and
+the reason, e.g. ``jia.toml: faults[1].pump: 4 is outside 1..3``. Times of day are "HH:MM"
+from the start of the run (a run may last several days: "30:00" is 06:00 on the second day).
+
+    name = "..."                       # shown in the KPI table
+    seed = 1                           # every random draw derives from it
+    hours = 24
+    controller = "agent"               # "agent" (firmware/) or "reference" (built-in, simple)
+    agent_config = "firmware/station.json"   # relative to the repository, for the agent
+
+    [day]   date = "2026-01-15"; mean_temp_c = -6.0 (optional); weather_sigma_c; flow_noise
+    [plant] step_s = 0.2; upstream_assist_m = 0.0; supply_temp_c = 120.0
+    [bus]   baud = 19200; turnaround_ms = 3
+    [[drives]] unit, profile (abb | danfoss | g120), accel_s, decel_s, comm_loss_action
+               (fault | hold | safe_speed | none), comm_timeout_s, safe_speed_pct
+    [io]    unit = 10
+    [[faults]] kind, at, duration_min (optional: without it the fault stays), and per kind:
+        pump_trip          pump (1..N), fault (overcurrent | overtemperature | dc_overvoltage)
+        drive_comm_loss    pump
+        sensor_wire_break  sensor (suction_kpa | discharge_kpa | remote_dp_kpa | supply_temp_c |
+                           flow_m3h), mode (wire_break | short | stuck; default wire_break)
+        crc_noise          probability (0..1, per frame)
+        suction_dip        kpa (0..500)
+        source_pumps_stop  -
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+DEFAULT_SCENARIO = SCENARIOS / "jia_january.toml"
+
+PROFILES = ("abb", "danfoss", "g120")
+COMM_LOSS_ACTIONS = ("fault", "hold", "safe_speed", "none")
+DRIVE_FAULTS = ("overcurrent", "overtemperature", "dc_overvoltage")
+SENSORS = ("suction_kpa", "discharge_kpa", "remote_dp_kpa", "supply_temp_c", "flow_m3h")
+SENSOR_MODES = ("wire_break", "short", "stuck")
+FAULT_FIELDS = {
+    "pump_trip": {"pump", "fault"},
+    "drive_comm_loss": {"pump"},
+    "sensor_wire_break": {"sensor", "mode"},
+    "crc_noise": {"probability"},
+    "suction_dip": {"kpa"},
+    "source_pumps_stop": set(),
+}
+
+
+class ScenarioError(ValueError):
+    def __init__(self, source: str, field_path: str, reason: str) -> None:
+        super().__init__(f"{source}: {field_path}: {reason}")
+        self.source = source
+        self.field = field_path
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class DriveSpec:
+    unit: int
+    profile: str
+    accel_s: float = 60.0
+    decel_s: float = 60.0
+    comm_loss_action: str = "safe_speed"
+    comm_timeout_s: float = 10.0
+    safe_speed_pct: float = 70.0
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    kind: str
+    at_s: float
+    duration_s: float | None
+    pump: int = 0  # 1-based, as on the station's panel
+    fault: str = "overcurrent"
+    sensor: str = ""
+    mode: str = "wire_break"
+    probability: float = 0.0
+    kpa: float = 0.0
+
+    @property
+    def end_s(self) -> float:
+        return float("inf") if self.duration_s is None else self.at_s + self.duration_s
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    source: str
+    seed: int = 1
+    hours: float = 24.0
+    controller: str = "agent"
+    agent_config: str = "firmware/station.json"
+    date: dt.date = dt.date(2026, 1, 15)
+    mean_temp_c: float | None = None
+    weather_sigma_c: float = 0.0
+    flow_noise: float = 0.01
+    step_s: float = 0.2
+    upstream_assist_m: float = 0.0
+    supply_temp_c: float = 120.0
+    baud: int = 19200
+    turnaround_ms: float = 3.0
+    drives: tuple[DriveSpec, ...] = ()
+    io_unit: int = 10
+    faults: tuple[FaultSpec, ...] = field(default_factory=tuple)
+
+
+class _Reader:
+    """Typed access to one table of the TOML document, naming the field in every error."""
+
+    def __init__(self, source: str, table: Any, path: str) -> None:
+        self.source = source
+        self.path = path
+        if not isinstance(table, dict):
+            raise ScenarioError(source, path or "(top)", "must be a table")
+        self.table = table
+        self.used: set[str] = set()
+
+    def _name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def error(self, key: str, reason: str) -> ScenarioError:
+        return ScenarioError(self.source, self._name(key), reason)
+
+    def get(self, key: str, kind: type, default: Any = None, required: bool = False) -> Any:
+        self.used.add(key)
+        if key not in self.table:
+            if required:
+                raise self.error(key, "is required")
+            return default
+        value = self.table[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise self.error(key, f"must be {kind.__name__}, not {type(value).__name__} {value!r}")
+        return value
+
+    def number(self, key: str, default: float | None, low: float, high: float, **kw: Any) -> Any:
+        value = self.get(key, float, default, **kw)
+        if value is not None and not low <= value <= high:
+            raise self.error(key, f"{value} is outside {low:g}..{high:g}")
+        return value
+
+    def integer(self, key: str, default: int | None, low: int, high: int, **kw: Any) -> Any:
+        value = self.get(key, int, default, **kw)
+        if value is not None and not low <= value <= high:
+            raise self.error(key, f"{value} is outside {low}..{high}")
+        return value
+
+    def choice(self, key: str, default: str | None, choices: tuple[str, ...], **kw: Any) -> Any:
+        value = self.get(key, str, default, **kw)
+        if value is not None and value not in choices:
+            raise self.error(key, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def table_of(self, key: str) -> _Reader:
+        self.used.add(key)
+        return _Reader(self.source, self.table.get(key, {}), self._name(key))
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.table) - self.used)
+        if unknown:
+            raise self.error(unknown[0], "unknown key")
+
+
+def _time_of_day(reader: _Reader, key: str, required: bool) -> float | None:
+    text = reader.get(key, str, None, required=required)
+    if text is None:
+        return None
+    hours, sep, minutes = text.partition(":")
+    if not (sep and hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+        raise reader.error(key, f"{text!r} is not HH:MM")
+    if int(minutes) >= 60:
+        raise reader.error(key, f"{text!r}: minutes must be below 60")
+    return int(hours) * 3600.0 + int(minutes) * 60.0
+
+
+def load(path: str | Path) -> Scenario:
+    path = Path(path)
+    source = str(path)
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ScenarioError(source, "(file)", exc.strerror or str(exc)) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ScenarioError(source, "(syntax)", str(exc)) from exc
+    return parse(document, source)
+
+
+def parse(document: dict[str, Any], source: str = "<scenario>") -> Scenario:
+    top = _Reader(source, document, "")
+    name = top.get("name", str, required=True)
+    seed = top.integer("seed", 1, 0, 2**31 - 1)
+    hours = top.number("hours", 24.0, 0.01, 24.0 * 151)
+    controller = top.choice("controller", "agent", ("agent", "reference"))
+    agent_config = top.get("agent_config", str, "firmware/station.json")
+
+    day = top.table_of("day")
+    date_text = day.get("date", str, "2026-01-15")
+    try:
+        date = dt.date.fromisoformat(date_text)
+    except ValueError as exc:
+        raise day.error("date", f"{date_text!r} is not YYYY-MM-DD") from exc
+    if not (date.month >= 11 or date.month <= 3):
+        raise day.error("date", f"{date_text} is outside the heating season (1 Nov - 31 Mar)")
+    mean_temp_c = day.number("mean_temp_c", None, -40.0, 18.0)
+    weather_sigma_c = day.number("weather_sigma_c", 0.0, 0.0, 10.0)
+    flow_noise = day.number("flow_noise", 0.01, 0.0, 0.2)
+    day.finish()
+
+    plant = top.table_of("plant")
+    step_s = plant.number("step_s", 0.2, 0.01, 1.0)
+    upstream_assist_m = plant.number("upstream_assist_m", 0.0, 0.0, 50.0)
+    supply_temp_c = plant.number("supply_temp_c", 120.0, 20.0, 180.0)
+    plant.finish()
+
+    bus = top.table_of("bus")
+    baud = bus.integer("baud", 19200, 1200, 115200)
+    turnaround_ms = bus.number("turnaround_ms", 3.0, 0.0, 100.0)
+    bus.finish()
+
+    io = top.table_of("io")
+    io_unit = io.integer("unit", 10, 1, 247)
+    io.finish()
+
+    top.used.add("drives")
+    raw_drives = document.get("drives", [])
+    if not isinstance(raw_drives, list) or not 1 <= len(raw_drives) <= 4:
+        raise ScenarioError(source, "drives", "must be a list of 1..4 [[drives]] tables")
+    drives = []
+    for i, raw in enumerate(raw_drives):
+        r = _Reader(source, raw, f"drives[{i}]")
+        drives.append(
+            DriveSpec(
+                unit=r.integer("unit", None, 1, 247, required=True),
+                profile=r.choice("profile", None, PROFILES, required=True),
+                accel_s=r.number("accel_s", 60.0, 0.0, 600.0),
+                decel_s=r.number("decel_s", 60.0, 0.0, 600.0),
+                comm_loss_action=r.choice("comm_loss_action", "safe_speed", COMM_LOSS_ACTIONS),
+                comm_timeout_s=r.number("comm_timeout_s", 10.0, 0.1, 600.0),
+                safe_speed_pct=r.number("safe_speed_pct", 70.0, 0.0, 100.0),
+            )
+        )
+        r.finish()
+    units = [d.unit for d in drives] + [io_unit]
+    if len(set(units)) != len(units):
+        raise ScenarioError(source, "drives", f"unit ids must be unique on the bus: {units}")
+
+    top.used.add("faults")
+    raw_faults = document.get("faults", [])
+    if not isinstance(raw_faults, list):
+        raise ScenarioError(source, "faults", "must be a list of [[faults]] tables")
+    faults = [_fault(source, raw, i, len(drives), hours) for i, raw in enumerate(raw_faults)]
+    top.finish()
+    return Scenario(
+        name=name,
+        source=source,
+        seed=seed,
+        hours=hours,
+        controller=controller,
+        agent_config=agent_config,
+        date=date,
+        mean_temp_c=mean_temp_c,
+        weather_sigma_c=weather_sigma_c,
+        flow_noise=flow_noise,
+        step_s=step_s,
+        upstream_assist_m=upstream_assist_m,
+        supply_temp_c=supply_temp_c,
+        baud=baud,
+        turnaround_ms=turnaround_ms,
+        drives=tuple(drives),
+        io_unit=io_unit,
+        faults=tuple(sorted(faults, key=lambda f: f.at_s)),
+    )
+
+
+def _fault(source: str, raw: Any, i: int, pumps: int, hours: float) -> FaultSpec:
+    r = _Reader(source, raw, f"faults[{i}]")
+    kind = r.choice("kind", None, tuple(FAULT_FIELDS), required=True)
+    at_s = _time_of_day(r, "at", required=True)
+    assert at_s is not None
+    if at_s >= hours * 3600.0:
+        raise r.error("at", f"is after the end of the run ({hours:g} h)")
+    duration_min = r.number("duration_min", None, 0.1, hours * 60.0)
+    allowed = FAULT_FIELDS[kind]
+    for key in set(r.table) - {"kind", "at", "duration_min"} - allowed:
+        raise r.error(key, f"does not apply to a {kind} fault")
+    spec: dict[str, Any] = {}
+    if "pump" in allowed:
+        spec["pump"] = r.integer("pump", None, 1, pumps, required=True)
+    if "fault" in allowed:
+        spec["fault"] = r.choice("fault", "overcurrent", DRIVE_FAULTS)
+    if "sensor" in allowed:
+        spec["sensor"] = r.choice("sensor", None, SENSORS, required=True)
+        spec["mode"] = r.choice("mode", "wire_break", SENSOR_MODES)
+    if "probability" in allowed:
+        spec["probability"] = r.number("probability", None, 0.0, 1.0, required=True)
+    if "kpa" in allowed:
+        spec["kpa"] = r.number("kpa", None, 0.0, 500.0, required=True)
+    r.finish()
+    duration_s = None if duration_min is None else duration_min * 60.0
+    return FaultSpec(kind=kind, at_s=at_s, duration_s=duration_s, **spec)

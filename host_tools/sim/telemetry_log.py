@@ -1,0 +1,80 @@
+"""The simulator's telemetry log: uplink frames (protocol/uplink.py), concatenated.
+
+Every frame's header names its kind and so its size, so the log needs no extra framing and replay
+tools read it with the same decoders as the live uplink. When the controller produces its own
+frames (the agent does) those are logged; otherwise the simulator writes what the station's
+instruments show, every ``period_s``, so a run always leaves a log.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from relaypump import uplink  # firmware/ is on sys.path (host_tools/__init__.py)
+
+from host_tools.sim.run import RunResult
+from protocol import fast
+
+PERIOD_S = 10.0
+
+
+def _scaled(value: float, scale: int, low: int, high: int) -> int:
+    return max(low, min(high, round(value * scale)))
+
+
+def station_frames(
+    result: RunResult, station_id: int = 1, period_s: float = PERIOD_S
+) -> list[bytes]:
+    """Telemetry frames of the station's true state, sampled every period_s."""
+    s = result.samples
+    start = dt.datetime.combine(result.scenario.date, dt.time(), dt.UTC).timestamp()
+    buf = bytearray(uplink.TELEMETRY_SIZE)
+    frames = []
+    every = max(1, round(period_s / (s["t_s"][1] - s["t_s"][0]))) if len(s["t_s"]) > 1 else 1
+    energy_kwh = 0.0
+    pump_energy = [0.0] * len(result.speeds)
+    for seq, i in enumerate(range(0, len(s["t_s"]), every)):
+        energy_kwh += s["total_power_kw"][i] * period_s / 3600.0
+        values = [0] * len(uplink.TELEMETRY_FIELDS)
+        values[uplink.I_TELEMETRY_STATION_ID] = station_id
+        values[uplink.I_TELEMETRY_SEQ] = seq
+        values[uplink.I_TELEMETRY_TIMESTAMP_S] = int(start + s["t_s"][i])
+        values[uplink.I_TELEMETRY_SUCTION_KPA_X10] = _scaled(s["suction_kpa"][i], 10, -32767, 32767)
+        values[uplink.I_TELEMETRY_DISCHARGE_KPA_X10] = _scaled(
+            s["discharge_kpa"][i], 10, -32767, 32767
+        )
+        values[uplink.I_TELEMETRY_REMOTE_DP_KPA_X10] = _scaled(
+            s["remote_dp_kpa"][i], 10, -32767, 32767
+        )
+        values[uplink.I_TELEMETRY_SUPPLY_TEMP_C_X100] = 12000
+        values[uplink.I_TELEMETRY_RETURN_TEMP_C_X100] = -32768
+        values[uplink.I_TELEMETRY_FLOW_M3H_X10] = _scaled(
+            s["flow_m3h"][i], 10, -(2**31) + 1, 2**31 - 1
+        )
+        values[uplink.I_TELEMETRY_SETPOINT_KPA_X10] = _scaled(s["setpoint_kpa"][i], 10, 0, 32767)
+        values[uplink.I_TELEMETRY_MODE] = uplink.MODE_REMOTE_DP
+        values[uplink.I_TELEMETRY_STATION_ENERGY_KWH_X10] = _scaled(energy_kwh, 10, 0, 2**32 - 1)
+        for p in range(min(3, len(result.speeds))):
+            base = uplink.I_TELEMETRY_PUMP1_SPEED_PCT_X100 + 6 * p
+            running = result.running[p][i]
+            power = result.power[p][i]
+            pump_energy[p] += power * period_s / 3600.0
+            values[base] = _scaled(result.speeds[p][i], 100, 0, 65535)
+            values[base + 2] = _scaled(power, 10, 0, 65535)
+            values[base + 3] = uplink.PUMP_RUNNING if running else uplink.PUMP_STANDBY
+            values[base + 5] = _scaled(pump_energy[p], 10, 0, 2**32 - 1)
+        uplink.encode_telemetry(buf, values)
+        frames.append(bytes(buf))
+    return frames
+
+
+def write(path: Path, frames: list[bytes]) -> None:
+    path.write_bytes(b"".join(frames))
+
+
+def read_telemetry(path: Path) -> list[dict]:
+    """Decode a log of telemetry frames (the fast decoder, identical to construct's parse)."""
+    data = path.read_bytes()
+    size = uplink.TELEMETRY_SIZE
+    return [fast.decode_telemetry(data[i : i + size]) for i in range(0, len(data), size)]
