@@ -111,6 +111,15 @@ class EventCode(IntEnum):
     SUPPLY_TEMP_HIGH = 20
     FLOW_HIGH = 21
     SOURCE_INTERLOCK_OPEN = 22
+    # SENSOR_FAULT/RESTORED value: 1 suction, 2 discharge, 3 remote DP, 4 supply temp, 5 flow,
+    # 6 source-running input, 7 outdoor temp
+    SENSOR_FAULT = 23  # a measurement a protection needs went BAD
+    STATION_LOCKOUT = 24  # repeated trips: every pump stopped until reset
+    LOCKOUT_RESET = 25  # subject 0 = station, 1..3 = pump
+    DISCHARGE_TRIP = 26  # discharge above its maximum for the delay: all pumps stopped
+    DRY_RUN = 27  # pumps running without flow for the delay: those pumps stopped and locked out
+    PROTECTION_CLEARED = 28  # value = the EventCode of the condition that cleared
+    SENSOR_RESTORED = 29
     PUMP_STARTED = 32
     PUMP_STOPPED = 33
     PUMP_TRIPPED = 34
@@ -134,6 +143,13 @@ EVENT_VALUE = {
     EventCode.SUPPLY_TEMP_HIGH: ("degC", 100),
     EventCode.FLOW_HIGH: ("m3/h", 10),
     EventCode.SOURCE_INTERLOCK_OPEN: ("", 1),
+    EventCode.SENSOR_FAULT: ("sensor channel", 1),
+    EventCode.STATION_LOCKOUT: ("trips in window", 1),
+    EventCode.LOCKOUT_RESET: ("0 auto, 1 manual", 1),
+    EventCode.DISCHARGE_TRIP: ("kPa", 10),
+    EventCode.DRY_RUN: ("m3/h", 10),
+    EventCode.PROTECTION_CLEARED: ("event code", 1),
+    EventCode.SENSOR_RESTORED: ("sensor channel", 1),
     EventCode.PUMP_STARTED: ("%", 100),
     EventCode.PUMP_STOPPED: ("%", 100),
     EventCode.PUMP_TRIPPED: ("drive fault code", 1),

@@ -66,7 +66,7 @@ def plot(result: RunResult, path: Path) -> None:
     ax.legend(loc="upper right", fontsize=8)
     for ax in axes:
         ax.grid(alpha=0.3)
-        for start, end, kind in _fault_spans(result):
+        for start, end in _fault_spans(result):
             ax.axvspan(start / 3600.0, end / 3600.0, color="red", alpha=0.08)
     axes[0].set_title(result.scenario.name)
     fig.tight_layout()
@@ -74,6 +74,6 @@ def plot(result: RunResult, path: Path) -> None:
     plt.close(fig)
 
 
-def _fault_spans(result: RunResult) -> list[tuple[float, float, str]]:
+def _fault_spans(result: RunResult) -> list[tuple[float, float]]:
     end_of_run = result.samples["t_s"][-1] if len(result.samples["t_s"]) else 0.0
-    return [(f.at_s, min(f.end_s, end_of_run), f.kind) for f in result.scenario.faults]
+    return [(f.at_s, min(f.end_s, end_of_run)) for f in result.scenario.faults]
