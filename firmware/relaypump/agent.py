@@ -1,0 +1,226 @@
+"""The station agent: one object that owns the snapshot and every concern, sans-IO.
+
+The runtime (boards' main.py, the simulator's in-process runner, the MicroPython VM in lockstep)
+does the I/O and keeps the time; the agent only decides. Two faces:
+
+    Field side, as fast as the bus allows:
+        frame = agent.next_request(now_ms)   bytes to put on the RS-485 wire, or None
+        agent.receive(data)                  bytes read from the wire
+    Control tick, every pid.period_ms:
+        agent.tick(now_ms)
+
+One tick, in the order of the data flow (DESIGN.md):
+    fieldbus -> snapshot (drive words, loop currents) -> sensors (scaling, NE43, plausibility)
+    -> protection.evaluate (limits, stops, lockouts) -> control.regulate (setpoint, PI, slew)
+    -> staging.update (which pumps) -> control.drive (per-pump commands) -> protection.enforce
+    (last guard) -> fieldbus writes the commands during the next cycle.
+Rules:
+- Nothing is decided before the first complete poll cycle: a reset agent first learns what runs
+  and adopts it (control.resume, staging.resume), so a restart never slams a pump.
+- A tripped drive is offered a fault reset (a 0->1 edge) after drive_reset_delay_s, at most
+  drive_resets_per_hour times an hour; staging has already replaced it with the standby.
+- Run time, starts and energy are counted here from what the drives report (state.py keeps them
+  exact for years); the runtime saves the state when ``state.urgent`` is set, or periodically.
+- Events of every concern go to one ring (events.py) that the uplink drains.
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):  # type: ignore[misc,no-redef]
+        return x
+
+
+from . import uplink
+from .control import Controller
+from .events import EventRing
+from .fieldbus import Fieldbus
+from .protection import Protection
+from .sensors import Sensors
+from .snapshot import DRIVE_RUNNING, DRIVE_TRIPPED, Snapshot
+from .staging import Staging
+from .state import StationState
+
+_G = 9.80665
+_EVENT_CAPACITY = const(64)
+_TICKS_HALF = const(0x20000000)
+_TICKS_MASK = const(0x3FFFFFFF)
+_HOUR_MS = const(3600000)
+
+
+def _ticks_diff(a, b):
+    return ((a - b + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
+
+
+class Agent:
+    def __init__(self, config, state=None):
+        n = len(config["pumps"])
+        self.config = config
+        self.pump_count = n
+        self.snapshot = Snapshot(n)
+        self.events = EventRing(_EVENT_CAPACITY)
+        self.state = state if state is not None else StationState(n)
+        self.sensors = Sensors(config["io"], self.snapshot)
+        self.fieldbus = Fieldbus(config, self.snapshot, self.sensors, self._bus_event)
+        self.protection = Protection(config, self.events, self.state)
+        self.control = Controller(config)
+        self.staging = Staging(config, self.control.model)
+        self.kpa_per_m = config["pump_model"]["density_kg_m3"] * _G / 1000.0
+        self.period_ms = int(config["pid"]["period_ms"])
+        protection = config["protection"]
+        self._reset_delay_ms = int(protection.get("drive_reset_delay_s", 300)) * 1000
+        self._resets_per_hour = int(protection.get("drive_resets_per_hour", 3))
+        self.enabled = (1 << n) - 1  # pumps the operator allows (commands, issue of the uplink)
+        self.primed = False
+        self.ticks = 0
+        self._last_ms = 0
+        self._was_running = bytearray(n)
+        self._tripped_ms = [0] * n
+        self._was_tripped = bytearray(n)
+        self._resets = [0] * n  # resets offered in the present hour
+        self._reset_hour_ms = [0] * n
+
+    # -- field side -------------------------------------------------------------------------------
+
+    def next_request(self, now_ms):
+        return self.fieldbus.next_request(now_ms)
+
+    def receive(self, data):
+        return self.fieldbus.receive(data)
+
+    def _bus_event(self, code, pump, now_ms):
+        severity = uplink.SEVERITY_ALARM
+        if code == uplink.EVENT_DRIVE_COMM_RESTORED:
+            severity = uplink.SEVERITY_NOTICE
+        self.events.push(code, severity, pump + 1, self.fieldbus.failures[pump], now_ms)
+
+    # -- control tick -----------------------------------------------------------------------------
+
+    def tick(self, now_ms):
+        fb = self.fieldbus
+        snap = self.snapshot
+        snap.now_ms = now_ms
+        fb.update_snapshot()
+        self.sensors.update(now_ms)
+        if not self.primed:
+            if not fb.cycles:
+                return  # wait for the first complete poll cycle
+            self._prime(now_ms)
+        dt_ms = _ticks_diff(now_ms, self._last_ms)
+        if dt_ms < 0:
+            dt_ms = 0
+        self._last_ms = now_ms
+        self.ticks += 1
+
+        protection = self.protection
+        protection.evaluate(snap, now_ms)
+        control = self.control
+        control.regulate(now_ms, snap, protection.max_speed_pct)
+        running = self._running_mask()
+        available = self._available_mask()
+        if not protection.start_allowed:
+            available &= running
+        flow = snap.flow_m3h
+        head_m = control.setpoint.required_head_m(flow.value, self.kpa_per_m)
+        staging = self.staging
+        mask = staging.update(
+            now_ms,
+            flow.value,
+            flow.usable(),
+            head_m,
+            available,
+            running,
+            self.state.run_s,
+            not protection.stop_all,
+        )
+        control.drive(now_ms, snap, mask, staging.exercise_mask)
+        protection.enforce(snap.commands)
+        self._staging_events(now_ms)
+        self._offer_resets(now_ms)
+        self._count(dt_ms)
+
+    def _prime(self, now_ms):
+        self.primed = True
+        self._last_ms = now_ms
+        self.control.resume(self.snapshot)
+        self.staging.resume(self._running_mask(), self._available_mask())
+        self.events.push(uplink.EVENT_AGENT_STARTED, uplink.SEVERITY_NOTICE, 0, 0, now_ms)
+
+    def _running_mask(self):
+        mask = 0
+        pumps = self.snapshot.pumps
+        for i in range(self.pump_count):
+            if pumps[i].online and pumps[i].state == DRIVE_RUNNING:
+                mask |= 1 << i
+        return mask
+
+    def _available_mask(self):
+        mask = 0
+        pumps = self.snapshot.pumps
+        protection = self.protection
+        for i in range(self.pump_count):
+            p = pumps[i]
+            if (
+                p.online
+                and p.state != DRIVE_TRIPPED
+                and protection.allowed[i]
+                and not protection.pump_locked[i]
+                and self.enabled & (1 << i)
+            ):
+                mask |= 1 << i
+        return mask
+
+    def _staging_events(self, now_ms):
+        staging = self.staging
+        for k in range(staging.event_count):
+            pump = staging.event_pump[k]
+            self.events.push(
+                staging.event_code[k],
+                uplink.SEVERITY_INFO,
+                pump,
+                staging.event_reason[k],
+                now_ms,
+            )
+
+    def _offer_resets(self, now_ms):
+        """A tripped drive gets a reset edge after the delay, a few times an hour at most."""
+        pumps = self.snapshot.pumps
+        for i in range(self.pump_count):
+            tripped = pumps[i].online and pumps[i].state == DRIVE_TRIPPED
+            if tripped and not self._was_tripped[i]:
+                self._tripped_ms[i] = now_ms
+                self.events.push(
+                    uplink.EVENT_PUMP_TRIPPED,
+                    uplink.SEVERITY_ALARM,
+                    i + 1,
+                    pumps[i].fault_code,
+                    now_ms,
+                )
+            self._was_tripped[i] = 1 if tripped else 0
+            if not tripped:
+                continue
+            if _ticks_diff(now_ms, self._reset_hour_ms[i]) >= _HOUR_MS:
+                self._reset_hour_ms[i] = now_ms
+                self._resets[i] = 0
+            if (
+                _ticks_diff(now_ms, self._tripped_ms[i]) >= self._reset_delay_ms
+                and self._resets[i] < self._resets_per_hour
+                and not self.snapshot.commands[i].reset
+            ):
+                self.snapshot.commands[i].reset = True
+                self._resets[i] += 1
+                self._tripped_ms[i] = now_ms  # the next offer waits the delay again
+
+    def _count(self, dt_ms):
+        state = self.state
+        pumps = self.snapshot.pumps
+        for i in range(self.pump_count):
+            p = pumps[i]
+            running = p.online and p.state == DRIVE_RUNNING
+            if running:
+                state.add_run(i, dt_ms)
+                state.add_energy(i, p.power_kw, dt_ms)
+                if not self._was_running[i]:
+                    state.count_start(i)
+            self._was_running[i] = 1 if running else 0

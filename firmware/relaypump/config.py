@@ -1,0 +1,576 @@
+"""The station configuration: one JSON file on the board, validated before anything uses it.
+
+``load_config(text_or_dict)`` returns a new dict with every key checked and every optional key
+filled with its default, or raises ConfigError whose message starts with the field's path and says
+why, e.g. ``pumps[1].profile: must be one of abb, danfoss, g120`` or
+``speed.min_pct: 120 > speed.max_pct 100``. List indices in paths are 0-based.
+
+Rules:
+- Unknown keys are errors (a typo must not silently fall back to a default).
+- Types are strict: an integer field refuses 2.5 and true; a number field takes 2 or 2.5 and is
+  returned as a float; booleans are JSON true/false only.
+- Ranges and cross-field rules: speed envelope 0 <= min < max <= 120 % with safe_pct inside it
+  (drives with comm_loss_action safe_speed go there); 1..3 pumps (the telemetry frame has 3 pump
+  slots); Modbus units unique over pumps and the I/O module; I/O registers and input bits unique;
+  sensor ranges low < high; a sensor fallback is "stop", "hold", a number inside the sensor's range,
+  or another sensor's key (or its key without the unit suffix, e.g. "discharge") that does not
+  itself fall back to a sensor; setpoint envelope min < max with the setpoint and both curves inside
+  it; curves have at least two points with strictly increasing x; the discharge fallback setpoint
+  below the discharge trip; the discharge trip inside the discharge sensor's range; the supply
+  temperature sensor inside 0..200 degC (the saturation table of protection.py).
+- Runs once at start-up on MicroPython: plain code, no schema objects kept in RAM afterwards.
+"""
+
+import json
+
+MAX_PUMPS = 3  # uplink.PUMP_SLOTS: the telemetry frame reports 3 pumps
+PROFILES = ("abb", "danfoss", "g120")
+REF_FULL_SCALE = {"abb": 20000, "danfoss": 16384, "g120": 16384}  # 0x4000 = 100 % (FC, PROFIdrive)
+COMM_LOSS_ACTIONS = ("fault", "hold", "safe_speed")
+BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
+PARITIES = ("N", "E", "O")
+REQUIRED_CHANNELS = ("suction_kpa", "discharge_kpa", "remote_dp_kpa", "supply_temp_c", "flow_m3h")
+OPTIONAL_CHANNELS = ("outdoor_temp_c",)
+REQUIRED_INPUTS = ("source_running",)
+OPTIONAL_INPUTS = ("bypass_open",)
+SETPOINT_MODES = ("fixed", "flow", "outdoor")
+FALLBACK_WORDS = ("stop", "hold")
+MAX_SUPPLY_TEMP_C = 200.0
+
+_REQUIRED = "\x00required"
+
+
+class ConfigError(ValueError):
+    """A configuration that must not be used; str() starts with the field's path."""
+
+
+def _fmt(value):
+    if isinstance(value, float):
+        return "%g" % value
+    if isinstance(value, str):
+        return '"%s"' % value
+    return str(value)
+
+
+def _fail(path, why):
+    raise ConfigError("%s: %s" % (path, why))
+
+
+def _section(doc, path, required, optional=()):
+    """Check doc is an object with every required key and nothing unknown."""
+    if type(doc) is not dict:
+        _fail(path, "must be an object")
+    for key in doc:
+        if key not in required and key not in optional:
+            _fail(_join(path, key), "unknown key")
+    for key in required:
+        if key not in doc:
+            _fail(_join(path, key), "missing")
+    return {}
+
+
+def _join(path, key):
+    return key if not path else path + "." + key
+
+
+def _get(doc, path, key, default):
+    if key in doc:
+        return doc[key]
+    if default is _REQUIRED:
+        _fail(_join(path, key), "missing")
+    return default
+
+
+def _num(doc, out, path, key, lo, hi, default=_REQUIRED):
+    value = _get(doc, path, key, default)
+    if type(value) not in (int, float):  # bool is not int here: type() is exact
+        _fail(_join(path, key), "must be a number, not %s" % _fmt(value))
+    value = float(value)
+    if not lo <= value <= hi:  # also refuses NaN
+        _fail(_join(path, key), "%s outside %s..%s" % (_fmt(value), _fmt(lo), _fmt(hi)))
+    out[key] = value
+    return value
+
+
+def _int(doc, out, path, key, lo, hi, default=_REQUIRED):
+    value = _get(doc, path, key, default)
+    if type(value) is not int:
+        _fail(_join(path, key), "must be an integer, not %s" % _fmt(value))
+    if not lo <= value <= hi:
+        _fail(_join(path, key), "%d outside %d..%d" % (value, lo, hi))
+    out[key] = value
+    return value
+
+
+def _bool(doc, out, path, key, default=_REQUIRED):
+    value = _get(doc, path, key, default)
+    if type(value) is not bool:
+        _fail(_join(path, key), "must be true or false, not %s" % _fmt(value))
+    out[key] = value
+    return value
+
+
+def _choice(doc, out, path, key, choices, default=_REQUIRED):
+    value = _get(doc, path, key, default)
+    if value not in choices or type(value) is not type(choices[0]):
+        _fail(_join(path, key), "must be one of %s" % ", ".join(str(c) for c in choices))
+    out[key] = value
+    return value
+
+
+def _less(out, path, low_key, high_key):
+    """out[low_key] < out[high_key], else an error naming both."""
+    low = out[low_key]
+    high = out[high_key]
+    if low > high:
+        _fail(_join(path, low_key), "%s > %s %s" % (_fmt(low), _join(path, high_key), _fmt(high)))
+    if low == high:
+        _fail(
+            _join(path, low_key),
+            "%s = %s %s, must be below" % (_fmt(low), _join(path, high_key), _fmt(high)),
+        )
+
+
+# --- sections ------------------------------------------------------------------------------------
+
+
+def _station(doc):
+    path = "station"
+    _section(doc, path, ("id", "name"))
+    out: dict = {}
+    _int(doc, out, path, "id", 0, 0xFFFFFFFF)
+    name = doc["name"]
+    if type(name) is not str or not 0 < len(name) <= 64:
+        _fail("station.name", "must be a text of 1..64 characters")
+    out["name"] = name
+    return out
+
+
+def _bus(doc):
+    path = "bus"
+    _section(
+        doc,
+        path,
+        ("baud",),
+        (
+            "parity",
+            "turnaround_ms",
+            "retries",
+            "lost_after_failures",
+            "timeout_margin_ms",
+            "lost_probe_ms",
+        ),
+    )
+    out: dict = {}
+    _choice(doc, out, path, "baud", BAUDS)
+    _choice(doc, out, path, "parity", PARITIES, "E")
+    _int(doc, out, path, "turnaround_ms", 0, 10000, 5)
+    _int(doc, out, path, "retries", 0, 10, 1)
+    _int(doc, out, path, "lost_after_failures", 1, 1000, 3)
+    _int(doc, out, path, "timeout_margin_ms", 0, 10000, 10)  # fieldbus.py: runtime latency
+    _int(doc, out, path, "lost_probe_ms", 0, 3600000, 1000)  # fieldbus.py: lost-device probe
+    return out
+
+
+def _pumps(doc):
+    if type(doc) is not list:
+        _fail("pumps", "must be a list")
+    if not 1 <= len(doc) <= MAX_PUMPS:
+        _fail("pumps", "%d pumps, must be 1..%d" % (len(doc), MAX_PUMPS))
+    pumps: list = []
+    units: dict = {}
+    for i in range(len(doc)):
+        path = "pumps[%d]" % i
+        entry = doc[i]
+        _section(
+            entry, path, ("unit", "profile"), ("ref_full_scale", "comm_loss_action", "rated_kw")
+        )
+        out: dict = {}
+        unit = _int(entry, out, path, "unit", 1, 247)
+        if unit in units:
+            _fail(path + ".unit", "%d is already used by %s" % (unit, units[unit]))
+        units[unit] = path + ".unit"
+        profile = _choice(entry, out, path, "profile", PROFILES)
+        _int(entry, out, path, "ref_full_scale", 1, 32767, REF_FULL_SCALE[profile])
+        _choice(entry, out, path, "comm_loss_action", COMM_LOSS_ACTIONS, "safe_speed")
+        if "rated_kw" in entry:  # drives.py: else pump_model.rated_kw
+            _num(entry, out, path, "rated_kw", 0.1, 5000.0)
+        pumps.append(out)
+    return pumps, units
+
+
+def _short(key):
+    """A channel key without its unit suffix: suction_kpa -> suction, supply_temp_c -> supply_temp."""
+    return key[: key.rfind("_")]
+
+
+def _channel(doc, path, registers):
+    _section(doc, path, ("register", "low", "high", "fallback"), ("max_rate_per_s",))
+    out: dict = {}
+    register = _int(doc, out, path, "register", 0, 65535)
+    if register in registers:
+        _fail(path + ".register", "%d is already used by %s" % (register, registers[register]))
+    registers[register] = path
+    _num(doc, out, path, "low", -1e6, 1e6)
+    _num(doc, out, path, "high", -1e6, 1e6)
+    _less(out, path, "low", "high")
+    _num(doc, out, path, "max_rate_per_s", 0.0, 1e6, 0.0)  # 0 = no rate-of-change check
+    out["fallback"] = doc["fallback"]
+    return out
+
+
+def _check_fallbacks(channels, path):
+    for key in channels:
+        where = "%s.%s.fallback" % (path, key)
+        fallback = channels[key]["fallback"]
+        kind = type(fallback)
+        if kind in (int, float):
+            fallback = float(fallback)
+            low = channels[key]["low"]
+            high = channels[key]["high"]
+            if not low <= fallback <= high:
+                _fail(
+                    where,
+                    "%s outside the sensor's range %s..%s"
+                    % (_fmt(fallback), _fmt(low), _fmt(high)),
+                )
+            channels[key]["fallback"] = fallback
+            continue
+        if kind is not str:
+            _fail(where, "must be stop, hold, a number or another sensor's name")
+        if fallback in FALLBACK_WORDS:
+            continue
+        target = fallback_channel(channels, fallback)
+        if target is None:
+            _fail(
+                where, "%s is not stop, hold, a number or a sensor of io.channels" % _fmt(fallback)
+            )
+        if target == key:
+            _fail(where, "a sensor cannot fall back to itself")
+        other = channels[target]["fallback"]
+        if type(other) is str and other not in FALLBACK_WORDS:
+            _fail(where, "%s falls back to a sensor itself (no chains)" % target)
+
+
+def fallback_channel(channels, name):
+    """The channel key a sensor-name fallback refers to (full key or key without the unit)."""
+    if name in channels:
+        return name
+    for key in channels:
+        if _short(key) == name:
+            return key
+    return None
+
+
+def _io(doc, pump_units):
+    path = "io"
+    _section(
+        doc,
+        path,
+        ("unit", "channels", "inputs"),
+        ("filter_s", "hold_s", "stale_s", "cross_check_s", "cross_check_min_speed_pct"),
+    )
+    out: dict = {}
+    unit = _int(doc, out, path, "unit", 1, 247)
+    if unit in pump_units:
+        _fail("io.unit", "%d is already used by %s" % (unit, pump_units[unit]))
+    cpath = "io.channels"
+    channels_doc = doc["channels"]
+    _section(channels_doc, cpath, REQUIRED_CHANNELS, OPTIONAL_CHANNELS)
+    channels: dict = {}
+    registers: dict = {}
+    for key in REQUIRED_CHANNELS + OPTIONAL_CHANNELS:
+        if key in channels_doc:
+            channels[key] = _channel(channels_doc[key], cpath + "." + key, registers)
+    _check_fallbacks(channels, cpath)
+    if channels["supply_temp_c"]["high"] > MAX_SUPPLY_TEMP_C:
+        _fail(
+            "io.channels.supply_temp_c.high",
+            "%s above %s degC (the saturation table of the suction protection)"
+            % (_fmt(channels["supply_temp_c"]["high"]), _fmt(MAX_SUPPLY_TEMP_C)),
+        )
+    out["channels"] = channels
+    ipath = "io.inputs"
+    inputs_doc = doc["inputs"]
+    _section(inputs_doc, ipath, REQUIRED_INPUTS, OPTIONAL_INPUTS)
+    inputs: dict = {}
+    bits: dict = {}
+    for key in REQUIRED_INPUTS + OPTIONAL_INPUTS:
+        if key in inputs_doc:
+            bit = _int(inputs_doc, inputs, ipath, key, 0, 15)
+            if bit in bits:
+                _fail(ipath + "." + key, "bit %d is already used by %s" % (bit, bits[bit]))
+            bits[bit] = ipath + "." + key
+    out["inputs"] = inputs
+    _num(doc, out, path, "filter_s", 0.0, 60.0, 2.0)
+    _num(doc, out, path, "hold_s", 0.0, 600.0, 10.0)
+    _num(doc, out, path, "stale_s", 0.0, 600.0, 1.0)  # sensors.py: no sample for this long
+    _num(doc, out, path, "cross_check_s", 0.0, 600.0, 2.0)  # sensors.py: suction < discharge
+    _num(doc, out, path, "cross_check_min_speed_pct", 0.0, 120.0, 40.0)
+    return out
+
+
+def _pump_model(doc):
+    path = "pump_model"
+    required = (
+        "shutoff_head_m",
+        "curve_k",
+        "bep_flow_m3h",
+        "bep_efficiency",
+        "min_flow_ratio",
+        "max_flow_ratio",
+        "rated_kw",
+    )
+    _section(doc, path, required, ("density_kg_m3", "npsh_bep_m"))
+    out: dict = {}
+    _num(doc, out, path, "shutoff_head_m", 1.0, 500.0)
+    _num(doc, out, path, "curve_k", 1e-9, 1.0)
+    _num(doc, out, path, "bep_flow_m3h", 1.0, 10000.0)
+    _num(doc, out, path, "bep_efficiency", 0.05, 1.0)
+    _num(doc, out, path, "min_flow_ratio", 0.0, 2.0)
+    _num(doc, out, path, "max_flow_ratio", 0.1, 2.0)
+    _less(out, path, "min_flow_ratio", "max_flow_ratio")
+    _num(doc, out, path, "rated_kw", 0.1, 5000.0)
+    _num(doc, out, path, "density_kg_m3", 800.0, 1100.0, 943.0)
+    _num(doc, out, path, "npsh_bep_m", 0.0, 30.0, 4.0)
+    return out
+
+
+def _speed(doc):
+    path = "speed"
+    _section(doc, path, ("min_pct", "max_pct", "safe_pct"), ("slew_pct_per_s", "follow_band_pct"))
+    out: dict = {}
+    _num(doc, out, path, "min_pct", 0.0, 120.0)
+    _num(doc, out, path, "max_pct", 1.0, 120.0)
+    _less(out, path, "min_pct", "max_pct")
+    _num(doc, out, path, "slew_pct_per_s", 0.01, 20.0, 1.0)
+    _num(doc, out, path, "follow_band_pct", 0.0, 50.0, 2.0)  # control.py
+    safe = _num(doc, out, path, "safe_pct", 0.0, 120.0)
+    if not out["min_pct"] <= safe <= out["max_pct"]:
+        _fail(
+            "speed.safe_pct",
+            "%s outside the speed envelope speed.min_pct..max_pct %s..%s"
+            % (_fmt(safe), _fmt(out["min_pct"]), _fmt(out["max_pct"])),
+        )
+    return out
+
+
+def _curve(doc, path, lo, hi):
+    if type(doc) is not list or len(doc) < 2:
+        _fail(path, "must be a list of at least 2 [x, y] points")
+    points: list = []
+    for i in range(len(doc)):
+        where = "%s[%d]" % (path, i)
+        point = doc[i]
+        if (
+            type(point) is not list
+            or len(point) != 2
+            or type(point[0]) not in (int, float)
+            or type(point[1]) not in (int, float)
+        ):
+            _fail(where, "must be an [x, y] pair of numbers")
+        x = float(point[0])
+        y = float(point[1])
+        if not -1e6 <= x <= 1e6:
+            _fail(where, "x %s out of range" % _fmt(x))
+        if points and x <= points[-1][0]:
+            _fail(where, "x %s not above the previous point's %s" % (_fmt(x), _fmt(points[-1][0])))
+        if not lo <= y <= hi:
+            _fail(
+                where,
+                "y %s outside setpoint.min_kpa..max_kpa %s..%s" % (_fmt(y), _fmt(lo), _fmt(hi)),
+            )
+        points.append([x, y])
+    return points
+
+
+def _setpoint(doc, channels):
+    path = "setpoint"
+    _section(
+        doc,
+        path,
+        ("mode", "dp_kpa", "min_kpa", "max_kpa", "discharge_fallback_kpa"),
+        ("ramp_kpa_per_s", "flow_curve", "outdoor_curve", "network_loss_m_per_m3h2"),
+    )
+    out: dict = {}
+    mode = _choice(doc, out, path, "mode", SETPOINT_MODES)
+    _num(doc, out, path, "min_kpa", 0.0, 2000.0)
+    _num(doc, out, path, "max_kpa", 0.0, 2000.0)
+    _less(out, path, "min_kpa", "max_kpa")
+    dp = _num(doc, out, path, "dp_kpa", 0.0, 2000.0)
+    if not out["min_kpa"] <= dp <= out["max_kpa"]:
+        _fail(
+            "setpoint.dp_kpa",
+            "%s outside setpoint.min_kpa..max_kpa %s..%s"
+            % (_fmt(dp), _fmt(out["min_kpa"]), _fmt(out["max_kpa"])),
+        )
+    _num(doc, out, path, "ramp_kpa_per_s", 0.001, 100.0, 0.5)
+    for key, needed in (("flow_curve", "flow"), ("outdoor_curve", "outdoor")):
+        if key in doc:
+            out[key] = _curve(doc[key], path + "." + key, out["min_kpa"], out["max_kpa"])
+        elif mode == needed:
+            _fail(path + "." + key, "missing (setpoint.mode is %s)" % mode)
+    if mode == "outdoor" and "outdoor_temp_c" not in channels:
+        _fail("setpoint.mode", "outdoor needs the sensor io.channels.outdoor_temp_c")
+    _num(doc, out, path, "discharge_fallback_kpa", 1.0, 4000.0)
+    _num(doc, out, path, "network_loss_m_per_m3h2", 0.0, 1.0, 6.72e-5)  # setpoint.py
+    return out
+
+
+def _pid(doc):
+    path = "pid"
+    _section(doc, path, ("kp", "ti_s"), ("td_s", "period_ms"))
+    out: dict = {}
+    _num(doc, out, path, "kp", 1e-6, 100.0)
+    _num(doc, out, path, "ti_s", 0.0, 3600.0)  # 0 = no integral action
+    _num(doc, out, path, "td_s", 0.0, 600.0, 0.0)
+    _int(doc, out, path, "period_ms", 50, 60000, 1000)
+    return out
+
+
+def _staging(doc, pump_count):
+    path = "staging"
+    _section(
+        doc,
+        path,
+        (),
+        (
+            "min_run_s",
+            "min_stop_s",
+            "max_starts_per_hour",
+            "hysteresis",
+            "rotation_hours",
+            "exercise_idle_hours",
+            "exercise_s",
+            "eval_period_s",
+            "settle_s",
+            "feasibility_margin",
+            "handover_s",
+            "max_running",
+        ),
+    )
+    out: dict = {}
+    _int(doc, out, path, "min_run_s", 0, 86400, 600)
+    _int(doc, out, path, "min_stop_s", 0, 86400, 300)
+    _int(doc, out, path, "max_starts_per_hour", 1, 60, 4)
+    _num(doc, out, path, "hysteresis", 0.0, 0.5, 0.05)
+    _int(doc, out, path, "rotation_hours", 0, 8760, 168)  # 0 = no rotation
+    _int(doc, out, path, "exercise_idle_hours", 0, 8760, 168)  # 0 = no exercise
+    _int(doc, out, path, "exercise_s", 0, 3600, 60)
+    _int(doc, out, path, "eval_period_s", 1, 3600, 10)  # staging.py
+    _int(doc, out, path, "settle_s", 0, 3600, 120)
+    _num(doc, out, path, "feasibility_margin", 0.0, 0.5, 0.03)
+    _int(doc, out, path, "handover_s", 1, 3600, 90)
+    if "max_running" in doc:  # staging.py: else pumps - 1 (one standby)
+        _int(doc, out, path, "max_running", 1, pump_count)
+    return out
+
+
+def _protection(doc, channels):
+    path = "protection"
+    _section(
+        doc,
+        path,
+        ("discharge_max_kpa", "atmosphere_kpa"),
+        (
+            "suction_margin_kpa",
+            "suction_slowdown_kpa",
+            "suction_stop_delay_s",
+            "suction_lockout_trips",
+            "suction_lockout_window_s",
+            "suction_auto_reset",
+            "lockout_reset_s",
+            "restart_delay_s",
+            "discharge_slowdown_kpa",
+            "discharge_stop_delay_s",
+            "dry_run_min_flow_m3h",
+            "dry_run_delay_s",
+            "dry_run_auto_reset",
+            "source_stop_delay_s",
+            "drive_reset_delay_s",
+            "drive_resets_per_hour",
+        ),
+    )
+    out: dict = {}
+    _num(doc, out, path, "suction_margin_kpa", 0.0, 500.0, 0.0)
+    _num(doc, out, path, "suction_slowdown_kpa", 0.0, 500.0, 30.0)
+    _int(doc, out, path, "suction_stop_delay_s", 0, 600, 10)
+    _int(doc, out, path, "suction_lockout_trips", 1, 20, 3)
+    _int(doc, out, path, "suction_lockout_window_s", 60, 86400, 3600)
+    _bool(doc, out, path, "suction_auto_reset", True)
+    _int(doc, out, path, "lockout_reset_s", 0, 86400, 1800)
+    _int(doc, out, path, "restart_delay_s", 0, 3600, 30)
+    dmax = _num(doc, out, path, "discharge_max_kpa", 10.0, 4000.0)
+    _num(doc, out, path, "discharge_slowdown_kpa", 0.0, 1000.0, 50.0)
+    if out["discharge_slowdown_kpa"] >= dmax:
+        _fail(
+            "protection.discharge_slowdown_kpa",
+            "%s not below protection.discharge_max_kpa %s"
+            % (_fmt(out["discharge_slowdown_kpa"]), _fmt(dmax)),
+        )
+    high = channels["discharge_kpa"]["high"]
+    if dmax >= high:
+        _fail(
+            "protection.discharge_max_kpa",
+            "%s not below the sensor's top io.channels."
+            "discharge_kpa.high %s: the trip could never be seen" % (_fmt(dmax), _fmt(high)),
+        )
+    _int(doc, out, path, "discharge_stop_delay_s", 0, 600, 2)
+    _num(doc, out, path, "dry_run_min_flow_m3h", 0.0, 10000.0, 50.0)
+    _int(doc, out, path, "dry_run_delay_s", 1, 3600, 60)
+    _bool(doc, out, path, "dry_run_auto_reset", False)
+    _int(doc, out, path, "source_stop_delay_s", 0, 600, 5)
+    _int(doc, out, path, "drive_reset_delay_s", 10, 86400, 300)
+    _int(doc, out, path, "drive_resets_per_hour", 0, 10, 3)
+    _num(doc, out, path, "atmosphere_kpa", 50.0, 110.0)
+    return out
+
+
+_TOP = ("station", "bus", "pumps", "io", "pump_model", "speed", "setpoint", "pid", "protection")
+
+
+def load_config(source):
+    """A validated config dict (defaults filled) from JSON text/bytes or a parsed dict."""
+    if isinstance(source, (bytes, bytearray)):
+        try:
+            source = bytes(source).decode()
+        except UnicodeError:
+            raise ConfigError("config: not UTF-8 text") from None
+    if isinstance(source, str):
+        try:
+            source = json.loads(source)
+        except ValueError as err:
+            raise ConfigError("config: not valid JSON (%s)" % err) from None
+    _section(source, "", _TOP, ("staging",))
+    out: dict = {}
+    out["station"] = _station(source["station"])
+    out["bus"] = _bus(source["bus"])
+    out["pumps"], units = _pumps(source["pumps"])
+    out["io"] = _io(source["io"], units)
+    channels = out["io"]["channels"]
+    out["pump_model"] = _pump_model(source["pump_model"])
+    out["speed"] = _speed(source["speed"])
+    out["pid"] = _pid(source["pid"])
+    out["staging"] = _staging(source.get("staging", {}), len(out["pumps"]))
+    out["protection"] = _protection(source["protection"], channels)
+    out["setpoint"] = _setpoint(source["setpoint"], channels)
+    if out["setpoint"]["discharge_fallback_kpa"] >= out["protection"]["discharge_max_kpa"]:
+        _fail(
+            "setpoint.discharge_fallback_kpa",
+            "%s not below protection.discharge_max_kpa %s"
+            % (
+                _fmt(out["setpoint"]["discharge_fallback_kpa"]),
+                _fmt(out["protection"]["discharge_max_kpa"]),
+            ),
+        )
+    return out
+
+
+def load_config_file(path, opener=open):
+    """load_config of a file (the runtime's helper); an unreadable file is a ConfigError too."""
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except OSError as err:
+        raise ConfigError("config: cannot read %s (%s)" % (path, err)) from None
+    return load_config(data)

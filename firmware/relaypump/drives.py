@@ -1,0 +1,310 @@
+"""Master-side drive profiles: what to write to a VFD and how to read what it reports.
+
+One small object per drive (``make_profile(pump_config, rated_kw)``), of the class its config's
+"profile" names: "abb" (ABB Drives profile, ACS/ACQ/ACH 580), "danfoss" (Danfoss FC profile,
+FC 102/202) or "g120" / "profidrive" (PROFIdrive telegram 1 words over Modbus, SINAMICS G120 map).
+The object holds the register map, scales and a tiny per-drive state: the last status word read
+and the last control word written, because starting and resetting are sequences:
+
+- PROFIdrive and ABB (same state machine): from SWITCH-ON INHIBITED (status bit 6) the master
+  writes 0x0476 (-> READY TO SWITCH ON), then 0x0477 (-> READY TO OPERATE), then 0x047F (run).
+  ``control_word`` picks the next word from the status it was given, so one status read + one
+  write per poll cycle walks the sequence. Stop (ramp, OFF1) is 0x047E: ON = 0 with "enable
+  operation" kept, otherwise the drive coasts instead of ramping. Coast (OFF2) 0x047D, quick
+  stop (OFF3) 0x047B.
+- Danfoss FC: bits are levels. 0x047C run, 0x043C ramp stop, 0x0474 coast, 0x046C quick stop.
+- Reset: bit 7 must rise from 0 to 1. While a tripped drive is not being reset the master writes
+  a word with bit 7 = 0 (0x0476 / 0x043C); a reset request then writes the same word with bit 7
+  set (0x04F6 / 0x04BC), which also leaves the drive stopped, so a new start sequence follows.
+  A reset is only sent to a drive whose status says tripped; ``reset_sent`` tells the caller the
+  edge went out (the request is consumed).
+Reference: speed % of nominal -> register: round(pct * full_scale / 100), clamped to 0..100 %
+(pump drives run forward only; a NaN counts as 0). ABB REF1 full scale is a drive parameter
+(46.01, config "ref_full_scale", default 20000); Danfoss and PROFIdrive use 0x4000 = 100 %.
+Actual speed uses the reference's scale, signed.
+Status -> DRIVE_* (snapshot.py): trip bit -> TRIPPED; inverter modulating (PROFIdrive bit 2
+"operation enabled", Danfoss bit 11 "running") -> RUNNING (also while ramping down); not under
+fieldbus control (PROFIdrive bit 9, Danfoss bit 9) -> NOT_READY; otherwise READY, including
+SWITCH-ON INHIBITED, which the start sequence leaves on its own.
+Fault codes (vendor numbers as read from the fault register) map to a common meaning: FAULT_*.
+Nothing here allocates per call except the float reference conversion.
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):  # type: ignore[misc,no-redef]
+        return x
+
+
+from relaypump.snapshot import (
+    CMD_COAST,
+    CMD_QUICK_STOP,
+    CMD_RUN,
+    DRIVE_NOT_READY,
+    DRIVE_READY,
+    DRIVE_RUNNING,
+    DRIVE_TRIPPED,
+)
+
+FAULT_NONE = const(0)
+FAULT_OVERCURRENT = const(1)
+FAULT_OVERTEMPERATURE = const(2)
+FAULT_DC_OVERVOLTAGE = const(3)
+FAULT_COMM_LOSS = const(4)
+FAULT_OTHER = const(5)
+
+_RESET_BIT = const(0x0080)
+_PD_READY_TO_SWITCH_ON = const(0x0001)
+_PD_READY_TO_OPERATE = const(0x0002)
+_PD_OPERATION_ENABLED = const(0x0004)
+_PD_FAULT = const(0x0008)
+_PD_SWITCH_ON_INHIBITED = const(0x0040)
+_PD_REMOTE = const(0x0200)
+_FC_READY = const(0x0003)
+_FC_TRIP = const(0x0008)
+_FC_BUS_CONTROL = const(0x0200)
+_FC_RUNNING = const(0x0800)
+
+
+class ProfileError(ValueError):
+    """A pump's config names an unknown profile or a bad scale."""
+
+
+def to_signed(word):
+    return word - 0x10000 if word & 0x8000 else word
+
+
+class _Profile:
+    NAME = ""
+    # Fast block, read every cycle: first register is the status word.
+    STATUS_ADDRESS = 0
+    STATUS_COUNT = 1
+    ACTUAL_INDEX = -1  # actual speed inside the fast block, or -1: read at ACTUAL_ADDRESS
+    ACTUAL_ADDRESS = -1
+    POWER_INDEX = -1  # power inside the fast block (ABB ACT2), or -1
+    CONTROL_ADDRESS = 0
+    REFERENCE_ADDRESS = 1
+    FULL_SCALE = 0x4000
+    FAULT_ADDRESS = 0
+    # Slow blocks, read in rotation: (address, count, current index, power index); -1 = absent.
+    AUX_BLOCKS: tuple = ()
+    CURRENT_SCALE = 0.1  # A per bit
+    POWER_SCALE = 0.1  # kW per bit
+    FAULTS: dict = {}
+
+    def __init__(self, full_scale=0, rated_kw=0.0):
+        self.full_scale = full_scale or self.FULL_SCALE
+        if not 0 < self.full_scale <= 0x7FFF:
+            raise ProfileError("ref_full_scale %d outside 1..32767" % self.full_scale)
+        self.speed_scale = 100.0 / self.full_scale  # % per bit of the actual value
+        self._ref_scale = self.full_scale / 100.0
+        self.current_scale = self.CURRENT_SCALE
+        self.power_scale = self.POWER_SCALE
+        self.status = 0  # last status word given to decode_status
+        self.last_word = 0  # last control word handed out
+        self.reset_sent = False  # the last control_word() call carried the reset edge
+
+    @property
+    def contiguous_write(self):
+        """Control word and reference can go in one write multiple registers (fc16)."""
+        return self.REFERENCE_ADDRESS == self.CONTROL_ADDRESS + 1
+
+    def reference(self, speed_pct):
+        """Register value for a speed reference in % of nominal speed."""
+        if not speed_pct > 0.0:  # also NaN
+            return 0
+        if speed_pct >= 100.0:
+            return self.full_scale
+        return int(speed_pct * self._ref_scale + 0.5)
+
+    def speed_pct(self, raw):
+        return to_signed(raw) * self.speed_scale
+
+    def fault_meaning(self, code):
+        if not code:
+            return FAULT_NONE
+        return self.FAULTS.get(code, FAULT_OTHER)
+
+    def decode_status(self, word):
+        raise NotImplementedError
+
+    def control_word(self, command, reset):
+        raise NotImplementedError
+
+    def _tripped_word(self, idle_word, reset):
+        """bit 7 low first, then the edge when a reset is wanted."""
+        if reset and not self.last_word & _RESET_BIT:
+            self.reset_sent = True
+            return idle_word | _RESET_BIT
+        return idle_word
+
+
+class ProfidriveProfile(_Profile):
+    """PROFIdrive STW1/ZSW1 over Modbus, register map of a SINAMICS G120 (wire = 40001-based
+    register number - 40001: STW1 40100 -> 99)."""
+
+    NAME = "profidrive"
+    STATUS_ADDRESS = 109  # ZSW1, then HIW actual speed
+    STATUS_COUNT = 2
+    ACTUAL_INDEX = 1
+    CONTROL_ADDRESS = 99  # STW1, then HSW setpoint
+    REFERENCE_ADDRESS = 100
+    FAULT_ADDRESS = 399  # r0947[0]
+    AUX_BLOCKS = ((344, 3, 0, 2),)  # r0027 current 0.01 A, r0031 torque, r0032 power 0.01 kW
+    CURRENT_SCALE = 0.01
+    POWER_SCALE = 0.01
+    FAULTS = {
+        30001: FAULT_OVERCURRENT,
+        30017: FAULT_OVERCURRENT,  # hardware current limit
+        7801: FAULT_OVERCURRENT,  # motor overcurrent
+        30002: FAULT_DC_OVERVOLTAGE,
+        7901: FAULT_OTHER,
+        30004: FAULT_OVERTEMPERATURE,
+        30005: FAULT_OVERTEMPERATURE,  # power unit I2t overload
+        7011: FAULT_OVERTEMPERATURE,  # motor overtemperature
+        1910: FAULT_COMM_LOSS,  # fieldbus setpoint timeout
+        8501: FAULT_COMM_LOSS,
+    }
+
+    WORD_IDLE = 0x0476  # OFF1 with pulses disabled: READY TO SWITCH ON
+    WORD_SWITCH_ON = 0x0477
+    WORD_RUN = 0x047F
+    WORD_RAMP_STOP = 0x047E
+    WORD_COAST = 0x047D
+    WORD_QUICK_STOP = 0x047B
+
+    def decode_status(self, word):
+        self.status = word
+        if word & _PD_FAULT:
+            return DRIVE_TRIPPED
+        if word & _PD_OPERATION_ENABLED:
+            return DRIVE_RUNNING
+        if not word & _PD_REMOTE:
+            return DRIVE_NOT_READY
+        return DRIVE_READY
+
+    def control_word(self, command, reset):
+        status = self.status
+        self.reset_sent = False
+        if status & _PD_FAULT:
+            word = self._tripped_word(self.WORD_IDLE, reset)
+        elif command == CMD_RUN:
+            if status & _PD_SWITCH_ON_INHIBITED:
+                word = self.WORD_IDLE
+            elif status & (_PD_READY_TO_OPERATE | _PD_OPERATION_ENABLED):
+                word = self.WORD_RUN
+            elif status & _PD_READY_TO_SWITCH_ON:
+                word = self.WORD_SWITCH_ON
+            else:
+                word = self.WORD_IDLE
+        elif command == CMD_COAST:
+            word = self.WORD_COAST
+        elif command == CMD_QUICK_STOP:
+            word = self.WORD_QUICK_STOP
+        else:
+            word = self.WORD_RAMP_STOP
+        self.last_word = word
+        return word
+
+
+class AbbProfile(ProfidriveProfile):
+    """ABB Drives profile (embedded fieldbus, Modbus): 400001.. -> wire 0.."""
+
+    NAME = "abb"
+    STATUS_ADDRESS = 3  # status word, ACT1 speed, ACT2 power (10000 = rated power)
+    STATUS_COUNT = 3
+    ACTUAL_INDEX = 1
+    POWER_INDEX = 2
+    CONTROL_ADDRESS = 0  # control word, REF1
+    REFERENCE_ADDRESS = 1
+    FULL_SCALE = 20000
+    FAULT_ADDRESS = 400  # 04.01 tripping fault
+    AUX_BLOCKS = ((106, 1, 0, -1),)  # 01.07 motor current 0.1 A
+    CURRENT_SCALE = 0.1
+    FAULTS = {
+        0x2310: FAULT_OVERCURRENT,
+        0x2340: FAULT_OVERCURRENT,  # short circuit
+        0x3210: FAULT_DC_OVERVOLTAGE,
+        0x4210: FAULT_OVERTEMPERATURE,  # IGBT
+        0x4310: FAULT_OVERTEMPERATURE,  # excess temperature
+        0x4981: FAULT_OVERTEMPERATURE,  # external temperature
+        0x7510: FAULT_COMM_LOSS,  # FBA A communication
+        0x6681: FAULT_COMM_LOSS,  # EFB communication loss
+    }
+
+    def __init__(self, full_scale=0, rated_kw=0.0):
+        super().__init__(full_scale, rated_kw)
+        if not rated_kw > 0.0:
+            raise ProfileError("abb: rated_kw needed to scale ACT2 power")
+        self.power_scale = rated_kw / 10000.0
+
+
+class DanfossProfile(_Profile):
+    """Danfoss FC profile (parameter 8-10 = FC profile); wire address = manual number - 1."""
+
+    NAME = "danfoss"
+    STATUS_ADDRESS = 50199  # STW
+    STATUS_COUNT = 1
+    ACTUAL_ADDRESS = 50209  # MAV (not adjacent: a second read)
+    CONTROL_ADDRESS = 49999  # CTW
+    REFERENCE_ADDRESS = 50009  # REF (not adjacent: two single writes)
+    FAULT_ADDRESS = 15299  # 15-30 alarm log: error code
+    AUX_BLOCKS = ((16099, 1, -1, 0), (16139, 1, 0, -1))  # 16-10 power 0.1 kW, 16-14 current 0.1 A
+    FAULTS = {
+        13: FAULT_OVERCURRENT,
+        16: FAULT_OVERCURRENT,  # short circuit
+        7: FAULT_DC_OVERVOLTAGE,
+        29: FAULT_OVERTEMPERATURE,  # heat sink
+        65: FAULT_OVERTEMPERATURE,  # control card
+        17: FAULT_COMM_LOSS,  # control word timeout
+    }
+
+    WORD_RUN = 0x047C
+    WORD_RAMP_STOP = 0x043C
+    WORD_COAST = 0x0474
+    WORD_QUICK_STOP = 0x046C
+
+    def decode_status(self, word):
+        self.status = word
+        if word & _FC_TRIP:
+            return DRIVE_TRIPPED
+        if word & _FC_RUNNING:
+            return DRIVE_RUNNING
+        if word & _FC_READY != _FC_READY or not word & _FC_BUS_CONTROL:
+            return DRIVE_NOT_READY
+        return DRIVE_READY
+
+    def control_word(self, command, reset):
+        self.reset_sent = False
+        if self.status & _FC_TRIP:
+            word = self._tripped_word(self.WORD_RAMP_STOP, reset)
+        elif command == CMD_RUN:
+            word = self.WORD_RUN
+        elif command == CMD_COAST:
+            word = self.WORD_COAST
+        elif command == CMD_QUICK_STOP:
+            word = self.WORD_QUICK_STOP
+        else:
+            word = self.WORD_RAMP_STOP
+        self.last_word = word
+        return word
+
+
+PROFILES = {
+    "abb": AbbProfile,
+    "danfoss": DanfossProfile,
+    "g120": ProfidriveProfile,
+    "profidrive": ProfidriveProfile,
+}
+
+
+def make_profile(pump, rated_kw=0.0):
+    """The profile object for one entry of config "pumps" (keys "profile", "ref_full_scale",
+    "rated_kw"; ``rated_kw`` is the default for the last, from pump_model)."""
+    name = pump.get("profile")
+    cls = PROFILES.get(name)
+    if cls is None:
+        raise ProfileError("pumps[].profile %r is not one of abb, danfoss, g120, profidrive" % name)
+    return cls(pump.get("ref_full_scale", 0), pump.get("rated_kw", rated_kw))

@@ -1,0 +1,528 @@
+"""The RS-485 poll cycle: drives and the I/O module on one Modbus RTU bus, sans-IO.
+
+The runtime does the I/O and the timing; this module decides what goes on the wire:
+
+    frame = fb.next_request(now_ms)   # bytes to send now, or None (a transaction is pending)
+    fb.receive(data)                  # bytes from the UART, in any split
+    fb.poll(now_ms)                   # BUSY / IDLE: completes or times out the transaction
+    fb.update_snapshot()              # once per control tick: results -> Snapshot
+
+``next_request`` polls first, so a runtime loop is just "feed what arrived, ask for the next frame,
+send it". The runtime must leave the Modbus inter-frame silence (3.5 character times, ``gap_us``)
+between the last byte it received and the first byte it sends: at 19200 baud that is 2.0 ms, finer
+than the millisecond ticks this module works with, so it is the UART layer's job (a board waits it
+out with ticks_us; the simulator's runner schedules it in virtual time).
+
+The cycle (built once from the config, ``plan`` below), per drive in config order:
+- one read of the profile's fast block: status word, and the actual speed (and ABB's ACT2 power)
+  when adjacent; Danfoss FC needs a second read for its main actual value;
+- one write of control word + reference (fc16 when adjacent, else two fc06 writes). The words
+  come from the drive profile (drives.py), driven by the status read just before, from the
+  Snapshot's DriveCommand of this pump. A reset request (DriveCommand.reset) is consumed (set back
+  to False) once the reset edge has been written, or at once if the drive is not tripped;
+then the I/O module: one read of the analog block (input registers, uA) and one of the discrete
+inputs; then one slow ("aux") read that rotates over the drives' current/power registers, except
+that a drive newly found tripped gets its fault register read first. NE43 status registers of the
+module are not read: the status follows from the current, which sensors.py evaluates.
+Timeouts: per request, (request + response bytes) * 11 bits / baud + 3.5 characters, rounded up
+to ms, + bus.turnaround_ms (device reaction) + bus.timeout_margin_ms (runtime latency).
+Errors: timeouts, CRC errors and unexpected frames are retried bus.retries times; an exception
+response is not (the device is there and said no). A transaction that still fails counts one
+failure for its device and skips the device's remaining transactions this cycle. After
+bus.lost_after_failures consecutive failures the device is lost: PumpStatus.online = False (state
+DRIVE_UNKNOWN), Snapshot.io_online = False for the I/O module, and for a drive
+``on_event(EVENT_DRIVE_COMM_LOST, pump_index, now_ms)`` is called (pump_index 0-based). A lost
+device is probed with its first read once every bus.lost_probe_ms, without retries, so a dead unit
+costs one timeout per probe instead of its retries every cycle; the first good answer brings it
+back (EVENT_DRIVE_COMM_RESTORED).
+Allocation: the cycle stores register values as ints; floats (speed, current, power) are made in
+``update_snapshot`` and only for values that changed. The reference float is converted when the
+command's speed object changes. Errors allocate (exception objects); a healthy cycle does not,
+apart from what RtuMaster itself allocates per request.
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):  # type: ignore[misc,no-redef]
+        return x
+
+
+from relaypump import modbus as mb
+from relaypump.drives import make_profile
+from relaypump.snapshot import DRIVE_TRIPPED, DRIVE_UNKNOWN
+from relaypump.uplink import EVENT_DRIVE_COMM_LOST, EVENT_DRIVE_COMM_RESTORED
+
+IDLE = const(0)  # no transaction pending: next_request will hand out the next frame
+BUSY = const(1)
+
+# Kinds of transaction in the plan.
+K_STATUS = const(0)
+K_ACTUAL = const(1)
+K_WRITE = const(2)  # fc16 control word + reference
+K_WRITE_CONTROL = const(3)  # fc06
+K_WRITE_REFERENCE = const(4)  # fc06
+K_ANALOG = const(5)
+K_INPUTS = const(6)
+K_AUX = const(7)
+
+# Why a device's last transaction failed.
+ERR_NONE = const(0)
+ERR_TIMEOUT = const(1)
+ERR_CRC = const(2)
+ERR_UNEXPECTED = const(3)
+ERR_EXCEPTION = const(4)
+
+_FAULT_BLOCK = const(255)  # aux target: the fault register
+_BITS_PER_CHAR = const(11)
+
+
+class FieldbusConfigError(ValueError):
+    """The config's bus / pumps / io section cannot drive a bus: names the field and the reason."""
+
+
+def _ticks_diff(a, b):
+    return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
+
+
+def _int(section, key, default, low, high, where):
+    value = section.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise FieldbusConfigError("%s.%s: need an integer %d..%d" % (where, key, low, high))
+    return value
+
+
+class Fieldbus:
+    def __init__(self, config, snapshot, sensors=None, on_event=None):
+        bus = config.get("bus", {})
+        self.baud = _int(bus, "baud", 19200, 1200, 1000000, "bus")
+        self.turnaround_ms = _int(bus, "turnaround_ms", 5, 0, 10000, "bus")
+        self.margin_ms = _int(bus, "timeout_margin_ms", 10, 0, 10000, "bus")
+        self.retries = _int(bus, "retries", 1, 0, 10, "bus")
+        self.lost_after = _int(bus, "lost_after_failures", 3, 1, 1000, "bus")
+        self.lost_probe_ms = _int(bus, "lost_probe_ms", 1000, 0, 3600000, "bus")
+        # 3.5 characters of silence between frames; fixed 1750 us above 19200 baud (spec 2.5.1.1).
+        if self.baud > 19200:
+            self.gap_us = 1750
+        else:
+            self.gap_us = (38500000 + self.baud - 1) // self.baud
+
+        pumps = config.get("pumps")
+        if not isinstance(pumps, list) or not pumps:
+            raise FieldbusConfigError("pumps: need a list of at least one drive")
+        rated_kw = config.get("pump_model", {}).get("rated_kw", 0.0)
+        io = config.get("io", {})
+        self.snapshot = snapshot
+        self.sensors = sensors
+        self.on_event = on_event
+        self.master = mb.RtuMaster()
+        try:
+            self.profiles = [make_profile(p, rated_kw) for p in pumps]
+        except ValueError as e:
+            raise FieldbusConfigError("pumps: %s" % e) from None
+        n = len(pumps)
+        if len(snapshot.pumps) != n:
+            raise FieldbusConfigError(
+                "pumps: %d in config, %d in snapshot" % (n, len(snapshot.pumps))
+            )
+        self.pump_count = n
+        self.io_index = n  # device index of the I/O module
+        units = [_int(p, "unit", 0, 1, 247, "pumps[%d]" % i) for i, p in enumerate(pumps)]
+        units.append(_int(io, "unit", 0, 1, 247, "io"))
+        for i in range(len(units)):
+            if units[i] in units[:i]:
+                raise FieldbusConfigError("unit %d: used twice on the bus" % units[i])
+        self.units = units
+
+        registers = [
+            _int(c, "register", 0, 0, 0xFFFF, "io.channels." + name)
+            for name, c in io.get("channels", {}).items()
+        ]
+        inputs = [
+            _int(io.get("inputs", {}), k, 0, 0, 0xFFFF, "io.inputs") for k in io.get("inputs", {})
+        ]
+        self.analog_address = min(registers) if registers else 0
+        self.analog_count = max(registers) - self.analog_address + 1 if registers else 0
+        self.input_count = max(inputs) + 1 if inputs else 0
+        if self.analog_count > 125 or self.input_count > 2000:
+            raise FieldbusConfigError("io: channels span more registers / inputs than one read")
+        self.analog_ua = [0] * max(1, self.analog_count)  # uA, indexed from analog_address
+        self.inputs = 0  # discrete inputs, bit i = input i
+        self.io_at_ms = 0
+
+        devices = n + 1
+        self.failures = [0] * devices  # consecutive failed transactions
+        self.lost = [False] * devices
+        self.heard = [False] * devices  # answered at least once
+        self.last_error = [ERR_NONE] * devices
+        self.lost_events = [0] * devices  # how often each device was declared lost
+        self._probe_ms = [0] * devices
+        self._skip = [False] * devices  # failed this cycle
+        # Per drive: raw registers of the last good reads.
+        self.state = [DRIVE_UNKNOWN] * n
+        self.status_word = [0] * n
+        self.actual_raw = [0] * n
+        self.current_raw = [0] * n
+        self.power_raw = [0] * n
+        self.fault_raw = [0] * n
+        self.at_ms = [0] * n
+        self._fault_read = [False] * n
+        self._published = [[-1, -1, -1] for _ in range(n)]  # actual, current, power in Snapshot
+        self._ref_source = [None] * n  # speed float the cached reference was made from
+        self._ref_raw = [0] * n
+        self._control = [0] * n  # words of this cycle's write (kept for retries)
+        self._reference = [0] * n
+        self._values = [0, 0]  # fc16 payload
+
+        kinds = bytearray()
+        devs = bytearray()
+        firsts = bytearray()
+        aux_dev = bytearray()
+        aux_block = bytearray()
+        for i, p in enumerate(self.profiles):
+            kinds.append(K_STATUS)
+            devs.append(i)
+            firsts.append(1)
+            if p.ACTUAL_INDEX < 0 and p.ACTUAL_ADDRESS >= 0:
+                kinds.append(K_ACTUAL)
+                devs.append(i)
+                firsts.append(0)
+            if p.contiguous_write:
+                kinds.append(K_WRITE)
+                devs.append(i)
+                firsts.append(0)
+            else:
+                kinds.extend(bytes((K_WRITE_CONTROL, K_WRITE_REFERENCE)))
+                devs.extend(bytes((i, i)))
+                firsts.extend(b"\x00\x00")
+            for k in range(len(p.AUX_BLOCKS)):
+                aux_dev.append(i)
+                aux_block.append(k)
+        first_io = 1
+        if self.analog_count:
+            kinds.append(K_ANALOG)
+            devs.append(n)
+            firsts.append(first_io)
+            first_io = 0
+        if self.input_count:
+            kinds.append(K_INPUTS)
+            devs.append(n)
+            firsts.append(first_io)
+        if len(aux_dev):
+            kinds.append(K_AUX)
+            devs.append(0)  # replaced by the chosen drive
+            firsts.append(0)
+        self.plan_kinds = kinds
+        self.plan_devices = devs
+        self._plan_first = firsts
+        self._aux_dev = aux_dev
+        self._aux_block = aux_block
+        self._aux_next = 0
+        self._aux_target = 0
+        self._aux_target_block = 0
+
+        self._slot = 0
+        self._attempt = 0
+        self._probing = False
+        self._pending = False
+        self._sent_ms = 0
+        self._cycle_started = False
+        self._cycle_done = False
+        self._cycle_attempts = 0
+        self._cycle_start_ms = 0
+        # Counters for telemetry and the bench; they only grow (cycle_ms is the last cycle's).
+        self.cycles = 0
+        self.cycle_ms = 0
+        self.transactions = 0  # completed (good) transactions
+        self.attempts = 0  # requests sent, retries included
+        self.retries_used = 0
+        self.failed = 0  # transactions that failed after their retries
+        self.tx_bytes = 0
+        self.rx_bytes = 0
+        self.stray_bytes = 0  # bytes received while nothing was pending
+
+    # -- timing ---------------------------------------------------------------------------------
+
+    def timeout_ms(self, request_len, response_len):
+        """Deadline of one transaction, counted from handing out the request."""
+        bits = (request_len + response_len) * _BITS_PER_CHAR + 39  # + 3.5 characters
+        wire_ms = (bits * 1000 + self.baud - 1) // self.baud
+        return wire_ms + self.turnaround_ms + self.margin_ms
+
+    # -- the runtime's face ---------------------------------------------------------------------
+
+    def next_request(self, now_ms):
+        """The next frame to send (a memoryview, valid until the next call), or None while a
+        transaction is pending or nothing is due (every device lost and no probe due)."""
+        if self._pending and self.poll(now_ms) == BUSY:
+            return None
+        plan_len = len(self.plan_kinds)
+        for _ in range(plan_len + 1):
+            if not self._cycle_started:
+                self._start_cycle(now_ms)
+            frame = self._build(now_ms)
+            if frame is not None:
+                m = self.master
+                m.timeout_ms = self.timeout_ms(len(frame), m.response_length())
+                m.poll(now_ms)  # arms the deadline
+                self._pending = True
+                self._sent_ms = now_ms
+                self.attempts += 1
+                self.tx_bytes += len(frame)
+                return frame
+            self._advance()
+        return None
+
+    def receive(self, data):
+        """Feed bytes from the bus; returns how many the pending transaction took."""
+        if not self._pending:
+            self.stray_bytes += len(data)
+            return 0
+        taken = self.master.receive(data)
+        self.stray_bytes += len(data) - taken
+        return taken
+
+    def poll(self, now_ms):
+        """Completes the pending transaction (response decoded, or its deadline passed)."""
+        if not self._pending:
+            return IDLE
+        try:
+            state = self.master.poll(now_ms)
+        except mb.ModbusError as e:
+            self._pending = False
+            self._fail(e, now_ms)
+            return IDLE
+        if state != mb.DONE:
+            return BUSY
+        self._pending = False
+        self.rx_bytes += self.master.response_length()
+        self._done(now_ms)
+        return IDLE
+
+    def update_snapshot(self):
+        """Copy the latest drive data and link health into the Snapshot (call once per tick)."""
+        snap = self.snapshot
+        for i in range(self.pump_count):
+            ps = snap.pumps[i]
+            online = self.heard[i] and not self.lost[i]
+            ps.online = online
+            if not online:
+                ps.state = DRIVE_UNKNOWN
+                continue
+            ps.state = self.state[i]
+            ps.fault_code = self.fault_raw[i]
+            ps.at_ms = self.at_ms[i]
+            p = self.profiles[i]
+            seen = self._published[i]
+            raw = self.actual_raw[i]
+            if raw != seen[0]:
+                seen[0] = raw
+                ps.speed_pct = p.speed_pct(raw)
+            raw = self.current_raw[i]
+            if raw != seen[1]:
+                seen[1] = raw
+                ps.current_a = raw * p.current_scale
+            raw = self.power_raw[i]
+            if raw != seen[2]:
+                seen[2] = raw
+                ps.power_kw = raw * p.power_scale
+        io = self.io_index
+        snap.io_online = self.heard[io] and not self.lost[io]
+
+    def online(self, device):
+        return self.heard[device] and not self.lost[device]
+
+    def fault_meaning(self, pump):
+        """FAULT_* (drives.py) of the pump's last fault code."""
+        return self.profiles[pump].fault_meaning(self.fault_raw[pump])
+
+    # -- the cycle ------------------------------------------------------------------------------
+
+    def _start_cycle(self, now_ms):
+        # A pass that sent nothing (every device lost, no probe due) is not a cycle.
+        if self._cycle_done:
+            self.cycle_ms = _ticks_diff(now_ms, self._cycle_start_ms)
+        if self._cycle_done or not self.attempts:
+            self._cycle_start_ms = now_ms
+        self._cycle_done = False
+        self._cycle_attempts = self.attempts
+        self._cycle_started = True
+        skip = self._skip
+        for d in range(len(skip)):
+            skip[d] = False
+
+    def _advance(self):
+        self._attempt = 0
+        self._probing = False
+        self._slot += 1
+        if self._slot >= len(self.plan_kinds):
+            self._slot = 0
+            self._cycle_started = False
+            if self.attempts != self._cycle_attempts:
+                self.cycles += 1
+                self._cycle_done = True
+
+    def _build(self, now_ms):
+        """The request of the current slot, or None when the slot is skipped."""
+        slot = self._slot
+        kind = self.plan_kinds[slot]
+        dev = self.plan_devices[slot]
+        if kind == K_AUX:
+            if self._attempt == 0 and not self._choose_aux():
+                return None
+            dev = self._aux_target
+        if self._skip[dev]:
+            return None
+        if self.lost[dev] and self._attempt == 0:
+            if not self._plan_first[slot]:
+                return None
+            if _ticks_diff(now_ms, self._probe_ms[dev]) < self.lost_probe_ms:
+                return None
+            self._probe_ms[dev] = now_ms
+            self._probing = True
+        m = self.master
+        unit = self.units[dev]
+        if kind == K_ANALOG:
+            return m.read_input_registers(unit, self.analog_address, self.analog_count)
+        if kind == K_INPUTS:
+            return m.read_discrete_inputs(unit, 0, self.input_count)
+        p = self.profiles[dev]
+        if kind == K_STATUS:
+            return m.read_holding_registers(unit, p.STATUS_ADDRESS, p.STATUS_COUNT)
+        if kind == K_ACTUAL:
+            return m.read_holding_registers(unit, p.ACTUAL_ADDRESS, 1)
+        if kind == K_AUX:
+            block = self._aux_target_block
+            if block == _FAULT_BLOCK:
+                return m.read_holding_registers(unit, p.FAULT_ADDRESS, 1)
+            address, count, _, _ = p.AUX_BLOCKS[block]
+            return m.read_holding_registers(unit, address, count)
+        if self._attempt == 0 and kind != K_WRITE_REFERENCE:
+            self._make_command(dev)
+        if kind == K_WRITE:
+            values = self._values
+            values[0] = self._control[dev]
+            values[1] = self._reference[dev]
+            return m.write_registers(unit, p.CONTROL_ADDRESS, values)
+        if kind == K_WRITE_CONTROL:
+            return m.write_register(unit, p.CONTROL_ADDRESS, self._control[dev])
+        return m.write_register(unit, p.REFERENCE_ADDRESS, self._reference[dev])
+
+    def _make_command(self, dev):
+        cmd = self.snapshot.commands[dev]
+        p = self.profiles[dev]
+        self._control[dev] = p.control_word(cmd.command, cmd.reset)
+        speed = cmd.speed_pct
+        if speed is not self._ref_source[dev]:
+            self._ref_source[dev] = speed
+            self._ref_raw[dev] = p.reference(speed)
+        self._reference[dev] = self._ref_raw[dev]
+
+    def _choose_aux(self):
+        """Fault register of a drive newly found tripped first, else the next block in turn."""
+        for i in range(self.pump_count):
+            if self.state[i] == DRIVE_TRIPPED and not self._fault_read[i] and self.online(i):
+                self._aux_target = i
+                self._aux_target_block = _FAULT_BLOCK
+                return True
+        count = len(self._aux_dev)
+        for _ in range(count):
+            k = self._aux_next
+            self._aux_next = k + 1 if k + 1 < count else 0
+            dev = self._aux_dev[k]
+            if self.online(dev) and not self._skip[dev]:
+                self._aux_target = dev
+                self._aux_target_block = self._aux_block[k]
+                return True
+        return False
+
+    def _done(self, now_ms):
+        slot = self._slot
+        kind = self.plan_kinds[slot]
+        dev = self._aux_target if kind == K_AUX else self.plan_devices[slot]
+        m = self.master
+        if kind == K_STATUS:
+            p = self.profiles[dev]
+            word = m.register(0)
+            self.status_word[dev] = word
+            state = p.decode_status(word)
+            self.state[dev] = state
+            if state != DRIVE_TRIPPED:
+                self.fault_raw[dev] = 0
+                self._fault_read[dev] = False
+            if p.ACTUAL_INDEX >= 0:
+                self.actual_raw[dev] = m.register(p.ACTUAL_INDEX)
+            if p.POWER_INDEX >= 0:
+                self.power_raw[dev] = m.register(p.POWER_INDEX)
+            self.at_ms[dev] = now_ms
+        elif kind == K_ACTUAL:
+            self.actual_raw[dev] = m.register(0)
+        elif kind == K_WRITE or kind == K_WRITE_CONTROL:
+            cmd = self.snapshot.commands[dev]
+            if cmd.reset and (self.profiles[dev].reset_sent or self.state[dev] != DRIVE_TRIPPED):
+                cmd.reset = False
+        elif kind == K_ANALOG:
+            ua = self.analog_ua
+            for k in range(self.analog_count):
+                ua[k] = m.register(k)
+            self.io_at_ms = now_ms
+            if self.sensors is not None:
+                self.sensors.sample_analog(now_ms, ua, self.analog_address)
+        elif kind == K_INPUTS:
+            bits = 0
+            for k in range(self.input_count):
+                if m.bit(k):
+                    bits |= 1 << k
+            self.inputs = bits
+            if self.sensors is not None:
+                self.sensors.sample_inputs(now_ms, bits)
+        elif kind == K_AUX:
+            block = self._aux_target_block
+            if block == _FAULT_BLOCK:
+                self.fault_raw[dev] = m.register(0)
+                self._fault_read[dev] = True
+            else:
+                _, _, current_index, power_index = self.profiles[dev].AUX_BLOCKS[block]
+                if current_index >= 0:
+                    self.current_raw[dev] = m.register(current_index)
+                if power_index >= 0:
+                    self.power_raw[dev] = m.register(power_index)
+        self.transactions += 1
+        self.failures[dev] = 0
+        self.last_error[dev] = ERR_NONE
+        self.heard[dev] = True
+        if self.lost[dev]:
+            self.lost[dev] = False
+            self._event(EVENT_DRIVE_COMM_RESTORED, dev, now_ms)
+        self._advance()
+
+    def _fail(self, error, now_ms):
+        kind = self.plan_kinds[self._slot]
+        dev = self._aux_target if kind == K_AUX else self.plan_devices[self._slot]
+        if isinstance(error, mb.ExceptionResponse):
+            code = ERR_EXCEPTION
+        elif isinstance(error, mb.CrcError):
+            code = ERR_CRC
+        elif isinstance(error, mb.UnexpectedResponse):
+            code = ERR_UNEXPECTED
+        else:
+            code = ERR_TIMEOUT
+        self.last_error[dev] = code
+        if code != ERR_EXCEPTION and not self._probing and self._attempt < self.retries:
+            self._attempt += 1
+            self.retries_used += 1
+            return  # same slot again
+        self.failed += 1
+        self.failures[dev] += 1
+        self._skip[dev] = True
+        if not self.lost[dev] and self.failures[dev] >= self.lost_after:
+            self.lost[dev] = True
+            self._probe_ms[dev] = now_ms  # first probe one lost_probe_ms from now
+            self.lost_events[dev] += 1
+            self._event(EVENT_DRIVE_COMM_LOST, dev, now_ms)
+        self._advance()
+
+    def _event(self, code, dev, now_ms):
+        if dev < self.pump_count and self.on_event is not None:
+            self.on_event(code, dev, now_ms)

@@ -1,0 +1,658 @@
+"""Station protection: decides each tick what the control and staging are allowed to do.
+
+``Protection(config, events, state=None)``; per tick ``evaluate(snapshot, now_ms)`` (after the
+sensors, before control) sets the outputs below; ``enforce(snapshot.commands)`` is the last guard
+after staging; ``reset(pump, now_ms)`` is the operator's reset command (0 = station + all pumps).
+
+Outputs (attributes, updated in place):
+- ``stop_all`` / ``stop_reason``: stop every relay pump with ``stop_command[i]`` (CMD_STOP: the
+  drive's ramp, a soft stop; CMD_COAST only for a drive that has tripped already). The reason is
+  the EVENT_* code of the cause, by priority: STATION_LOCKOUT, SENSOR_FAULT, SOURCE_INTERLOCK_OPEN,
+  DISCHARGE_TRIP, SUCTION_TRIP; 0 = none.
+- ``start_allowed``: False = start no further pump (running ones may go on): suction below its
+  limit, the source pumps not confirmed running, or a protection sensor on "hold".
+- ``max_speed_pct``: speed cap for every pump (slow-down); speed.max_pct when nothing caps.
+- ``allowed[i]`` (False: pump locked out, keep it stopped), ``pump_locked[i]``, ``locked_out``.
+- ``alarm_bits``: ALARM_* bits for telemetry; ``suction_limit_kpa()`` for telemetry and KPIs.
+
+Protections (units kPa gauge, degC, m3/h, % speed; delays in the config in s):
+- Suction: limit = p_sat(T_supply) + max(50 kPa, rho g max(1.3 NPSHr, NPSHr + 1 m)) - p_atm
+  + suction_margin_kpa, NPSHr = npsh_bep_m * max(0.6 s, q/Q_bep)^2 of the fastest running pump
+  with the flow split equally (no pump running: NPSHr at BEP, full speed, the start condition).
+  Above limit + suction_slowdown_kpa: no cap. Inside that band the cap falls linearly from
+  max_pct to min_pct. Below the limit: min_pct, no starts, and after suction_stop_delay_s with a
+  pump running a trip (all stop). suction_lockout_trips trips within suction_lockout_window_s lock
+  the station out; it resets itself after lockout_reset_s when suction_auto_reset (and suction is
+  above the band), else by reset(). After a trip (or a reset) pumps may run again once suction has
+  been above the band for restart_delay_s.
+- Discharge: cap falls linearly from max_pct to min_pct over the discharge_slowdown_kpa below
+  discharge_max_kpa; above the max for discharge_stop_delay_s with a pump running: trip (all stop);
+  restart once below the band for restart_delay_s.
+- Dry run: pumps running with the station flow below dry_run_min_flow_m3h for dry_run_delay_s:
+  each of those pumps is stopped and locked out (reset(); or after lockout_reset_s when
+  dry_run_auto_reset).
+- Source interlock: the source-running input off (or unreadable) blocks starts at once and stops
+  all pumps after source_stop_delay_s; pumps may run again once it has been on for restart_delay_s.
+- Sensor faults (quality BAD) of suction, discharge, supply temperature and flow follow the
+  channel's configured fallback. "stop" (and a sensor-name fallback: no other sensor can stand in
+  for these) stops all pumps until the sensor has been good for restart_delay_s. A number is used
+  as the value. "hold": suction/discharge -> speed capped at speed.safe_pct and no starts (the
+  protection is blind); supply temperature -> the last good value (none yet: the sensor's top of
+  range, the worst case); flow -> dry-run timing paused and NPSHr taken at max_flow_ratio.
+  HELD and SUBSTITUTE values are used as they come. Every BAD transition emits SENSOR_FAULT /
+  SENSOR_RESTORED. The shipped config stops on a lost suction or discharge sensor: the safe choice
+  for the pumps (cavitation, over-pressure) when nothing can be measured.
+- Events go into the EventRing on transitions only; stop_all entering/leaving also emits
+  SAFE_STATE_ENTERED (value = stop_reason) / SAFE_STATE_LEFT.
+
+Implementation: measurements are converted once per tick to scaled integers (0.1 kPa, 0.01 degC,
+0.1 m3/h, 0.01 %); everything after that is integer arithmetic below 2**30, so it allocates
+nothing and decides identically on CPython and MicroPython. Timers accumulate the wrap-safe tick
+differences (a stalled tick counts at most 10 min), so no stored tick can alias after 2**30 ms.
+"""
+
+from array import array
+
+from . import uplink
+from .snapshot import BAD, CMD_COAST, CMD_RUN, CMD_STOP, DRIVE_RUNNING, DRIVE_TRIPPED
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):  # type: ignore[misc,no-redef]
+        return x
+
+
+_TICKS_MASK = const(0x3FFFFFFF)
+_TICKS_HALF = const(0x20000000)
+_MAX_DT_MS = const(600000)
+_MAX_TIMER_MS = const(0x10000000)
+_OFF = const(-1)  # a timer that is not running
+_NONE = const(-0x20000000)  # no usable value
+_HYST_X10 = const(50)  # 5 kPa: a warning clears only this far inside the good side
+
+# fallback kinds
+_FB_STOP = const(0)
+_FB_HOLD = const(1)
+_FB_VALUE = const(2)
+
+# sensor channels (the value of SENSOR_FAULT / SENSOR_RESTORED events)
+CH_SUCTION = const(1)
+CH_DISCHARGE = const(2)
+CH_SUPPLY_TEMP = const(4)
+CH_FLOW = const(5)
+CH_SOURCE = const(6)
+
+# suction / discharge state
+_OK = const(0)
+_TRIPPED = const(1)
+_LOCKED = const(2)
+
+# p_sat of water (IAPWS-IF97 region 4) at 0, 2, 4 .. 200 degC in 0.1 kPa abs, rounded up; linear
+# interpolation between the points of this convex curve stays on the high (safe) side.
+_PSAT_X10 = (
+    7, 8, 9, 10, 11, 13, 15, 16, 19, 21, 24, 27, 30, 34, 38, 43, 48, 54, 60, 67, 74, 83, 92,
+    101, 112, 124, 137, 151, 166, 182, 200, 219, 240, 262, 286, 313, 341, 371, 403, 438, 475,
+    514, 557, 602, 651, 702, 757, 816, 878, 944, 1015, 1089, 1168, 1252, 1341, 1434, 1533, 1638,
+    1748, 1865, 1987, 2116, 2252, 2395, 2545, 2703, 2869, 3042, 3225, 3416, 3616, 3825, 4044,
+    4273, 4512, 4762, 5022, 5294, 5578, 5874, 6182, 6503, 6837, 7184, 7545, 7921, 8311, 8717,
+    9137, 9574, 10027, 10496, 10983, 11488, 12010, 12551, 13110, 13689, 14288, 14907, 15547,
+)  # fmt: skip
+
+
+def saturation_kpa_x10(temp_c_x100):
+    """Vapour pressure of water (0.1 kPa abs, rounded up) at a temperature in 0.01 degC."""
+    if temp_c_x100 <= 0:
+        return _PSAT_X10[0]
+    i = temp_c_x100 // 200
+    if i >= 100:
+        return _PSAT_X10[100]
+    low = _PSAT_X10[i]
+    return low + ((_PSAT_X10[i + 1] - low) * (temp_c_x100 - i * 200) + 199) // 200
+
+
+def _ticks_diff(a, b):
+    return ((a - b + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
+
+
+def _x10(value):
+    return round(value * 10.0)
+
+
+def _fallback(channel):
+    fb = channel["fallback"]
+    if type(fb) is float:
+        return _FB_VALUE
+    if fb == "hold":
+        return _FB_HOLD
+    return _FB_STOP  # "stop", or another sensor: none can stand in for a protection's sensor
+
+
+def _timer(timer, active, dt):
+    """Advance a timer: _OFF while inactive, else ms since the condition began (capped)."""
+    if not active:
+        return _OFF
+    if timer < 0:
+        return 0
+    timer += dt
+    return timer if timer < _MAX_TIMER_MS else _MAX_TIMER_MS
+
+
+class Protection:
+    def __init__(self, config, events, state=None):
+        p = config["protection"]
+        speed = config["speed"]
+        model = config["pump_model"]
+        channels = config["io"]["channels"]
+        n = len(config["pumps"])
+        self.pump_count = n
+        self._events = events
+        self._state = state
+        # configuration as scaled integers
+        self._margin_x10 = _x10(p["suction_margin_kpa"]) - _x10(p["atmosphere_kpa"])
+        self._suction_band_x10 = _x10(p["suction_slowdown_kpa"])
+        self._suction_delay_ms = p["suction_stop_delay_s"] * 1000
+        self._lockout_trips = p["suction_lockout_trips"]
+        self._lockout_window_ms = p["suction_lockout_window_s"] * 1000
+        self._suction_auto_reset = p["suction_auto_reset"]
+        self._lockout_reset_ms = p["lockout_reset_s"] * 1000
+        self._restart_ms = p["restart_delay_s"] * 1000
+        self._discharge_max_x10 = _x10(p["discharge_max_kpa"])
+        self._discharge_band_x10 = _x10(p["discharge_slowdown_kpa"])
+        self._discharge_delay_ms = p["discharge_stop_delay_s"] * 1000
+        self._dry_flow_x10 = _x10(p["dry_run_min_flow_m3h"])
+        self._dry_delay_ms = p["dry_run_delay_s"] * 1000
+        self._dry_auto_reset = p["dry_run_auto_reset"]
+        self._source_delay_ms = p["source_stop_delay_s"] * 1000
+        self._min_x100 = int(speed["min_pct"] * 100.0 + 0.5)
+        self._max_x100 = int(speed["max_pct"] * 100.0 + 0.5)
+        self._safe_x100 = int(speed["safe_pct"] * 100.0 + 0.5)
+        self._min_pct = speed["min_pct"]
+        self._npsh_bep_mm = int(model["npsh_bep_m"] * 1000.0 + 0.5)
+        self._bep_flow_x10 = _x10(model["bep_flow_m3h"])
+        self._max_flow_permil = int(model["max_flow_ratio"] * 1000.0 + 0.5)
+        self._rho_g = int(model["density_kg_m3"] * 9.80665 + 0.5)  # Pa per m of water column
+        # sensor fallbacks (kind, scaled value)
+        self._fb_suction = _fallback(channels["suction_kpa"])
+        self._fb_discharge = _fallback(channels["discharge_kpa"])
+        self._fb_temp = _fallback(channels["supply_temp_c"])
+        self._fb_flow = _fallback(channels["flow_m3h"])
+        self._fbv_suction = self._fbv(channels["suction_kpa"], 10.0)
+        self._fbv_discharge = self._fbv(channels["discharge_kpa"], 10.0)
+        self._fbv_temp = self._fbv(channels["supply_temp_c"], 100.0)
+        self._fbv_flow = self._fbv(channels["flow_m3h"], 10.0)
+        self._temp_last_x100 = int(channels["supply_temp_c"]["high"] * 100.0 + 0.5)  # worst case
+        # outputs
+        self.stop_all = False
+        self.stop_reason = 0
+        self.start_allowed = False
+        self.max_speed_pct = speed["max_pct"]
+        self._cap_x100 = self._max_x100
+        self.allowed = [True] * n
+        self.pump_locked = [False] * n
+        self.locked_out = False
+        self.stop_command = [CMD_STOP] * n
+        self.alarm_bits = 0
+        self.suction_limit_x10 = 0
+        # internal state
+        self._started = False
+        self._last_ms = 0
+        self._running = bytearray(n)
+        self._suction_state = _OK
+        self._suction_low = False
+        self._suction_below = _OFF
+        self._suction_good = _OFF
+        self._lock_age = _OFF
+        self._trip_age = array("i", [_OFF] * self._lockout_trips)
+        self._discharge_state = _OK
+        self._discharge_high = False
+        self._discharge_above = _OFF
+        self._discharge_good = _OFF
+        self._dry = _OFF
+        self._pump_lock_age = array("i", [_OFF] * n)
+        self._source_open = False
+        self._source_off = _OFF
+        self._source_on = _OFF
+        self._sensor_bits = 0  # bit CH_* set while that sensor is BAD
+        self._sensor_stop = False
+        self._sensor_good = _OFF
+        self._blind = False  # a protection sensor on "hold": cap at safe speed, no starts
+        if state is not None:  # lockouts survive a restart
+            if state.station_lockout:
+                self._suction_state = _LOCKED
+                self._lock_age = 0
+                self.locked_out = True
+            for i in range(min(n, state.pump_count)):
+                if state.pump_lockout[i]:
+                    self.pump_locked[i] = True
+                    self._pump_lock_age[i] = 0
+
+    @staticmethod
+    def _fbv(channel, scale):
+        fb = channel["fallback"]
+        if type(fb) is float:
+            return int(fb * scale + (0.5 if fb >= 0 else -0.5))
+        return _NONE
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _emit(self, code, severity, subject, value, now):
+        self._events.push(code, severity, subject, value, now)
+
+    def _sensor(self, m, channel, now):
+        """True when m is usable; tracks the BAD bit of the channel and its events."""
+        bit = 1 << channel
+        if m.quality != BAD:
+            if self._sensor_bits & bit:
+                self._sensor_bits &= ~bit
+                self._emit(uplink.EVENT_SENSOR_RESTORED, uplink.SEVERITY_NOTICE, 0, channel, now)
+            return True
+        if not self._sensor_bits & bit:
+            self._sensor_bits |= bit
+            self._emit(uplink.EVENT_SENSOR_FAULT, uplink.SEVERITY_ALARM, 0, channel, now)
+        return False
+
+    def suction_limit_kpa(self):
+        return self.suction_limit_x10 / 10.0
+
+    # --- per tick --------------------------------------------------------------------------------
+    def evaluate(self, snap, now_ms):
+        now = now_ms & _TICKS_MASK
+        if self._started:
+            dt = _ticks_diff(now, self._last_ms)
+            if dt < 0:
+                dt = 0
+            elif dt > _MAX_DT_MS:
+                dt = _MAX_DT_MS
+        else:
+            dt = 0
+            self._started = True
+        self._last_ms = now
+        n = self.pump_count
+        pumps = snap.pumps
+        commands = snap.commands
+
+        # which pumps run, and the fastest one's speed
+        n_run = 0
+        speed_x100 = 0
+        for i in range(n):
+            p = pumps[i]
+            running = p.state == DRIVE_RUNNING or (not p.online and commands[i].command == CMD_RUN)
+            self._running[i] = running
+            if running:
+                n_run += 1
+                s = int(p.speed_pct * 100.0)
+                if s > speed_x100:
+                    speed_x100 = s
+            self.stop_command[i] = CMD_COAST if p.state == DRIVE_TRIPPED else CMD_STOP
+
+        # measurements -> scaled integers (or _NONE), with the sensor fallbacks
+        stop_sensor = False
+        blind = False
+        m = snap.suction_kpa
+        if self._sensor(m, CH_SUCTION, now):
+            suction = _x10(m.value)
+        else:
+            suction = self._fbv_suction
+            if self._fb_suction == _FB_STOP:
+                stop_sensor = True
+            elif self._fb_suction == _FB_HOLD:
+                blind = True
+        m = snap.discharge_kpa
+        if self._sensor(m, CH_DISCHARGE, now):
+            discharge = _x10(m.value)
+        else:
+            discharge = self._fbv_discharge
+            if self._fb_discharge == _FB_STOP:
+                stop_sensor = True
+            elif self._fb_discharge == _FB_HOLD:
+                blind = True
+        m = snap.supply_temp_c
+        if self._sensor(m, CH_SUPPLY_TEMP, now):
+            temp = int(m.value * 100.0)
+            self._temp_last_x100 = temp
+        elif self._fb_temp == _FB_VALUE:
+            temp = self._fbv_temp
+        else:
+            temp = self._temp_last_x100
+            if self._fb_temp == _FB_STOP:
+                stop_sensor = True
+        m = snap.flow_m3h
+        if self._sensor(m, CH_FLOW, now):
+            flow = _x10(m.value)
+        else:
+            flow = self._fbv_flow
+            if self._fb_flow == _FB_STOP:
+                stop_sensor = True
+        m = snap.source_running
+        source_ok = self._sensor(m, CH_SOURCE, now) and m.value >= 0.5
+
+        limit = self._suction_limit(temp, flow, n_run, speed_x100)
+        self.suction_limit_x10 = limit
+        cap = self._max_x100
+        start_ok = True
+
+        # suction (trips older than the lockout window no longer count)
+        ages = self._trip_age
+        window = self._lockout_window_ms
+        for i in range(len(ages)):
+            if ages[i] >= 0:
+                age = ages[i] + dt
+                ages[i] = age if age <= window else _OFF
+        if suction != _NONE:
+            c = self._suction(suction - limit, n_run, dt, now, suction)
+            if c < cap:
+                cap = c
+            if suction < limit:
+                start_ok = False
+        elif self._suction_state == _LOCKED:
+            self._lock_age = _timer(self._lock_age, True, dt)
+
+        # discharge
+        if discharge != _NONE:
+            c = self._discharge(discharge, n_run, dt, now)
+            if c < cap:
+                cap = c
+
+        # dry run (flow unknown: paused)
+        if flow != _NONE:
+            self._dry_run(flow, n_run, dt, now)
+        self._pump_auto_reset(dt, now)
+
+        # source interlock
+        self._source_off = _timer(self._source_off, not source_ok, dt)
+        self._source_on = _timer(self._source_on, source_ok and self._source_open, dt)
+        if not source_ok:
+            start_ok = False
+            if not self._source_open and self._source_off >= self._source_delay_ms:
+                self._source_open = True
+                self._emit(uplink.EVENT_SOURCE_INTERLOCK_OPEN, uplink.SEVERITY_ALARM, 0, 0, now)
+        elif self._source_open and self._source_on >= self._restart_ms:
+            self._source_open = False
+            self._source_on = _OFF
+            self._emit(
+                uplink.EVENT_PROTECTION_CLEARED,
+                uplink.SEVERITY_NOTICE,
+                0,
+                uplink.EVENT_SOURCE_INTERLOCK_OPEN,
+                now,
+            )
+
+        # sensor faults
+        if stop_sensor:
+            self._sensor_stop = True
+            self._sensor_good = _OFF
+        elif self._sensor_stop:
+            self._sensor_good = _timer(self._sensor_good, True, dt)
+            if self._sensor_good >= self._restart_ms:
+                self._sensor_stop = False
+                self._sensor_good = _OFF
+        self._blind = blind
+        if blind:
+            start_ok = False
+            if self._safe_x100 < cap:
+                cap = self._safe_x100
+
+        self._outputs(cap, start_ok, now)
+
+    def _suction_limit(self, temp_x100, flow_x10, n_run, speed_x100):
+        """Lowest allowed suction pressure (0.1 kPa gauge) for this temperature and duty."""
+        if n_run == 0:
+            npsh_mm = self._npsh_bep_mm
+        else:
+            s_permil = speed_x100 // 10
+            if flow_x10 != _NONE and flow_x10 >= 0:
+                x = (flow_x10 // n_run) * 1000 // self._bep_flow_x10
+            else:
+                x = self._max_flow_permil * s_permil // 1000  # unknown flow: the worst allowed
+            r = 6 * s_permil // 10
+            if x > r:
+                r = x
+            npsh_mm = (self._npsh_bep_mm * r // 1000) * r // 1000
+        need_mm = (13 * npsh_mm + 9) // 10
+        if npsh_mm + 1000 > need_mm:
+            need_mm = npsh_mm + 1000
+        need_x10 = ((need_mm + 9) // 10 * self._rho_g + 9999) // 10000
+        if need_x10 < 500:
+            need_x10 = 500  # p_sat + 50 kPa at least
+        return saturation_kpa_x10(temp_x100) + need_x10 + self._margin_x10
+
+    def _suction(self, margin, n_run, dt, now, suction):
+        """Suction state machine; returns its speed cap (0.01 %)."""
+        band = self._suction_band_x10
+        # warning: entering the slow-down band
+        if not self._suction_low:
+            if margin < band or margin < 0:  # (band 0: below the limit)
+                self._suction_low = True
+                self._emit(uplink.EVENT_SUCTION_LOW, uplink.SEVERITY_WARNING, 0, suction, now)
+        elif margin >= band + _HYST_X10:
+            self._suction_low = False
+            self._emit(
+                uplink.EVENT_PROTECTION_CLEARED,
+                uplink.SEVERITY_NOTICE,
+                0,
+                uplink.EVENT_SUCTION_LOW,
+                now,
+            )
+        state = self._suction_state
+        above_band = margin >= band
+        if state == _OK:
+            self._suction_below = _timer(self._suction_below, margin < 0 and n_run > 0, dt)
+            if self._suction_below >= self._suction_delay_ms:
+                self._suction_trip(now, suction)
+        elif state == _TRIPPED:
+            self._suction_good = _timer(self._suction_good, above_band, dt)
+            if self._suction_good >= self._restart_ms:
+                self._suction_state = _OK
+                self._suction_good = _OFF
+                self._emit(
+                    uplink.EVENT_PROTECTION_CLEARED,
+                    uplink.SEVERITY_NOTICE,
+                    0,
+                    uplink.EVENT_SUCTION_TRIP,
+                    now,
+                )
+        else:  # locked out
+            self._lock_age = _timer(self._lock_age, True, dt)
+            if self._suction_auto_reset and self._lock_age >= self._lockout_reset_ms and above_band:
+                self._unlock_station(0, now)
+        if margin < 0:
+            return self._min_x100
+        if margin < band:
+            return self._min_x100 + (self._max_x100 - self._min_x100) * margin // band
+        return self._max_x100
+
+    def _suction_trip(self, now, suction):
+        self._suction_below = _OFF
+        self._suction_good = _OFF
+        ages = self._trip_age
+        count = 1  # this trip
+        slot = -1
+        for i in range(len(ages)):
+            if ages[i] >= 0:
+                count += 1
+            elif slot < 0:
+                slot = i
+        if slot < 0:  # every slot holds a recent trip: reuse the oldest
+            slot = 0
+            for i in range(1, len(ages)):
+                if ages[i] > ages[slot]:
+                    slot = i
+        ages[slot] = 0
+        self._emit(uplink.EVENT_SUCTION_TRIP, uplink.SEVERITY_ALARM, 0, suction, now)
+        if count >= self._lockout_trips:
+            self._suction_state = _LOCKED
+            self._lock_age = 0
+            self.locked_out = True
+            if self._state is not None:
+                self._state.set_station_lockout(True)
+            self._emit(uplink.EVENT_STATION_LOCKOUT, uplink.SEVERITY_CRITICAL, 0, count, now)
+        else:
+            self._suction_state = _TRIPPED
+
+    def _unlock_station(self, manual, now):
+        self._suction_state = _TRIPPED  # pumps run again after restart_delay_s above the band
+        self._suction_good = _OFF
+        self._lock_age = _OFF
+        ages = self._trip_age
+        for i in range(len(ages)):
+            ages[i] = _OFF
+        self.locked_out = False
+        if self._state is not None:
+            self._state.set_station_lockout(False)
+        self._emit(uplink.EVENT_LOCKOUT_RESET, uplink.SEVERITY_NOTICE, 0, manual, now)
+
+    def _discharge(self, discharge, n_run, dt, now):
+        dmax = self._discharge_max_x10
+        band = self._discharge_band_x10
+        start = dmax - band
+        if not self._discharge_high:
+            if discharge > start or discharge >= dmax:
+                self._discharge_high = True
+                self._emit(uplink.EVENT_DISCHARGE_HIGH, uplink.SEVERITY_WARNING, 0, discharge, now)
+        elif discharge < start - _HYST_X10:
+            self._discharge_high = False
+            self._emit(
+                uplink.EVENT_PROTECTION_CLEARED,
+                uplink.SEVERITY_NOTICE,
+                0,
+                uplink.EVENT_DISCHARGE_HIGH,
+                now,
+            )
+        if self._discharge_state == _OK:
+            self._discharge_above = _timer(
+                self._discharge_above, discharge >= dmax and n_run > 0, dt
+            )
+            if self._discharge_above >= self._discharge_delay_ms:
+                self._discharge_state = _TRIPPED
+                self._discharge_above = _OFF
+                self._emit(uplink.EVENT_DISCHARGE_TRIP, uplink.SEVERITY_ALARM, 0, discharge, now)
+        else:
+            self._discharge_good = _timer(self._discharge_good, discharge <= start, dt)
+            if self._discharge_good >= self._restart_ms:
+                self._discharge_state = _OK
+                self._discharge_good = _OFF
+                self._emit(
+                    uplink.EVENT_PROTECTION_CLEARED,
+                    uplink.SEVERITY_NOTICE,
+                    0,
+                    uplink.EVENT_DISCHARGE_TRIP,
+                    now,
+                )
+        if discharge >= dmax:
+            return self._min_x100
+        if discharge > start:
+            return self._max_x100 - (self._max_x100 - self._min_x100) * (discharge - start) // band
+        return self._max_x100
+
+    def _dry_run(self, flow, n_run, dt, now):
+        self._dry = _timer(self._dry, n_run > 0 and flow < self._dry_flow_x10, dt)
+        if self._dry < self._dry_delay_ms:
+            return
+        self._dry = _OFF
+        for i in range(self.pump_count):
+            if self._running[i] and not self.pump_locked[i]:
+                self._lock_pump(i)
+                self._emit(uplink.EVENT_DRY_RUN, uplink.SEVERITY_ALARM, i + 1, flow, now)
+                self._emit(uplink.EVENT_PUMP_LOCKOUT, uplink.SEVERITY_ALARM, i + 1, 1, now)
+
+    def _lock_pump(self, i):
+        self.pump_locked[i] = True
+        self._pump_lock_age[i] = 0
+        if self._state is not None:
+            self._state.set_pump_lockout(i, True)
+
+    def _unlock_pump(self, i, manual, now):
+        self.pump_locked[i] = False
+        self._pump_lock_age[i] = _OFF
+        if self._state is not None:
+            self._state.set_pump_lockout(i, False)
+        self._emit(uplink.EVENT_LOCKOUT_RESET, uplink.SEVERITY_NOTICE, i + 1, manual, now)
+
+    def _pump_auto_reset(self, dt, now):
+        ages = self._pump_lock_age
+        for i in range(self.pump_count):
+            if ages[i] >= 0:
+                age = _timer(ages[i], True, dt)
+                ages[i] = age
+                if self._dry_auto_reset and age >= self._lockout_reset_ms:
+                    self._unlock_pump(i, 0, now)
+
+    def _outputs(self, cap, start_ok, now):
+        if self._suction_state == _LOCKED:
+            reason = uplink.EVENT_STATION_LOCKOUT
+        elif self._sensor_stop:
+            reason = uplink.EVENT_SENSOR_FAULT
+        elif self._source_open:
+            reason = uplink.EVENT_SOURCE_INTERLOCK_OPEN
+        elif self._discharge_state != _OK:
+            reason = uplink.EVENT_DISCHARGE_TRIP
+        elif self._suction_state != _OK:
+            reason = uplink.EVENT_SUCTION_TRIP
+        else:
+            reason = 0
+        if reason != self.stop_reason:
+            if reason:
+                self._emit(uplink.EVENT_SAFE_STATE_ENTERED, uplink.SEVERITY_ALARM, 0, reason, now)
+            else:
+                self._emit(uplink.EVENT_SAFE_STATE_LEFT, uplink.SEVERITY_NOTICE, 0, 0, now)
+            self.stop_reason = reason
+        stop = reason != 0
+        self.stop_all = stop
+        self.start_allowed = start_ok and not stop
+        for i in range(self.pump_count):
+            self.allowed[i] = not stop and not self.pump_locked[i]
+        if cap < self._min_x100:
+            cap = self._min_x100
+        if cap != self._cap_x100:
+            self._cap_x100 = cap
+            self.max_speed_pct = cap / 100.0
+        bits = 0
+        if self._suction_low:
+            bits |= 1 << uplink.ALARM_SUCTION_LOW
+        if self._suction_state != _OK:
+            bits |= 1 << uplink.ALARM_SUCTION_TRIP
+        if self._discharge_high or self._discharge_state != _OK:
+            bits |= 1 << uplink.ALARM_DISCHARGE_HIGH
+        if self._source_open:
+            bits |= 1 << uplink.ALARM_SOURCE_INTERLOCK_OPEN
+        if stop:
+            bits |= 1 << uplink.ALARM_SAFE_STATE
+        if self._sensor_bits:
+            bits |= 1 << uplink.ALARM_SENSOR_FAULT
+        self.alarm_bits = bits
+
+    # --- commands --------------------------------------------------------------------------------
+    def reset(self, pump, now_ms):
+        """Operator reset: pump 0 = the station lockout and every pump's, 1..n = that pump's.
+        Returns True when a lockout was cleared. Pumps run again only once the protections allow
+        (after a station reset: suction above the band for restart_delay_s)."""
+        now = now_ms & _TICKS_MASK
+        done = False
+        if pump == 0 and self._suction_state == _LOCKED:
+            self._unlock_station(1, now)
+            done = True
+        for i in range(self.pump_count):
+            if (pump == 0 or pump == i + 1) and self.pump_locked[i]:
+                self._unlock_pump(i, 1, now)
+                done = True
+        if done:
+            for i in range(self.pump_count):
+                self.allowed[i] = not self.stop_all and not self.pump_locked[i]
+        return done
+
+    def enforce(self, commands):
+        """Last guard after staging: stops what must not run, keeps RUN speeds inside
+        speed.min_pct..max_speed_pct. Allocates nothing."""
+        stop = self.stop_all
+        for i in range(self.pump_count):
+            cmd = commands[i]
+            if stop or self.pump_locked[i]:
+                if cmd.command == CMD_RUN:
+                    cmd.command = self.stop_command[i]
+                    cmd.speed_pct = 0.0
+            elif cmd.command == CMD_RUN:
+                if cmd.speed_pct > self.max_speed_pct:
+                    cmd.speed_pct = self.max_speed_pct
+                elif cmd.speed_pct < self._min_pct:
+                    cmd.speed_pct = self._min_pct

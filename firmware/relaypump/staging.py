@@ -1,0 +1,383 @@
+"""Pump staging: how many pumps run and which (config "staging", pump curves from pumpmodel).
+
+Inputs per tick: now_ms, station flow (m3/h) and whether it is usable, the head the pumps must make
+(m; the setpoint's required head at this flow is the steady target), the available pumps (online,
+not tripped, not locked out, enabled: a bitmask), the pumps whose drives run (bitmask), run seconds
+per pump (ints), and whether the station may run at all. Output: the bitmask of pumps that should
+run, `exercise_mask` (a pump run at min speed for its exercise), and the tick's events in
+preallocated arrays (event_code / event_pump (1-based) / event_reason, event_count).
+
+Rules:
+- Count: every eval_period_s, with usable flow and no change within settle_s, the electrical power
+  of n = 1..min(max_running, available) pumps sharing the flow equally is computed (pumpmodel).
+  A candidate count must lie inside the allowed window shrunk by feasibility_margin (so a switch
+  does not land on the window's edge and bounce back). The count changes, one pump at a time, when
+  the present count is outside the allowed window, or when the best candidate saves more than
+  `hysteresis` (a fraction) of the present power. If no count fits, the one least outside the
+  window is taken (too much flow -> more pumps, too little -> fewer). With no pump running the
+  station starts the best count's first pump (1 when the flow is 0: no flow without a pump).
+- Which: a start takes the available idle pump with the fewest run seconds that may start; a demand
+  stop takes the running pump with the most run seconds that has run min_run_s.
+- A pump may start only min_stop_s after it stopped and only if it started fewer than
+  max_starts_per_hour times in the last 3600 s (a ring of start times per pump). Starts for
+  exercise and rotation count too.
+- Failover: a wanted pump that becomes unavailable (trip, lost drive, lockout, disabled) leaves the
+  mask at once and an available idle pump starts in the same tick. Failover ignores min_stop_s of
+  the standby (holding the network pressure matters more than the rest period; the motor's thermal
+  limit is the starts-per-hour limit, which failover respects).
+- Rotation: every rotation_hours, if an idle pump has fewer run seconds than the running pump with
+  the most, the idle one starts first; the other stops after the incoming pump's drive has run for
+  handover_s (start-then-stop: the DP never drops). Abandoned if the incoming pump does not run
+  within 4 x handover_s.
+- Exercise: an available pump idle for exercise_idle_hours (counted from agent start or its last
+  stop) runs exercise_s at min speed (exercise_mask) once the station is stable (no change within
+  settle_s, no rotation in progress); one pump at a time. Demand may take over an exercising pump.
+- Station off (protection, interlock, mode off): every pump leaves the mask (soft stop by control).
+Long durations use an internal seconds clock accumulated from wrap-safe tick differences (ticks_ms
+wraps after 12.4 days; rotation spans a week). All state is preallocated ints; a count evaluation
+builds floats only (every eval_period_s), other ticks allocate nothing.
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):  # type: ignore[misc,no-redef]
+        return x
+
+
+from .pumpmodel import PumpModel
+from .setpoint import ticks_diff
+from .uplink import EVENT_PUMP_STARTED, EVENT_PUMP_STOPPED
+
+REASON_DEMAND = const(1)
+REASON_FAILOVER = const(2)
+REASON_ROTATION = const(3)
+REASON_EXERCISE = const(4)
+REASON_UNAVAILABLE = const(5)
+REASON_STATION_OFF = const(6)
+
+_NEVER = const(-0x10000000)  # "long ago" on the internal seconds clock (clock starts at 0)
+_HOUR_S = const(3600)
+_MAX_EVENTS = const(12)
+
+DEFAULTS = {
+    "eval_period_s": 10,
+    "settle_s": 120,
+    "feasibility_margin": 0.03,
+    "handover_s": 90,
+}
+
+
+def popcount(mask):
+    n = 0
+    while mask:
+        n += mask & 1
+        mask >>= 1
+    return n
+
+
+class Staging:
+    def __init__(self, config, model=None):
+        st = config["staging"]
+        self.model = model if model is not None else PumpModel(config)
+        n = len(config["pumps"])
+        self.pump_count = n
+        self.all_mask = (1 << n) - 1
+        self.min_run_s = int(st["min_run_s"])
+        self.min_stop_s = int(st["min_stop_s"])
+        self.max_starts = int(st["max_starts_per_hour"])
+        self.hysteresis = float(st["hysteresis"])
+        self.rotation_s = int(float(st["rotation_hours"]) * 3600)
+        self.exercise_idle_s = int(float(st["exercise_idle_hours"]) * 3600)
+        self.exercise_s = int(st["exercise_s"])
+        self.eval_period_s = int(st.get("eval_period_s", DEFAULTS["eval_period_s"]))
+        self.settle_s = int(st.get("settle_s", DEFAULTS["settle_s"]))
+        self.margin = float(st.get("feasibility_margin", DEFAULTS["feasibility_margin"]))
+        self.handover_s = int(st.get("handover_s", DEFAULTS["handover_s"]))
+        self.max_running = int(st.get("max_running", n - 1 if n > 1 else 1))
+        # state (ints only)
+        self.mask = 0
+        self.exercise_mask = 0
+        self.now_s = 0
+        self._ms_rest = 0
+        self._last_ms = 0
+        self._started = False
+        self._last_change_s = _NEVER
+        self._last_eval_s = _NEVER
+        self._last_rotation_s = 0
+        self.last_start_s = [_NEVER] * n
+        self.last_stop_s = [_NEVER] * n
+        self.idle_since_s = [0] * n
+        self._starts = [_NEVER] * (n * self.max_starts)
+        self._start_slot = [0] * n
+        self._swap_in = -1
+        self._swap_out = -1
+        self._swap_since_s = 0
+        self._swap_run_s = _NEVER
+        self._exercise = -1
+        self._exercise_since_s = 0
+        self._exercise_run_s = _NEVER
+        self.wanted_count = 0  # the count the last evaluation chose (telemetry, tests)
+        self.event_code = [0] * _MAX_EVENTS
+        self.event_pump = [0] * _MAX_EVENTS
+        self.event_reason = [0] * _MAX_EVENTS
+        self.event_count = 0
+
+    # --- helpers -------------------------------------------------------------------------------
+    def _event(self, code, i, reason):
+        k = self.event_count
+        if k < _MAX_EVENTS:
+            self.event_code[k] = code
+            self.event_pump[k] = i + 1
+            self.event_reason[k] = reason
+            self.event_count = k + 1
+
+    def starts_in_last_hour(self, i):
+        m = self.max_starts
+        n = 0
+        for k in range(i * m, i * m + m):
+            if self.now_s - self._starts[k] < _HOUR_S:
+                n += 1
+        return n
+
+    def may_start(self, i, ignore_min_stop=False):
+        m = self.max_starts
+        if m <= 0:
+            return False
+        # the slot to be overwritten next holds the oldest of the last m starts
+        if self.now_s - self._starts[i * m + self._start_slot[i]] < _HOUR_S:
+            return False
+        return ignore_min_stop or self.now_s - self.last_stop_s[i] >= self.min_stop_s
+
+    def _record_start(self, i):
+        m = self.max_starts
+        self._starts[i * m + self._start_slot[i]] = self.now_s
+        self._start_slot[i] = (self._start_slot[i] + 1) % m
+        self.last_start_s[i] = self.now_s
+
+    def _start(self, i, reason):
+        self.mask |= 1 << i
+        if i == self._exercise:  # demand takes over the exercised pump: already started
+            self._exercise = -1
+            self.exercise_mask = 0
+            self.last_start_s[i] = self.now_s
+        else:
+            self._record_start(i)
+            self._event(EVENT_PUMP_STARTED, i, reason)
+
+    def _stop(self, i, reason):
+        self.mask &= ~(1 << i)
+        self.last_stop_s[i] = self.now_s
+        self.idle_since_s[i] = self.now_s
+        self._event(EVENT_PUMP_STOPPED, i, reason)
+
+    def _pick_start(self, available, run_s, ignore_min_stop):
+        best = -1
+        for i in range(self.pump_count):
+            bit = 1 << i
+            if available & bit and not self.mask & bit and self.may_start(i, ignore_min_stop):
+                if best < 0 or run_s[i] < run_s[best]:
+                    best = i
+        return best
+
+    def _pick_stop(self, run_s):
+        best = -1
+        for i in range(self.pump_count):
+            if self.mask & (1 << i) and i != self._swap_in:
+                if self.now_s - self.last_start_s[i] >= self.min_run_s:
+                    if best < 0 or run_s[i] > run_s[best]:
+                        best = i
+        return best
+
+    def resume(self, running_mask, available_mask):
+        """After an agent reset: keep the pumps that still run (they count as long started)."""
+        self.mask = running_mask & available_mask & self.all_mask
+
+    # --- per tick ------------------------------------------------------------------------------
+    def update(self, now_ms, flow_m3h, flow_ok, head_m, available, running, run_s, station_on=True):
+        if self._started:
+            dt = ticks_diff(now_ms, self._last_ms)
+            if dt > 0:
+                dt += self._ms_rest
+                self.now_s += dt // 1000
+                self._ms_rest = dt % 1000
+        else:
+            self._started = True
+        self._last_ms = now_ms
+        self.event_count = 0
+        available &= self.all_mask
+        now = self.now_s
+
+        # pumps that are gone leave at once; count them for failover
+        lost = 0
+        gone = self.mask & ~available
+        if gone:
+            for i in range(self.pump_count):
+                if gone & (1 << i):
+                    self._stop(i, REASON_UNAVAILABLE)
+                    if i != self._swap_in and i != self._swap_out:
+                        lost += 1  # (a lost outgoing pump is replaced by the incoming one)
+                    if i == self._swap_in or i == self._swap_out:
+                        self._swap_in = self._swap_out = -1
+        if self._exercise >= 0 and not available & (1 << self._exercise):
+            self._end_exercise(False)
+
+        if not station_on:
+            for i in range(self.pump_count):
+                if self.mask & (1 << i):
+                    self._stop(i, REASON_STATION_OFF)
+            self._swap_in = self._swap_out = -1
+            if self._exercise >= 0:
+                self._end_exercise(True)
+            self._last_change_s = now
+            return self.mask
+
+        # failover: replace at once, whatever min_stop_s says; starts per hour still hold
+        while lost:
+            lost -= 1
+            i = self._pick_start(available, run_s, True)
+            if i < 0:
+                break
+            self._start(i, REASON_FAILOVER)
+            self._last_change_s = now
+
+        self._rotation(available, running, run_s)
+
+        if (
+            now - self._last_eval_s >= self.eval_period_s
+            and now - self._last_change_s >= self.settle_s
+            and self._swap_in < 0
+        ):
+            self._last_eval_s = now
+            if flow_ok or not self.mask:
+                self._evaluate(flow_m3h if flow_ok else 0.0, head_m, available, run_s)
+
+        self._exercise_step(available, running)
+        return self.mask
+
+    # --- count ---------------------------------------------------------------------------------
+    def choose_count(self, flow_m3h, head_m, n_now, n_max):
+        """The count to head for (0 = none available). Pure: no state changes."""
+        if n_max < 1:
+            return 0
+        model = self.model
+        best = 0
+        best_kw = 0.0
+        for n in range(1, n_max + 1):
+            kw = model.station_kw(n, flow_m3h, head_m, 0.0 if n == n_now else self.margin)
+            if kw > 0.0 and (best == 0 or kw < best_kw):
+                best = n
+                best_kw = kw
+        if best == 0:  # nothing fits: the count least outside the window
+            worst = 0.0
+            for n in range(1, n_max + 1):
+                q = flow_m3h / n if flow_m3h > 0.0 else 0.0
+                s = model.speed_for(q, head_m if head_m > 0.0 else 0.0)
+                v = model.range_violation(q, s)
+                if best == 0 or v < worst:
+                    best = n
+                    worst = v
+            return best
+        if n_now < 1 or n_now > n_max or best == n_now:
+            return best
+        now_kw = model.station_kw(n_now, flow_m3h, head_m, 0.0)
+        if now_kw <= 0.0:  # present count outside the allowed window
+            return best
+        return best if best_kw < now_kw * (1.0 - self.hysteresis) else n_now
+
+    def _evaluate(self, flow_m3h, head_m, available, run_s):
+        n_now = popcount(self.mask)
+        n_max = popcount(available)
+        if n_max > self.max_running:
+            n_max = self.max_running
+        want = self.choose_count(flow_m3h, head_m, n_now, n_max)
+        self.wanted_count = want
+        if want > n_now:
+            i = self._pick_start(available, run_s, False)
+            if i >= 0:
+                self._start(i, REASON_DEMAND)
+                self._last_change_s = self.now_s
+        elif want < n_now:
+            i = self._pick_stop(run_s)
+            if i >= 0:
+                self._stop(i, REASON_DEMAND)
+                self._last_change_s = self.now_s
+
+    # --- rotation ------------------------------------------------------------------------------
+    def _rotation(self, available, running, run_s):
+        now = self.now_s
+        if self._swap_in >= 0:
+            i = self._swap_in
+            if running & (1 << i):
+                if self._swap_run_s == _NEVER:
+                    self._swap_run_s = now
+                if now - self._swap_run_s >= self.handover_s:
+                    if self.mask & (1 << self._swap_out):
+                        self._stop(self._swap_out, REASON_ROTATION)
+                    self._swap_in = self._swap_out = -1
+                    self._last_change_s = now
+            elif now - self._swap_since_s >= 4 * self.handover_s:
+                self._stop(i, REASON_ROTATION)  # the incoming pump never ran: give up
+                self._swap_in = self._swap_out = -1
+            return
+        if self.rotation_s <= 0 or now - self._last_rotation_s < self.rotation_s:
+            return
+        if now - self._last_change_s < self.settle_s or self._exercise >= 0 or not self.mask:
+            return
+        self._last_rotation_s = now
+        out = -1
+        for i in range(self.pump_count):
+            if self.mask & (1 << i) and (out < 0 or run_s[i] > run_s[out]):
+                out = i
+        i = self._pick_start(available, run_s, False)
+        if out < 0 or i < 0 or run_s[i] >= run_s[out]:
+            return
+        self._start(i, REASON_ROTATION)
+        self._swap_in = i
+        self._swap_out = out
+        self._swap_since_s = now
+        self._swap_run_s = _NEVER
+        self._last_change_s = now
+
+    # --- exercise ------------------------------------------------------------------------------
+    def _end_exercise(self, event):
+        i = self._exercise
+        self._exercise = -1
+        self.exercise_mask = 0
+        self.idle_since_s[i] = self.now_s
+        self.last_stop_s[i] = self.now_s
+        if event:
+            self._event(EVENT_PUMP_STOPPED, i, REASON_EXERCISE)
+
+    def _exercise_step(self, available, running):
+        now = self.now_s
+        i = self._exercise
+        if i >= 0:
+            if running & (1 << i):
+                if self._exercise_run_s == _NEVER:
+                    self._exercise_run_s = now
+                if now - self._exercise_run_s >= self.exercise_s:
+                    self._end_exercise(True)
+            elif now - self._exercise_since_s >= 4 * (self.exercise_s + 60):
+                self._end_exercise(True)
+            return
+        if self.exercise_idle_s <= 0 or self._swap_in >= 0:
+            return
+        if now - self._last_change_s < self.settle_s:
+            return
+        for i in range(self.pump_count):
+            bit = 1 << i
+            if (
+                available & bit
+                and not self.mask & bit
+                and now - self.idle_since_s[i] >= self.exercise_idle_s
+                and self.may_start(i)
+            ):
+                self._record_start(i)
+                self._exercise = i
+                self.exercise_mask = bit
+                self._exercise_since_s = now
+                self._exercise_run_s = _NEVER
+                self._event(EVENT_PUMP_STARTED, i, REASON_EXERCISE)
+                return

@@ -1,0 +1,197 @@
+"""Drive profiles: control words, start/reset sequences, status decoding, scaling, fault meanings.
+
+Words and bits from the vendors' manuals (ABB Drives profile, Danfoss FC profile, PROFIdrive /
+SINAMICS G120), as station-reference.md and the simulator's drives document them.
+"""
+
+from relaypump import drives as d
+from relaypump.snapshot import (
+    CMD_COAST,
+    CMD_QUICK_STOP,
+    CMD_RUN,
+    CMD_STOP,
+    DRIVE_NOT_READY,
+    DRIVE_READY,
+    DRIVE_RUNNING,
+    DRIVE_TRIPPED,
+)
+from support import ON_MICROPYTHON, bytes_allocated
+
+VM_HEAP_KIB = 64
+
+
+def abb():
+    return d.make_profile({"unit": 1, "profile": "abb", "ref_full_scale": 20000}, 110.0)
+
+
+def danfoss():
+    return d.make_profile({"unit": 2, "profile": "danfoss"}, 110.0)
+
+
+def g120():
+    return d.make_profile({"unit": 3, "profile": "g120"}, 110.0)
+
+
+def word_after(profile, status, command, reset=False):
+    profile.decode_status(status)
+    return profile.control_word(command, reset)
+
+
+def test_profiles_are_chosen_by_name():
+    assert isinstance(abb(), d.AbbProfile)
+    assert isinstance(danfoss(), d.DanfossProfile)
+    assert type(g120()) is d.ProfidriveProfile
+    assert type(d.make_profile({"profile": "profidrive"})) is d.ProfidriveProfile
+    for bad in ({"profile": "vacon"}, {}, {"profile": "abb", "ref_full_scale": 40000}):
+        try:
+            d.make_profile(bad, 110.0)
+        except d.ProfileError:
+            continue
+        raise AssertionError("accepted %r" % (bad,))
+    try:
+        d.make_profile({"profile": "abb"})  # ACT2 power needs the rated power
+    except d.ProfileError:
+        pass
+    else:
+        raise AssertionError("abb without rated_kw")
+
+
+def test_register_maps():
+    p = abb()
+    assert (p.CONTROL_ADDRESS, p.REFERENCE_ADDRESS, p.STATUS_ADDRESS, p.STATUS_COUNT) == (
+        0,
+        1,
+        3,
+        3,
+    )
+    assert p.contiguous_write and p.FAULT_ADDRESS == 400
+    p = danfoss()
+    assert (p.CONTROL_ADDRESS, p.REFERENCE_ADDRESS) == (49999, 50009)
+    assert (p.STATUS_ADDRESS, p.ACTUAL_ADDRESS) == (50199, 50209)
+    assert not p.contiguous_write and p.FAULT_ADDRESS == 15299
+    p = g120()  # Siemens register 40100 = wire address 99
+    assert (p.CONTROL_ADDRESS, p.REFERENCE_ADDRESS, p.STATUS_ADDRESS) == (99, 100, 109)
+    assert p.STATUS_COUNT == 2 and p.ACTUAL_INDEX == 1 and p.contiguous_write
+
+
+def test_profidrive_start_sequence_is_driven_by_the_status():
+    for p in (abb(), g120()):
+        assert word_after(p, 0x0270, CMD_RUN) == 0x0476  # switch-on inhibited -> OFF1 first
+        assert word_after(p, 0x0231, CMD_RUN) == 0x0477  # ready to switch on -> switch on
+        assert word_after(p, 0x0233, CMD_RUN) == 0x047F  # ready to operate -> enable operation
+        assert word_after(p, 0x0737, CMD_RUN) == 0x047F  # running at setpoint: keep
+        assert word_after(p, 0x0000, CMD_RUN) == 0x0476  # nothing known: safe word
+
+
+def test_profidrive_stop_words():
+    for p in (abb(), g120()):
+        assert word_after(p, 0x0737, CMD_STOP) == 0x047E  # OFF1 with pulses enabled: ramp
+        assert word_after(p, 0x0737, CMD_COAST) == 0x047D  # OFF2
+        assert word_after(p, 0x0737, CMD_QUICK_STOP) == 0x047B  # OFF3
+        assert word_after(p, 0x0231, CMD_STOP) == 0x047E
+
+
+def test_profidrive_reset_is_a_rising_edge_of_bit_7():
+    p = abb()
+    assert word_after(p, 0x0737, CMD_RUN) == 0x047F
+    tripped = 0x0238
+    assert word_after(p, tripped, CMD_RUN) == 0x0476 and not p.reset_sent  # no reset asked
+    assert word_after(p, tripped, CMD_RUN, True) == 0x04F6 and p.reset_sent
+    # Still tripped (cause present): bit 7 must fall before the next edge.
+    assert word_after(p, tripped, CMD_RUN, True) == 0x0476 and not p.reset_sent
+    assert word_after(p, tripped, CMD_RUN, True) == 0x04F6 and p.reset_sent
+    # A reset request for a healthy drive writes no edge.
+    assert word_after(p, 0x0737, CMD_RUN, True) == 0x047F and not p.reset_sent
+
+
+def test_danfoss_words_and_reset():
+    p = danfoss()
+    assert word_after(p, 0x0607, CMD_RUN) == 0x047C
+    assert word_after(p, 0x0F07, CMD_STOP) == 0x043C
+    assert word_after(p, 0x0F07, CMD_COAST) == 0x0474
+    assert word_after(p, 0x0F07, CMD_QUICK_STOP) == 0x046C
+    tripped = 0x0208
+    assert word_after(p, tripped, CMD_RUN) == 0x043C  # start bit 0 while tripped
+    assert word_after(p, tripped, CMD_RUN, True) == 0x04BC and p.reset_sent
+    assert word_after(p, tripped, CMD_RUN, True) == 0x043C and not p.reset_sent
+    assert word_after(p, 0x0607, CMD_RUN) == 0x047C
+
+
+def test_status_decoding():
+    for p in (abb(), g120()):
+        assert p.decode_status(0x0737) == DRIVE_RUNNING
+        assert p.decode_status(0x0637) == DRIVE_RUNNING  # ramping (not at setpoint)
+        assert p.decode_status(0x0231) == DRIVE_READY
+        assert p.decode_status(0x0270) == DRIVE_READY  # switch-on inhibited: we can start it
+        assert p.decode_status(0x0238) == DRIVE_TRIPPED
+        assert p.decode_status(0x023F) == DRIVE_TRIPPED  # trip wins
+        assert p.decode_status(0x0031) == DRIVE_NOT_READY  # not under fieldbus control
+        assert p.status == 0x0031
+    p = danfoss()
+    assert p.decode_status(0x0F07) == DRIVE_RUNNING
+    assert p.decode_status(0x0607) == DRIVE_READY
+    assert p.decode_status(0x0208) == DRIVE_TRIPPED
+    assert p.decode_status(0x0201) == DRIVE_NOT_READY  # drive not ready
+    assert p.decode_status(0x0407) == DRIVE_NOT_READY  # no bus control
+
+
+def test_reference_scaling():
+    p = abb()
+    assert p.reference(50.0) == 10000
+    assert p.reference(100.0) == 20000
+    assert p.reference(130.0) == 20000  # clamped: pump drives do not overspeed on our word
+    assert p.reference(-5.0) == 0
+    assert p.reference(float("nan")) == 0
+    assert p.reference(33.3333) == 6667
+    q = danfoss()
+    assert q.reference(50.0) == 0x2000 and q.reference(100.0) == 0x4000
+    r = d.make_profile({"profile": "abb", "ref_full_scale": 10000}, 110.0)
+    assert r.reference(75.0) == 7500 and r.speed_pct(7500) == 75.0
+
+
+def test_actual_values_are_signed_and_scaled():
+    p = abb()
+    assert p.speed_pct(10000) == 50.0
+    assert p.speed_pct(0xFFFF) == -0.005
+    assert g120().speed_pct(0x4000) == 100.0
+    assert abs(10000 * p.power_scale - 110.0) < 1e-9  # ACT2 10000 = rated power
+    assert g120().current_scale == 0.01 and danfoss().current_scale == 0.1
+
+
+def test_fault_codes_have_a_common_meaning():
+    p = abb()
+    assert p.fault_meaning(0) == d.FAULT_NONE
+    assert p.fault_meaning(0x2310) == d.FAULT_OVERCURRENT
+    assert p.fault_meaning(0x4210) == d.FAULT_OVERTEMPERATURE
+    assert p.fault_meaning(0x3210) == d.FAULT_DC_OVERVOLTAGE
+    assert p.fault_meaning(0x7510) == d.FAULT_COMM_LOSS
+    assert p.fault_meaning(0x1234) == d.FAULT_OTHER
+    q = danfoss()
+    assert [q.fault_meaning(c) for c in (13, 29, 7, 17, 99)] == [
+        d.FAULT_OVERCURRENT,
+        d.FAULT_OVERTEMPERATURE,
+        d.FAULT_DC_OVERVOLTAGE,
+        d.FAULT_COMM_LOSS,
+        d.FAULT_OTHER,
+    ]
+    r = g120()
+    assert [r.fault_meaning(c) for c in (30001, 30004, 30002, 1910)] == [
+        d.FAULT_OVERCURRENT,
+        d.FAULT_OVERTEMPERATURE,
+        d.FAULT_DC_OVERVOLTAGE,
+        d.FAULT_COMM_LOSS,
+    ]
+
+
+def test_words_allocate_nothing():
+    profiles = (abb(), danfoss(), g120())
+
+    def hundred_words():
+        for _ in range(100):
+            for p in profiles:
+                p.decode_status(0x0231)
+                p.control_word(CMD_RUN, False)
+                p.fault_meaning(0x2310)
+
+    hundred_words()
+    assert bytes_allocated(hundred_words) <= (0 if ON_MICROPYTHON else 2000)

@@ -1,0 +1,404 @@
+"""The poll cycle's pure logic with frames built by hand: the plan, timeouts, retries, health,
+the Snapshot round trip, allocation. (The end-to-end run against the simulator's devices is
+tests/host_tools/test_fieldbus_sim.py.)
+"""
+
+from relaypump import fieldbus as fbm
+from relaypump import modbus as mb
+from relaypump.snapshot import (
+    CMD_RUN,
+    CMD_STOP,
+    DRIVE_RUNNING,
+    DRIVE_TRIPPED,
+    DRIVE_UNKNOWN,
+    Snapshot,
+)
+from relaypump.uplink import EVENT_DRIVE_COMM_LOST, EVENT_DRIVE_COMM_RESTORED
+from support import ON_MICROPYTHON, bytes_allocated
+
+VM_HEAP_KIB = 256  # one VM call per test: garbage is not collected until it returns
+
+
+def config(retries=1):
+    return {
+        "bus": {
+            "baud": 19200,
+            "turnaround_ms": 5,
+            "retries": retries,
+            "lost_after_failures": 3,
+            "timeout_margin_ms": 10,
+            "lost_probe_ms": 1000,
+        },
+        "pumps": [
+            {"unit": 1, "profile": "abb", "ref_full_scale": 20000},
+            {"unit": 2, "profile": "danfoss"},
+            {"unit": 3, "profile": "g120"},
+        ],
+        "pump_model": {"rated_kw": 110.0},
+        "io": {
+            "unit": 10,
+            "channels": {
+                "suction_kpa": {"register": 0, "low": 0.0, "high": 1000.0},
+                "flow_m3h": {"register": 4, "low": 0.0, "high": 1200.0},
+            },
+            "inputs": {"source_running": 0, "bypass_open": 1},
+        },
+    }
+
+
+def with_crc(body):
+    crc = mb.crc16(body)
+    return bytes(body) + bytes((crc & 0xFF, crc >> 8))
+
+
+def registers_response(request, values):
+    body = bytearray((request[0], request[1], 2 * len(values)))
+    for v in values:
+        body.append(v >> 8)
+        body.append(v & 0xFF)
+    return with_crc(body)
+
+
+def bits_response(request, bits):
+    return with_crc(bytes((request[0], request[1], 1, bits)))
+
+
+def echo_response(request):
+    return with_crc(bytes(request[:6]))
+
+
+def word(request, at):
+    return request[at] << 8 | request[at + 1]
+
+
+class Drives:
+    """Register values the hand-built responses carry, per unit and address."""
+
+    def __init__(self):
+        self.regs = {
+            1: {3: 0x0737, 4: 16000, 5: 5000, 106: 1500, 400: 0},
+            2: {50199: 0x0F07, 50209: 0x3333, 16099: 550, 16139: 1490, 15299: 0},
+            3: {109: 0x0737, 110: 0x3333, 344: 15000, 345: 0, 346: 5600, 399: 0},
+            10: {0: 8000, 1: 9000, 2: 10000, 3: 11000, 4: 12000},
+        }
+        self.inputs = 0b01
+
+    def answer(self, request):
+        unit, fc = request[0], request[1]
+        if fc in (3, 4):
+            address, count = word(request, 2), word(request, 4)
+            return registers_response(request, [self.regs[unit][address + k] for k in range(count)])
+        if fc == 2:
+            return bits_response(request, self.inputs)
+        return echo_response(request)
+
+
+def transact(fb, now_ms, answer):
+    """Send one request; answer(request) gives the response bytes or None (silence)."""
+    request = fb.next_request(now_ms)
+    if request is None:
+        return None
+    request = bytes(request)
+    response = answer(request)
+    if response is not None:
+        fb.receive(response)
+        fb.poll(now_ms + 20)
+    else:
+        fb.poll(now_ms + 1000)  # past any deadline
+    return request
+
+
+def one_cycle(fb, now_ms, drives):
+    start = fb.cycles
+    sent = []
+    while fb.cycles == start:
+        request = transact(fb, now_ms, drives.answer)
+        assert request is not None
+        sent.append(request)
+    return sent
+
+
+def test_the_plan_of_one_cycle():
+    snap = Snapshot(3)
+    fb = fbm.Fieldbus(config(), snap)
+    sent = one_cycle(fb, 0, Drives())
+    summary = [(r[0], r[1], word(r, 2)) for r in sent]
+    assert summary == [
+        (1, 3, 3),  # ABB status, ACT1, ACT2
+        (1, 16, 0),  # control word + REF1
+        (2, 3, 50199),  # Danfoss status word
+        (2, 3, 50209),  # main actual value
+        (2, 6, 49999),  # control word
+        (2, 6, 50009),  # reference
+        (3, 3, 109),  # G120 ZSW1 + HIW
+        (3, 16, 99),  # STW1 + setpoint
+        (10, 4, 0),  # analog block 0..4
+        (10, 2, 0),  # discrete inputs 0..1
+        (1, 3, 106),  # aux rotation: ABB current first
+    ]
+    assert word(sent[8], 4) == 5 and word(sent[9], 4) == 2
+    second = [(r[0], word(r, 2)) for r in one_cycle(fb, 100, Drives())]
+    third = [(r[0], word(r, 2)) for r in one_cycle(fb, 200, Drives())]
+    assert second[-1] == (2, 16099) and third[-1] == (2, 16139)  # the rotation goes on
+    assert fb.cycles == 3 and fb.failed == 0 and fb.transactions == 33
+
+
+def test_timeouts_and_gap_follow_the_baud_rate():
+    fb = fbm.Fieldbus(config(), Snapshot(3))
+    # (8 + 11) bytes + 3.5 characters = 248 bits at 19200 baud = 12.9 ms -> 13, + 5 + 10.
+    assert fb.timeout_ms(8, 11) == 28
+    assert fb.gap_us == 2006
+    cfg = config()
+    cfg["bus"]["baud"] = 9600
+    slow = fbm.Fieldbus(cfg, Snapshot(3))
+    assert slow.timeout_ms(8, 11) == 26 + 15 and slow.gap_us == 4011
+    cfg["bus"]["baud"] = 115200
+    assert fbm.Fieldbus(cfg, Snapshot(3)).gap_us == 1750  # fixed above 19200 baud
+    # The master's deadline is set from it when the request is handed out.
+    request = fb.next_request(0)
+    assert fb.master.timeout_ms == fb.timeout_ms(len(request), 11)
+    assert fb.poll(27) == fbm.BUSY
+    assert fb.poll(28) == fbm.IDLE  # timed out: the retry is next
+    assert fb.retries_used == 1 and fb.last_error[0] == fbm.ERR_TIMEOUT
+    assert bytes(fb.next_request(30)) == request
+
+
+def test_commands_become_words_and_references():
+    snap = Snapshot(3)
+    fb = fbm.Fieldbus(config(), snap)
+    for cmd in snap.commands:
+        cmd.command = CMD_RUN
+        cmd.speed_pct = 50.0
+    sent = one_cycle(fb, 0, Drives())
+    assert (word(sent[1], 7), word(sent[1], 9)) == (0x047F, 10000)  # ABB: running status
+    assert word(sent[4], 4) == 0x047C and word(sent[5], 4) == 0x2000  # Danfoss
+    assert (word(sent[7], 7), word(sent[7], 9)) == (0x047F, 0x2000)  # G120
+    snap.commands[0].command = CMD_STOP
+    snap.commands[0].speed_pct = 0.0
+    sent = one_cycle(fb, 100, Drives())
+    assert (word(sent[1], 7), word(sent[1], 9)) == (0x047E, 0)
+
+
+def test_snapshot_gets_the_drive_values():
+    snap = Snapshot(3)
+    fb = fbm.Fieldbus(config(), snap)
+    fb.update_snapshot()
+    assert not snap.pumps[0].online and not snap.io_online
+    for _ in range(4):  # the aux rotation reaches every block
+        one_cycle(fb, 0, Drives())
+    fb.update_snapshot()
+    abb, danfoss, g120 = snap.pumps
+    assert abb.online and abb.state == DRIVE_RUNNING and abb.speed_pct == 80.0
+    assert abs(abb.power_kw - 55.0) < 1e-9 and abs(abb.current_a - 150.0) < 1e-9
+    assert abs(danfoss.speed_pct - 79.998779296875) < 1e-9
+    assert abs(danfoss.power_kw - 55.0) < 1e-9 and abs(danfoss.current_a - 149.0) < 1e-9
+    assert abs(g120.current_a - 150.0) < 1e-9 and abs(g120.power_kw - 56.0) < 1e-9
+    assert snap.io_online and fb.analog_ua[:5] == [8000, 9000, 10000, 11000, 12000]
+    assert fb.inputs == 0b01
+
+
+def test_a_trip_reads_the_fault_register_and_reset_is_consumed():
+    snap = Snapshot(3)
+    fb = fbm.Fieldbus(config(), snap)
+    drives = Drives()
+    one_cycle(fb, 0, drives)
+    drives.regs[3][109] = 0x0238  # G120 tripped
+    drives.regs[3][399] = 30001
+    sent = one_cycle(fb, 100, drives)
+    assert (sent[-1][0], word(sent[-1], 2)) == (3, 399)  # fault first in the aux slot
+    fb.update_snapshot()
+    assert snap.pumps[2].state == DRIVE_TRIPPED and snap.pumps[2].fault_code == 30001
+    assert fb.fault_meaning(2) == 1  # FAULT_OVERCURRENT
+    sent = one_cycle(fb, 200, drives)
+    assert word(sent[-1], 2) != 399  # read once per trip
+    snap.commands[2].reset = True
+    sent = one_cycle(fb, 300, drives)
+    assert word(sent[7], 7) == 0x04F6 and not snap.commands[2].reset
+    drives.regs[3][109] = 0x0231
+    snap.commands[0].reset = True  # a healthy drive: consumed without an edge
+    sent = one_cycle(fb, 400, drives)
+    assert word(sent[1], 7) & 0x80 == 0 and not snap.commands[0].reset
+    fb.update_snapshot()
+    assert snap.pumps[2].fault_code == 0
+
+
+def test_silent_device_is_retried_then_lost_then_probed_then_restored():
+    snap = Snapshot(3)
+    events = []
+    fb = fbm.Fieldbus(
+        config(), snap, on_event=lambda code, pump, at: events.append((code, pump, at))
+    )
+    drives = Drives()
+
+    def danfoss_cut(request):
+        return None if request[0] == 2 else drives.answer(request)
+
+    one_cycle(fb, 0, drives)
+    now = 100
+    for n in range(3):
+        start = fb.cycles
+        sent = []
+        while fb.cycles == start:
+            sent.append(transact(fb, now, danfoss_cut))
+            now += 30
+        danfoss_requests = [r for r in sent if r[0] == 2]
+        # Status read twice (retry), then the drive's other slots are skipped this cycle.
+        assert len(danfoss_requests) == 2 and word(danfoss_requests[0], 2) == 50199
+        assert fb.failures[1] == n + 1
+    assert fb.lost[1] and events == [(EVENT_DRIVE_COMM_LOST, 1, events[0][2])]
+    fb.update_snapshot()
+    assert not snap.pumps[1].online and snap.pumps[1].state == DRIVE_UNKNOWN
+    assert snap.pumps[0].online
+    # Lost: one probe (no retry) per lost_probe_ms, the others keep cycling. (transact() polls a
+    # silent request 1000 ms later: the loss was declared at now + 970.)
+    probes = 0
+    for _ in range(80):
+        request = transact(fb, now, danfoss_cut)
+        probes += request[0] == 2
+        now += 30
+    assert probes == 1
+    sent = []
+    for _ in range(40):
+        sent.append(transact(fb, now, drives.answer))
+        now += 30
+    assert any(r[0] == 2 for r in sent)
+    assert fb.online(1) and events[-1][:2] == (EVENT_DRIVE_COMM_RESTORED, 1)
+    fb.update_snapshot()
+    assert snap.pumps[1].online
+
+
+def test_everything_lost_sends_only_due_probes():
+    cfg = config(retries=0)
+    cfg["bus"]["lost_after_failures"] = 1
+    fb = fbm.Fieldbus(cfg, Snapshot(3))
+    now = 0
+    for _ in range(4):  # every device's first read fails once: all lost
+        assert transact(fb, now, lambda r: None) is not None
+        now += 50
+    assert fb.lost == [True, True, True, True]
+    for _ in range(10):
+        assert fb.next_request(now + 500) is None  # no probe due: nothing to send
+    assert fb.cycles == 1
+    # (transact() polls a silent request 1000 ms later: the losses were declared at 1000..1150.)
+    sent = [transact(fb, 2200, lambda r: None) for _ in range(4)]
+    assert sorted(r[0] for r in sent) == [1, 2, 3, 10]  # one probe per device
+    assert fb.next_request(2300) is None  # ends the cycle that carried the probes
+    cycles = fb.cycles
+    for _ in range(5):
+        assert fb.next_request(2300) is None
+    assert fb.cycles == cycles
+
+
+def test_crc_error_and_unexpected_frames_are_retried():
+    fb = fbm.Fieldbus(config(), Snapshot(3))
+    drives = Drives()
+    request = bytes(fb.next_request(0))
+    bad = bytearray(drives.answer(request))
+    bad[4] ^= 0x01
+    fb.receive(bad)
+    assert fb.poll(10) == fbm.BUSY
+    assert fb.poll(40) == fbm.IDLE and fb.last_error[0] == fbm.ERR_CRC
+    assert bytes(fb.next_request(40)) == request  # the retry
+    other = with_crc(bytes((7, 3, 2, 0, 0)))  # another unit answers
+    fb.receive(other)
+    assert fb.poll(80) == fbm.IDLE and fb.last_error[0] == fbm.ERR_UNEXPECTED
+    assert fb.failed == 1 and fb.failures[0] == 1 and fb.retries_used == 1
+
+
+def test_exception_response_is_not_retried():
+    fb = fbm.Fieldbus(config(), Snapshot(3))
+    request = bytes(fb.next_request(0))
+    fb.receive(with_crc(bytes((1, 0x83, 2))))
+    assert fb.poll(1) == fbm.IDLE
+    assert fb.last_error[0] == fbm.ERR_EXCEPTION and fb.retries_used == 0 and fb.failed == 1
+    following = bytes(fb.next_request(1))
+    assert following != request and following[0] == 2  # ABB skipped for the rest of the cycle
+
+
+def test_bytes_outside_a_transaction_are_counted_not_taken():
+    fb = fbm.Fieldbus(config(), Snapshot(3))
+    assert fb.receive(b"\x01\x02\x03") == 0 and fb.stray_bytes == 3
+
+
+def test_bad_config_is_refused_with_the_field():
+    cases = []
+    cfg = config()
+    cfg["pumps"][1]["unit"] = 1
+    cases.append((cfg, "unit 1"))
+    cfg = config()
+    cfg["pumps"][0]["profile"] = "vacon"
+    cases.append((cfg, "profile"))
+    cfg = config()
+    cfg["bus"]["retries"] = -1
+    cases.append((cfg, "bus.retries"))
+    cfg = config()
+    cfg["io"]["unit"] = 300
+    cases.append((cfg, "io.unit"))
+    cfg = config()
+    cfg["pumps"] = []
+    cases.append((cfg, "pumps"))
+    for cfg, field in cases:
+        try:
+            fbm.Fieldbus(cfg, Snapshot(3))
+        except fbm.FieldbusConfigError as e:
+            assert field in str(e), (field, str(e))
+            continue
+        raise AssertionError("accepted a config with a bad " + field)
+
+
+def test_a_healthy_cycle_allocates_nothing_beyond_the_codec():
+    snap = Snapshot(3)
+    fb = fbm.Fieldbus(config(), snap)
+    drives = Drives()
+    for cmd in snap.commands:
+        cmd.command = CMD_RUN
+        cmd.speed_pct = 80.0
+    # Four cycles' requests and responses (the aux rotation's period), prepared beforehand.
+    requests = []
+    for _ in range(4):
+        requests += one_cycle(fb, 0, drives)
+    responses = [drives.answer(r) for r in requests]
+    clock = [0]
+
+    def four_cycles():
+        for response in responses:
+            fb.next_request(clock[0])
+            fb.receive(response)
+            fb.poll(clock[0])
+        clock[0] += 1
+
+    # The same transactions on a bare RtuMaster: what the codec itself allocates.
+    m = mb.RtuMaster()
+    calls = []
+    for r in requests:
+        unit, fc, address, count = r[0], r[1], word(r, 2), word(r, 4)
+        if fc == 3:
+            calls.append((m.read_holding_registers, unit, address, count))
+        elif fc == 4:
+            calls.append((m.read_input_registers, unit, address, count))
+        elif fc == 2:
+            calls.append((m.read_discrete_inputs, unit, address, count))
+        elif fc == 6:
+            calls.append((m.write_register, unit, address, count))
+        else:
+            calls.append((m.write_registers, unit, address, [word(r, 7), word(r, 9)]))
+
+    def four_bare_cycles():
+        for k in range(len(calls)):
+            call = calls[k]
+            call[0](call[1], call[2], call[3])
+            m.poll(0)
+            m.receive(responses[k])
+            if m.poll(0) != mb.DONE:
+                raise AssertionError("bare master: no response")
+
+    four_cycles()
+    four_bare_cycles()
+    assert fb.failed == 0 and fb.cycles == 8
+    per_cycle = bytes_allocated(four_cycles) // 4
+    codec = bytes_allocated(four_bare_cycles) // 4
+    assert fb.failed == 0 and fb.cycles == 12
+    if ON_MICROPYTHON:
+        assert per_cycle - codec <= 16, (per_cycle, codec)
+    else:
+        assert per_cycle <= 4000, per_cycle

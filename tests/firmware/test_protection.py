@@ -1,0 +1,612 @@
+"""Protection: each protection's trigger, delay, recovery, lockout and reset; sensor faults to the
+configured safe state; soft stop; events on transitions only; allocation per evaluate()."""
+
+import json
+import math
+
+from relaypump import uplink
+from relaypump.config import load_config
+from relaypump.events import EventRing
+from relaypump.protection import Protection, saturation_kpa_x10
+from relaypump.snapshot import (
+    BAD,
+    CMD_COAST,
+    CMD_RUN,
+    CMD_STOP,
+    DRIVE_READY,
+    DRIVE_RUNNING,
+    DRIVE_TRIPPED,
+    GOOD,
+    HELD,
+    Snapshot,
+)
+from relaypump.state import StationState
+from support import ON_MICROPYTHON, bytes_allocated
+
+VM_HEAP_KIB = 192
+
+try:
+    open("/firmware/station.json").close()
+    STATION_JSON = "/firmware/station.json"
+except OSError:
+    STATION_JSON = __file__.rsplit("/", 3)[0] + "/firmware/station.json"
+with open(STATION_JSON) as _f:
+    SHIPPED = _f.read()
+
+LIMIT_120C_STOPPED = 158.1  # kPa gauge: p_sat(120 degC) 198.67 + 50 - 90.6, rounded up
+
+
+def config(**protection):
+    """The shipped config, with protection keys (and dotted others) overridden."""
+    doc = json.loads(SHIPPED)
+    for key in protection:
+        if "__" in key:
+            section, name = key.split("__")
+            doc[section][name] = protection[key]  # e.g. io__channels
+        else:
+            doc["protection"][key] = protection[key]
+    return load_config(doc)
+
+
+def _channels(**fallbacks):
+    """The shipped io section with some sensor fallbacks replaced."""
+    io = json.loads(SHIPPED)["io"]
+    for key in fallbacks:
+        io["channels"][key]["fallback"] = fallbacks[key]
+    return io["channels"]
+
+
+class Station:
+    """A protection with its snapshot, event ring, state and a 1 s virtual clock."""
+
+    def __init__(self, cfg=None, state=None, start_ms=0):
+        self.cfg = cfg or config()
+        self.events = EventRing(64)
+        self.state = state if state is not None else StationState(3)
+        self.prot = Protection(self.cfg, self.events, self.state)
+        snap = Snapshot(3)
+        for m, v in (
+            (snap.suction_kpa, 300.0),
+            (snap.discharge_kpa, 800.0),
+            (snap.remote_dp_kpa, 111.0),
+            (snap.supply_temp_c, 120.0),
+            (snap.flow_m3h, 700.0),
+            (snap.source_running, 1.0),
+        ):
+            m.value = v
+            m.quality = GOOD
+        snap.io_online = True
+        for p in snap.pumps:
+            p.online = True
+            p.state = DRIVE_READY
+        self.snap = snap
+        self.now = start_ms
+        self.prot.evaluate(snap, self.now)
+
+    def run(self, pumps=(0, 1), speed=90.0):
+        for i in range(3):
+            p = self.snap.pumps[i]
+            if i in pumps:
+                p.state = DRIVE_RUNNING
+                p.speed_pct = speed
+                self.snap.commands[i].command = CMD_RUN
+            else:
+                p.state = DRIVE_READY
+                p.speed_pct = 0.0
+                self.snap.commands[i].command = CMD_STOP
+
+    def tick(self, seconds=1, step_ms=1000):
+        for _ in range(seconds * 1000 // step_ms):
+            self.now = (self.now + step_ms) & 0x3FFFFFFF
+            self.prot.evaluate(self.snap, self.now)
+
+    def wait(self, seconds):
+        """tick() in 10 s steps, the last 10 s in 1 s steps (the VM collects no garbage inside
+        one test, so long waits take few evaluations)."""
+        coarse = (seconds - 10) // 10 * 10 if seconds > 10 else 0
+        self.tick(coarse, 10000)
+        self.tick(seconds - coarse)
+
+    def drain(self):
+        out = []
+        while self.events.count:
+            e = self.events.pop()
+            out.append((e[0], e[2], e[3]))
+        return out
+
+    def codes(self):
+        return [e[0] for e in self.drain()]
+
+
+def p_sat_if97_kpa(temp_c):
+    """IAPWS-IF97 region 4 saturation pressure, written out independently of the firmware table."""
+    n = (
+        0.11670521452767e4,
+        -0.72421316703206e6,
+        -0.17073846940092e2,
+        0.12020824702470e5,
+        -0.32325550322333e7,
+        0.14915108613530e2,
+        -0.48232657361591e4,
+        0.40511340542057e6,
+        -0.23855557567849,
+        0.65017534844798e3,
+    )
+    t = temp_c + 273.15
+    th = t + n[8] / (t - n[9])
+    a = th * th + n[0] * th + n[1]
+    b = n[2] * th * th + n[3] * th + n[4]
+    c = n[5] * th * th + n[6] * th + n[7]
+    return (2.0 * c / (-b + math.sqrt(b * b - 4.0 * a * c))) ** 4 * 1000.0
+
+
+# --- the suction limit -----------------------------------------------------------------------------
+
+
+def test_saturation_table_matches_iapws_on_the_safe_side():
+    for temp_c, bar_abs in ((110, 1.434), (120, 1.987), (130, 2.703)):
+        assert abs(saturation_kpa_x10(temp_c * 100) / 1000.0 - bar_abs) < 0.0011
+    worst = 0.0
+    for tenth in range(1, 2000, 37):  # 0.1 .. 199.9 degC
+        temp = tenth / 10.0
+        exact = p_sat_if97_kpa(temp)
+        table = saturation_kpa_x10(tenth * 10) / 10.0
+        assert table >= exact - 1e-9, (temp, table, exact)  # never below: the safe side
+        worst = max(worst, table - exact)
+    assert worst < 1.2, worst  # kPa, at 200 degC
+    assert saturation_kpa_x10(-500) == saturation_kpa_x10(0)
+    assert saturation_kpa_x10(25000) == saturation_kpa_x10(20000)
+
+
+def test_limit_at_120_degc_is_about_1_6_bar_gauge():
+    st = Station()
+    assert abs(st.prot.suction_limit_kpa() - LIMIT_120C_STOPPED) < 0.15
+    # at 110 degC the vapour pressure, and so the limit, is 55 kPa lower
+    st.snap.supply_temp_c.value = 110.0
+    st.tick()
+    assert abs(st.prot.suction_limit_kpa() - (143.38 + 50.0 - 90.6)) < 0.15
+
+
+def test_limit_follows_npsh_required_at_high_flow():
+    st = Station()
+    st.run(pumps=(0,), speed=100.0)
+    st.snap.flow_m3h.value = 562.5  # one pump at 1.25 x BEP: NPSHr = 4 * 1.25^2 = 6.25 m
+    st.tick()
+    kpa_per_m = 943 * 9.80665 / 1000.0
+    expected = p_sat_if97_kpa(120.0) + kpa_per_m * 1.3 * 6.25 - 90.6
+    assert abs(st.prot.suction_limit_kpa() - expected) < 0.3, (
+        st.prot.suction_limit_kpa(),
+        expected,
+    )
+    # two pumps share the flow: back to the 50 kPa floor
+    st.run(pumps=(0, 1), speed=100.0)
+    st.tick()
+    assert abs(st.prot.suction_limit_kpa() - LIMIT_120C_STOPPED) < 0.15
+    # configured extra margin adds on top
+    margin = Station(config(suction_margin_kpa=20.0))
+    assert abs(margin.prot.suction_limit_kpa() - LIMIT_120C_STOPPED - 20.0) < 0.15
+
+
+# --- low suction: slow down, stop, lock out ------------------------------------------------------
+
+
+def test_suction_inside_the_band_caps_speed_proportionally_with_one_event():
+    st = Station()
+    st.run()
+    st.drain()
+    limit = st.prot.suction_limit_kpa()
+    st.snap.suction_kpa.value = limit + 15.0  # halfway into the 30 kPa band
+    st.tick(5)
+    assert abs(st.prot.max_speed_pct - 75.0) < 0.2, st.prot.max_speed_pct
+    assert not st.prot.stop_all and st.prot.start_allowed
+    assert st.prot.alarm_bits & (1 << uplink.ALARM_SUCTION_LOW)
+    assert st.codes() == [uplink.EVENT_SUCTION_LOW]  # once, not per tick
+    st.snap.suction_kpa.value = limit + 32.0  # above the band but inside the hysteresis
+    st.tick(3)
+    assert st.prot.max_speed_pct == 100.0
+    assert st.drain() == []
+    st.snap.suction_kpa.value = limit + 40.0
+    st.tick()
+    assert st.drain() == [(uplink.EVENT_PROTECTION_CLEARED, 0, uplink.EVENT_SUCTION_LOW)]
+    assert not st.prot.alarm_bits & (1 << uplink.ALARM_SUCTION_LOW)
+
+
+def test_suction_below_the_limit_stops_after_the_delay_and_restarts_after_recovery():
+    st = Station()
+    st.run()
+    st.drain()
+    limit = st.prot.suction_limit_kpa()
+    st.snap.suction_kpa.value = limit - 5.0
+    st.tick(10)  # the first tick that sees it starts the delay
+    assert not st.prot.stop_all
+    assert st.prot.max_speed_pct == 50.0  # min speed while below
+    assert not st.prot.start_allowed
+    st.tick()  # 10 s after that tick
+    assert st.prot.stop_all and st.prot.stop_reason == uplink.EVENT_SUCTION_TRIP
+    assert st.prot.allowed == [False, False, False]
+    assert st.codes() == [
+        uplink.EVENT_SUCTION_LOW,
+        uplink.EVENT_SUCTION_TRIP,
+        uplink.EVENT_SAFE_STATE_ENTERED,
+    ]
+    st.run(pumps=())  # the pumps ramp down
+    st.snap.suction_kpa.value = limit + 35.0  # above the band, not yet for restart_delay_s
+    st.tick(30)
+    assert st.prot.stop_all
+    st.tick()
+    assert not st.prot.stop_all and st.prot.start_allowed
+    assert st.drain() == [
+        (uplink.EVENT_PROTECTION_CLEARED, 0, uplink.EVENT_SUCTION_LOW),  # at once (35 kPa up)
+        (uplink.EVENT_PROTECTION_CLEARED, 0, uplink.EVENT_SUCTION_TRIP),
+        (uplink.EVENT_SAFE_STATE_LEFT, 0, 0),
+    ]
+    assert not st.state.station_lockout
+
+
+def test_a_short_dip_does_not_trip_and_a_stopped_station_does_not_count_trips():
+    st = Station()
+    st.run()
+    limit = st.prot.suction_limit_kpa()
+    st.snap.suction_kpa.value = limit - 5.0
+    st.tick(9)
+    st.snap.suction_kpa.value = limit + 5.0
+    st.tick()
+    st.snap.suction_kpa.value = limit - 5.0
+    st.tick(9)
+    assert not st.prot.stop_all  # the delay restarted
+    st.run(pumps=())
+    st.tick(60)
+    assert not st.prot.stop_all  # nothing runs: nothing to trip, but no start either
+    assert not st.prot.start_allowed
+
+
+def _trip(st, limit):
+    st.run()
+    st.snap.suction_kpa.value = limit - 5.0
+    st.tick(11)
+    assert st.prot.stop_all
+    st.run(pumps=())
+    st.snap.suction_kpa.value = limit + 40.0
+    st.tick(31)
+
+
+def test_three_trips_within_the_window_lock_out_and_auto_reset():
+    st = Station()
+    limit = st.prot.suction_limit_kpa()
+    _trip(st, limit)
+    _trip(st, limit)
+    assert not st.prot.locked_out and not st.prot.stop_all
+    st.drain()
+    st.run()
+    st.snap.suction_kpa.value = limit - 5.0
+    st.tick(11)
+    assert st.prot.locked_out and st.prot.stop_all
+    assert st.prot.stop_reason == uplink.EVENT_STATION_LOCKOUT
+    assert st.state.station_lockout and st.state.urgent and st.state.lockouts == 1
+    events = st.drain()
+    assert (uplink.EVENT_STATION_LOCKOUT, 0, 3) in events
+    st.run(pumps=())
+    st.snap.suction_kpa.value = limit + 40.0
+    st.wait(1799)  # the lockout's age starts at the trip's tick
+    assert st.prot.locked_out
+    st.tick()  # lockout_reset_s = 1800
+    assert not st.prot.locked_out and not st.state.station_lockout
+    assert (uplink.EVENT_LOCKOUT_RESET, 0, 0) in st.drain()
+    assert st.prot.stop_all  # restart delay still applies
+    st.tick(31)
+    assert not st.prot.stop_all
+
+
+def test_trips_older_than_the_window_do_not_count():
+    st = Station(config(suction_lockout_window_s=600, restart_delay_s=10))
+    limit = st.prot.suction_limit_kpa()
+    _trip(st, limit)
+    _trip(st, limit)
+    st.tick(600)  # the first two trips age out
+    _trip(st, limit)
+    assert not st.prot.locked_out
+
+
+def test_manual_reset_when_auto_reset_is_off():
+    st = Station(config(suction_auto_reset=False, suction_lockout_trips=1))
+    limit = st.prot.suction_limit_kpa()
+    st.run()
+    st.snap.suction_kpa.value = limit - 5.0
+    st.tick(11)
+    assert st.prot.locked_out
+    st.run(pumps=())
+    st.snap.suction_kpa.value = limit + 40.0
+    st.wait(7200)
+    assert st.prot.locked_out  # no auto reset
+    st.drain()
+    assert st.prot.reset(0, st.now)
+    assert not st.prot.locked_out and not st.state.station_lockout
+    assert st.drain() == [(uplink.EVENT_LOCKOUT_RESET, 0, 1)]
+    assert not st.prot.reset(0, st.now)  # nothing left to reset
+    st.tick(31)
+    assert not st.prot.stop_all
+
+
+def test_a_persisted_lockout_survives_a_restart():
+    state = StationState(3)
+    state.set_station_lockout(True)
+    state.set_pump_lockout(2, True)
+    st = Station(config(suction_auto_reset=False), state=state)
+    assert st.prot.locked_out and st.prot.stop_all
+    assert st.prot.pump_locked == [False, False, True]
+    assert st.codes() == [uplink.EVENT_SAFE_STATE_ENTERED]
+
+
+# --- high discharge ---------------------------------------------------------------------------------
+
+
+def test_high_discharge_slows_down_then_stops_and_restarts():
+    st = Station()
+    st.run()
+    st.drain()
+    st.snap.discharge_kpa.value = 975.0  # halfway into the 50 kPa band below 1000
+    st.tick()
+    assert abs(st.prot.max_speed_pct - 75.0) < 0.2
+    assert st.codes() == [uplink.EVENT_DISCHARGE_HIGH]
+    st.snap.discharge_kpa.value = 1010.0
+    st.tick()
+    assert st.prot.max_speed_pct == 50.0 and not st.prot.stop_all
+    st.tick(2)  # discharge_stop_delay_s
+    assert st.prot.stop_all and st.prot.stop_reason == uplink.EVENT_DISCHARGE_TRIP
+    assert st.codes() == [uplink.EVENT_DISCHARGE_TRIP, uplink.EVENT_SAFE_STATE_ENTERED]
+    st.run(pumps=())
+    st.snap.discharge_kpa.value = 700.0
+    st.tick(31)
+    assert not st.prot.stop_all
+    assert st.codes() == [
+        uplink.EVENT_PROTECTION_CLEARED,
+        uplink.EVENT_PROTECTION_CLEARED,
+        uplink.EVENT_SAFE_STATE_LEFT,
+    ]
+
+
+# --- dry run -------------------------------------------------------------------------------------------
+
+
+def test_dry_run_locks_out_the_running_pumps_until_reset():
+    st = Station()
+    st.run(pumps=(0, 2))
+    st.drain()
+    st.snap.flow_m3h.value = 20.0
+    st.tick(60)
+    assert st.prot.allowed == [True, True, True]
+    st.tick()
+    assert st.prot.pump_locked == [True, False, True]
+    assert st.prot.allowed == [False, True, False]
+    assert not st.prot.stop_all  # pump 2 may take over
+    assert st.drain() == [
+        (uplink.EVENT_DRY_RUN, 1, 200),
+        (uplink.EVENT_PUMP_LOCKOUT, 1, 1),
+        (uplink.EVENT_DRY_RUN, 3, 200),
+        (uplink.EVENT_PUMP_LOCKOUT, 3, 1),
+    ]
+    assert st.state.pump_lockout == [True, False, True] and st.state.lockouts == 2
+    st.run(pumps=())
+    st.wait(7200)
+    assert st.prot.pump_locked == [True, False, True]  # dry_run_auto_reset is off
+    assert st.prot.reset(3, st.now)
+    assert st.prot.pump_locked == [True, False, False]
+    assert st.drain() == [(uplink.EVENT_LOCKOUT_RESET, 3, 1)]
+    assert st.prot.reset(0, st.now)
+    assert st.prot.allowed == [True, True, True]
+
+
+def test_dry_run_auto_reset():
+    st = Station(config(dry_run_auto_reset=True, lockout_reset_s=600))
+    st.run(pumps=(1,))
+    st.snap.flow_m3h.value = 0.0
+    st.tick(61)
+    assert st.prot.pump_locked == [False, True, False]
+    st.run(pumps=())
+    st.tick(601)
+    assert st.prot.pump_locked == [False, False, False]
+
+
+# --- source pumps interlock ----------------------------------------------------------------------------
+
+
+def test_source_pumps_stopped_stop_the_relay_pumps():
+    st = Station()
+    st.run()
+    st.drain()
+    st.snap.source_running.value = 0.0
+    st.tick()
+    assert not st.prot.start_allowed and not st.prot.stop_all  # ride through a blip
+    st.tick(5)
+    assert st.prot.stop_all and st.prot.stop_reason == uplink.EVENT_SOURCE_INTERLOCK_OPEN
+    assert st.prot.alarm_bits & (1 << uplink.ALARM_SOURCE_INTERLOCK_OPEN)
+    assert st.codes() == [uplink.EVENT_SOURCE_INTERLOCK_OPEN, uplink.EVENT_SAFE_STATE_ENTERED]
+    st.run(pumps=())
+    st.snap.source_running.value = 1.0
+    st.tick(30)
+    assert st.prot.stop_all
+    st.tick()
+    assert not st.prot.stop_all and st.prot.start_allowed
+
+
+def test_an_unreadable_source_input_counts_as_not_running():
+    st = Station()
+    st.run()
+    st.drain()
+    st.snap.source_running.quality = BAD
+    st.tick(6)
+    assert st.prot.stop_all and st.prot.stop_reason == uplink.EVENT_SOURCE_INTERLOCK_OPEN
+    events = st.drain()
+    assert events[0] == (uplink.EVENT_SENSOR_FAULT, 0, 6)
+
+
+# --- sensor faults ---------------------------------------------------------------------------------------
+
+
+def test_bad_suction_with_fallback_stop_stops_at_once_and_recovers():
+    st = Station()
+    st.run()
+    st.drain()
+    st.snap.suction_kpa.quality = HELD  # held values are still used
+    st.tick()
+    assert not st.prot.stop_all
+    st.snap.suction_kpa.quality = BAD
+    st.tick()
+    assert st.prot.stop_all and st.prot.stop_reason == uplink.EVENT_SENSOR_FAULT
+    assert st.prot.alarm_bits & (1 << uplink.ALARM_SENSOR_FAULT)
+    assert st.drain() == [
+        (uplink.EVENT_SENSOR_FAULT, 0, 1),
+        (uplink.EVENT_SAFE_STATE_ENTERED, 0, uplink.EVENT_SENSOR_FAULT),
+    ]
+    st.tick(100)
+    assert st.drain() == []  # no spam
+    st.snap.suction_kpa.quality = GOOD
+    st.tick(30)
+    assert st.prot.stop_all
+    st.tick()
+    assert not st.prot.stop_all
+    assert st.codes() == [uplink.EVENT_SENSOR_RESTORED, uplink.EVENT_SAFE_STATE_LEFT]
+
+
+def test_bad_suction_with_fallback_hold_runs_blind_at_safe_speed():
+    st = Station(config(io__channels=_channels(suction_kpa="hold")))
+    st.run()
+    st.snap.suction_kpa.quality = BAD
+    st.tick(100)
+    assert not st.prot.stop_all
+    assert st.prot.max_speed_pct == 70.0  # speed.safe_pct
+    assert not st.prot.start_allowed
+
+
+def test_bad_discharge_with_a_number_uses_the_number():
+    st = Station(config(io__channels=_channels(discharge_kpa=1100.0)))
+    st.run()
+    st.snap.discharge_kpa.quality = BAD
+    st.tick(4)
+    assert st.prot.stop_reason == uplink.EVENT_DISCHARGE_TRIP  # 1100 is above the max
+
+
+def test_bad_supply_temperature_uses_the_configured_value_or_the_last_good_one():
+    st = Station()  # shipped: fallback 120.0
+    st.snap.supply_temp_c.value = 100.0
+    st.tick()
+    low = st.prot.suction_limit_kpa()
+    st.snap.supply_temp_c.quality = BAD
+    st.tick()
+    assert abs(st.prot.suction_limit_kpa() - LIMIT_120C_STOPPED) < 0.15 and low < 100.0
+    assert not st.prot.stop_all
+    held = Station(config(io__channels=_channels(supply_temp_c="hold")))
+    held.snap.supply_temp_c.value = 110.0
+    held.tick()
+    before = held.prot.suction_limit_kpa()
+    held.snap.supply_temp_c.quality = BAD
+    held.snap.supply_temp_c.value = 20.0  # garbage behind a BAD quality is ignored
+    held.tick()
+    assert held.prot.suction_limit_kpa() == before
+
+
+def test_bad_flow_on_hold_pauses_dry_run_and_assumes_the_worst_npsh():
+    st = Station()  # shipped: flow fallback "hold"
+    st.run(pumps=(0,), speed=100.0)
+    st.snap.flow_m3h.value = 450.0  # BEP
+    st.tick()
+    at_bep = st.prot.suction_limit_kpa()
+    st.snap.flow_m3h.value = 10.0
+    st.tick(30)
+    st.snap.flow_m3h.quality = BAD
+    st.tick(600)
+    assert st.prot.pump_locked == [False, False, False]  # dry run paused, not tripped
+    assert not st.prot.stop_all
+    assert st.prot.suction_limit_kpa() > at_bep + 20.0  # NPSHr at 1.25 x BEP
+    st.snap.flow_m3h.quality = GOOD  # still dry: the paused timer goes on from 30 s
+    st.tick(31)
+    assert st.prot.pump_locked == [True, False, False]
+
+
+# --- soft stop and the final guard -------------------------------------------------------------------------
+
+
+def test_soft_stop_ramps_and_coasts_only_a_tripped_drive():
+    st = Station()
+    st.run(pumps=(0, 1, 2))
+    st.snap.pumps[2].state = DRIVE_TRIPPED
+    st.snap.source_running.value = 0.0
+    st.tick(6)
+    assert st.prot.stop_all
+    assert st.prot.stop_command == [CMD_STOP, CMD_STOP, CMD_COAST]
+    cmds = st.snap.commands
+    for c in cmds:
+        c.command = CMD_RUN
+        c.speed_pct = 80.0
+    st.prot.enforce(cmds)
+    assert [c.command for c in cmds] == [CMD_STOP, CMD_STOP, CMD_COAST]
+    assert [c.speed_pct for c in cmds] == [0.0, 0.0, 0.0]
+
+
+def test_enforce_keeps_run_speeds_inside_the_envelope_and_the_cap():
+    st = Station()
+    st.run()
+    st.snap.discharge_kpa.value = 975.0
+    st.tick()
+    cmds = st.snap.commands
+    cmds[0].command, cmds[0].speed_pct = CMD_RUN, 95.0
+    cmds[1].command, cmds[1].speed_pct = CMD_RUN, 10.0
+    cmds[2].command, cmds[2].speed_pct = CMD_STOP, 0.0
+    st.prot.enforce(cmds)
+    assert abs(cmds[0].speed_pct - 75.0) < 0.2
+    assert cmds[1].speed_pct == 50.0
+    assert cmds[2].command == CMD_STOP and cmds[2].speed_pct == 0.0
+
+
+# --- time -------------------------------------------------------------------------------------------------
+
+
+def test_delays_hold_across_the_ticks_wrap():
+    st = Station(start_ms=0x3FFFFFFF - 4500)
+    st.run()
+    limit = st.prot.suction_limit_kpa()
+    st.snap.suction_kpa.value = limit - 5.0
+    st.tick(10)
+    assert not st.prot.stop_all
+    st.tick()
+    assert st.prot.stop_all
+    assert st.now < 10000  # wrapped
+
+
+def test_uneven_ticks_count_real_time():
+    st = Station()
+    st.run()
+    st.snap.source_running.value = 0.0
+    st.tick(5, step_ms=250)
+    assert not st.prot.stop_all
+    st.tick(1, step_ms=250)
+    assert st.prot.stop_all
+
+
+# --- allocation ---------------------------------------------------------------------------------------------
+
+
+def test_evaluate_allocates_little():
+    st = Station()
+    st.run(pumps=(0, 1))
+    limit = st.prot.suction_limit_kpa()
+    st.snap.suction_kpa.value = limit + 15.0  # in the band: the cap moves every tick
+    st.tick(2)
+    values = [limit + 10.0 + i * 0.25 for i in range(10)]  # allocated before measuring
+    prot = st.prot
+    snap = st.snap
+    holder = [st.now]
+
+    def ten_ticks():
+        for v in values:
+            snap.suction_kpa.value = v
+            holder[0] += 1000
+            prot.evaluate(snap, holder[0])
+
+    used = bytes_allocated(ten_ticks)
+    per_tick = used // 10
+    if ON_MICROPYTHON:
+        # 5 measurements + 2 pump speeds + the new cap: 8 floats of 16 bytes
+        assert per_tick <= 160, per_tick
+    else:
+        assert per_tick < 2000, per_tick
