@@ -159,6 +159,7 @@ def _bus(doc):
             "lost_after_failures",
             "timeout_margin_ms",
             "lost_probe_ms",
+            "cycle_ms",
         ),
     )
     out: dict = {}
@@ -169,6 +170,7 @@ def _bus(doc):
     _int(doc, out, path, "lost_after_failures", 1, 1000, 3)
     _int(doc, out, path, "timeout_margin_ms", 0, 10000, 10)  # fieldbus.py: runtime latency
     _int(doc, out, path, "lost_probe_ms", 0, 3600000, 1000)  # fieldbus.py: lost-device probe
+    _int(doc, out, path, "cycle_ms", 0, 60000, 0)  # fieldbus.py: poll cycle pacing, 0 = back to back
     return out
 
 

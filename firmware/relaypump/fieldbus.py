@@ -24,6 +24,8 @@ then the I/O module: one read of the analog block (input registers, uA) and one 
 inputs; then one slow ("aux") read that rotates over the drives' current/power registers, except
 that a drive newly found tripped gets its fault register read first. NE43 status registers of the
 module are not read: the status follows from the current, which sensors.py evaluates.
+Pacing: bus.cycle_ms > 0 starts a cycle at most that often (the bus rests in between); 0 runs
+cycles back to back at the wire's limit.
 Timeouts: per request, (request + response bytes) * 11 bits / baud + 3.5 characters, rounded up
 to ms, + bus.turnaround_ms (device reaction) + bus.timeout_margin_ms (runtime latency).
 Errors: timeouts, CRC errors and unexpected frames are retried bus.retries times; an exception
@@ -102,6 +104,8 @@ class Fieldbus:
         self.retries = _int(bus, "retries", 1, 0, 10, "bus")
         self.lost_after = _int(bus, "lost_after_failures", 3, 1, 1000, "bus")
         self.lost_probe_ms = _int(bus, "lost_probe_ms", 1000, 0, 3600000, "bus")
+        # Cycles start at most every cycle_ms (0: back to back, as fast as the wire allows).
+        self.cycle_period_ms = _int(bus, "cycle_ms", 0, 0, 60000, "bus")
         # 3.5 characters of silence between frames; fixed 1750 us above 19200 baud (spec 2.5.1.1).
         if self.baud > 19200:
             self.gap_us = 1750
@@ -260,6 +264,11 @@ class Fieldbus:
         plan_len = len(self.plan_kinds)
         for _ in range(plan_len + 1):
             if not self._cycle_started:
+                if (
+                    self._cycle_done
+                    and _ticks_diff(now_ms, self._cycle_start_ms) < self.cycle_period_ms
+                ):
+                    return None  # the cycle is paced: the next one starts on its period
                 self._start_cycle(now_ms)
             frame = self._build(now_ms)
             if frame is not None:
@@ -273,6 +282,11 @@ class Fieldbus:
                 return frame
             self._advance()
         return None
+
+    def next_cycle_ms(self):
+        """When a paced bus may start its next cycle (a runtime with nothing to send sleeps
+        until then); the start of the present cycle when cycles run back to back."""
+        return (self._cycle_start_ms + self.cycle_period_ms) & 0x3FFFFFFF
 
     def receive(self, data):
         """Feed bytes from the bus; returns how many the pending transaction took."""

@@ -132,6 +132,7 @@ class RtuMaster:
         self.timeout_ms = timeout_ms
         self._tx = bytearray(MAX_ADU)
         self._txv = memoryview(self._tx)
+        self._views = {}
         self._tx_len = 0
         self._rx = bytearray(_RX_SIZE)
         self._rxv = memoryview(self._rx)
@@ -240,7 +241,10 @@ class RtuMaster:
         self._armed = False
         self._crc_seen = False
         self._error = None
-        return self._txv[: self._tx_len]
+        view = self._views.get(self._tx_len)
+        if view is None:  # one view per request length, made once: sending allocates nothing
+            view = self._views[self._tx_len] = self._txv[: self._tx_len]
+        return view
 
     def response_length(self):
         """Bytes the expected response takes on the wire (to compute wire time and timeouts)."""
@@ -254,12 +258,15 @@ class RtuMaster:
             return 0
         taken = 0
         total = len(data)
+        rx = self._rx
         while taken < total and self._state == PENDING and self._error is None:
             if self._rx_len == _RX_SIZE:
                 self._compact()
-            n = min(total - taken, _RX_SIZE - self._rx_len)
-            self._rxv[self._rx_len : self._rx_len + n] = data[taken : taken + n]
-            self._rx_len += n
+            at = self._rx_len
+            n = min(total - taken, _RX_SIZE - at)
+            for k in range(n):  # byte by byte: slicing would allocate on every call
+                rx[at + k] = data[taken + k]
+            self._rx_len = at + n
             taken += n
             self._parse()
         if self._state == DONE:
@@ -291,7 +298,7 @@ class RtuMaster:
 
     def _compact(self):
         keep = self._rx_len - self._scan
-        self._rxv[0:keep] = self._rxv[self._scan : self._rx_len]
+        self._rxv[0:keep] = self._rxv[self._scan : self._rx_len]  # rare: a buffer full of noise
         self._rx_len = keep
         self._scan = 0
 

@@ -168,6 +168,7 @@ class Protection:
         self._min_x100 = int(speed["min_pct"] * 100.0 + 0.5)
         self._max_x100 = int(speed["max_pct"] * 100.0 + 0.5)
         self._safe_x100 = int(speed["safe_pct"] * 100.0 + 0.5)
+        self._slew_x100 = int(speed["slew_pct_per_s"] * 100.0 + 0.5)  # per second
         self._min_pct = speed["min_pct"]
         self._npsh_bep_mm = int(model["npsh_bep_m"] * 1000.0 + 0.5)
         self._bep_flow_x10 = _x10(model["bep_flow_m3h"])
@@ -393,7 +394,7 @@ class Protection:
             if self._safe_x100 < cap:
                 cap = self._safe_x100
 
-        self._outputs(cap, start_ok, now)
+        self._outputs(cap, start_ok, now, dt)
 
     def _suction_limit(self, temp_x100, flow_x10, n_run, speed_x100):
         """Lowest allowed suction pressure (0.1 kPa gauge) for this temperature and duty."""
@@ -578,7 +579,7 @@ class Protection:
                 if self._dry_auto_reset and age >= self._lockout_reset_ms:
                     self._unlock_pump(i, 0, now)
 
-    def _outputs(self, cap, start_ok, now):
+    def _outputs(self, cap, start_ok, now, dt):
         if self._suction_state == _LOCKED:
             reason = uplink.EVENT_STATION_LOCKOUT
         elif self._sensor_stop:
@@ -604,6 +605,13 @@ class Protection:
             self.allowed[i] = not stop and not self.pump_locked[i]
         if cap < self._min_x100:
             cap = self._min_x100
+        # A slow-down is itself a speed change: the cap moves no faster than the slew limit
+        # (water hammer); what cannot wait is a stop, which goes through the drives' ramps.
+        step = self._slew_x100 * dt // 1000 if dt else 0
+        if cap < self._cap_x100 - step:
+            cap = self._cap_x100 - step
+        elif cap > self._cap_x100 + step:
+            cap = self._cap_x100 + step
         if cap != self._cap_x100:
             self._cap_x100 = cap
             self.max_speed_pct = cap / 100.0

@@ -87,8 +87,9 @@ class AgentController:
                 continue
             if t >= self.send_at_s:
                 frame = agent.next_request(ticks_ms(t))
-                if frame is None:
-                    self.send_at_s = self.next_tick_s  # nothing due before the next tick
+                if frame is None:  # the bus rests until its next cycle (or the next tick)
+                    due_ms = (fieldbus.next_cycle_ms() - ticks_ms(t)) & TICKS_MASK
+                    self.send_at_s = min(self.next_tick_s, t + max(due_ms, 1) / 1000.0)
                 else:
                     t = bus.send(bytes(frame), t)
                     self.waiting = True

@@ -197,12 +197,14 @@ def test_suction_inside_the_band_caps_speed_proportionally_with_one_event():
     limit = st.prot.suction_limit_kpa()
     st.snap.suction_kpa.value = limit + 15.0  # halfway into the 30 kPa band
     st.tick(5)
+    assert st.prot.max_speed_pct == 95.0  # the cap comes down along the 1 %/s slew
+    st.tick(20)
     assert abs(st.prot.max_speed_pct - 75.0) < 0.2, st.prot.max_speed_pct
     assert not st.prot.stop_all and st.prot.start_allowed
     assert st.prot.alarm_bits & (1 << uplink.ALARM_SUCTION_LOW)
     assert st.codes() == [uplink.EVENT_SUCTION_LOW]  # once, not per tick
     st.snap.suction_kpa.value = limit + 32.0  # above the band but inside the hysteresis
-    st.tick(3)
+    st.tick(25)
     assert st.prot.max_speed_pct == 100.0
     assert st.drain() == []
     st.snap.suction_kpa.value = limit + 40.0
@@ -219,7 +221,7 @@ def test_suction_below_the_limit_stops_after_the_delay_and_restarts_after_recove
     st.snap.suction_kpa.value = limit - 5.0
     st.tick(10)  # the first tick that sees it starts the delay
     assert not st.prot.stop_all
-    assert st.prot.max_speed_pct == 50.0  # min speed while below
+    assert st.prot.max_speed_pct == 90.0  # heading for min speed along the slew
     assert not st.prot.start_allowed
     st.tick()  # 10 s after that tick
     assert st.prot.stop_all and st.prot.stop_reason == uplink.EVENT_SUCTION_TRIP
@@ -345,12 +347,12 @@ def test_high_discharge_slows_down_then_stops_and_restarts():
     st.run()
     st.drain()
     st.snap.discharge_kpa.value = 975.0  # halfway into the 50 kPa band below 1000
-    st.tick()
+    st.tick(25)
     assert abs(st.prot.max_speed_pct - 75.0) < 0.2
     assert st.codes() == [uplink.EVENT_DISCHARGE_HIGH]
     st.snap.discharge_kpa.value = 1010.0
     st.tick()
-    assert st.prot.max_speed_pct == 50.0 and not st.prot.stop_all
+    assert st.prot.max_speed_pct == 74.0 and not st.prot.stop_all
     st.tick(2)  # discharge_stop_delay_s
     assert st.prot.stop_all and st.prot.stop_reason == uplink.EVENT_DISCHARGE_TRIP
     assert st.codes() == [uplink.EVENT_DISCHARGE_TRIP, uplink.EVENT_SAFE_STATE_ENTERED]
@@ -547,7 +549,7 @@ def test_enforce_keeps_run_speeds_inside_the_envelope_and_the_cap():
     st = Station()
     st.run()
     st.snap.discharge_kpa.value = 975.0
-    st.tick()
+    st.tick(25)
     cmds = st.snap.commands
     cmds[0].command, cmds[0].speed_pct = CMD_RUN, 95.0
     cmds[1].command, cmds[1].speed_pct = CMD_RUN, 10.0
@@ -556,6 +558,20 @@ def test_enforce_keeps_run_speeds_inside_the_envelope_and_the_cap():
     assert abs(cmds[0].speed_pct - 75.0) < 0.2
     assert cmds[1].speed_pct == 50.0
     assert cmds[2].command == CMD_STOP and cmds[2].speed_pct == 0.0
+
+
+def test_the_cap_moves_no_faster_than_the_slew_limit():
+    st = Station()
+    st.run()
+    limit = st.prot.suction_limit_kpa()
+    caps = []
+    for suction in (limit + 15.0, limit - 5.0, limit + 40.0, limit + 1.0):
+        st.snap.suction_kpa.value = suction
+        for _ in range(8):
+            st.tick()
+            caps.append(st.prot.max_speed_pct)
+    steps = [abs(b - a) for a, b in zip(caps, caps[1:])]
+    assert max(steps) <= 1.0 + 1e-9 and max(steps) > 0.5
 
 
 # --- time -------------------------------------------------------------------------------------------------
