@@ -73,8 +73,11 @@ class SimulatedBus:
         """Response bytes that have fully arrived by now_s and were not handed out before."""
         if self._delivered >= len(self._response):
             return b""
-        arrived = int((now_s - self._response_start_s) / self.char_s + 1e-9)
-        arrived = max(0, min(arrived, len(self._response)))
+        if now_s >= self._response_start_s + len(self._response) * self.char_s:
+            arrived = len(self._response)
+        else:
+            arrived = int((now_s - self._response_start_s) / self.char_s)
+            arrived = max(0, min(arrived, len(self._response)))
         chunk = self._response[self._delivered : arrived]
         self._delivered = max(self._delivered, arrived)
         return chunk
@@ -83,7 +86,7 @@ class SimulatedBus:
         """When the pending response's last byte arrives (None when no response is coming)."""
         if self._delivered >= len(self._response):
             return None
-        return self._response_start_s + self.frame_time_s(len(self._response))
+        return self._response_start_s + len(self._response) * self.char_s
 
     def _noisy(self, frame: bytes) -> bytes:
         if self.noise_probability <= 0.0 or self._random.random() >= self.noise_probability:

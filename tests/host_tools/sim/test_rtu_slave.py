@@ -121,3 +121,22 @@ def test_write_echoes_and_exceptions_are_byte_identical(unit, address, value, co
         unit, 16, address=address, count=count
     )
     assert rtu_slave.encode_exception(unit, 3, 2) == modbus.build_exception(unit, 3, 2)
+
+
+def test_bus_delivers_each_response_at_its_completion_time_hours_into_a_run():
+    # At t ~ 8192 s a float sum is off by ~1e-12 s: every byte due at response_complete_at()
+    # must still be handed out then, or a runtime waiting for it wakes at the same time forever.
+    from host_tools.sim.bus import SimulatedBus
+    from host_tools.sim.device import Device
+
+    class Sink(Device):
+        def write_register(self, address, value):
+            pass
+
+    bus = SimulatedBus(rtu_slave.RtuSlaves({1: Sink(1)}))
+    request = modbus.build_request(1, 6, address=0, value=7)
+    for k in range(3000):
+        t = 8192.0 + k * 0.0137 + k * 1e-7
+        bus.send(request, t)
+        done = bus.response_complete_at()
+        assert bus.receive(done) == request, k
