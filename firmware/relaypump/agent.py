@@ -16,7 +16,8 @@ One tick, in the order of the data flow (DESIGN.md):
     (last guard) -> fieldbus writes the commands during the next cycle.
 Rules:
 - Nothing is decided before the first complete poll cycle: a reset agent first learns what runs
-  and adopts it (control.resume, staging.resume), so a restart never slams a pump.
+  and adopts it (a running drive is written RUN at its actual speed, never the default STOP;
+  then control.resume, staging.resume), so a restart never slams a pump nor counts a start.
 - A tripped drive is offered a fault reset (a 0->1 edge) after drive_reset_delay_s, at most
   drive_resets_per_hour times an hour; staging has already replaced it with the standby.
 - Run time, starts and energy are counted here from what the drives report (state.py keeps them
@@ -38,7 +39,7 @@ from .events import EventRing
 from .fieldbus import Fieldbus
 from .protection import Protection
 from .sensors import Sensors
-from .snapshot import DRIVE_RUNNING, DRIVE_TRIPPED, Snapshot
+from .snapshot import CMD_RUN, DRIVE_RUNNING, DRIVE_TRIPPED, Snapshot
 from .staging import Staging
 from .state import StationState
 
@@ -73,6 +74,8 @@ class Agent:
         self._resets_per_hour = int(protection.get("drive_resets_per_hour", 3))
         self.enabled = (1 << n) - 1  # pumps the operator allows (commands, issue of the uplink)
         self.primed = False
+        self._adopted = 0  # drives whose RUN was mirrored before the first tick (bit mask)
+        self._min_pct = config["speed"]["min_pct"]
         self.ticks = 0
         self._last_ms = 0
         self._was_running = bytearray(n)
@@ -84,7 +87,23 @@ class Agent:
     # -- field side -------------------------------------------------------------------------------
 
     def next_request(self, now_ms):
+        if not self.primed:
+            self._adopt()
         return self.fieldbus.next_request(now_ms)
+
+    def _adopt(self):
+        """Before the first tick decides: a drive found running keeps running at its actual speed
+        (the default command is STOP: writing it would slam a pump after every agent reset)."""
+        fb = self.fieldbus
+        commands = self.snapshot.commands
+        for i in range(self.pump_count):
+            if self._adopted & (1 << i) or not fb.online(i) or fb.state[i] != DRIVE_RUNNING:
+                continue
+            speed = fb.profiles[i].speed_pct(fb.actual_raw[i])
+            if speed >= self._min_pct:
+                commands[i].command = CMD_RUN
+                commands[i].speed_pct = speed
+                self._adopted |= 1 << i
 
     def receive(self, data):
         return self.fieldbus.receive(data)
@@ -143,8 +162,12 @@ class Agent:
     def _prime(self, now_ms):
         self.primed = True
         self._last_ms = now_ms
+        running = self._running_mask()
+        for i in range(self.pump_count):
+            if running & (1 << i):
+                self._was_running[i] = 1  # adopted, not started: the start count stays
         self.control.resume(self.snapshot)
-        self.staging.resume(self._running_mask(), self._available_mask())
+        self.staging.resume(running, self._available_mask())
         self.events.push(uplink.EVENT_AGENT_STARTED, uplink.SEVERITY_NOTICE, 0, 0, now_ms)
 
     def _running_mask(self):

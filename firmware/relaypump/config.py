@@ -170,7 +170,9 @@ def _bus(doc):
     _int(doc, out, path, "lost_after_failures", 1, 1000, 3)
     _int(doc, out, path, "timeout_margin_ms", 0, 10000, 10)  # fieldbus.py: runtime latency
     _int(doc, out, path, "lost_probe_ms", 0, 3600000, 1000)  # fieldbus.py: lost-device probe
-    _int(doc, out, path, "cycle_ms", 0, 60000, 0)  # fieldbus.py: poll cycle pacing, 0 = back to back
+    _int(
+        doc, out, path, "cycle_ms", 0, 60000, 0
+    )  # fieldbus.py: poll cycle pacing, 0 = back to back
     return out
 
 

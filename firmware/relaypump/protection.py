@@ -54,7 +54,7 @@ differences (a stalled tick counts at most 10 min), so no stored tick can alias 
 from array import array
 
 from . import uplink
-from .snapshot import BAD, CMD_COAST, CMD_RUN, CMD_STOP, DRIVE_RUNNING, DRIVE_TRIPPED
+from .snapshot import BAD, CMD_COAST, CMD_RUN, CMD_STOP, DRIVE_RUNNING, DRIVE_TRIPPED, SUBSTITUTE
 
 try:
     from micropython import const
@@ -80,6 +80,7 @@ _FB_VALUE = const(2)
 # sensor channels (the value of SENSOR_FAULT / SENSOR_RESTORED events)
 CH_SUCTION = const(1)
 CH_DISCHARGE = const(2)
+CH_REMOTE_DP = const(3)
 CH_SUPPLY_TEMP = const(4)
 CH_FLOW = const(5)
 CH_SOURCE = const(6)
@@ -240,10 +241,11 @@ class Protection:
     def _emit(self, code, severity, subject, value, now):
         self._events.push(code, severity, subject, value, now)
 
-    def _sensor(self, m, channel, now):
-        """True when m is usable; tracks the BAD bit of the channel and its events."""
+    def _sensor(self, m, channel, now, worst=BAD):
+        """True when m is usable; tracks the fault bit of the channel (quality >= worst) and its
+        events."""
         bit = 1 << channel
-        if m.quality != BAD:
+        if m.quality < worst:
             if self._sensor_bits & bit:
                 self._sensor_bits &= ~bit
                 self._emit(uplink.EVENT_SENSOR_RESTORED, uplink.SEVERITY_NOTICE, 0, channel, now)
@@ -251,7 +253,7 @@ class Protection:
         if not self._sensor_bits & bit:
             self._sensor_bits |= bit
             self._emit(uplink.EVENT_SENSOR_FAULT, uplink.SEVERITY_ALARM, 0, channel, now)
-        return False
+        return m.quality != BAD
 
     def suction_limit_kpa(self):
         return self.suction_limit_x10 / 10.0
@@ -327,6 +329,9 @@ class Protection:
                 stop_sensor = True
         m = snap.source_running
         source_ok = self._sensor(m, CH_SOURCE, now) and m.value >= 0.5
+        # The remote DP protects nothing itself, but a lost remote value (the loop then runs on
+        # the discharge pressure) is a sensor fault the control room must see.
+        self._sensor(snap.remote_dp_kpa, CH_REMOTE_DP, now, SUBSTITUTE)
 
         limit = self._suction_limit(temp, flow, n_run, speed_x100)
         self.suction_limit_x10 = limit

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from host_tools.sim.bus import SimulatedBus
-from host_tools.sim.scenario import Scenario, ScenarioError
 from relaypump.agent import Agent
 from relaypump.config import load_config_file
 from relaypump.fieldbus import IDLE
+
+from host_tools.sim.bus import SimulatedBus
+from host_tools.sim.scenario import Scenario, ScenarioError
 
 REPO = Path(__file__).resolve().parents[2]
 TICKS_MASK = 0x3FFFFFFF

@@ -626,3 +626,19 @@ def test_evaluate_allocates_little():
         assert per_tick <= 160, per_tick
     else:
         assert per_tick < 2000, per_tick
+
+
+def test_a_remote_dp_on_its_substitute_is_a_sensor_fault_but_stops_nothing():
+    from relaypump.snapshot import SUBSTITUTE
+
+    st = Station()
+    st.run()
+    st.drain()
+    st.snap.remote_dp_kpa.quality = SUBSTITUTE  # wire break: control runs on the discharge
+    st.tick(3)
+    assert st.drain() == [(uplink.EVENT_SENSOR_FAULT, 0, 3)]
+    assert not st.prot.stop_all and st.prot.start_allowed
+    assert st.prot.alarm_bits & (1 << uplink.ALARM_SENSOR_FAULT)
+    st.snap.remote_dp_kpa.quality = GOOD
+    st.tick()
+    assert st.drain() == [(uplink.EVENT_SENSOR_RESTORED, 0, 3)]

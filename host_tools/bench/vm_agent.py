@@ -1,0 +1,68 @@
+"""The whole agent inside the MicroPython VM, in lockstep with the simulated station.
+
+The default scenario's first simulated hour with the agent in the VM (host_tools/sim/
+vm_controller.py) at an MCU-like heap of 128 KiB, the firmware loaded from .mpy files as a board's
+filesystem would hold it. Run twice: once plain for the real-time factor, once with the VM
+measuring gc.mem_alloc() around the agent's work of every call.
+
+Figures:
+- ``vm_heap_peak``: live heap with everything imported and the agent built (after a collection),
+  plus the largest transient of one call (KiB). In this VM the code itself (bytecode loaded from
+  .mpy) is on the heap; on a board with frozen modules it would be in flash.
+- ``vm_heap_agent_data``: the part of it that is the agent's objects: the validated config dict,
+  the agent, and the largest transient (KiB), i.e. without the runner, the shim and the code.
+- ``vm_heap_code``: the agent's modules as loaded from .mpy (KiB).
+- ``vm_alloc_per_tick`` / ``vm_alloc_per_tick_max``: bytes agent.tick() allocates, mean and most.
+- ``vm_alloc_per_period`` / ``vm_alloc_per_period_max``: everything the agent allocates from one
+  tick to the next (the tick plus two poll cycles of the fieldbus), mean and most.
+- ``vm_realtime_factor``: simulated seconds / wall seconds of the plain hour (plant, bus and VM
+  together; Node start and setup excluded).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+HOURS = 1.0
+HEAP_KIB = 128
+
+
+def _run(measure: bool):
+    from host_tools.sim import scenario as scenarios
+    from host_tools.sim.run import run
+    from host_tools.sim.vm_controller import VMController
+
+    chosen = scenarios.load(scenarios.DEFAULT_SCENARIO)
+    with VMController(chosen, heap_kib=HEAP_KIB, measure=measure) as controller:
+        started = time.perf_counter()
+        run(chosen, controller, hours=HOURS)
+        wall = time.perf_counter() - started
+        controller.live_heap()
+        return controller, wall
+
+
+def run(report) -> None:
+    try:
+        plain, wall = _run(measure=False)
+    except Exception as e:  # the VM needs Node: report the absence, not a crash
+        print(f"vm_agent: skipped ({e})")
+        return
+    measured, _ = _run(measure=True)
+    fig = measured.figures
+    stages = fig.stages
+    code = stages["agent modules imported"] - stages["config module dropped"]
+    config = stages["config module dropped"] - stages["shim"]
+    objects = stages["agent built"] - stages["agent modules imported"]
+    report("vm_heap_peak", fig.heap_peak / 1024, f"KiB (of a {HEAP_KIB} KiB heap, code included)")
+    report("vm_heap_agent_data", (config + objects + fig.call_used_max) / 1024, "KiB")
+    report("vm_heap_code", code / 1024, "KiB (.mpy)")
+    report("vm_alloc_per_tick", statistics.mean(fig.tick_used), "bytes (mean)")
+    report("vm_alloc_per_tick_max", max(fig.tick_used), "bytes")
+    report("vm_alloc_per_period", statistics.mean(fig.period_used), "bytes per tick period (mean)")
+    report("vm_alloc_per_period_max", max(fig.period_used), "bytes per tick period")
+    report(
+        "vm_realtime_factor",
+        HOURS * 3600.0 / wall,
+        f"x ({HOURS:g} h simulated in {wall:.1f} s, {plain.figures.calls} VM calls)",
+    )

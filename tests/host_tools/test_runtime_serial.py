@@ -1,0 +1,172 @@
+"""The board runtime on a host, over a real tty: the "bench" run mode of DESIGN.md in CI.
+
+relaypump/runtime.py runs unchanged with a host board whose UART is pyserial on the slave end of a
+pty pair and whose clock is the wall clock; on the master end the simulator's devices (the
+reference station's ABB, Danfoss and G120 drives and I/O module, host_tools/sim/hardware.py)
+answer through host_tools/sim/serial_port.SerialServer while the plant runs in real time. The
+agent must bring the station up from cold through the tty within the test's seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+import tty
+from pathlib import Path
+
+import pytest
+import serial
+from relaypump.runtime import Runtime
+from relaypump.snapshot import DRIVE_RUNNING
+
+from host_tools.sim import scenario
+from host_tools.sim.hardware import SimulatedStation
+from host_tools.sim.serial_port import SerialServer
+
+REPO = Path(__file__).resolve().parents[2]
+MASK = 0x3FFFFFFF
+PARITY = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
+
+
+class HostBoard:
+    """The Board interface of firmware/boards on CPython: pyserial, the monotonic clock, os."""
+
+    wdt_timeout_ms = 8000
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.port: serial.Serial | None = None
+        self.baud = 0
+        self.fs = os
+        self.open = open
+        self.feeds = 0
+        self.logs: list[str] = []
+
+    def ticks_ms(self) -> int:
+        return (time.monotonic_ns() // 1_000_000) & MASK
+
+    def ticks_us(self) -> int:
+        return (time.monotonic_ns() // 1000) & MASK
+
+    def ticks_add(self, t: int, delta: int) -> int:
+        return (t + delta) & MASK
+
+    def ticks_diff(self, a: int, b: int) -> int:
+        return ((a - b + 0x20000000) & MASK) - 0x20000000
+
+    def sleep_ms(self, ms: int) -> None:
+        time.sleep(ms / 1000.0)
+
+    def open_bus(self, baud: int, parity: str) -> None:
+        self.baud = baud
+        self.port = serial.Serial(
+            self.device,
+            baudrate=baud,
+            bytesize=8,
+            parity=PARITY[parity],
+            stopbits=2 if parity == "N" else 1,
+            timeout=0,
+        )
+
+    def read_into(self, buf: bytearray) -> int:
+        assert self.port is not None
+        waiting = self.port.in_waiting
+        if not waiting:
+            return 0
+        data = self.port.read(min(waiting, len(buf)))
+        buf[: len(data)] = data
+        return len(data)
+
+    def send(self, frame) -> None:
+        assert self.port is not None
+        self.port.write(bytes(frame))
+        self.port.flush()
+        time.sleep(len(frame) * 11 / self.baud)  # a UART's send returns when the last bit is out
+
+    def feed(self) -> None:
+        self.feeds += 1
+
+    def reset_cause(self) -> str:
+        return "host"
+
+    def log(self, text: str) -> None:
+        self.logs.append(text)
+
+
+class PtyMasterPort:
+    """The pty's master end with the part of pyserial's interface SerialServer uses."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        os.set_blocking(fd, False)
+
+    @property
+    def in_waiting(self) -> int:
+        ready, _, _ = select.select([self.fd], [], [], 0)
+        return 4096 if ready else 0
+
+    def read(self, n: int) -> bytes:
+        try:
+            return os.read(self.fd, n)
+        except BlockingIOError:
+            return b""
+
+    def write(self, data: bytes) -> None:
+        os.write(self.fd, data)
+
+
+@pytest.fixture
+def served_station():
+    """The default scenario's devices on the master end of a pty, the plant in real time."""
+    chosen = scenario.load(scenario.DEFAULT_SCENARIO)
+    station = SimulatedStation(chosen)
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    server = SerialServer(PtyMasterPort(master), station.slaves, chosen.baud)
+    stop = threading.Event()
+
+    def serve() -> None:
+        start = time.monotonic()
+        while not stop.is_set():
+            now = time.monotonic() - start
+            server.poll(now)
+            while station.t_s + chosen.step_s <= now:
+                station.step(chosen.step_s)
+            time.sleep(0.0003)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield station, server, os.ttyname(slave)
+    stop.set()
+    thread.join(2)
+    os.close(master)
+    os.close(slave)
+
+
+def test_the_board_runtime_starts_the_simulated_station_through_a_tty(served_station, tmp_path):
+    station, server, device = served_station
+    board = HostBoard(device)
+    runtime = Runtime(board, str(REPO / "firmware" / "station.json"), str(tmp_path / "state"))
+    agent = runtime.agent
+    assert agent is not None, board.logs
+    start = time.monotonic()
+    try:
+        while time.monotonic() - start < 15.0:
+            board.sleep_ms(runtime.step())  # sleep(0) lets the simulator's thread have the GIL
+    finally:
+        assert board.port is not None
+        board.port.close()
+    fb = agent.fieldbus
+    snap = agent.snapshot
+    assert agent.primed and 13 <= agent.ticks <= 15
+    assert board.feeds == agent.ticks  # the first cycle (~0.2 s) ends before the first tick
+    assert fb.cycles >= 25 and server.requests >= fb.attempts - 1
+    assert fb.failed == 0 and fb.retries_used <= 2, (fb.attempts, fb.retries_used, fb.failed)
+    assert all(p.online for p in snap.pumps) and snap.io_online
+    # the agent started a pump through the tty, and the simulated drive is turning
+    running = [i for i, p in enumerate(snap.pumps) if p.state == DRIVE_RUNNING]
+    assert running
+    assert all(station.drives[i].speed_pct > 5.0 for i in running)
+    assert abs(snap.suction_kpa.value - station.plant.suction_kpa) < 10.0
