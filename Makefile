@@ -13,6 +13,11 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: setup test lint typecheck mpy protocol protocol-check pytest bench sim system-packages clean
 
+# The simulated station for a day (the default scenario: Jia village, January mean day), the firmware
+# agent in control. Writes build/sim/kpi.txt, day.png and telemetry.bin. SIM_ARGS="--hours 2" etc.
+sim: $(VENV_STAMP)
+	.venv/bin/pumpsim --out build/sim $(SIM_ARGS)
+
 setup: $(VENV_STAMP) $(NODE_STAMP) $(BOARDS:%=.stubs/%/.installed) system-packages
 
 $(VENV_STAMP): pyproject.toml

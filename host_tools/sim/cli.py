@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from host_tools.sim import report, scenario, telemetry_log
+from host_tools.sim.agent_controller import AgentController
 from host_tools.sim.run import run
 
 
@@ -32,16 +33,6 @@ def progress_bar(stream=sys.stderr):
     return show
 
 
-def make_controller(chosen: scenario.Scenario):
-    if chosen.controller == "agent":
-        from host_tools.sim.agent_controller import AgentController
-
-        return AgentController(chosen)
-    from host_tools.sim.reference_controller import ReferenceController
-
-    return ReferenceController(chosen)
-
-
 def simulate(args: argparse.Namespace) -> int:
     try:
         chosen = scenario.load(args.scenario)
@@ -51,17 +42,18 @@ def simulate(args: argparse.Namespace) -> int:
     changes = {}
     if args.seed is not None:
         changes["seed"] = args.seed
-    if args.controller is not None:
-        changes["controller"] = args.controller
     chosen = dataclasses.replace(chosen, **changes)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     hours = args.hours if args.hours is not None else chosen.hours
-    print(
-        f"pumpsim: {chosen.name}, {hours:g} h, seed {chosen.seed}, controller {chosen.controller}"
-    )
+    try:
+        controller = AgentController(chosen)
+    except ValueError as exc:  # ScenarioError (bus vs config), ConfigError
+        print(f"pumpsim: {exc}", file=sys.stderr)
+        return 2
+    print(f"pumpsim: {chosen.name}, {hours:g} h, seed {chosen.seed}, the firmware agent in control")
     started = time.monotonic()
-    result = run(chosen, make_controller(chosen), hours=hours, progress=progress_bar())
+    result = run(chosen, controller, hours=hours, progress=progress_bar())
     wall = time.monotonic() - started
     frames = result.telemetry or telemetry_log.station_frames(result)
     telemetry_log.write(out / "telemetry.bin", frames)
@@ -100,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hours", type=float, default=None)
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--out", default="build/sim")
-    parser.add_argument("--controller", choices=("agent", "reference"), default=None)
     return simulate(parser.parse_args(argv))
 
 

@@ -8,8 +8,7 @@ from the start of the run (a run may last several days: "30:00" is 06:00 on the 
     name = "..."                       # shown in the KPI table
     seed = 1                           # every random draw derives from it
     hours = 24
-    controller = "agent"               # "agent" (firmware/) or "reference" (built-in, simple)
-    agent_config = "firmware/station.json"   # relative to the repository, for the agent
+    agent_config = "firmware/station.json"   # the agent's config, relative to the repository
 
     [day]   date = "2026-01-15"; mean_temp_c = -6.0 (optional); weather_sigma_c; flow_noise
     [plant] step_s = 0.2; upstream_assist_m = 0.0; supply_temp_c = 120.0
@@ -95,7 +94,6 @@ class Scenario:
     source: str
     seed: int = 1
     hours: float = 24.0
-    controller: str = "agent"
     agent_config: str = "firmware/station.json"
     date: dt.date = dt.date(2026, 1, 15)
     mean_temp_c: float | None = None
@@ -198,7 +196,6 @@ def parse(document: dict[str, Any], source: str = "<scenario>") -> Scenario:
     name = top.get("name", str, required=True)
     seed = top.integer("seed", 1, 0, 2**31 - 1)
     hours = top.number("hours", 24.0, 0.01, 24.0 * 151)
-    controller = top.choice("controller", "agent", ("agent", "reference"))
     agent_config = top.get("agent_config", str, "firmware/station.json")
 
     day = top.table_of("day")
@@ -263,7 +260,6 @@ def parse(document: dict[str, Any], source: str = "<scenario>") -> Scenario:
         source=source,
         seed=seed,
         hours=hours,
-        controller=controller,
         agent_config=agent_config,
         date=date,
         mean_temp_c=mean_temp_c,

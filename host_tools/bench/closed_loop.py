@@ -1,0 +1,59 @@
+"""The agent holding the reference station for a day: energy against the offline optimum, DP band,
+suction margin, slew, and how fast the closed loop (agent + plant on CPython) runs.
+
+The optimum is computed offline on the project's own plant: for each minute of the run, the
+network flow at the DP setpoint, and the best pump count and speed for it (host_tools/sim/optimal).
+The three days run in parallel processes; each figure is one day's (max_slew: the worst of them).
+"""
+
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+from host_tools.sim import optimal, scenario
+from host_tools.sim.agent_controller import AgentController
+from host_tools.sim.run import run as simulate
+
+DAYS = {"design": "jia_design.toml", "jan": "jia_january.toml", "shoulder": "jia_shoulder.toml"}
+
+
+def minute_means(samples, step_s: float) -> list[float]:
+    per_minute = max(1, round(60.0 / step_s))
+    return [
+        sum(samples[i : i + per_minute]) / len(samples[i : i + per_minute])
+        for i in range(0, len(samples), per_minute)
+    ]
+
+
+def day(name: str) -> dict:
+    chosen = scenario.load(scenario.SCENARIOS / DAYS[name])
+    start = time.perf_counter()
+    result = simulate(chosen, AgentController(chosen))
+    wall = time.perf_counter() - start
+    flows = minute_means(result.samples["flow_m3h"], 1.0)
+    best = optimal.daily_energy_kwh(flows, 60.0, "remote_dp")
+    k = result.kpis
+    return {
+        "energy_ratio": k["energy_kwh"] / best,
+        "energy_kwh": k["energy_kwh"],
+        "optimal_kwh": best,
+        "dp_in_band_pct": k["dp_in_band_pct"],
+        "min_suction_margin_kpa": k["min_suction_margin_kpa"],
+        "max_slew_pct_s": k["max_slew_pct_s"],
+        "max_starts_per_hour": k["max_starts_per_hour"],
+        "realtime_factor": 86400.0 / wall,
+    }
+
+
+def run(report) -> None:
+    with ProcessPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(DAYS, pool.map(day, DAYS), strict=True))
+    for name, figures in results.items():
+        report(f"energy_vs_optimal_{name}", figures["energy_ratio"], "ratio")
+    jan = results["jan"]
+    report("dp_in_band_jan", jan["dp_in_band_pct"], "%")
+    report("min_suction_margin_jan", jan["min_suction_margin_kpa"], "kPa")
+    report("max_slew", max(f["max_slew_pct_s"] for f in results.values()), "%/s")
+    report("closed_loop_realtime_factor", jan["realtime_factor"], "x")
+    for name, figures in results.items():
+        report(f"energy_{name}", figures["energy_kwh"], "kWh")
+        report(f"energy_optimal_{name}", figures["optimal_kwh"], "kWh")
