@@ -33,7 +33,7 @@ except ImportError:  # CPython
         return x
 
 
-from . import uplink
+from . import codes
 from .control import Controller
 from .events import EventRing
 from .fieldbus import Fieldbus
@@ -56,8 +56,7 @@ def _ticks_diff(a, b):
 
 class Agent:
     def __init__(self, config, state=None):
-        n = len(config["pumps"])
-        self.config = config
+        n = len(config["pumps"])  # the config dict is not kept: each part copies what it needs
         self.pump_count = n
         self.snapshot = Snapshot(n)
         self.events = EventRing(_EVENT_CAPACITY)
@@ -68,6 +67,7 @@ class Agent:
         self.control = Controller(config)
         self.staging = Staging(config, self.control.model)
         self.kpa_per_m = config["pump_model"]["density_kg_m3"] * _G / 1000.0
+        self._head_of = self._required_head_m  # bound once: a bound method is an object
         self.period_ms = int(config["pid"]["period_ms"])
         protection = config["protection"]
         self._reset_delay_ms = int(protection.get("drive_reset_delay_s", 300)) * 1000
@@ -83,6 +83,8 @@ class Agent:
         self._was_tripped = bytearray(n)
         self._resets = [0] * n  # resets offered in the present hour
         self._reset_hour_ms = [0] * n
+        self._energy_kw = [0.0] * n  # last power reading per pump and its watts (converted once)
+        self._energy_w = [0] * n
 
     # -- field side -------------------------------------------------------------------------------
 
@@ -109,9 +111,9 @@ class Agent:
         return self.fieldbus.receive(data)
 
     def _bus_event(self, code, pump, now_ms):
-        severity = uplink.SEVERITY_ALARM
-        if code == uplink.EVENT_DRIVE_COMM_RESTORED:
-            severity = uplink.SEVERITY_NOTICE
+        severity = codes.SEVERITY_ALARM
+        if code == codes.EVENT_DRIVE_COMM_RESTORED:
+            severity = codes.SEVERITY_NOTICE
         self.events.push(code, severity, pump + 1, self.fieldbus.failures[pump], now_ms)
 
     # -- control tick -----------------------------------------------------------------------------
@@ -141,13 +143,12 @@ class Agent:
         if not protection.start_allowed:
             available &= running
         flow = snap.flow_m3h
-        head_m = control.setpoint.required_head_m(flow.value, self.kpa_per_m)
         staging = self.staging
         mask = staging.update(
             now_ms,
             flow.value,
             flow.usable(),
-            head_m,
+            self._head_of,  # staging asks only when it evaluates the count
             available,
             running,
             self.state.run_s,
@@ -159,6 +160,10 @@ class Agent:
         self._offer_resets(now_ms)
         self._count(dt_ms)
 
+    def _required_head_m(self, flow_m3h):
+        """The station head (m) the present setpoint needs at this flow (staging's target)."""
+        return self.control.setpoint.required_head_m(flow_m3h, self.kpa_per_m)
+
     def _prime(self, now_ms):
         self.primed = True
         self._last_ms = now_ms
@@ -168,7 +173,7 @@ class Agent:
                 self._was_running[i] = 1  # adopted, not started: the start count stays
         self.control.resume(self.snapshot)
         self.staging.resume(running, self._available_mask())
-        self.events.push(uplink.EVENT_AGENT_STARTED, uplink.SEVERITY_NOTICE, 0, 0, now_ms)
+        self.events.push(codes.EVENT_AGENT_STARTED, codes.SEVERITY_NOTICE, 0, 0, now_ms)
 
     def _running_mask(self):
         mask = 0
@@ -200,7 +205,7 @@ class Agent:
             pump = staging.event_pump[k]
             self.events.push(
                 staging.event_code[k],
-                uplink.SEVERITY_INFO,
+                codes.SEVERITY_INFO,
                 pump,
                 staging.event_reason[k],
                 now_ms,
@@ -214,8 +219,8 @@ class Agent:
             if tripped and not self._was_tripped[i]:
                 self._tripped_ms[i] = now_ms
                 self.events.push(
-                    uplink.EVENT_PUMP_TRIPPED,
-                    uplink.SEVERITY_ALARM,
+                    codes.EVENT_PUMP_TRIPPED,
+                    codes.SEVERITY_ALARM,
                     i + 1,
                     pumps[i].fault_code,
                     now_ms,
@@ -243,7 +248,11 @@ class Agent:
             running = p.online and p.state == DRIVE_RUNNING
             if running:
                 state.add_run(i, dt_ms)
-                state.add_energy(i, p.power_kw, dt_ms)
+                kw = p.power_kw
+                if kw != self._energy_kw[i]:  # a new reading (floats are heap objects)
+                    self._energy_kw[i] = kw
+                    self._energy_w[i] = round(kw * 1000.0) if kw > 0.0 else 0  # as add_energy
+                state.add_energy_w(i, self._energy_w[i], dt_ms)
                 if not self._was_running[i]:
                     state.count_start(i)
             self._was_running[i] = 1 if running else 0

@@ -40,11 +40,11 @@ except ImportError:  # CPython
         return x
 
 
+from .codes import MODE_DISCHARGE, MODE_MANUAL_SPEED, MODE_REMOTE_DP
 from .pid import Pid
 from .pumpmodel import PumpModel
 from .setpoint import Setpoint, ticks_diff
 from .snapshot import BAD, CMD_RUN, CMD_STOP, DRIVE_RUNNING, DRIVE_TRIPPED, GOOD, HELD
-from .uplink import MODE_DISCHARGE, MODE_MANUAL_SPEED, MODE_REMOTE_DP
 
 SOURCE_HOLD = const(0)
 SOURCE_REMOTE = const(1)
@@ -176,18 +176,19 @@ class Controller:
         common = self.common_pct
         # the window the common speed may take this step
         step = self._step
+        down = common - step  # one float for both uses below
         hi = common + step
         if hi > self.max_pct:
             hi = self.max_pct
         cap = speed_cap_pct if speed_cap_pct > self.min_pct else self.min_pct
         if hi > cap:
-            hi = cap if cap > common - step else common - step
+            hi = cap if cap > down else down
         slowest = self._slowest_joined_actual(snap)
         if slowest >= 0.0 and hi > common:
             guard = slowest + self.follow_band_pct
             if hi > guard:
                 hi = guard if guard > common else common
-        lo = common - step
+        lo = down
         if lo < self.min_pct:
             lo = self.min_pct
         if lo > hi:
@@ -328,6 +329,7 @@ class Controller:
         flow = snap.flow_m3h
         n_eff = 0.0
         ok = flow.quality != BAD and joined > 0 and not self.manual
+        head = None  # the required head at this flow, computed once
         if not moving:
             n_eff = joined
         elif ok:
@@ -350,7 +352,8 @@ class Controller:
             q = flow.value
             prev = self._n_eff
             if prev > 0 and n_eff != prev:
-                head = self.setpoint.required_head_m(q, model.kpa_per_m)
+                if head is None:
+                    head = self.setpoint.required_head_m(q, model.kpa_per_m)
                 s_old = model.station_speed_pct(prev, q, head)
                 s_new = model.station_speed_pct(n_eff, q, head)
                 if s_old > 0.0 and s_new > 0.0:

@@ -1,7 +1,7 @@
 """The agent's event ring: a fixed number of events waiting for the uplink, allocated once.
 
 Rules:
-- An event is (code, severity, subject, value, at_ms): code an EVENT_* of uplink.py, severity a
+- An event is (code, severity, subject, value, at_ms): code an EVENT_* of codes.py, severity a
   SEVERITY_*, subject 0 = station or 1..3 = pump number, value a signed 32-bit integer whose unit
   and scale depend on the code (protocol/uplink.py EVENT_VALUE), at_ms the tick it happened.
 - ``push`` never allocates and never fails: when the ring is full the oldest event is overwritten

@@ -52,9 +52,9 @@ except ImportError:  # CPython
 
 
 from relaypump import modbus as mb
+from relaypump.codes import EVENT_DRIVE_COMM_LOST, EVENT_DRIVE_COMM_RESTORED
 from relaypump.drives import make_profile
 from relaypump.snapshot import DRIVE_TRIPPED, DRIVE_UNKNOWN
-from relaypump.uplink import EVENT_DRIVE_COMM_LOST, EVENT_DRIVE_COMM_RESTORED
 
 IDLE = const(0)  # no transaction pending: next_request will hand out the next frame
 BUSY = const(1)

@@ -53,7 +53,7 @@ differences (a stalled tick counts at most 10 min), so no stored tick can alias 
 
 from array import array
 
-from . import uplink
+from . import codes
 from .snapshot import BAD, CMD_COAST, CMD_RUN, CMD_STOP, DRIVE_RUNNING, DRIVE_TRIPPED, SUBSTITUTE
 
 try:
@@ -248,11 +248,11 @@ class Protection:
         if m.quality < worst:
             if self._sensor_bits & bit:
                 self._sensor_bits &= ~bit
-                self._emit(uplink.EVENT_SENSOR_RESTORED, uplink.SEVERITY_NOTICE, 0, channel, now)
+                self._emit(codes.EVENT_SENSOR_RESTORED, codes.SEVERITY_NOTICE, 0, channel, now)
             return True
         if not self._sensor_bits & bit:
             self._sensor_bits |= bit
-            self._emit(uplink.EVENT_SENSOR_FAULT, uplink.SEVERITY_ALARM, 0, channel, now)
+            self._emit(codes.EVENT_SENSOR_FAULT, codes.SEVERITY_ALARM, 0, channel, now)
         return m.quality != BAD
 
     def suction_limit_kpa(self):
@@ -372,15 +372,15 @@ class Protection:
             start_ok = False
             if not self._source_open and self._source_off >= self._source_delay_ms:
                 self._source_open = True
-                self._emit(uplink.EVENT_SOURCE_INTERLOCK_OPEN, uplink.SEVERITY_ALARM, 0, 0, now)
+                self._emit(codes.EVENT_SOURCE_INTERLOCK_OPEN, codes.SEVERITY_ALARM, 0, 0, now)
         elif self._source_open and self._source_on >= self._restart_ms:
             self._source_open = False
             self._source_on = _OFF
             self._emit(
-                uplink.EVENT_PROTECTION_CLEARED,
-                uplink.SEVERITY_NOTICE,
+                codes.EVENT_PROTECTION_CLEARED,
+                codes.SEVERITY_NOTICE,
                 0,
-                uplink.EVENT_SOURCE_INTERLOCK_OPEN,
+                codes.EVENT_SOURCE_INTERLOCK_OPEN,
                 now,
             )
 
@@ -430,14 +430,14 @@ class Protection:
         if not self._suction_low:
             if margin < band or margin < 0:  # (band 0: below the limit)
                 self._suction_low = True
-                self._emit(uplink.EVENT_SUCTION_LOW, uplink.SEVERITY_WARNING, 0, suction, now)
+                self._emit(codes.EVENT_SUCTION_LOW, codes.SEVERITY_WARNING, 0, suction, now)
         elif margin >= band + _HYST_X10:
             self._suction_low = False
             self._emit(
-                uplink.EVENT_PROTECTION_CLEARED,
-                uplink.SEVERITY_NOTICE,
+                codes.EVENT_PROTECTION_CLEARED,
+                codes.SEVERITY_NOTICE,
                 0,
-                uplink.EVENT_SUCTION_LOW,
+                codes.EVENT_SUCTION_LOW,
                 now,
             )
         state = self._suction_state
@@ -452,10 +452,10 @@ class Protection:
                 self._suction_state = _OK
                 self._suction_good = _OFF
                 self._emit(
-                    uplink.EVENT_PROTECTION_CLEARED,
-                    uplink.SEVERITY_NOTICE,
+                    codes.EVENT_PROTECTION_CLEARED,
+                    codes.SEVERITY_NOTICE,
                     0,
-                    uplink.EVENT_SUCTION_TRIP,
+                    codes.EVENT_SUCTION_TRIP,
                     now,
                 )
         else:  # locked out
@@ -485,14 +485,14 @@ class Protection:
                 if ages[i] > ages[slot]:
                     slot = i
         ages[slot] = 0
-        self._emit(uplink.EVENT_SUCTION_TRIP, uplink.SEVERITY_ALARM, 0, suction, now)
+        self._emit(codes.EVENT_SUCTION_TRIP, codes.SEVERITY_ALARM, 0, suction, now)
         if count >= self._lockout_trips:
             self._suction_state = _LOCKED
             self._lock_age = 0
             self.locked_out = True
             if self._state is not None:
                 self._state.set_station_lockout(True)
-            self._emit(uplink.EVENT_STATION_LOCKOUT, uplink.SEVERITY_CRITICAL, 0, count, now)
+            self._emit(codes.EVENT_STATION_LOCKOUT, codes.SEVERITY_CRITICAL, 0, count, now)
         else:
             self._suction_state = _TRIPPED
 
@@ -506,7 +506,7 @@ class Protection:
         self.locked_out = False
         if self._state is not None:
             self._state.set_station_lockout(False)
-        self._emit(uplink.EVENT_LOCKOUT_RESET, uplink.SEVERITY_NOTICE, 0, manual, now)
+        self._emit(codes.EVENT_LOCKOUT_RESET, codes.SEVERITY_NOTICE, 0, manual, now)
 
     def _discharge(self, discharge, n_run, dt, now):
         dmax = self._discharge_max_x10
@@ -515,14 +515,14 @@ class Protection:
         if not self._discharge_high:
             if discharge > start or discharge >= dmax:
                 self._discharge_high = True
-                self._emit(uplink.EVENT_DISCHARGE_HIGH, uplink.SEVERITY_WARNING, 0, discharge, now)
+                self._emit(codes.EVENT_DISCHARGE_HIGH, codes.SEVERITY_WARNING, 0, discharge, now)
         elif discharge < start - _HYST_X10:
             self._discharge_high = False
             self._emit(
-                uplink.EVENT_PROTECTION_CLEARED,
-                uplink.SEVERITY_NOTICE,
+                codes.EVENT_PROTECTION_CLEARED,
+                codes.SEVERITY_NOTICE,
                 0,
-                uplink.EVENT_DISCHARGE_HIGH,
+                codes.EVENT_DISCHARGE_HIGH,
                 now,
             )
         if self._discharge_state == _OK:
@@ -532,17 +532,17 @@ class Protection:
             if self._discharge_above >= self._discharge_delay_ms:
                 self._discharge_state = _TRIPPED
                 self._discharge_above = _OFF
-                self._emit(uplink.EVENT_DISCHARGE_TRIP, uplink.SEVERITY_ALARM, 0, discharge, now)
+                self._emit(codes.EVENT_DISCHARGE_TRIP, codes.SEVERITY_ALARM, 0, discharge, now)
         else:
             self._discharge_good = _timer(self._discharge_good, discharge <= start, dt)
             if self._discharge_good >= self._restart_ms:
                 self._discharge_state = _OK
                 self._discharge_good = _OFF
                 self._emit(
-                    uplink.EVENT_PROTECTION_CLEARED,
-                    uplink.SEVERITY_NOTICE,
+                    codes.EVENT_PROTECTION_CLEARED,
+                    codes.SEVERITY_NOTICE,
                     0,
-                    uplink.EVENT_DISCHARGE_TRIP,
+                    codes.EVENT_DISCHARGE_TRIP,
                     now,
                 )
         if discharge >= dmax:
@@ -559,8 +559,8 @@ class Protection:
         for i in range(self.pump_count):
             if self._running[i] and not self.pump_locked[i]:
                 self._lock_pump(i)
-                self._emit(uplink.EVENT_DRY_RUN, uplink.SEVERITY_ALARM, i + 1, flow, now)
-                self._emit(uplink.EVENT_PUMP_LOCKOUT, uplink.SEVERITY_ALARM, i + 1, 1, now)
+                self._emit(codes.EVENT_DRY_RUN, codes.SEVERITY_ALARM, i + 1, flow, now)
+                self._emit(codes.EVENT_PUMP_LOCKOUT, codes.SEVERITY_ALARM, i + 1, 1, now)
 
     def _lock_pump(self, i):
         self.pump_locked[i] = True
@@ -573,7 +573,7 @@ class Protection:
         self._pump_lock_age[i] = _OFF
         if self._state is not None:
             self._state.set_pump_lockout(i, False)
-        self._emit(uplink.EVENT_LOCKOUT_RESET, uplink.SEVERITY_NOTICE, i + 1, manual, now)
+        self._emit(codes.EVENT_LOCKOUT_RESET, codes.SEVERITY_NOTICE, i + 1, manual, now)
 
     def _pump_auto_reset(self, dt, now):
         ages = self._pump_lock_age
@@ -586,22 +586,22 @@ class Protection:
 
     def _outputs(self, cap, start_ok, now, dt):
         if self._suction_state == _LOCKED:
-            reason = uplink.EVENT_STATION_LOCKOUT
+            reason = codes.EVENT_STATION_LOCKOUT
         elif self._sensor_stop:
-            reason = uplink.EVENT_SENSOR_FAULT
+            reason = codes.EVENT_SENSOR_FAULT
         elif self._source_open:
-            reason = uplink.EVENT_SOURCE_INTERLOCK_OPEN
+            reason = codes.EVENT_SOURCE_INTERLOCK_OPEN
         elif self._discharge_state != _OK:
-            reason = uplink.EVENT_DISCHARGE_TRIP
+            reason = codes.EVENT_DISCHARGE_TRIP
         elif self._suction_state != _OK:
-            reason = uplink.EVENT_SUCTION_TRIP
+            reason = codes.EVENT_SUCTION_TRIP
         else:
             reason = 0
         if reason != self.stop_reason:
             if reason:
-                self._emit(uplink.EVENT_SAFE_STATE_ENTERED, uplink.SEVERITY_ALARM, 0, reason, now)
+                self._emit(codes.EVENT_SAFE_STATE_ENTERED, codes.SEVERITY_ALARM, 0, reason, now)
             else:
-                self._emit(uplink.EVENT_SAFE_STATE_LEFT, uplink.SEVERITY_NOTICE, 0, 0, now)
+                self._emit(codes.EVENT_SAFE_STATE_LEFT, codes.SEVERITY_NOTICE, 0, 0, now)
             self.stop_reason = reason
         stop = reason != 0
         self.stop_all = stop
@@ -622,17 +622,17 @@ class Protection:
             self.max_speed_pct = cap / 100.0
         bits = 0
         if self._suction_low:
-            bits |= 1 << uplink.ALARM_SUCTION_LOW
+            bits |= 1 << codes.ALARM_SUCTION_LOW
         if self._suction_state != _OK:
-            bits |= 1 << uplink.ALARM_SUCTION_TRIP
+            bits |= 1 << codes.ALARM_SUCTION_TRIP
         if self._discharge_high or self._discharge_state != _OK:
-            bits |= 1 << uplink.ALARM_DISCHARGE_HIGH
+            bits |= 1 << codes.ALARM_DISCHARGE_HIGH
         if self._source_open:
-            bits |= 1 << uplink.ALARM_SOURCE_INTERLOCK_OPEN
+            bits |= 1 << codes.ALARM_SOURCE_INTERLOCK_OPEN
         if stop:
-            bits |= 1 << uplink.ALARM_SAFE_STATE
+            bits |= 1 << codes.ALARM_SAFE_STATE
         if self._sensor_bits:
-            bits |= 1 << uplink.ALARM_SENSOR_FAULT
+            bits |= 1 << codes.ALARM_SENSOR_FAULT
         self.alarm_bits = bits
 
     # --- commands --------------------------------------------------------------------------------

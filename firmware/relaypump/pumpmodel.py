@@ -13,6 +13,10 @@ runs each pump at q = Q/n and the speed the curve gives for (q, H).
 
 Allocation: plain float maths on attributes; nothing but the float results themselves is built per
 call (no lists, tuples or strings). Infeasible or meaningless inputs give -1.0, never an exception.
+Floats are 16-byte heap objects on MicroPython, so station_kw (staging's count evaluation) builds
+as few as it can without changing a single bit of any result: products of constants are taken
+once (__init__, import), the window shrunk by a margin is kept for that margin, the flow ratio x
+is shared by the window check and the efficiency, and the motor and VFD tables share their segment.
 """
 
 G_M_S2 = 9.81
@@ -21,16 +25,25 @@ EFFICIENCY_FLOOR = 0.05
 _LOADS = (0.1, 0.2, 0.3, 0.5, 1.0)
 _MOTOR = (0.829, 0.917, 0.950, 0.958, 0.958)
 _VFD = (0.826, 0.927, 0.948, 0.96, 0.97)
+# Segment widths and rises of the tables (index i: from i - 1 to i), and the products held beyond
+# the ends: the same numbers the linear interpolation computes, taken once.
+_D_LOADS = tuple(_LOADS[i] - _LOADS[i - 1] if i else 1.0 for i in range(len(_LOADS)))
+_D_MOTOR = tuple(_MOTOR[i] - _MOTOR[i - 1] if i else 0.0 for i in range(len(_MOTOR)))
+_D_VFD = tuple(_VFD[i] - _VFD[i - 1] if i else 0.0 for i in range(len(_VFD)))
+_DRIVE_LOW = _MOTOR[0] * _VFD[0]
+_DRIVE_HIGH = _MOTOR[len(_MOTOR) - 1] * _VFD[len(_VFD) - 1]
 
 
-def _interp(x, xs, ys):
-    if x <= xs[0]:
-        return ys[0]
-    for i in range(1, len(xs)):
-        if x <= xs[i]:
-            x0 = xs[i - 1]
-            return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - x0) / (xs[i] - x0)
-    return ys[len(ys) - 1]
+def _drive_efficiency(load):
+    """eta_motor(load) * eta_vfd(load), each linear in its table, held at the end values."""
+    if load <= _LOADS[0]:
+        return _DRIVE_LOW
+    for i in range(1, len(_LOADS)):
+        if load <= _LOADS[i]:
+            d = load - _LOADS[i - 1]
+            motor = _MOTOR[i - 1] + _D_MOTOR[i] * d / _D_LOADS[i]
+            return motor * (_VFD[i - 1] + _D_VFD[i] * d / _D_LOADS[i])
+    return _DRIVE_HIGH
 
 
 class PumpModel:
@@ -50,6 +63,14 @@ class PumpModel:
         self.kpa_per_m = self.rho_g / 1000.0
         self.s_min = float(sp["min_pct"]) / 100.0
         self.s_max = float(sp["max_pct"]) / 100.0
+        self._rho_g_h0 = self.rho_g * self.h0
+        self._dead_div = 7.2e6 * self.eta_bep
+        # the window shrunk by the last nonzero margin asked for (staging always asks the same)
+        self._margin = 0.0
+        self._s_lo = self.s_min
+        self._s_hi = self.s_max
+        self._x_lo = self.x_min
+        self._x_hi = self.x_max
 
     # --- hydraulics --------------------------------------------------------------------------
     def head_m(self, q, s):
@@ -70,35 +91,62 @@ class PumpModel:
     def efficiency(self, q, s):
         if s <= 0.0:
             return 0.0
-        x = q / s / self.q_bep
+        return self._efficiency(q / s / self.q_bep, s)
+
+    def _efficiency(self, x, s):
+        """Efficiency at flow ratio x = (q/s)/q_bep and speed s > 0."""
         eta = self.eta_bep * (2.0 * x - x * x)
         if s != 1.0:
             eta = 1.0 - (1.0 - eta) * (1.0 / s) ** 0.1
         return eta if eta > EFFICIENCY_FLOOR else EFFICIENCY_FLOOR
 
+    def _dead_kw(self, s):
+        return self._rho_g_h0 * s * s * self.q_bep * s / self._dead_div
+
     def shaft_kw(self, q, s, head_m):
         if s <= 0.0:
             return 0.0
+        return self._shaft_kw(q, s, head_m, q / s / self.q_bep)
+
+    def _shaft_kw(self, q, s, head_m, x):
+        """shaft_kw at s > 0 with its flow ratio x given."""
         shaft = 0.0
         if q > 0.0 and head_m > 0.0:
-            shaft = self.rho_g * q * head_m / (3.6e6 * self.efficiency(q, s))
-        dead = self.rho_g * self.h0 * s * s * self.q_bep * s / (7.2e6 * self.eta_bep)
+            shaft = self.rho_g * q * head_m / (3.6e6 * self._efficiency(x, s))
+        dead = self._dead_kw(s)
         return shaft if shaft > dead else dead
 
     def electrical_kw(self, q, s, head_m):
-        shaft = self.shaft_kw(q, s, head_m)
+        return self._electrical_kw(self.shaft_kw(q, s, head_m))
+
+    def _electrical_kw(self, shaft):
         if shaft <= 0.0:
             return 0.0
-        load = shaft / self.rated_kw
-        return shaft / (_interp(load, _LOADS, _MOTOR) * _interp(load, _LOADS, _VFD))
+        return shaft / _drive_efficiency(shaft / self.rated_kw)
 
     # --- staging helpers ---------------------------------------------------------------------
     def in_range(self, q, s, margin=0.0):
         """The allowed window, shrunk by `margin` (a fraction) on every side when margin > 0."""
-        if s < self.s_min * (1.0 + margin) or s > self.s_max * (1.0 - margin):
-            return False
+        return self._window_x(q, s, margin) is not None
+
+    def _window_x(self, q, s, margin):
+        """The flow ratio x = (q/s)/q_bep when (q, s) lies inside the window shrunk by margin,
+        else None."""
+        if margin == 0.0:  # x * (1.0 + 0.0) is x: the plain window
+            if s < self.s_min or s > self.s_max:
+                return None
+            x = q / s / self.q_bep
+            return x if self.x_min <= x <= self.x_max else None
+        if margin != self._margin:
+            self._margin = margin
+            self._s_lo = self.s_min * (1.0 + margin)
+            self._s_hi = self.s_max * (1.0 - margin)
+            self._x_lo = self.x_min * (1.0 + margin)
+            self._x_hi = self.x_max * (1.0 - margin)
+        if s < self._s_lo or s > self._s_hi:
+            return None
         x = q / s / self.q_bep
-        return self.x_min * (1.0 + margin) <= x <= self.x_max * (1.0 - margin)
+        return x if self._x_lo <= x <= self._x_hi else None
 
     def range_violation(self, q, s):
         """How far (relative) the point lies outside the allowed window; 0.0 inside it."""
@@ -123,9 +171,13 @@ class PumpModel:
             return -1.0
         q = flow_m3h / n
         s = self.speed_for(q, head_m)
-        if s <= 0.0 or not self.in_range(q, s, margin):
+        if s <= 0.0:
             return -1.0
-        return n * self.electrical_kw(q, s, head_m)
+        x = self._window_x(q, s, margin)
+        if x is None:
+            return -1.0
+        kw = self._electrical_kw(self._shaft_kw(q, s, head_m, x))
+        return kw if n == 1 else n * kw  # 1 * kw would be a new float of the same value
 
     def station_speed_pct(self, n, flow_m3h, head_m):
         """Common speed (%) n pumps need for flow_m3h against head_m (-1.0 if none)."""

@@ -27,8 +27,8 @@ except ImportError:  # CPython
         return x
 
 
+from .codes import ACK_MALFORMED, ACK_OK, ACK_OUT_OF_ENVELOPE
 from .snapshot import BAD
-from .uplink import ACK_MALFORMED, ACK_OK, ACK_OUT_OF_ENVELOPE
 
 SETPOINT_FIXED = const(0)
 SETPOINT_FLOW = const(1)

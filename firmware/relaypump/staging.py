@@ -1,7 +1,8 @@
 """Pump staging: how many pumps run and which (config "staging", pump curves from pumpmodel).
 
 Inputs per tick: now_ms, station flow (m3/h) and whether it is usable, the head the pumps must make
-(m; the setpoint's required head at this flow is the steady target), the available pumps (online,
+(m; the setpoint's required head at this flow is the steady target; or a function of the flow
+giving it, called only on a tick that evaluates the count: floats are heap objects on MicroPython), the available pumps (online,
 not tripped, not locked out, enabled: a bitmask), the pumps whose drives run (bitmask), run seconds
 per pump (ints), and whether the station may run at all. Output: the bitmask of pumps that should
 run, `exercise_mask` (a pump run at min speed for its exercise), and the tick's events in
@@ -35,7 +36,7 @@ Rules:
 - Station off (protection, interlock, mode off): every pump leaves the mask (soft stop by control).
 Long durations use an internal seconds clock accumulated from wrap-safe tick differences (ticks_ms
 wraps after 12.4 days; rotation spans a week). All state is preallocated ints; a count evaluation
-builds floats only (every eval_period_s), other ticks allocate nothing.
+builds floats only (every eval_period_s; each count's power once), other ticks allocate nothing.
 """
 
 try:
@@ -46,9 +47,9 @@ except ImportError:  # CPython
         return x
 
 
+from .codes import EVENT_PUMP_STARTED, EVENT_PUMP_STOPPED
 from .pumpmodel import PumpModel
 from .setpoint import ticks_diff
-from .uplink import EVENT_PUMP_STARTED, EVENT_PUMP_STOPPED
 
 REASON_DEMAND = const(1)
 REASON_FAILOVER = const(2)
@@ -251,6 +252,8 @@ class Staging:
         ):
             self._last_eval_s = now
             if flow_ok or not self.mask:
+                if callable(head_m):
+                    head_m = head_m(flow_m3h)
                 self._evaluate(flow_m3h if flow_ok else 0.0, head_m, available, run_s)
 
         self._exercise_step(available, running)
@@ -264,8 +267,11 @@ class Staging:
         model = self.model
         best = 0
         best_kw = 0.0
+        now_kw = -1.0  # the present count's power, from the loop (margin 0: its own window)
         for n in range(1, n_max + 1):
             kw = model.station_kw(n, flow_m3h, head_m, 0.0 if n == n_now else self.margin)
+            if n == n_now:
+                now_kw = kw
             if kw > 0.0 and (best == 0 or kw < best_kw):
                 best = n
                 best_kw = kw
@@ -281,7 +287,6 @@ class Staging:
             return best
         if n_now < 1 or n_now > n_max or best == n_now:
             return best
-        now_kw = model.station_kw(n_now, flow_m3h, head_m, 0.0)
         if now_kw <= 0.0:  # present count outside the allowed window
             return best
         return best if best_kw < now_kw * (1.0 - self.hysteresis) else n_now

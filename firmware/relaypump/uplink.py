@@ -3,6 +3,8 @@
 """Uplink frame codec of the agent: telemetry, event, command (HMAC-signed) and ack frames.
 
 Runs on MicroPython 1.27 and CPython. Rules (the schema's docstring has the full set):
+- The codes carried in the frames (pump states, modes, severities, event codes, alarm bits, ack
+  results) are in codes.py, generated beside this module.
 - Big-endian; 16-byte header: magic b"RP", version, kind, station_id, seq, timestamp_s (u32
   seconds since the Unix epoch). Values are scaled integers; names state unit and scale.
 - decode_<kind>(frame) returns a flat tuple of ints in <KIND>_FIELDS order (header constants
@@ -46,76 +48,6 @@ KIND_EVENT = const(2)
 KIND_COMMAND = const(3)
 KIND_ACK = const(4)
 
-# PumpState
-PUMP_ABSENT = const(0)
-PUMP_OFF = const(1)
-PUMP_STANDBY = const(2)
-PUMP_STARTING = const(3)
-PUMP_RUNNING = const(4)
-PUMP_STOPPING = const(5)
-PUMP_TRIPPED = const(6)
-PUMP_LOCKOUT = const(7)
-
-# Mode
-MODE_OFF = const(0)
-MODE_REMOTE_DP = const(1)
-MODE_DISCHARGE = const(2)
-MODE_MANUAL_SPEED = const(3)
-MODE_LOCAL = const(4)
-
-# Severity
-SEVERITY_INFO = const(0)
-SEVERITY_NOTICE = const(1)
-SEVERITY_WARNING = const(2)
-SEVERITY_ALARM = const(3)
-SEVERITY_CRITICAL = const(4)
-
-# EventCode: Event codes; the event's ``value`` unit and scale is given per code in EVENT_VALUE.
-EVENT_AGENT_STARTED = const(1)
-EVENT_CONFIG_APPLIED = const(2)
-EVENT_SAFE_STATE_ENTERED = const(3)
-EVENT_SAFE_STATE_LEFT = const(4)
-EVENT_SUCTION_LOW = const(16)
-EVENT_SUCTION_TRIP = const(17)
-EVENT_DISCHARGE_HIGH = const(18)
-EVENT_REMOTE_DP_LOW = const(19)
-EVENT_SUPPLY_TEMP_HIGH = const(20)
-EVENT_FLOW_HIGH = const(21)
-EVENT_SOURCE_INTERLOCK_OPEN = const(22)
-EVENT_SENSOR_FAULT = const(23)
-EVENT_STATION_LOCKOUT = const(24)
-EVENT_LOCKOUT_RESET = const(25)
-EVENT_DISCHARGE_TRIP = const(26)
-EVENT_DRY_RUN = const(27)
-EVENT_PROTECTION_CLEARED = const(28)
-EVENT_SENSOR_RESTORED = const(29)
-EVENT_PUMP_STARTED = const(32)
-EVENT_PUMP_STOPPED = const(33)
-EVENT_PUMP_TRIPPED = const(34)
-EVENT_PUMP_LOCKOUT = const(35)
-EVENT_DRIVE_COMM_LOST = const(36)
-EVENT_DRIVE_COMM_RESTORED = const(37)
-EVENT_COMMAND_REJECTED = const(48)
-EVENT_UPLINK_DECODE_ERROR = const(49)
-
-# Alarm: Bit numbers of telemetry ``alarm_bits`` (bit set = alarm active).
-ALARM_SUCTION_LOW = const(0)
-ALARM_SUCTION_TRIP = const(1)
-ALARM_DISCHARGE_HIGH = const(2)
-ALARM_REMOTE_DP_LOW = const(3)
-ALARM_SUPPLY_TEMP_HIGH = const(4)
-ALARM_FLOW_HIGH = const(5)
-ALARM_SOURCE_INTERLOCK_OPEN = const(6)
-ALARM_SAFE_STATE = const(7)
-ALARM_SENSOR_FAULT = const(8)
-ALARM_CONFIG_INVALID = const(9)
-ALARM_PUMP1_TRIPPED = const(16)
-ALARM_PUMP2_TRIPPED = const(17)
-ALARM_PUMP3_TRIPPED = const(18)
-ALARM_DRIVE1_COMM_LOST = const(20)
-ALARM_DRIVE2_COMM_LOST = const(21)
-ALARM_DRIVE3_COMM_LOST = const(22)
-
 # CommandType
 COMMAND_SETPOINT = const(1)
 COMMAND_MODE = const(2)
@@ -123,18 +55,6 @@ COMMAND_PUMP_ENABLE = const(3)
 COMMAND_PUMP_DISABLE = const(4)
 COMMAND_RESET = const(5)
 COMMAND_CONFIG_CHANGE = const(6)
-
-# AckResult
-ACK_OK = const(0)
-ACK_BAD_SIGNATURE = const(1)
-ACK_EXPIRED = const(2)
-ACK_REPLAYED = const(3)
-ACK_OUT_OF_ENVELOPE = const(4)
-ACK_UNKNOWN_COMMAND = const(5)
-ACK_MALFORMED = const(6)
-ACK_WRONG_STATION = const(7)
-ACK_REFUSED_LOCAL = const(8)
-ACK_FAILED = const(9)
 
 
 class UplinkError(ValueError):

@@ -1,8 +1,9 @@
 """The agent holding the reference station for a day: energy against the offline optimum, DP band,
 suction margin, slew, and how fast the closed loop (agent + plant on CPython) runs.
 
-The optimum is computed offline on the project's own plant: for each minute of the run, the
-network flow at the DP setpoint, and the best pump count and speed for it (host_tools/sim/optimal).
+The optimum is computed offline on the project's own plant: for each minute of the run, the flow
+the network demands at the DP setpoint, delivered by the best pump count and speed for it
+(host_tools/sim/optimal), with no start-up.
 The three days run in parallel processes; each figure is one day's (max_slew: the worst of them).
 """
 
@@ -29,7 +30,7 @@ def day(name: str) -> dict:
     start = time.perf_counter()
     result = simulate(chosen, AgentController(chosen))
     wall = time.perf_counter() - start
-    flows = minute_means(result.samples["flow_m3h"], 1.0)
+    flows = minute_means(result.samples["demand_m3h"], 1.0)
     best = optimal.daily_energy_kwh(flows, 60.0, "remote_dp")
     k = result.kpis
     return {

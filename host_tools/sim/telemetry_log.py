@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from relaypump import uplink  # firmware/ is on sys.path (host_tools/__init__.py)
+from relaypump import codes, uplink  # firmware/ is on sys.path (host_tools/__init__.py)
 
 from host_tools.sim.run import RunResult
 from protocol import fast
@@ -53,7 +53,7 @@ def station_frames(
             s["flow_m3h"][i], 10, -(2**31) + 1, 2**31 - 1
         )
         values[uplink.I_TELEMETRY_SETPOINT_KPA_X10] = _scaled(s["setpoint_kpa"][i], 10, 0, 32767)
-        values[uplink.I_TELEMETRY_MODE] = uplink.MODE_REMOTE_DP
+        values[uplink.I_TELEMETRY_MODE] = codes.MODE_REMOTE_DP
         values[uplink.I_TELEMETRY_STATION_ENERGY_KWH_X10] = _scaled(energy_kwh, 10, 0, 2**32 - 1)
         for p in range(min(3, len(result.speeds))):
             base = uplink.I_TELEMETRY_PUMP1_SPEED_PCT_X100 + 6 * p
@@ -62,7 +62,7 @@ def station_frames(
             pump_energy[p] += power * period_s / 3600.0
             values[base] = _scaled(result.speeds[p][i], 100, 0, 65535)
             values[base + 2] = _scaled(power, 10, 0, 65535)
-            values[base + 3] = uplink.PUMP_RUNNING if running else uplink.PUMP_STANDBY
+            values[base + 3] = codes.PUMP_RUNNING if running else codes.PUMP_STANDBY
             values[base + 5] = _scaled(pump_energy[p], 10, 0, 2**32 - 1)
         uplink.encode_telemetry(buf, values)
         frames.append(bytes(buf))

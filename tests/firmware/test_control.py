@@ -9,6 +9,14 @@ delay); the simulator's closed loop is the lead's.
 import json
 
 from relaypump import control as ctl
+from relaypump.codes import (
+    ACK_MALFORMED,
+    ACK_OK,
+    ACK_OUT_OF_ENVELOPE,
+    MODE_DISCHARGE,
+    MODE_MANUAL_SPEED,
+    MODE_REMOTE_DP,
+)
 from relaypump.pid import Pid
 from relaypump.setpoint import Setpoint
 from relaypump.snapshot import (
@@ -21,14 +29,6 @@ from relaypump.snapshot import (
     GOOD,
     HELD,
     Snapshot,
-)
-from relaypump.uplink import (
-    ACK_MALFORMED,
-    ACK_OK,
-    ACK_OUT_OF_ENVELOPE,
-    MODE_DISCHARGE,
-    MODE_MANUAL_SPEED,
-    MODE_REMOTE_DP,
 )
 from support import ON_MICROPYTHON, bytes_allocated
 

@@ -1,6 +1,6 @@
 """The event ring: order, overflow (oldest dropped and counted), clamping, no allocation per push."""
 
-from relaypump import uplink
+from relaypump import codes
 from relaypump.events import EventRing
 from support import ON_MICROPYTHON, bytes_allocated
 
@@ -10,13 +10,13 @@ VM_HEAP_KIB = 96
 def test_events_come_out_oldest_first():
     ring = EventRing(4)
     assert ring.peek() is None and ring.pop() is None and not ring.discard()
-    ring.push(uplink.EVENT_SUCTION_LOW, uplink.SEVERITY_WARNING, 0, 1534, 1000)
-    ring.push(uplink.EVENT_DRY_RUN, uplink.SEVERITY_ALARM, 2, 312, 2000)
+    ring.push(codes.EVENT_SUCTION_LOW, codes.SEVERITY_WARNING, 0, 1534, 1000)
+    ring.push(codes.EVENT_DRY_RUN, codes.SEVERITY_ALARM, 2, 312, 2000)
     assert ring.count == 2
-    assert ring.peek() == (uplink.EVENT_SUCTION_LOW, uplink.SEVERITY_WARNING, 0, 1534, 1000)
+    assert ring.peek() == (codes.EVENT_SUCTION_LOW, codes.SEVERITY_WARNING, 0, 1534, 1000)
     assert ring.count == 2  # peek leaves it
-    assert ring.pop() == (uplink.EVENT_SUCTION_LOW, uplink.SEVERITY_WARNING, 0, 1534, 1000)
-    assert ring.pop() == (uplink.EVENT_DRY_RUN, uplink.SEVERITY_ALARM, 2, 312, 2000)
+    assert ring.pop() == (codes.EVENT_SUCTION_LOW, codes.SEVERITY_WARNING, 0, 1534, 1000)
+    assert ring.pop() == (codes.EVENT_DRY_RUN, codes.SEVERITY_ALARM, 2, 312, 2000)
     assert ring.pop() is None
     assert ring.count == 0 and ring.dropped == 0 and ring.pushed == 2
 
@@ -39,9 +39,9 @@ def test_peek_into_copies_without_removing_and_discard_removes():
     ring = EventRing(2)
     out = [None] * 5
     assert not ring.peek_into(out)
-    ring.push(uplink.EVENT_STATION_LOCKOUT, uplink.SEVERITY_CRITICAL, 0, 3, 123456)
+    ring.push(codes.EVENT_STATION_LOCKOUT, codes.SEVERITY_CRITICAL, 0, 3, 123456)
     assert ring.peek_into(out)
-    assert out == [uplink.EVENT_STATION_LOCKOUT, uplink.SEVERITY_CRITICAL, 0, 3, 123456]
+    assert out == [codes.EVENT_STATION_LOCKOUT, codes.SEVERITY_CRITICAL, 0, 3, 123456]
     assert ring.count == 1
     assert ring.discard()
     assert ring.count == 0
@@ -73,7 +73,7 @@ def test_push_on_a_full_ring_allocates_nothing():
 
     def burst():
         for n in range(100):
-            ring.push(uplink.EVENT_SUCTION_LOW, 2, 1, n, n)
+            ring.push(codes.EVENT_SUCTION_LOW, 2, 1, n, n)
 
     used = bytes_allocated(burst)
     if ON_MICROPYTHON:

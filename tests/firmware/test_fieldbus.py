@@ -5,6 +5,7 @@ tests/host_tools/test_fieldbus_sim.py.)
 
 from relaypump import fieldbus as fbm
 from relaypump import modbus as mb
+from relaypump.codes import EVENT_DRIVE_COMM_LOST, EVENT_DRIVE_COMM_RESTORED
 from relaypump.snapshot import (
     CMD_RUN,
     CMD_STOP,
@@ -13,7 +14,6 @@ from relaypump.snapshot import (
     DRIVE_UNKNOWN,
     Snapshot,
 )
-from relaypump.uplink import EVENT_DRIVE_COMM_LOST, EVENT_DRIVE_COMM_RESTORED
 from support import ON_MICROPYTHON, bytes_allocated
 
 VM_HEAP_KIB = 256  # one VM call per test: garbage is not collected until it returns

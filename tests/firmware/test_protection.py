@@ -4,7 +4,7 @@ configured safe state; soft stop; events on transitions only; allocation per eva
 import json
 import math
 
-from relaypump import uplink
+from relaypump import codes
 from relaypump.config import load_config
 from relaypump.events import EventRing
 from relaypump.protection import Protection, saturation_kpa_x10
@@ -201,16 +201,16 @@ def test_suction_inside_the_band_caps_speed_proportionally_with_one_event():
     st.tick(20)
     assert abs(st.prot.max_speed_pct - 75.0) < 0.2, st.prot.max_speed_pct
     assert not st.prot.stop_all and st.prot.start_allowed
-    assert st.prot.alarm_bits & (1 << uplink.ALARM_SUCTION_LOW)
-    assert st.codes() == [uplink.EVENT_SUCTION_LOW]  # once, not per tick
+    assert st.prot.alarm_bits & (1 << codes.ALARM_SUCTION_LOW)
+    assert st.codes() == [codes.EVENT_SUCTION_LOW]  # once, not per tick
     st.snap.suction_kpa.value = limit + 32.0  # above the band but inside the hysteresis
     st.tick(25)
     assert st.prot.max_speed_pct == 100.0
     assert st.drain() == []
     st.snap.suction_kpa.value = limit + 40.0
     st.tick()
-    assert st.drain() == [(uplink.EVENT_PROTECTION_CLEARED, 0, uplink.EVENT_SUCTION_LOW)]
-    assert not st.prot.alarm_bits & (1 << uplink.ALARM_SUCTION_LOW)
+    assert st.drain() == [(codes.EVENT_PROTECTION_CLEARED, 0, codes.EVENT_SUCTION_LOW)]
+    assert not st.prot.alarm_bits & (1 << codes.ALARM_SUCTION_LOW)
 
 
 def test_suction_below_the_limit_stops_after_the_delay_and_restarts_after_recovery():
@@ -224,12 +224,12 @@ def test_suction_below_the_limit_stops_after_the_delay_and_restarts_after_recove
     assert st.prot.max_speed_pct == 90.0  # heading for min speed along the slew
     assert not st.prot.start_allowed
     st.tick()  # 10 s after that tick
-    assert st.prot.stop_all and st.prot.stop_reason == uplink.EVENT_SUCTION_TRIP
+    assert st.prot.stop_all and st.prot.stop_reason == codes.EVENT_SUCTION_TRIP
     assert st.prot.allowed == [False, False, False]
     assert st.codes() == [
-        uplink.EVENT_SUCTION_LOW,
-        uplink.EVENT_SUCTION_TRIP,
-        uplink.EVENT_SAFE_STATE_ENTERED,
+        codes.EVENT_SUCTION_LOW,
+        codes.EVENT_SUCTION_TRIP,
+        codes.EVENT_SAFE_STATE_ENTERED,
     ]
     st.run(pumps=())  # the pumps ramp down
     st.snap.suction_kpa.value = limit + 35.0  # above the band, not yet for restart_delay_s
@@ -238,9 +238,9 @@ def test_suction_below_the_limit_stops_after_the_delay_and_restarts_after_recove
     st.tick()
     assert not st.prot.stop_all and st.prot.start_allowed
     assert st.drain() == [
-        (uplink.EVENT_PROTECTION_CLEARED, 0, uplink.EVENT_SUCTION_LOW),  # at once (35 kPa up)
-        (uplink.EVENT_PROTECTION_CLEARED, 0, uplink.EVENT_SUCTION_TRIP),
-        (uplink.EVENT_SAFE_STATE_LEFT, 0, 0),
+        (codes.EVENT_PROTECTION_CLEARED, 0, codes.EVENT_SUCTION_LOW),  # at once (35 kPa up)
+        (codes.EVENT_PROTECTION_CLEARED, 0, codes.EVENT_SUCTION_TRIP),
+        (codes.EVENT_SAFE_STATE_LEFT, 0, 0),
     ]
     assert not st.state.station_lockout
 
@@ -283,17 +283,17 @@ def test_three_trips_within_the_window_lock_out_and_auto_reset():
     st.snap.suction_kpa.value = limit - 5.0
     st.tick(11)
     assert st.prot.locked_out and st.prot.stop_all
-    assert st.prot.stop_reason == uplink.EVENT_STATION_LOCKOUT
+    assert st.prot.stop_reason == codes.EVENT_STATION_LOCKOUT
     assert st.state.station_lockout and st.state.urgent and st.state.lockouts == 1
     events = st.drain()
-    assert (uplink.EVENT_STATION_LOCKOUT, 0, 3) in events
+    assert (codes.EVENT_STATION_LOCKOUT, 0, 3) in events
     st.run(pumps=())
     st.snap.suction_kpa.value = limit + 40.0
     st.wait(1799)  # the lockout's age starts at the trip's tick
     assert st.prot.locked_out
     st.tick()  # lockout_reset_s = 1800
     assert not st.prot.locked_out and not st.state.station_lockout
-    assert (uplink.EVENT_LOCKOUT_RESET, 0, 0) in st.drain()
+    assert (codes.EVENT_LOCKOUT_RESET, 0, 0) in st.drain()
     assert st.prot.stop_all  # restart delay still applies
     st.tick(31)
     assert not st.prot.stop_all
@@ -323,7 +323,7 @@ def test_manual_reset_when_auto_reset_is_off():
     st.drain()
     assert st.prot.reset(0, st.now)
     assert not st.prot.locked_out and not st.state.station_lockout
-    assert st.drain() == [(uplink.EVENT_LOCKOUT_RESET, 0, 1)]
+    assert st.drain() == [(codes.EVENT_LOCKOUT_RESET, 0, 1)]
     assert not st.prot.reset(0, st.now)  # nothing left to reset
     st.tick(31)
     assert not st.prot.stop_all
@@ -336,7 +336,7 @@ def test_a_persisted_lockout_survives_a_restart():
     st = Station(config(suction_auto_reset=False), state=state)
     assert st.prot.locked_out and st.prot.stop_all
     assert st.prot.pump_locked == [False, False, True]
-    assert st.codes() == [uplink.EVENT_SAFE_STATE_ENTERED]
+    assert st.codes() == [codes.EVENT_SAFE_STATE_ENTERED]
 
 
 # --- high discharge ---------------------------------------------------------------------------------
@@ -349,21 +349,21 @@ def test_high_discharge_slows_down_then_stops_and_restarts():
     st.snap.discharge_kpa.value = 975.0  # halfway into the 50 kPa band below 1000
     st.tick(25)
     assert abs(st.prot.max_speed_pct - 75.0) < 0.2
-    assert st.codes() == [uplink.EVENT_DISCHARGE_HIGH]
+    assert st.codes() == [codes.EVENT_DISCHARGE_HIGH]
     st.snap.discharge_kpa.value = 1010.0
     st.tick()
     assert st.prot.max_speed_pct == 74.0 and not st.prot.stop_all
     st.tick(2)  # discharge_stop_delay_s
-    assert st.prot.stop_all and st.prot.stop_reason == uplink.EVENT_DISCHARGE_TRIP
-    assert st.codes() == [uplink.EVENT_DISCHARGE_TRIP, uplink.EVENT_SAFE_STATE_ENTERED]
+    assert st.prot.stop_all and st.prot.stop_reason == codes.EVENT_DISCHARGE_TRIP
+    assert st.codes() == [codes.EVENT_DISCHARGE_TRIP, codes.EVENT_SAFE_STATE_ENTERED]
     st.run(pumps=())
     st.snap.discharge_kpa.value = 700.0
     st.tick(31)
     assert not st.prot.stop_all
     assert st.codes() == [
-        uplink.EVENT_PROTECTION_CLEARED,
-        uplink.EVENT_PROTECTION_CLEARED,
-        uplink.EVENT_SAFE_STATE_LEFT,
+        codes.EVENT_PROTECTION_CLEARED,
+        codes.EVENT_PROTECTION_CLEARED,
+        codes.EVENT_SAFE_STATE_LEFT,
     ]
 
 
@@ -382,10 +382,10 @@ def test_dry_run_locks_out_the_running_pumps_until_reset():
     assert st.prot.allowed == [False, True, False]
     assert not st.prot.stop_all  # pump 2 may take over
     assert st.drain() == [
-        (uplink.EVENT_DRY_RUN, 1, 200),
-        (uplink.EVENT_PUMP_LOCKOUT, 1, 1),
-        (uplink.EVENT_DRY_RUN, 3, 200),
-        (uplink.EVENT_PUMP_LOCKOUT, 3, 1),
+        (codes.EVENT_DRY_RUN, 1, 200),
+        (codes.EVENT_PUMP_LOCKOUT, 1, 1),
+        (codes.EVENT_DRY_RUN, 3, 200),
+        (codes.EVENT_PUMP_LOCKOUT, 3, 1),
     ]
     assert st.state.pump_lockout == [True, False, True] and st.state.lockouts == 2
     st.run(pumps=())
@@ -393,7 +393,7 @@ def test_dry_run_locks_out_the_running_pumps_until_reset():
     assert st.prot.pump_locked == [True, False, True]  # dry_run_auto_reset is off
     assert st.prot.reset(3, st.now)
     assert st.prot.pump_locked == [True, False, False]
-    assert st.drain() == [(uplink.EVENT_LOCKOUT_RESET, 3, 1)]
+    assert st.drain() == [(codes.EVENT_LOCKOUT_RESET, 3, 1)]
     assert st.prot.reset(0, st.now)
     assert st.prot.allowed == [True, True, True]
 
@@ -420,9 +420,9 @@ def test_source_pumps_stopped_stop_the_relay_pumps():
     st.tick()
     assert not st.prot.start_allowed and not st.prot.stop_all  # ride through a blip
     st.tick(5)
-    assert st.prot.stop_all and st.prot.stop_reason == uplink.EVENT_SOURCE_INTERLOCK_OPEN
-    assert st.prot.alarm_bits & (1 << uplink.ALARM_SOURCE_INTERLOCK_OPEN)
-    assert st.codes() == [uplink.EVENT_SOURCE_INTERLOCK_OPEN, uplink.EVENT_SAFE_STATE_ENTERED]
+    assert st.prot.stop_all and st.prot.stop_reason == codes.EVENT_SOURCE_INTERLOCK_OPEN
+    assert st.prot.alarm_bits & (1 << codes.ALARM_SOURCE_INTERLOCK_OPEN)
+    assert st.codes() == [codes.EVENT_SOURCE_INTERLOCK_OPEN, codes.EVENT_SAFE_STATE_ENTERED]
     st.run(pumps=())
     st.snap.source_running.value = 1.0
     st.tick(30)
@@ -437,9 +437,9 @@ def test_an_unreadable_source_input_counts_as_not_running():
     st.drain()
     st.snap.source_running.quality = BAD
     st.tick(6)
-    assert st.prot.stop_all and st.prot.stop_reason == uplink.EVENT_SOURCE_INTERLOCK_OPEN
+    assert st.prot.stop_all and st.prot.stop_reason == codes.EVENT_SOURCE_INTERLOCK_OPEN
     events = st.drain()
-    assert events[0] == (uplink.EVENT_SENSOR_FAULT, 0, 6)
+    assert events[0] == (codes.EVENT_SENSOR_FAULT, 0, 6)
 
 
 # --- sensor faults ---------------------------------------------------------------------------------------
@@ -454,11 +454,11 @@ def test_bad_suction_with_fallback_stop_stops_at_once_and_recovers():
     assert not st.prot.stop_all
     st.snap.suction_kpa.quality = BAD
     st.tick()
-    assert st.prot.stop_all and st.prot.stop_reason == uplink.EVENT_SENSOR_FAULT
-    assert st.prot.alarm_bits & (1 << uplink.ALARM_SENSOR_FAULT)
+    assert st.prot.stop_all and st.prot.stop_reason == codes.EVENT_SENSOR_FAULT
+    assert st.prot.alarm_bits & (1 << codes.ALARM_SENSOR_FAULT)
     assert st.drain() == [
-        (uplink.EVENT_SENSOR_FAULT, 0, 1),
-        (uplink.EVENT_SAFE_STATE_ENTERED, 0, uplink.EVENT_SENSOR_FAULT),
+        (codes.EVENT_SENSOR_FAULT, 0, 1),
+        (codes.EVENT_SAFE_STATE_ENTERED, 0, codes.EVENT_SENSOR_FAULT),
     ]
     st.tick(100)
     assert st.drain() == []  # no spam
@@ -467,7 +467,7 @@ def test_bad_suction_with_fallback_stop_stops_at_once_and_recovers():
     assert st.prot.stop_all
     st.tick()
     assert not st.prot.stop_all
-    assert st.codes() == [uplink.EVENT_SENSOR_RESTORED, uplink.EVENT_SAFE_STATE_LEFT]
+    assert st.codes() == [codes.EVENT_SENSOR_RESTORED, codes.EVENT_SAFE_STATE_LEFT]
 
 
 def test_bad_suction_with_fallback_hold_runs_blind_at_safe_speed():
@@ -485,7 +485,7 @@ def test_bad_discharge_with_a_number_uses_the_number():
     st.run()
     st.snap.discharge_kpa.quality = BAD
     st.tick(4)
-    assert st.prot.stop_reason == uplink.EVENT_DISCHARGE_TRIP  # 1100 is above the max
+    assert st.prot.stop_reason == codes.EVENT_DISCHARGE_TRIP  # 1100 is above the max
 
 
 def test_bad_supply_temperature_uses_the_configured_value_or_the_last_good_one():
@@ -636,9 +636,9 @@ def test_a_remote_dp_on_its_substitute_is_a_sensor_fault_but_stops_nothing():
     st.drain()
     st.snap.remote_dp_kpa.quality = SUBSTITUTE  # wire break: control runs on the discharge
     st.tick(3)
-    assert st.drain() == [(uplink.EVENT_SENSOR_FAULT, 0, 3)]
+    assert st.drain() == [(codes.EVENT_SENSOR_FAULT, 0, 3)]
     assert not st.prot.stop_all and st.prot.start_allowed
-    assert st.prot.alarm_bits & (1 << uplink.ALARM_SENSOR_FAULT)
+    assert st.prot.alarm_bits & (1 << codes.ALARM_SENSOR_FAULT)
     st.snap.remote_dp_kpa.quality = GOOD
     st.tick()
-    assert st.drain() == [(uplink.EVENT_SENSOR_RESTORED, 0, 3)]
+    assert st.drain() == [(codes.EVENT_SENSOR_RESTORED, 0, 3)]

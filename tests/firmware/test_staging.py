@@ -3,6 +3,7 @@ rotation (start-then-stop), exercise, station off, unavailable pumps, tick wrap,
 
 import json
 
+from relaypump.codes import EVENT_PUMP_STARTED, EVENT_PUMP_STOPPED
 from relaypump.staging import (
     REASON_DEMAND,
     REASON_EXERCISE,
@@ -13,7 +14,6 @@ from relaypump.staging import (
     Staging,
     popcount,
 )
-from relaypump.uplink import EVENT_PUMP_STARTED, EVENT_PUMP_STOPPED
 from support import ON_MICROPYTHON, bytes_allocated
 
 VM_HEAP_KIB = 1024  # long simulated spans evaluate the pump model many times

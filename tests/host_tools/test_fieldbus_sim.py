@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 from relaypump import drives as profiles
+from relaypump.codes import EVENT_DRIVE_COMM_LOST, EVENT_DRIVE_COMM_RESTORED
 from relaypump.snapshot import (
     BAD,
     CMD_COAST,
@@ -22,7 +23,6 @@ from relaypump.snapshot import (
     HELD,
     SUBSTITUTE,
 )
-from relaypump.uplink import EVENT_DRIVE_COMM_LOST, EVENT_DRIVE_COMM_RESTORED
 
 from host_tools.bench.pollcycle import reference_station
 from host_tools.sim.drives import DC_OVERVOLTAGE, OVERCURRENT, OVERTEMPERATURE

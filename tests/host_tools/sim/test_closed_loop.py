@@ -1,0 +1,453 @@
+"""Closed-loop safety tests: the firmware agent (CPython, virtual clock) runs the simulated station
+through each fault of the schedule (scenarios/jia_faults.toml) and through the protections that the
+schedule cannot trigger on the reference config; each test asserts the safe state and the recovery.
+
+Rules of these runs:
+- The station starts from standstill on the January mean day and has settled (two pumps, remote DP
+  in band) after ~4 min; each fault of the schedule is moved to FAULT_AT_S = 15 min and lasts a few
+  minutes. Every run is simulated once per session (a cached RUNS entry), then asserted on.
+- A run records every agent tick (commands, protection outputs, controller source, pump states)
+  and every event (drained from the agent's ring each tick and after each bus burst).
+- Times compare agent ticks (1 s) and plant samples (1 s, at the end of the step) with the few
+  seconds of slack that sensing (2 s filter), the 500 ms poll cycle and a tick add; every figure a
+  bound is built from comes from the scenario or the agent's config, not from a run.
+The invariants every run must keep are in test_closed_loop_invariants.py.
+"""
+
+import dataclasses
+import functools
+from typing import NamedTuple
+
+from relaypump.control import SOURCE_DISCHARGE, SOURCE_REMOTE
+from relaypump.snapshot import CMD_RUN, CMD_STOP, DRIVE_READY, DRIVE_RUNNING, DRIVE_TRIPPED
+from relaypump.staging import REASON_FAILOVER
+
+from host_tools.sim import scenario as scenarios
+from host_tools.sim.agent_controller import AgentController, load_agent_config
+from host_tools.sim.hardware import SimulatedStation
+from host_tools.sim.run import SAMPLE_S, G, RunResult, run
+from host_tools.sim.scenario import FaultSpec
+from host_tools.sim.vm_controller import new_events
+from protocol.uplink import EventCode as E
+
+FAULT_AT_S = 900.0
+SCHEDULE = scenarios.SCENARIOS / "jia_faults.toml"
+LAG_S = 3.0  # sensing filter + poll cycle + tick between a plant change and the agent's reaction
+AUX_PUMP = 2  # 0-based: the pump that is idle when the station has settled (pumps 1 and 2 run)
+
+
+class Tick(NamedTuple):
+    t_s: float
+    commands: tuple[int, ...]
+    refs: tuple[float, ...]
+    resets: tuple[bool, ...]
+    online: tuple[bool, ...]
+    states: tuple[int, ...]
+    cap_pct: float
+    stop_reason: int
+    source: int
+    locked: tuple[bool, ...]
+
+
+class Recorder(AgentController):
+    """AgentController that keeps every tick's decisions and every event with its virtual time."""
+
+    def __init__(self, scenario, config=None):
+        super().__init__(scenario, config)
+        self.log: list[Tick] = []
+        self.events: list[tuple[float, int, int, int]] = []  # (t_s, code, subject, value)
+        self._seen = self.agent.events.pushed
+        agent = self.agent
+        tick = agent.tick
+
+        def recording_tick(now_ms):
+            tick(now_ms)
+            self._record(now_ms)
+            self._drain()
+
+        agent.tick = recording_tick
+
+    def _record(self, now_ms):
+        agent = self.agent
+        commands, pumps, p = agent.snapshot.commands, agent.snapshot.pumps, agent.protection
+        self.log.append(
+            Tick(
+                now_ms / 1000.0,
+                tuple(c.command for c in commands),
+                tuple(float(c.speed_pct) for c in commands),
+                tuple(bool(c.reset) for c in commands),
+                tuple(bool(s.online) for s in pumps),
+                tuple(s.state for s in pumps),
+                float(p.max_speed_pct),
+                p.stop_reason,
+                agent.control.source,
+                tuple(bool(x) for x in p.pump_locked),
+            )
+        )
+
+    def _drain(self):
+        events, self._seen = new_events(self.agent.events, self._seen)
+        self.events.extend((e.at_ms / 1000.0, e.code, e.subject, e.value) for e in events)
+
+    def advance(self, bus, until_s):
+        super().advance(bus, until_s)
+        self._drain()  # comm lost / restored are pushed by the bus side, outside a tick
+
+
+@dataclasses.dataclass
+class Outcome:
+    name: str
+    fault: FaultSpec | None
+    config: dict
+    station: SimulatedStation
+    rec: Recorder
+    result: RunResult
+
+    @property
+    def t(self):
+        return self.result.samples["t_s"]
+
+    def sample(self, t_s: float) -> int:
+        """Index of the plant sample taken at t_s (samples at 1 s, 2 s, ...)."""
+        return min(len(self.t) - 1, max(0, round(t_s / SAMPLE_S) - 1))
+
+    def series(self, name, start_s, end_s):
+        s = self.result.samples[name]
+        return [s[i] for i in range(self.sample(start_s), self.sample(end_s))]
+
+    def ticks(self, start_s, end_s=float("inf")):
+        return [k for k in self.rec.log if start_s <= k.t_s < end_s]
+
+    def events(self, code, subject=None, after_s=0.0):
+        return [
+            (t, s, v)
+            for t, c, s, v in self.rec.events
+            if c == code and t >= after_s and (subject is None or s == subject)
+        ]
+
+    def first(self, code, subject=None, after_s=FAULT_AT_S):
+        found = self.events(code, subject, after_s)
+        assert found, f"{self.name}: no {E(code).name} after {after_s} s"
+        return found[0]
+
+    @property
+    def band_kpa(self):
+        return 0.5 * self.station.plant.params.rho_kg_m3 * G / 1000.0  # ±0.5 m, run.kpis
+
+    def dp_error(self, start_s, end_s):
+        dp = self.series("remote_dp_kpa", start_s, end_s)
+        sp = self.series("setpoint_kpa", start_s, end_s)
+        return [d - s for d, s in zip(dp, sp, strict=True)]
+
+    def back_in_band_s(self, start_s, end_s):
+        """Seconds from start_s until the remote DP stays in the ±0.5 m band up to end_s."""
+        errors = self.dp_error(start_s, end_s)
+        last_out = max((i for i, e in enumerate(errors) if abs(e) > self.band_kpa), default=-1)
+        return (last_out + 1) * SAMPLE_S
+
+    def running_from(self, pump, start_s):
+        """Time of the first sample at or after start_s where the pump's drive runs."""
+        running = self.result.running[pump]
+        i = next((i for i in range(self.sample(start_s), len(running)) if running[i]), None)
+        return float("inf") if i is None else self.t[i]
+
+
+def _schedule_fault(kind, **changes):
+    fault = next(f for f in scenarios.load(SCHEDULE).faults if f.kind == kind)
+    return dataclasses.replace(fault, at_s=FAULT_AT_S, **changes)
+
+
+# name -> (faults, minutes, changes to config["protection"])
+RUNS = {
+    # the schedule's faults, moved to 15 min
+    "pump_trip": ((_schedule_fault("pump_trip", duration_s=420.0),), 30, {}),
+    "drive_comm_loss": ((_schedule_fault("drive_comm_loss", duration_s=600.0),), 28, {}),
+    "remote_dp_break": ((_schedule_fault("sensor_wire_break", duration_s=600.0),), 28, {}),
+    "crc_noise": ((_schedule_fault("crc_noise", duration_s=600.0),), 26, {}),
+    "suction_dip": ((_schedule_fault("suction_dip", duration_s=600.0),), 30, {}),
+    "source_stop": ((_schedule_fault("source_pumps_stop", duration_s=600.0),), 34, {}),
+    # what the schedule does not reach: lost protection sensors, a deep dip, discharge, dry run
+    "suction_break": (
+        (FaultSpec("sensor_wire_break", FAULT_AT_S, 600.0, sensor="suction_kpa"),),
+        34,
+        {},
+    ),
+    "flow_break": ((FaultSpec("sensor_wire_break", FAULT_AT_S, 300.0, sensor="flow_m3h"),), 22, {}),
+    "deep_suction_dip": ((_schedule_fault("suction_dip", duration_s=600.0, kpa=150.0),), 34, {}),
+    # the normal discharge (~660 kPa) lies above the max (trip) or inside the slow-down band
+    "discharge_trip": ((), 10, {"discharge_max_kpa": 600.0}),
+    "discharge_slowdown": ((), 10, {"discharge_max_kpa": 640.0}),
+    # a flow transmitter stuck at its 0 m3/h reading from the start: no flow while pumps run
+    "dry_run": ((FaultSpec("sensor_wire_break", 0.5, None, sensor="flow_m3h", mode="stuck"),), 5, {}),
+}
+
+
+@functools.cache
+def outcome(name: str) -> Outcome:
+    faults, minutes, protection = RUNS[name]
+    base = scenarios.load(SCHEDULE)
+    chosen = dataclasses.replace(base, faults=faults, hours=minutes / 60.0)
+    config = load_agent_config(chosen)
+    config["protection"].update(protection)
+    station = SimulatedStation(chosen)
+    rec = Recorder(chosen, config)
+    result = run(chosen, rec, station=station)
+    return Outcome(name, faults[0] if faults else None, config, station, rec, result)
+
+
+def _protection(o, key):
+    return o.config["protection"][key]
+
+
+def _all_stopped_at(o, after_s):
+    """Time of the first sample at or after after_s at which no relay pump's drive runs."""
+    running = o.result.running
+    i = o.sample(after_s)
+    while i < len(o.t) and any(r[i] for r in running):
+        i += 1
+    return o.t[i] if i < len(o.t) else float("inf")
+
+
+def _ramp_down_s(o, after_s):
+    """How long the drives' own deceleration ramps take from the speeds they had at after_s."""
+    i = o.sample(after_s)
+    return max(d.config.decel_s * s[i] / 100.0 for d, s in zip(o.station.drives, o.result.speeds))
+
+
+def _assert_soft_stop(o, since_s, until_s):
+    """Every command is CMD_STOP (the drives' ramp: never a coast or quick stop), and every drive
+    that was turning ramps down with its pulses on instead of coasting."""
+    for k in o.ticks(since_s + 1.0, until_s):
+        assert set(k.commands) == {CMD_STOP}, (o.name, k)
+    for pump, (drive, speeds, running) in enumerate(
+        zip(o.station.drives, o.result.speeds, o.result.running, strict=True)
+    ):
+        rate = 100.0 / drive.config.decel_s
+        for i in range(o.sample(since_s + LAG_S), o.sample(until_s)):
+            if speeds[i] > 0.5:  # a coasting drive counts as stopped below 0.5 %
+                assert running[i], (o.name, pump, o.t[i], "coasted instead of a ramp stop")
+                assert speeds[i - 1] - speeds[i] <= rate + 0.01, (o.name, pump, o.t[i])
+
+
+def _assert_restarts_in_band(o, cleared_s):
+    """After a station stop the first pump starts once staging has settled, and the remote DP is
+    back in its band for (at least) the last 90 s of the run."""
+    staging = o.config["staging"]
+    due = cleared_s + staging["settle_s"] + staging["eval_period_s"] + LAG_S
+    assert min(o.running_from(p, cleared_s) for p in range(len(o.station.drives))) <= due
+    end = o.t[-1]
+    assert o.back_in_band_s(cleared_s, end) <= end - cleared_s - 90.0, o.name
+
+
+# --- the schedule's faults ---------------------------------------------------------------------
+
+
+def test_pump_trip_coasts_fails_over_and_is_reset_once_the_cause_is_gone():
+    o = outcome("pump_trip")
+    fault, pump = o.fault, o.fault.pump - 1
+    drive = o.station.drives[pump]
+    trip_s, subject, code = o.first(E.PUMP_TRIPPED)
+    assert trip_s - fault.at_s <= LAG_S and subject == fault.pump
+    assert code == drive.FAULT_CODES[fault.fault]  # the vendor code, read from the drive
+    # the standby starts in the same tick (failover) and the tripped drive is never commanded on
+    start_s, _, reason = o.first(E.PUMP_STARTED, subject=AUX_PUMP + 1)
+    assert start_s - trip_s <= 1.0 and reason == REASON_FAILOVER
+    assert o.running_from(AUX_PUMP, trip_s) - trip_s <= LAG_S
+    # reset edges: the first after drive_reset_delay_s finds the cause still there, the next one
+    # (another delay later, the cause gone at fault.end_s) clears the trip
+    delay = _protection(o, "drive_reset_delay_s")
+    offers = [k.t_s for k in o.ticks(trip_s) if k.resets[pump]]
+    firsts = [t for t in offers if t - 1.0 not in offers]  # a request lasts until it is written
+    assert len(firsts) == 2 and len(firsts) <= _protection(o, "drive_resets_per_hour")
+    assert abs(firsts[0] - trip_s - delay) <= 1.0 and firsts[0] < fault.end_s
+    assert abs(firsts[1] - firsts[0] - delay) <= 1.0 and firsts[1] > fault.end_s
+    for k in o.ticks(trip_s, firsts[1]):
+        assert k.commands[pump] != CMD_RUN and k.states[pump] == DRIVE_TRIPPED, k
+    coast = o.result.running[pump][o.sample(trip_s) : o.sample(firsts[1])]
+    assert not any(coast)  # pulses off from the trip to the reset: a coast
+    # available again: ready, online, not locked, no new trip
+    after = o.ticks(firsts[1] + LAG_S)
+    assert all(k.states[pump] == DRIVE_READY and k.online[pump] for k in after)
+    assert not any(k.locked[pump] for k in after) and not o.events(E.PUMP_TRIPPED, after_s=trip_s + 1)
+    # the network pressure: back in the ±0.5 m band within two minutes, never off by 2 m
+    assert o.back_in_band_s(trip_s, fault.end_s) <= 120.0
+    assert max(abs(e) for e in o.dp_error(trip_s, fault.end_s)) <= 4.0 * o.band_kpa
+
+
+def test_drive_comm_loss_safe_speed_on_the_drive_standby_replaces_it_then_restored():
+    o = outcome("drive_comm_loss")
+    fault, pump = o.fault, o.fault.pump - 1
+    spec = o.station.scenario.drives[pump]
+    assert spec.comm_loss_action == "safe_speed"
+    lost_s, _, _ = o.first(E.DRIVE_COMM_LOST, subject=fault.pump)
+    assert lost_s - fault.at_s <= LAG_S
+    start_s, _, reason = o.first(E.PUMP_STARTED, subject=AUX_PUMP + 1)
+    assert start_s - lost_s <= 1.0 and reason == REASON_FAILOVER
+    for k in o.ticks(lost_s + 1.0, fault.end_s):
+        assert not k.online[pump] and k.commands[pump] == CMD_STOP, k
+    # the drive's own reaction: after comm_timeout_s it ramps to its safe speed and holds it
+    before = o.result.speeds[pump][o.sample(fault.at_s)]
+    settled = fault.at_s + spec.comm_timeout_s + (before - spec.safe_speed_pct) * spec.decel_s / 100
+    held = o.result.speeds[pump][o.sample(settled + LAG_S) : o.sample(fault.end_s)]
+    assert held and all(abs(s - spec.safe_speed_pct) < 0.01 for s in held)
+    assert o.back_in_band_s(fault.at_s, fault.end_s) <= 120.0
+    back_s, _, _ = o.first(E.DRIVE_COMM_RESTORED, subject=fault.pump)
+    assert back_s - fault.end_s <= LAG_S
+    assert all(k.online[pump] for k in o.ticks(back_s + 1.0))
+    # obeyed again: staging runs two pumps without it, so it is stopped
+    assert o.rec.log[-1].commands[pump] == CMD_STOP and not o.result.running[pump][-1]
+
+
+def test_remote_dp_wire_break_falls_back_to_the_discharge_pressure():
+    o = outcome("remote_dp_break")
+    fault = o.fault
+    fault_s, _, channel = o.first(E.SENSOR_FAULT)
+    assert fault_s - fault.at_s <= LAG_S and channel == 3
+    assert all(k.source == SOURCE_DISCHARGE for k in o.ticks(fault_s + 1.0, fault.end_s))
+    back_s, _, channel = o.first(E.SENSOR_RESTORED)
+    assert back_s - fault.end_s <= LAG_S and channel == 3
+    assert all(k.source == SOURCE_REMOTE for k in o.ticks(back_s + 1.0))
+    # the true remote DP stays in its band on the discharge loop; nothing stops or starts
+    assert max(abs(e) for e in o.dp_error(fault.at_s, o.t[-1])) <= o.band_kpa
+    assert {k.commands for k in o.ticks(fault.at_s - 60.0)} == {(CMD_RUN, CMD_RUN, CMD_STOP)}
+    assert not o.events(E.SAFE_STATE_ENTERED)
+
+
+def test_crc_noise_is_retried_without_losing_a_device():
+    o = outcome("crc_noise")
+    fault = o.fault
+    assert o.station.bus.corrupted_frames > 0 and o.rec.agent.fieldbus.retries_used > 0
+    assert not o.events(E.DRIVE_COMM_LOST) and not any(o.rec.agent.fieldbus.lost_events)
+    assert max(abs(e) for e in o.dp_error(fault.at_s, fault.end_s)) <= o.band_kpa
+    assert len({k.commands for k in o.ticks(fault.at_s, fault.end_s)}) == 1
+
+
+def test_suction_dip_slows_the_pumps_and_keeps_suction_above_its_limit():
+    o = outcome("suction_dip")
+    fault = o.fault
+    low_s, _, _ = o.first(E.SUCTION_LOW)
+    assert low_s < fault.end_s
+    caps = [k.cap_pct for k in o.ticks(fault.at_s, fault.end_s)]
+    assert min(caps) < o.config["speed"]["max_pct"] - 10.0
+    before = o.result.speeds[0][o.sample(fault.at_s)]
+    assert max(o.result.speeds[0][o.sample(fault.end_s - 60.0) : o.sample(fault.end_s)]) < before
+    assert min(o.result.samples["suction_margin_kpa"]) > 0.0
+    # slowed, never stopped: no trip, the same pumps run on
+    assert not o.events(E.SUCTION_TRIP) and not o.events(E.SAFE_STATE_ENTERED)
+    assert {k.commands for k in o.ticks(fault.at_s - 60.0)} == {(CMD_RUN, CMD_RUN, CMD_STOP)}
+    # after the dip the cap is lifted and the DP is back in band within two minutes
+    assert o.rec.log[-1].cap_pct == o.config["speed"]["max_pct"]
+    assert o.back_in_band_s(fault.end_s, o.t[-1]) <= 120.0
+
+
+def test_source_pumps_stop_stops_every_relay_pump_until_the_source_runs_again():
+    o = outcome("source_stop")
+    fault = o.fault
+    open_s, _, _ = o.first(E.SOURCE_INTERLOCK_OPEN)
+    assert abs(open_s - fault.at_s - _protection(o, "source_stop_delay_s")) <= LAG_S
+    safe_s, _, reason = o.first(E.SAFE_STATE_ENTERED)
+    assert safe_s == open_s and reason == E.SOURCE_INTERLOCK_OPEN
+    left_s, _, _ = o.first(E.SAFE_STATE_LEFT)
+    _assert_soft_stop(o, open_s, left_s)
+    assert _all_stopped_at(o, open_s) <= open_s + _ramp_down_s(o, open_s) + LAG_S
+    # nothing starts while the source is off, nor before it has run for restart_delay_s
+    restart_s = _protection(o, "restart_delay_s")
+    for running in o.result.running:
+        window = running[o.sample(fault.at_s) : o.sample(fault.end_s + restart_s)]
+        assert not any(b and not a for a, b in zip(window, window[1:]))
+    cleared = [e for e in o.events(E.PROTECTION_CLEARED) if e[2] == E.SOURCE_INTERLOCK_OPEN]
+    assert len(cleared) == 1 and abs(cleared[0][0] - fault.end_s - restart_s) <= LAG_S
+    _assert_restarts_in_band(o, left_s)
+
+
+# --- what the schedule cannot reach on the reference config -------------------------------------
+
+
+def test_suction_sensor_lost_stops_every_pump_by_ramp_until_it_is_good_again():
+    o = outcome("suction_break")  # fallback "stop" in firmware/station.json
+    fault = o.fault
+    assert o.config["io"]["channels"]["suction_kpa"]["fallback"] == "stop"
+    fault_s, _, channel = o.first(E.SENSOR_FAULT)
+    assert fault_s - fault.at_s <= LAG_S and channel == 1
+    safe_s, _, reason = o.first(E.SAFE_STATE_ENTERED)
+    assert safe_s == fault_s and reason == E.SENSOR_FAULT
+    left_s, _, _ = o.first(E.SAFE_STATE_LEFT)
+    assert abs(left_s - fault.end_s - _protection(o, "restart_delay_s")) <= LAG_S
+    _assert_soft_stop(o, safe_s, left_s)
+    assert _all_stopped_at(o, safe_s) <= safe_s + _ramp_down_s(o, safe_s) + LAG_S
+    assert all(not any(r[o.sample(safe_s + 60.0) : o.sample(left_s)]) for r in o.result.running)
+    _assert_restarts_in_band(o, left_s)
+
+
+def test_flow_sensor_lost_holds_and_pauses_the_dry_run_timer():
+    o = outcome("flow_break")  # fallback "hold": nothing stops, no dry-run trip on a blind flow
+    fault = o.fault
+    fault_s, _, channel = o.first(E.SENSOR_FAULT)  # after io.hold_s of the last good value
+    assert fault_s - fault.at_s <= o.config["io"]["hold_s"] + LAG_S and channel == 5
+    assert o.first(E.SENSOR_RESTORED)[0] - fault.end_s <= LAG_S
+    assert not o.events(E.DRY_RUN) and not o.events(E.SAFE_STATE_ENTERED)
+    assert {k.commands for k in o.ticks(fault.at_s - 60.0)} == {(CMD_RUN, CMD_RUN, CMD_STOP)}
+    assert max(abs(e) for e in o.dp_error(fault.at_s, o.t[-1])) <= o.band_kpa
+
+
+def test_deep_suction_dip_trips_the_station_and_restarts_after_the_dip():
+    o = outcome("deep_suction_dip")
+    fault = o.fault
+    trip_s, _, _ = o.first(E.SUCTION_TRIP)
+    safe_s, _, reason = o.first(E.SAFE_STATE_ENTERED)
+    assert safe_s == trip_s and reason == E.SUCTION_TRIP
+    left_s, _, _ = o.first(E.SAFE_STATE_LEFT)
+    _assert_soft_stop(o, trip_s, left_s)
+    # below the limit with a pump turning: at most the stop delay, the sensing lag and the ramps
+    margin = o.result.samples["suction_margin_kpa"]
+    turning = [any(r[i] and s[i] > 0.5 for r, s in zip(o.result.running, o.result.speeds)) for i in range(len(o.t))]
+    below_s = SAMPLE_S * sum(1 for i in range(len(o.t)) if margin[i] < 0.0 and turning[i])
+    bound = _protection(o, "suction_stop_delay_s") + LAG_S + _ramp_down_s(o, fault.at_s)
+    assert 0.0 < below_s <= bound
+    # one trip: no lockout; the pumps run again once suction is back above the slow-down band
+    assert not o.events(E.STATION_LOCKOUT)
+    assert left_s - fault.end_s <= _protection(o, "restart_delay_s") + 2 * LAG_S + 30.0
+    _assert_restarts_in_band(o, left_s)
+
+
+def test_discharge_above_its_max_trips_the_station_and_it_restarts_below_the_band():
+    o = outcome("discharge_trip")
+    dmax = _protection(o, "discharge_max_kpa")
+    high_s, _, _ = o.first(E.DISCHARGE_HIGH, after_s=0.0)
+    trip_s, _, value = o.first(E.DISCHARGE_TRIP, after_s=0.0)
+    assert high_s < trip_s and value >= dmax * 10  # kPa x10
+    safe_s, _, reason = o.first(E.SAFE_STATE_ENTERED, after_s=0.0)
+    assert safe_s == trip_s and reason == E.DISCHARGE_TRIP
+    left_s, _, _ = o.first(E.SAFE_STATE_LEFT, after_s=0.0)
+    assert left_s - trip_s >= _protection(o, "restart_delay_s")
+    _assert_soft_stop(o, trip_s, left_s)
+    assert _all_stopped_at(o, trip_s) <= trip_s + _ramp_down_s(o, trip_s) + LAG_S
+    below = o.series("discharge_kpa", left_s - _protection(o, "restart_delay_s"), left_s)
+    assert max(below) <= dmax - _protection(o, "discharge_slowdown_kpa")
+
+
+def test_discharge_in_the_slowdown_band_caps_the_speed_without_a_trip():
+    o = outcome("discharge_slowdown")
+    dmax = _protection(o, "discharge_max_kpa")
+    assert o.first(E.DISCHARGE_HIGH, after_s=0.0)
+    assert not o.events(E.DISCHARGE_TRIP) and not o.events(E.SAFE_STATE_ENTERED)
+    last = o.ticks(o.t[-1] - 300.0)
+    assert all(k.cap_pct < o.config["speed"]["max_pct"] - 10.0 for k in last)
+    assert all(k.commands == (CMD_RUN, CMD_RUN, CMD_STOP) for k in last)
+    assert max(o.series("discharge_kpa", o.t[-1] - 300.0, o.t[-1])) < dmax
+
+
+def test_flow_stuck_at_zero_locks_out_each_pump_after_the_dry_run_delay():
+    o = outcome("dry_run")  # every pump in turn: failover starts the next, which runs dry too
+    delay = _protection(o, "dry_run_delay_s")
+    assert not _protection(o, "dry_run_auto_reset")
+    dry = o.events(E.DRY_RUN)
+    assert [s for _, s, _ in dry] == [1, 2, 3]
+    for t, subject, _ in dry:
+        pump = subject - 1
+        started = next(k.t_s for k in o.rec.log if k.commands[pump] == CMD_RUN)
+        assert delay <= t - started <= delay + LAG_S
+        assert (t, subject, 1) in o.events(E.PUMP_LOCKOUT)
+        for k in o.ticks(t):
+            assert k.locked[pump] and k.commands[pump] == CMD_STOP, k
+    assert not any(r[-1] for r in o.result.running)
