@@ -1,6 +1,7 @@
 """Helpers shared by firmware tests; runs on CPython and inside the MicroPython VM.
 
-In the VM the runner mounts protocol/vectors/ at /vectors; on CPython it is found relative to this file.
+In the VM the runner mounts protocol/vectors/ at /vectors and firmware/ at /firmware; on CPython
+both are found relative to this file.
 """
 
 import gc
@@ -13,6 +14,23 @@ try:
     VECTORS = "/vectors"
 except OSError:
     VECTORS = __file__.rsplit("/", 3)[0] + "/protocol/vectors"
+
+try:
+    os.stat("/firmware/station.json")
+    STATION_JSON = "/firmware/station.json"
+except OSError:
+    STATION_JSON = __file__.rsplit("/", 3)[0] + "/firmware/station.json"
+
+
+def station_json():
+    """The shipped reference config, as text."""
+    with open(STATION_JSON) as f:
+        return f.read()
+
+
+def station_config():
+    """The shipped reference config, parsed (not validated)."""
+    return json.loads(station_json())
 
 
 def load_vector(name):

@@ -4,17 +4,11 @@ that names the field (path) and the reason."""
 import json
 
 from relaypump.config import ConfigError, fallback_channel, load_config, load_config_file
+from support import STATION_JSON, station_json
 
 VM_HEAP_KIB = 192  # each load_config() parses the whole file: ~8 KB of garbage the VM keeps
 
-try:
-    open("/firmware/station.json").close()
-    STATION_JSON = "/firmware/station.json"  # in the VM
-except OSError:
-    STATION_JSON = __file__.rsplit("/", 3)[0] + "/firmware/station.json"
-
-with open(STATION_JSON) as _f:
-    SHIPPED_TEXT = _f.read()
+SHIPPED_TEXT = station_json()
 
 
 def shipped():

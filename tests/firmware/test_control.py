@@ -6,8 +6,6 @@ The closed-loop checks use a first-order-plus-dead-time stand-in for the plant (
 delay); the simulator's closed loop is the lead's.
 """
 
-import json
-
 from relaypump import control as ctl
 from relaypump.codes import (
     ACK_MALFORMED,
@@ -30,19 +28,9 @@ from relaypump.snapshot import (
     HELD,
     Snapshot,
 )
-from support import ON_MICROPYTHON, bytes_allocated
+from support import ON_MICROPYTHON, bytes_allocated, station_config
 
 VM_HEAP_KIB = 1024  # closed-loop runs build floats; the VM collects only between tests
-
-
-def load_config():
-    for path in ("/firmware/station.json", __file__.rsplit("/", 3)[0] + "/firmware/station.json"):
-        try:
-            with open(path) as f:
-                return json.load(f)
-        except OSError:
-            pass
-    raise OSError("station.json not found")
 
 
 # The tuning these tests hold the controller to (recommended for station.json "pid"; the shipped
@@ -51,7 +39,7 @@ TUNED_PID = {"kp": 0.4, "ti_s": 10.0, "td_s": 0.0}
 
 
 def tuned_config():
-    cfg = load_config()
+    cfg = station_config()
     cfg["pid"].update(TUNED_PID)
     return cfg
 
@@ -122,7 +110,7 @@ class Lcg:
 
 # --- setpoint ------------------------------------------------------------------------------------
 def test_fixed_setpoint_is_taken_at_start():
-    sp = Setpoint(load_config())
+    sp = Setpoint(station_config())
     snap = plant_snapshot()
     assert sp.update(0, snap.flow_m3h, snap.outdoor_temp_c) == 111.0
 
@@ -161,7 +149,7 @@ def test_bad_curve_input_holds_the_last_target():
 
 
 def test_remote_setpoint_is_clamped_acked_and_ramped():
-    sp = Setpoint(load_config())
+    sp = Setpoint(station_config())
     snap = plant_snapshot()
     sp.update(0, snap.flow_m3h, snap.outdoor_temp_c)
     assert sp.set_remote(120.0) == ACK_OK
@@ -200,7 +188,7 @@ def test_missing_curves_are_tolerated_and_cannot_be_selected():
 
 
 def test_discharge_equivalent_follows_the_system_curve():
-    sp = Setpoint(load_config())
+    sp = Setpoint(station_config())
     snap = plant_snapshot(flow=800.0, suction=220.0)
     sp.update(0, snap.flow_m3h, snap.outdoor_temp_c)
     # 111 kPa + 943 * 9.81 * 6.72e-5 * 800^2 / 1000 = 111 + 397.9 kPa above suction
@@ -211,7 +199,7 @@ def test_discharge_equivalent_follows_the_system_curve():
 
 
 def test_ramp_survives_tick_wrap():
-    sp = Setpoint(load_config())
+    sp = Setpoint(station_config())
     snap = plant_snapshot()
     start = 0x3FFFFFFF - 500
     sp.update(start, snap.flow_m3h, snap.outdoor_temp_c)

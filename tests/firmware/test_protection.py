@@ -21,17 +21,11 @@ from relaypump.snapshot import (
     Snapshot,
 )
 from relaypump.state import StationState
-from support import ON_MICROPYTHON, bytes_allocated
+from support import ON_MICROPYTHON, bytes_allocated, station_json
 
 VM_HEAP_KIB = 192
 
-try:
-    open("/firmware/station.json").close()
-    STATION_JSON = "/firmware/station.json"
-except OSError:
-    STATION_JSON = __file__.rsplit("/", 3)[0] + "/firmware/station.json"
-with open(STATION_JSON) as _f:
-    SHIPPED = _f.read()
+SHIPPED = station_json()
 
 LIMIT_120C_STOPPED = 158.1  # kPa gauge: p_sat(120 degC) 198.67 + 50 - 90.6, rounded up
 

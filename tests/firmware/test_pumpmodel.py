@@ -6,23 +6,10 @@ Reference figures checked: at 800 m3/h and 55 m two pumps take about 146 kW and 
 closed form the model uses) and compares the cheapest count with the model's.
 """
 
-import json
-
 from relaypump.pumpmodel import PumpModel
-from support import ON_MICROPYTHON, bytes_allocated
+from support import ON_MICROPYTHON, bytes_allocated, station_config
 
-
-def load_config():
-    for path in ("/firmware/station.json", __file__.rsplit("/", 3)[0] + "/firmware/station.json"):
-        try:
-            with open(path) as f:
-                return json.load(f)
-        except OSError:
-            pass
-    raise OSError("station.json not found")
-
-
-MODEL = PumpModel(load_config())
+MODEL = PumpModel(station_config())
 VM_HEAP_KIB = 512  # the brute-force search builds many floats (the VM collects only between tests)
 
 

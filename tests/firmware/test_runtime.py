@@ -13,6 +13,7 @@ import os
 from relaypump import state as state_mod
 from relaypump.modbus import crc16
 from relaypump.runtime import Runtime
+from support import STATION_JSON
 
 VM_HEAP_KIB = 2048  # one VM call per test: its garbage (the bus double's frames, the agent's floats) stays until it returns
 
@@ -21,11 +22,6 @@ TURNAROUND_US = 1500
 LOOP_US = 200  # what one pass of the loop costs on the test board
 PERIOD_MS = 1000  # station.json pid.period_ms
 
-try:
-    os.stat("/firmware/station.json")
-    STATION_JSON = "/firmware/station.json"
-except OSError:
-    STATION_JSON = __file__.rsplit("/", 3)[0] + "/firmware/station.json"
 
 # Status words: PROFIdrive/ABB operation enabled + remote; Danfoss FC ready + bus control + running.
 PD_RUNNING = 0x0237

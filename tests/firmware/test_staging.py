@@ -1,8 +1,6 @@
 """staging: energy-optimal count with hysteresis, min run/stop, starts per hour, which pump, failover,
 rotation (start-then-stop), exercise, station off, unavailable pumps, tick wrap, allocation."""
 
-import json
-
 from relaypump.codes import EVENT_PUMP_STARTED, EVENT_PUMP_STOPPED
 from relaypump.staging import (
     REASON_DEMAND,
@@ -14,23 +12,13 @@ from relaypump.staging import (
     Staging,
     popcount,
 )
-from support import ON_MICROPYTHON, bytes_allocated
+from support import ON_MICROPYTHON, bytes_allocated, station_config
 
 VM_HEAP_KIB = 1024  # long simulated spans evaluate the pump model many times
 
 
-def load_config():
-    for path in ("/firmware/station.json", __file__.rsplit("/", 3)[0] + "/firmware/station.json"):
-        try:
-            with open(path) as f:
-                return json.load(f)
-        except OSError:
-            pass
-    raise OSError("station.json not found")
-
-
 def config(**staging):
-    cfg = load_config()
+    cfg = station_config()
     cfg["staging"].update(staging)
     return cfg
 
@@ -43,7 +31,7 @@ class Station:
     """Staging driven once per `step_s` of virtual time; drives run what the mask asks at once."""
 
     def __init__(self, cfg=None, run_s=None, start_ms=0):
-        self.st = Staging(cfg or load_config())
+        self.st = Staging(cfg or station_config())
         self.now_ms = start_ms
         self.available = 0b111
         self.run_s = run_s if run_s is not None else [0, 0, 0]
@@ -107,7 +95,7 @@ def test_count_by_least_power_at_design_flow():
 
 
 def test_choose_count_matches_the_reference_crossover():
-    st = Staging(load_config())
+    st = Staging(station_config())
     assert st.choose_count(800.0, 55.0, 0, 3) == 2
     assert st.choose_count(800.0, 55.0, 3, 3) == 2  # 168 -> 146 kW saves well over 5 %
     assert st.choose_count(300.0, head(300.0), 0, 2) == 1
@@ -310,7 +298,7 @@ def test_long_run_survives_tick_wrap_and_rotates_weekly():
 
 
 def test_per_tick_allocation_between_evaluations():
-    st = Staging(load_config())
+    st = Staging(station_config())
     run_s = [0, 0, 0]
     box = [0]
 
