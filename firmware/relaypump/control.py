@@ -23,8 +23,9 @@ Rules:
   difference the pump model gives at the present flow and head is queued and released into the
   integrator no faster than the slew limit.
 - Per pump: a pump that staging adds starts at min_pct (its drive ramps 0 -> min at its own ramp;
-  below min speed its check valve stays shut) and climbs at the slew limit, held while the drive's
-  actual speed lags more than follow_band_pct, until it meets the common speed (JOINED). A pump
+  below min speed its check valve stays shut) and climbs at the slew limit, never more than one
+  slew step ahead of the drive's actual speed (the drive's own ramp is faster than the slew), until
+  it meets the common speed (JOINED). A pump
   staging removes ramps down at the slew limit to min_pct and then gets CMD_STOP. An exercised pump
   runs at min_pct. A pump that is offline or tripped gets CMD_STOP and ref 0 at once.
 - Manual mode: the common speed slews to the commanded speed (same limits); back to auto the PI
@@ -277,8 +278,13 @@ class Controller:
                     p = PHASE_JOINING
                 if p == PHASE_JOINING:
                     if r < common:
-                        if st.speed_pct >= r - self.follow_band_pct:
-                            r = r + step if r + step < common else common
+                        # Never lead the drive by more than one slew step: its own start ramp
+                        # is faster than the slew, and it would carry on past min speed.
+                        lead = st.speed_pct + step
+                        if r < lead:
+                            r = r + step if r + step < lead else lead
+                            if r > common:
+                                r = common
                     elif r > common:
                         r = r - step if r - step > common else common
                     if r == common:

@@ -45,9 +45,11 @@ Protections (units kPa gauge, degC, m3/h, % speed; delays in the config in s):
 - Events go into the EventRing on transitions only; stop_all entering/leaving also emits
   SAFE_STATE_ENTERED (value = stop_reason) / SAFE_STATE_LEFT.
 
-Implementation: measurements are converted once per tick to scaled integers (0.1 kPa, 0.01 degC,
-0.1 m3/h, 0.01 %); everything after that is integer arithmetic below 2**30, so it allocates
-nothing and decides identically on CPython and MicroPython. Timers accumulate the wrap-safe tick
+Implementation: measurements are converted to scaled integers (0.1 kPa, 0.01 degC, 0.1 m3/h,
+0.01 %) when their value object changed (the sensors and the fieldbus build a new float only for a
+new value; a conversion builds one float: heap objects on MicroPython); everything after that is
+integer arithmetic below 2**30, so it allocates nothing and decides identically on CPython and
+MicroPython. Timers accumulate the wrap-safe tick
 differences (a stalled tick counts at most 10 min), so no stored tick can alias after 2**30 ms.
 """
 
@@ -121,6 +123,24 @@ def _x10(value):
     return round(value * 10.0)
 
 
+class _Scaled:
+    """A reading as a scaled integer (rounded or truncated), converted again only when its value
+    object changed."""
+
+    def __init__(self, scale, rounded):
+        self._scale = scale
+        self._rounded = rounded
+        self._value = None
+        self._scaled = 0
+
+    def of(self, value):
+        if value is not self._value:
+            self._value = value
+            v = value * self._scale
+            self._scaled = round(v) if self._rounded else int(v)
+        return self._scaled
+
+
 def _fallback(channel):
     fb = channel["fallback"]
     if type(fb) is float:
@@ -185,6 +205,11 @@ class Protection:
         self._fbv_temp = self._fbv(channels["supply_temp_c"], 100.0)
         self._fbv_flow = self._fbv(channels["flow_m3h"], 10.0)
         self._temp_last_x100 = int(channels["supply_temp_c"]["high"] * 100.0 + 0.5)  # worst case
+        self._suction_x10 = _Scaled(10.0, True)
+        self._discharge_x10 = _Scaled(10.0, True)
+        self._temp_x100 = _Scaled(100.0, False)
+        self._flow_x10 = _Scaled(10.0, True)
+        self._speed_x100 = [_Scaled(100.0, False) for _ in range(n)]
         # outputs
         self.stop_all = False
         self.stop_reason = 0
@@ -275,18 +300,26 @@ class Protection:
         pumps = snap.pumps
         commands = snap.commands
 
-        # which pumps run, and the fastest one's speed
+        # which pumps run, the fastest one's speed, and the highest reference written (rounded up)
         n_run = 0
         speed_x100 = 0
+        ref_x100 = 0
         for i in range(n):
             p = pumps[i]
             running = p.state == DRIVE_RUNNING or (not p.online and commands[i].command == CMD_RUN)
             self._running[i] = running
             if running:
                 n_run += 1
-                s = int(p.speed_pct * 100.0)
+                s = self._speed_x100[i].of(p.speed_pct)
                 if s > speed_x100:
                     speed_x100 = s
+            if commands[i].command == CMD_RUN:
+                v = commands[i].speed_pct * 100.0
+                s = int(v)
+                if s < v:
+                    s += 1
+                if s > ref_x100:
+                    ref_x100 = s
             self.stop_command[i] = CMD_COAST if p.state == DRIVE_TRIPPED else CMD_STOP
 
         # measurements -> scaled integers (or _NONE), with the sensor fallbacks
@@ -294,7 +327,7 @@ class Protection:
         blind = False
         m = snap.suction_kpa
         if self._sensor(m, CH_SUCTION, now):
-            suction = _x10(m.value)
+            suction = self._suction_x10.of(m.value)
         else:
             suction = self._fbv_suction
             if self._fb_suction == _FB_STOP:
@@ -303,7 +336,7 @@ class Protection:
                 blind = True
         m = snap.discharge_kpa
         if self._sensor(m, CH_DISCHARGE, now):
-            discharge = _x10(m.value)
+            discharge = self._discharge_x10.of(m.value)
         else:
             discharge = self._fbv_discharge
             if self._fb_discharge == _FB_STOP:
@@ -312,7 +345,7 @@ class Protection:
                 blind = True
         m = snap.supply_temp_c
         if self._sensor(m, CH_SUPPLY_TEMP, now):
-            temp = int(m.value * 100.0)
+            temp = self._temp_x100.of(m.value)
             self._temp_last_x100 = temp
         elif self._fb_temp == _FB_VALUE:
             temp = self._fbv_temp
@@ -322,7 +355,7 @@ class Protection:
                 stop_sensor = True
         m = snap.flow_m3h
         if self._sensor(m, CH_FLOW, now):
-            flow = _x10(m.value)
+            flow = self._flow_x10.of(m.value)
         else:
             flow = self._fbv_flow
             if self._fb_flow == _FB_STOP:
@@ -399,7 +432,7 @@ class Protection:
             if self._safe_x100 < cap:
                 cap = self._safe_x100
 
-        self._outputs(cap, start_ok, now, dt)
+        self._outputs(cap, start_ok, now, dt, ref_x100)
 
     def _suction_limit(self, temp_x100, flow_x10, n_run, speed_x100):
         """Lowest allowed suction pressure (0.1 kPa gauge) for this temperature and duty."""
@@ -584,7 +617,7 @@ class Protection:
                 if self._dry_auto_reset and age >= self._lockout_reset_ms:
                     self._unlock_pump(i, 0, now)
 
-    def _outputs(self, cap, start_ok, now, dt):
+    def _outputs(self, cap, start_ok, now, dt, ref_x100):
         if self._suction_state == _LOCKED:
             reason = codes.EVENT_STATION_LOCKOUT
         elif self._sensor_stop:
@@ -613,10 +646,15 @@ class Protection:
         # A slow-down is itself a speed change: the cap moves no faster than the slew limit
         # (water hammer); what cannot wait is a stop, which goes through the drives' ramps.
         step = self._slew_x100 * dt // 1000 if dt else 0
-        if cap < self._cap_x100 - step:
-            cap = self._cap_x100 - step
-        elif cap > self._cap_x100 + step:
-            cap = self._cap_x100 + step
+        base = self._cap_x100
+        if cap < base and ref_x100 < base:
+            # A slow-down starts from the highest reference written, not from an idle cap above
+            # it (which would take (cap - speed) / slew seconds to bite).
+            base = ref_x100 if ref_x100 > cap else cap
+        if cap < base - step:
+            cap = base - step
+        elif cap > base + step:
+            cap = base + step
         if cap != self._cap_x100:
             self._cap_x100 = cap
             self.max_speed_pct = cap / 100.0

@@ -84,6 +84,7 @@ class Station:
                 p.state = DRIVE_RUNNING
                 p.speed_pct = speed
                 self.snap.commands[i].command = CMD_RUN
+                self.snap.commands[i].speed_pct = speed
             else:
                 p.state = DRIVE_READY
                 p.speed_pct = 0.0
@@ -191,7 +192,8 @@ def test_suction_inside_the_band_caps_speed_proportionally_with_one_event():
     limit = st.prot.suction_limit_kpa()
     st.snap.suction_kpa.value = limit + 15.0  # halfway into the 30 kPa band
     st.tick(5)
-    assert st.prot.max_speed_pct == 95.0  # the cap comes down along the 1 %/s slew
+    # from the pumps' 90 %, not from the idle 100 %, along the 1 %/s slew
+    assert st.prot.max_speed_pct == 85.0
     st.tick(20)
     assert abs(st.prot.max_speed_pct - 75.0) < 0.2, st.prot.max_speed_pct
     assert not st.prot.stop_all and st.prot.start_allowed
@@ -215,7 +217,7 @@ def test_suction_below_the_limit_stops_after_the_delay_and_restarts_after_recove
     st.snap.suction_kpa.value = limit - 5.0
     st.tick(10)  # the first tick that sees it starts the delay
     assert not st.prot.stop_all
-    assert st.prot.max_speed_pct == 90.0  # heading for min speed along the slew
+    assert st.prot.max_speed_pct == 80.0  # from the pumps' 90 % towards min speed, 1 %/s
     assert not st.prot.start_allowed
     st.tick()  # 10 s after that tick
     assert st.prot.stop_all and st.prot.stop_reason == codes.EVENT_SUCTION_TRIP
@@ -636,3 +638,17 @@ def test_a_remote_dp_on_its_substitute_is_a_sensor_fault_but_stops_nothing():
     st.snap.remote_dp_kpa.quality = GOOD
     st.tick()
     assert st.drain() == [(codes.EVENT_SENSOR_RESTORED, 0, 3)]
+
+
+def test_a_slow_down_starts_from_the_reference_not_from_an_idle_cap():
+    st = Station()
+    st.run(pumps=(2,), speed=80.0)
+    st.tick()
+    assert st.prot.max_speed_pct == 100.0
+    limit = st.prot.suction_limit_kpa()
+    st.snap.suction_kpa.value = limit + 27.0  # a cap of 95 %: above the reference, bites nothing
+    st.tick()
+    assert st.prot.max_speed_pct == 95.0
+    st.snap.suction_kpa.value = limit + 3.0  # a cap of 55 %: from 80 % down at 1 %/s at once
+    st.tick()
+    assert st.prot.max_speed_pct == 79.0

@@ -1,6 +1,8 @@
 """Closed-loop safety tests: the firmware agent (CPython, virtual clock) runs the simulated station
-through each fault of the schedule (scenarios/jia_faults.toml) and through the protections that the
-schedule cannot trigger on the reference config; each test asserts the safe state and the recovery.
+through each fault of the schedule (scenarios/jia_faults.toml); each test asserts the safe state
+and the recovery. This module also defines every closed-loop run (RUNS, including those of the
+protections the schedule cannot reach), the recorder and the helpers that
+test_closed_loop_protections.py shares.
 
 Rules of these runs:
 - The station starts from standstill on the January mean day and has settled (two pumps, remote DP
@@ -11,15 +13,15 @@ Rules of these runs:
 - Times compare agent ticks (1 s) and plant samples (1 s, at the end of the step) with the few
   seconds of slack that sensing (2 s filter), the 500 ms poll cycle and a tick add; every figure a
   bound is built from comes from the scenario or the agent's config, not from a run.
-The invariants every run must keep are in test_closed_loop_invariants.py.
 """
 
 import dataclasses
 import functools
+import itertools
 from typing import NamedTuple
 
 from relaypump.control import SOURCE_DISCHARGE, SOURCE_REMOTE
-from relaypump.snapshot import CMD_RUN, CMD_STOP, DRIVE_READY, DRIVE_RUNNING, DRIVE_TRIPPED
+from relaypump.snapshot import CMD_RUN, CMD_STOP, DRIVE_READY, DRIVE_TRIPPED
 from relaypump.staging import REASON_FAILOVER
 
 from host_tools.sim import scenario as scenarios
@@ -175,10 +177,15 @@ RUNS = {
     "flow_break": ((FaultSpec("sensor_wire_break", FAULT_AT_S, 300.0, sensor="flow_m3h"),), 22, {}),
     "deep_suction_dip": ((_schedule_fault("suction_dip", duration_s=600.0, kpa=150.0),), 34, {}),
     # the normal discharge (~660 kPa) lies above the max (trip) or inside the slow-down band
-    "discharge_trip": ((), 10, {"discharge_max_kpa": 600.0}),
+    # below what even min speed gives (~390 kPa): the slow-down cannot hold it, the station trips
+    "discharge_trip": ((), 30, {"discharge_max_kpa": 360.0}),
     "discharge_slowdown": ((), 10, {"discharge_max_kpa": 640.0}),
     # a flow transmitter stuck at its 0 m3/h reading from the start: no flow while pumps run
-    "dry_run": ((FaultSpec("sensor_wire_break", 0.5, None, sensor="flow_m3h", mode="stuck"),), 5, {}),
+    "dry_run": (
+        (FaultSpec("sensor_wire_break", 0.5, None, sensor="flow_m3h", mode="stuck"),),
+        5,
+        {},
+    ),
 }
 
 
@@ -195,11 +202,11 @@ def outcome(name: str) -> Outcome:
     return Outcome(name, faults[0] if faults else None, config, station, rec, result)
 
 
-def _protection(o, key):
+def setting(o, key):
     return o.config["protection"][key]
 
 
-def _all_stopped_at(o, after_s):
+def all_stopped_at(o, after_s):
     """Time of the first sample at or after after_s at which no relay pump's drive runs."""
     running = o.result.running
     i = o.sample(after_s)
@@ -208,13 +215,16 @@ def _all_stopped_at(o, after_s):
     return o.t[i] if i < len(o.t) else float("inf")
 
 
-def _ramp_down_s(o, after_s):
+def ramp_down_s(o, after_s):
     """How long the drives' own deceleration ramps take from the speeds they had at after_s."""
     i = o.sample(after_s)
-    return max(d.config.decel_s * s[i] / 100.0 for d, s in zip(o.station.drives, o.result.speeds))
+    return max(
+        d.config.decel_s * s[i] / 100.0
+        for d, s in zip(o.station.drives, o.result.speeds, strict=True)
+    )
 
 
-def _assert_soft_stop(o, since_s, until_s):
+def assert_soft_stop(o, since_s, until_s):
     """Every command is CMD_STOP (the drives' ramp: never a coast or quick stop), and every drive
     that was turning ramps down with its pulses on instead of coasting."""
     for k in o.ticks(since_s + 1.0, until_s):
@@ -229,7 +239,7 @@ def _assert_soft_stop(o, since_s, until_s):
                 assert speeds[i - 1] - speeds[i] <= rate + 0.01, (o.name, pump, o.t[i])
 
 
-def _assert_restarts_in_band(o, cleared_s):
+def assert_restarts_in_band(o, cleared_s):
     """After a station stop the first pump starts once staging has settled, and the remote DP is
     back in its band for (at least) the last 90 s of the run."""
     staging = o.config["staging"]
@@ -255,10 +265,10 @@ def test_pump_trip_coasts_fails_over_and_is_reset_once_the_cause_is_gone():
     assert o.running_from(AUX_PUMP, trip_s) - trip_s <= LAG_S
     # reset edges: the first after drive_reset_delay_s finds the cause still there, the next one
     # (another delay later, the cause gone at fault.end_s) clears the trip
-    delay = _protection(o, "drive_reset_delay_s")
+    delay = setting(o, "drive_reset_delay_s")
     offers = [k.t_s for k in o.ticks(trip_s) if k.resets[pump]]
     firsts = [t for t in offers if t - 1.0 not in offers]  # a request lasts until it is written
-    assert len(firsts) == 2 and len(firsts) <= _protection(o, "drive_resets_per_hour")
+    assert len(firsts) == 2 and len(firsts) <= setting(o, "drive_resets_per_hour")
     assert abs(firsts[0] - trip_s - delay) <= 1.0 and firsts[0] < fault.end_s
     assert abs(firsts[1] - firsts[0] - delay) <= 1.0 and firsts[1] > fault.end_s
     for k in o.ticks(trip_s, firsts[1]):
@@ -268,10 +278,13 @@ def test_pump_trip_coasts_fails_over_and_is_reset_once_the_cause_is_gone():
     # available again: ready, online, not locked, no new trip
     after = o.ticks(firsts[1] + LAG_S)
     assert all(k.states[pump] == DRIVE_READY and k.online[pump] for k in after)
-    assert not any(k.locked[pump] for k in after) and not o.events(E.PUMP_TRIPPED, after_s=trip_s + 1)
-    # the network pressure: back in the ±0.5 m band within two minutes, never off by 2 m
+    assert not any(k.locked[pump] for k in after) and not o.events(
+        E.PUMP_TRIPPED, after_s=trip_s + 1
+    )
+    # the network pressure: back in the ±0.5 m band within two minutes, never off by 2.5 m (the
+    # standby needs its drive's own ramp to min speed, then climbs at the 1 %/s slew: ~2 m dip)
     assert o.back_in_band_s(trip_s, fault.end_s) <= 120.0
-    assert max(abs(e) for e in o.dp_error(trip_s, fault.end_s)) <= 4.0 * o.band_kpa
+    assert max(abs(e) for e in o.dp_error(trip_s, fault.end_s)) <= 5.0 * o.band_kpa
 
 
 def test_drive_comm_loss_safe_speed_on_the_drive_standby_replaces_it_then_restored():
@@ -340,114 +353,36 @@ def test_suction_dip_slows_the_pumps_and_keeps_suction_above_its_limit():
     assert o.back_in_band_s(fault.end_s, o.t[-1]) <= 120.0
 
 
+def test_suction_slowdown_acts_from_the_present_speed():
+    slew = outcome("source_stop").config["speed"]["slew_pct_per_s"]
+    for name, until in (
+        ("source_stop", E.SOURCE_INTERLOCK_OPEN),
+        ("deep_suction_dip", E.SUCTION_TRIP),
+    ):
+        o = outcome(name)
+        low_s = o.first(E.SUCTION_LOW)[0]
+        for speeds in o.result.speeds[:2]:  # the two running pumps
+            at_low = speeds[o.sample(low_s)]
+            after = speeds[o.sample(low_s) + 1 : o.sample(o.first(until)[0]) + 1]
+            assert max(after) <= at_low + slew, (name, "sped up after SUCTION_LOW")
+            assert speeds[o.sample(low_s + LAG_S + 5.0)] < at_low - slew, (name, "not slowed")
+
+
 def test_source_pumps_stop_stops_every_relay_pump_until_the_source_runs_again():
     o = outcome("source_stop")
     fault = o.fault
     open_s, _, _ = o.first(E.SOURCE_INTERLOCK_OPEN)
-    assert abs(open_s - fault.at_s - _protection(o, "source_stop_delay_s")) <= LAG_S
+    assert abs(open_s - fault.at_s - setting(o, "source_stop_delay_s")) <= LAG_S
     safe_s, _, reason = o.first(E.SAFE_STATE_ENTERED)
     assert safe_s == open_s and reason == E.SOURCE_INTERLOCK_OPEN
     left_s, _, _ = o.first(E.SAFE_STATE_LEFT)
-    _assert_soft_stop(o, open_s, left_s)
-    assert _all_stopped_at(o, open_s) <= open_s + _ramp_down_s(o, open_s) + LAG_S
+    assert_soft_stop(o, open_s, left_s)
+    assert all_stopped_at(o, open_s) <= open_s + ramp_down_s(o, open_s) + LAG_S
     # nothing starts while the source is off, nor before it has run for restart_delay_s
-    restart_s = _protection(o, "restart_delay_s")
+    restart_s = setting(o, "restart_delay_s")
     for running in o.result.running:
         window = running[o.sample(fault.at_s) : o.sample(fault.end_s + restart_s)]
-        assert not any(b and not a for a, b in zip(window, window[1:]))
+        assert not any(b and not a for a, b in itertools.pairwise(window))
     cleared = [e for e in o.events(E.PROTECTION_CLEARED) if e[2] == E.SOURCE_INTERLOCK_OPEN]
     assert len(cleared) == 1 and abs(cleared[0][0] - fault.end_s - restart_s) <= LAG_S
-    _assert_restarts_in_band(o, left_s)
-
-
-# --- what the schedule cannot reach on the reference config -------------------------------------
-
-
-def test_suction_sensor_lost_stops_every_pump_by_ramp_until_it_is_good_again():
-    o = outcome("suction_break")  # fallback "stop" in firmware/station.json
-    fault = o.fault
-    assert o.config["io"]["channels"]["suction_kpa"]["fallback"] == "stop"
-    fault_s, _, channel = o.first(E.SENSOR_FAULT)
-    assert fault_s - fault.at_s <= LAG_S and channel == 1
-    safe_s, _, reason = o.first(E.SAFE_STATE_ENTERED)
-    assert safe_s == fault_s and reason == E.SENSOR_FAULT
-    left_s, _, _ = o.first(E.SAFE_STATE_LEFT)
-    assert abs(left_s - fault.end_s - _protection(o, "restart_delay_s")) <= LAG_S
-    _assert_soft_stop(o, safe_s, left_s)
-    assert _all_stopped_at(o, safe_s) <= safe_s + _ramp_down_s(o, safe_s) + LAG_S
-    assert all(not any(r[o.sample(safe_s + 60.0) : o.sample(left_s)]) for r in o.result.running)
-    _assert_restarts_in_band(o, left_s)
-
-
-def test_flow_sensor_lost_holds_and_pauses_the_dry_run_timer():
-    o = outcome("flow_break")  # fallback "hold": nothing stops, no dry-run trip on a blind flow
-    fault = o.fault
-    fault_s, _, channel = o.first(E.SENSOR_FAULT)  # after io.hold_s of the last good value
-    assert fault_s - fault.at_s <= o.config["io"]["hold_s"] + LAG_S and channel == 5
-    assert o.first(E.SENSOR_RESTORED)[0] - fault.end_s <= LAG_S
-    assert not o.events(E.DRY_RUN) and not o.events(E.SAFE_STATE_ENTERED)
-    assert {k.commands for k in o.ticks(fault.at_s - 60.0)} == {(CMD_RUN, CMD_RUN, CMD_STOP)}
-    assert max(abs(e) for e in o.dp_error(fault.at_s, o.t[-1])) <= o.band_kpa
-
-
-def test_deep_suction_dip_trips_the_station_and_restarts_after_the_dip():
-    o = outcome("deep_suction_dip")
-    fault = o.fault
-    trip_s, _, _ = o.first(E.SUCTION_TRIP)
-    safe_s, _, reason = o.first(E.SAFE_STATE_ENTERED)
-    assert safe_s == trip_s and reason == E.SUCTION_TRIP
-    left_s, _, _ = o.first(E.SAFE_STATE_LEFT)
-    _assert_soft_stop(o, trip_s, left_s)
-    # below the limit with a pump turning: at most the stop delay, the sensing lag and the ramps
-    margin = o.result.samples["suction_margin_kpa"]
-    turning = [any(r[i] and s[i] > 0.5 for r, s in zip(o.result.running, o.result.speeds)) for i in range(len(o.t))]
-    below_s = SAMPLE_S * sum(1 for i in range(len(o.t)) if margin[i] < 0.0 and turning[i])
-    bound = _protection(o, "suction_stop_delay_s") + LAG_S + _ramp_down_s(o, fault.at_s)
-    assert 0.0 < below_s <= bound
-    # one trip: no lockout; the pumps run again once suction is back above the slow-down band
-    assert not o.events(E.STATION_LOCKOUT)
-    assert left_s - fault.end_s <= _protection(o, "restart_delay_s") + 2 * LAG_S + 30.0
-    _assert_restarts_in_band(o, left_s)
-
-
-def test_discharge_above_its_max_trips_the_station_and_it_restarts_below_the_band():
-    o = outcome("discharge_trip")
-    dmax = _protection(o, "discharge_max_kpa")
-    high_s, _, _ = o.first(E.DISCHARGE_HIGH, after_s=0.0)
-    trip_s, _, value = o.first(E.DISCHARGE_TRIP, after_s=0.0)
-    assert high_s < trip_s and value >= dmax * 10  # kPa x10
-    safe_s, _, reason = o.first(E.SAFE_STATE_ENTERED, after_s=0.0)
-    assert safe_s == trip_s and reason == E.DISCHARGE_TRIP
-    left_s, _, _ = o.first(E.SAFE_STATE_LEFT, after_s=0.0)
-    assert left_s - trip_s >= _protection(o, "restart_delay_s")
-    _assert_soft_stop(o, trip_s, left_s)
-    assert _all_stopped_at(o, trip_s) <= trip_s + _ramp_down_s(o, trip_s) + LAG_S
-    below = o.series("discharge_kpa", left_s - _protection(o, "restart_delay_s"), left_s)
-    assert max(below) <= dmax - _protection(o, "discharge_slowdown_kpa")
-
-
-def test_discharge_in_the_slowdown_band_caps_the_speed_without_a_trip():
-    o = outcome("discharge_slowdown")
-    dmax = _protection(o, "discharge_max_kpa")
-    assert o.first(E.DISCHARGE_HIGH, after_s=0.0)
-    assert not o.events(E.DISCHARGE_TRIP) and not o.events(E.SAFE_STATE_ENTERED)
-    last = o.ticks(o.t[-1] - 300.0)
-    assert all(k.cap_pct < o.config["speed"]["max_pct"] - 10.0 for k in last)
-    assert all(k.commands == (CMD_RUN, CMD_RUN, CMD_STOP) for k in last)
-    assert max(o.series("discharge_kpa", o.t[-1] - 300.0, o.t[-1])) < dmax
-
-
-def test_flow_stuck_at_zero_locks_out_each_pump_after_the_dry_run_delay():
-    o = outcome("dry_run")  # every pump in turn: failover starts the next, which runs dry too
-    delay = _protection(o, "dry_run_delay_s")
-    assert not _protection(o, "dry_run_auto_reset")
-    dry = o.events(E.DRY_RUN)
-    assert [s for _, s, _ in dry] == [1, 2, 3]
-    for t, subject, _ in dry:
-        pump = subject - 1
-        started = next(k.t_s for k in o.rec.log if k.commands[pump] == CMD_RUN)
-        assert delay <= t - started <= delay + LAG_S
-        assert (t, subject, 1) in o.events(E.PUMP_LOCKOUT)
-        for k in o.ticks(t):
-            assert k.locked[pump] and k.commands[pump] == CMD_STOP, k
-    assert not any(r[-1] for r in o.result.running)
+    assert_restarts_in_band(o, left_s)
