@@ -54,9 +54,7 @@ def recorded_cycle(chosen: scenario.Scenario) -> tuple[list[bytes], AgentControl
         return original(frame, now_s)
 
     station.bus.send = record  # type: ignore[method-assign]
-    cycles = controller.agent.fieldbus.cycles
-    while controller.agent.fieldbus.cycles < cycles + 2:
-        controller.advance(station.bus, controller.t_s + 0.1)
+    simulate(chosen, controller, hours=2.0 / 3600.0, station=station)  # two more poll cycles
     per_cycle = len(controller.agent.fieldbus.plan_kinds)
     return frames[-per_cycle:], controller
 
