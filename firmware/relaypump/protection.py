@@ -300,10 +300,9 @@ class Protection:
         pumps = snap.pumps
         commands = snap.commands
 
-        # which pumps run, the fastest one's speed, and the highest reference written (rounded up)
+        # which pumps run, and the fastest one's speed
         n_run = 0
         speed_x100 = 0
-        ref_x100 = 0
         for i in range(n):
             p = pumps[i]
             running = p.state == DRIVE_RUNNING or (not p.online and commands[i].command == CMD_RUN)
@@ -313,13 +312,6 @@ class Protection:
                 s = self._speed_x100[i].of(p.speed_pct)
                 if s > speed_x100:
                     speed_x100 = s
-            if commands[i].command == CMD_RUN:
-                v = commands[i].speed_pct * 100.0
-                s = int(v)
-                if s < v:
-                    s += 1
-                if s > ref_x100:
-                    ref_x100 = s
             self.stop_command[i] = CMD_COAST if p.state == DRIVE_TRIPPED else CMD_STOP
 
         # measurements -> scaled integers (or _NONE), with the sensor fallbacks
@@ -432,7 +424,7 @@ class Protection:
             if self._safe_x100 < cap:
                 cap = self._safe_x100
 
-        self._outputs(cap, start_ok, now, dt, ref_x100)
+        self._outputs(cap, start_ok, now, dt, commands)
 
     def _suction_limit(self, temp_x100, flow_x10, n_run, speed_x100):
         """Lowest allowed suction pressure (0.1 kPa gauge) for this temperature and duty."""
@@ -617,7 +609,21 @@ class Protection:
                 if self._dry_auto_reset and age >= self._lockout_reset_ms:
                     self._unlock_pump(i, 0, now)
 
-    def _outputs(self, cap, start_ok, now, dt, ref_x100):
+    def _highest_ref_x100(self, commands):
+        """The highest speed reference written to a running pump (0.01 %, rounded up). Asked only
+        while a slow-down bites: each reference costs a float."""
+        ref_x100 = 0
+        for i in range(self.pump_count):
+            if commands[i].command == CMD_RUN:
+                v = commands[i].speed_pct * 100.0
+                s = int(v)
+                if s < v:
+                    s += 1
+                if s > ref_x100:
+                    ref_x100 = s
+        return ref_x100
+
+    def _outputs(self, cap, start_ok, now, dt, commands):
         if self._suction_state == _LOCKED:
             reason = codes.EVENT_STATION_LOCKOUT
         elif self._sensor_stop:
@@ -647,10 +653,12 @@ class Protection:
         # (water hammer); what cannot wait is a stop, which goes through the drives' ramps.
         step = self._slew_x100 * dt // 1000 if dt else 0
         base = self._cap_x100
-        if cap < base and ref_x100 < base:
-            # A slow-down starts from the highest reference written, not from an idle cap above
-            # it (which would take (cap - speed) / slew seconds to bite).
-            base = ref_x100 if ref_x100 > cap else cap
+        if cap < base:
+            ref_x100 = self._highest_ref_x100(commands)
+            if ref_x100 < base:
+                # A slow-down starts from the highest reference written, not from an idle cap
+                # above it (which would take (cap - speed) / slew seconds to bite).
+                base = ref_x100 if ref_x100 > cap else cap
         if cap < base - step:
             cap = base - step
         elif cap > base + step:

@@ -16,7 +16,9 @@ call (no lists, tuples or strings). Infeasible or meaningless inputs give -1.0, 
 Floats are 16-byte heap objects on MicroPython, so station_kw (staging's count evaluation) builds
 as few as it can without changing a single bit of any result: products of constants are taken
 once (__init__, import), the window shrunk by a margin is kept for that margin, the flow ratio x
-is shared by the window check and the efficiency, and the motor and VFD tables share their segment.
+is shared by the window check and the efficiency, the motor and VFD tables share their segment,
+and the dead-head power is computed only when the shaft power does not clear it at the next speed
+of a grid above (_dead_kw is monotonic in s, rounding included: the same comparison result).
 """
 
 G_M_S2 = 9.81
@@ -65,6 +67,16 @@ class PumpModel:
         self.s_max = float(sp["max_pct"]) / 100.0
         self._rho_g_h0 = self.rho_g * self.h0
         self._dead_div = 7.2e6 * self.eta_bep
+        # the dead-head power at speeds 0.05 apart from s_max down to s_min (the window's speeds):
+        # a bound for any speed below each
+        grid = [self.s_max]
+        s = self.s_max - 0.05
+        while s >= self.s_min and len(grid) < 20:
+            grid.append(s)
+            s -= 0.05
+        grid.reverse()
+        self._grid_s = tuple(grid)
+        self._grid_dead = tuple(self._dead_kw(g) for g in grid)
         # the window shrunk by the last nonzero margin asked for (staging always asks the same)
         self._margin = 0.0
         self._s_lo = self.s_min
@@ -113,6 +125,12 @@ class PumpModel:
         shaft = 0.0
         if q > 0.0 and head_m > 0.0:
             shaft = self.rho_g * q * head_m / (3.6e6 * self._efficiency(x, s))
+            grid = self._grid_s
+            for i in range(len(grid)):
+                if s <= grid[i]:  # dead(s) <= dead(grid[i]): shaft clears it too
+                    if shaft > self._grid_dead[i]:
+                        return shaft
+                    break
         dead = self._dead_kw(s)
         return shaft if shaft > dead else dead
 
@@ -129,6 +147,15 @@ class PumpModel:
         """The allowed window, shrunk by `margin` (a fraction) on every side when margin > 0."""
         return self._window_x(q, s, margin) is not None
 
+    def use_margin(self, margin):
+        """Keep the window shrunk by margin > 0 (staging calls it once: its margin's window is then
+        built at start-up, not on the first count evaluation)."""
+        self._margin = margin
+        self._s_lo = self.s_min * (1.0 + margin)
+        self._s_hi = self.s_max * (1.0 - margin)
+        self._x_lo = self.x_min * (1.0 + margin)
+        self._x_hi = self.x_max * (1.0 - margin)
+
     def _window_x(self, q, s, margin):
         """The flow ratio x = (q/s)/q_bep when (q, s) lies inside the window shrunk by margin,
         else None."""
@@ -138,11 +165,7 @@ class PumpModel:
             x = q / s / self.q_bep
             return x if self.x_min <= x <= self.x_max else None
         if margin != self._margin:
-            self._margin = margin
-            self._s_lo = self.s_min * (1.0 + margin)
-            self._s_hi = self.s_max * (1.0 - margin)
-            self._x_lo = self.x_min * (1.0 + margin)
-            self._x_hi = self.x_max * (1.0 - margin)
+            self.use_margin(margin)
         if s < self._s_lo or s > self._s_hi:
             return None
         x = q / s / self.q_bep

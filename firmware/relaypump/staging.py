@@ -2,9 +2,10 @@
 
 Inputs per tick: now_ms, station flow (m3/h) and whether it is usable, the head the pumps must make
 (m; the setpoint's required head at this flow is the steady target; or a function of the flow
-giving it, called only on a tick that evaluates the count: floats are heap objects on MicroPython), the available pumps (online,
-not tripped, not locked out, enabled: a bitmask), the pumps whose drives run (bitmask), run seconds
-per pump (ints), and whether the station may run at all. Output: the bitmask of pumps that should
+giving it, called only on a tick that begins a count evaluation: floats are heap objects on
+MicroPython), the available pumps (online, not tripped, not locked out, enabled: a bitmask), the
+pumps whose drives run (bitmask), run seconds per pump (ints), and whether the station may run at
+all. Output: the bitmask of pumps that should
 run, `exercise_mask` (a pump run at min speed for its exercise), and the tick's events in
 preallocated arrays (event_code / event_pump (1-based) / event_reason, event_count).
 
@@ -16,7 +17,17 @@ Rules:
   the present count is outside the allowed window, or when the best candidate saves more than
   `hysteresis` (a fraction) of the present power. If no count fits, the one least outside the
   window is taken (too much flow -> more pumps, too little -> fewer). With no pump running the
-  station starts the best count's first pump (1 when the flow is 0: no flow without a pump).
+  station starts a pump at once (any count starts with its first pump; no power is computed).
+- Spread evaluation (floats are heap objects on MicroPython; one candidate's power is up to 32 of
+  them, and the whole agent may allocate 1 KiB a tick): the tick an evaluation begins takes the
+  flow, the head, the present count and the count range n_max and computes nothing else; each of
+  the next n_max ticks evaluates one candidate, n = 1..n_max in turn; the tick after the last
+  candidate decides (and starts or stops a pump: the joining pump's feedforward in control costs
+  floats of its own, so that tick computes no power). The decision thus comes n_max + 1 ticks
+  after the evaluation began, harmless against eval_period_s and settle_s. The evaluation is
+  dropped (the next one comes eval_period_s after it began) when meanwhile the flow became
+  unusable, the wanted pumps or the count range changed (failover, unavailable pump, station
+  off), or a rotation began.
 - Which: a start takes the available idle pump with the fewest run seconds that may start; a demand
   stop takes the running pump with the most run seconds that has run min_run_s.
 - A pump may start only min_stop_s after it stopped and only if it started fewer than
@@ -35,8 +46,9 @@ Rules:
   settle_s, no rotation in progress); one pump at a time. Demand may take over an exercising pump.
 - Station off (protection, interlock, mode off): every pump leaves the mask (soft stop by control).
 Long durations use an internal seconds clock accumulated from wrap-safe tick differences (ticks_ms
-wraps after 12.4 days; rotation spans a week). All state is preallocated ints; a count evaluation
-builds floats only (every eval_period_s; each count's power once), other ticks allocate nothing.
+wraps after 12.4 days; rotation spans a week). All state is preallocated ints (and references to
+the evaluation's floats); a tick that evaluates a candidate builds that candidate's floats only
+(or the head, on the tick that begins the evaluation), other ticks allocate nothing.
 """
 
 try:
@@ -76,6 +88,58 @@ def popcount(mask):
         n += mask & 1
         mask >>= 1
     return n
+
+
+class CountChoice:
+    """The count decision folded one candidate at a time (so staging can spread it over ticks):
+    reset(), add(n) for n = 1..n_max in order, then result(). The rule is the module's "Count"."""
+
+    def __init__(self, model, margin, hysteresis):
+        self.model = model
+        self.margin = margin
+        self.keep = 1.0 - hysteresis  # a switch must cost less than keep x the present power
+        self.reset(0, 0, 0.0, 0.0)
+
+    def reset(self, n_now, n_max, flow_m3h, head_m):
+        self.n_now = n_now
+        self.n_max = n_max
+        self.flow = flow_m3h
+        self.head = head_m
+        self.best = 0  # least power inside the (shrunk) window
+        self.best_kw = 0.0
+        self.now_kw = -1.0  # the present count's power, in its own window (margin 0)
+        self.least = 0  # least outside the window, while no candidate fits
+        self.least_v = 0.0
+
+    def add(self, n):
+        model = self.model
+        flow = self.flow
+        kw = model.station_kw(n, flow, self.head, 0.0 if n == self.n_now else self.margin)
+        if n == self.n_now:
+            self.now_kw = kw
+        if kw > 0.0:
+            if self.best == 0 or kw < self.best_kw:
+                self.best = n
+                self.best_kw = kw
+        elif self.best == 0:  # needed only if no candidate fits
+            head = self.head
+            q = flow / n if flow > 0.0 else 0.0
+            v = model.range_violation(q, model.speed_for(q, head if head > 0.0 else 0.0))
+            if self.least == 0 or v < self.least_v:
+                self.least = n
+                self.least_v = v
+
+    def result(self):
+        """The count to head for (0 = none available)."""
+        best = self.best
+        n_now = self.n_now
+        if best == 0:  # nothing fits: the count least outside the window
+            return self.least
+        if n_now < 1 or n_now > self.n_max or best == n_now:
+            return best
+        if self.now_kw <= 0.0:  # present count outside the allowed window
+            return best
+        return best if self.best_kw < self.now_kw * self.keep else n_now
 
 
 class Staging:
@@ -120,6 +184,12 @@ class Staging:
         self._exercise_since_s = 0
         self._exercise_run_s = _NEVER
         self.wanted_count = 0  # the count the last evaluation chose (telemetry, tests)
+        # the count evaluation in progress, one candidate per tick (see "Spread evaluation")
+        self._choice = CountChoice(self.model, self.margin, self.hysteresis)
+        if self.margin > 0.0:
+            self.model.use_margin(self.margin)
+        self._next_n = 0  # the next candidate; 0 = no evaluation in progress
+        self._eval_mask = 0  # the wanted pumps when it began
         self.event_code = [0] * _MAX_EVENTS
         self.event_pump = [0] * _MAX_EVENTS
         self.event_reason = [0] * _MAX_EVENTS
@@ -194,6 +264,7 @@ class Staging:
     def resume(self, running_mask, available_mask):
         """After an agent reset: keep the pumps that still run (they count as long started)."""
         self.mask = running_mask & available_mask & self.all_mask
+        self._next_n = 0
 
     # --- per tick ------------------------------------------------------------------------------
     def update(self, now_ms, flow_m3h, flow_ok, head_m, available, running, run_s, station_on=True):
@@ -232,6 +303,7 @@ class Staging:
             if self._exercise >= 0:
                 self._end_exercise(True)
             self._last_change_s = now
+            self._next_n = 0
             return self.mask
 
         # failover: replace at once, whatever min_stop_s says; starts per hour still hold
@@ -245,59 +317,72 @@ class Staging:
 
         self._rotation(available, running, run_s)
 
-        if (
+        if self._next_n:
+            self._evaluate_next(flow_ok, available, run_s)
+        elif (
             now - self._last_eval_s >= self.eval_period_s
             and now - self._last_change_s >= self.settle_s
             and self._swap_in < 0
         ):
             self._last_eval_s = now
-            if flow_ok or not self.mask:
+            if not self.mask:
+                self._first_start(available, run_s)
+            elif flow_ok:
                 if callable(head_m):
                     head_m = head_m(flow_m3h)
-                self._evaluate(flow_m3h if flow_ok else 0.0, head_m, available, run_s)
+                n_max = self._count_range(available)
+                self._choice.reset(popcount(self.mask), n_max, flow_m3h, head_m)
+                self._eval_mask = self.mask
+                self._next_n = 1  # the candidates follow, one per tick
 
         self._exercise_step(available, running)
         return self.mask
 
     # --- count ---------------------------------------------------------------------------------
-    def choose_count(self, flow_m3h, head_m, n_now, n_max):
-        """The count to head for (0 = none available). Pure: no state changes."""
-        if n_max < 1:
-            return 0
-        model = self.model
-        best = 0
-        best_kw = 0.0
-        now_kw = -1.0  # the present count's power, from the loop (margin 0: its own window)
-        for n in range(1, n_max + 1):
-            kw = model.station_kw(n, flow_m3h, head_m, 0.0 if n == n_now else self.margin)
-            if n == n_now:
-                now_kw = kw
-            if kw > 0.0 and (best == 0 or kw < best_kw):
-                best = n
-                best_kw = kw
-        if best == 0:  # nothing fits: the count least outside the window
-            worst = 0.0
-            for n in range(1, n_max + 1):
-                q = flow_m3h / n if flow_m3h > 0.0 else 0.0
-                s = model.speed_for(q, head_m if head_m > 0.0 else 0.0)
-                v = model.range_violation(q, s)
-                if best == 0 or v < worst:
-                    best = n
-                    worst = v
-            return best
-        if n_now < 1 or n_now > n_max or best == n_now:
-            return best
-        if now_kw <= 0.0:  # present count outside the allowed window
-            return best
-        return best if best_kw < now_kw * (1.0 - self.hysteresis) else n_now
-
-    def _evaluate(self, flow_m3h, head_m, available, run_s):
-        n_now = popcount(self.mask)
+    def _count_range(self, available):
         n_max = popcount(available)
-        if n_max > self.max_running:
-            n_max = self.max_running
-        want = self.choose_count(flow_m3h, head_m, n_now, n_max)
+        return n_max if n_max < self.max_running else self.max_running
+
+    def choose_count(self, flow_m3h, head_m, n_now, n_max):
+        """The count to head for (0 = none available), all candidates at once. Pure: no state
+        changes (builds its own CountChoice)."""
+        choice = CountChoice(self.model, self.margin, self.hysteresis)
+        choice.reset(n_now, n_max, flow_m3h, head_m)
+        for n in range(1, n_max + 1):
+            choice.add(n)
+        return choice.result()
+
+    def _first_start(self, available, run_s):
+        """No pump runs: every count begins with one pump, so start it without computing power."""
+        if self._count_range(available) < 1:
+            self.wanted_count = 0
+            return
+        self.wanted_count = 1
+        i = self._pick_start(available, run_s, False)
+        if i >= 0:
+            self._start(i, REASON_DEMAND)
+            self._last_change_s = self.now_s
+
+    def _evaluate_next(self, flow_ok, available, run_s):
+        """One candidate of the evaluation in progress, or its decision after the last one."""
+        choice = self._choice
+        if (
+            not flow_ok
+            or self.mask != self._eval_mask
+            or self._swap_in >= 0
+            or self._count_range(available) != choice.n_max
+        ):
+            self._next_n = 0  # its premises changed: drop it
+            return
+        n = self._next_n
+        if n <= choice.n_max:
+            choice.add(n)
+            self._next_n = n + 1
+            return
+        self._next_n = 0
+        want = choice.result()
         self.wanted_count = want
+        n_now = choice.n_now
         if want > n_now:
             i = self._pick_start(available, run_s, False)
             if i >= 0:
