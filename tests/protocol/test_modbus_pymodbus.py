@@ -19,6 +19,7 @@ from pymodbus.pdu import DecodePDU, ExceptionResponse
 from pymodbus.pdu import bit_message as pm_bits
 from pymodbus.pdu import register_message as pm_regs
 from relaypump import modbus as fw
+from strategies import modbus_requests, words
 
 from protocol import modbus
 
@@ -51,30 +52,11 @@ RESPONSE_CLASSES = {
 
 # The firmware master only addresses single devices (1..247); ours parses any unit.
 units = st.integers(1, 247)
-addresses = st.integers(0, 0xFFFF)
-words = st.integers(0, 0xFFFF)
 
 
-@st.composite
-def requests(draw):
+def requests():
     """(unit, function, our request fields)."""
-    function = draw(st.sampled_from(modbus.FUNCTIONS))
-    address = draw(addresses)
-    if function in modbus.BIT_READS:
-        fields = {"address": address, "count": draw(st.integers(1, modbus.MAX_READ_BITS))}
-    elif function in modbus.REGISTER_READS:
-        fields = {"address": address, "count": draw(st.integers(1, modbus.MAX_READ_REGISTERS))}
-    elif function == modbus.WRITE_SINGLE_COIL:
-        fields = {"address": address, "value": draw(st.booleans())}
-    elif function == modbus.WRITE_SINGLE_REGISTER:
-        fields = {"address": address, "value": draw(words)}
-    elif function == modbus.WRITE_MULTIPLE_COILS:
-        bits = draw(st.lists(st.booleans(), min_size=1, max_size=modbus.MAX_WRITE_BITS))
-        fields = {"address": address, "bits": bits}
-    else:
-        registers = draw(st.lists(words, min_size=1, max_size=modbus.MAX_WRITE_REGISTERS))
-        fields = {"address": address, "registers": registers}
-    return draw(units), function, fields
+    return modbus_requests(units)
 
 
 @st.composite

@@ -11,6 +11,7 @@ import pytest
 from construct import ChecksumError, ConstructError
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import addresses, modbus_requests, words
 
 from protocol import modbus
 
@@ -155,29 +156,10 @@ def test_parse_refuses_non_bytes():
 # --- round trips ----------------------------------------------------------------------------------
 
 units = st.integers(0, 255)
-addresses = st.integers(0, 0xFFFF)
-words = st.integers(0, 0xFFFF)
 
 
-@st.composite
-def requests(draw):
-    function = draw(st.sampled_from(modbus.FUNCTIONS))
-    address = draw(addresses)
-    if function in modbus.BIT_READS:
-        fields = {"address": address, "count": draw(st.integers(1, modbus.MAX_READ_BITS))}
-    elif function in modbus.REGISTER_READS:
-        fields = {"address": address, "count": draw(st.integers(1, modbus.MAX_READ_REGISTERS))}
-    elif function == modbus.WRITE_SINGLE_COIL:
-        fields = {"address": address, "value": draw(st.booleans())}
-    elif function == modbus.WRITE_SINGLE_REGISTER:
-        fields = {"address": address, "value": draw(words)}
-    elif function == modbus.WRITE_MULTIPLE_COILS:
-        bits = draw(st.lists(st.booleans(), min_size=1, max_size=modbus.MAX_WRITE_BITS))
-        fields = {"address": address, "bits": bits}
-    else:
-        registers = draw(st.lists(words, min_size=1, max_size=modbus.MAX_WRITE_REGISTERS))
-        fields = {"address": address, "registers": registers}
-    return draw(units), function, fields
+def requests():
+    return modbus_requests(units)
 
 
 @st.composite

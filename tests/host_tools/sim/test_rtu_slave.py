@@ -4,6 +4,7 @@ from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
+from strategies import modbus_request_frames
 
 from host_tools.sim import rtu_slave
 from protocol import modbus
@@ -32,24 +33,7 @@ def outcome(decode, frame):
         return type(exc)
 
 
-@st.composite
-def requests(draw):
-    unit = draw(st.integers(0, 255))
-    function = draw(st.sampled_from(FUNCTIONS))
-    address = draw(st.integers(0, 0xFFFF))
-    if function in (1, 2):
-        fields = {"count": draw(st.integers(1, 2000))}
-    elif function in (3, 4):
-        fields = {"count": draw(st.integers(1, 125))}
-    elif function == 5:
-        fields = {"value": draw(st.booleans())}
-    elif function == 6:
-        fields = {"value": draw(st.integers(0, 0xFFFF))}
-    elif function == 15:
-        fields = {"bits": draw(st.lists(st.booleans(), min_size=1, max_size=1968))}
-    else:
-        fields = {"registers": draw(st.lists(st.integers(0, 0xFFFF), min_size=1, max_size=123))}
-    return modbus.build_request(unit, function, address=address, **fields)
+requests = modbus_request_frames
 
 
 @given(requests())
