@@ -124,3 +124,49 @@ def test_bus_delivers_each_response_at_its_completion_time_hours_into_a_run():
         bus.send(request, t)
         done = bus.response_complete_at()
         assert bus.receive(done) == request, k
+
+
+def station_slaves():
+    from host_tools.sim import scenario
+    from host_tools.sim.hardware import SimulatedStation
+
+    station = SimulatedStation(scenario.load(scenario.DEFAULT_SCENARIO))
+    return station, station.slaves
+
+
+def test_devices_answer_bad_requests_as_real_devices_do():
+    station, slaves = station_slaves()
+    good = modbus.build_request(1, 3, address=0, count=6)
+    corrupt = bytearray(good)
+    corrupt[3] ^= 0x10
+    assert slaves.answer(bytes(corrupt), 0.0) is None  # bad CRC: silence
+    assert slaves.dropped_frames == 1
+    assert slaves.answer(modbus.build_request(9, 3, address=0, count=1), 0.0) is None  # nobody
+    unknown = rtu_slave.with_crc(bytes([1, 0x2B, 0x0E, 0x01, 0x00]))
+    assert slaves.answer(unknown, 0.0) == rtu_slave.with_crc(
+        bytes([1, 0xAB, 1])
+    )  # illegal function
+    zero = rtu_slave.with_crc(bytes([1, 3, 0, 0, 0, 0]))  # count 0
+    assert slaves.answer(zero, 0.0) == modbus.build_exception(1, 3, 3)
+    far = modbus.build_request(1, 3, address=4000, count=2)  # no such register
+    assert slaves.answer(far, 0.0) == modbus.build_exception(1, 3, 2)
+    assert modbus.parse_response(3, slaves.answer(good, 0.0), 6)["unit"] == 1
+
+
+def test_a_broadcast_write_acts_on_every_drive_and_gets_no_answer():
+    station, slaves = station_slaves()
+    abb = station.drives[0]
+    before = abb.requests_heard
+    assert slaves.answer(modbus.build_request(0, 6, address=0, value=0x0476), 0.0) is None
+    assert abb.requests_heard == before + 1
+    assert slaves.answer(modbus.build_request(0, 3, address=0, count=1), 0.0) is None  # no reads
+
+
+@given(st.binary(min_size=0, max_size=80))
+def test_any_bytes_get_an_answer_or_silence_and_the_devices_keep_running(data):
+    station, slaves = station_slaves()
+    for frame in (data, rtu_slave.with_crc(data[:60])):
+        answer = slaves.answer(frame, 0.0)
+        if answer is not None:
+            assert answer[0] == frame[0] and rtu_slave.with_crc(answer[:-2]) == answer
+    station.step(0.2)
