@@ -10,7 +10,8 @@ run, `exercise_mask` (a pump run at min speed for its exercise), and the tick's 
 preallocated arrays (event_code / event_pump (1-based) / event_reason, event_count).
 
 Rules:
-- Count: every eval_period_s, with usable flow and no change within settle_s, the electrical power
+- Count: every eval_period_s, with usable flow and no change within settle_s (a stopped station
+  does not wait: its first pump starts as soon as a pump may start), the electrical power
   of n = 1..min(max_running, available) pumps sharing the flow equally is computed (pumpmodel).
   A candidate count must lie inside the allowed window shrunk by feasibility_margin (so a switch
   does not land on the window's edge and bounce back). The count changes, one pump at a time, when
@@ -321,7 +322,9 @@ class Staging:
             self._evaluate_next(flow_ok, available, run_s)
         elif (
             now - self._last_eval_s >= self.eval_period_s
-            and now - self._last_change_s >= self.settle_s
+            # settle_s spaces count changes of a running station; a stopped one starts its
+            # first pump as soon as it may (the network has no pressure meanwhile)
+            and (now - self._last_change_s >= self.settle_s or not self.mask)
             and self._swap_in < 0
         ):
             self._last_eval_s = now
