@@ -42,16 +42,11 @@ from .sensors import Sensors
 from .snapshot import CMD_RUN, DRIVE_RUNNING, DRIVE_TRIPPED, Snapshot
 from .staging import Staging
 from .state import StationState
+from .ticks import ticks_diff as _ticks_diff
 
 _G = 9.80665
 _EVENT_CAPACITY = const(64)
-_TICKS_HALF = const(0x20000000)
-_TICKS_MASK = const(0x3FFFFFFF)
 _HOUR_MS = const(3600000)
-
-
-def _ticks_diff(a, b):
-    return ((a - b + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
 
 
 class Agent:

@@ -44,8 +44,9 @@ except ImportError:  # CPython
 from .codes import MODE_DISCHARGE, MODE_MANUAL_SPEED, MODE_REMOTE_DP
 from .pid import Pid
 from .pumpmodel import PumpModel
-from .setpoint import Setpoint, ticks_diff
+from .setpoint import Setpoint
 from .snapshot import BAD, CMD_RUN, CMD_STOP, DRIVE_RUNNING, DRIVE_TRIPPED, GOOD, HELD
+from .ticks import ticks_diff
 
 SOURCE_HOLD = const(0)
 SOURCE_REMOTE = const(1)

@@ -55,6 +55,7 @@ from relaypump import modbus as mb
 from relaypump.codes import EVENT_DRIVE_COMM_LOST, EVENT_DRIVE_COMM_RESTORED
 from relaypump.drives import make_profile
 from relaypump.snapshot import DRIVE_TRIPPED, DRIVE_UNKNOWN
+from relaypump.ticks import ticks_diff as _ticks_diff
 
 IDLE = const(0)  # no transaction pending: next_request will hand out the next frame
 BUSY = const(1)
@@ -82,10 +83,6 @@ _BITS_PER_CHAR = const(11)
 
 class FieldbusConfigError(ValueError):
     """The config's bus / pumps / io section cannot drive a bus: names the field and the reason."""
-
-
-def _ticks_diff(a, b):
-    return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
 
 
 def _int(section, key, default, low, high, where):

@@ -38,6 +38,8 @@ except ImportError:  # CPython
 
 from array import array
 
+from relaypump.ticks import ticks_diff as _ticks_diff
+
 READ_COILS = const(1)
 READ_DISCRETE_INPUTS = const(2)
 READ_HOLDING_REGISTERS = const(3)
@@ -54,7 +56,6 @@ DONE = const(2)
 MAX_ADU = const(256)
 _RX_SIZE = const(512)
 _TICKS_PERIOD = const(0x40000000)
-_TICKS_HALF = const(0x20000000)
 DEFAULT_TIMEOUT_MS = const(200)
 
 
@@ -119,10 +120,6 @@ def crc16(data, start=0, end=-1):
 def _crc_ok(buf, start, length):
     crc = crc16(buf, start, start + length - 2)
     return buf[start + length - 2] == crc & 0xFF and buf[start + length - 1] == crc >> 8
-
-
-def _ticks_diff(a, b):
-    return ((a - b + _TICKS_HALF) & (_TICKS_PERIOD - 1)) - _TICKS_HALF
 
 
 class RtuMaster:

@@ -66,8 +66,9 @@ except ImportError:  # CPython
         return x
 
 
+from .ticks import ticks_diff as _ticks_diff
+
 _TICKS_MASK = const(0x3FFFFFFF)
-_TICKS_HALF = const(0x20000000)
 _MAX_DT_MS = const(600000)
 _MAX_TIMER_MS = const(0x10000000)
 _OFF = const(-1)  # a timer that is not running
@@ -113,10 +114,6 @@ def saturation_kpa_x10(temp_c_x100):
         return _PSAT_X10[100]
     low = _PSAT_X10[i]
     return low + ((_PSAT_X10[i + 1] - low) * (temp_c_x100 - i * 200) + 199) // 200
-
-
-def _ticks_diff(a, b):
-    return ((a - b + _TICKS_HALF) & _TICKS_MASK) - _TICKS_HALF
 
 
 def _x10(value):

@@ -39,6 +39,7 @@ except ImportError:  # CPython
 
 
 from relaypump.snapshot import BAD, DRIVE_RUNNING, GOOD, HELD, SUBSTITUTE
+from relaypump.ticks import ticks_diff as _ticks_diff
 
 NE43_OK = const(0)
 NE43_UNDER_RANGE = const(1)
@@ -81,10 +82,6 @@ _ZERO = 0.0
 
 class SensorConfigError(ValueError):
     """io config refused: names the field and the reason."""
-
-
-def _ticks_diff(a, b):
-    return ((a - b + 0x20000000) & 0x3FFFFFFF) - 0x20000000
 
 
 def _number(section, key, default, where, low=0.0):

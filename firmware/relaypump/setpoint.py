@@ -29,19 +29,13 @@ except ImportError:  # CPython
 
 from .codes import ACK_MALFORMED, ACK_OK, ACK_OUT_OF_ENVELOPE
 from .snapshot import BAD
+from .ticks import ticks_diff
 
 SETPOINT_FIXED = const(0)
 SETPOINT_FLOW = const(1)
 SETPOINT_OUTDOOR = const(2)
 MODE_NAMES = ("fixed", "flow", "outdoor")
 DEFAULT_NETWORK_LOSS_M_PER_M3H2 = 6.72e-5  # reference system curve
-
-_TICKS_PERIOD = const(0x40000000)
-_TICKS_HALF = const(0x20000000)
-
-
-def ticks_diff(a, b):
-    return ((a - b + _TICKS_HALF) & (_TICKS_PERIOD - 1)) - _TICKS_HALF
 
 
 def _curve(points, flat_kpa):

@@ -62,7 +62,7 @@ except ImportError:  # CPython
 
 from .codes import EVENT_PUMP_STARTED, EVENT_PUMP_STOPPED
 from .pumpmodel import PumpModel
-from .setpoint import ticks_diff
+from .ticks import ticks_diff
 
 REASON_DEMAND = const(1)
 REASON_FAILOVER = const(2)

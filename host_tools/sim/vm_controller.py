@@ -50,6 +50,7 @@ DEFAULT_HEAP_KIB = 128
 CALL_TIMEOUT_S = 30.0
 # What agent.py imports, leaves first (a module missing here is imported with agent anyway).
 AGENT_MODULES = (
+    "ticks",
     "codes",
     "snapshot",
     "events",
