@@ -2,11 +2,12 @@
 
 The pumps share the suction and discharge headers, so they see one station head H (discharge minus
 suction, m). For a network flow Q >= 0 the station head is the H at which
-    Q = sum_i sqrt(max(0, H0 s_i^2 - H) / c) + sqrt(max(0, -H) / k_bypass)
-i.e. a pump whose shut-off head H0 s_i^2 is below H delivers nothing (its check valve holds) and
-the bypass opens only when the discharge falls below the suction. Q(H) is monotone, so the solve is
-a safeguarded Newton iteration (closed form when the running pumps share one speed and the bypass
-is shut, the usual case). Pure floats: this runs twice per plant step.
+    Q = sum_i sqrt(max(0, H0_i s_i^2 - H) / c_i) + sqrt(max(0, -H) / k_bypass)
+each pump with its own curve (H0_i, c_i), i.e. a pump whose shut-off head H0_i s_i^2 is below H
+delivers nothing (its check valve holds) and the bypass opens only when the discharge falls below
+the suction. Q(H) is monotone, so the solve is a safeguarded Newton iteration (closed form when the
+running pumps are alike: one shut-off head H0_i s_i^2 and one c_i, and the bypass is shut). Pure
+floats: this runs twice per plant step.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ class StationSolution:
 def solve_station(
     flow_m3h: float,
     speeds: list[float],
-    shutoff_m: float,
-    curve_coeff: float,
+    shutoff_m: list[float],
+    curve_coeff: list[float],
     bypass_coeff: float,
     out: StationSolution,
     guess_m: float = 0.0,
@@ -38,19 +39,21 @@ def solve_station(
     pump_q = out.pump_flow_m3h
     n = len(speeds)
     h_max = 0.0
-    s_common = -1.0
+    h_common = -1.0
+    c_common = 0.0
     uniform = True
     active = 0
     for i in range(n):
         s = speeds[i]
         if s > 0.0:
             active += 1
-            h = shutoff_m * s * s
+            h = shutoff_m[i] * s * s
             if h > h_max:
                 h_max = h
-            if s_common < 0.0:
-                s_common = s
-            elif s != s_common:
+            if h_common < 0.0:
+                h_common = h
+                c_common = curve_coeff[i]
+            elif h != h_common or curve_coeff[i] != c_common:
                 uniform = False
     if flow_m3h <= 0.0:
         for i in range(n):
@@ -62,13 +65,13 @@ def solve_station(
     q = flow_m3h
     if uniform and active:
         per = q / active
-        head = h_max - curve_coeff * per * per
+        head = h_max - c_common * per * per
         if head >= 0.0:
             for i in range(n):
                 pump_q[i] = per if speeds[i] > 0.0 else 0.0
             out.head_m = head
             out.bypass_flow_m3h = 0.0
-            out.dhead_dflow = -2.0 * curve_coeff * per / active
+            out.dhead_dflow = -2.0 * c_common * per / active
             return out
     # General case: safeguarded Newton on H over [lo, hi] with Q(lo) >= q >= Q(hi).
     lo = -bypass_coeff * q * q
@@ -80,11 +83,12 @@ def solve_station(
         dq_dh = 0.0
         for i in range(n):
             s = speeds[i]
-            dh = shutoff_m * s * s - head if s > 0.0 else 0.0
+            dh = shutoff_m[i] * s * s - head if s > 0.0 else 0.0
             if dh > 0.0:
-                qi = math.sqrt(dh / curve_coeff)
+                ci = curve_coeff[i]
+                qi = math.sqrt(dh / ci)
                 total += qi
-                dq_dh -= 0.5 / (curve_coeff * qi)
+                dq_dh -= 0.5 / (ci * qi)
         if head < 0.0:
             qb = math.sqrt(-head / bypass_coeff)
             total += qb
@@ -101,8 +105,8 @@ def solve_station(
     bypass = 0.0
     for i in range(n):
         s = speeds[i]
-        dh = shutoff_m * s * s - head if s > 0.0 else 0.0
-        pump_q[i] = math.sqrt(dh / curve_coeff) if dh > 0.0 else 0.0
+        dh = shutoff_m[i] * s * s - head if s > 0.0 else 0.0
+        pump_q[i] = math.sqrt(dh / curve_coeff[i]) if dh > 0.0 else 0.0
     if head < 0.0:
         bypass = math.sqrt(-head / bypass_coeff)
     out.head_m = head

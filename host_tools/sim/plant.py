@@ -8,7 +8,8 @@ Model (see station.py for the figures and the assumptions):
 - network flow Q is one lumped water column: (L/(g A)) dQ/dt = H_station(Q) - H_system(Q),
   integrated linearly implicitly (stable for any dt; accurate for dt <= ~0.5 s), Q >= 0 (every
   path through the station is check-valved).
-- H_station(Q): parallel pumps and bypass, hydraulics.solve_station.
+- H_station(Q): parallel pumps and bypass, hydraulics.solve_station, each pump with its own curve
+  (`pumps`: one pump.PumpModel per pump, the datasheet pump unless a deviation is given).
 - H_system(Q) = Q^2/Kv^2 + k Q^2 + (1 - r) k_stop Q^2 - r H_assist, where the substations act as
   valves Q = Kv sqrt(DP_remote) with Kv = Q_demand / sqrt(12 m) (so DP_remote = 12 m when the flow
   meets the demand: the reference system curve), r is the source pumps' running state (first
@@ -18,7 +19,7 @@ Model (see station.py for the figures and the assumptions):
 - discharge = suction + rho g H_station; remote DP = rho g Q^2 / Kv^2.
 - suction limit = max(p_sat + 50, p_sat + rho g max(1.3 NPSHr, NPSHr + 1)) - p_atm, NPSHr the
   largest of the turning pumps'.
-- shaft and electrical power per running drive (pump.PumpModel; a drive that is not running
+- shaft and electrical power per running drive (its own PumpModel; a drive that is not running
   draws nothing even while its pump coasts), electrical integrated to kWh (trapezoid).
 - surge: surge.SurgeEstimator on the pumps' delivered velocity.
 No wall clock, no numpy, no allocation in step(); randomness only in the demand (seeded).
@@ -27,6 +28,7 @@ No wall clock, no numpy, no allocation in step(); randomness only in the demand 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .demand import WeatherDemand
@@ -93,12 +95,18 @@ class Plant:
         self,
         params: StationParams = REFERENCE,
         demand: WeatherDemand | ConstantDemand | None = None,
+        pumps: Sequence[PumpModel] | None = None,
     ) -> None:
         p = params
         self.params = p
-        self.pump = PumpModel(p)
-        self.demand = demand if demand is not None else WeatherDemand()
         n = p.pump_count
+        if pumps is None:
+            pumps = [PumpModel(p)] * n
+        if len(pumps) != n or not all(isinstance(m, PumpModel) for m in pumps):
+            raise SimInputError(f"pumps must be {n} PumpModel objects, one per pump")
+        # The real pumps, in drive order: each its own curve, efficiency and NPSHr (read-only).
+        self.pumps: tuple[PumpModel, ...] = tuple(pumps)
+        self.demand = demand if demand is not None else WeatherDemand()
         self.pump_count = n
         # inputs
         self.pump_speed = [0.0] * n
@@ -108,8 +116,8 @@ class Plant:
         self.suction_dip_kpa = 0.0
         self.upstream_assist_m = p.upstream_assist_m
         # constants used in the step
-        self._h0 = p.shutoff_head_m
-        self._c = p.curve_coeff
+        self._h0 = [m.h0 for m in self.pumps]
+        self._c = [m.c for m in self.pumps]
         self._k_bp = p.bypass_coeff
         self._k_sys = p.system_coeff
         self._k_stop = p.source_stopped_coeff
@@ -236,7 +244,7 @@ class Plant:
         head = sol.head_m
         self.station_head_m = head
         self.bypass_flow_m3h = sol.bypass_flow_m3h
-        pump = self.pump
+        pumps = self.pumps
         flows = self.pump_flow_m3h
         powers = self.pump_power_kw
         shafts = self.pump_shaft_kw
@@ -249,6 +257,7 @@ class Plant:
             s = speeds[i]
             flows[i] = qi
             pumped += qi
+            pump = pumps[i]
             if self.pump_running[i] and s > 0.0:
                 shaft = pump.shaft_kw(qi, s, head)
                 kw = shaft / pump.drive_efficiency(shaft) if shaft > 0.0 else 0.0

@@ -2,7 +2,8 @@
 
 The same station is written as an EPANET input file: a reservoir at the suction head, the pumps
 with the reference HEAD curve (3 points -> EPANET fits exactly H = 70 - 4.938e-5 q^2) and a SPEED
-setting, an EFFIC curve sampled from the reference parabola, a check-valved bypass pipe, a TCV
+setting, an EFFIC curve sampled from the reference parabola (or, for real pumps with their own
+deviations and wear, each pump's own curves), a check-valved bypass pipe, a TCV
 whose loss coefficient gives 6.72e-5 Q^2, and the substations as an emitter (exponent 0.5) at the
 remote node, whose elevation is the suction head less the upstream assist so that the emitter
 pressure is the remote differential head. Compared: network flow, station head, remote DP and the
@@ -19,7 +20,8 @@ import pytest
 import wntr
 from wntr.epanet.toolkit import ENepanet
 
-from host_tools.sim import REFERENCE, ConstantDemand, Plant
+from host_tools.sim import REFERENCE, ConstantDemand, Plant, PumpModel
+from host_tools.sim.pump import PumpDeviation, draw_iso9906_2b
 
 # EPANET works in US units internally: minor loss h = 0.02517 K Q^2 / d^4 (ft, cfs), i.e.
 # 8 / (pi^2 g) with g = 32.2 ft/s2; its energy routine takes water as 62.4 lbf/ft3. Emitter
@@ -37,8 +39,9 @@ def loss_coefficient(coeff_m_per_m3h2: float) -> float:
     return coeff_m_per_m3h2 * 3600.0**2 * math.pi**2 * G_EPANET * VALVE_D_M**4 / 8.0
 
 
-def station_inp(speeds, demand_m3h, assist_m=0.0):
+def station_inp(speeds, demand_m3h, assist_m=0.0, models=None):
     p = REFERENCE
+    models = models or [PumpModel()] * len(speeds)
     spgr = p.rho_g / GAMMA_WATER_N_M3
     kv = demand_m3h / math.sqrt(p.remote_dp_design_m)
     lines = [
@@ -51,7 +54,7 @@ def station_inp(speeds, demand_m3h, assist_m=0.0):
         f"SRC {SUCTION_HEAD_M:.6f}",
         "[PUMPS]",
     ]
-    lines += [f"P{i + 1} SRC DIS HEAD HC SPEED {s:.9f}" for i, s in enumerate(speeds)]
+    lines += [f"P{i + 1} SRC DIS HEAD HC{i} SPEED {s:.9f}" for i, s in enumerate(speeds)]
     lines += [
         "[PIPES]",
         f"BYPASS SRC DIS 0.01 400 0.001 {loss_coefficient(p.bypass_coeff):.6f} CV",
@@ -61,12 +64,11 @@ def station_inp(speeds, demand_m3h, assist_m=0.0):
     ]
     lines += [f"P{i + 1} CLOSED" for i, s in enumerate(speeds) if s <= 0.0]
     lines += ["[EMITTERS]", f"REM {kv / math.sqrt(spgr):.9f}", "[CURVES]"]
-    h0, c = p.shutoff_head_m, p.curve_coeff
-    lines += [f"HC {q} {h0 - c * q * q:.6f}" for q in (0, 450, 900)]
-    for q in range(0, 1000, 10):
-        x = q / p.bep_flow_m3h
-        lines.append(f"EC {q} {100.0 * max(0.0, p.bep_efficiency * (2 * x - x * x)):.6f}")
-    lines += ["[ENERGY]"] + [f"PUMP P{i + 1} EFFIC EC" for i in range(len(speeds))]
+    # Each pump its own curves: 3 head points of its parabola, its efficiency at full speed.
+    for i, m in enumerate(models):
+        lines += [f"HC{i} {q} {m.head_m(q, 1.0):.6f}" for q in (0.0, m.q_bep, 2.0 * m.q_bep)]
+        lines += [f"EC{i} {q} {100.0 * m.efficiency(q, 1.0):.6f}" for q in range(0, 1000, 10)]
+    lines += ["[ENERGY]"] + [f"PUMP P{i + 1} EFFIC EC{i}" for i in range(len(speeds))]
     lines += [
         "[OPTIONS]",
         "UNITS CMH",
@@ -82,9 +84,9 @@ def station_inp(speeds, demand_m3h, assist_m=0.0):
     return "\n".join(lines) + "\n"
 
 
-def run_epanet(tmp_path, speeds, demand_m3h, assist_m):
+def run_epanet(tmp_path, speeds, demand_m3h, assist_m, models=None):
     inp = tmp_path / "station.inp"
-    inp.write_text(station_inp(speeds, demand_m3h, assist_m))
+    inp.write_text(station_inp(speeds, demand_m3h, assist_m, models))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # WNTR notes the H-W -> D-W switch
         wn = wntr.network.WaterNetworkModel(str(inp))
@@ -114,8 +116,8 @@ def run_epanet(tmp_path, speeds, demand_m3h, assist_m):
     return out
 
 
-def run_plant(speeds, demand_m3h, assist_m):
-    plant = Plant(demand=ConstantDemand(demand_m3h))
+def run_plant(speeds, demand_m3h, assist_m, models=None):
+    plant = Plant(demand=ConstantDemand(demand_m3h), pumps=models)
     plant.set_conditions(upstream_assist_m=assist_m)
     # Start from the design state and let the water column find the new steady state dynamically.
     for i in range(2):
@@ -126,7 +128,7 @@ def run_plant(speeds, demand_m3h, assist_m):
     for _ in range(600):
         plant.step(0.5)
     shaft = [
-        plant.pump.shaft_kw(plant.pump_flow_m3h[i], s, plant.station_head_m)
+        plant.pumps[i].shaft_kw(plant.pump_flow_m3h[i], s, plant.station_head_m)
         for i, s in enumerate(speeds)
     ]
     return plant, shaft
@@ -143,10 +145,31 @@ CASES = [
 ]
 
 
+# Real pumps: the 2B draw of seed 1, and the same with one pump worn (host_tools/sim/pump.py).
+DRAWN = draw_iso9906_2b(1, 3)
+WORN = (DRAWN[0], PumpDeviation(0.97, 1.03, 0.96, 0.2), DRAWN[2])
+REAL_CASES = [
+    (DRAWN, (0.95, 0.95, 0.95), 800.0),
+    (DRAWN, (0.90, 0.90, 0.0), 700.0),
+    (WORN, (1.0, 0.85, 0.9), 800.0),
+    (WORN, (0.8, 0.8, 0.0), 500.0),
+]
+
+
 @pytest.mark.parametrize(("speeds", "demand", "assist"), CASES)
 def test_steady_state_matches_epanet(tmp_path, speeds, demand, assist):
-    ep = run_epanet(tmp_path, speeds, demand, assist)
-    plant, shaft = run_plant(speeds, demand, assist)
+    check_against_epanet(tmp_path, speeds, demand, assist, None)
+
+
+@pytest.mark.parametrize(("deviations", "speeds", "demand"), REAL_CASES)
+def test_pumps_with_their_own_curves_match_epanet(tmp_path, deviations, speeds, demand):
+    models = [PumpModel(REFERENCE, d) for d in deviations]
+    check_against_epanet(tmp_path, speeds, demand, 0.0, models)
+
+
+def check_against_epanet(tmp_path, speeds, demand, assist, models):
+    ep = run_epanet(tmp_path, speeds, demand, assist, models)
+    plant, shaft = run_plant(speeds, demand, assist, models)
     assert plant.flow_m3h == pytest.approx(ep["flow"], abs=0.5)
     assert plant.station_head_m == pytest.approx(ep["station_head"], abs=0.1)
     assert plant.remote_dp_m == pytest.approx(ep["remote_dp"], abs=0.1)

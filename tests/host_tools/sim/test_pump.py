@@ -14,7 +14,8 @@ H0, C, KBP = REFERENCE.shutoff_head_m, REFERENCE.curve_coeff, REFERENCE.bypass_c
 
 
 def solve(flow, speeds):
-    return solve_station(flow, list(speeds), H0, C, KBP, StationSolution(len(speeds)))
+    n = len(speeds)
+    return solve_station(flow, list(speeds), [H0] * n, [C] * n, KBP, StationSolution(n))
 
 
 def test_curve_passes_through_bep_and_shutoff():
