@@ -52,6 +52,23 @@ def _fmt(value):
     return str(value)
 
 
+def _given(value):
+    """What a value of the wrong type is, in words (1.0 is not the integer 1; "19200" is text)."""
+    if value is None:
+        return "null"
+    if type(value) is bool:
+        return "true" if value else "false"
+    if type(value) is float:
+        return "%r (a decimal number)" % value
+    if type(value) is str:
+        return 'the text "%s" (numbers and true/false are written without quotes)' % value
+    if type(value) is list:
+        return "a list"
+    if type(value) is dict:
+        return "an object"
+    return str(value)
+
+
 def _fail(path, why):
     raise ConfigError("%s: %s" % (path, why))
 
@@ -84,7 +101,7 @@ def _get(doc, path, key, default):
 def _num(doc, out, path, key, lo, hi, default=_REQUIRED):
     value = _get(doc, path, key, default)
     if type(value) not in (int, float):  # bool is not int here: type() is exact
-        _fail(_join(path, key), "must be a number, not %s" % _fmt(value))
+        _fail(_join(path, key), "must be a number, not %s" % _given(value))
     value = float(value)
     if not lo <= value <= hi:  # also refuses NaN
         _fail(_join(path, key), "%s outside %s..%s" % (_fmt(value), _fmt(lo), _fmt(hi)))
@@ -95,7 +112,7 @@ def _num(doc, out, path, key, lo, hi, default=_REQUIRED):
 def _int(doc, out, path, key, lo, hi, default=_REQUIRED):
     value = _get(doc, path, key, default)
     if type(value) is not int:
-        _fail(_join(path, key), "must be an integer, not %s" % _fmt(value))
+        _fail(_join(path, key), "must be a whole number (an integer), not %s" % _given(value))
     if not lo <= value <= hi:
         _fail(_join(path, key), "%d outside %d..%d" % (value, lo, hi))
     out[key] = value
@@ -105,7 +122,7 @@ def _int(doc, out, path, key, lo, hi, default=_REQUIRED):
 def _bool(doc, out, path, key, default=_REQUIRED):
     value = _get(doc, path, key, default)
     if type(value) is not bool:
-        _fail(_join(path, key), "must be true or false, not %s" % _fmt(value))
+        _fail(_join(path, key), "must be true or false, not %s" % _given(value))
     out[key] = value
     return value
 
@@ -113,7 +130,11 @@ def _bool(doc, out, path, key, default=_REQUIRED):
 def _choice(doc, out, path, key, choices, default=_REQUIRED):
     value = _get(doc, path, key, default)
     if value not in choices or type(value) is not type(choices[0]):
-        _fail(_join(path, key), "must be one of %s" % ", ".join(str(c) for c in choices))
+        given = _given(value) if type(value) is not type(choices[0]) else _fmt(value)
+        _fail(
+            _join(path, key),
+            "must be one of %s, not %s" % (", ".join(str(c) for c in choices), given),
+        )
     out[key] = value
     return value
 
@@ -533,6 +554,48 @@ def _protection(doc, channels):
 _TOP = ("station", "bus", "pumps", "io", "pump_model", "speed", "setpoint", "pid", "protection")
 
 
+def _refuse_duplicate_keys(text):
+    """JSON keeps the last of two equal keys silently; a config must not (which one was meant?).
+
+    MicroPython's json has no object_pairs_hook, so this walks the (already valid) text itself:
+    a stack of open objects/arrays, each object with the keys seen so far and its path.
+    """
+    stack: list = []  # [path, keys (set) or None for an array, expecting a key, array index]
+    i = 0
+    n = len(text)
+    while i < n:
+        c = text[i]
+        if c == '"':
+            j = i + 1
+            while text[j] != '"':
+                j += 2 if text[j] == "\\" else 1
+            if stack and stack[-1][2]:
+                top = stack[-1]
+                key = json.loads(text[i : j + 1])
+                if key in top[1]:
+                    _fail(_join(top[0], key), "duplicate key (JSON would keep only the last)")
+                top[1].add(key)
+                top[2] = False
+                top[3] = key
+            i = j + 1
+            continue
+        if c == "{" or c == "[":
+            path = ""
+            if stack:
+                top = stack[-1]
+                path = "%s[%d]" % (top[0], top[3]) if top[1] is None else _join(top[0], top[3])
+            stack.append([path, set() if c == "{" else None, c == "{", 0])
+        elif c == "}" or c == "]":
+            stack.pop()
+        elif c == "," and stack:
+            top = stack[-1]
+            if top[1] is None:
+                top[3] += 1
+            else:
+                top[2] = True
+        i += 1
+
+
 def load_config(source):
     """A validated config dict (defaults filled) from JSON text/bytes or a parsed dict."""
     if isinstance(source, (bytes, bytearray)):
@@ -542,9 +605,11 @@ def load_config(source):
             raise ConfigError("config: not UTF-8 text") from None
     if isinstance(source, str):
         try:
-            source = json.loads(source)
+            parsed = json.loads(source)
         except ValueError as err:
             raise ConfigError("config: not valid JSON (%s)" % err) from None
+        _refuse_duplicate_keys(source)
+        source = parsed
     _section(source, "", _TOP, ("staging",))
     out: dict = {}
     out["station"] = _station(source["station"])

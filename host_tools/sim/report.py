@@ -76,4 +76,6 @@ def plot(result: RunResult, path: Path) -> None:
 
 def _fault_spans(result: RunResult) -> list[tuple[float, float]]:
     end_of_run = result.samples["t_s"][-1] if len(result.samples["t_s"]) else 0.0
-    return [(f.at_s, min(f.end_s, end_of_run)) for f in result.scenario.faults]
+    return [
+        (f.at_s, min(f.end_s, end_of_run)) for f in result.scenario.faults if f.at_s < end_of_run
+    ]

@@ -55,6 +55,7 @@ class RunResult:
     power: list[array] = field(default_factory=list)  # electrical kW per pump, per sample
     kpis: dict[str, Any] = field(default_factory=dict)
     telemetry: list[bytes] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C: the samples cover the part simulated before it
 
 
 def run(
@@ -78,22 +79,33 @@ def run(
     bus, plant = station.bus, station.plant
     min_margin = float("inf")
     report_every = max(1, steps // 200)
-    for k in range(steps):
-        controller.advance(bus, station.t_s + dt)
-        station.step(dt)
-        if plant.suction_margin_kpa < min_margin:
-            min_margin = plant.suction_margin_kpa
-        if (k + 1) % per_sample == 0:
-            _sample(result, station, controller)
-        if progress is not None and k % report_every == 0:
-            progress(k / steps)
-    if progress is not None:
+    try:
+        for k in range(steps):
+            controller.advance(bus, station.t_s + dt)
+            station.step(dt)
+            if plant.suction_margin_kpa < min_margin:
+                min_margin = plant.suction_margin_kpa
+            if (k + 1) % per_sample == 0:
+                _sample(result, station, controller)
+            if progress is not None and k % report_every == 0:
+                progress(k / steps)
+    except KeyboardInterrupt:  # keep what was simulated: the caller writes it
+        result.interrupted = True
+        _trim(result)  # Ctrl-C may land inside _sample: keep whole samples only
+    if progress is not None and not result.interrupted:
         progress(1.0)
     frames = getattr(controller, "telemetry_frames", None)
     if frames is not None:
         result.telemetry = list(frames())
     result.kpis = kpis(result, station, min_margin)
     return result
+
+
+def _trim(result: RunResult) -> None:
+    columns = [*result.samples.values(), *result.speeds, *result.running, *result.power]
+    whole = min(len(c) for c in columns)
+    for c in columns:
+        del c[whole:]
 
 
 def _sample(result: RunResult, station: SimulatedStation, controller: Controller) -> None:

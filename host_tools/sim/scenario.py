@@ -186,6 +186,10 @@ def load(path: str | Path) -> Scenario:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ScenarioError(source, "(file)", exc.strerror or str(exc)) from exc
+    except UnicodeDecodeError as exc:
+        raise ScenarioError(
+            source, "(file)", f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at {exc.start})"
+        ) from exc
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(source, "(syntax)", str(exc)) from exc
     return parse(document, source)

@@ -102,8 +102,8 @@ def test_missing_required_keys_are_named():
 
 
 def test_types_are_strict():
-    refused(variant(["bus", "retries"], 1.5), "bus.retries: must be an integer")
-    refused(variant(["bus", "retries"], True), "bus.retries: must be an integer")
+    refused(variant(["bus", "retries"], 1.5), "bus.retries: must be a whole number")
+    refused(variant(["bus", "retries"], True), "bus.retries: must be a whole number")
     refused(variant(["speed", "max_pct"], "100"), "speed.max_pct: must be a number")
     refused(variant(["speed", "max_pct"], None), "speed.max_pct: must be a number")
     refused(variant(["protection", "suction_auto_reset"], 1), "protection.suction_auto_reset:")

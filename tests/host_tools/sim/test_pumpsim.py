@@ -1,9 +1,18 @@
 """pumpsim end to end: a short run writes the KPI table, the plot and a decodable telemetry log."""
 
+import signal
 import subprocess
 import sys
+import time
+from array import array
 
-from host_tools.sim import cli, scenario, telemetry_log
+import pytest
+
+from host_tools.sim import cli, report, scenario, telemetry_log
+from host_tools.sim import run as run_mod
+from host_tools.sim.agent_controller import REPO
+
+REPO_STATION = REPO / "firmware" / "station.json"
 
 
 def test_a_short_run_writes_the_kpis_the_plot_and_the_log(tmp_path, capsys):
@@ -60,3 +69,157 @@ def test_a_scenario_whose_bus_does_not_match_the_agent_config_is_refused(tmp_pat
     bad.write_text(scenario.DEFAULT_SCENARIO.read_text().replace("unit = 3", "unit = 7"))
     assert cli.main(["--scenario", str(bad), "--hours", "0.01", "--out", str(tmp_path)]) == 2
     assert "station.json has pumps" in capsys.readouterr().err
+
+
+# -- the command line, tried as a new user would: one clear line and exit 2, nothing created ------
+
+
+def refusal(args, capsys, tmp_path):
+    out = tmp_path / "out"
+    code = cli.main([*args, "--out", str(out)] if "serve" not in args else args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2, err
+    assert len(err.splitlines()) == 1 and err.startswith("pumpsim: "), err
+    assert not out.exists()  # a refused run leaves no folder behind
+    return err
+
+
+@pytest.mark.parametrize(
+    ("hours", "expected"),
+    [
+        ("0", "--hours must be more than 0, got 0"),
+        ("-2", "--hours must be more than 0, got -2"),
+        ("nan", "--hours must be a finite number of hours, got nan"),
+        ("inf", "--hours must be a finite number of hours, got inf"),
+        ("2000", "--hours 2000 runs past the end of the heating season (31 Mar): from 2026-01-15"),
+    ],
+)
+def test_bad_hours_are_refused(hours, expected, capsys, tmp_path):
+    assert expected in refusal(["--hours", hours], capsys, tmp_path)
+
+
+def test_hours_that_are_not_a_number_are_refused_by_the_parser(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["--hours", "two"])
+    assert exit_.value.code == 2
+    assert "--hours: not a number: 'two'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**31)])
+def test_a_seed_outside_the_scenario_range_is_refused(seed, capsys, tmp_path):
+    assert f"--seed must be 0..2147483647, got {seed}" in refusal(
+        ["--seed", seed], capsys, tmp_path
+    )
+
+
+def test_an_out_that_is_a_file_or_under_a_file_is_refused(capsys, tmp_path):
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    assert cli.main(["--out", str(a_file)]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+    assert cli.main(["--out", str(a_file / "sub")]) == 2
+    assert f"{a_file} is not a folder" in capsys.readouterr().err
+    assert a_file.read_text() == "x"
+
+
+def test_an_out_that_cannot_be_created_is_refused_before_the_run(capsys):
+    assert cli.main(["--hours", "0.01", "--out", "/proc/pumpsim-out/run"]) == 2
+    err = capsys.readouterr().err
+    assert "pumpsim: --out /proc/pumpsim-out/run: cannot create" in err
+    assert "real-time factor" not in err
+
+
+def test_a_scenario_that_is_not_utf8_is_refused(capsys, tmp_path):
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(scenario.DEFAULT_SCENARIO.read_bytes().replace(b"Jia", b"J\xefa", 1))
+    err = refusal(["--scenario", str(bad)], capsys, tmp_path)
+    assert f"{bad}: (file): not UTF-8 text (byte 0xef at" in err
+
+
+def test_a_config_error_names_the_config_file(capsys, tmp_path):
+    config = tmp_path / "station.json"
+    config.write_text(REPO_STATION.read_text().replace('"baud": 19200', '"baud": "19200"'))
+    bad = tmp_path / "scenario.toml"
+    text = scenario.DEFAULT_SCENARIO.read_text()
+    bad.write_text(text.replace('name = "', f'agent_config = "{config}"\nname = "', 1))
+    err = refusal(["--scenario", str(bad)], capsys, tmp_path)
+    assert err.startswith(f"pumpsim: {config}: bus.baud: must be one of"), err
+
+
+@pytest.mark.parametrize(
+    ("port", "expected"),
+    [
+        ("/dev/no-such-port", "--port /dev/no-such-port: No such file or directory"),
+        ("/dev/null", "--port /dev/null: is not a serial port (not a tty)"),
+        ("/tmp", "--port /tmp: is a folder, not a serial port"),
+    ],
+)
+def test_serve_refuses_what_is_not_a_serial_port(port, expected, capsys, tmp_path):
+    assert expected in refusal(["serve", "--port", port, "--hours", "0.001"], capsys, tmp_path)
+
+
+@pytest.mark.parametrize("baud", ["0", "-9600"])
+def test_serve_refuses_a_baud_rate_out_of_range(baud, capsys, tmp_path):
+    err = refusal(["serve", "--port", "/dev/null", "--baud", baud], capsys, tmp_path)
+    assert f"--baud must be 1200..115200, got {baud}" in err
+
+
+def test_help_lists_serve_and_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    top = capsys.readouterr().out
+    assert "serve" in top and "run" in top and "--controller" not in top
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    run_help = capsys.readouterr().out
+    for option in ("--scenario", "--hours", "--seed", "--out"):
+        assert option in run_help
+    assert run_help.count("(default:") == 4
+    with pytest.raises(SystemExit):
+        cli.main(["serve", "--help"])
+    serve_help = " ".join(capsys.readouterr().out.split())
+    assert "8E1" in serve_help and "unit id" in serve_help and "real time" in serve_help
+    assert serve_help.count("(default:") == 3
+
+
+def test_the_progress_bar_prints_lines_into_a_pipe_not_redraws(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "host_tools.sim.cli", "--hours", "0.05", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if "%" in line]
+    assert 2 <= len(lines) <= 11, done.stderr
+
+
+def test_ctrl_c_stops_the_run_and_keeps_what_was_simulated(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "host_tools.sim.cli", "--hours", "6", "--out", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait for the run to be under way
+        line = proc.stdout.readline()
+        if line.startswith("pumpsim:"):
+            break
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "pumpsim: interrupted after" in err
+    assert "Traceback" not in err
+    assert (tmp_path / "kpi.txt").exists() and (tmp_path / "day.png").exists()
+    frames = telemetry_log.read_telemetry(tmp_path / "telemetry.bin")
+    assert 0 < len(frames) < 6 * 360
+
+
+def test_the_plot_leaves_out_faults_after_the_end_of_a_shortened_run():
+    chosen = scenario.load(scenario.SCENARIOS / "jia_faults.toml")
+    result = run_mod.RunResult(chosen)
+    result.samples = {"t_s": array("d", [0.0, 3.0 * 3600.0])}
+    assert report._fault_spans(result) == [(2 * 3600.0, 2 * 3600.0 + 20 * 60.0)]
