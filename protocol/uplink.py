@@ -126,6 +126,9 @@ class EventCode(IntEnum):
     PUMP_LOCKOUT = 35
     DRIVE_COMM_LOST = 36
     DRIVE_COMM_RESTORED = 37
+    DRIVE_RAMP_MISMATCH = 38  # ramp times read back differ from the config after a rewrite
+    PUMP_HEAD_DEVIATION = 39  # the calibrated head factor moved past the reporting step
+    PUMP_EFFICIENCY_DEVIATION = 40  # the calibrated efficiency factor moved past the step
     COMMAND_REJECTED = 48
     UPLINK_DECODE_ERROR = 49
 
@@ -156,6 +159,9 @@ EVENT_VALUE = {
     EventCode.PUMP_LOCKOUT: ("trips in window", 1),
     EventCode.DRIVE_COMM_LOST: ("failed polls", 1),
     EventCode.DRIVE_COMM_RESTORED: ("ms without data", 1),
+    EventCode.DRIVE_RAMP_MISMATCH: ("s read back (-1: refused)", 10),
+    EventCode.PUMP_HEAD_DEVIATION: ("% off the datasheet", 10),
+    EventCode.PUMP_EFFICIENCY_DEVIATION: ("% off the datasheet", 10),
     EventCode.COMMAND_REJECTED: ("ack result", 1),
     EventCode.UPLINK_DECODE_ERROR: ("errors since start", 1),
 }
