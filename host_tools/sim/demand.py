@@ -7,12 +7,23 @@ Rules (reference, with the stated assumptions):
   `mean_temp_c` replaces both (the design day is -10 degC, the January mean day -6.0 degC).
 - T_o(h) = T_mean + 7.6 cos(2 pi (h - 15)/24); T_e = first-order lag of T_o, tau = 6 h, started at
   the periodic steady state of the first day (as if the previous day had the same mean).
-- phi = (18 - T_e)/(18 - (-10)); Q = 800 clip(phi^0.5 b(h) (1 + noise), 0.30, 1.05).
+- phi = (18 - T_e)/(18 - (-10)); Q_w = 800 clip(phi^0.5 b(h) (1 + noise), floor/800, 1.05); the
+  floor is 0.30 x 800 = 240 m3/h unless a scenario sets `floor_m3h` (the lowest demanded flow).
 - b(h) = 1 + 0.02 cos(2 pi (h - 6.5)/24) + 0.045 cos(4 pi (h - 7)/24): mean exactly 1, morning
   peak 1.065 at 07:00, afternoon low 0.951 at 13:30. Shape ASSUMED; fitted to the reference's
   resulting ranges (design day 741-840, January mean day 680-840, shoulder 512-702 m3/h).
 - noise: seeded AR(1) on knots every 300 s of virtual time (linear in between), so a run does
   not depend on the step size. sigma 1 % by default (ASSUMED).
+- shaping (DemandShape, from the scenario's [demand] table): Q = clip(Q_w F(t), floor, 2 x 800)
+  with F(t) the product of
+    night_setback, morning_boost: a daily window start..end ("HH:MM" of the day, may wrap past
+      midnight) where F = factor, reached linearly over ramp_min after start and left linearly
+      over ramp_min after end (the substations' valve actuators; default 2 min). A run that
+      starts inside a window starts at its factor (the same schedule ran the day before).
+    steps: from `at` (seconds from the start of the run) on, F = factor.
+    ramps: from `at`, F goes linearly from 1 to factor over duration, then stays at factor.
+  The weather model is untouched: shaping multiplies its result, so a run without shaping keys
+  is the same run as before.
 Virtual time only; random.Random(seed) only.
 """
 
@@ -21,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
+from dataclasses import dataclass
 
 from .station import SimInputError
 
@@ -40,6 +52,82 @@ SEASON_AMPLITUDE_C = (3.0 - -6.0) / (_JAN_AVG_COS - _END_COS)
 SEASON_MEAN_C = -6.0 + SEASON_AMPLITUDE_C * _JAN_AVG_COS
 
 NOISE_KNOT_S = 300.0
+
+
+DAY_S = 86400.0
+DEFAULT_WINDOW_RAMP_MIN = 2.0
+MAX_DEMAND_RATIO = 2.0  # shaped demand never exceeds twice the design flow
+
+
+@dataclass(frozen=True)
+class DailyWindow:
+    """A daily demand window (night setback, morning boost): seconds of the day, factor, ramp."""
+
+    start_s: float
+    end_s: float
+    factor: float
+    ramp_s: float = DEFAULT_WINDOW_RAMP_MIN * 60.0
+
+    def multiplier(self, t_s: float) -> float:
+        tod = t_s % DAY_S
+        length = (self.end_s - self.start_s) % DAY_S
+        since_start = (tod - self.start_s) % DAY_S
+        ramp = self.ramp_s
+        if since_start < length:
+            weight = since_start / ramp if since_start < ramp else 1.0
+        else:
+            since_end = (tod - self.end_s) % DAY_S
+            if ramp <= 0.0 or since_end >= ramp:
+                return 1.0
+            top = min(1.0, length / ramp)  # how far a short window got before it ended
+            weight = top * (1.0 - since_end / ramp)
+        return 1.0 + (self.factor - 1.0) * weight
+
+
+@dataclass(frozen=True)
+class DemandStep:
+    """From at_s on (seconds from the start of the run) the demand is multiplied by factor."""
+
+    at_s: float
+    factor: float
+
+    def multiplier(self, t_s: float) -> float:
+        return self.factor if t_s >= self.at_s else 1.0
+
+
+@dataclass(frozen=True)
+class DemandRamp:
+    """From at_s the multiplier goes linearly from 1 to factor over duration_s, then stays."""
+
+    at_s: float
+    duration_s: float
+    factor: float
+
+    def multiplier(self, t_s: float) -> float:
+        if t_s <= self.at_s:
+            return 1.0
+        done = (t_s - self.at_s) / self.duration_s if self.duration_s > 0.0 else 1.0
+        return 1.0 + (self.factor - 1.0) * (done if done < 1.0 else 1.0)
+
+
+class DemandShape:
+    """The product of every window, step and ramp at a time of the run (1.0 when there is none)."""
+
+    __slots__ = ("parts",)
+
+    def __init__(self, parts: tuple[DailyWindow | DemandStep | DemandRamp, ...] = ()) -> None:
+        for part in parts:
+            if not isinstance(part, (DailyWindow, DemandStep, DemandRamp)):
+                raise SimInputError(f"demand shape part {part!r} is not a window, step or ramp")
+            if not 0.0 < part.factor <= 5.0:
+                raise SimInputError(f"demand factor {part.factor!r} is outside (0, 5]")
+        self.parts = tuple(parts)
+
+    def multiplier(self, t_s: float) -> float:
+        f = 1.0
+        for part in self.parts:
+            f *= part.multiplier(t_s)
+        return f
 
 
 def behaviour_multiplier(hour: float) -> float:
@@ -88,6 +176,8 @@ class WeatherDemand:
         "design_flow_m3h",
         "min_ratio",
         "max_ratio",
+        "floor_m3h",
+        "shape",
         "t_s",
         "outdoor_c",
         "lagged_c",
@@ -115,8 +205,9 @@ class WeatherDemand:
         anomaly_sigma_c: float = 3.0,
         noise_sigma: float = 0.01,
         design_flow_m3h: float = 800.0,
-        min_ratio: float = 0.30,
+        floor_m3h: float | None = None,
         max_ratio: float = 1.05,
+        shape: DemandShape | None = None,
     ) -> None:
         if not isinstance(start, dt.date):
             raise SimInputError(f"start must be a date, not {type(start).__name__}")
@@ -126,10 +217,19 @@ class WeatherDemand:
             raise SimInputError(f"mean_temp_c {mean_temp_c!r} is outside -40..18 degC")
         if anomaly_sigma_c < 0.0 or noise_sigma < 0.0 or noise_sigma > 0.2:
             raise SimInputError("noise sigmas must be >= 0 (flow noise <= 0.2)")
+        floor = 0.30 * design_flow_m3h if floor_m3h is None else floor_m3h
+        if not 0.0 < floor <= max_ratio * design_flow_m3h:
+            raise SimInputError(
+                f"demand floor {floor!r} m3/h is outside (0, {max_ratio * design_flow_m3h:g}]"
+            )
+        if shape is not None and not isinstance(shape, DemandShape):
+            raise SimInputError(f"shape must be a DemandShape, not {type(shape).__name__}")
         self.start = start
         self.design_flow_m3h = design_flow_m3h
-        self.min_ratio = min_ratio
+        self.floor_m3h = floor
+        self.min_ratio = floor / design_flow_m3h
         self.max_ratio = max_ratio
+        self.shape = shape if shape is not None and shape.parts else None
         self._fixed_mean = mean_temp_c
         self._rng = random.Random(seed)
         self._anomaly_sigma = anomaly_sigma_c
@@ -177,6 +277,13 @@ class WeatherDemand:
             ratio = self.min_ratio
         elif ratio > self.max_ratio:
             ratio = self.max_ratio
+        if self.shape is None:
+            return self.design_flow_m3h * ratio
+        ratio *= self.shape.multiplier(t_s)
+        if ratio < self.min_ratio:
+            ratio = self.min_ratio
+        elif ratio > MAX_DEMAND_RATIO:
+            ratio = MAX_DEMAND_RATIO
         return self.design_flow_m3h * ratio
 
     # --- public ------------------------------------------------------------------------------

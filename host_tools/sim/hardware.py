@@ -15,9 +15,24 @@ from host_tools.sim.demand import WeatherDemand
 from host_tools.sim.drives import DriveConfig, make_drive
 from host_tools.sim.iomodule import IoModule
 from host_tools.sim.plant import Plant
+from host_tools.sim.pump import DATASHEET, PumpDeviation, PumpModel, draw_iso9906_2b
 from host_tools.sim.rtu_slave import RtuSlaves
 from host_tools.sim.scenario import FaultSpec, Scenario
 from host_tools.sim.station import REFERENCE
+
+
+def pump_deviations(scenario: Scenario) -> tuple[PumpDeviation, ...]:
+    """The real pumps of this scenario, in drive order: its spread's draw, then its [[pumps]]."""
+    count = len(scenario.drives)
+    if scenario.pump_spread == "iso9906_2b":
+        drawn = draw_iso9906_2b(scenario.seed, count)
+    else:
+        drawn = (DATASHEET,) * count
+    pumps = list(drawn)
+    for i, spec in enumerate(scenario.pumps):
+        given = {k: v for k, v in dataclasses.asdict(spec).items() if v is not None}
+        pumps[i] = dataclasses.replace(pumps[i], **given)
+    return tuple(pumps)
 
 
 class SimulatedStation:
@@ -30,8 +45,12 @@ class SimulatedStation:
             mean_temp_c=scenario.mean_temp_c,
             anomaly_sigma_c=scenario.weather_sigma_c,
             noise_sigma=scenario.flow_noise,
+            floor_m3h=scenario.demand_floor_m3h,
+            shape=scenario.demand_shape,
         )
-        self.plant = Plant(params, demand)
+        self.pump_deviations = pump_deviations(scenario)
+        pumps = [PumpModel(params, d) for d in self.pump_deviations]
+        self.plant = Plant(params, demand, pumps)
         self.plant.set_conditions(
             supply_temp_c=scenario.supply_temp_c, upstream_assist_m=scenario.upstream_assist_m
         )

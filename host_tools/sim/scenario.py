@@ -12,6 +12,28 @@ from the start of the run (a run may last several days: "30:00" is 06:00 on the 
 
     [day]   date = "2026-01-15"; mean_temp_c = -6.0 (optional); weather_sigma_c; flow_noise
     [plant] step_s = 0.2; upstream_assist_m = 0.0; supply_temp_c = 120.0
+            pump_spread = "iso9906_2b" | "none"   (default "iso9906_2b")
+        "iso9906_2b": each pump gets its own curve, drawn from the seed within the ISO 9906:2012
+        grade 2B acceptance tolerances (flow +-8 %, head +-5 %, efficiency -5 %; Table 8), so the
+        plant's pumps differ from the datasheet the agent knows and from each other; "none": every
+        pump is the datasheet pump. See host_tools/sim/pump.py for the model.
+    [[pumps]]  optional, one table per pump in drive order (fewer tables than drives: the rest keep
+               the draw); each key given replaces that pump's drawn value:
+        head_factor (0.8..1.2)  flow_factor (0.8..1.2)  efficiency_factor (0.7..1.1)
+        wear (0..0.3): the fraction of the datasheet BEP head lost at the pump's BEP flow, the loss
+        growing with the square of the flow (same shut-off head, less head and efficiency at flow)
+    [demand]   shapes the weather-driven demand (host_tools/sim/demand.py); all optional:
+        floor_m3h = 240          lowest demanded flow, 10..840 (default 0.30 x design = 240)
+        night_setback = {start = "22:00", end = "05:00", factor = 0.7, ramp_min = 2}
+                                 factor 0.2..1.0 in that window every day (may wrap midnight),
+                                 reached and left linearly over ramp_min (0..120, default 2)
+        morning_boost = {start = "05:00", end = "08:00", factor = 1.2, ramp_min = 2}
+                                 the same with factor 1.0..2.0
+        [[demand.steps]] at = "HH:MM", factor (0.1..3.0): multiplies the demand from then on
+        [[demand.ramps]] at = "HH:MM", duration_min, factor (0.1..3.0): the multiplier goes
+                                 linearly from 1 to factor over the duration, then stays
+        Every factor multiplies (they combine as a product); the result never falls below the
+        floor nor exceeds twice the design flow.
     [bus]   baud = 19200; turnaround_ms = 3
     [[drives]] unit, profile (abb | danfoss | g120), accel_s, decel_s, comm_loss_action
                (fault | hold | safe_speed | none), comm_timeout_s, safe_speed_pct
@@ -34,9 +56,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from host_tools.sim.demand import DailyWindow, DemandRamp, DemandShape, DemandStep
+from host_tools.sim.pump import (
+    EFFICIENCY_FACTOR_RANGE,
+    FLOW_FACTOR_RANGE,
+    HEAD_FACTOR_RANGE,
+    WEAR_RANGE,
+)
+from host_tools.sim.station import REFERENCE
+
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIOS / "jia_january.toml"
 
+PUMP_SPREADS = ("iso9906_2b", "none")
 PROFILES = ("abb", "danfoss", "g120")
 COMM_LOSS_ACTIONS = ("fault", "hold", "safe_speed", "none")
 DRIVE_FAULTS = ("overcurrent", "overtemperature", "dc_overvoltage")
@@ -72,6 +104,16 @@ class DriveSpec:
 
 
 @dataclass(frozen=True)
+class PumpSpec:
+    """A [[pumps]] table: what replaces the drawn deviation of one pump (None: keep the draw)."""
+
+    head_factor: float | None = None
+    flow_factor: float | None = None
+    efficiency_factor: float | None = None
+    wear: float | None = None
+
+
+@dataclass(frozen=True)
 class FaultSpec:
     kind: str
     at_s: float
@@ -102,11 +144,23 @@ class Scenario:
     step_s: float = 0.2
     upstream_assist_m: float = 0.0
     supply_temp_c: float = 120.0
+    pump_spread: str = "iso9906_2b"
+    pumps: tuple[PumpSpec, ...] = ()
+    demand_floor_m3h: float | None = None  # None: 0.30 x design
+    night_setback: DailyWindow | None = None
+    morning_boost: DailyWindow | None = None
+    demand_steps: tuple[DemandStep, ...] = ()
+    demand_ramps: tuple[DemandRamp, ...] = ()
     baud: int = 19200
     turnaround_ms: float = 3.0
     drives: tuple[DriveSpec, ...] = ()
     io_unit: int = 10
     faults: tuple[FaultSpec, ...] = field(default_factory=tuple)
+
+    @property
+    def demand_shape(self) -> DemandShape:
+        windows = tuple(w for w in (self.night_setback, self.morning_boost) if w is not None)
+        return DemandShape(windows + self.demand_steps + self.demand_ramps)
 
 
 class _Reader:
@@ -219,7 +273,25 @@ def parse(document: dict[str, Any], source: str = "<scenario>") -> Scenario:
     step_s = plant.number("step_s", 0.2, 0.01, 1.0)
     upstream_assist_m = plant.number("upstream_assist_m", 0.0, 0.0, 50.0)
     supply_temp_c = plant.number("supply_temp_c", 120.0, 20.0, 180.0)
+    pump_spread = plant.choice("pump_spread", "iso9906_2b", PUMP_SPREADS)
     plant.finish()
+
+    demand = top.table_of("demand")
+    max_flow = REFERENCE.max_load_ratio * REFERENCE.design_flow_m3h
+    floor_m3h = demand.number("floor_m3h", None, 10.0, max_flow)
+    night_setback = _daily_window(demand, "night_setback", 0.2, 1.0)
+    morning_boost = _daily_window(demand, "morning_boost", 1.0, 2.0)
+    steps = []
+    for r in _tables(demand, "steps"):
+        steps.append(DemandStep(_run_time(r, "at", hours), _factor(r)))
+        r.finish()
+    ramps = []
+    for r in _tables(demand, "ramps"):
+        at_s = _run_time(r, "at", hours)
+        duration_min = r.number("duration_min", None, 0.1, hours * 60.0, required=True)
+        ramps.append(DemandRamp(at_s, duration_min * 60.0, _factor(r)))
+        r.finish()
+    demand.finish()
 
     bus = top.table_of("bus")
     baud = bus.integer("baud", 19200, 1200, 115200)
@@ -253,6 +325,22 @@ def parse(document: dict[str, Any], source: str = "<scenario>") -> Scenario:
     if len(set(units)) != len(units):
         raise ScenarioError(source, "drives", f"unit ids must be unique on the bus: {units}")
 
+    pumps = []
+    for r in _tables(top, "pumps"):
+        pumps.append(
+            PumpSpec(
+                head_factor=r.number("head_factor", None, *HEAD_FACTOR_RANGE),
+                flow_factor=r.number("flow_factor", None, *FLOW_FACTOR_RANGE),
+                efficiency_factor=r.number("efficiency_factor", None, *EFFICIENCY_FACTOR_RANGE),
+                wear=r.number("wear", None, *WEAR_RANGE),
+            )
+        )
+        r.finish()
+    if len(pumps) > len(drives):
+        raise ScenarioError(
+            source, "pumps", f"{len(pumps)} [[pumps]] tables for {len(drives)} drives"
+        )
+
     top.used.add("faults")
     raw_faults = document.get("faults", [])
     if not isinstance(raw_faults, list):
@@ -272,12 +360,62 @@ def parse(document: dict[str, Any], source: str = "<scenario>") -> Scenario:
         step_s=step_s,
         upstream_assist_m=upstream_assist_m,
         supply_temp_c=supply_temp_c,
+        pump_spread=pump_spread,
+        pumps=tuple(pumps),
+        demand_floor_m3h=floor_m3h,
+        night_setback=night_setback,
+        morning_boost=morning_boost,
+        demand_steps=tuple(sorted(steps, key=lambda x: x.at_s)),
+        demand_ramps=tuple(sorted(ramps, key=lambda x: x.at_s)),
         baud=baud,
         turnaround_ms=turnaround_ms,
         drives=tuple(drives),
         io_unit=io_unit,
         faults=tuple(sorted(faults, key=lambda f: f.at_s)),
     )
+
+
+def _tables(reader: _Reader, key: str) -> list[_Reader]:
+    """An optional array of tables ([[key]]): one reader per table (the caller finishes each)."""
+    reader.used.add(key)
+    raw = reader.table.get(key, [])
+    name = reader._name(key)
+    if not isinstance(raw, list):
+        raise ScenarioError(reader.source, name, f"must be a list of [[{name}]] tables")
+    return [_Reader(reader.source, item, f"{name}[{i}]") for i, item in enumerate(raw)]
+
+
+def _factor(reader: _Reader) -> float:
+    return reader.number("factor", None, 0.1, 3.0, required=True)
+
+
+def _run_time(reader: _Reader, key: str, hours: float) -> float:
+    """A required "HH:MM" from the start of the run, before its end."""
+    at_s = _time_of_day(reader, key, required=True)
+    assert at_s is not None
+    if at_s >= hours * 3600.0:
+        raise reader.error(key, f"is after the end of the run ({hours:g} h)")
+    return at_s
+
+
+def _daily_window(demand: _Reader, key: str, low: float, high: float) -> DailyWindow | None:
+    """night_setback / morning_boost: {start, end, factor, ramp_min}, times of the day."""
+    if key not in demand.table:
+        demand.used.add(key)
+        return None
+    r = demand.table_of(key)
+    start_s = _time_of_day(r, "start", required=True)
+    end_s = _time_of_day(r, "end", required=True)
+    assert start_s is not None and end_s is not None
+    for name, value in (("start", start_s), ("end", end_s)):
+        if value >= 86400.0:
+            raise r.error(name, "is a time of the day: below 24:00")
+    if start_s == end_s:
+        raise r.error("end", "is the same as start: an empty (or whole-day) window")
+    factor = r.number("factor", None, low, high, required=True)
+    ramp_min = r.number("ramp_min", 2.0, 0.0, 120.0)
+    r.finish()
+    return DailyWindow(start_s, end_s, factor, ramp_min * 60.0)
 
 
 def _fault(source: str, raw: Any, i: int, pumps: int, hours: float) -> FaultSpec:
