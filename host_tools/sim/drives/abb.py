@@ -18,10 +18,15 @@ Register map, holding registers (FC 03 / 06 / 16), 0-based wire address (manual 
     400 (400401) 04.01 tripping fault          R    fault code as the hex number ABB prints:
                                                     0x2310 overcurrent, 0x4210 overtemperature
                                                     (IGBT), 0x3210 DC link overvoltage,
+                                                    0x7122 motor overload (I^2 t model),
                                                     0x7510 fieldbus comm loss; 0 = no fault
     510 (400511) 05.11 inverter temperature    R    1 degC (the real drive reports % of limit)
-The grouping follows ABB's parameter addressing (400000 + 100 * group + index); the scales are
-this simulator's. Any other address -> exception 02, a write to a read-only register -> 02,
+    2311 (402312) 23.12 acceleration time 1    R/W  FbEq16 10 = 1 s, 0 -> 100 % speed (46.01);
+                                                    0..18000 (1800.0 s), above -> 03
+    2312 (402313) 23.13 deceleration time 1    R/W  as 23.12, 100 % -> 0
+The grouping follows ABB's parameter addressing (400000 + 100 * group + index, wire address one
+less); the scales of groups 01..05 are this simulator's, 23.12 / 23.13 use the firmware manual's
+FbEq16. Any other address -> exception 02, a write to a read-only register -> 02,
 coils / discrete inputs / input registers -> 01.
 Status word bits: 0 RDY_ON, 1 RDY_RUN, 2 RDY_REF, 3 TRIPPED, 4 OFF_2_STA (1 = OFF2 inactive),
 5 OFF_3_STA, 6 SWC_ON_INHIB, 7 ALARM (comm-loss hold / safe speed), 8 AT_SETPOINT, 9 REMOTE,
@@ -34,7 +39,14 @@ last word that had it set). Reset = bit 7 rising edge, e.g. 0x04F6 after 0x0476.
 from __future__ import annotations
 
 from ..device import Register, to_s16
-from .base import COMM_LOSS, DC_OVERVOLTAGE, OVERCURRENT, OVERTEMPERATURE, DriveConfig
+from .base import (
+    COMM_LOSS,
+    DC_OVERVOLTAGE,
+    MOTOR_OVERLOAD,
+    OVERCURRENT,
+    OVERTEMPERATURE,
+    DriveConfig,
+)
 from .profidrive import ProfidriveDrive
 
 REF1_FULL_SCALE = 20000
@@ -53,6 +65,11 @@ DC_VOLTAGE = 110
 OUTPUT_POWER = 113
 TRIPPING_FAULT = 400
 INVERTER_TEMPERATURE = 510
+ACCELERATION_TIME_1 = 2311
+DECELERATION_TIME_1 = 2312
+
+RAMP_TIME_PER_S = 10  # FbEq16 of 23.12 / 23.13
+RAMP_TIME_MAX = 18000  # 1800.0 s
 
 
 class AbbDrive(ProfidriveDrive):
@@ -61,6 +78,7 @@ class AbbDrive(ProfidriveDrive):
         OVERCURRENT: 0x2310,
         OVERTEMPERATURE: 0x4210,
         DC_OVERVOLTAGE: 0x3210,
+        MOTOR_OVERLOAD: 0x7122,
         COMM_LOSS: 0x7510,
     }
 
@@ -90,6 +108,21 @@ class AbbDrive(ProfidriveDrive):
         add(OUTPUT_POWER, Register(lambda: round(self.power_kw * 10)))
         add(TRIPPING_FAULT, Register(lambda: self.fault_code))
         add(INVERTER_TEMPERATURE, Register(lambda: round(self.reported_temperature_c)))
+        c = self.config
+        add(
+            ACCELERATION_TIME_1,
+            Register(lambda: round(c.accel_s * RAMP_TIME_PER_S), self._write_accel, _valid_ramp),
+        )
+        add(
+            DECELERATION_TIME_1,
+            Register(lambda: round(c.decel_s * RAMP_TIME_PER_S), self._write_decel, _valid_ramp),
+        )
+
+    def _write_accel(self, word: int) -> None:
+        self.config.accel_s = word / RAMP_TIME_PER_S
+
+    def _write_decel(self, word: int) -> None:
+        self.config.decel_s = word / RAMP_TIME_PER_S
 
     def _write_ref1(self, word: int) -> None:
         self.ref1 = word
@@ -103,3 +136,7 @@ class AbbDrive(ProfidriveDrive):
         if self.speed_pct >= self.config.min_speed_pct:
             bits |= 0x0400
         return bits
+
+
+def _valid_ramp(word: int) -> bool:
+    return word <= RAMP_TIME_MAX

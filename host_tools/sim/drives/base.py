@@ -12,11 +12,31 @@ Motion (speed in % of nominal speed, on the virtual clock, exact for any dt):
 - RAMP_STOP (OFF1 / stop): to 0 at the decel rate. QUICK_STOP (OFF3): to 0 at 100 / quick_stop_s.
 - COAST (OFF2, trip, pulses off): speed decays as exp(-t / coast_tau_s) (inertia against the
   water, not a ramp) and counts as 0 below 0.5 %. A restart ramps up from the coasting speed.
+- The ramp times accel_s / decel_s are the power-up values of each profile's ramp-time registers;
+  a master that writes those registers changes the slopes from then on (out of range -> 03).
 Electrical values (what the drive reports):
 - power_kw: the simulator sets ``drive.load_kw`` every plant step to the electrical input power the
   plant computed for this pump (pump.py). Left at None, the drive estimates rated_kw * (s)^3.
   Pulses off -> 0 kW.
 - current_a = power / (sqrt(3) * 400 V * cos phi 0.86): motor current at nominal voltage.
+Current limit (pumps are a rising-torque load: the drive lowers the frequency, it never draws more):
+- limit = rated_current_a (default 200 A, a 110 kW 4-pole motor at 400 V) * current_limit_pct
+  (default 110 %). While pulses are on and current_a > limit, a speed ceiling below the present
+  speed is set: ceiling = speed * (limit / current)^g with g = 0.5 * dt (at most 0.5), a damped
+  step towards the speed where the load fits (the plant answers a lower speed with less current, so
+  the plant sees the sagged speed and the pump delivers less). Below the limit the same step raises
+  the ceiling, at most at the acceleration rate, and the ceiling is dropped once at max speed. The
+  actual speed is min(RFG, ceiling);
+  the RFG restarts from the sagged speed. ``current_limited`` says a ceiling holds the speed below
+  its target (G120 ZSW1 bit 11 = 0, Danfoss STW bit 14 = 1).
+Motor overload (I^2 t, the drive's motor thermal model, IEC 60947-4-1 trip class behaviour):
+- heat theta (per unit, steady state (I / rated_current_a)^2) follows
+  d theta / dt = ((I / I_rated)^2 - theta) / tau, from 0 (cold) at power-up;
+  tau = class_s / ln(7.2^2 / (7.2^2 - 1.05^2)) = 465 s for overload_trip_class 10 (a cold motor
+  at 7.2 x rated current trips in 10 s; 1.05 x never trips).
+- trip (vendor motor-overload code) when theta > 1.05^2; from cold: 1.2 x in 675 s, 1.5 x in
+  313 s, running in the 110 % current limit in 1126 s. The cause stays until theta has cooled
+  below 1.0 (about 45 s with the motor stopped); then a reset edge clears the trip.
 - dc_voltage_v = 1.35 * 400 V (rectified mains), 840 V while a DC overvoltage is injected.
 - temperature_c: first-order lag (tau 300 s) towards ambient + 35 K * (current / rated current)^2;
   at least 95 degC while an overtemperature is injected.
@@ -45,6 +65,7 @@ OVERCURRENT = "overcurrent"
 OVERTEMPERATURE = "overtemperature"
 DC_OVERVOLTAGE = "dc_overvoltage"
 COMM_LOSS = "comm_loss"
+MOTOR_OVERLOAD = "motor_overload"  # raised by the I^2 t model, not injectable
 INJECTABLE_FAULTS = (OVERCURRENT, OVERTEMPERATURE, DC_OVERVOLTAGE)
 
 COMM_LOSS_ACTIONS = ("fault", "hold", "safe_speed", "none")
@@ -61,6 +82,12 @@ DC_OVERVOLTAGE_V = 840.0
 OVERTEMPERATURE_C = 95.0
 TEMPERATURE_TAU_S = 300.0
 TEMPERATURE_RISE_K = 35.0
+CURRENT_LIMIT_GAIN = 0.5  # 1/s: exponent of the ceiling correction per second (see docstring)
+OVERLOAD_PICKUP = 1.05  # x rated current that never trips (IEC 60947-4-1)
+OVERLOAD_TRIP_THETA = OVERLOAD_PICKUP**2
+OVERLOAD_RESET_THETA = 1.0
+# Class N: a cold motor at 7.2 x rated current trips within N seconds.
+CLASS_TAU_PER_S = 1.0 / math.log(7.2**2 / (7.2**2 - OVERLOAD_TRIP_THETA))
 
 
 @dataclass
@@ -71,10 +98,13 @@ class DriveConfig:
     nominal_rpm: float = 1480.0
     nominal_hz: float = 50.0
     rated_kw: float = 110.0
+    rated_current_a: float = 200.0  # motor nameplate current at 400 V
+    current_limit_pct: float = 110.0  # of rated_current_a
+    overload_trip_class: float = 10.0  # I^2 t model: seconds to trip at 7.2 x from cold
     voltage_v: float = 400.0
     cos_phi: float = 0.86
-    accel_s: float = 60.0  # 0 -> 100 %
-    decel_s: float = 60.0  # 100 -> 0 %
+    accel_s: float = 60.0  # 0 -> 100 %; power-up value of the ramp-up register
+    decel_s: float = 60.0  # 100 -> 0 %; power-up value of the ramp-down register
     quick_stop_s: float = 10.0  # 100 -> 0 % on OFF3
     coast_tau_s: float = 8.0
     min_speed_pct: float = 50.0
@@ -86,13 +116,26 @@ class DriveConfig:
     ambient_c: float = 30.0
 
     def __post_init__(self) -> None:
-        positive = ("nominal_rpm", "nominal_hz", "rated_kw", "voltage_v", "coast_tau_s")
+        positive = (
+            "nominal_rpm",
+            "nominal_hz",
+            "rated_kw",
+            "rated_current_a",
+            "overload_trip_class",
+            "voltage_v",
+            "coast_tau_s",
+        )
         for name in positive + ("comm_timeout_s",):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: must be > 0, got {getattr(self, name)}")
         for name in ("accel_s", "decel_s", "quick_stop_s", "at_setpoint_band_pct"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name}: must be >= 0, got {getattr(self, name)}")
+        if not 10 <= self.current_limit_pct <= 200:
+            raise ValueError(
+                f"current_limit_pct: must be within 10..200 % of rated current, got "
+                f"{self.current_limit_pct}"
+            )
         if not 0 < self.cos_phi <= 1:
             raise ValueError(f"cos_phi: must be in (0, 1], got {self.cos_phi}")
         if not 0 <= self.min_speed_pct <= self.max_speed_pct <= 120:
@@ -110,8 +153,12 @@ class DriveConfig:
             )
 
     @property
-    def rated_current_a(self) -> float:
-        return self.rated_kw * 1000.0 / (SQRT3 * self.voltage_v * self.cos_phi)
+    def current_limit_a(self) -> float:
+        return self.rated_current_a * self.current_limit_pct / 100.0
+
+    @property
+    def thermal_tau_s(self) -> float:
+        return self.overload_trip_class * CLASS_TAU_PER_S
 
 
 class Drive(Device):
@@ -134,6 +181,8 @@ class Drive(Device):
         self.rfg_output_zero = False
         self.load_kw: float | None = None
         self.temperature_c = self.config.ambient_c
+        self.motor_theta = 0.0  # I^2 t heat, per unit of the rated-current steady state
+        self.ceiling_pct: float | None = None  # current-limit speed ceiling, None = inactive
         self.energy_kwh = 0.0
         self.tripped = False
         self.trip_kind: str | None = None
@@ -244,6 +293,15 @@ class Drive(Device):
         return min(c.max_speed_pct, max(c.min_speed_pct, wanted))
 
     @property
+    def current_limited(self) -> bool:
+        """The current limit holds the speed below where the RFG would take it."""
+        return (
+            self.pulses_on
+            and self.ceiling_pct is not None
+            and self.ceiling_pct < self.target_pct - self.config.at_setpoint_band_pct
+        )
+
+    @property
     def at_setpoint(self) -> bool:
         return (
             self.motion == RUN
@@ -259,11 +317,14 @@ class Drive(Device):
     def step(self, now_s: float, dt_s: float) -> None:
         self.now_s = now_s
         self._supervise_link(now_s)
+        dt = max(0.0, dt_s)
         self._evaluate(False)
-        self._integrate(max(0.0, dt_s))
+        self._limit_current(dt)
+        self._integrate(dt)
         self._evaluate(False)  # standstill ends OFF1 / OFF3
-        self._heat(max(0.0, dt_s))
-        self.energy_kwh += self.power_kw * max(0.0, dt_s) / 3600.0
+        self._heat(dt)
+        self._protect_motor(dt)
+        self.energy_kwh += self.power_kw * dt / 3600.0
 
     # --- internals -------------------------------------------------------------------------------
     def _trip(self, kind: str) -> None:
@@ -314,6 +375,41 @@ class Drive(Device):
             self.speed_pct = _ramp(self.speed_pct, 0.0, c.accel_s, c.decel_s, dt)
         elif self.motion == QUICK_STOP:
             self.speed_pct = _ramp(self.speed_pct, 0.0, c.quick_stop_s, c.quick_stop_s, dt)
+        if self.ceiling_pct is not None and self.speed_pct > self.ceiling_pct:
+            self.speed_pct = self.ceiling_pct
+
+    def _limit_current(self, dt: float) -> None:
+        """Move the speed ceiling from the current the present load draws (rules: docstring)."""
+        c = self.config
+        if not self.pulses_on:
+            self.ceiling_pct = None
+            return
+        current = self.current_a
+        limit = c.current_limit_a
+        if current <= limit and self.ceiling_pct is None:
+            return
+        base = self.speed_pct
+        if self.ceiling_pct is not None and self.ceiling_pct < base:
+            base = self.ceiling_pct
+        gain = min(0.5, CURRENT_LIMIT_GAIN * dt)
+        ceiling = base * (limit / current) ** gain if current > 0.0 else math.inf
+        if current <= limit:  # recovering: no faster than the acceleration ramp
+            rise = math.inf if c.accel_s == 0 else 100.0 / c.accel_s * dt
+            ceiling = min(ceiling, self.ceiling_pct + rise)
+        self.ceiling_pct = None if ceiling >= c.max_speed_pct else ceiling
+
+    def _protect_motor(self, dt: float) -> None:
+        """I^2 t motor model: trip above 1.05^2, cause gone once cooled below 1.0."""
+        c = self.config
+        ratio = self.current_a / c.rated_current_a
+        self.motor_theta += (ratio * ratio - self.motor_theta) * (
+            1.0 - math.exp(-dt / c.thermal_tau_s)
+        )
+        if self.motor_theta > OVERLOAD_TRIP_THETA and MOTOR_OVERLOAD not in self.conditions:
+            self.conditions.add(MOTOR_OVERLOAD)
+            self._trip(MOTOR_OVERLOAD)
+        elif self.motor_theta < OVERLOAD_RESET_THETA:
+            self.conditions.discard(MOTOR_OVERLOAD)
 
     def _heat(self, dt: float) -> None:
         c = self.config

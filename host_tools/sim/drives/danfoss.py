@@ -9,10 +9,17 @@ address is one less. Holding registers (FC 03 / 06 / 16):
                                                            / 100 % -> exception 03
     50199  50200   status word (STW)               R       bits below
     50209  50210   main actual value (MAV)         R       signed, 0x4000 = 100 % speed
+    3409   3410    3-41 ramp 1 ramp up time, high  R/W     32 bit (Uint32, conversion index -2:
+    3410   3411         ... low word                       0.01 s), high word first, 0 -> 100 %
+                                                           speed; 100..360000 (1.00..3600.00 s)
+    3419   3420    3-42 ramp 1 ramp down time, high R/W    as 3-41, 100 % -> 0
+    3420   3421         ... low word
     15299  15300   15-30 alarm log: error code     R       alarm number of the active trip:
                                                            13 overcurrent, 29 heat sink
                                                            temperature, 7 DC overvoltage,
-                                                           17 control word timeout; 0 = none
+                                                           10 motor overload (ETR, the I^2 t
+                                                           model), 17 control word timeout;
+                                                           0 = none
     16099  16100   16-10 power                     R       0.1 kW
     16119  16120   16-12 motor voltage             R       1 V
     16129  16130   16-13 frequency                 R       0.1 Hz
@@ -20,8 +27,11 @@ address is one less. Holding registers (FC 03 / 06 / 16):
     16169  16170   16-17 speed                     R       rpm
     16299  16300   16-30 DC link voltage           R       1 V
     16339  16340   16-34 heat sink temperature     R       1 degC
-The scales are this simulator's (the real parameters carry their own conversion index).
-Any other address -> 02, a write to a read-only register -> 02, other functions -> 01.
+The scales of groups 15 and 16 are this simulator's (the real parameters carry their own
+conversion index); 3-41 / 3-42 use the parameter's own. A 32-bit parameter is written as one
+FC 16 of its two words (as Danfoss documents); a write of one word alone, or a value outside the
+range, -> 03 and nothing changes. Any other address -> 02, a write to a read-only register -> 02,
+other functions -> 01.
 
 Control word (1 = normal): 2 ramp (0 = DC brake; simulated as a quick stop), 3 no coast
 (0 = coast), 4 no quick stop, 5 ramp (0 = hold output frequency), 6 start (0 = ramp stop),
@@ -34,17 +44,20 @@ bit has been seen at 0 (a new start: e.g. 0x04BC or 0x043C, then 0x047C).
 Status word: 0 control ready, 1 drive ready (both 0 while tripped), 2 enabled (0 = coasting),
 3 trip, 7 warning (comm-loss hold / safe speed), 8 speed = reference, 9 bus control,
 10 within frequency limits (0 = reference clamped by min/max speed), 11 running,
-13 voltage exceeded (DC overvoltage), 14 torque exceeded (overcurrent), 15 thermal (over-
-temperature). Typical: 0x0607 stopped and ready, 0x0F07 running at reference.
+13 voltage exceeded (DC overvoltage), 14 torque exceeded (overcurrent, or running in the current
+limit), 15 thermal (overtemperature). Typical: 0x0607 stopped and ready, 0x0F07 running at reference.
 """
 
 from __future__ import annotations
 
-from ..device import Register, to_s16
+from collections.abc import Callable, Sequence
+
+from ..device import ILLEGAL_DATA_VALUE, ModbusException, Register, to_s16
 from .base import (
     COAST,
     COMM_LOSS,
     DC_OVERVOLTAGE,
+    MOTOR_OVERLOAD,
     OVERCURRENT,
     OVERTEMPERATURE,
     QUICK_STOP,
@@ -68,6 +81,12 @@ MOTOR_CURRENT = 16139
 SPEED_RPM = 16169
 DC_LINK_VOLTAGE = 16299
 HEAT_SINK_TEMPERATURE = 16339
+RAMP_UP_TIME = 3409  # 3-41, two registers
+RAMP_DOWN_TIME = 3419  # 3-42, two registers
+
+RAMP_TIME_PER_S = 100  # conversion index -2
+RAMP_TIME_MIN = 100  # 1.00 s
+RAMP_TIME_MAX = 360000  # 3600.00 s
 
 CTW_NO_DC_BRAKE = 0x0004
 CTW_NO_COAST = 0x0008
@@ -80,7 +99,13 @@ CTW_DATA_VALID = 0x0400
 
 class DanfossDrive(Drive):
     PROFILE = "danfoss"
-    FAULT_CODES = {OVERCURRENT: 13, OVERTEMPERATURE: 29, DC_OVERVOLTAGE: 7, COMM_LOSS: 17}
+    FAULT_CODES = {
+        OVERCURRENT: 13,
+        OVERTEMPERATURE: 29,
+        DC_OVERVOLTAGE: 7,
+        MOTOR_OVERLOAD: 10,
+        COMM_LOSS: 17,
+    }
 
     def __init__(self, unit: int, config: DriveConfig | None = None) -> None:
         self.reference = 0
@@ -108,6 +133,36 @@ class DanfossDrive(Drive):
         add(SPEED_RPM, Register(lambda: round(self.rpm)))
         add(DC_LINK_VOLTAGE, Register(lambda: round(self.dc_voltage_v)))
         add(HEAT_SINK_TEMPERATURE, Register(lambda: round(self.reported_temperature_c)))
+        c = self.config
+        self._long_writers: dict[int, Callable[[int], None]] = {}
+        self._add_long(RAMP_UP_TIME, lambda: round(c.accel_s * RAMP_TIME_PER_S), self._set_accel)
+        self._add_long(RAMP_DOWN_TIME, lambda: round(c.decel_s * RAMP_TIME_PER_S), self._set_decel)
+
+    def _add_long(
+        self, address: int, read: Callable[[], int], write: Callable[[int], None]
+    ) -> None:
+        """A 32-bit parameter: high word at ``address``, low word after it. The bank refuses
+        every write touching one (03); write_registers takes the two-word write itself."""
+        self.bank.add(address, Register(lambda: read() >> 16 & 0xFFFF, _never, _refuse))
+        self.bank.add(address + 1, Register(lambda: read() & 0xFFFF, _never, _refuse))
+        self._long_writers[address] = write
+
+    def write_registers(self, address: int, values: Sequence[int]) -> None:
+        writer = self._long_writers.get(address)
+        if writer is None or len(values) != 2:
+            super().write_registers(address, values)
+            return
+        high, low = values
+        value = (high << 16) | low
+        if not (0 <= high <= 0xFFFF and 0 <= low <= 0xFFFF and _valid_ramp(value)):
+            raise ModbusException(ILLEGAL_DATA_VALUE, f"value {value} refused by parameter")
+        writer(value)
+
+    def _set_accel(self, value: int) -> None:
+        self.config.accel_s = value / RAMP_TIME_PER_S
+
+    def _set_decel(self, value: int) -> None:
+        self.config.decel_s = value / RAMP_TIME_PER_S
 
     def _write_control(self, word: int) -> None:
         self.control_register = word
@@ -164,8 +219,20 @@ class DanfossDrive(Drive):
             bits |= 0x0800
         if DC_OVERVOLTAGE in self.conditions:
             bits |= 0x2000
-        if OVERCURRENT in self.conditions:
+        if OVERCURRENT in self.conditions or self.current_limited:
             bits |= 0x4000
         if OVERTEMPERATURE in self.conditions:
             bits |= 0x8000
         return bits
+
+
+def _valid_ramp(value: int) -> bool:
+    return RAMP_TIME_MIN <= value <= RAMP_TIME_MAX
+
+
+def _refuse(_word: int) -> bool:
+    return False
+
+
+def _never(_word: int) -> None:
+    raise AssertionError("the bank never writes a 32-bit parameter's word alone")

@@ -9,6 +9,9 @@ Siemens numbers holding registers 40001.. ; on the wire a register is addressed 
     109  (40110)     ZSW1 status word              R       bits below
     110  (40111)     HIW actual speed              R       signed, 0x4000 = 100 %
     319  (40320)     rated power r0206             R       0.01 kW
+    320  (40321)     current limit p0640           R/W     0.1 A; 10..150 % of the rated motor
+                                                           current (150 %: the power unit's
+                                                           maximum current), else -> 03
     321  (40322)     ramp-up time p1120            R/W     0.01 s (0..65000 = 650 s), 0 -> 100 %
     322  (40323)     ramp-down time p1121          R/W     0.01 s
     323  (40324)     reference speed p2000         R       rpm (read-only here)
@@ -26,12 +29,14 @@ Siemens numbers holding registers 40001.. ; on the wire a register is addressed 
     349  (40350)     heat sink temperature r0037   R       degC (simulator extension of the table)
     399  (40400)     fault number r0947[0]         R       30001 overcurrent, 30004 heat sink
                                                            overtemperature, 30002 DC-link
-                                                           overvoltage, 1910 fieldbus setpoint
+                                                           overvoltage, 7011 motor overtemperature
+                                                           (I^2 t model), 1910 fieldbus setpoint
                                                            timeout; 0 = no fault
 Any other address -> 02; a write to a read-only register -> 04 (as the G120 manual states);
 coils / discrete inputs / input registers -> 01.
 ZSW1: bits 0..9 as profidrive.py; 10 speed >= minimum speed (comparison value), 11 I/M/P limit
-not reached (always 1), 12 holding brake open (0), 13 no motor overtemperature alarm,
+not reached (0 while the current limit holds the speed down), 12 holding brake open (0),
+13 no motor overtemperature alarm (0 while injected or while the I^2 t model is above 1.0),
 14 motor turns clockwise (speed > 0), 15 no power-unit thermal overload alarm.
 Typical STW1 words: 0x047E (OFF1: from S1 to ready to switch on), 0x047F (on + run),
 0x04FE fault acknowledge (bit 7 rising edge), 0x047D OFF2 (coast), 0x047B OFF3 (quick stop).
@@ -42,7 +47,14 @@ from __future__ import annotations
 import math
 
 from ..device import SERVER_DEVICE_FAILURE, Register, to_s16
-from .base import COMM_LOSS, DC_OVERVOLTAGE, OVERCURRENT, OVERTEMPERATURE, DriveConfig
+from .base import (
+    COMM_LOSS,
+    DC_OVERVOLTAGE,
+    MOTOR_OVERLOAD,
+    OVERCURRENT,
+    OVERTEMPERATURE,
+    DriveConfig,
+)
 from .profidrive import ProfidriveDrive
 
 SETPOINT_FULL_SCALE = 0x4000
@@ -52,6 +64,7 @@ HSW = 100
 ZSW1 = 109
 HIW = 110
 RATED_POWER = 319
+CURRENT_LIMIT = 320
 RAMP_UP_TIME = 321
 RAMP_DOWN_TIME = 322
 REFERENCE_SPEED = 323
@@ -68,6 +81,7 @@ HEAT_SINK_TEMPERATURE = 349
 FAULT_NUMBER = 399
 
 RAMP_TIME_MAX = 65000  # 650.00 s
+CURRENT_LIMIT_RANGE_PCT = (10.0, 150.0)  # of rated motor current
 
 
 def _saturate_s16(value: float) -> int:
@@ -81,6 +95,7 @@ class G120Drive(ProfidriveDrive):
         OVERCURRENT: 30001,
         OVERTEMPERATURE: 30004,
         DC_OVERVOLTAGE: 30002,
+        MOTOR_OVERLOAD: 7011,
         COMM_LOSS: 1910,
     }
 
@@ -102,6 +117,14 @@ class G120Drive(ProfidriveDrive):
         add(ZSW1, Register(self.status_word))
         add(HIW, Register(lambda: round(self.speed_pct / 100.0 * SETPOINT_FULL_SCALE)))
         add(RATED_POWER, Register(lambda: round(c.rated_kw * 100)))
+        add(
+            CURRENT_LIMIT,
+            Register(
+                lambda: round(c.current_limit_a * 10),
+                self._write_current_limit,
+                self._valid_current_limit,
+            ),
+        )
         add(
             RAMP_UP_TIME,
             Register(lambda: round(c.accel_s * 100), self._write_accel, _valid_ramp_time),
@@ -133,6 +156,14 @@ class G120Drive(ProfidriveDrive):
     def _write_decel(self, word: int) -> None:
         self.config.decel_s = word / 100.0
 
+    def _write_current_limit(self, word: int) -> None:
+        self.config.current_limit_pct = word / 10.0 / self.config.rated_current_a * 100.0
+
+    def _valid_current_limit(self, word: int) -> bool:
+        low, high = CURRENT_LIMIT_RANGE_PCT
+        pct = word / 10.0 / self.config.rated_current_a * 100.0
+        return low <= pct <= high
+
     def _setpoint_rpm(self) -> int:
         if not self.pulses_on:
             return 0
@@ -152,9 +183,12 @@ class G120Drive(ProfidriveDrive):
         bits = self.common_status_bits()
         if self.speed_pct >= self.config.min_speed_pct:
             bits |= 0x0400
-        bits |= 0x0800  # I/M/P limits are not modelled: never reached
+        if not self.current_limited:
+            bits |= 0x0800
         if OVERTEMPERATURE not in self.conditions:
-            bits |= 0x2000 | 0x8000
+            bits |= 0x8000
+            if self.motor_theta <= 1.0:
+                bits |= 0x2000
         if self.speed_pct > 0:
             bits |= 0x4000
         return bits

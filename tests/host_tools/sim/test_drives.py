@@ -3,6 +3,7 @@ Modbus exception codes, all on a virtual clock driven by the test."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -24,6 +25,8 @@ from host_tools.sim.drives import (
     g120,
     make_drive,
 )
+from host_tools.sim.plant import Plant
+from host_tools.sim.station import REFERENCE
 
 
 class Master:
@@ -664,3 +667,183 @@ def test_any_request_sequence_gets_data_or_a_modbus_exception(profile, script):
             if result is not None:
                 assert all(0 <= word <= 0xFFFF for word in result)
     assert 0.0 <= drive.speed_pct <= 120.0
+
+
+# --- current limit, I^2 t motor overload, ramp-time registers ---------------------------------
+
+
+def kw_at_current(amps: float) -> float:
+    """Electrical input power that makes the drive report this current (400 V, cos phi 0.86)."""
+    return amps * math.sqrt(3) * 400.0 * 0.86 / 1000.0
+
+
+def run_with_load(m: Master, seconds: float, load, dt: float = 0.2) -> float:
+    """Advance as the simulator does: the drive steps, then sees the load at its new speed.
+    Returns the highest current seen."""
+    peak = 0.0
+    for _ in range(round(seconds / dt)):
+        m.now += dt
+        m.drive.heard(m.now)
+        m.drive.step(m.now, dt)
+        m.drive.load_kw = load(m.drive.speed_ratio) if m.drive.pulses_on else 0.0
+        peak = max(peak, m.drive.current_a)
+    return peak
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_current_limit_sags_the_speed_instead_of_drawing_more(profile):
+    m = running(profile, accel_s=10.0)
+
+    def heavy(s):
+        return 150.0 * s**3  # 150 kW at full speed: 238 A, more than the 220 A limit
+
+    run_with_load(m, 60.0, heavy)
+    limit_kw = kw_at_current(220.0)
+    expected_pct = 100.0 * (limit_kw / 150.0) ** (1.0 / 3.0)  # 95.6 %
+    assert m.drive.speed_pct == pytest.approx(expected_pct, abs=0.5)
+    assert m.drive.current_a == pytest.approx(220.0, rel=0.01)
+    assert m.drive.current_limited and not m.drive.at_setpoint
+    peak = run_with_load(m, 60.0, heavy)  # stays there: no creeping above the limit
+    assert peak < 220.0 * 1.01
+    if profile == "g120":
+        assert not zsw1(m) & 0x0800  # I/M/P limit reached
+    if profile == "danfoss":
+        assert danfoss_status(m) & 0x4000
+    run_with_load(m, 10.0, lambda s: 100.0 * s**3)  # load gone: back to the reference
+    assert m.drive.speed_pct == pytest.approx(100.0)
+    assert not m.drive.current_limited
+
+
+def test_current_limit_follows_its_setting():
+    m = running("abb", accel_s=10.0, current_limit_pct=100.0, rated_current_a=180.0)
+    run_with_load(m, 60.0, lambda s: 150.0 * s**3)
+    assert m.drive.current_a == pytest.approx(180.0, rel=0.01)
+
+
+def test_speed_sag_reaches_the_plant():
+    """Through the hardware step order the plant pumps at the sagged speed."""
+    plant = Plant(dataclasses.replace(REFERENCE, pump_count=1))
+    plant.settle()
+    m = running("abb", accel_s=10.0, current_limit_pct=60.0)
+    for _ in range(600):
+        m.now += 0.2
+        m.drive.heard(m.now)
+        m.drive.step(m.now, 0.2)
+        plant.set_pump(0, m.drive.speed_ratio, m.drive.running)
+        plant.step(0.2)
+        m.drive.load_kw = plant.pump_power_kw[0]
+    assert m.drive.current_a == pytest.approx(120.0, rel=0.02)
+    assert plant.pump_speed[0] == m.drive.speed_ratio < 0.99
+
+
+MOTOR_OVERLOAD_CODES = {"abb": 0x7122, "danfoss": 10, "g120": 7011}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_i2t_trips_at_1_5_x_rated_after_the_class_10_time(profile):
+    m = running(profile, accel_s=0.0, current_limit_pct=200.0)
+    load = kw_at_current(300.0)  # 1.5 x 200 A
+    run_with_load(m, 312.0, lambda s: load, dt=1.0)  # class 10 from cold: 313 s
+    assert not m.drive.tripped
+    run_with_load(m, 2.0, lambda s: load, dt=1.0)
+    assert m.drive.tripped and not m.drive.pulses_on
+    assert m.read(PROFILES[profile][4])[0] == MOTOR_OVERLOAD_CODES[profile]
+
+
+def test_i2t_does_not_trip_at_rated_current_and_trips_in_the_current_limit():
+    m = running("g120", accel_s=0.0)
+    run_with_load(m, 4 * 3600.0, lambda s: kw_at_current(200.0), dt=5.0)
+    assert not m.drive.tripped
+    assert zsw1(m) & 0x2000  # no motor overtemperature alarm at rated current
+    m = running("g120", accel_s=5.0)
+    run_with_load(m, 1110.0, lambda s: 200.0 * s**3)  # held at 110 %: 1126 s from cold
+    assert not m.drive.tripped
+    assert not zsw1(m) & 0x2000  # alarm: the model is past its rated heat
+    run_with_load(m, 40.0, lambda s: 200.0 * s**3)
+    assert m.drive.tripped
+
+
+def test_motor_overload_resets_only_after_cooling():
+    m = running("abb", accel_s=0.0, current_limit_pct=200.0)
+    run_with_load(m, 314.0, lambda s: kw_at_current(300.0), dt=1.0)
+    assert m.drive.tripped
+    m.write(abb.CONTROL_WORD, 0x04F6)  # reset edge while the motor is still hot
+    assert m.drive.tripped
+    m.write(abb.CONTROL_WORD, 0x0476)
+    m.run(50)  # theta 1.1025 -> 1.0 with the motor stopped takes 45 s
+    m.write(abb.CONTROL_WORD, 0x04F6)
+    assert not m.drive.tripped
+
+
+RAMP_REGISTERS = {  # (ramp-up, ramp-down, counts per second, highest raw value)
+    "abb": (abb.ACCELERATION_TIME_1, abb.DECELERATION_TIME_1, 10, 18000),
+    "g120": (g120.RAMP_UP_TIME, g120.RAMP_DOWN_TIME, 100, 65000),
+}
+
+
+def write_ramp(m: Master, profile: str, up: bool, seconds: float) -> None:
+    if profile == "danfoss":
+        raw = round(seconds * 100)
+        m.drive.heard(m.now)
+        address = danfoss.RAMP_UP_TIME if up else danfoss.RAMP_DOWN_TIME
+        m.drive.write_registers(address, [raw >> 16, raw & 0xFFFF])
+    else:
+        ramp_up, ramp_down, per_s, _ = RAMP_REGISTERS[profile]
+        m.write(ramp_up if up else ramp_down, round(seconds * per_s))
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_written_ramp_times_set_the_slopes(profile):
+    m = running(profile, accel_s=60.0, decel_s=60.0)
+    write_ramp(m, profile, True, 20.0)
+    write_ramp(m, profile, False, 40.0)
+    m.run(10)
+    assert m.drive.speed_pct == pytest.approx(50.0)
+    m.run(10)
+    control, reference, full, *_ = PROFILES[profile]
+    m.write(reference, 0)  # the minimum speed, 50 %
+    m.run(10)
+    assert m.drive.speed_pct == pytest.approx(75.0)  # 2.5 %/s
+
+
+def test_abb_ramp_registers_read_power_up_values_and_scale():
+    m = abb_master(accel_s=60.0, decel_s=90.0)
+    assert m.read(abb.ACCELERATION_TIME_1, 2) == [600, 900]  # FbEq16: 10 = 1 s
+    m.write(abb.ACCELERATION_TIME_1, 18000)
+    assert m.drive.config.accel_s == 1800.0
+    expect_exception(3, m.drive.write_register, abb.DECELERATION_TIME_1, 18001)
+    assert m.read(abb.DECELERATION_TIME_1)[0] == 900
+
+
+def test_danfoss_ramp_parameters_are_32_bit_high_word_first():
+    m = danfoss_master(accel_s=60.0, decel_s=3600.0)
+    assert m.read(danfoss.RAMP_UP_TIME, 2) == [0, 6000]  # 60.00 s, conversion index -2
+    assert m.read(danfoss.RAMP_DOWN_TIME, 2) == [360000 >> 16, 360000 & 0xFFFF]
+    m.drive.write_registers(danfoss.RAMP_UP_TIME, [1, 0x86A0])  # 100000 = 1000.00 s
+    assert m.drive.config.accel_s == 1000.0
+    expect_exception(3, m.drive.write_register, danfoss.RAMP_UP_TIME, 0)  # one word alone
+    expect_exception(3, m.drive.write_register, danfoss.RAMP_UP_TIME + 1, 3000)
+    expect_exception(3, m.drive.write_registers, danfoss.RAMP_UP_TIME, [0, 99])  # < 1.00 s
+    expect_exception(3, m.drive.write_registers, danfoss.RAMP_DOWN_TIME, [5, 0x7E41])  # > 3600
+    expect_exception(2, m.drive.write_registers, danfoss.RAMP_UP_TIME, [0, 6000, 0])
+    assert m.read(danfoss.RAMP_UP_TIME, 2) == [1, 0x86A0]
+    assert m.drive.config.decel_s == 3600.0
+
+
+def test_g120_current_limit_and_rated_power_registers():
+    m = g120_master()
+    assert m.read(g120.RATED_POWER, 4) == [11000, 2200, 6000, 6000]  # 110 kW, 220.0 A, 60 s
+    m.write(g120.CURRENT_LIMIT, 3000)  # 300 A = 150 % of 200 A
+    assert m.drive.config.current_limit_a == pytest.approx(300.0)
+    expect_exception(3, m.drive.write_register, g120.CURRENT_LIMIT, 3001)
+    expect_exception(3, m.drive.write_register, g120.CURRENT_LIMIT, 199)
+    m.write(g120.CURRENT_LIMIT, 1800)
+    run_with_load(running_from(m), 60.0, lambda s: 150.0 * s**3)
+    assert m.drive.current_a == pytest.approx(180.0, rel=0.01)
+
+
+def running_from(m: Master) -> Master:
+    m.write(g120.HSW, 0x4000)
+    m.write(g120.STW1, 0x047E)
+    m.write(g120.STW1, 0x047F)
+    return m
