@@ -13,11 +13,13 @@ and optionally ``telemetry_frames()`` -> list of uplink frames it produced (logg
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from host_tools.sim import kpis as kpi
 from host_tools.sim.bus import SimulatedBus
 from host_tools.sim.hardware import SimulatedStation
 from host_tools.sim.scenario import Scenario
@@ -129,38 +131,73 @@ def _sample(result: RunResult, station: SimulatedStation, controller: Controller
 
 
 def kpis(result: RunResult, station: SimulatedStation, min_margin_kpa: float) -> dict[str, Any]:
-    """The KPI table's figures. 'Outside faults' leaves out each fault window plus 10 minutes."""
+    """The KPI table's figures (rules in kpis.py): all time, fault windows included, unless named
+    "outside faults" (each fault window plus 10 minutes left out, the figures before issue 7)."""
     s = result.samples
-    t = s["t_s"]
-    band_kpa = 0.5 * station.plant.params.rho_kg_m3 * G / 1000.0  # ±0.5 m of water
-    windows = [(a, b + 600.0) for a, b, _ in station.fault_windows()]
-
-    def outside(i: int) -> bool:
-        return not any(a <= t[i] < b for a, b in windows)
-
-    in_band = total = 0
-    margin_outside = float("inf")
-    for i in range(len(t)):
-        if not outside(i):
-            continue
-        total += 1
-        if abs(s["remote_dp_kpa"][i] - s["setpoint_kpa"][i]) <= band_kpa:
-            in_band += 1
-        margin_outside = min(margin_outside, s["suction_margin_kpa"][i])
-    hours = (t[-1] if len(t) else 0.0) / 3600.0
+    t, dp, sp = s["t_s"], s["remote_dp_kpa"], s["setpoint_kpa"]
+    kpa_per_m = station.plant.params.rho_kg_m3 * G / 1000.0
+    band_kpa = 0.5 * kpa_per_m  # ±0.5 m of water
+    end_of_run = t[-1] if len(t) else 0.0
+    faults = fault_windows(result.scenario)
+    after = [kpi.Window(w.start_s, w.end_s + 600.0, w.kind) for w in faults]
+    margins = [m for i, m in enumerate(s["suction_margin_kpa"]) if not kpi.inside(t[i], after)]
+    starts, stops = kpi.station_transitions(result.running)
+    trips_on_loss = [d.config.comm_loss_action == "fault" for d in station.drives]
+    stop_causes = [
+        kpi.stop_cause(t, i, result.running, s["suction_margin_kpa"], faults, trips_on_loss)
+        for i in stops
+    ]
+    rated = rated_input_kw(station)
+    power_ratio, power_pump, power_t = kpi.max_mean_power_ratio(t, result.power, rated)
+    ran = [w for w in faults if w.start_s <= end_of_run]
     return {
-        "hours": hours,
+        "hours": end_of_run / 3600.0,
         "energy_kwh": station.plant.total_energy_kwh,
-        "dp_in_band_pct": 100.0 * in_band / total if total else float("nan"),
-        "min_suction_margin_kpa": min_margin_kpa,
-        "min_suction_margin_outside_faults_kpa": margin_outside,
+        "dp_in_band_pct": kpi.dp_in_band_pct(t, dp, sp, band_kpa),
+        "dp_in_band_outside_faults_pct": kpi.dp_in_band_pct(
+            t, dp, sp, band_kpa, after, "sample outside fault windows"
+        ),
+        "unserved_min": kpi.unserved_min(t, dp, sp, 2.0 * kpa_per_m, SAMPLE_S),
+        "min_suction_margin_kpa": (
+            min_margin_kpa if math.isfinite(min_margin_kpa) else kpi.NotComputed("no plant step")
+        ),
+        "min_suction_margin_outside_faults_kpa": (
+            min(margins) if margins else kpi.NotComputed("no sample outside fault windows")
+        ),
         "max_surge_kpa": station.plant.surge_peak_kpa,
         "max_slew_pct_s": max_slew(result, station),
         "starts": list(station.starts),
+        "station_starts": len(starts),
+        "station_stops": len(stops),
+        "station_stop_times_s": [t[i] for i in stops],
+        "station_stop_causes": stop_causes,
+        "spurious_station_stops": sum(1 for cause in stop_causes if not cause),
         "max_starts_per_hour": max_starts_per_hour(result),
+        "fault_recoveries": list(
+            zip(ran, kpi.fault_recoveries(t, dp, sp, band_kpa, ran), strict=True)
+        ),
+        "max_power_vs_rated": power_ratio,
+        "max_power_pump": power_pump,
+        "max_power_t_s": power_t,
+        "rated_input_kw": rated,
         "bus_requests": station.bus.requests,
         "bus_corrupted_frames": station.bus.corrupted_frames,
     }
+
+
+def fault_windows(scenario: Scenario) -> list[kpi.Window]:
+    return [kpi.Window(f.at_s, f.end_s, f.kind, f.pump) for f in scenario.faults]
+
+
+def rated_input_kw(station: SimulatedStation) -> list[float]:
+    """Each pump's rated electrical input: its drive's rated shaft power over the motor and drive
+    efficiency of that pump at full load (the plant's own pump models)."""
+    plant = station.plant
+    models = getattr(plant, "pumps", None) or [plant.pump] * len(station.drives)
+    return [
+        drive.config.rated_kw / model.drive_efficiency(model.rated_kw)
+        for drive, model in zip(station.drives, models, strict=True)
+    ]
 
 
 def max_slew(result: RunResult, station: SimulatedStation) -> float:
