@@ -14,11 +14,13 @@ A real pump (PumpDeviation) is the datasheet pump with its flow axis scaled by f
 head by head_factor and its efficiency by efficiency_factor, all about the best-efficiency point:
     H(q, s) = fH (H0 s^2 - c (q / fQ)^2),  BEP flow 450 fQ,  eta = f_eta 0.84 (2x - x^2)
 so the BEP moves to (450 fQ, 60 fH) and the curve keeps its shape. ISO 9906:2012 grade 2B accepts
-a pump whose measured H(Q) curve passes through the tolerance cross of the guaranteed point
-(flow +-8 %, head +-5 %) and whose efficiency there is at least 95 % of the guaranteed value
-(Table 8, tQ 8 %, tH 5 %, t_eta 5 %; see also KSB's pump lexicon, "Total tolerance", which
-lists class 2 as +-8 / +-5 / -5 %). draw_iso9906_2b draws fQ, fH uniformly within +-8 % / +-5 %
-and f_eta within 0.95..1.0, so every drawn pump passes that acceptance test at its BEP.
+a pump whose measured H(Q) curve passes through the tolerance cross of the guarantee point
+(QG, HG) = (450 m3/h, 60 m) -- flow +-8 % at HG or head +-5 % at QG -- and whose efficiency,
+where that curve meets the straight line through the origin and (QG, HG), is at least 95 % of
+the guaranteed 0.84 (Table 8: tQ 8 %, tH 5 %, t_eta 5 %; KSB's pump lexicon, "Total tolerance",
+lists the same class 2 figures +-8 / +-5 / -5 %). draw_iso9906_2b draws fQ, fH uniformly within
++-8 % / +-5 % and f_eta within 0.95..1.0 and sends back (draws again) every pump that this
+acceptance test would reject, e.g. fQ and fH both at +max, whose curve misses the cross.
 
 Wear (0..0.3) is the fraction of the datasheet BEP head (60 m) lost at the pump's own BEP flow: an
 internal hydraulic loss growing with the square of the flow (eroded impeller and casing, opened
@@ -81,19 +83,38 @@ class PumpDeviation:
 DATASHEET = PumpDeviation()
 
 
-def draw_iso9906_2b(seed: int, count: int) -> tuple[PumpDeviation, ...]:
+def passes_iso9906_2b(deviation: PumpDeviation, params: StationParams = REFERENCE) -> bool:
+    """Would this pump pass a grade 2B acceptance test against the datasheet (full speed)?"""
+    pump = PumpModel(params, deviation)
+    q_g = params.bep_flow_m3h
+    h_g = params.shutoff_head_m - params.curve_coeff * q_g * q_g
+    head_ok = abs(pump.head_m(q_g, 1.0) / h_g - 1.0) <= ISO9906_2B_HEAD
+    flow_ok = abs(pump.flow_at_head_m3h(h_g, 1.0) / q_g - 1.0) <= ISO9906_2B_FLOW
+    # where H0 - c q^2 meets H = (h_g / q_g) q
+    k = h_g / q_g
+    q = (-k + math.sqrt(k * k + 4.0 * pump.c * pump.h0)) / (2.0 * pump.c)
+    eta_ok = pump.efficiency(q, 1.0) >= (1.0 - ISO9906_2B_EFFICIENCY) * params.bep_efficiency
+    return (head_ok or flow_ok) and eta_ok
+
+
+def draw_iso9906_2b(
+    seed: int, count: int, params: StationParams = REFERENCE
+) -> tuple[PumpDeviation, ...]:
     """`count` new pumps as a 2B acceptance test lets them through, reproducible from `seed`.
 
     Its own generator (a string seed is hashed the same way on every run and platform), so the
-    draw neither depends on nor disturbs the demand's or the bus's random streams.
+    draw neither depends on nor disturbs the demand's or the bus's random streams; pump i's draw
+    does not depend on `count`.
     """
     rng = random.Random(f"iso9906_2b/{seed}")
-    pumps = []
-    for _ in range(count):
+    pumps: list[PumpDeviation] = []
+    while len(pumps) < count:
         flow = 1.0 + rng.uniform(-ISO9906_2B_FLOW, ISO9906_2B_FLOW)
         head = 1.0 + rng.uniform(-ISO9906_2B_HEAD, ISO9906_2B_HEAD)
         efficiency = 1.0 - rng.uniform(0.0, ISO9906_2B_EFFICIENCY)
-        pumps.append(PumpDeviation(head, flow, efficiency, 0.0))
+        pump = PumpDeviation(head, flow, efficiency, 0.0)
+        if passes_iso9906_2b(pump, params):
+            pumps.append(pump)
     return tuple(pumps)
 
 

@@ -1,10 +1,19 @@
-"""The plant on virtual time: steady states, water column, surge, suction side, energy, seeding."""
+"""The plant on virtual time: steady states, water column, surge, suction side, energy, seeding;
+real pumps, each with its own curve."""
 
 import datetime as dt
 
 import pytest
 
-from host_tools.sim import REFERENCE, ConstantDemand, Plant, SimInputError, WeatherDemand
+from host_tools.sim import (
+    REFERENCE,
+    ConstantDemand,
+    Plant,
+    PumpModel,
+    SimInputError,
+    WeatherDemand,
+)
+from host_tools.sim.pump import PumpDeviation, draw_iso9906_2b
 from host_tools.sim.surge import SurgeEstimator
 
 DESIGN_SPEED = 0.9479963833565731  # 2 pumps, 800 m3/h against 55.0 m
@@ -219,3 +228,63 @@ def test_bad_inputs_raise_typed_errors():
         with pytest.raises(SimInputError):
             call()
     assert plant.flow_m3h == pytest.approx(800.0, abs=0.01)  # nothing half-applied
+
+
+# --- real pumps: each its own curve --------------------------------------------------------------
+
+
+def test_default_plant_pumps_are_the_datasheet_pump():
+    plant = Plant(demand=ConstantDemand(800.0))
+    assert [m.deviation for m in plant.pumps] == [PumpDeviation()] * 3
+
+
+def real_plant(deviations, speeds, demand=800.0):
+    pumps = [PumpModel(REFERENCE, d) for d in deviations]
+    plant = Plant(demand=ConstantDemand(demand), pumps=pumps)
+    for i, s in enumerate(speeds):
+        plant.set_pump(i, s, s > 0.0)
+    plant.settle()
+    return plant
+
+
+def test_pumps_with_their_own_curves_share_the_flow_unequally_and_draw_their_own_power():
+    drawn = draw_iso9906_2b(1, 3)
+    plant = real_plant(drawn, (0.93, 0.93, 0.93))
+    flows = plant.pump_flow_m3h
+    assert sum(flows) == pytest.approx(plant.flow_m3h)
+    assert len({round(q, 3) for q in flows}) == 3  # equal speeds, unequal flows
+    for i, m in enumerate(plant.pumps):
+        assert m.deviation == drawn[i]
+        assert m.head_m(flows[i], 0.93) == pytest.approx(plant.station_head_m)
+        shaft = m.shaft_kw(flows[i], 0.93, plant.station_head_m)
+        assert plant.pump_shaft_kw[i] == pytest.approx(shaft)
+        assert plant.pump_power_kw[i] == pytest.approx(
+            m.electrical_kw(flows[i], 0.93, plant.station_head_m)
+        )
+    datasheet = real_plant([PumpDeviation()] * 3, (0.93, 0.93, 0.93))
+    assert plant.flow_m3h != pytest.approx(datasheet.flow_m3h, abs=1.0)
+
+
+def test_a_worn_pump_delivers_less_at_the_same_speed_and_costs_more_energy():
+    worn = PumpDeviation(wear=0.2)
+    new = real_plant([PumpDeviation()] * 3, (0.95, 0.95, 0.0))
+    one_worn = real_plant([PumpDeviation(), worn, PumpDeviation()], (0.95, 0.95, 0.0))
+    assert one_worn.pump_flow_m3h[1] < one_worn.pump_flow_m3h[0]
+    assert one_worn.flow_m3h < new.flow_m3h
+    assert one_worn.remote_dp_m < new.remote_dp_m
+    # the same 800 m3/h at 12 m DP needs more speed on a worn pump, and more power
+    head = REFERENCE.system_head_m(800.0)
+    s_new = PumpModel(REFERENCE).speed_for_m(400.0, head)
+    s_worn = PumpModel(REFERENCE, worn).speed_for_m(400.0, head)
+    a = real_plant([PumpDeviation()] * 2 + [PumpDeviation()], (s_new, s_new, 0.0))
+    b = real_plant([worn, worn, PumpDeviation()], (s_worn, s_worn, 0.0))
+    assert a.remote_dp_m == pytest.approx(12.0, abs=0.01)
+    assert b.remote_dp_m == pytest.approx(12.0, abs=0.01)
+    assert b.total_power_kw > 1.15 * a.total_power_kw
+
+
+def test_wrong_pump_lists_are_refused():
+    with pytest.raises(SimInputError, match="PumpModel"):
+        Plant(demand=ConstantDemand(800.0), pumps=[PumpModel()] * 2)
+    with pytest.raises(SimInputError, match="PumpModel"):
+        Plant(demand=ConstantDemand(800.0), pumps=[PumpModel(), PumpModel(), "pump"])

@@ -1,12 +1,14 @@
-"""Pump, motor/VFD and parallel-pump hydraulics against the reference figures and pump laws."""
+"""Pump, motor/VFD and parallel-pump hydraulics against the reference figures and pump laws; real
+pumps: the ISO 9906 grade 2B draw against the acceptance test, deviations and wear."""
 
 import math
 
 import pytest
 
-from host_tools.sim import REFERENCE, PumpModel, best_staging
+from host_tools.sim import REFERENCE, PumpModel, SimInputError, best_staging
 from host_tools.sim.hydraulics import StationSolution, solve_station
 from host_tools.sim.optimal import pump_point
+from host_tools.sim.pump import PumpDeviation, draw_iso9906_2b, passes_iso9906_2b
 from host_tools.sim.water import saturation_pressure_kpa_abs, suction_limit_kpa_abs
 
 PUMP = PumpModel()
@@ -130,3 +132,142 @@ def test_suction_limit_is_about_1_6_bar_gauge_at_120c():
     assert suction_limit_kpa_abs(p_sat, 8.0, REFERENCE.kpa_per_m) == pytest.approx(
         p_sat + REFERENCE.kpa_per_m * 10.4
     )
+
+
+# --- real pumps: deviations, the 2B draw, wear ---------------------------------------------------
+
+Q_G = REFERENCE.bep_flow_m3h
+H_G = PUMP.head_m(Q_G, 1.0)  # the guarantee point of the datasheet, 60 m
+
+
+def crosses_tolerance_cross(pump):
+    """ISO 9906: the H(Q) curve meets the +-8 % flow bar at H_G or the +-5 % head bar at Q_G
+    (checked on a fine grid of the curve, not with the model's own inverse)."""
+    for k in range(2001):
+        q = Q_G * (0.9 + 0.2 * k / 2000)
+        h = pump.head_m(q, 1.0)
+        on_flow_bar = abs(h - H_G) <= 0.0005 * H_G and abs(q / Q_G - 1.0) <= 0.08
+        on_head_bar = abs(q - Q_G) <= 0.05 and abs(h / H_G - 1.0) <= 0.05
+        if on_flow_bar or on_head_bar:
+            return True
+    return abs(pump.head_m(Q_G, 1.0) / H_G - 1.0) <= 0.05
+
+
+def efficiency_on_the_guarantee_line(pump):
+    """Efficiency where the curve meets the straight line through the origin and (Q_G, H_G)."""
+    lo, hi = 0.0, 2.0 * Q_G
+    for _ in range(100):
+        mid = 0.5 * (lo + hi)
+        if pump.head_m(mid, 1.0) > H_G * mid / Q_G:
+            lo = mid
+        else:
+            hi = mid
+    return pump.efficiency(lo, 1.0)
+
+
+@pytest.mark.parametrize("seed", range(1, 41))
+def test_the_2b_draw_passes_the_acceptance_test_and_deviates(seed):
+    pumps = draw_iso9906_2b(seed, 3)
+    assert draw_iso9906_2b(seed, 3) == pumps  # reproducible from the seed
+    assert draw_iso9906_2b(seed, 2) == pumps[:2]  # pump i does not depend on the count
+    for d in pumps:
+        assert abs(d.flow_factor - 1.0) <= 0.08 and abs(d.head_factor - 1.0) <= 0.05
+        assert 0.95 <= d.efficiency_factor <= 1.0 and d.wear == 0.0
+        pump = PumpModel(REFERENCE, d)
+        assert crosses_tolerance_cross(pump), d
+        assert efficiency_on_the_guarantee_line(pump) >= 0.95 * 0.84, d
+    assert len({d.head_factor for d in pumps}) == 3  # each pump its own curve
+
+
+def test_the_draw_spreads_over_the_tolerance_and_depends_on_the_seed():
+    drawn = [d for seed in range(200) for d in draw_iso9906_2b(seed, 3)]
+    flows = [d.flow_factor for d in drawn]
+    heads = [d.head_factor for d in drawn]
+    assert min(flows) < 0.93 and max(flows) > 1.07
+    assert min(heads) < 0.955 and max(heads) > 1.045
+    assert min(d.efficiency_factor for d in drawn) < 0.955
+    assert draw_iso9906_2b(1, 3) != draw_iso9906_2b(2, 3)
+
+
+def test_a_pump_that_misses_the_cross_or_its_efficiency_is_refused():
+    assert passes_iso9906_2b(PumpDeviation())
+    assert not passes_iso9906_2b(PumpDeviation(1.05, 1.08, 1.0))  # curve above and right
+    assert not crosses_tolerance_cross(PumpModel(REFERENCE, PumpDeviation(1.05, 1.08, 1.0)))
+    assert not passes_iso9906_2b(PumpDeviation(1.0, 1.0, 0.94))
+    assert not passes_iso9906_2b(PumpDeviation(0.9, 1.0, 1.0))
+
+
+def test_deviation_moves_the_bep_and_keeps_the_curve_shape():
+    d = PumpDeviation(head_factor=1.04, flow_factor=0.95, efficiency_factor=0.97)
+    pump = PumpModel(REFERENCE, d)
+    assert pump.shutoff_head_m(1.0) == pytest.approx(70.0 * 1.04)
+    assert pump.head_m(450.0 * 0.95, 1.0) == pytest.approx(H_G * 1.04)
+    assert pump.efficiency(450.0 * 0.95, 1.0) == pytest.approx(0.84 * 0.97)
+    x = 0.7  # a similar point of the datasheet curve, scaled
+    assert pump.head_m(450.0 * 0.95 * x, 1.0) == pytest.approx(1.04 * PUMP.head_m(450.0 * x, 1.0))
+    # the affinity laws still hold for the real pump
+    assert pump.head_m(300.0 * 0.8, 0.8) == pytest.approx(pump.head_m(300.0, 1.0) * 0.64)
+    assert pump.speed_for_m(300.0, pump.head_m(300.0, 0.9)) == pytest.approx(0.9)
+
+
+def test_wear_loses_head_at_flow_growing_with_flow_and_keeps_the_shutoff_head():
+    new = PumpModel(REFERENCE, PumpDeviation())
+    worn = PumpModel(REFERENCE, PumpDeviation(wear=0.2))
+    assert worn.shutoff_head_m(1.0) == new.shutoff_head_m(1.0)
+    assert worn.head_m(0.0, 0.8) == new.head_m(0.0, 0.8)
+    loss_bep = new.head_m(450.0, 1.0) - worn.head_m(450.0, 1.0)
+    assert loss_bep == pytest.approx(0.2 * H_G)  # wear: the fraction of the BEP head lost there
+    losses = [new.head_m(q, 1.0) - worn.head_m(q, 1.0) for q in (100.0, 300.0, 450.0, 600.0)]
+    assert losses == sorted(losses) and losses[0] > 0.0
+    assert losses[3] / losses[2] == pytest.approx((600.0 / 450.0) ** 2)
+    # similar point at reduced speed: the loss scales with s^2
+    assert new.head_m(360.0, 0.8) - worn.head_m(360.0, 0.8) == pytest.approx(0.2 * H_G * 0.64)
+    # less efficient at flow: the impeller does the same work, the lost head becomes heat
+    for q in (200.0, 450.0, 550.0):
+        ratio = worn.head_m(q, 1.0) / new.head_m(q, 1.0)
+        assert worn.efficiency(q, 1.0) == pytest.approx(new.efficiency(q, 1.0) * ratio)
+        assert worn.shaft_kw(q, 1.0, worn.head_m(q, 1.0)) == pytest.approx(
+            new.shaft_kw(q, 1.0, new.head_m(q, 1.0))
+        )
+    # the same duty needs more speed and more power from a worn pump
+    duty_q, duty_h = 400.0, 50.0
+    assert worn.speed_for_m(duty_q, duty_h) > new.speed_for_m(duty_q, duty_h)
+    s_new, s_worn = new.speed_for_m(duty_q, duty_h), worn.speed_for_m(duty_q, duty_h)
+    assert worn.electrical_kw(duty_q, s_worn, duty_h) > 1.1 * new.electrical_kw(
+        duty_q, s_new, duty_h
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"head_factor": 0.79},
+        {"flow_factor": 1.21},
+        {"efficiency_factor": 1.11},
+        {"wear": 0.31},
+        {"wear": -0.01},
+        {"head_factor": float("nan")},
+        {"flow_factor": True},
+    ],
+)
+def test_deviations_outside_their_range_are_refused(kwargs):
+    with pytest.raises(SimInputError, match=next(iter(kwargs))):
+        PumpDeviation(**kwargs)
+
+
+def test_parallel_pumps_with_their_own_curves_share_one_head():
+    models = [PumpModel(REFERENCE, d) for d in draw_iso9906_2b(1, 3)]
+    models[2] = PumpModel(REFERENCE, PumpDeviation(wear=0.25))
+    h0 = [m.h0 for m in models]
+    c = [m.c for m in models]
+    sol = solve_station(900.0, [0.95, 0.95, 0.95], h0, c, KBP, StationSolution(3))
+    assert sum(sol.pump_flow_m3h) == pytest.approx(900.0)
+    for m, q in zip(models, sol.pump_flow_m3h, strict=True):
+        assert m.head_m(q, 0.95) == pytest.approx(sol.head_m)
+    flows = sol.pump_flow_m3h
+    assert flows[2] < min(flows[:2])  # the worn pump carries least at the common head
+    # the derivative is still the finite difference
+    dq = 1e-3
+    up = solve_station(900.0 + dq, [0.95] * 3, h0, c, KBP, StationSolution(3)).head_m
+    down = solve_station(900.0 - dq, [0.95] * 3, h0, c, KBP, StationSolution(3)).head_m
+    assert sol.dhead_dflow == pytest.approx((up - down) / (2 * dq), rel=1e-4)
