@@ -10,7 +10,9 @@ Rules:
 - Types are strict: an integer field refuses 2.5 and true; a number field takes 2 or 2.5 and is
   returned as a float; booleans are JSON true/false only.
 - Ranges and cross-field rules: speed envelope 0 <= min < max <= 120 % with safe_pct inside it
-  (drives with comm_loss_action safe_speed go there); 1..3 pumps (the telemetry frame has 3 pump
+  (drives with comm_loss_action safe_speed go there); drive ramp times (pumps[].ramp_up_s /
+  ramp_down_s, 0 -> 100 %) no faster than speed.slew_pct_per_s and within the drive's parameter
+  range, default 100 / slew_pct_per_s; 1..3 pumps (the telemetry frame has 3 pump
   slots); Modbus units unique over pumps and the I/O module; I/O registers and input bits unique;
   sensor ranges low < high; a sensor fallback is "stop", "hold", a number inside the sensor's range,
   or another sensor's key (or its key without the unit suffix, e.g. "discharge") that does not
@@ -27,6 +29,8 @@ MAX_PUMPS = 3  # uplink.PUMP_SLOTS: the telemetry frame reports 3 pumps
 PROFILES = ("abb", "danfoss", "g120")
 REF_FULL_SCALE = {"abb": 20000, "danfoss": 16384, "g120": 16384}  # 0x4000 = 100 % (FC, PROFIdrive)
 COMM_LOSS_ACTIONS = ("fault", "hold", "safe_speed")
+# Largest ramp time each drive's parameter takes (drives.py): ACS580 23.12, FC 3-41, G120 p1120.
+RAMP_MAX_S = {"abb": 1800.0, "danfoss": 3600.0, "g120": 650.0}
 BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 PARITIES = ("N", "E", "O")
 REQUIRED_CHANNELS = ("suction_kpa", "discharge_kpa", "remote_dp_kpa", "supply_temp_c", "flow_m3h")
@@ -208,7 +212,10 @@ def _pumps(doc):
         path = "pumps[%d]" % i
         entry = doc[i]
         _section(
-            entry, path, ("unit", "profile"), ("ref_full_scale", "comm_loss_action", "rated_kw")
+            entry,
+            path,
+            ("unit", "profile"),
+            ("ref_full_scale", "comm_loss_action", "rated_kw", "ramp_up_s", "ramp_down_s"),
         )
         out: dict = {}
         unit = _int(entry, out, path, "unit", 1, 247)
@@ -222,6 +229,30 @@ def _pumps(doc):
             _num(entry, out, path, "rated_kw", 0.1, 5000.0)
         pumps.append(out)
     return pumps, units
+
+
+def _ramps(doc, pumps, speed):
+    """pumps[].ramp_up_s / ramp_down_s (0 -> 100 %): never faster than speed.slew_pct_per_s,
+    so a drive's own ramp (a stop, its comm-loss speed) keeps the slew limit; default exactly
+    that (100 s at 1 %/s)."""
+    fastest = 100.0 / speed["slew_pct_per_s"]
+    for i in range(len(pumps)):
+        path = "pumps[%d]" % i
+        most = RAMP_MAX_S[pumps[i]["profile"]]
+        for key in ("ramp_up_s", "ramp_down_s"):
+            if key not in doc[i] and fastest > most:
+                _fail(
+                    _join(path, key),
+                    "default %s s (100 / speed.slew_pct_per_s) above the drive's %s s"
+                    % (_fmt(fastest), _fmt(most)),
+                )
+            value = _num(doc[i], pumps[i], path, key, 0.0, most, fastest)
+            if value < fastest:
+                _fail(
+                    _join(path, key),
+                    "%s s ramps faster than speed.slew_pct_per_s %s (at least %s s)"
+                    % (_fmt(value), _fmt(speed["slew_pct_per_s"]), _fmt(fastest)),
+                )
 
 
 def _short(key):
@@ -619,6 +650,7 @@ def load_config(source):
     channels = out["io"]["channels"]
     out["pump_model"] = _pump_model(source["pump_model"])
     out["speed"] = _speed(source["speed"])
+    _ramps(source["pumps"], out["pumps"], out["speed"])
     out["pid"] = _pid(source["pid"])
     out["staging"] = _staging(source.get("staging", {}), len(out["pumps"]))
     out["protection"] = _protection(source["protection"], channels)

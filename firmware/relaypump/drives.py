@@ -27,6 +27,16 @@ Status -> DRIVE_* (snapshot.py): trip bit -> TRIPPED; inverter modulating (PROFI
 fieldbus control (PROFIdrive bit 9, Danfoss bit 9) -> NOT_READY; otherwise READY, including
 SWITCH-ON INHIBITED, which the start sequence leaves on its own.
 Fault codes (vendor numbers as read from the fault register) map to a common meaning: FAULT_*.
+Ramp times (config ramp_up_s / ramp_down_s: 0 -> 100 % and 100 -> 0 % of the speed scale) are
+drive parameters the master writes at commissioning and reads back (fieldbus.py); per profile:
+- ABB ACS580: 23.12 acceleration time 1 / 23.13 deceleration time 1, holding registers
+  402312 / 402313 (400000 + 100 group + index) -> wire 2311 / 2312, 16-bit, 10 = 1 s (0..1800 s);
+- Danfoss FC: 3-41 ramp 1 ramp-up / 3-42 ramp-down time -> wire 3409 / 3419 (10 x number - 1),
+  32-bit (two registers, high word first), conversion index -2: 100 = 1 s (1..3600 s);
+- G120: p1120 ramp-up / p1121 ramp-down time, registers 40322 / 40323 -> wire 321 / 322, 16-bit,
+  100 = 1 s (0..650 s).
+``ramp_blocks`` / ``ramp_values`` give the writes (one fc16 per block: ABB and G120 one block of
+both times, Danfoss one block per 32-bit time); ``ramp_ds`` decodes a read-back value.
 Nothing here allocates per call except the float reference conversion.
 """
 
@@ -93,11 +103,31 @@ class _Profile:
     CURRENT_SCALE = 0.1  # A per bit
     POWER_SCALE = 0.1  # kW per bit
     FAULTS: dict = {}
+    # Ramp-time parameters: wire addresses, registers per value (2: high word first), units per
+    # second, largest time the register takes.
+    RAMP_UP_ADDRESS = 0
+    RAMP_DOWN_ADDRESS = 0
+    RAMP_WORDS = 1
+    RAMP_PER_S = 10
+    RAMP_MAX_S = 1800.0
 
-    def __init__(self, full_scale=0, rated_kw=0.0):
+    def __init__(self, full_scale=0, rated_kw=0.0, ramp_up_s=100.0, ramp_down_s=100.0):
         self.full_scale = full_scale or self.FULL_SCALE
         if not 0 < self.full_scale <= 0x7FFF:
             raise ProfileError("ref_full_scale %d outside 1..32767" % self.full_scale)
+        self.ramp_blocks: tuple = ()
+        self.ramp_values: tuple = ()
+        up = self._ramp_raw("ramp_up_s", ramp_up_s)
+        down = self._ramp_raw("ramp_down_s", ramp_down_s)
+        if self.RAMP_WORDS == 2:
+            self.ramp_blocks = (self.RAMP_UP_ADDRESS, self.RAMP_DOWN_ADDRESS)
+            self.ramp_values = ([up >> 16, up & 0xFFFF], [down >> 16, down & 0xFFFF])
+        elif self.RAMP_DOWN_ADDRESS == self.RAMP_UP_ADDRESS + 1:
+            self.ramp_blocks = (self.RAMP_UP_ADDRESS,)
+            self.ramp_values = ([up, down],)
+        else:
+            self.ramp_blocks = (self.RAMP_UP_ADDRESS, self.RAMP_DOWN_ADDRESS)
+            self.ramp_values = ([up], [down])
         self.speed_scale = 100.0 / self.full_scale  # % per bit of the actual value
         self._ref_scale = self.full_scale / 100.0
         self.current_scale = self.CURRENT_SCALE
@@ -110,6 +140,18 @@ class _Profile:
     def contiguous_write(self):
         """Control word and reference can go in one write multiple registers (fc16)."""
         return self.REFERENCE_ADDRESS == self.CONTROL_ADDRESS + 1
+
+    def _ramp_raw(self, key, seconds):
+        if not 0.0 < seconds <= self.RAMP_MAX_S:  # also NaN
+            raise ProfileError(
+                "%s %s outside 0..%d s for %s" % (key, seconds, self.RAMP_MAX_S, self.NAME)
+            )
+        return int(seconds * self.RAMP_PER_S + 0.5)
+
+    def ramp_ds(self, high, low):
+        """A ramp time read back, in 0.1 s (high is ignored for 16-bit parameters)."""
+        raw = (high << 16 | low) if self.RAMP_WORDS == 2 else low
+        return raw * 10 // self.RAMP_PER_S
 
     def reference(self, speed_pct):
         """Register value for a speed reference in % of nominal speed."""
@@ -155,6 +197,10 @@ class ProfidriveProfile(_Profile):
     AUX_BLOCKS = ((344, 3, 0, 2),)  # r0027 current 0.01 A, r0031 torque, r0032 power 0.01 kW
     CURRENT_SCALE = 0.01
     POWER_SCALE = 0.01
+    RAMP_UP_ADDRESS = 321  # p1120 ramp-up time (40322), then p1121 ramp-down time (40323)
+    RAMP_DOWN_ADDRESS = 322
+    RAMP_PER_S = 100
+    RAMP_MAX_S = 650.0
     FAULTS = {
         30001: FAULT_OVERCURRENT,
         30017: FAULT_OVERCURRENT,  # hardware current limit
@@ -223,6 +269,10 @@ class AbbProfile(ProfidriveProfile):
     FAULT_ADDRESS = 400  # 04.01 tripping fault
     AUX_BLOCKS = ((106, 1, 0, -1),)  # 01.07 motor current 0.1 A
     CURRENT_SCALE = 0.1
+    RAMP_UP_ADDRESS = 2311  # 23.12 acceleration time 1 (402312), then 23.13 deceleration time 1
+    RAMP_DOWN_ADDRESS = 2312
+    RAMP_PER_S = 10
+    RAMP_MAX_S = 1800.0
     FAULTS = {
         0x2310: FAULT_OVERCURRENT,
         0x2340: FAULT_OVERCURRENT,  # short circuit
@@ -234,8 +284,8 @@ class AbbProfile(ProfidriveProfile):
         0x6681: FAULT_COMM_LOSS,  # EFB communication loss
     }
 
-    def __init__(self, full_scale=0, rated_kw=0.0):
-        super().__init__(full_scale, rated_kw)
+    def __init__(self, full_scale=0, rated_kw=0.0, ramp_up_s=100.0, ramp_down_s=100.0):
+        super().__init__(full_scale, rated_kw, ramp_up_s, ramp_down_s)
         if not rated_kw > 0.0:
             raise ProfileError("abb: rated_kw needed to scale ACT2 power")
         self.power_scale = rated_kw / 10000.0
@@ -252,6 +302,11 @@ class DanfossProfile(_Profile):
     REFERENCE_ADDRESS = 50009  # REF (not adjacent: two single writes)
     FAULT_ADDRESS = 15299  # 15-30 alarm log: error code
     AUX_BLOCKS = ((16099, 1, -1, 0), (16139, 1, 0, -1))  # 16-10 power 0.1 kW, 16-14 current 0.1 A
+    RAMP_UP_ADDRESS = 3409  # 3-41 ramp 1 ramp-up time, uint32 0.01 s
+    RAMP_DOWN_ADDRESS = 3419  # 3-42 ramp 1 ramp-down time
+    RAMP_WORDS = 2
+    RAMP_PER_S = 100
+    RAMP_MAX_S = 3600.0
     FAULTS = {
         13: FAULT_OVERCURRENT,
         16: FAULT_OVERCURRENT,  # short circuit
@@ -300,11 +355,17 @@ PROFILES = {
 }
 
 
-def make_profile(pump, rated_kw=0.0):
+def make_profile(pump, rated_kw=0.0, ramp_s=100.0):
     """The profile object for one entry of config "pumps" (keys "profile", "ref_full_scale",
-    "rated_kw"; ``rated_kw`` is the default for the last, from pump_model)."""
+    "rated_kw", "ramp_up_s", "ramp_down_s"; ``rated_kw`` is the default for rated_kw, from
+    pump_model, ``ramp_s`` the one for both ramps: 100 / speed.slew_pct_per_s, as config.py)."""
     name = pump.get("profile")
     cls = PROFILES.get(name)
     if cls is None:
         raise ProfileError("pumps[].profile %r is not one of abb, danfoss, g120, profidrive" % name)
-    return cls(pump.get("ref_full_scale", 0), pump.get("rated_kw", rated_kw))
+    return cls(
+        pump.get("ref_full_scale", 0),
+        pump.get("rated_kw", rated_kw),
+        pump.get("ramp_up_s", ramp_s),
+        pump.get("ramp_down_s", ramp_s),
+    )

@@ -24,6 +24,16 @@ then the I/O module: one read of the analog block (input registers, uA) and one 
 inputs; then one slow ("aux") read that rotates over the drives' current/power registers, except
 that a drive newly found tripped gets its fault register read first. NE43 status registers of the
 module are not read: the status follows from the current, which sensors.py evaluates.
+Before the aux read, one ramp-time transaction when a drive is due one (K_RAMP; skipped
+otherwise; the control writes come earlier in the cycle and are never delayed by it). Commissioning a drive writes its ramp times
+(drives.py: ramp_blocks / ramp_values, one fc16 per block), then reads every block back; it starts
+at first contact, after a comm restore and after a fault-reset edge was written (a reset or power
+cycle may have restored the drive's stored ramps), and the read-back is repeated every
+_RAMP_CHECK_MS (someone may change them at the keypad). A read-back that differs, or an exception
+answer (the drive refuses the value; it is there, so this is not a comm failure), rewrites at once;
+when the second attempt in a row still differs, ``on_event(EVENT_DRIVE_RAMP_MISMATCH, pump,
+now_ms)`` is called once (``ramp_seen_ds[pump]``: the time read back in 0.1 s, -1 = refused) and
+the drive is rewritten every _RAMP_CHECK_MS until a read-back matches (``ramp_ok[pump]``).
 Pacing: bus.cycle_ms > 0 starts a cycle at most that often (the bus rests in between); 0 runs
 cycles back to back at the wire's limit.
 Timeouts: per request, (request + response bytes) * 11 bits / baud + 3.5 characters, rounded up
@@ -52,7 +62,11 @@ except ImportError:  # CPython
 
 
 from relaypump import modbus as mb
-from relaypump.codes import EVENT_DRIVE_COMM_LOST, EVENT_DRIVE_COMM_RESTORED
+from relaypump.codes import (
+    EVENT_DRIVE_COMM_LOST,
+    EVENT_DRIVE_COMM_RESTORED,
+    EVENT_DRIVE_RAMP_MISMATCH,
+)
 from relaypump.drives import make_profile
 from relaypump.snapshot import DRIVE_TRIPPED, DRIVE_UNKNOWN
 from relaypump.ticks import ticks_diff as _ticks_diff
@@ -69,6 +83,7 @@ K_WRITE_REFERENCE = const(4)  # fc06
 K_ANALOG = const(5)
 K_INPUTS = const(6)
 K_AUX = const(7)
+K_RAMP = const(8)  # ramp-time write or read-back of the drive due one
 
 # Why a device's last transaction failed.
 ERR_NONE = const(0)
@@ -79,6 +94,8 @@ ERR_EXCEPTION = const(4)
 
 _FAULT_BLOCK = const(255)  # aux target: the fault register
 _BITS_PER_CHAR = const(11)
+_RAMP_CHECK_MS = const(60000)  # ramp times read back this often; a refused drive retried as often
+_RAMP_DONE = const(255)  # ramp step: verified, next read-back at _ramp_due_ms
 
 
 class FieldbusConfigError(ValueError):
@@ -113,13 +130,14 @@ class Fieldbus:
         if not isinstance(pumps, list) or not pumps:
             raise FieldbusConfigError("pumps: need a list of at least one drive")
         rated_kw = config.get("pump_model", {}).get("rated_kw", 0.0)
+        ramp_s = 100.0 / config.get("speed", {}).get("slew_pct_per_s", 1.0)  # config.py's default
         io = config.get("io", {})
         self.snapshot = snapshot
         self.sensors = sensors
         self.on_event = on_event
         self.master = mb.RtuMaster()
         try:
-            self.profiles = [make_profile(p, rated_kw) for p in pumps]
+            self.profiles = [make_profile(p, rated_kw, ramp_s) for p in pumps]
         except ValueError as e:
             raise FieldbusConfigError("pumps: %s" % e) from None
         n = len(pumps)
@@ -175,6 +193,17 @@ class Fieldbus:
         self._control = [0] * n  # words of this cycle's write (kept for retries)
         self._reference = [0] * n
         self._values = [0, 0]  # fc16 payload
+        # Ramp commissioning per drive: step k < blocks writes block k, blocks <= k < 2 blocks reads
+        # block k - blocks back, _RAMP_DONE waits for the next check; nothing is due before due_ms.
+        self._ramp_step = bytearray(n)
+        self._ramp_due_ms = [0] * n
+        self._ramp_wait = bytearray(n)  # 1: nothing before _ramp_due_ms
+        self._ramp_misses = bytearray(n)  # read-backs in a row that differed (or were refused)
+        self._ramp_next = 0  # where the search for a drive due a ramp transaction starts
+        self._ramp_target = 0
+        self.ramp_ok = [False] * n  # read back equal to the config since the last (re)write
+        self.ramp_seen_ds = [0] * n  # the time a mismatching read-back gave (0.1 s), -1 refused
+        self.ramp_mismatches = [0] * n  # events raised (they only grow)
 
         kinds = bytearray()
         devs = bytearray()
@@ -210,6 +239,9 @@ class Fieldbus:
             kinds.append(K_INPUTS)
             devs.append(n)
             firsts.append(first_io)
+        kinds.append(K_RAMP)
+        devs.append(0)  # replaced by the chosen drive
+        firsts.append(0)
         if len(aux_dev):
             kinds.append(K_AUX)
             devs.append(0)  # replaced by the chosen drive
@@ -383,6 +415,10 @@ class Fieldbus:
             if self._attempt == 0 and not self._choose_aux():
                 return None
             dev = self._aux_target
+        elif kind == K_RAMP:
+            if self._attempt == 0 and not self._choose_ramp(now_ms):
+                return None
+            dev = self._ramp_target
         if self._skip[dev]:
             return None
         if self.lost[dev] and self._attempt == 0:
@@ -409,6 +445,13 @@ class Fieldbus:
                 return m.read_holding_registers(unit, p.FAULT_ADDRESS, 1)
             address, count, _, _ = p.AUX_BLOCKS[block]
             return m.read_holding_registers(unit, address, count)
+        if kind == K_RAMP:
+            step = self._ramp_step[dev]
+            blocks = len(p.ramp_blocks)
+            if step < blocks:
+                return m.write_registers(unit, p.ramp_blocks[step], p.ramp_values[step])
+            step -= blocks
+            return m.read_holding_registers(unit, p.ramp_blocks[step], len(p.ramp_values[step]))
         if self._attempt == 0 and kind != K_WRITE_REFERENCE:
             self._make_command(dev)
         if kind == K_WRITE:
@@ -448,10 +491,90 @@ class Fieldbus:
                 return True
         return False
 
+    def _choose_ramp(self, now_ms):
+        """The next drive (in turn) whose ramp step is due; a verified one starts its read-back."""
+        n = self.pump_count
+        for k in range(n):
+            dev = self._ramp_next + k
+            if dev >= n:
+                dev -= n
+            if not self.online(dev) or self._skip[dev]:
+                continue
+            if self._ramp_wait[dev] and _ticks_diff(now_ms, self._ramp_due_ms[dev]) < 0:
+                continue
+            if self._ramp_step[dev] == _RAMP_DONE:
+                self._ramp_step[dev] = len(self.profiles[dev].ramp_blocks)  # read back
+            self._ramp_wait[dev] = 0
+            self._ramp_target = dev
+            self._ramp_next = dev + 1 if dev + 1 < n else 0
+            return True
+        return False
+
+    def _recommission(self, dev):
+        """Write the ramp times again from the first block, now."""
+        self._ramp_step[dev] = 0
+        self._ramp_wait[dev] = 0
+        self._ramp_misses[dev] = 0
+        self.ramp_ok[dev] = False
+
+    def _wait_ramp(self, dev, now_ms):
+        self._ramp_due_ms[dev] = (now_ms + _RAMP_CHECK_MS) & 0x3FFFFFFF
+        self._ramp_wait[dev] = 1
+
+    def _ramp_done(self, dev, now_ms, refused):
+        """A ramp write went through, or a block was read back (refused: an exception answer)."""
+        p = self.profiles[dev]
+        blocks = len(p.ramp_blocks)
+        step = self._ramp_step[dev]
+        if step < blocks and not refused:
+            self._ramp_step[dev] = step + 1
+            return
+        seen = -1
+        if not refused:
+            m = self.master
+            expected = p.ramp_values[step - blocks]
+            for k in range(len(expected)):
+                if m.register(k) != expected[k]:
+                    if p.RAMP_WORDS == 2:
+                        k &= ~1
+                        seen = p.ramp_ds(m.register(k), m.register(k + 1))
+                    else:
+                        seen = p.ramp_ds(0, m.register(k))
+                    break
+            else:
+                if step + 1 < 2 * blocks:
+                    self._ramp_step[dev] = step + 1
+                    return
+                self._ramp_step[dev] = _RAMP_DONE
+                self._wait_ramp(dev, now_ms)
+                self._ramp_misses[dev] = 0
+                self.ramp_ok[dev] = True
+                return
+        # Differs or refused: rewrite now; from the second miss in a row on, alarm once and
+        # retry only every check period (a drive that keeps refusing must not hog the slot).
+        self.ramp_ok[dev] = False
+        misses = self._ramp_misses[dev]
+        if misses < 255:
+            self._ramp_misses[dev] = misses + 1
+        self._ramp_step[dev] = 0
+        if misses >= 1:
+            self._wait_ramp(dev, now_ms)
+        if misses == 1:
+            self.ramp_seen_ds[dev] = seen
+            self.ramp_mismatches[dev] += 1
+            self._event(EVENT_DRIVE_RAMP_MISMATCH, dev, now_ms)
+
+    def _target(self, kind, slot):
+        if kind == K_AUX:
+            return self._aux_target
+        if kind == K_RAMP:
+            return self._ramp_target
+        return self.plan_devices[slot]
+
     def _done(self, now_ms):
         slot = self._slot
         kind = self.plan_kinds[slot]
-        dev = self._aux_target if kind == K_AUX else self.plan_devices[slot]
+        dev = self._target(kind, slot)
         m = self.master
         if kind == K_STATUS:
             p = self.profiles[dev]
@@ -471,8 +594,11 @@ class Fieldbus:
             self.actual_raw[dev] = m.register(0)
         elif kind == K_WRITE or kind == K_WRITE_CONTROL:
             cmd = self.snapshot.commands[dev]
-            if cmd.reset and (self.profiles[dev].reset_sent or self.state[dev] != DRIVE_TRIPPED):
+            reset_sent = self.profiles[dev].reset_sent
+            if cmd.reset and (reset_sent or self.state[dev] != DRIVE_TRIPPED):
                 cmd.reset = False
+            if reset_sent:
+                self._recommission(dev)
         elif kind == K_ANALOG:
             ua = self.analog_ua
             for k in range(self.analog_count):
@@ -499,19 +625,27 @@ class Fieldbus:
                     self.current_raw[dev] = m.register(current_index)
                 if power_index >= 0:
                     self.power_raw[dev] = m.register(power_index)
+        elif kind == K_RAMP:
+            self._ramp_done(dev, now_ms, False)
         self.transactions += 1
         self.failures[dev] = 0
         self.last_error[dev] = ERR_NONE
         self.heard[dev] = True
         if self.lost[dev]:
             self.lost[dev] = False
+            if dev < self.pump_count:
+                self._recommission(dev)
             self._event(EVENT_DRIVE_COMM_RESTORED, dev, now_ms)
         self._advance()
 
     def _fail(self, error, now_ms):
         kind = self.plan_kinds[self._slot]
-        dev = self._aux_target if kind == K_AUX else self.plan_devices[self._slot]
+        dev = self._target(kind, self._slot)
         if isinstance(error, mb.ExceptionResponse):
+            if kind == K_RAMP:  # the drive is there and refuses the value: not a comm failure
+                self._ramp_done(dev, now_ms, True)
+                self._advance()
+                return
             code = ERR_EXCEPTION
         elif isinstance(error, mb.CrcError):
             code = ERR_CRC

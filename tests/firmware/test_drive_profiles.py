@@ -17,7 +17,7 @@ from relaypump.snapshot import (
 )
 from support import ON_MICROPYTHON, bytes_allocated
 
-VM_HEAP_KIB = 64
+VM_HEAP_KIB = 192  # the config test loads station.json
 
 
 def abb():
@@ -195,3 +195,63 @@ def test_words_allocate_nothing():
 
     hundred_words()
     assert bytes_allocated(hundred_words) <= (0 if ON_MICROPYTHON else 2000)
+
+
+def test_ramp_time_parameters_and_scales():
+    # ABB 23.12 / 23.13 (402312 / 402313), 10 = 1 s; one write of both.
+    p = d.make_profile({"profile": "abb", "ramp_up_s": 100.0, "ramp_down_s": 120.5}, 110.0)
+    assert p.ramp_blocks == (2311,) and p.ramp_values == ([1000, 1205],)
+    assert p.ramp_ds(0, 1205) == 1205
+    # Danfoss 3-41 / 3-42: 32-bit, high word first, 0.01 s; not adjacent: one write each.
+    p = d.make_profile({"profile": "danfoss", "ramp_up_s": 3600.0, "ramp_down_s": 100.0})
+    assert p.ramp_blocks == (3409, 3419)
+    assert p.ramp_values == ([5, 32320], [0, 10000])  # 360000 = 5 * 65536 + 32320
+    assert p.ramp_ds(5, 32320) == 36000
+    # G120 p1120 / p1121 (40322 / 40323), 0.01 s.
+    p = d.make_profile({"profile": "g120", "ramp_up_s": 650.0, "ramp_down_s": 60.0})
+    assert p.ramp_blocks == (321,) and p.ramp_values == ([65000, 6000],)
+    assert p.ramp_ds(0, 6000) == 600
+    # The default (100 / slew) when the config does not name them.
+    assert d.make_profile({"profile": "g120"}, 0.0, 50.0).ramp_values == ([5000, 5000],)
+    bad = (
+        {"profile": "abb", "ramp_up_s": 1800.5},
+        {"profile": "danfoss", "ramp_down_s": 0.0},
+        {"profile": "g120", "ramp_up_s": 651.0},
+        {"profile": "g120", "ramp_down_s": float("nan")},
+    )
+    for pump in bad:
+        try:
+            d.make_profile(pump, 110.0)
+        except d.ProfileError as e:
+            assert "ramp_" in str(e), str(e)
+            continue
+        raise AssertionError("accepted %r" % (pump,))
+
+
+def test_config_ramp_times_keep_the_slew_limit():
+    from relaypump.config import ConfigError, load_config
+    from support import station_config
+
+    shipped = load_config(station_config())
+    assert [(p["ramp_up_s"], p["ramp_down_s"]) for p in shipped["pumps"]] == [(100.0, 100.0)] * 3
+    doc = station_config()
+    doc["speed"]["slew_pct_per_s"] = 2.0
+    for p in doc["pumps"]:
+        del p["ramp_up_s"]
+        del p["ramp_down_s"]
+    assert load_config(doc)["pumps"][1]["ramp_down_s"] == 50.0  # default: 100 / slew
+    cases = (
+        ("pumps[0].ramp_up_s", 99.0, "faster than speed.slew_pct_per_s"),
+        ("pumps[1].ramp_down_s", 3600.5, "outside"),
+        ("pumps[2].ramp_up_s", 651.0, "outside"),
+        ("pumps[2].ramp_down_s", "100", "must be a number"),
+    )
+    for field, value, why in cases:
+        doc = station_config()
+        doc["pumps"][int(field[6])][field.split(".")[1]] = value
+        try:
+            load_config(doc)
+        except ConfigError as e:
+            assert str(e).startswith(field) and why in str(e), str(e)
+            continue
+        raise AssertionError("accepted %s = %r" % (field, value))

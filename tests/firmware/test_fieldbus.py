@@ -5,7 +5,11 @@ tests/host_tools/test_fieldbus_sim.py.)
 
 from relaypump import fieldbus as fbm
 from relaypump import modbus as mb
-from relaypump.codes import EVENT_DRIVE_COMM_LOST, EVENT_DRIVE_COMM_RESTORED
+from relaypump.codes import (
+    EVENT_DRIVE_COMM_LOST,
+    EVENT_DRIVE_COMM_RESTORED,
+    EVENT_DRIVE_RAMP_MISMATCH,
+)
 from relaypump.snapshot import (
     CMD_RUN,
     CMD_STOP,
@@ -72,24 +76,42 @@ def word(request, at):
 
 
 class Drives:
-    """Register values the hand-built responses carry, per unit and address."""
+    """Register values the hand-built responses carry, per unit and address; writes are kept.
+    Ramp times start at the drives' factory values (ABB 20 s, Danfoss 3 s, G120 10 s)."""
 
     def __init__(self):
         self.regs = {
-            1: {3: 0x0737, 4: 16000, 5: 5000, 106: 1500, 400: 0},
-            2: {50199: 0x0F07, 50209: 0x3333, 16099: 550, 16139: 1490, 15299: 0},
+            1: {3: 0x0737, 4: 16000, 5: 5000, 106: 1500, 400: 0, 2311: 200, 2312: 200},
+            2: {
+                50199: 0x0F07,
+                50209: 0x3333,
+                16099: 550,
+                16139: 1490,
+                15299: 0,
+                3409: 0,
+                3410: 300,
+                3419: 0,
+                3420: 300,
+            },
             3: {109: 0x0737, 110: 0x3333, 344: 15000, 345: 0, 346: 5600, 399: 0},
             10: {0: 8000, 1: 9000, 2: 10000, 3: 11000, 4: 12000},
         }
+        self.regs[3].update({321: 1000, 322: 1000})
         self.inputs = 0b01
 
     def answer(self, request):
         unit, fc = request[0], request[1]
+        address = word(request, 2)
         if fc in (3, 4):
-            address, count = word(request, 2), word(request, 4)
+            count = word(request, 4)
             return registers_response(request, [self.regs[unit][address + k] for k in range(count)])
         if fc == 2:
             return bits_response(request, self.inputs)
+        if fc == 6:
+            self.regs[unit][address] = word(request, 4)
+        elif fc == 16:
+            for k in range(word(request, 4)):
+                self.regs[unit][address + k] = word(request, 7 + 2 * k)
         return echo_response(request)
 
 
@@ -118,6 +140,15 @@ def one_cycle(fb, now_ms, drives):
     return sent
 
 
+def commission(fb, now_ms, drives):
+    """Cycles until every drive's ramp times are written and read back (at most 12)."""
+    for _ in range(12):
+        if all(fb.ramp_ok):
+            return
+        one_cycle(fb, now_ms, drives)
+    raise AssertionError("ramps not commissioned: %r" % (fb.ramp_ok,))
+
+
 def test_the_plan_of_one_cycle():
     snap = Snapshot(3)
     fb = fbm.Fieldbus(config(), snap)
@@ -134,13 +165,16 @@ def test_the_plan_of_one_cycle():
         (3, 16, 99),  # STW1 + setpoint
         (10, 4, 0),  # analog block 0..4
         (10, 2, 0),  # discrete inputs 0..1
+        (1, 16, 2311),  # first contact: ABB ramp times (23.12, 23.13)
         (1, 3, 106),  # aux rotation: ABB current first
     ]
     assert word(sent[8], 4) == 5 and word(sent[9], 4) == 2
+    assert (word(sent[10], 7), word(sent[10], 9)) == (1000, 1000)  # 100 s, 10 = 1 s
     second = [(r[0], word(r, 2)) for r in one_cycle(fb, 100, Drives())]
     third = [(r[0], word(r, 2)) for r in one_cycle(fb, 200, Drives())]
     assert second[-1] == (2, 16099) and third[-1] == (2, 16139)  # the rotation goes on
-    assert fb.cycles == 3 and fb.failed == 0 and fb.transactions == 33
+    assert second[-2] == (2, 3409) and third[-2] == (3, 321)  # ramps: one drive per cycle
+    assert fb.cycles == 3 and fb.failed == 0 and fb.transactions == 36
 
 
 def test_timeouts_and_gap_follow_the_baud_rate():
@@ -201,7 +235,7 @@ def test_a_trip_reads_the_fault_register_and_reset_is_consumed():
     snap = Snapshot(3)
     fb = fbm.Fieldbus(config(), snap)
     drives = Drives()
-    one_cycle(fb, 0, drives)
+    commission(fb, 0, drives)
     drives.regs[3][109] = 0x0238  # G120 tripped
     drives.regs[3][399] = 30001
     sent = one_cycle(fb, 100, drives)
@@ -353,6 +387,8 @@ def test_a_healthy_cycle_allocates_nothing_beyond_the_codec():
     for cmd in snap.commands:
         cmd.command = CMD_RUN
         cmd.speed_pct = 80.0
+    commission(fb, 0, drives)
+    start = fb.cycles
     # Four cycles' requests and responses (the aux rotation's period), prepared beforehand.
     requests = []
     for _ in range(4):
@@ -394,11 +430,138 @@ def test_a_healthy_cycle_allocates_nothing_beyond_the_codec():
 
     four_cycles()
     four_bare_cycles()
-    assert fb.failed == 0 and fb.cycles == 8
+    assert fb.failed == 0 and fb.cycles == start + 8
     per_cycle = bytes_allocated(four_cycles) // 4
     codec = bytes_allocated(four_bare_cycles) // 4
-    assert fb.failed == 0 and fb.cycles == 12
+    assert fb.failed == 0 and fb.cycles == start + 12
     if ON_MICROPYTHON:
         assert per_cycle - codec <= 16, (per_cycle, codec)
     else:
         assert per_cycle <= 4000, per_cycle
+
+
+def ramp_config():
+    cfg = config()
+    cfg["pumps"][1]["ramp_up_s"] = 120.0  # Danfoss: its own times, 32-bit
+    cfg["pumps"][1]["ramp_down_s"] = 150.0
+    return cfg
+
+
+def ramp_requests(sent):
+    ramp_addresses = (2311, 3409, 3419, 321)
+    return [(r[0], r[1], word(r, 2)) for r in sent if word(r, 2) in ramp_addresses]
+
+
+def test_ramp_times_are_written_then_read_back_at_first_contact():
+    fb = fbm.Fieldbus(ramp_config(), Snapshot(3))
+    drives = Drives()
+    sent = []
+    for k in range(8):
+        sent += one_cycle(fb, k * 100, drives)
+    assert fb.ramp_ok == [True, True, True]
+    assert ramp_requests(sent) == [
+        (1, 16, 2311),  # ABB 23.12 + 23.13 in one write
+        (2, 16, 3409),  # Danfoss 3-41 (two registers)
+        (3, 16, 321),  # G120 p1120 + p1121
+        (1, 3, 2311),  # read-backs
+        (2, 16, 3419),  # Danfoss 3-42
+        (3, 3, 321),
+        (2, 3, 3409),
+        (2, 3, 3419),
+    ]
+    assert (drives.regs[1][2311], drives.regs[1][2312]) == (1000, 1000)  # 100 s in 0.1 s
+    assert (drives.regs[2][3409], drives.regs[2][3410]) == (0, 12000)  # 120 s in 0.01 s
+    assert (drives.regs[2][3419], drives.regs[2][3420]) == (0, 15000)
+    assert (drives.regs[3][321], drives.regs[3][322]) == (10000, 10000)
+    more = ramp_requests(one_cycle(fb, 900, drives) + one_cycle(fb, 59000, drives))
+    assert more == []  # verified: quiet until the periodic check
+
+
+def test_a_ramp_changed_at_the_keypad_is_found_and_rewritten():
+    events = []
+    fb = fbm.Fieldbus(config(), Snapshot(3), on_event=lambda *e: events.append(e))
+    drives = Drives()
+    commission(fb, 0, drives)
+    drives.regs[3][322] = 500  # someone set 5 s ramp-down at the G120 panel
+    sent = []
+    for k in range(12):  # one drive's ramp step per cycle, in turn
+        sent += one_cycle(fb, 60000 + k * 100, drives)
+    assert (3, 3, 321) in ramp_requests(sent) and (3, 16, 321) in ramp_requests(sent)
+    assert drives.regs[3][322] == 10000 and fb.ramp_ok[2] and events == []
+
+
+def test_a_drive_that_keeps_other_ramps_raises_one_event():
+    events = []
+    fb = fbm.Fieldbus(config(), Snapshot(3), on_event=lambda *e: events.append(e))
+    drives = Drives()
+
+    def g120_ignores_ramp_writes(request):
+        if request[0] == 3 and request[1] == 16 and word(request, 2) == 321:
+            return echo_response(request)  # acknowledged, not applied (e.g. parameter locked)
+        return drives.answer(request)
+
+    now = 0
+    for _ in range(30):
+        start = fb.cycles
+        while fb.cycles == start:
+            transact(fb, now, g120_ignores_ramp_writes)
+        now += 100
+    assert events == [(EVENT_DRIVE_RAMP_MISMATCH, 2, events[0][2])]
+    assert fb.ramp_seen_ds[2] == 100 and not fb.ramp_ok[2]  # read back 10 s
+    assert fb.ramp_ok[0] and fb.ramp_ok[1] and not fb.lost[2] and fb.failed == 0
+    # Retried once a check period, without a new event; a drive that takes it ends the alarm.
+    before = fb.attempts
+    for _ in range(10):
+        one_cycle(fb, now, drives)
+        now += 100
+    assert not fb.ramp_ok[2] and fb.attempts - before == 10 * 11  # no ramp traffic meanwhile
+    commission(fb, now + 60000, drives)
+    assert fb.ramp_ok[2] and len(events) == 1
+
+
+def exception_response(request, code):
+    return with_crc(bytes((request[0], request[1] | 0x80, code)))
+
+
+def test_a_refused_ramp_write_is_an_event_not_a_comm_loss():
+    events = []
+    fb = fbm.Fieldbus(config(), Snapshot(3), on_event=lambda *e: events.append(e))
+    drives = Drives()
+
+    def abb_refuses(request):
+        if request[0] == 1 and word(request, 2) == 2311:
+            return exception_response(request, 3)  # illegal data value
+        return drives.answer(request)
+
+    now = 0
+    for _ in range(12):
+        start = fb.cycles
+        while fb.cycles == start:
+            transact(fb, now, abb_refuses)
+        now += 100
+    assert events == [(EVENT_DRIVE_RAMP_MISMATCH, 0, events[0][2])]
+    assert fb.ramp_seen_ds[0] == -1 and fb.failures[0] == 0 and fb.online(0)
+
+
+def test_ramps_are_written_again_after_a_comm_restore_and_a_reset():
+    snap = Snapshot(3)
+    fb = fbm.Fieldbus(config(), snap)
+    drives = Drives()
+    commission(fb, 0, drives)
+    drives.regs[1][2311] = 200  # the drive was power cycled: its stored ramps are back
+    fb.lost[0] = True  # (as _fail declares it) ... then the first good answer restores it
+    fb._probe_ms[0] = -5000
+    sent = []
+    for k in range(3):
+        sent += one_cycle(fb, 100 + k * 100, drives)
+    assert (1, 16, 2311) in ramp_requests(sent) and drives.regs[1][2311] == 1000
+    commission(fb, 1000, drives)
+    drives.regs[3][109] = 0x0238  # G120 tripped; the reset edge re-commissions it
+    one_cycle(fb, 2000, drives)
+    snap.commands[2].reset = True
+    drives.regs[3][321] = 1000
+    sent = []
+    for k in range(4):
+        sent += one_cycle(fb, 2100 + k * 100, drives)
+    assert not snap.commands[2].reset
+    assert (3, 16, 321) in ramp_requests(sent) and drives.regs[3][321] == 10000

@@ -88,7 +88,7 @@ def test_start_sequences_follow_each_profile(station: Station) -> None:
     assert station.control_words(danfoss.unit, 49999) == [0x047C]
     assert station.control_words(g120.unit, 99) == [0x0476, 0x0477, 0x047F]
     assert all(d.motion == RUN for d in station.drives)
-    station.run(60.0)  # ramps: 60 s for 0 -> 100 %
+    station.run(100.0)  # ramps: 100 s for 0 -> 100 % (written at first contact)
     for drive, pump in zip(station.drives, station.snap.pumps, strict=True):
         assert pump.online and pump.state == DRIVE_RUNNING
         assert drive.speed_pct == pytest.approx(80.0, abs=0.01)
@@ -100,17 +100,17 @@ def test_start_sequences_follow_each_profile(station: Station) -> None:
 
 def test_stop_ramps_down_and_coast_removes_torque(station: Station) -> None:
     station.command(CMD_RUN, 80.0)
-    station.run(80.0)
+    station.run(100.0)
     station.command(CMD_STOP, 80.0)
     station.run(2.0)
     assert all(d.motion == RAMP_STOP for d in station.drives)
-    assert all(76.0 < d.speed_pct < 77.5 for d in station.drives)  # 1.67 %/s ramp, no coast
-    station.run(60.0)
+    assert all(77.5 < d.speed_pct < 78.5 for d in station.drives)  # 1 %/s ramp, no coast
+    station.run(80.0)
     for drive, pump in zip(station.drives, station.snap.pumps, strict=True):
         assert drive.speed_pct == 0.0
         assert pump.state == DRIVE_READY and pump.speed_pct == 0.0
     station.command(CMD_RUN, 60.0)
-    station.run(60.0)
+    station.run(62.0)
     assert all(d.speed_pct == pytest.approx(60.0, abs=0.01) for d in station.drives)
     station.command(CMD_COAST)
     station.run(0.5)
@@ -118,6 +118,22 @@ def test_stop_ramps_down_and_coast_removes_torque(station: Station) -> None:
     station.command(CMD_QUICK_STOP)
     station.run(0.5)
     assert all(not d.pulses_on for d in station.drives)
+
+
+def test_ramp_times_are_commissioned_on_every_profile(station: Station) -> None:
+    """The simulated drives start at their factory 60 s; the master writes the config's 100 s
+    (1 %/s, the agent's slew) at each drive's documented parameter and reads it back."""
+    assert all(d.config.accel_s == 60.0 for d in station.drives)
+    station.run(3.0)
+    assert station.fb.ramp_ok == [True, True, True]
+    for drive in station.drives:
+        assert (drive.config.accel_s, drive.config.decel_s) == (100.0, 100.0), drive.PROFILE
+    station.drives[1].config.decel_s = 5.0  # changed at the Danfoss keypad
+    station.run(55.0)
+    assert station.drives[1].config.decel_s == 5.0  # not checked yet
+    station.run(10.0)
+    assert station.drives[1].config.decel_s == 100.0 and station.fb.ramp_ok[1]
+    assert station.events == [] and station.fb.failed == 0
 
 
 @pytest.mark.parametrize(
