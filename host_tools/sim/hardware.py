@@ -2,8 +2,10 @@
 
 Everything a controller can see of it goes through the bus as real Modbus RTU bytes. One
 ``step(dt_s)`` advances, in this order: scheduled faults begin or end; each drive follows its
-own ramps; the plant sees the drives' actual speeds; the drives see their electrical load; the I/O
-module's loop currents follow the plant's measured quantities.
+own ramps (and current limit); the plant sees the drives' actual speeds; the drives see their
+electrical load, which the plant computed (pump.py), so an overloaded pump's drive limits and
+heats; the transmitters turn the plant's quantities into the I/O module's loop currents (noise,
+lag, quantisation and sensor faults: transmitters.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from host_tools.sim.pump import DATASHEET, PumpDeviation, PumpModel, draw_iso990
 from host_tools.sim.rtu_slave import RtuSlaves
 from host_tools.sim.scenario import FaultSpec, Scenario
 from host_tools.sim.station import REFERENCE
+from host_tools.sim.transmitters import Transmitters
+
+SENSOR_FAULTS = ("sensor_fault", "sensor_wire_break")
 
 
 def pump_deviations(scenario: Scenario) -> tuple[PumpDeviation, ...]:
@@ -64,11 +69,15 @@ class SimulatedStation:
                     comm_timeout_s=spec.comm_timeout_s,
                     comm_loss_action=spec.comm_loss_action,
                     safe_speed_pct=spec.safe_speed_pct,
+                    rated_kw=spec.rated_kw,
+                    rated_current_a=spec.rated_current_a,
+                    current_limit_pct=spec.current_limit_pct,
                 ),
             )
             for spec in scenario.drives
         ]
         self.io = IoModule(scenario.io_unit)
+        self.transmitters = Transmitters(self.io.analog.values(), scenario.sensors, scenario.seed)
         devices = {d.unit: d for d in self.drives}
         devices[self.io.unit] = self.io
         self.slaves = RtuSlaves(devices)
@@ -83,7 +92,7 @@ class SimulatedStation:
         self._was_running = [False] * len(self.drives)
         self._pending = sorted(scenario.faults, key=lambda f: f.at_s)
         self._active: list[FaultSpec] = []
-        self._update_io()
+        self._update_io(0.0)
 
     # -- faults ---------------------------------------------------------------------------------
 
@@ -106,8 +115,15 @@ class SimulatedStation:
             self.drives[fault.pump - 1].inject_fault(fault.fault)
         elif kind == "drive_comm_loss":
             self.bus.cut_units.add(self.drives[fault.pump - 1].unit)
-        elif kind == "sensor_wire_break":
-            self.io.inject_fault(fault.sensor, fault.mode)
+        elif kind in SENSOR_FAULTS:
+            self.transmitters[fault.sensor].begin_fault(
+                fault.mode,
+                self.t_s,
+                rate_per_h=fault.rate_per_h,
+                offset=fault.offset,
+                period_s=fault.period_s,
+                duty=fault.duty,
+            )
         elif kind == "crc_noise":
             self.bus.noise_probability = fault.probability
         elif kind == "suction_dip":
@@ -121,8 +137,8 @@ class SimulatedStation:
             self.drives[fault.pump - 1].clear_fault()  # the cause is gone; a reset is still needed
         elif kind == "drive_comm_loss":
             self.bus.cut_units.discard(self.drives[fault.pump - 1].unit)
-        elif kind == "sensor_wire_break":
-            self.io.clear_fault(fault.sensor)
+        elif kind in SENSOR_FAULTS:
+            self.transmitters[fault.sensor].end_fault()
         elif kind == "crc_noise":
             self.bus.noise_probability = 0.0
         elif kind == "suction_dip":
@@ -147,14 +163,15 @@ class SimulatedStation:
         for i, drive in enumerate(self.drives):
             drive.load_kw = plant.pump_power_kw[i]
         self.t_s = t + dt_s
-        self._update_io()
+        self._update_io(dt_s)
 
-    def _update_io(self) -> None:
-        plant, io = self.plant, self.io
-        io.set_value("suction_kpa", plant.suction_kpa)
-        io.set_value("discharge_kpa", plant.discharge_kpa)
-        io.set_value("remote_dp_kpa", plant.remote_dp_kpa)
-        io.set_value("supply_temp_c", plant.supply_temp_c)
-        io.set_value("flow_m3h", plant.flow_m3h)
+    def _update_io(self, dt_s: float) -> None:
+        plant, io, t = self.plant, self.io, self.t_s
+        measure = self.transmitters.measure
+        measure(io, "suction_kpa", plant.suction_kpa, t, dt_s)
+        measure(io, "discharge_kpa", plant.discharge_kpa, t, dt_s)
+        measure(io, "remote_dp_kpa", plant.remote_dp_kpa, t, dt_s)
+        measure(io, "supply_temp_c", plant.supply_temp_c, t, dt_s)
+        measure(io, "flow_m3h", plant.flow_m3h, t, dt_s)
         io.set_input("source_pumps_running", plant.source_running)
         io.set_input("bypass_open", plant.bypass_flow_m3h > 1.0)

@@ -26,8 +26,11 @@ Signal rules:
   all, far below NE43's 3.6 mA), "short" -> 24000 uA (loop shorted, limited by the card),
   "fail_low" -> 3600 uA and "fail_high" -> 21000 uA (transmitter's own NE43 failure signals),
   "stuck" -> the current at injection time, whatever value is set later.
-The simulator sets values with ``set_value(name, v)`` and ``set_input(name, on)``; the module
-has no dynamics of its own (the plant is the source of the signals).
+The simulator sets the loop current a transmitter drives with ``set_current(name, uA)`` (see
+transmitters.py: noise, lag, quantisation and transmitter faults live there), or a healthy
+transmitter's value directly with ``set_value(name, v)``, and digital inputs with
+``set_input(name, on)``; the module has no dynamics of its own. The injected faults above are the
+card's view of the loop and win over whatever the transmitter drives.
 """
 
 from __future__ import annotations
@@ -141,6 +144,10 @@ class IoModule(Device):
     # --- simulator face ---
     def set_value(self, name: str, value: float) -> None:
         self._healthy_ua[self._index(name)] = self.analog[name].to_ua(value)
+
+    def set_current(self, name: str, ua: int) -> None:
+        """The loop current a transmitter drives, uA (the card reads 0..24000)."""
+        self._healthy_ua[self._index(name)] = max(UA_WIRE_BREAK, min(UA_SHORT, int(ua)))
 
     def set_input(self, name: str, on: bool) -> None:
         try:

@@ -36,13 +36,30 @@ from the start of the run (a run may last several days: "30:00" is 06:00 on the 
         floor nor exceeds twice the design flow.
     [bus]   baud = 19200; turnaround_ms = 3
     [[drives]] unit, profile (abb | danfoss | g120), accel_s, decel_s, comm_loss_action
-               (fault | hold | safe_speed | none), comm_timeout_s, safe_speed_pct
+               (fault | hold | safe_speed | none), comm_timeout_s, safe_speed_pct,
+               rated_kw = 110 (1..1000), rated_current_a = 200 (1..2000, at 400 V),
+               current_limit_pct = 110 (50..200 % of rated current)
+        accel_s / decel_s (default 60) are the power-up values of the drive's ramp-time registers
+        (the master may write them); above the current limit the drive's speed sags, and its I^2 t
+        model trips a motor overload (drives/base.py has the rules).
     [io]    unit = 10
+    [sensors.<name>]  optional, per analog channel (suction_kpa | discharge_kpa | remote_dp_kpa |
+               supply_temp_c | flow_m3h), each key optional (defaults in transmitters.py:
+               noise 0.1 % of span, lag 0.5..2 s by kind, quantum 1 uA of the loop):
+        noise_pct (0..5): noise std dev, % of the channel's span; lag_s (0..60): first-order lag;
+        quantum (0..10 % of span, channel units; 0 = only the card's 1 uA steps)
     [[faults]] kind, at, duration_min (optional: without it the fault stays), and per kind:
         pump_trip          pump (1..N), fault (overcurrent | overtemperature | dc_overvoltage)
         drive_comm_loss    pump
-        sensor_wire_break  sensor (suction_kpa | discharge_kpa | remote_dp_kpa | supply_temp_c |
-                           flow_m3h), mode (wire_break | short | stuck; default wire_break)
+        sensor_fault       sensor (suction_kpa | discharge_kpa | remote_dp_kpa | supply_temp_c |
+                           flow_m3h), mode, and the mode's keys (transmitters.py has the rules):
+                             wire_break | short | fail_low | fail_high   the loop's NE43 current
+                             stuck         frozen at the value of the moment the fault began
+                             drift         rate_per_h (channel units per hour, |x| <= span)
+                             offset        offset (channel units, |x| <= span)
+                             intermittent  period_s (1..3600, default 30), duty (0.01..0.99,
+                                           default 0.2): open-loop bursts
+        sensor_wire_break  the same as sensor_fault with mode defaulting to wire_break (older files)
         crc_noise          probability (0..1, per frame)
         suction_dip        kpa (0..500)
         source_pumps_stop  -
@@ -57,6 +74,7 @@ from pathlib import Path
 from typing import Any
 
 from host_tools.sim.demand import DailyWindow, DemandRamp, DemandShape, DemandStep
+from host_tools.sim.iomodule import DEFAULT_ANALOG
 from host_tools.sim.pump import (
     EFFICIENCY_FACTOR_RANGE,
     FLOW_FACTOR_RANGE,
@@ -64,6 +82,7 @@ from host_tools.sim.pump import (
     WEAR_RANGE,
 )
 from host_tools.sim.station import REFERENCE
+from host_tools.sim.transmitters import DEFAULT_SPECS, FAULT_MODES, TransmitterSpec
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 DEFAULT_SCENARIO = SCENARIOS / "jia_january.toml"
@@ -73,11 +92,15 @@ PROFILES = ("abb", "danfoss", "g120")
 COMM_LOSS_ACTIONS = ("fault", "hold", "safe_speed", "none")
 DRIVE_FAULTS = ("overcurrent", "overtemperature", "dc_overvoltage")
 SENSORS = ("suction_kpa", "discharge_kpa", "remote_dp_kpa", "supply_temp_c", "flow_m3h")
-SENSOR_MODES = ("wire_break", "short", "stuck")
+SENSOR_MODES = FAULT_MODES
+SENSOR_SPANS = {c.name: c.hi - c.lo for c in DEFAULT_ANALOG}
+MODE_FIELDS = {"drift": {"rate_per_h"}, "offset": {"offset"}, "intermittent": {"period_s", "duty"}}
+SENSOR_FAULT_FIELDS = {"sensor", "mode", "rate_per_h", "offset", "period_s", "duty"}
 FAULT_FIELDS = {
     "pump_trip": {"pump", "fault"},
     "drive_comm_loss": {"pump"},
-    "sensor_wire_break": {"sensor", "mode"},
+    "sensor_fault": SENSOR_FAULT_FIELDS,
+    "sensor_wire_break": SENSOR_FAULT_FIELDS,
     "crc_noise": {"probability"},
     "suction_dip": {"kpa"},
     "source_pumps_stop": set(),
@@ -101,6 +124,9 @@ class DriveSpec:
     comm_loss_action: str = "safe_speed"
     comm_timeout_s: float = 10.0
     safe_speed_pct: float = 70.0
+    rated_kw: float = 110.0
+    rated_current_a: float = 200.0
+    current_limit_pct: float = 110.0
 
 
 @dataclass(frozen=True)
@@ -124,6 +150,10 @@ class FaultSpec:
     mode: str = "wire_break"
     probability: float = 0.0
     kpa: float = 0.0
+    rate_per_h: float = 0.0  # sensor drift, channel units per hour
+    offset: float = 0.0  # sensor offset, channel units
+    period_s: float = 30.0  # intermittent sensor: one open-loop burst per period
+    duty: float = 0.2  # intermittent sensor: burst length / period
 
     @property
     def end_s(self) -> float:
@@ -155,6 +185,7 @@ class Scenario:
     turnaround_ms: float = 3.0
     drives: tuple[DriveSpec, ...] = ()
     io_unit: int = 10
+    sensors: dict[str, TransmitterSpec] = field(default_factory=dict)  # only the ones given
     faults: tuple[FaultSpec, ...] = field(default_factory=tuple)
 
     @property
@@ -302,6 +333,20 @@ def parse(document: dict[str, Any], source: str = "<scenario>") -> Scenario:
     io_unit = io.integer("unit", 10, 1, 247)
     io.finish()
 
+    sensor_tables = top.table_of("sensors")
+    sensors = {}
+    for sensor in sorted(sensor_tables.table):
+        if sensor not in SENSOR_SPANS:
+            raise sensor_tables.error(sensor, f"is not one of {', '.join(SENSORS)}")
+        r = sensor_tables.table_of(sensor)
+        default = DEFAULT_SPECS[sensor]
+        sensors[sensor] = TransmitterSpec(
+            noise_pct=r.number("noise_pct", default.noise_pct, 0.0, 5.0),
+            lag_s=r.number("lag_s", default.lag_s, 0.0, 60.0),
+            quantum=r.number("quantum", default.quantum, 0.0, SENSOR_SPANS[sensor] / 10.0),
+        )
+        r.finish()
+
     top.used.add("drives")
     raw_drives = document.get("drives", [])
     if not isinstance(raw_drives, list) or not 1 <= len(raw_drives) <= 4:
@@ -318,6 +363,9 @@ def parse(document: dict[str, Any], source: str = "<scenario>") -> Scenario:
                 comm_loss_action=r.choice("comm_loss_action", "safe_speed", COMM_LOSS_ACTIONS),
                 comm_timeout_s=r.number("comm_timeout_s", 10.0, 0.1, 600.0),
                 safe_speed_pct=r.number("safe_speed_pct", 70.0, 0.0, 100.0),
+                rated_kw=r.number("rated_kw", 110.0, 1.0, 1000.0),
+                rated_current_a=r.number("rated_current_a", 200.0, 1.0, 2000.0),
+                current_limit_pct=r.number("current_limit_pct", 110.0, 50.0, 200.0),
             )
         )
         r.finish()
@@ -371,6 +419,7 @@ def parse(document: dict[str, Any], source: str = "<scenario>") -> Scenario:
         turnaround_ms=turnaround_ms,
         drives=tuple(drives),
         io_unit=io_unit,
+        sensors=sensors,
         faults=tuple(sorted(faults, key=lambda f: f.at_s)),
     )
 
@@ -435,8 +484,22 @@ def _fault(source: str, raw: Any, i: int, pumps: int, hours: float) -> FaultSpec
     if "fault" in allowed:
         spec["fault"] = r.choice("fault", "overcurrent", DRIVE_FAULTS)
     if "sensor" in allowed:
-        spec["sensor"] = r.choice("sensor", None, SENSORS, required=True)
-        spec["mode"] = r.choice("mode", "wire_break", SENSOR_MODES)
+        sensor = spec["sensor"] = r.choice("sensor", None, SENSORS, required=True)
+        legacy = kind == "sensor_wire_break"
+        mode = spec["mode"] = r.choice(
+            "mode", "wire_break" if legacy else None, SENSOR_MODES, required=not legacy
+        )
+        for key in set(r.table) & (SENSOR_FAULT_FIELDS - {"sensor", "mode"}):
+            if key not in MODE_FIELDS.get(mode, set()):
+                raise r.error(key, f"does not apply to a {mode} sensor fault")
+        span = SENSOR_SPANS[sensor]
+        if mode == "drift":
+            spec["rate_per_h"] = r.number("rate_per_h", None, -span, span, required=True)
+        elif mode == "offset":
+            spec["offset"] = r.number("offset", None, -span, span, required=True)
+        elif mode == "intermittent":
+            spec["period_s"] = r.number("period_s", 30.0, 1.0, 3600.0)
+            spec["duty"] = r.number("duty", 0.2, 0.01, 0.99)
     if "probability" in allowed:
         spec["probability"] = r.number("probability", None, 0.0, 1.0, required=True)
     if "kpa" in allowed:

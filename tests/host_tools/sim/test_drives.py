@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import tomllib
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from host_tools.sim import scenario
 from host_tools.sim.device import ModbusException
 from host_tools.sim.drives import (
     DC_OVERVOLTAGE,
@@ -25,6 +27,7 @@ from host_tools.sim.drives import (
     g120,
     make_drive,
 )
+from host_tools.sim.hardware import SimulatedStation
 from host_tools.sim.plant import Plant
 from host_tools.sim.station import REFERENCE
 
@@ -847,3 +850,29 @@ def running_from(m: Master) -> Master:
     m.write(g120.STW1, 0x047E)
     m.write(g120.STW1, 0x047F)
     return m
+
+
+def test_scenario_drive_ratings_reach_the_simulated_drives():
+    text = """
+name = "t"
+[[drives]]
+unit = 1
+profile = "g120"
+rated_kw = 90
+rated_current_a = 165
+current_limit_pct = 120
+accel_s = 45
+[[drives]]
+unit = 2
+profile = "abb"
+"""
+    station = SimulatedStation(scenario.parse(tomllib.loads(text), "t.toml"))
+    g, a = station.drives
+    assert g.read_holding_registers(g120.RATED_POWER, 4) == [9000, 1980, 4500, 6000]
+    assert (a.config.rated_kw, a.config.rated_current_a, a.config.current_limit_pct) == (
+        110.0,
+        200.0,
+        110.0,
+    )
+    with pytest.raises(scenario.ScenarioError, match=r"drives\[0\].current_limit_pct"):
+        scenario.parse(tomllib.loads(text.replace("= 120", "= 250")), "t.toml")

@@ -88,6 +88,21 @@ def test_stuck_channel_freezes_its_current():
     assert module.current_ua("remote_dp_kpa") == 16000
 
 
+def test_set_current_is_the_transmitter_loop_and_injected_faults_win():
+    module = IoModule(10)
+    module.set_current("flow_m3h", 12345)
+    assert module.read_input_registers(FLOW, 1) == [12345]
+    module.set_current("flow_m3h", 30000)  # the card reads at most 24 mA
+    assert module.read_input_registers(FLOW, 1) == [24000]
+    module.set_current("flow_m3h", -5)
+    assert module.read_input_registers(STATUS_BASE + FLOW, 1) == [3]
+    module.inject_fault("flow_m3h", "short")
+    module.set_current("flow_m3h", 12000)
+    assert module.current_ua("flow_m3h") == 24000
+    module.clear_fault("flow_m3h")
+    assert module.current_ua("flow_m3h") == 12000
+
+
 @pytest.mark.parametrize(
     ("ua", "status"),
     [
