@@ -120,6 +120,10 @@ class EventCode(IntEnum):
     DRY_RUN = 27  # pumps running without flow for the delay: those pumps stopped and locked out
     PROTECTION_CLEARED = 28  # value = the EventCode of the condition that cleared
     SENSOR_RESTORED = 29
+    # SENSOR_SUSPECT/PLAUSIBLE: subject = the check (1 frozen, 2 against the model), value as
+    # SENSOR_FAULT; a suspect transmitter is replaced by its configured fallback until plausible
+    SENSOR_SUSPECT = 30
+    SENSOR_PLAUSIBLE = 31
     PUMP_STARTED = 32
     PUMP_STOPPED = 33
     PUMP_TRIPPED = 34
@@ -153,6 +157,8 @@ EVENT_VALUE = {
     EventCode.DRY_RUN: ("m3/h", 10),
     EventCode.PROTECTION_CLEARED: ("event code", 1),
     EventCode.SENSOR_RESTORED: ("sensor channel", 1),
+    EventCode.SENSOR_SUSPECT: ("sensor channel", 1),
+    EventCode.SENSOR_PLAUSIBLE: ("sensor channel", 1),
     EventCode.PUMP_STARTED: ("%", 100),
     EventCode.PUMP_STOPPED: ("%", 100),
     EventCode.PUMP_TRIPPED: ("drive fault code", 1),

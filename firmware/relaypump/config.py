@@ -15,8 +15,12 @@ Rules:
   range, default 100 / slew_pct_per_s; 1..3 pumps (the telemetry frame has 3 pump
   slots); Modbus units unique over pumps and the I/O module; I/O registers and input bits unique;
   sensor ranges low < high; a sensor fallback is "stop", "hold", a number inside the sensor's range,
-  or another sensor's key (or its key without the unit suffix, e.g. "discharge") that does not
-  itself fall back to a sensor; setpoint envelope min < max with the setpoint and both curves inside
+  or, for remote_dp_kpa only, "discharge" (control on the discharge pressure; "discharge_kpa" is
+  returned as "discharge"): no other sensor can stand in for one; per channel hold_s (default
+  io.hold_s) and frozen_s (default FROZEN_S for the channels the pumps move, else 0 = not
+  checked); io.plausibility thresholds (plausibility.py); the flow's frozen_s and
+  io.plausibility.check_s below protection.dry_run_delay_s (a flow transmitter stuck at 0 is
+  found before the dry run would lock out healthy pumps); setpoint envelope min < max with the setpoint and both curves inside
   it; curves have at least two points with strictly increasing x; the discharge fallback setpoint
   below the discharge trip; the discharge trip inside the discharge sensor's range; the supply
   temperature sensor inside 0..200 degC (the saturation table of protection.py).
@@ -39,6 +43,8 @@ REQUIRED_INPUTS = ("source_running",)
 OPTIONAL_INPUTS = ("bypass_open",)
 SETPOINT_MODES = ("fixed", "flow", "outdoor")
 FALLBACK_WORDS = ("stop", "hold")
+# plausibility.py: frozen-value check of the channels the pumps move (0 = not checked)
+FROZEN_S = {"discharge_kpa": 45.0, "remote_dp_kpa": 45.0, "flow_m3h": 45.0}
 MAX_SUPPLY_TEMP_C = 200.0
 
 _REQUIRED = "\x00required"
@@ -255,13 +261,10 @@ def _ramps(doc, pumps, speed):
                 )
 
 
-def _short(key):
-    """A channel key without its unit suffix: suction_kpa -> suction, supply_temp_c -> supply_temp."""
-    return key[: key.rfind("_")]
-
-
-def _channel(doc, path, registers):
-    _section(doc, path, ("register", "low", "high", "fallback"), ("max_rate_per_s",))
+def _channel(doc, path, registers, key):
+    _section(
+        doc, path, ("register", "low", "high", "fallback"), ("max_rate_per_s", "hold_s", "frozen_s")
+    )
     out: dict = {}
     register = _int(doc, out, path, "register", 0, 65535)
     if register in registers:
@@ -271,6 +274,9 @@ def _channel(doc, path, registers):
     _num(doc, out, path, "high", -1e6, 1e6)
     _less(out, path, "low", "high")
     _num(doc, out, path, "max_rate_per_s", 0.0, 1e6, 0.0)  # 0 = no rate-of-change check
+    if "hold_s" in doc:  # sensors.py: a missed sample keeps the last good value; else io.hold_s
+        _num(doc, out, path, "hold_s", 0.0, 600.0)
+    _num(doc, out, path, "frozen_s", 0.0, 3600.0, FROZEN_S.get(key, 0.0))  # plausibility.py
     out["fallback"] = doc["fallback"]
     return out
 
@@ -293,29 +299,15 @@ def _check_fallbacks(channels, path):
             channels[key]["fallback"] = fallback
             continue
         if kind is not str:
-            _fail(where, "must be stop, hold, a number or another sensor's name")
+            _fail(where, "must be stop, hold, a number or discharge, not %s" % _fmt(fallback))
         if fallback in FALLBACK_WORDS:
             continue
-        target = fallback_channel(channels, fallback)
-        if target is None:
-            _fail(
-                where, "%s is not stop, hold, a number or a sensor of io.channels" % _fmt(fallback)
-            )
-        if target == key:
-            _fail(where, "a sensor cannot fall back to itself")
-        other = channels[target]["fallback"]
-        if type(other) is str and other not in FALLBACK_WORDS:
-            _fail(where, "%s falls back to a sensor itself (no chains)" % target)
-
-
-def fallback_channel(channels, name):
-    """The channel key a sensor-name fallback refers to (full key or key without the unit)."""
-    if name in channels:
-        return name
-    for key in channels:
-        if _short(key) == name:
-            return key
-    return None
+        if fallback not in ("discharge", "discharge_kpa"):
+            _fail(where, "%s is not stop, hold, a number or discharge" % _fmt(fallback))
+        if key != "remote_dp_kpa":
+            # sensors.py: only the remote DP has a stand-in (control on the discharge pressure)
+            _fail(where, '"discharge" stands in for remote_dp_kpa only; use stop, hold or a number')
+        channels[key]["fallback"] = "discharge"
 
 
 def _io(doc, pump_units):
@@ -324,7 +316,14 @@ def _io(doc, pump_units):
         doc,
         path,
         ("unit", "channels", "inputs"),
-        ("filter_s", "hold_s", "stale_s", "cross_check_s", "cross_check_min_speed_pct"),
+        (
+            "filter_s",
+            "hold_s",
+            "stale_s",
+            "cross_check_s",
+            "cross_check_min_speed_pct",
+            "plausibility",
+        ),
     )
     out: dict = {}
     unit = _int(doc, out, path, "unit", 1, 247)
@@ -337,7 +336,7 @@ def _io(doc, pump_units):
     registers: dict = {}
     for key in REQUIRED_CHANNELS + OPTIONAL_CHANNELS:
         if key in channels_doc:
-            channels[key] = _channel(channels_doc[key], cpath + "." + key, registers)
+            channels[key] = _channel(channels_doc[key], cpath + "." + key, registers, key)
     _check_fallbacks(channels, cpath)
     if channels["supply_temp_c"]["high"] > MAX_SUPPLY_TEMP_C:
         _fail(
@@ -359,10 +358,45 @@ def _io(doc, pump_units):
             bits[bit] = ipath + "." + key
     out["inputs"] = inputs
     _num(doc, out, path, "filter_s", 0.0, 60.0, 2.0)
-    _num(doc, out, path, "hold_s", 0.0, 600.0, 10.0)
+    hold_s = _num(doc, out, path, "hold_s", 0.0, 600.0, 10.0)
+    for key in channels:
+        if "hold_s" not in channels[key]:
+            channels[key]["hold_s"] = hold_s
     _num(doc, out, path, "stale_s", 0.0, 600.0, 1.0)  # sensors.py: no sample for this long
     _num(doc, out, path, "cross_check_s", 0.0, 600.0, 2.0)  # sensors.py: suction < discharge
     _num(doc, out, path, "cross_check_min_speed_pct", 0.0, 120.0, 40.0)
+    out["plausibility"] = _plausibility(doc.get("plausibility", {}))
+    return out
+
+
+def _plausibility(doc):
+    """Thresholds of plausibility.py (tolerant of the transmitters' noise and lag and of pumps
+    some 5 % off their datasheet curve)."""
+    path = "io.plausibility"
+    keys = (
+        "frozen_band_ua",
+        "move_speed_pct",
+        "move_ua",
+        "dp_tolerance_kpa",
+        "dp_tolerance_ratio",
+        "head_tolerance_ratio",
+        "head_tolerance_kpa",
+        "min_head_ratio",
+        "check_s",
+        "clear_s",
+    )
+    _section(doc, path, (), keys)
+    out: dict = {}
+    _int(doc, out, path, "frozen_band_ua", 0, 1000, 2)  # unchanged = within this many uA
+    _num(doc, out, path, "move_speed_pct", 0.01, 50.0, 0.5)  # the plant moved: speeds summed
+    _int(doc, out, path, "move_ua", 1, 16000, 16)  # or another transmitter moved this much
+    _num(doc, out, path, "dp_tolerance_kpa", 1.0, 1000.0, 30.0)  # remote DP vs its estimate
+    _num(doc, out, path, "dp_tolerance_ratio", 0.0, 2.0, 0.3)  # + this share of the network loss
+    _num(doc, out, path, "head_tolerance_ratio", 0.0, 1.0, 0.1)  # head vs the pump model
+    _num(doc, out, path, "head_tolerance_kpa", 0.0, 1000.0, 10.0)
+    _num(doc, out, path, "min_head_ratio", 0.0, 1.0, 0.3)  # below: a pump running dry
+    _int(doc, out, path, "check_s", 1, 3600, 20)  # implausible this long: suspect
+    _int(doc, out, path, "clear_s", 1, 3600, 30)  # plausible this long: cleared
     return out
 
 
@@ -522,7 +556,7 @@ def _staging(doc, pump_count):
     return out
 
 
-def _protection(doc, channels):
+def _protection(doc, channels, plausibility):
     path = "protection"
     _section(
         doc,
@@ -539,6 +573,9 @@ def _protection(doc, channels):
             "restart_delay_s",
             "discharge_slowdown_kpa",
             "discharge_stop_delay_s",
+            "discharge_lockout_trips",
+            "discharge_lockout_window_s",
+            "discharge_auto_reset",
             "dry_run_min_flow_m3h",
             "dry_run_delay_s",
             "dry_run_auto_reset",
@@ -572,8 +609,23 @@ def _protection(doc, channels):
             "discharge_kpa.high %s: the trip could never be seen" % (_fmt(dmax), _fmt(high)),
         )
     _int(doc, out, path, "discharge_stop_delay_s", 0, 600, 2)
+    _int(doc, out, path, "discharge_lockout_trips", 1, 20, 3)  # as the suction lockout
+    _int(doc, out, path, "discharge_lockout_window_s", 60, 86400, 3600)
+    _bool(doc, out, path, "discharge_auto_reset", True)
     _num(doc, out, path, "dry_run_min_flow_m3h", 0.0, 10000.0, 50.0)
-    _int(doc, out, path, "dry_run_delay_s", 1, 3600, 60)
+    dry_s = _int(doc, out, path, "dry_run_delay_s", 1, 3600, 60)
+    frozen_s = channels["flow_m3h"]["frozen_s"]
+    if frozen_s >= dry_s:
+        _fail(
+            "io.channels.flow_m3h.frozen_s",
+            "%s not below protection.dry_run_delay_s %d: a flow transmitter stuck at 0 would lock"
+            " out healthy pumps" % (_fmt(frozen_s), dry_s),
+        )
+    if plausibility["check_s"] >= dry_s:
+        _fail(
+            "io.plausibility.check_s",
+            "%d not below protection.dry_run_delay_s %d" % (plausibility["check_s"], dry_s),
+        )
     _bool(doc, out, path, "dry_run_auto_reset", False)
     _int(doc, out, path, "source_stop_delay_s", 0, 600, 5)
     _int(doc, out, path, "drive_reset_delay_s", 10, 86400, 300)
@@ -653,7 +705,7 @@ def load_config(source):
     _ramps(source["pumps"], out["pumps"], out["speed"])
     out["pid"] = _pid(source["pid"])
     out["staging"] = _staging(source.get("staging", {}), len(out["pumps"]))
-    out["protection"] = _protection(source["protection"], channels)
+    out["protection"] = _protection(source["protection"], channels, out["io"]["plausibility"])
     out["setpoint"] = _setpoint(source["setpoint"], channels)
     if out["setpoint"]["discharge_fallback_kpa"] >= out["protection"]["discharge_max_kpa"]:
         _fail(

@@ -15,17 +15,30 @@ Per analog channel (config io.channels.<name>, the name is the Snapshot attribut
   delay, so a genuine fast change - a pump trip - still reaches protection at once).
 - Filter: first order, time constant io.filter_s, on accepted samples (0 = no filter). The filter
   restarts from the first sample after a failure or stale period.
-- Freshness: no accepted-or-rejected sample for io.stale_s (or the I/O module lost) = failed.
+- Freshness and transients: a channel is GOOD while its last sample is at most io.stale_s old.
+  A missed sample (a failed or corrupted I/O-module transaction, a missed poll window, the module
+  declared lost for a moment) is not a fault: the channel is HELD with its last good value for its
+  hold_s (io.channels.<name>.hold_s, default io.hold_s) after its last good sample, and only then
+  falls back. The filter and the rate check carry on across such a gap (dt grows with it); they
+  restart only after a gap longer than hold_s or a failure. So bus noise never stops a station,
+  while a module that stays silent past hold_s does reach the fallback.
 - Plausibility across channels: while a pump runs (online, RUNNING, speed >= io.cross_check_min_
   speed_pct), suction must stay below discharge; when it does not for io.cross_check_s, both
   channels have failed (which one lies is unknown).
-Quality when the channel is fine: GOOD. When it failed, its "fallback" decides:
+- Suspect (``suspect[i]``, set by plausibility.py: frozen, or against the model): the channel
+  falls back at once, as on a failure, but with no hold (its last value is what is doubted).
+Quality when the channel is fine: GOOD. When it failed (NE43 failure, silent past its hold_s,
+cross-check, suspect), its "fallback" decides:
     "stop"       BAD: who depends on it goes to its safe state
-    "hold"       HELD with the last good value for io.hold_s after the last good sample, then BAD
+    "hold"       HELD with the last good value for hold_s after the last good sample, then BAD
+                 (a suspect channel: BAD at once)
     a number     SUBSTITUTE with that value
     "discharge"  SUBSTITUTE with the last good value: the marker that control must switch to
                  discharge-pressure control (remote DP lost); ``fallback_kind(name)`` tells which
-Digital inputs (config io.inputs.<name>: bit): 1.0 / 0.0, GOOD while fresh, else BAD.
+Digital inputs (config io.inputs.<name>: bit): 1.0 / 0.0, GOOD while fresh, HELD (last value) for
+io.hold_s after the last read, then BAD.
+For plausibility.py: ``raw_ua[i]`` is the last sample's current as read (uA), ``filtered[i]`` the
+filtered current in 1/16 uA, ``failed(i)`` whether the channel's last sample failed NE43.
 Allocation: samples are processed in integers (1/16 uA) and allocate nothing; ``update`` makes one
 or two floats per channel whose filtered value changed.
 """
@@ -114,7 +127,8 @@ class Sensors:
         self.names = names
         n = len(names)
         self._filter_ms = int(_number(io_config, "filter_s", 2.0, "io") * 1000)
-        self._hold_ms = int(_number(io_config, "hold_s", 10.0, "io") * 1000)
+        hold_s = _number(io_config, "hold_s", 10.0, "io")
+        self._inputs_hold_ms = int(hold_s * 1000)
         self._stale_ms = int(_number(io_config, "stale_s", 1.0, "io") * 1000)
         self._cross_ms = int(_number(io_config, "cross_check_s", 2.0, "io") * 1000)
         self._cross_speed = _number(io_config, "cross_check_min_speed_pct", 40.0, "io")
@@ -125,6 +139,7 @@ class Sensors:
         self._tolerance = [0] * n  # uA
         self.fallback = [FALLBACK_STOP] * n
         self.fallback_value = [0.0] * n
+        self._hold_ms = [0] * n  # a missed sample keeps the last good value this long
         self.measurements = [getattr(snapshot, name) for name in names]
         for i, name in enumerate(names):
             c = channels[name]
@@ -142,6 +157,7 @@ class Sensors:
             rate = _number(c, "max_rate_per_s", 0.0, where)
             self._rate[i] = int(rate * 16000 / (high - low) + 0.5) if rate else 0
             self._tolerance[i] = 80  # 0.5 % of the 16 mA span
+            self._hold_ms[i] = int(_number(c, "hold_s", hold_s, where) * 1000)
             fb = c.get("fallback", "stop")
             if fb == "stop":
                 self.fallback[i] = FALLBACK_STOP
@@ -179,8 +195,10 @@ class Sensors:
         self._has_good = [False] * n
         self._spike_ua = [0] * n
         self._spike_pending = [False] * n
-        self._filtered = [0] * n  # 1/16 uA
-        self._published = [-1] * n  # _filtered value last converted to the Measurement
+        self.raw_ua = [0] * n  # the last sample as read
+        self.filtered = [0] * n  # 1/16 uA
+        self.suspect = [False] * n  # set by plausibility.py
+        self._published = [-1] * n  # filtered value last converted to the Measurement
         self._good_ms = [0] * n
         self._cross_since = 0
         self._cross_pending = False
@@ -191,6 +209,10 @@ class Sensors:
 
     def fallback_kind(self, name):
         return self.fallback[self.names.index(name)]
+
+    def failed(self, i):
+        """The channel's last sample failed NE43 (or it was never sampled)."""
+        return self._cond[i] == _FAILED or self._cond[i] == _NONE
 
     # -- samples (from the fieldbus) ------------------------------------------------------------
 
@@ -207,11 +229,14 @@ class Sensors:
     def _sample(self, i, now_ms, ua):
         status = ne43_status(ua)
         self.ne43[i] = status
+        self.raw_ua[i] = ua
         cond = self._cond[i]
+        # After a failure or a gap longer than the hold the filter starts afresh; a shorter gap
+        # (missed samples) is bridged: the filter and the rate check scale with dt.
         stale = (
             cond == _NONE
             or cond == _FAILED
-            or _ticks_diff(now_ms, self._sample_ms[i]) > self._stale_ms
+            or _ticks_diff(now_ms, self._accepted_ms[i]) > self._hold_ms[i]
         )
         self._sample_ms[i] = now_ms
         if status == NE43_FAIL_LOW or status == NE43_FAIL_HIGH:
@@ -249,7 +274,7 @@ class Sensors:
     def _accept(self, i, now_ms, ua, restart):
         target = ua * _SUB
         if restart or self._filter_ms <= 0:
-            self._filtered[i] = target
+            self.filtered[i] = target
         else:
             dt = _ticks_diff(now_ms, self._accepted_ms[i])
             if dt < 0:
@@ -257,11 +282,11 @@ class Sensors:
             elif dt > _MAX_DT_MS:
                 dt = _MAX_DT_MS
             alpha = (dt << 10) // (self._filter_ms + dt)  # 1024 = take the sample as it is
-            diff = target - self._filtered[i]
+            diff = target - self.filtered[i]
             step = (diff * alpha + 512) >> 10
             if step == 0 and diff:  # keep converging where the product rounds to nothing
                 step = 1 if diff > 0 else -1
-            self._filtered[i] += step
+            self.filtered[i] += step
         self._accepted_ua[i] = ua
         self._accepted_ms[i] = now_ms
         self._good_ms[i] = now_ms
@@ -279,35 +304,42 @@ class Sensors:
         n = len(self.names)
         for i in range(n):
             m = self.measurements[i]
-            if self._has_good[i] and self._filtered[i] != self._published[i]:
-                self._published[i] = self._filtered[i]
-                m.value = self.low[i] + (self._filtered[i] - _UA_4 * _SUB) * self._per_sub[i]
+            if self._has_good[i] and self.filtered[i] != self._published[i]:
+                self._published[i] = self.filtered[i]
+                m.value = self.low[i] + (self.filtered[i] - _UA_4 * _SUB) * self._per_sub[i]
         self._cross_check(now_ms)
         for i in range(n):
             m = self.measurements[i]
             cond = self._cond[i]
-            if not io_ok or _ticks_diff(now_ms, self._sample_ms[i]) > stale_ms:
-                cond = _FAILED
-            if self.cross_check_failed and (i == self._suction or i == self._discharge):
-                cond = _FAILED
-            if cond == _OK:
+            if self.suspect[i] or (
+                self.cross_check_failed and (i == self._suction or i == self._discharge)
+            ):
+                self._fall_back(i, m, now_ms, False)  # its last value is what is doubted
+            elif cond == _FAILED or cond == _NONE:
+                self._fall_back(i, m, now_ms, True)
+            elif not io_ok or _ticks_diff(now_ms, self._sample_ms[i]) > stale_ms or cond == _SPIKE:
+                # a missed sample or a spike: the last good value, for the channel's hold_s
+                if _ticks_diff(now_ms, self._good_ms[i]) <= self._hold_ms[i]:
+                    m.quality = HELD
+                else:
+                    self._fall_back(i, m, now_ms, False)
+            else:
                 m.quality = GOOD
                 m.at_ms = self._good_ms[i]
-            elif cond == _SPIKE:
-                m.quality = HELD
-            else:
-                self._fall_back(i, m, now_ms)
-        fresh = io_ok and self._inputs_seen and _ticks_diff(now_ms, self._inputs_ms) <= stale_ms
+        seen = self._inputs_seen
+        age = _ticks_diff(now_ms, self._inputs_ms)
         for k in range(len(self.input_names)):
             m = self._input_meas[k]
-            if fresh:
+            if seen and io_ok and age <= stale_ms:
                 m.value = _ONE if self._inputs >> self._input_bit[k] & 1 else _ZERO
                 m.quality = GOOD
                 m.at_ms = self._inputs_ms
+            elif seen and age <= self._inputs_hold_ms:
+                m.quality = HELD  # a missed read: the last state, for io.hold_s
             else:
                 m.quality = BAD
 
-    def _fall_back(self, i, m, now_ms):
+    def _fall_back(self, i, m, now_ms, may_hold):
         kind = self.fallback[i]
         if kind == FALLBACK_VALUE:
             m.value = self.fallback_value[i]
@@ -317,8 +349,9 @@ class Sensors:
             m.quality = SUBSTITUTE
         elif (
             kind == FALLBACK_HOLD
+            and may_hold
             and self._has_good[i]
-            and _ticks_diff(now_ms, self._good_ms[i]) <= self._hold_ms
+            and _ticks_diff(now_ms, self._good_ms[i]) <= self._hold_ms[i]
         ):
             m.quality = HELD
         else:

@@ -3,7 +3,7 @@ that names the field (path) and the reason."""
 
 import json
 
-from relaypump.config import ConfigError, fallback_channel, load_config, load_config_file
+from relaypump.config import ConfigError, load_config, load_config_file
 from support import STATION_JSON, station_json
 
 VM_HEAP_KIB = 192  # each load_config() parses the whole file: ~8 KB of garbage the VM keeps
@@ -54,7 +54,7 @@ def test_the_shipped_reference_config_loads():
     assert config["protection"]["restart_delay_s"] == 30  # a default
     assert config["pump_model"]["npsh_bep_m"] == 4.0
     assert config["io"]["channels"]["supply_temp_c"]["fallback"] == 120.0
-    assert fallback_channel(config["io"]["channels"], "discharge") == "discharge_kpa"
+    assert config["io"]["channels"]["remote_dp_kpa"]["fallback"] == "discharge"
     # the same from bytes, from a parsed dict, and from the file
     assert load_config(SHIPPED_TEXT.encode()) == config
     assert load_config(shipped()) == config
@@ -158,18 +158,66 @@ def test_sensor_channels():
 
 
 def test_sensor_fallbacks():
+    from relaypump.sensors import Sensors  # what raised on the fallbacks load_config passed
+    from relaypump.snapshot import Snapshot
+
     base = ["io", "channels"]
     refused(variant(base + ["supply_temp_c", "fallback"], 170), "io.channels.supply_temp_c.fallb")
     refused(variant(base + ["flow_m3h", "fallback"], "pause"), "io.channels.flow_m3h.fallback:")
     refused(variant(base + ["flow_m3h", "fallback"], True), "io.channels.flow_m3h.fallback:")
-    refused(variant(base + ["flow_m3h", "fallback"], "flow"), "io.channels.flow_m3h.fallback: a s")
-    # remote DP -> discharge -> remote DP would be a chain
-    chain = variant(base + ["discharge_kpa", "fallback"], "remote_dp_kpa")
-    refused(chain, "io.channels.discharge_kpa.fallback: remote_dp_kpa falls back to a sensor")
+    refused(variant(base + ["flow_m3h", "fallback"], "flow"), "io.channels.flow_m3h.fallback: ")
+    # Only the remote DP has a stand-in sensor (control on the discharge pressure). These passed
+    # load_config before and then made Agent (its Sensors) raise: refused here, naming the field.
+    for key, fallback in (
+        ("suction_kpa", "discharge"),
+        ("flow_m3h", "discharge_kpa"),
+        ("discharge_kpa", "remote_dp_kpa"),
+        ("remote_dp_kpa", "suction"),
+    ):
+        message = refused(
+            variant(base + [key, "fallback"], fallback), "io.channels.%s.fallback" % key
+        )
+        assert "discharge" in message, message
     fine = load_config(variant(base + ["remote_dp_kpa", "fallback"], "discharge_kpa"))
-    assert fine["io"]["channels"]["remote_dp_kpa"]["fallback"] == "discharge_kpa"
+    assert fine["io"]["channels"]["remote_dp_kpa"]["fallback"] == "discharge"
+    Sensors(fine["io"], Snapshot(3))  # what load_config accepts, the agent takes
+    # every other kind on every channel, too
+    for fallback in ("stop", "hold", 1.0):  # 1.0 lies inside every channel's range
+        doc = shipped()
+        for channel in doc["io"]["channels"].values():
+            channel["fallback"] = fallback
+        config = load_config(doc)
+        Sensors(config["io"], Snapshot(3))
     number = load_config(variant(base + ["suction_kpa", "fallback"], 250))
     assert number["io"]["channels"]["suction_kpa"]["fallback"] == 250.0
+
+
+def test_hold_frozen_and_plausibility_defaults_and_limits():
+    config = load_config(station_json())
+    channels = config["io"]["channels"]
+    assert all(c["hold_s"] == config["io"]["hold_s"] for c in channels.values())
+    assert channels["remote_dp_kpa"]["frozen_s"] == 45.0
+    assert channels["supply_temp_c"]["frozen_s"] == 0.0 and channels["suction_kpa"]["frozen_s"] == 0
+    plausibility = config["io"]["plausibility"]
+    assert plausibility["check_s"] == 20 and plausibility["frozen_band_ua"] == 2
+    assert config["protection"]["discharge_lockout_trips"] == 3
+    own = load_config(variant(["io", "channels", "flow_m3h", "hold_s"], 30))
+    assert own["io"]["channels"]["flow_m3h"]["hold_s"] == 30.0
+    assert own["io"]["channels"]["suction_kpa"]["hold_s"] == 10.0
+    refused(variant(["io", "channels", "flow_m3h", "hold_s"], -1), "io.channels.flow_m3h.hold_s:")
+    refused(variant(["io", "plausibility"], {"check_s": 0}), "io.plausibility.check_s: 0 outside")
+    refused(variant(["io", "plausibility"], {"frozen": 1}), "io.plausibility.frozen: unknown key")
+    # a stuck flow transmitter must be found before the dry run locks out healthy pumps
+    refused(
+        variant(["io", "channels", "flow_m3h", "frozen_s"], 60),
+        "io.channels.flow_m3h.frozen_s: 60 not below protection.dry_run_delay_s 60",
+    )
+    refused(
+        variant(["io", "plausibility"], {"check_s": 90}),
+        "io.plausibility.check_s: 90 not below protection.dry_run_delay_s 60",
+    )
+    unchecked = load_config(variant(["io", "channels", "flow_m3h", "frozen_s"], 0))
+    assert unchecked["io"]["channels"]["flow_m3h"]["frozen_s"] == 0.0
 
 
 def test_setpoint_envelope_and_curves():
