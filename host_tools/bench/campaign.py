@@ -1,0 +1,583 @@
+"""The fault campaign: the agent (CPython, virtual clock) on K seeded days, cold to warm, each with
+random faults of every kind, demand shapes and real (deviated) pumps; plus fault-free heating-season
+days scored against the true energy lower bound (host_tools/sim/optimal.LowerBound).
+
+    python -m host_tools.bench.campaign [--quick] [--days K] [--season-days D] [--hours H]
+
+Days (every draw from random.Random of the day's name, so a campaign is reproducible):
+- Fault day k of K: mean temperature spread evenly over -12..+15 degC; one fault of each kind at a
+  random time in its own slot of the day (the first after 10 % of the day, so the cold start has
+  settled): pump_trip, drive_comm_loss, a sensor fault whose mode cycles through every mode the
+  simulator knows (on a random channel) and a stuck transmitter (remote DP or flow, in turn),
+  suction_dip, source_pumps_stop; and crc_noise, every third day at 10..15 % for a quarter of the
+  day (overlapping the others), otherwise 2..8 % for 30..60 min. Demand: night setback, morning
+  boost, a floor, a step and a ramp, all drawn. Pumps: the ISO 9906 2B draw plus wear 0..0.1 on
+  one pump. Transmitters: drawn noise, quantum and lag.
+- Season day j of D: mean temperature spread over -12..+15 degC, night setback and morning boost
+  (so the pump count changes during the day), no fault. "datasheet": every pump the datasheet's;
+  "worn": each pump's head, flow and efficiency factors drawn within +-5 %.
+- A scenario is built as a TOML document and loaded through host_tools/sim/scenario.py, so every
+  key is validated. A key or fault kind the simulator does not know yet is dropped with a note on
+  stderr (the campaign runs with what the simulator supports).
+
+Figures (definitions of the per-sample rules in host_tools/sim/kpis.py):
+- fault_campaign_dp_in_band: % of all fault-day samples with |remote DP - setpoint| <= 0.5 m,
+  fault windows included, source_pumps_stop windows [start, end] left out (a stopped source makes
+  service impossible); fault_campaign_dp_in_band_source_stops: the same inside those windows.
+- fault_campaign_unserved_min: minutes with the remote DP > 2 m below the setpoint (outside
+  source-stop windows), per fault day (mean; the worst day on its own line).
+- spurious_station_stops: station stops (from >= 1 pump running to none) on every day of the
+  campaign that no source-pump stop, true suction below its limit or drive trip of every running
+  pump demanded (kpis.py, "Spurious station stop", states the rule exactly).
+- max_pump_power_vs_rated: worst sliding 10 s mean electrical power of a pump over its rated
+  electrical input, over every day.
+- stuck_sensor_detect_s: worst time from a stuck fault's start to the agent's first event flagging
+  that channel (SENSOR_SUSPECT-like code, or SENSOR_FAULT) while the fault lasts, read from the
+  agent's event ring (drained after every bus step, as an uplink would). "n/a" with the reason when
+  the agent has no such event code, or when a stuck fault was never flagged.
+- energy_vs_bound_season(_worn): agent energy over the lower bound's energy, summed over the
+  season days; the bound at each 1 s sample's carried flow and remote DP on the plant's own pumps.
+  energy_vs_optimal_season: the same days against the old optimum (demanded flow, datasheet pumps,
+  flow window), for comparison.
+- fault_recovery_<kind>: worst recovery of that fault kind over the fault days (kpis.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import random
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from host_tools.sim import kpis, optimal, scenario
+from host_tools.sim.agent_controller import AgentController
+from host_tools.sim.hardware import SimulatedStation
+from host_tools.sim.run import SAMPLE_S, G, fault_windows
+from host_tools.sim.run import run as simulate
+
+COLD_C, WARM_C = -12.0, 15.0
+FAULT_DAYS = 12
+SEASON_DAYS = 6
+HOURS = 24.0
+WORKERS = 2
+SENSORS = ("suction_kpa", "discharge_kpa", "remote_dp_kpa", "flow_m3h")
+NOMINAL = {  # a typical reading per channel, to size drift and offset faults
+    "suction_kpa": 200.0,
+    "discharge_kpa": 650.0,
+    "remote_dp_kpa": 111.0,
+    "supply_temp_c": 120.0,
+    "flow_m3h": 600.0,
+}
+CHANNEL = {  # SENSOR_FAULT's value per channel (protocol/uplink.py)
+    "suction_kpa": 1,
+    "discharge_kpa": 2,
+    "remote_dp_kpa": 3,
+    "supply_temp_c": 4,
+    "flow_m3h": 5,
+}
+DATES = ("2026-01-10", "2026-01-20", "2026-02-05", "2026-02-20", "2026-03-05", "2026-03-20")
+
+
+# --- scenario documents ------------------------------------------------------------------------
+
+
+def _clock(t_s: float) -> str:
+    minutes = int(t_s // 60)
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+def _temp(index: int, count: int) -> float:
+    return COLD_C if count == 1 else COLD_C + (WARM_C - COLD_C) * index / (count - 1)
+
+
+def _base(name: str, seed: int, hours: float, temp_c: float, rng: random.Random) -> dict:
+    return {
+        "name": name,
+        "seed": seed,
+        "hours": hours,
+        "day": {"date": rng.choice(DATES), "mean_temp_c": round(temp_c, 2), "flow_noise": 0.01},
+        "plant": {"step_s": 0.2, "supply_temp_c": 120.0},
+        "bus": {"baud": 19200, "turnaround_ms": 3},
+        "drives": [
+            {"unit": 1, "profile": "abb"},
+            {"unit": 2, "profile": "danfoss"},
+            {"unit": 3, "profile": "g120"},
+        ],
+        "io": {"unit": 10},
+    }
+
+
+def _demand(rng: random.Random, hours: float) -> dict:
+    demand: dict[str, Any] = {
+        "floor_m3h": round(rng.uniform(120.0, 240.0)),
+        "night_setback": {
+            "start": rng.choice(("21:00", "22:00", "23:00")),
+            "end": rng.choice(("04:00", "05:00")),
+            "factor": round(rng.uniform(0.6, 0.9), 2),
+            "ramp_min": rng.choice((2, 10, 30)),
+        },
+        "morning_boost": {
+            "start": rng.choice(("05:00", "05:30", "06:00")),
+            "end": rng.choice(("07:30", "08:00", "09:00")),
+            "factor": round(rng.uniform(1.05, 1.3), 2),
+            "ramp_min": rng.choice((2, 10, 20)),
+        },
+    }
+    span = hours * 3600.0
+    demand["steps"] = [{"at": _clock(rng.uniform(0.3, 0.6) * span), "factor": 0.9}]
+    demand["ramps"] = [
+        {
+            "at": _clock(rng.uniform(0.6, 0.8) * span),
+            "duration_min": round(max(1.0, 0.05 * hours * 60.0)),
+            "factor": round(rng.uniform(1.0, 1.15), 2),
+        }
+    ]
+    return demand
+
+
+def _sensor_fault(sensor: str, mode: str, rng: random.Random) -> dict:
+    fault = {"kind": "sensor_fault", "sensor": sensor, "mode": mode}
+    nominal = NOMINAL[sensor]
+    if mode == "drift":
+        fault["rate_per_h"] = round(rng.choice((-1, 1)) * rng.uniform(0.1, 0.2) * nominal, 1)
+    elif mode == "offset":
+        fault["offset"] = round(rng.choice((-1, 1)) * rng.uniform(0.05, 0.1) * nominal, 1)
+    elif mode == "intermittent":
+        fault["period_s"] = rng.choice((10.0, 30.0, 120.0))
+        fault["duty"] = round(rng.uniform(0.1, 0.5), 2)
+    return fault
+
+
+def fault_day(k: int, count: int, hours: float = HOURS) -> dict:
+    """The TOML document of fault day k (module docstring)."""
+    rng = random.Random(f"campaign/fault/{k}")
+    doc = _base(f"fault campaign day {k + 1}/{count}", 1000 + k, hours, _temp(k, count), rng)
+    doc["plant"]["pump_spread"] = "iso9906_2b"
+    worn = rng.randrange(3)
+    doc["pumps"] = [
+        {"wear": round(rng.uniform(0.0, 0.1), 3)} if i == worn else {} for i in range(3)
+    ]
+    doc["demand"] = _demand(rng, hours)
+    doc["sensors"] = {
+        name: {
+            "noise_pct": round(rng.uniform(0.05, 0.3), 3),
+            "lag_s": round(rng.uniform(0.5, 2), 1),
+        }
+        for name in SENSORS
+    }
+    modes = [m for m in scenario.SENSOR_MODES if m != "stuck"] or ["wire_break"]
+    span = hours * 3600.0
+    pump = rng.randrange(1, 4)
+    kinds = [
+        {"kind": "pump_trip", "pump": pump, "fault": rng.choice(scenario.DRIVE_FAULTS)},
+        {"kind": "drive_comm_loss", "pump": rng.randrange(1, 4)},
+        _sensor_fault(rng.choice(SENSORS), modes[k % len(modes)], rng),
+        _sensor_fault(("remote_dp_kpa", "flow_m3h")[k % 2], "stuck", rng),
+        {"kind": "suction_dip", "kpa": round(rng.uniform(30.0, 120.0))},
+        {"kind": "source_pumps_stop"},
+    ]
+    rng.shuffle(kinds)
+    first, last = 0.1 * span, 0.92 * span
+    slot = (last - first) / len(kinds)
+    faults = []
+    for i, fault in enumerate(kinds):
+        duration = min(rng.uniform(5.0, 40.0) * 60.0, 0.6 * slot)
+        fault["at"] = _clock(first + i * slot + rng.uniform(0.0, slot - duration))
+        fault["duration_min"] = round(max(duration / 60.0, 1.0), 1)
+        faults.append(fault)
+    if k % 3 == 0:
+        noise = {"probability": round(rng.uniform(0.10, 0.15), 3), "length": 0.25 * span}
+    else:
+        noise = {
+            "probability": round(rng.uniform(0.02, 0.08), 3),
+            "length": rng.uniform(30, 60) * 60,
+        }
+    length = min(noise["length"], 0.5 * span)
+    faults.append(
+        {
+            "kind": "crc_noise",
+            "probability": noise["probability"],
+            "at": _clock(rng.uniform(first, span - length)),
+            "duration_min": round(max(length / 60.0, 1.0), 1),
+        }
+    )
+    doc["faults"] = faults
+    return doc
+
+
+def season_day(j: int, count: int, worn: bool, hours: float = HOURS) -> dict:
+    """The TOML document of season day j (datasheet or worn pumps, no fault)."""
+    rng = random.Random(f"campaign/season/{j}")
+    label = "worn pumps" if worn else "datasheet pumps"
+    doc = _base(f"season day {j + 1}/{count}, {label}", 2000 + j, hours, _temp(j, count), rng)
+    doc["plant"]["pump_spread"] = "none"
+    demand = _demand(rng, hours)
+    doc["demand"] = {key: demand[key] for key in ("night_setback", "morning_boost")}
+    if worn:
+        wear = random.Random(f"campaign/worn/{j}")
+        doc["pumps"] = [
+            {
+                "head_factor": round(wear.uniform(0.95, 1.05), 3),
+                "flow_factor": round(wear.uniform(0.95, 1.05), 3),
+                "efficiency_factor": round(wear.uniform(0.95, 1.05), 3),
+            }
+            for _ in range(3)
+        ]
+    return doc
+
+
+def load(doc: dict) -> tuple[scenario.Scenario, list[str]]:
+    """Parse through scenario.py; drop what it does not know yet (a note each) and parse again."""
+    notes: list[str] = []
+    doc = _legacy_sensor_faults(doc, notes)
+    for _ in range(100):
+        try:
+            return scenario.parse(doc, f"<{doc['name']}>"), notes
+        except scenario.ScenarioError as exc:
+            notes.append(f"{exc.field}: {exc.reason} (dropped)")
+            if not _drop(doc, exc.field):
+                raise
+    raise RuntimeError(f"{doc['name']}: the scenario would not parse")
+
+
+def _legacy_sensor_faults(doc: dict, notes: list[str]) -> dict:
+    """Before kind="sensor_fault": its modes that sensor_wire_break knows, under that kind."""
+    if "sensor_fault" in scenario.FAULT_FIELDS:
+        return doc
+    kept = []
+    for fault in doc.get("faults", []):
+        if fault["kind"] == "sensor_fault":
+            if fault["mode"] not in scenario.SENSOR_MODES:
+                notes.append(f"sensor fault mode {fault['mode']!r} not simulated yet (skipped)")
+                continue
+            fault = {
+                k: v for k, v in fault.items() if k in ("at", "duration_min", "sensor", "mode")
+            }
+            fault["kind"] = "sensor_wire_break"
+        kept.append(fault)
+    return {**doc, "faults": kept}
+
+
+def _drop(doc: dict, path: str) -> bool:
+    """Remove what a ScenarioError's field path names: a whole fault, or the key."""
+    parts = path.replace("]", "").replace("[", ".").split(".")
+    if parts[0] == "faults" and len(parts) > 1 and parts[1].isdigit():
+        del doc["faults"][int(parts[1])]
+        return True
+    node: Any = doc
+    for part in parts[:-1]:
+        node = node[int(part)] if part.isdigit() else node.get(part)
+        if node is None:
+            return False
+    last = parts[-1]
+    if isinstance(node, dict) and last in node:
+        del node[last]
+        return True
+    return False
+
+
+# --- one day -----------------------------------------------------------------------------------
+
+
+class EventDrain(AgentController):
+    """The agent in control; its event ring is drained after each bus step, as an uplink would."""
+
+    def __init__(self, chosen: scenario.Scenario, wanted: set[int]) -> None:
+        super().__init__(chosen)
+        self.wanted = wanted
+        self.events: list[tuple[int, int, int, int]] = []  # (code, subject, value, at_ms)
+
+    def advance(self, bus, until_s: float) -> None:
+        super().advance(bus, until_s)
+        ring = self.agent.events
+        while True:
+            event = ring.pop()
+            if event is None:
+                break
+            if event[0] in self.wanted:
+                self.events.append((event[0], event[2], event[3], event[4]))
+
+
+def detection_codes() -> tuple[set[int], bool]:
+    """Event codes that flag a transmitter, and whether the agent has a SUSPECT-like one."""
+    from protocol.uplink import EventCode
+
+    suspect = {int(c) for c in EventCode if "SUSPECT" in c.name}
+    return suspect | {int(EventCode.SENSOR_FAULT)}, bool(suspect)
+
+
+def simulate_day(job: tuple[str, dict]) -> dict:
+    """Run one day; the figures it contributes (plain data, for the parent process)."""
+    kind, doc = job
+    chosen, notes = load(doc)
+    wanted, _ = detection_codes()
+    station = SimulatedStation(chosen)
+    controller = EventDrain(chosen, wanted)
+    started = time.perf_counter()
+    result = simulate(chosen, controller, station=station)
+    wall = time.perf_counter() - started
+    k = result.kpis
+    s = result.samples
+    t, dp, sp = s["t_s"], s["remote_dp_kpa"], s["setpoint_kpa"]
+    kpa_m = station.plant.params.rho_kg_m3 * G / 1000.0
+    faults = fault_windows(chosen)
+    source = [w for w in faults if w.kind == "source_pumps_stop"]
+    in_source = sum(1 for x in t if kpis.inside(x, source))
+    band = kpis.dp_in_band_pct(t, dp, sp, 0.5 * kpa_m, source, "sample outside source stops")
+    band_source = kpis.dp_in_band_pct(
+        t, dp, sp, 0.5 * kpa_m, _complement(source), "sample in a source stop"
+    )
+    figures = {
+        "kind": kind,
+        "name": chosen.name,
+        "notes": notes,
+        "wall_s": wall,
+        "hours": k["hours"],
+        "samples_outside_source": len(t) - in_source,
+        "samples_in_source": in_source,
+        "dp_in_band_pct": band,
+        "dp_in_band_in_source_pct": band_source,
+        "unserved_min": kpis.unserved_min(t, dp, sp, 2.0 * kpa_m, SAMPLE_S, source),
+        "station_stops": k["station_stops"],
+        "stop_causes": k["station_stop_causes"],
+        "spurious_station_stops": k["spurious_station_stops"],
+        "max_power_vs_rated": k["max_power_vs_rated"],
+        "recoveries": [(w.kind, r) for w, r in k["fault_recoveries"]],
+        "stuck": _stuck_detections(chosen, controller.events, faults),
+        "energy_kwh": k["energy_kwh"],
+    }
+    if kind != "fault":
+        figures.update(_energy(station, result))
+    return figures
+
+
+def _complement(windows: list[kpis.Window]) -> list[kpis.Window]:
+    """Windows covering every sample outside `windows` (to count samples inside them)."""
+    edges = [-math.inf]
+    for w in sorted(windows, key=lambda w: w.start_s):
+        edges += [w.start_s - 1e-6, w.end_s + 1e-6]
+    edges.append(math.inf)
+    return [kpis.Window(edges[i], edges[i + 1]) for i in range(0, len(edges), 2)]
+
+
+def _stuck_detections(
+    chosen: scenario.Scenario, events, faults: list[kpis.Window]
+) -> list[tuple[str, float | None]]:
+    """(sensor, seconds from a stuck fault's start to the first event flagging its channel).
+
+    A SENSOR_FAULT raised while bus noise is on is no credit (noise makes channels BAD)."""
+    from protocol.uplink import EventCode
+
+    noise = [w for w in faults if w.kind == "crc_noise"]
+    found = []
+    for f in chosen.faults:
+        if getattr(f, "mode", "") != "stuck" or "sensor" not in f.kind:
+            continue
+        channel = CHANNEL[f.sensor]
+        times = [
+            at_ms / 1000.0
+            for code, _subject, value, at_ms in events
+            if value == channel
+            and f.at_s - 1.0 <= at_ms / 1000.0 <= f.end_s
+            and not (code == EventCode.SENSOR_FAULT and kpis.inside(at_ms / 1000.0, noise))
+        ]
+        found.append((f.sensor, min(times) - f.at_s if times else None))
+    return found
+
+
+def _energy(station: SimulatedStation, result) -> dict:
+    plant = station.plant
+    pumps = getattr(plant, "pumps", None) or [plant.pump] * len(station.drives)
+    speeds = [d.config.max_speed_pct / 100.0 for d in station.drives]
+    bound = optimal.LowerBound(pumps, speeds)
+    s = result.samples
+    energy = optimal.bound_energy_kwh(
+        bound, s["flow_m3h"], s["remote_dp_kpa"], s["total_power_kw"], plant.params, SAMPLE_S
+    )
+    demand = s["demand_m3h"]
+    minutes = [sum(demand[i : i + 60]) / len(demand[i : i + 60]) for i in range(0, len(demand), 60)]
+    try:
+        old: float | None = optimal.daily_energy_kwh(minutes, 60.0)
+    except optimal.SimInputError:  # a demand the old optimum's flow window cannot serve
+        old = None
+    return {
+        "bound_kwh": energy.kwh,
+        "bound_infeasible": energy.infeasible,
+        "old_optimum_kwh": old,
+    }
+
+
+# --- the campaign ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    fault_days: int = FAULT_DAYS
+    season_days: int = SEASON_DAYS
+    hours: float = HOURS
+    workers: int = WORKERS
+
+
+QUICK = Plan(fault_days=2, season_days=2, hours=2.0)
+
+
+def jobs(plan: Plan) -> list[tuple[str, dict]]:
+    out = [("fault", fault_day(k, plan.fault_days, plan.hours)) for k in range(plan.fault_days)]
+    for worn in (False, True):
+        out += [
+            ("worn" if worn else "season", season_day(j, plan.season_days, worn, plan.hours))
+            for j in range(plan.season_days)
+        ]
+    return out
+
+
+def campaign(plan: Plan) -> list[dict]:
+    todo = jobs(plan)
+    if plan.workers <= 1:
+        return [simulate_day(job) for job in todo]
+    with ProcessPoolExecutor(max_workers=plan.workers) as pool:
+        return list(pool.map(simulate_day, todo))
+
+
+def figures(days: list[dict]) -> list[tuple[str, Any, str]]:
+    """The campaign's (name, value, unit) lines; a value may be a NotComputed."""
+    fault = [d for d in days if d["kind"] == "fault"]
+    lines: list[tuple[str, Any, str]] = []
+    counted = sum(d["samples_outside_source"] for d in fault)
+    if counted:
+        in_band = sum(
+            d["dp_in_band_pct"] * d["samples_outside_source"] / 100.0
+            for d in fault
+            if not isinstance(d["dp_in_band_pct"], kpis.NotComputed)
+        )
+        lines.append(("fault_campaign_dp_in_band", 100.0 * in_band / counted, "%"))
+    else:
+        lines.append(("fault_campaign_dp_in_band", kpis.NotComputed("no fault day sample"), "%"))
+    stopped = sum(d["samples_in_source"] for d in fault)
+    if stopped:
+        inside = sum(
+            d["dp_in_band_in_source_pct"] * d["samples_in_source"] / 100.0
+            for d in fault
+            if d["samples_in_source"]
+        )
+        value: Any = 100.0 * inside / stopped
+    else:
+        value = kpis.NotComputed("no source-pump stop simulated")
+    lines.append(("fault_campaign_dp_in_band_source_stops", value, "%"))
+    if fault:
+        unserved = [d["unserved_min"] for d in fault]
+        day_h = sum(d["hours"] for d in fault) / len(fault)
+        lines.append(("fault_campaign_unserved_min", sum(unserved) / len(fault), "min/day"))
+        lines.append(("fault_campaign_unserved_worst_day", max(unserved), "min"))
+        lines.append(("fault_campaign_day_hours", day_h, "h"))
+    lines.append(("spurious_station_stops", sum(d["spurious_station_stops"] for d in days), ""))
+    lines.append(("station_stops_all", sum(d["station_stops"] for d in days), ""))
+    power = [d["max_power_vs_rated"] for d in days]
+    numbers = [p for p in power if not isinstance(p, kpis.NotComputed)]
+    lines.append(
+        (
+            "max_pump_power_vs_rated",
+            max(numbers) if numbers else kpis.NotComputed("no pump ran"),
+            "ratio",
+        )
+    )
+    lines.append(("stuck_sensor_detect_s", _stuck_figure(fault), "s"))
+    for kind in sorted({r[0] for d in fault for r in d["recoveries"]}):
+        values = [r for d in fault for k, r in d["recoveries"] if k == kind]
+        missing = sum(1 for r in values if isinstance(r, kpis.NotComputed))
+        if missing:
+            worst: Any = kpis.NotComputed(f"{missing} of {len(values)} not back in band by day end")
+        else:
+            worst = max(values)
+        lines.append((f"fault_recovery_{kind}", worst, "s"))
+    for kind, name in (
+        ("season", "energy_vs_bound_season"),
+        ("worn", "energy_vs_bound_season_worn"),
+    ):
+        group = [d for d in days if d["kind"] == kind]
+        if not group:
+            continue
+        agent = sum(d["energy_kwh"] for d in group)
+        bound = sum(d["bound_kwh"] for d in group)
+        lines.append(
+            (name, agent / bound if bound > 0 else kpis.NotComputed("zero bound"), "ratio")
+        )
+        if kind == "season":
+            olds = [d["old_optimum_kwh"] for d in group]
+            if None in olds:
+                why = kpis.NotComputed("a demand outside the old optimum's flow window")
+                lines.append(("energy_vs_optimal_season", why, "ratio"))
+            else:
+                lines.append(("energy_vs_optimal_season", agent / sum(olds), "ratio"))
+                lines.append(("energy_bound_over_old_optimum_season", bound / sum(olds), "ratio"))
+        infeasible = sum(d["bound_infeasible"] for d in group)
+        lines.append((f"{name}_uncovered_samples", infeasible, ""))
+    lines.append(("campaign_days", len(days), ""))
+    lines.append(("campaign_realtime_factor", _realtime(days), "x"))
+    return lines
+
+
+def _stuck_figure(fault: list[dict]) -> Any:
+    _, has_suspect = detection_codes()
+    stuck = [s for d in fault for s in d["stuck"]]
+    if not stuck:
+        return kpis.NotComputed("no stuck-transmitter fault simulated")
+    if not has_suspect and all(delay is None for _, delay in stuck):
+        return kpis.NotComputed("agent has no detection yet")
+    missed = [name for name, delay in stuck if delay is None]
+    if missed:
+        return kpis.NotComputed(
+            f"{len(missed)} of {len(stuck)} stuck faults never flagged ({', '.join(missed)})"
+        )
+    return max(delay for _, delay in stuck)
+
+
+def _realtime(days: list[dict]) -> float:
+    wall = sum(d["wall_s"] for d in days)
+    return sum(d["hours"] for d in days) * 3600.0 / wall if wall > 0 else 0.0
+
+
+def print_notes(days: list[dict]) -> None:
+    seen: set[str] = set()
+    for d in days:
+        for note in d["notes"]:
+            if note not in seen:
+                seen.add(note)
+                print(f"campaign: {note}", file=sys.stderr)
+
+
+def run(report, plan: Plan = Plan()) -> None:
+    days = campaign(plan)
+    print_notes(days)
+    for name, value, unit in figures(days):
+        report(name, value, unit)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="campaign", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="2 fault + 2x2 season days of 2 h")
+    parser.add_argument("--days", type=int, default=None, help=f"fault days (default {FAULT_DAYS})")
+    parser.add_argument("--season-days", type=int, default=None)
+    parser.add_argument("--hours", type=float, default=None, help="length of each day")
+    parser.add_argument("--workers", type=int, default=WORKERS)
+    args = parser.parse_args(argv)
+    plan = QUICK if args.quick else Plan()
+    plan = dataclasses.replace(
+        plan,
+        fault_days=args.days if args.days is not None else plan.fault_days,
+        season_days=args.season_days if args.season_days is not None else plan.season_days,
+        hours=args.hours if args.hours is not None else plan.hours,
+        workers=args.workers,
+    )
+    from host_tools.bench.__main__ import report
+
+    run(report, plan)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

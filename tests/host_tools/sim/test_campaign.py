@@ -1,0 +1,92 @@
+"""The fault campaign bench (host_tools/bench/campaign.py): its days load through scenario.py with
+every fault kind, and a short campaign computes every figure (finite, or n/a with a reason).
+Goals are not asserted here: the campaign measures them."""
+
+import math
+
+import pytest
+
+from host_tools.bench import campaign
+from host_tools.sim import scenario
+from host_tools.sim.kpis import NotComputed
+
+
+def test_the_days_cover_every_fault_kind_and_mode_and_load_without_dropping_anything():
+    kinds, modes, noise = set(), set(), []
+    temps = []
+    for k in range(campaign.FAULT_DAYS):
+        chosen, notes = campaign.load(campaign.fault_day(k, campaign.FAULT_DAYS))
+        assert notes == [], notes  # the simulator knows every key the campaign writes
+        temps.append(chosen.mean_temp_c)
+        for f in chosen.faults:
+            kinds.add(f.kind)
+            if "sensor" in f.kind:
+                modes.add(f.mode)
+            if f.kind == "crc_noise":
+                noise.append(f.probability)
+    assert {
+        "pump_trip",
+        "drive_comm_loss",
+        "crc_noise",
+        "suction_dip",
+        "source_pumps_stop",
+    } <= kinds
+    assert set(scenario.SENSOR_MODES) <= modes
+    assert max(noise) >= 0.10
+    assert min(temps) == campaign.COLD_C and max(temps) == campaign.WARM_C
+    for worn in (False, True):
+        chosen, notes = campaign.load(campaign.season_day(0, 3, worn))
+        assert notes == [] and chosen.faults == ()
+        assert chosen.pump_spread == "none"
+        factors = [p.head_factor for p in chosen.pumps]
+        assert all(0.95 <= f <= 1.05 for f in factors) if worn else factors == []
+
+
+def test_a_key_the_simulator_does_not_know_is_dropped_with_a_note():
+    doc = campaign.fault_day(0, 2, hours=1.0)
+    doc["plant"]["impeller_colour"] = "blue"
+    doc["faults"].append({"kind": "meteor_strike", "at": "00:30"})
+    chosen, notes = campaign.load(doc)
+    assert len(notes) == 2
+    assert any("impeller_colour" in n for n in notes)
+    assert "meteor_strike" not in {f.kind for f in chosen.faults}
+
+
+@pytest.fixture(scope="module")
+def short_campaign():
+    plan = campaign.Plan(fault_days=2, season_days=1, hours=0.75, workers=2)
+    return campaign.campaign(plan)
+
+
+def test_a_short_campaign_computes_every_figure(short_campaign):
+    lines = campaign.figures(short_campaign)
+    names = [name for name, _, _ in lines]
+    for wanted in (
+        "fault_campaign_dp_in_band",
+        "fault_campaign_unserved_min",
+        "spurious_station_stops",
+        "max_pump_power_vs_rated",
+        "stuck_sensor_detect_s",
+        "energy_vs_bound_season",
+        "energy_vs_bound_season_worn",
+    ):
+        assert wanted in names
+    for name, value, _ in lines:
+        if isinstance(value, NotComputed):
+            assert value.reason, name
+        else:
+            assert math.isfinite(value), name
+    figures = {name: value for name, value, _ in lines}
+    assert 0.0 <= figures["fault_campaign_dp_in_band"] <= 100.0
+    assert figures["energy_vs_bound_season"] > 0.0
+    assert figures["campaign_days"] == 4
+
+
+def test_the_bench_lines_are_name_value_unit(short_campaign, capsys):
+    from host_tools.bench.__main__ import report
+
+    for name, value, unit in campaign.figures(short_campaign):
+        report(name, value, unit)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed and all(": " in line for line in printed)
+    assert not any("nan" in line or "inf" in line.split(": ", 1)[1] for line in printed)
