@@ -16,11 +16,20 @@ What happens:
   comm-loss action, which keeps the pumps safe; the state on flash is at most one save period old
   and never torn (two generations). A hang instead of an exception is the watchdog's: no tick,
   no feed, reset after 8 s.
+- Imports in stages (STAGES, leaves first), with a collection after each: loading a module from
+  .mpy leaves garbage (the file's buffers) that would otherwise add up to a peak above the heap
+  the agent finally needs. Frozen into the firmware (manifest.py) the modules cost no heap for
+  their code at all; the stages are then cheap no-ops.
 - Ctrl-C (mpremote, REPL): the loop stops without a reset, but the watchdog cannot be stopped and
   resets the board 8 s later. To work on the board, create the file /no_agent (e.g.
-  ``mpremote fs touch :/no_agent`` right after a reset), then this file starts nothing.
+  ``mpremote fs touch :/no_agent`` right after a reset), then this file starts nothing and the
+  watchdog is never started. ``make flash`` does exactly that around the copy.
+- The virtual board (boards/virtual.py, sys.platform "webassembly") runs this same file; its
+  ``board.run`` hands the runtime to the host, which steps it and calls ``interrupted()`` /
+  ``fatal(err)`` where this file's handlers would run.
 """
 
+import gc
 import sys
 import time
 
@@ -29,16 +38,44 @@ STATE_BASE = "/state"
 NO_AGENT_FLAG = "/no_agent"
 RESET_DELAY_MS = 5000
 
+# Import order of the boot, leaves first; one module per stage, a collection after each. The
+# config validator is not among them: the runtime imports it to read the config and drops it.
+STAGES = (
+    "relaypump.ticks",
+    "relaypump.codes",
+    "relaypump.snapshot",
+    "relaypump.events",
+    "relaypump.modbus",
+    "relaypump.drives",
+    "relaypump.sensors",
+    "relaypump.fieldbus",
+    "relaypump.pumpmodel",
+    "relaypump.pid",
+    "relaypump.setpoint",
+    "relaypump.control",
+    "relaypump.staging",
+    "relaypump.protection",
+    "relaypump.storage",
+    "relaypump.state",
+    "relaypump.agent",
+    "relaypump.runtime",
+)
+BOARDS = {"esp32": "boards.esp32", "rp2": "boards.rp2", "webassembly": "boards.virtual"}
+
+
+def load_stage(index):
+    __import__(STAGES[index])
+    gc.collect()
+
 
 def make_board():
     platform = sys.platform  # a plain name: mypy would judge sys.platform by the host's
-    if platform == "esp32":
-        from boards.esp32 import Board
-    elif platform == "rp2":
-        from boards.rp2 import Board  # type: ignore[assignment]
-    else:
+    name = BOARDS.get(platform)
+    if name is None:
         raise OSError("no board file for platform %s" % platform)
-    return Board()
+    module = __import__(name, None, None, ("Board",))
+    gc.collect()
+    return module.Board()
 
 
 def agent_disabled():
@@ -55,20 +92,37 @@ def main():
     if agent_disabled():
         print("main: %s exists, the agent is not started" % NO_AGENT_FLAG)
         return
-    board = make_board()
+    board = make_board()  # first: it drives DE low (the bus stays free) and starts the watchdog
+    for index in range(len(STAGES)):
+        load_stage(index)
     from relaypump.runtime import Runtime
 
-    Runtime(board, CONFIG_PATH, STATE_BASE).run_forever()
+    runtime = Runtime(board, CONFIG_PATH, STATE_BASE)
+    gc.collect()
+    board.run(runtime)
 
 
-try:
-    main()
-except KeyboardInterrupt:
+def interrupted():
     print("main: stopped; the watchdog resets the board in 8 s (create %s to stay)" % NO_AGENT_FLAG)
-except Exception as err:
+
+
+def fatal(err):
     print("main: fatal error, reset in %d ms" % RESET_DELAY_MS)
     sys.print_exception(err)
     time.sleep_ms(RESET_DELAY_MS)
     import machine
 
     machine.reset()
+
+
+def run():
+    try:
+        main()
+    except KeyboardInterrupt:
+        interrupted()
+    except Exception as err:
+        fatal(err)
+
+
+if __name__ == "__main__":
+    run()

@@ -7,7 +7,7 @@ Pins (GPIO numbers; free on a DevKitC, not strapping pins, not the flash/PSRAM p
 UART0 stays the REPL / log console on USB. Change the class attributes for another wiring.
 """
 
-from boards import Rs485Board
+from boards.rs485 import Rs485Board
 
 
 class Board(Rs485Board):

@@ -7,7 +7,7 @@ Pins (GPIO numbers):
 The REPL / log console is USB CDC. The hardware watchdog allows at most 8388 ms (8 s used).
 """
 
-from boards import Rs485Board
+from boards.rs485 import Rs485Board
 
 
 class Board(Rs485Board):

@@ -1,10 +1,12 @@
-"""Board support: the hardware under the runtime (relaypump/runtime.py), one thin class per target.
+"""RS-485 boards (ESP32, RP2): the hardware under the runtime (relaypump/runtime.py).
 
 ``Rs485Board`` holds what ESP32 and RP2 share; boards/esp32.py and boards/rp2.py only name the
 UART and the pins. Nothing here is testable off the board (it needs ``machine``), so it stays thin:
 every decision lives in the runtime, which tests drive with a test double of this interface:
 
-    ticks_ms() ticks_us() ticks_add(t, d) ticks_diff(a, b) sleep_ms(ms)   time module
+    ticks_ms() ticks_us() ticks_add(t, d) ticks_diff(a, b)    time module
+    wait_us(us) -> True      until a byte waits on the UART or us have passed (select.poll on the
+                             UART, ms resolution; below 1 ms, or with no UART open, time.sleep_us)
     open_bus(baud, parity)   machine.UART, 8 data bits, parity "N"/"E"/"O" (Modbus RTU keeps 11 bits
                              a character: no parity -> 2 stop bits), non-blocking reads
     read_into(buf) -> int    what the UART holds, at most len(buf) bytes, 0 when nothing
@@ -16,6 +18,7 @@ every decision lives in the runtime, which tests drive with a test double of thi
     fs, open                 the os module and the builtin open (littlefs on both boards)
     reset_cause() -> str     "power-on", "watchdog", "hard", "soft", "deep-sleep"
     log(text), reset()       console line; machine.reset()
+    run(runtime)             main.py's last call: runtime.run_forever()
 
 Wiring: the transceiver's DE and /RE are tied together to the DE pin, so the board does not hear
 its own frames; DE is driven low from construction on (the bus stays free while no config is
@@ -25,6 +28,7 @@ refuses a pid.period_ms over half of it) plus the longest blocking step (a state
 """
 
 import os
+import select
 import time
 
 import machine
@@ -60,7 +64,7 @@ class Rs485Board:
         self.ticks_us = time.ticks_us
         self.ticks_add = time.ticks_add
         self.ticks_diff = time.ticks_diff
-        self.sleep_ms = time.sleep_ms
+        self._poll = select.poll()
         self._char_us = 573
 
     def open_bus(self, baud, parity):
@@ -79,6 +83,14 @@ class Rs485Board:
             timeout_char=0,
         )
         self._char_us = (_BITS_PER_CHAR * 1000000 + baud - 1) // baud
+        self._poll.register(self.uart, select.POLLIN)
+
+    def wait_us(self, us):
+        if us < 1000 or self.uart is None:  # below poll's resolution, or no UART to wake us
+            time.sleep_us(us)
+        else:
+            self._poll.poll(us // 1000)  # returns early when a byte arrives
+        return True
 
     def read_into(self, buf):
         uart = self.uart
@@ -120,3 +132,7 @@ class Rs485Board:
 
     def reset(self):
         machine.reset()
+
+    def run(self, runtime):
+        """main.py's last call: the runtime's loop, for ever (Ctrl-C or an exception ends it)."""
+        runtime.run_forever()

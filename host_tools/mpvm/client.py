@@ -184,6 +184,18 @@ class MicroPythonVM:
         """Forget everything defined by exec/eval (imported modules stay in sys.modules)."""
         self._request({"op": "reset", "gc": True}, None)
 
+    def sync(self, vm_dir: str, host_dir: str | os.PathLike[str], skip: Sequence[str] = ()) -> None:
+        """Mirror the VM directory `vm_dir` onto `host_dir` (written by Node, no Python runs):
+        files that differ are written, host entries the VM lacks are removed; top-level names in
+        `skip` are left alone on both sides."""
+        req = {
+            "op": "sync",
+            "src": vm_dir,
+            "host": str(Path(host_dir).resolve()),
+            "skip": list(skip),
+        }
+        self._request(req, None)
+
     def stats(self) -> dict[str, int]:
         """Live heap figures after a collection: {"alloc": bytes, "free": bytes}."""
         return self._request({"op": "stats", "gc": True}, None)["value"]

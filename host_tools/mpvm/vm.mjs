@@ -87,6 +87,31 @@ function copyTree(FS, hostDir, vmDir) {
   }
 }
 
+// Mirror the VM directory vmDir onto hostDir (the virtual board's flash, before a reset): files
+// written where they differ, host entries missing in the VM removed. Names in `skip` (at the top
+// level only) are the VM's own directories (dev, tmp, the runner's) and are left alone.
+function syncTree(FS, vmDir, hostDir, skip) {
+  fs.mkdirSync(hostDir, { recursive: true });
+  const seen = new Set();
+  for (const name of FS.readdir(vmDir)) {
+    if (name === "." || name === ".." || skip.has(name)) continue;
+    seen.add(name);
+    const src = vmDir.replace(/\/$/, "") + "/" + name;
+    const dst = path.join(hostDir, name);
+    if (FS.isDir(FS.stat(src).mode)) {
+      if (fs.existsSync(dst) && !fs.statSync(dst).isDirectory()) fs.rmSync(dst);
+      syncTree(FS, src, dst, new Set());
+    } else {
+      const data = FS.readFile(src);
+      if (fs.existsSync(dst) && fs.statSync(dst).isDirectory()) fs.rmSync(dst, { recursive: true });
+      if (!fs.existsSync(dst) || !Buffer.from(data).equals(fs.readFileSync(dst))) fs.writeFileSync(dst, data);
+    }
+  }
+  for (const name of fs.readdirSync(hostDir)) {
+    if (!seen.has(name) && !skip.has(name)) fs.rmSync(path.join(hostDir, name), { recursive: true });
+  }
+}
+
 // A character device whose reads drain `source` and whose writes append to `sink`.
 function makeChannel(FS, major, devPath) {
   const chan = { input: Buffer.alloc(0), pos: 0, chunks: [] };
@@ -190,6 +215,10 @@ const EMPTY = Buffer.alloc(0);
 const OPS = { exec: 1, eval: 2, call: 3, reset: 4, stats: 5 };
 
 function handle(req) {
+  if (req.op === "sync") {
+    syncTree(FS, String(req.src), String(req.host), new Set(req.skip || []));
+    return { ok: true, out: flushOut() };
+  }
   const op = OPS[req.op];
   if (op === undefined) return { ok: false, type: "ProtocolError", traceback: `unknown op ${req.op}` };
   let payload = EMPTY;

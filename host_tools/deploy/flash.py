@@ -1,0 +1,190 @@
+"""Deploy the agent to a board running MicroPython, and open its console: mpremote underneath.
+
+``flash(port, station)``:
+1. The port is checked (``check_port``): missing, not a device or not a tty -> DeployError "no
+   board ...". The station's config is validated on the host with the firmware's own loader
+   (relaypump.config.load_config_file): a refused config names the field and nothing is copied.
+2. Prepare (one mpremote session): read ``sys.platform`` (-> which bundle; BOARD, when given, must
+   match), create /no_agent and hard-reset. The agent's watchdog, once started, cannot be stopped
+   and would reset the board in the middle of a copy that takes longer than its 8 s; after this
+   reset main.py sees /no_agent and starts neither the agent nor the watchdog.
+3. Copy (one mpremote session, retried while the board comes back from its reset): remove the old
+   /relaypump and /boards (a stale .py would shadow its new .mpy), copy the bundle, main.py and the
+   config as /station.json, list what the board holds and compare every size with the bundle,
+   remove /no_agent, hard-reset: the board boots the new agent. The persistent state (/state.a,
+   /state.b: run hours, starts, lockouts) stays.
+
+``console(port)`` runs ``mpremote connect PORT repl`` after the same port check.
+mpremote is the pinned dev dependency (pyproject.toml), run as ``python -m mpremote``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from host_tools.deploy.bundle import BOARDS, DEFAULT_OUT, files
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_STATION = REPO / "firmware" / "station.json"
+SESSION_TIMEOUT_S = 300.0
+BACK_AFTER_RESET_S = 15.0  # how long the board may take to come back from a reset
+
+_PREPARE = "import sys\nprint('platform', sys.platform)\nopen('/no_agent', 'w').close()"
+_CLEAN = """import os
+def _rm(p):
+    try:
+        mode = os.stat(p)[0]
+    except OSError:
+        return
+    if mode & 0x4000:
+        for n in os.listdir(p):
+            _rm(p + '/' + n)
+        os.rmdir(p)
+    else:
+        os.remove(p)
+for _p in ('/relaypump', '/boards', '/main.py'):
+    _rm(_p)
+for _d in %r:
+    os.mkdir(_d)
+"""
+_LIST = """import os
+def _ls(p):
+    if not os.stat(p)[0] & 0x4000:
+        print('file', p[1:], os.stat(p)[6])
+        return
+    for n in os.listdir(p):
+        _ls(p + '/' + n)
+for _p in %r:
+    _ls(_p)
+"""
+
+
+class DeployError(Exception):
+    """A deploy that must stop; str() is one line for the user."""
+
+
+def check_port(port: str | None) -> str:
+    """The port, if a board can be there; DeployError naming what is wrong otherwise."""
+    if not port:
+        raise DeployError("no board: PORT is not set (e.g. make flash PORT=/dev/ttyUSB0)")
+    if not os.path.exists(port):
+        raise DeployError(f"no board at {port}: no such device (is the board plugged in?)")
+    mode = os.stat(port).st_mode
+    if not stat.S_ISCHR(mode):
+        raise DeployError(f"no board at {port}: not a serial device")
+    try:
+        fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+    except OSError as err:
+        raise DeployError(f"no board at {port}: cannot open it ({err.strerror})") from None
+    try:
+        if not os.isatty(fd):
+            raise DeployError(f"no board at {port}: not a serial device (not a tty)")
+    finally:
+        os.close(fd)
+    return port
+
+
+def validate_station(path: str | os.PathLike[str]) -> dict:
+    """The station's config as the board would load it; DeployError naming the field if refused."""
+    from relaypump.config import ConfigError, load_config_file
+
+    try:
+        return load_config_file(str(path))
+    except ConfigError as err:
+        raise DeployError(f"station config {path} refused: {err}") from None
+
+
+def mpremote(port: str, *args: str, timeout: float = SESSION_TIMEOUT_S) -> str:
+    """One mpremote session; its stdout, or DeployError with mpremote's last words."""
+    argv = [sys.executable, "-m", "mpremote", "connect", port, *args]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise DeployError(f"mpremote on {port}: no answer within {timeout:.0f} s") from None
+    if done.returncode != 0:
+        last = (done.stderr.strip() or done.stdout.strip() or "failed").splitlines()[-1]
+        raise DeployError(f"mpremote on {port}: {last}")
+    return done.stdout
+
+
+def board_of(platform: str) -> str:
+    for name, spec in BOARDS.items():
+        if spec.platform == platform:
+            return name
+    raise DeployError(f"the board runs MicroPython for {platform!r}, no bundle for that")
+
+
+def flash(
+    port: str | None,
+    station: str | os.PathLike[str] = DEFAULT_STATION,
+    board: str | None = None,
+    bundles: Path = DEFAULT_OUT,
+    say=print,
+) -> str:
+    """Deploy to the board at `port` (see the module docstring); returns the board's name."""
+    port = check_port(port)
+    config = validate_station(station)
+    say(f"station config {station}: valid (station {config['station']['id']})")
+    out = mpremote(port, "exec", _PREPARE, "+", "reset")
+    platform = next((ln.split()[1] for ln in out.splitlines() if ln.startswith("platform ")), "")
+    found = board_of(platform)
+    if board and board != found:
+        raise DeployError(f"BOARD={board} but the board at {port} is {found} ({platform})")
+    bundle = bundles / found
+    if not (bundle / "main.py").exists():
+        raise DeployError(f"no bundle for {found} in {bundles}: run `make firmware` first")
+    say(f"board at {port}: {found}; /no_agent set and reset, so no watchdog runs during the copy")
+    # Directories made by the clean-up, then plain file copies (no `cp -r`: its idea of an
+    # existing destination differs between mpremote versions and ports).
+    dirs = sorted({"/" + p.parent.as_posix() for p in (Path(n) for n, _ in files(bundle))} - {"/."})
+    copy = ["exec", _CLEAN % (tuple(dirs),)]
+    for directory in dirs:
+        names = sorted(str(p) for p in (bundle / directory[1:]).iterdir() if p.is_file())
+        copy += ["+", "fs", "cp", *names, f":{directory}/"]
+    for top in sorted(p for p in bundle.iterdir() if p.is_file()):
+        copy += ["+", "fs", "cp", str(top), f":/{top.name}"]
+    tops = tuple(dirs) + tuple("/" + p.name for p in bundle.iterdir() if p.is_file())
+    copy += ["+", "fs", "cp", str(station), ":/station.json"]
+    copy += ["+", "exec", _LIST % (tops + ("/station.json",),)]
+    listing = _retry_after_reset(port, copy)
+    on_board = {
+        ln.split()[1]: int(ln.split()[2]) for ln in listing.splitlines() if ln.startswith("file ")
+    }
+    expected = dict(files(bundle))
+    expected["station.json"] = Path(station).stat().st_size
+    wrong = [name for name, size in expected.items() if on_board.get(name) != size]
+    if wrong:
+        raise DeployError(
+            f"copy to {port} incomplete: {', '.join(wrong)} missing or of another size"
+        )
+    say(f"copied {len(expected)} files, {sum(expected.values())} bytes, sizes checked on the board")
+    mpremote(port, "exec", "import os\nos.remove('/no_agent')", "+", "reset")
+    say("/no_agent removed and reset: the board boots the agent")
+    return found
+
+
+def _retry_after_reset(port: str, args: list[str]) -> str:
+    deadline = time.monotonic() + BACK_AFTER_RESET_S
+    while True:
+        try:
+            if os.path.exists(port):
+                return mpremote(port, *args)
+            raise DeployError(f"no board at {port}: it did not come back after its reset")
+        except DeployError as err:
+            if (
+                time.monotonic() > deadline
+                or "could not enter raw repl" not in str(err)
+                and ("failed to access" not in str(err) and "did not come back" not in str(err))
+            ):
+                raise
+            time.sleep(0.5)
+
+
+def console(port: str | None) -> int:
+    port = check_port(port)
+    return subprocess.call([sys.executable, "-m", "mpremote", "connect", port, "repl"])
