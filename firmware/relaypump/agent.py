@@ -37,6 +37,7 @@ from . import codes
 from .control import Controller
 from .events import EventRing
 from .fieldbus import Fieldbus
+from .plausibility import Plausibility
 from .protection import Protection
 from .sensors import Sensors
 from .snapshot import CMD_RUN, DRIVE_RUNNING, DRIVE_TRIPPED, Snapshot
@@ -58,6 +59,9 @@ class Agent:
         self.state = state if state is not None else StationState(n)
         self.sensors = Sensors(config["io"], self.snapshot)
         self.fieldbus = Fieldbus(config, self.snapshot, self.sensors, self._bus_event)
+        self.plausibility = Plausibility(
+            config, self.sensors, self.snapshot, self.fieldbus, self.events
+        )
         self.protection = Protection(config, self.events, self.state)
         self.control = Controller(config)
         self.staging = Staging(config, self.control.model)
@@ -118,6 +122,7 @@ class Agent:
         snap = self.snapshot
         snap.now_ms = now_ms
         fb.update_snapshot()
+        self.plausibility.update(now_ms)  # marks suspect transmitters before their fallbacks
         self.sensors.update(now_ms)
         if not self.primed:
             if not fb.cycles:

@@ -382,7 +382,9 @@ def _plausibility(doc):
         "head_tolerance_ratio",
         "head_tolerance_kpa",
         "min_head_ratio",
+        "settle_s",
         "check_s",
+        "dp_check_s",
         "clear_s",
     )
     _section(doc, path, (), keys)
@@ -392,10 +394,12 @@ def _plausibility(doc):
     _int(doc, out, path, "move_ua", 1, 16000, 16)  # or another transmitter moved this much
     _num(doc, out, path, "dp_tolerance_kpa", 1.0, 1000.0, 30.0)  # remote DP vs its estimate
     _num(doc, out, path, "dp_tolerance_ratio", 0.0, 2.0, 0.3)  # + this share of the network loss
-    _num(doc, out, path, "head_tolerance_ratio", 0.0, 1.0, 0.1)  # head vs the pump model
+    _num(doc, out, path, "head_tolerance_ratio", 0.0, 1.0, 0.06)  # head vs the pump model
     _num(doc, out, path, "head_tolerance_kpa", 0.0, 1000.0, 10.0)
     _num(doc, out, path, "min_head_ratio", 0.0, 1.0, 0.3)  # below: a pump running dry
-    _int(doc, out, path, "check_s", 1, 3600, 20)  # implausible this long: suspect
+    _int(doc, out, path, "settle_s", 0, 3600, 10)  # speeds steady this long: judged
+    _int(doc, out, path, "check_s", 1, 3600, 20)  # flow implausible this long: suspect
+    _int(doc, out, path, "dp_check_s", 1, 3600, 180)  # remote DP implausible this long
     _int(doc, out, path, "clear_s", 1, 3600, 30)  # plausible this long: cleared
     return out
 

@@ -200,6 +200,7 @@ def test_hold_frozen_and_plausibility_defaults_and_limits():
     assert channels["supply_temp_c"]["frozen_s"] == 0.0 and channels["suction_kpa"]["frozen_s"] == 0
     plausibility = config["io"]["plausibility"]
     assert plausibility["check_s"] == 20 and plausibility["frozen_band_ua"] == 2
+    assert plausibility["dp_check_s"] == 180 and plausibility["head_tolerance_ratio"] == 0.06
     assert config["protection"]["discharge_lockout_trips"] == 3
     own = load_config(variant(["io", "channels", "flow_m3h", "hold_s"], 30))
     assert own["io"]["channels"]["flow_m3h"]["hold_s"] == 30.0

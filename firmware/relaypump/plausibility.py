@@ -1,0 +1,316 @@
+"""Transmitter plausibility: a reading that cannot be true is SUSPECT and replaced by its fallback.
+
+``Plausibility(config, sensors, snapshot, fieldbus, events)``; each control tick, after the
+fieldbus has updated the snapshot and before ``sensors.update``, ``update(now_ms)`` sets
+``sensors.suspect[i]`` (sensors.py then gives that channel its configured fallback at once:
+remote DP -> control on the discharge pressure, flow "hold" -> BAD, the dry run paused, ...).
+
+Checks (thresholds in config io.plausibility and io.channels.<name>.frozen_s):
+- Frozen: a channel with frozen_s > 0 whose raw loop current stays within frozen_band_ua of one
+  value for frozen_s after the plant moved - the running pumps' speeds summed moved by
+  move_speed_pct, or another checked transmitter by move_ua - is frozen (a live transmitter
+  shows its noise and follows the plant). A current pinned at the NE43 saturation limits
+  (<= 3.8 or >= 20.5 mA) is not judged: the range, not the transmitter, is the limit.
+- Remote DP against its estimate from the station: discharge - suction - network loss
+  (setpoint.network_loss_m_per_m3h2 * Q^2, the same system curve the discharge fallback uses);
+  off by more than dp_tolerance_kpa + dp_tolerance_ratio * loss while a pump runs.
+- Flow against the pump model (pump_model: H = h0 s^2 - k q^2): the station head discharge -
+  suction against the head the running pumps give at their measured speed with the measured flow
+  shared equally, off by more than head_tolerance_ratio * h0 s^2 + head_tolerance_kpa. Judged
+  only while every running pump turns within 2 % of the others, the bypass is shut, and the head
+  is at least min_head_ratio * h0 s^2 (a pump running dry gives no head and no flow: that is the
+  dry-run protection's case, not a lying transmitter).
+The two model checks hold in a steady state only: they are judged once the running pumps' speeds
+(summed) have moved less than 0.3 %/s for settle_s (a speed ramp or a pump joining moves flow and
+the network's pressures through the water column's inertia first) and with their inputs usable
+(GOOD or HELD, not suspect); they count after check_s (flow) or dp_check_s (remote DP: slow
+network transients) of continuous disagreement; a SUSPECT channel is cleared after clear_s of agreement (for
+the frozen check: once its current moved again). Every transition raises SENSOR_SUSPECT /
+SENSOR_PLAUSIBLE (subject CHECK_FROZEN or CHECK_MODEL, value the channel, as SENSOR_FAULT).
+
+Allocation: none per tick. Readings are taken as integers from the sensors' filtered loop
+currents and the drives' raw speeds; the model's constants are fixed-point integers built once
+(squares through a scaled square root keep every product below 2**30).
+"""
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):  # type: ignore[misc,no-redef]
+        return x
+
+
+from . import codes
+from .snapshot import DRIVE_RUNNING, HELD
+from .ticks import ticks_diff as _ticks_diff
+
+CHECK_FROZEN = const(1)
+CHECK_MODEL = const(2)
+
+_OFF = const(-1)
+_MAX_DT_MS = const(60000)
+_UA_4 = const(4000)
+_UA_SAT_LOW = const(3800)
+_UA_SAT_HIGH = const(20500)
+_SPREAD_X100 = const(200)  # running pumps within 2 % of each other: an equal split
+_STEADY_X100_PER_S = const(30)  # speeds summed moving slower than 0.3 %/s: a steady state
+_G = 9.80665
+
+# event channel numbers (protection.CH_*: the value of SENSOR_* events)
+_CHANNEL = {
+    "suction_kpa": 1,
+    "discharge_kpa": 2,
+    "remote_dp_kpa": 3,
+    "supply_temp_c": 4,
+    "flow_m3h": 5,
+    "outdoor_temp_c": 7,
+}
+
+
+def _sqrt_q16(x):
+    """round(sqrt(x) * 2**16) for a constant x (start-up only)."""
+    return int((x**0.5) * 65536.0 + 0.5)
+
+
+def _timer(timer, active, dt):
+    if not active:
+        return _OFF
+    if timer < 0:
+        return 0
+    timer += dt
+    return timer if timer < 0x10000000 else 0x10000000
+
+
+class Plausibility:
+    def __init__(self, config, sensors, snapshot, fieldbus, events):
+        self.sensors = sensors
+        self.snapshot = snapshot
+        self.fieldbus = fieldbus
+        self.events = events
+        p = config["io"]["plausibility"]
+        channels = config["io"]["channels"]
+        names = sensors.names
+        n = len(names)
+        self._n = n
+        self._band = p["frozen_band_ua"]
+        self._move_speed = int(p["move_speed_pct"] * 100.0 + 0.5)
+        self._move_ua = p["move_ua"]
+        self._check_ms = p["check_s"] * 1000
+        self._dp_check_ms = p["dp_check_s"] * 1000
+        self._settle_ms = p["settle_s"] * 1000
+        self._clear_ms = p["clear_s"] * 1000
+        self._frozen_ms = [int(channels[k]["frozen_s"] * 1000.0 + 0.5) for k in names]
+        self._watched = [i for i in range(n) if self._frozen_ms[i] > 0]
+        self._event_channel = [_CHANNEL.get(k, 0) for k in names]
+        # engineering value in 0.1 units = lo_x10 + (uA - 4000) * span_x10 // 16000
+        self._lo_x10 = [int(round(channels[k]["low"] * 10.0)) for k in names]
+        self._span_x10 = [
+            int(round((channels[k]["high"] - channels[k]["low"]) * 10.0)) for k in names
+        ]
+        self._suction = names.index("suction_kpa") if "suction_kpa" in names else -1
+        self._discharge = names.index("discharge_kpa") if "discharge_kpa" in names else -1
+        self._remote = names.index("remote_dp_kpa") if "remote_dp_kpa" in names else -1
+        self._flow = names.index("flow_m3h") if "flow_m3h" in names else -1
+        # tolerances (0.1 kPa, per mille)
+        self._dp_tol_x10 = int(p["dp_tolerance_kpa"] * 10.0 + 0.5)
+        self._dp_ratio = int(p["dp_tolerance_ratio"] * 1000.0 + 0.5)
+        self._head_ratio = int(p["head_tolerance_ratio"] * 1000.0 + 0.5)
+        self._head_tol_x10 = int(p["head_tolerance_kpa"] * 10.0 + 0.5)
+        self._min_head = int(p["min_head_ratio"] * 1000.0 + 0.5)
+        # models in fixed point: a*q^2 (0.1 kPa, q in 0.1 m3/h) = (q * sqrt(a/100) * 2**16 >> 10)^2
+        # >> 12, a in 0.1 kPa per (m3/h)^2
+        model = config["pump_model"]
+        kpa_per_m = model["density_kg_m3"] * _G / 1000.0
+        self._h0_x10 = int(model["shutoff_head_m"] * kpa_per_m * 10.0 + 0.5)
+        self._k_c = _sqrt_q16(model["curve_k"] * kpa_per_m * 10.0 / 100.0)
+        loss_m = config["setpoint"]["network_loss_m_per_m3h2"]
+        self._loss_c = _sqrt_q16(loss_m * kpa_per_m * 10.0 / 100.0)
+        self._min_x100 = int(config["speed"]["min_pct"] * 100.0 + 0.5)
+        # state
+        self._last_ms = 0
+        self._started = False
+        self._last_speed_sum = 0
+        self._last_n_run = 0
+        self._steady = _OFF  # ms the speeds have been steady
+        self.suspect_by = [0] * n  # CHECK_* that made the channel suspect, 0 = plausible
+        self._ref_ua = [0] * n
+        self._moved = [_OFF] * n  # ms frozen since the plant moved
+        self._sig_speed = [0] * n
+        self._sig_ua = [0] * (n * n)  # [k * n + j]: channel j's current when k's froze
+        self._bad = [_OFF] * n  # model disagreement timer
+        self._good = [_OFF] * n  # agreement timer of a suspect channel
+        # for telemetry and tests: the last residuals (0.1 kPa)
+        self.dp_residual_x10 = 0
+        self.head_residual_x10 = 0
+
+    # --- helpers ---------------------------------------------------------------------------------
+    def _x10(self, i):
+        """Channel i's filtered value in 0.1 units (an integer)."""
+        ua = self.sensors.filtered[i] >> 4
+        return self._lo_x10[i] + (ua - _UA_4) * self._span_x10[i] // 16000
+
+    def _usable(self, i):
+        """An input of a model check: sampled, not failed, GOOD or HELD, not suspect."""
+        s = self.sensors
+        return i >= 0 and not s.failed(i) and not s.suspect[i] and s.measurements[i].quality <= HELD
+
+    @staticmethod
+    def _square(q_x10, c):
+        w = q_x10 * c >> 10
+        return w * w >> 12
+
+    def _emit(self, code, severity, check, i, now_ms):
+        self.events.push(code, severity, check, self._event_channel[i], now_ms)
+
+    # --- per tick --------------------------------------------------------------------------------
+    def update(self, now_ms):
+        dt = _ticks_diff(now_ms, self._last_ms) if self._started else 0
+        if dt < 0:
+            dt = 0
+        elif dt > _MAX_DT_MS:
+            dt = _MAX_DT_MS
+        self._started = True
+        self._last_ms = now_ms
+        # the running pumps' speeds (0.01 %) from the drives' raw actual values
+        fb = self.fieldbus
+        pumps = self.snapshot.pumps
+        n_run = 0
+        speed_sum = 0
+        s_min = 0x7FFFFFFF
+        s_max = 0
+        for i in range(len(pumps)):
+            p = pumps[i]
+            if not p.online or p.state != DRIVE_RUNNING:
+                continue
+            raw = fb.actual_raw[i]
+            if raw >= 0x8000:
+                raw -= 0x10000
+            s = raw * 10000 // fb.profiles[i].full_scale
+            n_run += 1
+            speed_sum += s
+            if s < s_min:
+                s_min = s
+            if s > s_max:
+                s_max = s
+        for i in self._watched:
+            self._frozen(i, speed_sum, dt, now_ms)
+        d = speed_sum - self._last_speed_sum
+        limit = _STEADY_X100_PER_S * dt // 1000
+        steady = n_run == self._last_n_run and d <= limit and -d <= limit
+        self._steady = _timer(self._steady, steady, dt)
+        self._last_speed_sum = speed_sum
+        self._last_n_run = n_run
+        running = (
+            n_run > 0
+            and s_min >= self._min_x100
+            and s_max - s_min <= _SPREAD_X100
+            and self._steady >= self._settle_ms
+        )
+        # remote DP against the station's estimate
+        r = self._remote
+        verdict = 0  # 0 = not judged, 1 = agrees, 2 = disagrees
+        if (
+            running
+            and r >= 0
+            and not self.sensors.failed(r)
+            and self._usable(self._discharge)
+            and self._usable(self._suction)
+            and self._usable(self._flow)
+        ):
+            head = self._x10(self._discharge) - self._x10(self._suction)
+            loss = self._square(self._x10(self._flow), self._loss_c)
+            residual = self._x10(r) - (head - loss)
+            self.dp_residual_x10 = residual
+            tolerance = self._dp_tol_x10 + self._dp_ratio * loss // 1000
+            verdict = 2 if residual > tolerance or residual < -tolerance else 1
+        if r >= 0:
+            self._judge(r, verdict, self._dp_check_ms, dt, now_ms)
+        # flow against the pump model
+        f = self._flow
+        verdict = 0
+        bypass = self.snapshot.bypass_open
+        if (
+            running
+            and f >= 0
+            and not self.sensors.failed(f)
+            and self._usable(self._discharge)
+            and self._usable(self._suction)
+            and not (bypass.quality <= HELD and bypass.value > 0.5)
+        ):
+            s = speed_sum // n_run
+            shutoff = self._h0_x10 * s // 10000 * s // 10000
+            head = self._x10(self._discharge) - self._x10(self._suction)
+            if head * 1000 >= self._min_head * shutoff:
+                q = self._x10(f) // n_run
+                if q < 0:
+                    q = 0
+                residual = head - (shutoff - self._square(q, self._k_c))
+                self.head_residual_x10 = residual
+                tolerance = self._head_ratio * shutoff // 1000 + self._head_tol_x10
+                verdict = 2 if residual > tolerance or residual < -tolerance else 1
+        if f >= 0:
+            self._judge(f, verdict, self._check_ms, dt, now_ms)
+
+    def _frozen(self, i, speed_sum, dt, now_ms):
+        sensors = self.sensors
+        raw = sensors.raw_ua[i]
+        n = self._n
+        base = i * n
+        if sensors.failed(i) or raw <= _UA_SAT_LOW or raw >= _UA_SAT_HIGH:
+            self._moved[i] = _OFF
+            self._ref_ua[i] = -1000  # a fresh start once it measures again
+            return
+        if raw - self._ref_ua[i] > self._band or self._ref_ua[i] - raw > self._band:
+            # alive: a new reference, and the plant as it is now
+            self._ref_ua[i] = raw
+            self._moved[i] = _OFF
+            self._sig_speed[i] = speed_sum
+            for j in self._watched:
+                self._sig_ua[base + j] = sensors.raw_ua[j]
+            if self.suspect_by[i] == CHECK_FROZEN:
+                self._clear(i, now_ms)
+            return
+        if self._moved[i] < 0:
+            d = speed_sum - self._sig_speed[i]
+            moved = d >= self._move_speed or -d >= self._move_speed
+            if not moved:
+                for j in self._watched:
+                    if j != i:
+                        d = sensors.raw_ua[j] - self._sig_ua[base + j]
+                        if d >= self._move_ua or -d >= self._move_ua:
+                            moved = True
+                            break
+            if moved:
+                self._moved[i] = 0
+            return
+        self._moved[i] += dt
+        if self._moved[i] >= self._frozen_ms[i] and not self.suspect_by[i]:
+            self._suspect(i, CHECK_FROZEN, now_ms)
+
+    def _judge(self, i, verdict, delay_ms, dt, now_ms):
+        """verdict 0 = not judged (timers hold), 1 = agrees, 2 = disagrees."""
+        if verdict == 0:
+            return
+        self._bad[i] = _timer(self._bad[i], verdict == 2, dt)
+        if self.suspect_by[i] == 0:
+            if self._bad[i] >= delay_ms:
+                self._suspect(i, CHECK_MODEL, now_ms)
+        elif self.suspect_by[i] == CHECK_MODEL:
+            self._good[i] = _timer(self._good[i], verdict == 1, dt)
+            if self._good[i] >= self._clear_ms:
+                self._clear(i, now_ms)
+
+    def _suspect(self, i, check, now_ms):
+        self.suspect_by[i] = check
+        self.sensors.suspect[i] = True
+        self._good[i] = _OFF
+        self._emit(codes.EVENT_SENSOR_SUSPECT, codes.SEVERITY_ALARM, check, i, now_ms)
+
+    def _clear(self, i, now_ms):
+        check = self.suspect_by[i]
+        self.suspect_by[i] = 0
+        self.sensors.suspect[i] = False
+        self._bad[i] = _OFF
+        self._good[i] = _OFF
+        self._emit(codes.EVENT_SENSOR_PLAUSIBLE, codes.SEVERITY_NOTICE, check, i, now_ms)
