@@ -12,6 +12,7 @@ FIRMWARE := $(shell find firmware -name '*.py')
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: setup test lint typecheck mpy protocol protocol-check pytest bench sim system-packages clean
+.PHONY: firmware flash console
 
 # The simulated station for a day (the default scenario: Jia village, January mean day), the firmware
 # agent in control. Writes build/sim/kpi.txt, day.png and telemetry.bin. SIM_ARGS="--hours 2" etc.
@@ -37,6 +38,9 @@ $(NODE_STAMP): package.json package-lock.json
 system-packages:
 	@if ! command -v mosquitto >/dev/null && [ "$$(id -u)" = 0 ]; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	fi
+	@if ! command -v socat >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq socat >/dev/null; \
 	fi
 
 test: setup lint protocol-check typecheck mpy pytest
@@ -73,6 +77,23 @@ pytest: $(VENV_STAMP) $(NODE_STAMP)
 
 bench: setup
 	$(PY) -m host_tools.bench $(BENCH)
+
+# A board: the deployable bundles (build/firmware/<board>/, mpy-cross per architecture, sizes
+# listed); `make flash PORT=/dev/ttyUSB0` checks STATION on the host, then copies the board's
+# bundle, main.py and STATION with mpremote (BOARD=esp32|rp2|virtual refuses another board);
+# `make console PORT=...` opens its REPL. host_tools/deploy/ does the work.
+PORT ?=
+BOARD ?=
+STATION ?= firmware/station.json
+
+firmware: $(VENV_STAMP)
+	@$(PY) -m host_tools.deploy bundle
+
+flash: $(VENV_STAMP)
+	@$(PY) -m host_tools.deploy flash --port "$(PORT)" --station "$(STATION)" $(if $(BOARD),--board $(BOARD))
+
+console: $(VENV_STAMP)
+	@$(PY) -m host_tools.deploy console --port "$(PORT)"
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache .hypothesis
