@@ -393,7 +393,7 @@ def _plausibility(doc):
     _num(doc, out, path, "move_speed_pct", 0.01, 50.0, 0.5)  # the plant moved: speeds summed
     _int(doc, out, path, "move_ua", 1, 16000, 16)  # or another transmitter moved this much
     _num(doc, out, path, "dp_tolerance_kpa", 1.0, 1000.0, 30.0)  # remote DP vs its estimate
-    _num(doc, out, path, "dp_tolerance_ratio", 0.0, 2.0, 0.3)  # + this share of the network loss
+    _num(doc, out, path, "dp_tolerance_ratio", 0.0, 2.0, 0.15)  # + this share of the network loss
     _num(doc, out, path, "head_tolerance_ratio", 0.0, 1.0, 0.06)  # head vs the pump model
     _num(doc, out, path, "head_tolerance_kpa", 0.0, 1000.0, 10.0)
     _num(doc, out, path, "min_head_ratio", 0.0, 1.0, 0.3)  # below: a pump running dry

@@ -27,10 +27,14 @@ Protections (units kPa gauge, degC, m3/h, % speed; delays in the config in s):
   been above the band for restart_delay_s.
 - Discharge: cap falls linearly from max_pct to min_pct over the discharge_slowdown_kpa below
   discharge_max_kpa; above the max for discharge_stop_delay_s with a pump running: trip (all stop);
-  restart once below the band for restart_delay_s.
+  restart once below the band for restart_delay_s. discharge_lockout_trips trips within
+  discharge_lockout_window_s lock the station out (STATION_LOCKOUT, as the suction lockout); it
+  resets itself after lockout_reset_s below the band when discharge_auto_reset, else by reset().
 - Dry run: pumps running with the station flow below dry_run_min_flow_m3h for dry_run_delay_s:
   each of those pumps is stopped and locked out (reset(); or after lockout_reset_s when
-  dry_run_auto_reset).
+  dry_run_auto_reset). Judged on a measured flow only (GOOD or HELD): a substitute (a fallback
+  number, or a transmitter plausibility.py found suspect, e.g. stuck at 0 while the pumps
+  deliver) pauses the timer, so a lying flow transmitter never locks out healthy pumps.
 - Source interlock: the source-running input off (or unreadable) blocks starts at once and stops
   all pumps after source_stop_delay_s; pumps may run again once it has been on for restart_delay_s.
 - Sensor faults (quality BAD) of suction, discharge, supply temperature and flow follow the
@@ -179,6 +183,10 @@ class Protection:
         self._discharge_max_x10 = _x10(p["discharge_max_kpa"])
         self._discharge_band_x10 = _x10(p["discharge_slowdown_kpa"])
         self._discharge_delay_ms = p["discharge_stop_delay_s"] * 1000
+        self._discharge_auto_reset = p["discharge_auto_reset"]
+        self._discharge_window_ms = p["discharge_lockout_window_s"] * 1000
+        self._discharge_trips = array("i", [_OFF] * p["discharge_lockout_trips"])  # their ages
+        self._discharge_lock_age = _OFF
         self._dry_flow_x10 = _x10(p["dry_run_min_flow_m3h"])
         self._dry_delay_ms = p["dry_run_delay_s"] * 1000
         self._dry_auto_reset = p["dry_run_auto_reset"]
@@ -382,8 +390,8 @@ class Protection:
             if c < cap:
                 cap = c
 
-        # dry run (flow unknown: paused)
-        if flow != _NONE:
+        # dry run: on a measured flow only (unknown or a substitute: paused)
+        if flow != _NONE and snap.flow_m3h.quality < SUBSTITUTE:
             self._dry_run(flow, n_run, dt, now)
         self._pump_auto_reset(dt, now)
 
@@ -547,6 +555,14 @@ class Protection:
                 codes.EVENT_DISCHARGE_HIGH,
                 now,
             )
+        ages = self._discharge_trips  # trips older than the lockout window no longer count
+        count = 1  # with a trip now
+        for i in range(len(ages)):
+            if ages[i] >= 0:
+                age = ages[i] + dt
+                ages[i] = age if age <= self._discharge_window_ms else _OFF
+                if ages[i] >= 0:
+                    count += 1
         if self._discharge_state == _OK:
             self._discharge_above = _timer(
                 self._discharge_above, discharge >= dmax and n_run > 0, dt
@@ -555,6 +571,31 @@ class Protection:
                 self._discharge_state = _TRIPPED
                 self._discharge_above = _OFF
                 self._emit(codes.EVENT_DISCHARGE_TRIP, codes.SEVERITY_ALARM, 0, discharge, now)
+                slot = -1  # a free slot, else the oldest trip's
+                for i in range(len(ages)):
+                    if ages[i] < 0 and slot < 0:
+                        slot = i
+                if slot < 0:
+                    slot = 0
+                    for i in range(1, len(ages)):
+                        if ages[i] > ages[slot]:
+                            slot = i
+                ages[slot] = 0
+                if count >= len(ages):
+                    self._discharge_state = _LOCKED
+                    self._discharge_lock_age = 0
+                    self.locked_out = True
+                    if self._state is not None:
+                        self._state.set_station_lockout(True)
+                    self._emit(codes.EVENT_STATION_LOCKOUT, codes.SEVERITY_CRITICAL, 0, count, now)
+        elif self._discharge_state == _LOCKED:
+            self._discharge_lock_age = _timer(self._discharge_lock_age, True, dt)
+            if (
+                self._discharge_auto_reset
+                and self._discharge_lock_age >= self._lockout_reset_ms
+                and discharge <= start
+            ):
+                self._unlock_discharge(0, now)
         else:
             self._discharge_good = _timer(self._discharge_good, discharge <= start, dt)
             if self._discharge_good >= self._restart_ms:
@@ -572,6 +613,18 @@ class Protection:
         if discharge > start:
             return self._max_x100 - (self._max_x100 - self._min_x100) * (discharge - start) // band
         return self._max_x100
+
+    def _unlock_discharge(self, manual, now):
+        self._discharge_state = _TRIPPED  # pumps run again after restart_delay_s below the band
+        self._discharge_good = _OFF
+        self._discharge_lock_age = _OFF
+        ages = self._discharge_trips
+        for i in range(len(ages)):
+            ages[i] = _OFF
+        self.locked_out = self._suction_state == _LOCKED
+        if self._state is not None:
+            self._state.set_station_lockout(self.locked_out)
+        self._emit(codes.EVENT_LOCKOUT_RESET, codes.SEVERITY_NOTICE, 0, manual, now)
 
     def _dry_run(self, flow, n_run, dt, now):
         self._dry = _timer(self._dry, n_run > 0 and flow < self._dry_flow_x10, dt)
@@ -621,7 +674,7 @@ class Protection:
         return ref_x100
 
     def _outputs(self, cap, start_ok, now, dt, commands):
-        if self._suction_state == _LOCKED:
+        if self._suction_state == _LOCKED or self._discharge_state == _LOCKED:
             reason = codes.EVENT_STATION_LOCKOUT
         elif self._sensor_stop:
             reason = codes.EVENT_SENSOR_FAULT
@@ -687,6 +740,9 @@ class Protection:
         done = False
         if pump == 0 and self._suction_state == _LOCKED:
             self._unlock_station(1, now)
+            done = True
+        if pump == 0 and self._discharge_state == _LOCKED:
+            self._unlock_discharge(1, now)
             done = True
         for i in range(self.pump_count):
             if (pump == 0 or pump == i + 1) and self.pump_locked[i]:

@@ -1,0 +1,282 @@
+"""Plausibility: frozen transmitters, the remote DP against its estimate, the flow against the pump
+model; the suspect channel's fallback and events; and what protection does with a suspect flow
+(the dry run) and with repeated discharge trips (a lockout). Runs on CPython and in the VM."""
+
+import json
+
+from relaypump import codes
+from relaypump.config import load_config
+from relaypump.events import EventRing
+from relaypump.plausibility import CHECK_FROZEN, CHECK_MODEL, Plausibility
+from relaypump.protection import Protection
+from relaypump.sensors import Sensors
+from relaypump.snapshot import DRIVE_RUNNING, GOOD, SUBSTITUTE, Snapshot
+from relaypump.state import StationState
+from support import ON_MICROPYTHON, bytes_allocated, station_json
+
+VM_HEAP_KIB = 1024  # each simulated second makes a few floats the VM keeps till the end
+
+SHIPPED = station_json()
+SUCTION, DISCHARGE, REMOTE, TEMP, FLOW = 0, 1, 2, 3, 4
+H0_KPA = 70.0 * 943.0 * 9.80665 / 1000.0  # shutoff head of the shipped pump model
+K_KPA = 4.938e-5 * 943.0 * 9.80665 / 1000.0  # its curve, kPa per (m3/h)^2
+LOSS_KPA = 6.72e-5 * 943.0 * 9.80665 / 1000.0  # the network, kPa per (m3/h)^2
+
+
+class FakeProfile:
+    full_scale = 16384
+
+
+class FakeFieldbus:
+    """The two things plausibility reads of the fieldbus: raw actual speeds and their scale."""
+
+    def __init__(self, n):
+        self.actual_raw = [0] * n
+        self.profiles = [FakeProfile() for _ in range(n)]
+
+
+def config(**io):
+    doc = json.loads(SHIPPED)
+    for key in io:
+        doc["io"][key] = io[key]
+    return load_config(doc)
+
+
+class Plant:
+    """The agent's measurement side on a consistent plant: n pumps at speed s deliver q each
+    against the head the pump model gives; the network takes it with the DP its curve leaves."""
+
+    def __init__(self, cfg=None):
+        self.cfg = cfg or config()
+        self.snap = Snapshot(3)
+        self.snap.io_online = True
+        self.sensors = Sensors(self.cfg["io"], self.snap)
+        self.fb = FakeFieldbus(3)
+        self.events = EventRing(32)
+        self.p = Plausibility(self.cfg, self.sensors, self.snap, self.fb, self.events)
+        self.now = 0
+        self.ua = [0] * 5
+        self._base = [0] * 5
+        self._key = None
+        self.frozen = {}  # channel -> its stuck current
+        self.flow_factor = 1.0  # what the flow transmitter reads of the true flow
+        self.dp_offset = 0.0
+        self.wiggle = 0
+        self.set(2, 85.0)
+
+    def set(self, n, speed_pct, flow_per_pump=None):
+        s = speed_pct / 100.0
+        if flow_per_pump is None:  # the operating point where the network and the pumps meet
+            flow_per_pump = ((H0_KPA * s * s - 111.0) / (K_KPA + LOSS_KPA * n * n)) ** 0.5
+        q = n * flow_per_pump
+        head = H0_KPA * s * s - K_KPA * flow_per_pump**2
+        self.values = [250.0, 250.0 + head, head - LOSS_KPA * q * q, 120.0, q]
+        for i in range(3):
+            pump = self.snap.pumps[i]
+            pump.online = True
+            pump.state = DRIVE_RUNNING if i < n else 0
+            self.fb.actual_raw[i] = int(speed_pct * 163.84 + 0.5) if i < n else 0
+
+    def _currents(self):
+        key = (self.flow_factor, self.dp_offset, self.values[DISCHARGE], self.values[FLOW])
+        if key != self._key:  # floats only when the plant changed (the VM keeps its garbage)
+            self._key = key
+            highs = (1000.0, 1600.0, 400.0, 150.0, 1200.0)
+            for i in range(5):
+                v = self.values[i]
+                if i == FLOW:
+                    v *= self.flow_factor
+                if i == REMOTE:
+                    v += self.dp_offset
+                self._base[i] = int(4000 + 16000 * v / highs[i] + 0.5)
+        self.wiggle = 3 - self.wiggle  # a live transmitter's noise
+        for i in range(5):
+            self.ua[i] = self.frozen.get(i, self._base[i] + self.wiggle)
+        return self.ua
+
+    def tick(self, seconds=1):
+        for _ in range(seconds):
+            self.now += 1000
+            self.sensors.sample_analog(self.now - 500, self._currents())
+            self.sensors.sample_inputs(self.now - 500, 0b01)
+            self.p.update(self.now)
+            self.sensors.update(self.now)
+
+    def drain(self):
+        out = []
+        while self.events.count:
+            e = self.events.pop()
+            out.append((e[0], e[2], e[3], e[4] // 1000))
+        return out
+
+
+def test_a_consistent_plant_is_plausible_for_hours_of_moving_speeds():
+    plant = Plant()
+    for k in range(80):  # 40 min: speed wandering 80..90 %, one and two pumps
+        plant.set(1 + k // 40, 80.0 + (k % 20) * 0.5)
+        plant.tick(30)
+    assert plant.drain() == []
+    assert not any(plant.sensors.suspect)
+    assert abs(plant.p.dp_residual_x10) < 20 and abs(plant.p.head_residual_x10) < 20
+
+
+def test_a_frozen_remote_dp_is_suspect_within_frozen_s_of_the_plant_moving():
+    plant = Plant()
+    plant.tick(60)
+    plant.frozen[REMOTE] = plant.ua[REMOTE]  # frozen at a plausible value
+    plant.tick(100)  # the plant does not move: nothing to judge by
+    assert plant.drain() == []
+    moved_at = plant.now // 1000 + 1
+    plant.set(2, 86.0)  # the plant moves (1 % on each pump), the transmitter does not follow
+    plant.tick(60)
+    frozen_s = int(plant.cfg["io"]["channels"]["remote_dp_kpa"]["frozen_s"])
+    events = plant.drain()
+    assert events[0][:3] == (codes.EVENT_SENSOR_SUSPECT, CHECK_FROZEN, 3), events
+    assert events[0][3] - moved_at <= frozen_s + 1
+    assert plant.snap.remote_dp_kpa.quality == SUBSTITUTE  # control goes to the discharge
+    del plant.frozen[REMOTE]  # the transmitter lives again
+    plant.tick(2)
+    assert plant.drain()[0][:3] == (codes.EVENT_SENSOR_PLAUSIBLE, CHECK_FROZEN, 3)
+    assert plant.snap.remote_dp_kpa.quality == GOOD
+
+
+def test_a_remote_dp_off_its_estimate_is_suspect_after_dp_check_s():
+    plant = Plant()
+    plant.tick(60)
+    plant.dp_offset = 150.0  # a drifted transmitter, still alive
+    checks = plant.cfg["io"]["plausibility"]
+    plant.tick(checks["dp_check_s"] - 2)
+    assert plant.drain() == []
+    plant.tick(6)  # + the filter bringing the reading there
+    assert plant.drain()[0][:3] == (codes.EVENT_SENSOR_SUSPECT, CHECK_MODEL, 3)
+    plant.dp_offset = 5.0  # within the tolerance: cleared after clear_s
+    plant.tick(checks["clear_s"] + 6)
+    assert plant.drain()[0][:3] == (codes.EVENT_SENSOR_PLAUSIBLE, CHECK_MODEL, 3)
+    assert not plant.sensors.suspect[REMOTE]
+
+
+def test_a_flow_reading_zero_while_the_pumps_deliver_is_suspect_before_the_dry_run_acts():
+    plant = Plant()
+    plant.set(1, 75.0)
+    plant.tick(30)
+    plant.flow_factor = 0.0  # alive (its noise), but it reads no flow
+    checks = plant.cfg["io"]["plausibility"]
+    plant.tick(checks["check_s"] + 5)  # + the rate limit and filter bringing the reading down
+    assert plant.drain()[0][:3] == (codes.EVENT_SENSOR_SUSPECT, CHECK_MODEL, 5)
+    assert checks["check_s"] < plant.cfg["protection"]["dry_run_delay_s"]
+    assert plant.snap.flow_m3h.quality > GOOD  # its fallback ("hold": BAD at once)
+
+
+def test_a_dead_headed_or_dry_pump_is_not_a_lying_flow_transmitter():
+    for speed, flow, head_share in ((75.0, 0.0, 1.0), (75.0, 0.0, 0.05)):
+        plant = Plant()
+        plant.set(1, speed, flow_per_pump=0.0)
+        if head_share < 1.0:  # running dry: no head either
+            plant.values[DISCHARGE] = plant.values[SUCTION] + head_share * H0_KPA * 0.5625
+        plant.tick(120)
+        assert not plant.sensors.suspect[FLOW], (speed, flow, head_share)
+
+
+def test_a_pump_some_percent_off_its_datasheet_is_tolerated():
+    plant = Plant()
+    for factor in (0.95, 1.05):
+        plant.set(2, 85.0)
+        plant.values[DISCHARGE] = 250.0 + (plant.values[DISCHARGE] - 250.0) * factor
+        plant.tick(300)
+    assert plant.drain() == [] and not any(plant.sensors.suspect)
+
+
+def test_update_allocates_nothing():
+    plant = Plant()
+    plant.tick(30)
+
+    def update():
+        for _ in range(10):
+            plant.now += 1000
+            plant.p.update(plant.now)
+
+    assert bytes_allocated(update) <= (0 if ON_MICROPYTHON else 2000)
+
+
+# --- what protection does with it ------------------------------------------------------------
+
+
+def test_the_dry_run_never_acts_on_a_substitute_flow():
+    cfg = config()
+    events = EventRing(32)
+    prot = Protection(cfg, events, StationState(3))
+    snap = Snapshot(3)
+    for m, v in ((snap.suction_kpa, 250.0), (snap.discharge_kpa, 700.0), (snap.flow_m3h, 0.0)):
+        m.value = v
+        m.quality = GOOD
+    snap.supply_temp_c.value = 120.0
+    snap.supply_temp_c.quality = GOOD
+    snap.source_running.value = 1.0
+    snap.source_running.quality = GOOD
+    snap.remote_dp_kpa.quality = GOOD
+    pump = snap.pumps[0]
+    pump.online = True
+    pump.state = DRIVE_RUNNING
+    pump.speed_pct = 80.0
+    snap.flow_m3h.quality = SUBSTITUTE  # e.g. a suspect transmitter with a number fallback
+    now = 0
+    for _ in range(300):
+        now += 1000
+        prot.evaluate(snap, now)
+    assert prot.pump_locked == [False, False, False]
+    snap.flow_m3h.quality = GOOD  # a measured 0: the dry run counts
+    for _ in range(cfg["protection"]["dry_run_delay_s"] + 1):
+        now += 1000
+        prot.evaluate(snap, now)
+    assert prot.pump_locked[0]
+
+
+def test_repeated_discharge_trips_lock_the_station_out():
+    cfg = config()
+    p = cfg["protection"]
+    events = EventRing(64)
+    state = StationState(3)
+    prot = Protection(cfg, events, state)
+    snap = Snapshot(3)
+    for m, v in (
+        (snap.suction_kpa, 250.0),
+        (snap.flow_m3h, 500.0),
+        (snap.supply_temp_c, 120.0),
+        (snap.source_running, 1.0),
+        (snap.remote_dp_kpa, 111.0),
+        (snap.discharge_kpa, 700.0),
+    ):
+        m.value = v
+        m.quality = GOOD
+    pump = snap.pumps[0]
+    pump.online = True
+    pump.state = DRIVE_RUNNING
+    pump.speed_pct = 90.0
+    now = 0
+    trips = []
+    for _ in range(p["discharge_lockout_trips"]):
+        snap.discharge_kpa.value = p["discharge_max_kpa"] + 10.0  # over the max: trips
+        for _ in range(p["discharge_stop_delay_s"] + 1):
+            now += 1000
+            prot.evaluate(snap, now)
+        trips.append(prot.stop_reason)
+        snap.discharge_kpa.value = 700.0  # back below the band: restarts after the delay
+        for _ in range(p["restart_delay_s"] + 1):
+            now += 1000
+            prot.evaluate(snap, now)
+    seen = []
+    while events.count:
+        seen.append(events.pop()[0])
+    assert seen.count(codes.EVENT_DISCHARGE_TRIP) == p["discharge_lockout_trips"]
+    assert codes.EVENT_STATION_LOCKOUT in seen
+    assert trips[:-1] == [codes.EVENT_DISCHARGE_TRIP] * (len(trips) - 1)
+    assert prot.stop_all and prot.stop_reason == codes.EVENT_STATION_LOCKOUT and prot.locked_out
+    assert state.station_lockout
+    # it resets itself after lockout_reset_s below the band (discharge_auto_reset)
+    for _ in range(p["lockout_reset_s"] // 10 + 1):
+        now += 10000
+        prot.evaluate(snap, now)
+    for _ in range(p["restart_delay_s"] + 1):
+        now += 1000
+        prot.evaluate(snap, now)
+    assert not prot.stop_all and not prot.locked_out and not state.station_lockout
