@@ -22,6 +22,8 @@ Rules:
   drive_resets_per_hour times an hour; staging has already replaced it with the standby.
 - Run time, starts and energy are counted here from what the drives report (state.py keeps them
   exact for years); the runtime saves the state when ``state.urgent`` is set, or periodically.
+- The pump model staging and control share is calibrated online against the real pumps
+  (pumpmodel.Calibration: per-pump head and efficiency factors, events when they move).
 - Events of every concern go to one ring (events.py) that the uplink drains.
 """
 
@@ -39,6 +41,7 @@ from .events import EventRing
 from .fieldbus import Fieldbus
 from .plausibility import Plausibility
 from .protection import Protection
+from .pumpmodel import Calibration
 from .sensors import Sensors
 from .snapshot import CMD_RUN, DRIVE_RUNNING, DRIVE_TRIPPED, Snapshot
 from .staging import Staging
@@ -65,6 +68,8 @@ class Agent:
         self.protection = Protection(config, self.events, self.state)
         self.control = Controller(config)
         self.staging = Staging(config, self.control.model)
+        # the pump model staging and control share, calibrated online against the real pumps
+        self.calibration = Calibration(self.control.model, n, self.events)
         self.kpa_per_m = config["pump_model"]["density_kg_m3"] * _G / 1000.0
         self._head_of = self._required_head_m  # bound once: a bound method is an object
         self.period_ms = int(config["pid"]["period_ms"])
@@ -111,9 +116,13 @@ class Agent:
 
     def _bus_event(self, code, pump, now_ms):
         severity = codes.SEVERITY_ALARM
+        value = self.fieldbus.failures[pump]
         if code == codes.EVENT_DRIVE_COMM_RESTORED:
             severity = codes.SEVERITY_NOTICE
-        self.events.push(code, severity, pump + 1, self.fieldbus.failures[pump], now_ms)
+        elif code == codes.EVENT_DRIVE_RAMP_MISMATCH:
+            severity = codes.SEVERITY_WARNING
+            value = self.fieldbus.ramp_seen_ds[pump]
+        self.events.push(code, severity, pump + 1, value, now_ms)
 
     # -- control tick -----------------------------------------------------------------------------
 
@@ -159,6 +168,8 @@ class Agent:
         self._staging_events(now_ms)
         self._offer_resets(now_ms)
         self._count(dt_ms)
+        # not on a tick where staging evaluates a count (its floats and these would add up)
+        self.calibration.update(now_ms, snap, self.kpa_per_m, staging._next_n != 0)
 
     def _required_head_m(self, flow_m3h):
         """The station head (m) the present setpoint needs at this flow (staging's target)."""

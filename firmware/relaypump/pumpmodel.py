@@ -19,7 +19,24 @@ once (__init__, import), the window shrunk by a margin is kept for that margin, 
 is shared by the window check and the efficiency, the motor and VFD tables share their segment,
 and the dead-head power is computed only when the shaft power does not clear it at the next speed
 of a grid above (_dead_kw is monotonic in s, rounding included: the same comparison result).
+
+Calibration (``PumpModel.calibrate``, fitted by ``Calibration``): the real pumps are not the
+datasheet (ISO 9906 grade 2B: head +-5 %, efficiency down to -5 %; wear lowers both). A head
+factor fh scales the whole curve (H = fh (h0 s^2 - k q^2)) and an efficiency factor fe the pump's
+efficiency before the speed correction (eta = fe eta_bep (2x - x^2)). ``Calibration`` fits both per
+pump from what the station measures, slowly and within bounds, and gives the model the mean of the
+pumps fitted so far (staging assumes identical pumps; the mean is what an equal split sees).
 """
+
+from array import array
+
+from .codes import (
+    EVENT_PUMP_EFFICIENCY_DEVIATION,
+    EVENT_PUMP_HEAD_DEVIATION,
+    SEVERITY_NOTICE,
+    SEVERITY_WARNING,
+)
+from .snapshot import DRIVE_RUNNING
 
 G_M_S2 = 9.81
 EFFICIENCY_FLOOR = 0.05
@@ -54,10 +71,12 @@ class PumpModel:
     def __init__(self, config):
         pm = config["pump_model"]
         sp = config["speed"]
-        self.h0 = float(pm["shutoff_head_m"])
-        self.k = float(pm["curve_k"])
+        self.datasheet_h0 = self.h0 = float(pm["shutoff_head_m"])
+        self.datasheet_k = self.k = float(pm["curve_k"])
         self.q_bep = float(pm["bep_flow_m3h"])
-        self.eta_bep = float(pm["bep_efficiency"])
+        self.datasheet_eta_bep = self.eta_bep = float(pm["bep_efficiency"])
+        self.head_factor = 1.0  # calibration applied (1.0: the datasheet)
+        self.efficiency_factor = 1.0
         self.x_min = float(pm["min_flow_ratio"])
         self.x_max = float(pm["max_flow_ratio"])
         self.rated_kw = float(pm["rated_kw"])
@@ -65,8 +84,6 @@ class PumpModel:
         self.kpa_per_m = self.rho_g / 1000.0
         self.s_min = float(sp["min_pct"]) / 100.0
         self.s_max = float(sp["max_pct"]) / 100.0
-        self._rho_g_h0 = self.rho_g * self.h0
-        self._dead_div = 7.2e6 * self.eta_bep
         # the dead-head power at speeds 0.05 apart from s_max down to s_min (the window's speeds):
         # a bound for any speed below each
         grid = [self.s_max]
@@ -76,13 +93,27 @@ class PumpModel:
             s -= 0.05
         grid.reverse()
         self._grid_s = tuple(grid)
-        self._grid_dead = tuple(self._dead_kw(g) for g in grid)
+        self._derive()
         # the window shrunk by the last nonzero margin asked for (staging always asks the same)
         self._margin = 0.0
         self._s_lo = self.s_min
         self._s_hi = self.s_max
         self._x_lo = self.x_min
         self._x_hi = self.x_max
+
+    def _derive(self):
+        self._rho_g_h0 = self.rho_g * self.h0
+        self._dead_div = 7.2e6 * self.eta_bep
+        self._grid_dead = tuple(self._dead_kw(g) for g in self._grid_s)
+
+    def calibrate(self, head_factor, efficiency_factor):
+        """Use the datasheet curves scaled by these factors (see the module's rules)."""
+        self.head_factor = head_factor
+        self.efficiency_factor = efficiency_factor
+        self.h0 = self.datasheet_h0 * head_factor
+        self.k = self.datasheet_k * head_factor
+        self.eta_bep = self.datasheet_eta_bep * efficiency_factor
+        self._derive()
 
     # --- hydraulics --------------------------------------------------------------------------
     def head_m(self, q, s):
@@ -209,3 +240,291 @@ class PumpModel:
         q = flow_m3h / n if flow_m3h > 0.0 else 0.0
         s = self.speed_for(q, head_m)
         return 100.0 * s if s > 0.0 else -1.0
+
+
+# Drive (motor x VFD) efficiency against the electrical input load: the tables are in shaft load,
+# so each grid point solves shaft = input x efficiency(shaft) (a fixed point) once, at import.
+_INPUT_STEP = 0.01
+_INPUT_POINTS = 121  # input loads 0 .. 1.2 (484 bytes)
+
+
+def _input_table():
+    table = array("f")
+    for k in range(_INPUT_POINTS):
+        load = k * _INPUT_STEP
+        shaft = load * _DRIVE_LOW
+        for _ in range(40):
+            shaft = load * _drive_efficiency(shaft)
+        table.append(shaft / load if load > 0.0 else _DRIVE_LOW)
+    return table
+
+
+_INPUT_EFFICIENCY = _input_table()
+
+
+def _input_efficiency(load):
+    """Drive efficiency at this electrical input load (input / rated), linear in the grid."""
+    at = load / _INPUT_STEP
+    k = int(at)
+    if k >= _INPUT_POINTS - 1:
+        return _INPUT_EFFICIENCY[_INPUT_POINTS - 1]
+    low = _INPUT_EFFICIENCY[k]
+    return low + (_INPUT_EFFICIENCY[k + 1] - low) * (at - k)
+
+
+# Calibration bounds and pace. A pump outside these bounds is not one the model can stand for: the
+# factor stops at the bound (and its event says so).
+HEAD_FACTOR_MIN = 0.85
+HEAD_FACTOR_MAX = 1.10
+EFFICIENCY_FACTOR_MIN = 0.80
+EFFICIENCY_FACTOR_MAX = 1.05
+CALIBRATION_PERIOD_TICKS = 10  # each pump is looked at once every this many ticks
+_GAIN = 1.0 / 64.0  # first-order filter per observation: time constant ~64 observations
+_MAX_STEP = 0.004  # most a factor moves per observation (garbage moves it little)
+_STEADY_OBSERVATIONS = 3  # speed within _STEADY_PCT over this many looks (20-30 s at 1 s ticks)
+_STEADY_PCT = 0.5
+_EQUAL_SPEED_PCT = 0.5  # pumps sharing the flow: speeds this close count as equal
+_EQUAL_HEAD = 0.02  # and, for efficiency, fitted head factors this close (the split is equal)
+_MIN_SAMPLES = 6  # a pump's factors join the model's mean after this many accepted observations
+_APPLY_STEP = 0.002  # the model is rebuilt when its mean factor moved this much
+_REPORT_STEP = 0.02  # an event when a pump's factor moved this far from the last one reported
+_WARN_DEVIATION = 0.05  # ... a warning from 5 % off the datasheet on
+
+
+def _bounded(value, step, lo, hi):
+    """value + step with the step limited to +-_MAX_STEP and the result to lo..hi."""
+    if step > _MAX_STEP:
+        step = _MAX_STEP
+    elif step < -_MAX_STEP:
+        step = -_MAX_STEP
+    value += step
+    if value < lo:
+        return lo
+    if value > hi:
+        return hi
+    return value
+
+
+class Calibration:
+    """Online fit of each pump's head and efficiency factors (the model's rules) from the station's
+    measurements, and the model kept at the mean of the fitted pumps.
+
+    Rules:
+    - Observations are taken only in steady state: every measurement GOOD, the bypass closed,
+      every drive online, the pump running with its speed within 0.5 % over three looks
+      (CALIBRATION_PERIOD_TICKS apart), at 50 % speed or more and a flow ratio x of 0.4..1.3.
+    - Head, measured as (discharge - suction) / (rho g): a pump running alone gives its own
+      factor H / (h0 s^2 - k q^2) at q = station flow. Pumps running together at equal speeds
+      (within 0.5 %) whose fitted head factors lie within 2 % of each other (then they split the
+      flow equally; pumps that differ more split it so unequally near shut-off that the group says
+      little) give the factor of the group at q = flow / n; a pump seen alone 6 times or more is
+      then moved by the group's error against the mean of the running pumps (the differences seen
+      alone are kept), one never seen alone towards the group's factor.
+    - Efficiency, from the pump's own drive power (electrical -> shaft by the motor and VFD
+      tables, solved for the input load once on a grid): eta = rho g q H / shaft, the speed correction undone, over
+      eta_bep (2x - x^2); a pump alone, or a group as above.
+    - An observation outside 0.7..1.25 (head) or 0.6..1.2 (efficiency) is refused as garbage;
+      one accepted moves the factor by 1/64 of its error, at most 0.004, and the factor stays
+      inside HEAD_FACTOR_MIN..MAX / EFFICIENCY_FACTOR_MIN..MAX. NaN and inf fail every check.
+    - ``head_factor[i]`` / ``efficiency_factor[i]`` (public, 1.0 = datasheet) and an event
+      (PUMP_HEAD_DEVIATION / PUMP_EFFICIENCY_DEVIATION, subject pump number, value the deviation
+      in 0.1 %) each time a factor moved 2 % from the value last reported: NOTICE, WARNING from
+      5 % off on.
+    - The model gets the mean factors of the pumps with at least 6 accepted observations each
+      (rebuilt when the mean moved by 0.2 %).
+    Per tick: one pump's head, or one pump's efficiency, or the model's update: in the VM up to
+    24 floats (384 B) for a head, 36 (576 B) for an efficiency; none on a busy tick.
+    """
+
+    def __init__(self, model, pump_count, events=None):
+        self.model = model
+        self.events = events
+        n = pump_count
+        self.pump_count = n
+        self.head_factor = [1.0] * n
+        self.efficiency_factor = [1.0] * n
+        self.head_samples = [0] * n
+        self.efficiency_samples = [0] * n
+        self.alone_samples = [0] * n  # head observations of the pump running alone
+        self._reported_head = [1.0] * n
+        self._reported_efficiency = [1.0] * n
+        self._last_speed = [0.0] * n
+        self._steady = bytearray(n)
+        self._phase = 0
+        self._rated_kw = model.rated_kw
+        self._q_bep = model.q_bep
+        self._power_lo = 0.05 * model.rated_kw  # drive power a pump's efficiency is read from
+        self._power_hi = 2.0 * model.rated_kw
+        self._kw_per_m4 = model.rho_g / 3.6e6  # hydraulic kW per (m3/h * m)
+
+    def update(self, now_ms, snap, kpa_per_m, busy=False):
+        """One tick's share of the work (call every control tick); busy: this tick already
+        allocates elsewhere (staging evaluates a count), the share waits for the next one."""
+        if busy:
+            return
+        phase = self._phase
+        self._phase = phase + 1 if phase + 1 < CALIBRATION_PERIOD_TICKS else 0
+        n = self.pump_count
+        if phase < n:
+            self._look(phase, now_ms, snap, kpa_per_m, False)
+        elif phase < 2 * n:
+            self._look(phase - n, now_ms, snap, kpa_per_m, True)
+        elif phase == 2 * n:
+            self._apply()
+
+    def _look(self, i, now_ms, snap, kpa_per_m, efficiency):
+        p = snap.pumps[i]
+        if not (p.online and p.state == DRIVE_RUNNING):
+            self._steady[i] = 0
+            return
+        speed = p.speed_pct
+        if not efficiency:  # the steadiness count advances once per period
+            last = self._last_speed[i]
+            self._last_speed[i] = speed
+            if -_STEADY_PCT < speed - last < _STEADY_PCT:
+                if self._steady[i] < 255:
+                    self._steady[i] += 1
+            else:
+                self._steady[i] = 0
+        if self._steady[i] < _STEADY_OBSERVATIONS:
+            return
+        group = self._group(i, snap)
+        if group < 1:
+            return
+        flow = snap.flow_m3h
+        dis = snap.discharge_kpa
+        suc = snap.suction_kpa
+        if flow.quality or dis.quality or suc.quality or snap.bypass_open.value > 0.5:
+            return  # GOOD is 0: anything held, substituted or bad is no observation
+        s = speed / 100.0
+        q = flow.value / group if group > 1 else flow.value
+        head = (dis.value - suc.value) / kpa_per_m
+        if not (s >= 0.5 and head > 0.0):
+            return
+        x = q / s / self._q_bep
+        if not 0.4 <= x <= 1.3:
+            return
+        if efficiency:
+            self._efficiency(i, group, s, q, head, x, p.power_kw, snap, now_ms)
+        else:
+            self._head(i, group, s, q, head, snap, now_ms)
+
+    def _group(self, i, snap):
+        """Pumps running with pump i at its speed (0: not separable)."""
+        pumps = snap.pumps
+        speed = pumps[i].speed_pct
+        count = 0
+        for j in range(self.pump_count):
+            pj = pumps[j]
+            if not pj.online:
+                return 0  # a lost drive may be running: its share is unknown
+            if pj.state != DRIVE_RUNNING:
+                continue
+            if j != i and not -_EQUAL_SPEED_PCT < pj.speed_pct - speed < _EQUAL_SPEED_PCT:
+                return 0
+            count += 1
+        return count
+
+    def _head(self, i, group, s, q, head, snap, now_ms):
+        model = self.model
+        s2 = model.datasheet_h0 * s * s
+        curve = s2 - model.datasheet_k * q * q
+        if not curve > 0.2 * s2:
+            return
+        seen = head / curve
+        if not 0.7 <= seen <= 1.25:
+            return
+        factors = self.head_factor
+        if group == 1:
+            error = seen - factors[i]
+            self.alone_samples[i] += 1
+        elif not self._alike(snap):
+            return
+        elif self.alone_samples[i] < _MIN_SAMPLES:  # never seen alone: taken as the group
+            error = seen - factors[i]
+        else:  # the group's error against the running pumps' mean
+            total = 0.0
+            pumps = snap.pumps
+            for j in range(self.pump_count):
+                if pumps[j].state == DRIVE_RUNNING:
+                    total += factors[j]
+            error = seen - total / group
+        factors[i] = _bounded(factors[i], error * _GAIN, HEAD_FACTOR_MIN, HEAD_FACTOR_MAX)
+        self.head_samples[i] += 1
+        self._report(i, factors, self._reported_head, EVENT_PUMP_HEAD_DEVIATION, now_ms)
+
+    def _alike(self, snap):
+        """The running pumps' head factors fitted alone lie within _EQUAL_HEAD of each other (a
+        pump never seen alone is taken as the group): at one speed they split the flow (nearly)
+        equally."""
+        pumps = snap.pumps
+        factors = self.head_factor
+        lo = hi = 0.0
+        for j in range(self.pump_count):
+            if pumps[j].state == DRIVE_RUNNING and self.alone_samples[j] >= _MIN_SAMPLES:
+                f = factors[j]
+                if hi == 0.0:
+                    lo = hi = f
+                elif f < lo:
+                    lo = f
+                elif f > hi:
+                    hi = f
+        return hi - lo < _EQUAL_HEAD
+
+    def _efficiency(self, i, group, s, q, head, x, power_kw, snap, now_ms):
+        if group > 1 and not self._alike(snap):
+            return
+        if not self._power_lo < power_kw < self._power_hi:
+            return
+        shaft = power_kw * _input_efficiency(power_kw / self._rated_kw)
+        eta = self._kw_per_m4 * q * head / shaft
+        if s < 1.0:  # undo the speed correction: eta = 1 - (1 - eta_1)(1/s)^0.1
+            eta = 1.0 - (1.0 - eta) * s**0.1
+        seen = eta / (self.model.datasheet_eta_bep * (2.0 * x - x * x))
+        if not 0.6 <= seen <= 1.2:
+            return
+        factors = self.efficiency_factor
+        factors[i] = _bounded(
+            factors[i], (seen - factors[i]) * _GAIN, EFFICIENCY_FACTOR_MIN, EFFICIENCY_FACTOR_MAX
+        )
+        self.efficiency_samples[i] += 1
+        self._report(i, factors, self._reported_efficiency, EVENT_PUMP_EFFICIENCY_DEVIATION, now_ms)
+
+    def _report(self, i, factors, reported, code, now_ms):
+        f = factors[i]
+        if -_REPORT_STEP < f - reported[i] < _REPORT_STEP:
+            return
+        reported[i] = f
+        if self.events is not None:
+            off = f - 1.0
+            severity = SEVERITY_NOTICE
+            if not -_WARN_DEVIATION < off < _WARN_DEVIATION:
+                severity = SEVERITY_WARNING
+            self.events.push(
+                code, severity, i + 1, int(off * 1000.0 + (0.5 if off > 0 else -0.5)), now_ms
+            )
+
+    def _apply(self):
+        """The model at the mean factors of the pumps fitted long enough."""
+        head = 0.0
+        eff = 0.0
+        nh = 0
+        ne = 0
+        for i in range(self.pump_count):
+            if self.head_samples[i] >= _MIN_SAMPLES:
+                head += self.head_factor[i]
+                nh += 1
+            if self.efficiency_samples[i] >= _MIN_SAMPLES:
+                eff += self.efficiency_factor[i]
+                ne += 1
+        if not nh and not ne:
+            return
+        model = self.model
+        head = head / nh if nh else model.head_factor
+        eff = eff / ne if ne else model.efficiency_factor
+        if (
+            -_APPLY_STEP < head - model.head_factor < _APPLY_STEP
+            and -_APPLY_STEP < eff - model.efficiency_factor < _APPLY_STEP
+        ):
+            return
+        model.calibrate(head, eff)

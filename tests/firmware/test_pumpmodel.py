@@ -10,7 +10,9 @@ from relaypump.pumpmodel import PumpModel
 from support import ON_MICROPYTHON, bytes_allocated, station_config
 
 MODEL = PumpModel(station_config())
-VM_HEAP_KIB = 512  # the brute-force search builds many floats (the VM collects only between tests)
+# The brute-force search and the calibration runs build many floats (the VM collects only between
+# tests).
+VM_HEAP_KIB = 4096
 
 
 def system_head_m(q):
@@ -155,3 +157,218 @@ def test_power_evaluation_allocates_only_floats():
     used = bytes_allocated(work)
     # three evaluations build some dozens of 16-byte floats in the VM and nothing else
     assert used <= (2000 if ON_MICROPYTHON else 4000), used
+
+
+# --- online calibration -----------------------------------------------------------------------
+# A synthetic plant written here, apart from the model: three real pumps with their own head and
+# efficiency factors on the reference system curve, its own motor/VFD tables and solver.
+TRUE_HEAD = (0.95, 1.04, 0.90)  # ISO 9906 2B spread, and a worn third pump
+TRUE_EFF = (0.93, 0.98, 0.86)
+PLANT = {"head": TRUE_HEAD, "eff": TRUE_EFF}  # the pumps the plant has now
+RHO_G = 943.0 * 9.81
+KPA_PER_M = RHO_G / 1000.0
+_PLANT_LOADS = (0.1, 0.2, 0.3, 0.5, 1.0)
+_PLANT_MOTOR = (0.829, 0.917, 0.950, 0.958, 0.958)
+_PLANT_VFD = (0.826, 0.927, 0.948, 0.96, 0.97)
+
+
+def _table(xs, ys, x):
+    if x <= xs[0]:
+        return ys[0]
+    for k in range(1, len(xs)):
+        if x <= xs[k]:
+            return ys[k - 1] + (ys[k] - ys[k - 1]) * (x - xs[k - 1]) / (xs[k] - xs[k - 1])
+    return ys[-1]
+
+
+def plant_flows(running, s):
+    """Per-pump flows and the head where the running pumps at speed s meet the system curve."""
+
+    def flows_at(head):
+        out = []
+        for j in running:
+            inside = 70.0 * s * s - head / PLANT["head"][j]
+            out.append((inside / 4.938e-5) ** 0.5 if inside > 0.0 else 0.0)
+        return out
+
+    lo, hi = 0.0, 80.0
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        q = sum(flows_at(mid))
+        if 12.0 + 6.72e-5 * q * q > mid:
+            lo = mid
+        else:
+            hi = mid
+    return flows_at(lo), lo
+
+
+def plant_power_kw(j, q, s, head):
+    x = q / s / 450.0
+    eta = PLANT["eff"][j] * 0.84 * (2.0 * x - x * x)
+    eta = 1.0 - (1.0 - eta) * (1.0 / s) ** 0.1
+    shaft = RHO_G * q * head / 3.6e6 / eta
+    load = shaft / 110.0
+    return shaft / (
+        _table(_PLANT_LOADS, _PLANT_MOTOR, load) * _table(_PLANT_LOADS, _PLANT_VFD, load)
+    )
+
+
+def plant_snapshot(snap, running, s):
+    from relaypump.snapshot import DRIVE_READY, DRIVE_RUNNING, GOOD
+
+    flows, head = plant_flows(running, s)
+    for j in range(3):
+        p = snap.pumps[j]
+        p.online = True
+        p.state = DRIVE_RUNNING if j in running else DRIVE_READY
+        p.speed_pct = 100.0 * s if j in running else 0.0
+        p.power_kw = plant_power_kw(j, flows[running.index(j)], s, head) if j in running else 0.0
+    snap.flow_m3h.value = sum(flows)
+    snap.suction_kpa.value = 250.0
+    snap.discharge_kpa.value = 250.0 + head * KPA_PER_M
+    for m in (snap.flow_m3h, snap.suction_kpa, snap.discharge_kpa, snap.bypass_open):
+        m.quality = GOOD
+    snap.bypass_open.value = 0.0
+
+
+def calibrated(schedule, events=None):
+    import gc
+
+    from relaypump.pumpmodel import Calibration
+    from relaypump.snapshot import Snapshot
+
+    model = PumpModel(station_config())
+    cal = Calibration(model, 3, events)
+    snap = Snapshot(3)
+    now = 0
+    for running, speeds, ticks in schedule:
+        for k in range(ticks):
+            if k % 300 == 0:  # the operating point moves a little every 5 minutes
+                plant_snapshot(snap, running, speeds[(k // 300) % len(speeds)])
+                gc.collect()
+            cal.update(now, snap, KPA_PER_M)
+            now += 1000
+    return model, cal
+
+
+ALONE = (0.56, 0.58, 0.60)  # one pump at 240..330 m3/h: x 0.95..1.2
+TOGETHER = (0.74, 0.77, 0.80)  # two or three at 500..800 m3/h
+
+
+def test_calibration_converges_to_each_real_pump():
+    from relaypump.events import EventRing
+
+    events = EventRing(32)
+    ticks = 3200
+    schedule = [((0,), ALONE, ticks), ((1,), ALONE, ticks), ((2,), ALONE, ticks)]
+    model, cal = calibrated(schedule, events)
+    for j in range(3):
+        assert close(cal.head_factor[j], TRUE_HEAD[j], 0.005), (j, cal.head_factor)
+        assert close(cal.efficiency_factor[j], TRUE_EFF[j], 0.01), (j, cal.efficiency_factor)
+    # The model: the mean of the pumps (staging assumes identical pumps).
+    assert close(model.head_factor, sum(TRUE_HEAD) / 3, 0.01)
+    assert close(model.efficiency_factor, sum(TRUE_EFF) / 3, 0.02)
+    # Every pump reported its deviation; the worn one as a warning, in 0.1 % units.
+    seen = {}
+    while events.count:
+        code, severity, subject, value, _ = events.pop()
+        seen[(code, subject)] = (severity, value)
+    from relaypump import codes
+
+    worn = seen[(codes.EVENT_PUMP_HEAD_DEVIATION, 3)]
+    assert worn[0] == codes.SEVERITY_WARNING and -110 <= worn[1] <= -80
+    assert (codes.EVENT_PUMP_EFFICIENCY_DEVIATION, 1) in seen
+    assert (codes.EVENT_PUMP_HEAD_DEVIATION, 2) in seen
+
+
+def test_calibration_keeps_pump_differences_while_pumps_share_the_flow():
+    if ON_MICROPYTHON:
+        return  # the long run is the CPython item's; the VM runs the one above
+    schedule = [((0,), ALONE, 3000), ((1,), ALONE, 3000), ((2,), ALONE, 3000)]
+    schedule += [((0, 1), TOGETHER, 3000), ((0, 1, 2), TOGETHER, 3000), ((1, 2), TOGETHER, 3000)]
+    model, cal = calibrated(schedule)
+    for j in range(3):
+        assert close(cal.head_factor[j], TRUE_HEAD[j], 0.01), (j, cal.head_factor)
+        assert close(cal.efficiency_factor[j], TRUE_EFF[j], 0.02), (j, cal.efficiency_factor)
+
+
+def test_alike_pumps_are_calibrated_while_they_share_the_flow():
+    if ON_MICROPYTHON:
+        return  # a long run: the CPython item's
+    PLANT["head"], PLANT["eff"] = (0.955, 0.96, 0.95), (0.92, 0.93, 0.92)
+    try:
+        schedule = [((0, 1), TOGETHER, 4000), ((0, 1, 2), TOGETHER, 4000)]
+        model, cal = calibrated(schedule)
+    finally:
+        PLANT["head"], PLANT["eff"] = TRUE_HEAD, TRUE_EFF
+    for j in range(3):  # never alone: each pump near the group's mean
+        assert close(cal.head_factor[j], 0.955, 0.012), (j, cal.head_factor)
+        assert close(cal.efficiency_factor[j], 0.923, 0.025), (j, cal.efficiency_factor)
+    assert close(model.head_factor, 0.955, 0.01) and close(model.efficiency_factor, 0.923, 0.02)
+
+
+def test_calibration_stays_in_bounds_under_garbage():
+    import random
+
+    from relaypump.pumpmodel import (
+        EFFICIENCY_FACTOR_MAX,
+        EFFICIENCY_FACTOR_MIN,
+        HEAD_FACTOR_MAX,
+        HEAD_FACTOR_MIN,
+        Calibration,
+    )
+    from relaypump.snapshot import DRIVE_RUNNING, GOOD, Snapshot
+
+    rng = random.Random(7) if hasattr(random, "Random") else None
+    rand = rng.random if rng is not None else random.random
+    junk = (float("nan"), float("inf"), -float("inf"), 0.0, -1.0, 1e30, -1e30)
+
+    def value(scale):
+        r = rand()
+        if r < 0.3:
+            return junk[int(rand() * len(junk))]
+        return scale * (rand() * 2.0 - 0.2)
+
+    model = PumpModel(station_config())
+    cal = Calibration(model, 3)
+    snap = Snapshot(3)
+    for m in (snap.flow_m3h, snap.suction_kpa, snap.discharge_kpa):
+        m.quality = GOOD
+    for t in range(3000):
+        for p in snap.pumps:
+            p.online = True
+            p.state = DRIVE_RUNNING
+            p.speed_pct = 70.0 if rand() < 0.5 else value(100.0)
+            p.power_kw = value(120.0)
+        snap.flow_m3h.value = value(900.0)
+        snap.suction_kpa.value = value(400.0)
+        snap.discharge_kpa.value = value(1000.0)
+        cal.update(t * 1000, snap, KPA_PER_M)
+    for j in range(3):
+        assert HEAD_FACTOR_MIN <= cal.head_factor[j] <= HEAD_FACTOR_MAX
+        assert EFFICIENCY_FACTOR_MIN <= cal.efficiency_factor[j] <= EFFICIENCY_FACTOR_MAX
+    assert HEAD_FACTOR_MIN <= model.head_factor <= HEAD_FACTOR_MAX
+    assert EFFICIENCY_FACTOR_MIN <= model.efficiency_factor <= EFFICIENCY_FACTOR_MAX
+    assert model.station_kw(2, 800.0, 55.0) > 0.0
+
+
+def test_calibration_tick_allocates_a_few_floats():
+    from relaypump.pumpmodel import CALIBRATION_PERIOD_TICKS, Calibration
+    from relaypump.snapshot import Snapshot
+
+    model = PumpModel(station_config())
+    cal = Calibration(model, 3)
+    snap = Snapshot(3)
+    plant_snapshot(snap, (0, 1), 0.77)
+    now = [0]
+
+    def tick():
+        cal.update(now[0], snap, KPA_PER_M)
+        now[0] += 1000
+
+    for _ in range(5 * CALIBRATION_PERIOD_TICKS):  # steady: every tick does its share
+        tick()
+    used = [bytes_allocated(tick) for _ in range(CALIBRATION_PERIOD_TICKS)]
+    worst = max(used)
+    assert cal.head_samples[0] > 0 and cal.efficiency_samples[1] > 0
+    assert worst <= (640 if ON_MICROPYTHON else 4000), used
