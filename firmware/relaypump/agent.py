@@ -18,6 +18,10 @@ Rules:
 - Nothing is decided before the first complete poll cycle: a reset agent first learns what runs
   and adopts it (a running drive is written RUN at its actual speed, never the default STOP;
   then control.resume, staging.resume), so a restart never slams a pump nor counts a start.
+- A lost drive that was running goes on at its comm-loss speed (protection assumes so in every
+  hydraulic figure): staging gets the station flow less what it is estimated to deliver, and the
+  fieldbus keeps probing it. A pump beyond its run-out (protection) or its motor rating (control)
+  makes staging judge one more pump at once.
 - A tripped drive is offered a fault reset (a 0->1 edge) after drive_reset_delay_s, at most
   drive_resets_per_hour times an hour; staging has already replaced it with the standby.
 - Run time, starts and energy are counted here from what the drives report (state.py keeps them
@@ -152,16 +156,20 @@ class Agent:
         if not protection.start_allowed:
             available &= running
         flow = snap.flow_m3h
+        q = flow.value
+        if protection.lost_flow_x10:  # a lost drive running on carries part of it
+            q = q - protection.lost_flow_m3h()
         staging = self.staging
         mask = staging.update(
             now_ms,
-            flow.value,
+            q,
             flow.usable(),
             self._head_of,  # staging asks only when it evaluates the count
             available,
             running,
             self.state.run_s,
             not protection.stop_all,
+            protection.runout or control.overloaded,
         )
         control.drive(now_ms, snap, mask, staging.exercise_mask)
         protection.enforce(snap.commands)
@@ -172,8 +180,9 @@ class Agent:
         self.calibration.update(now_ms, snap, self.kpa_per_m, staging._next_n != 0)
 
     def _required_head_m(self, flow_m3h):
-        """The station head (m) the present setpoint needs at this flow (staging's target)."""
-        return self.control.setpoint.required_head_m(flow_m3h, self.kpa_per_m)
+        """The station head (m) the present setpoint needs at the station flow (staging's
+        target; the network sees all of it, a lost pump's share included)."""
+        return self.control.setpoint.required_head_m(self.snapshot.flow_m3h.value, self.kpa_per_m)
 
     def _prime(self, now_ms):
         self.primed = True

@@ -16,6 +16,13 @@ Rules:
   jumped), to +-slew_pct_per_s * dt around its last value, and to follow_band_pct above the
   slowest joined pump's actual speed (a drive that lags behind is not outrun). The integrator is
   back-calculated to whatever the limits left (no windup).
+- Motor rating: a running pump whose drive reports more than LOAD_OVER x its rated power
+  (pumps[i].rated_kw, else pump_model.rated_kw) sets `overloaded` (staging then judges one more
+  pump) and caps the common speed where, by the affinity laws (P ~ s^3 along the network's curve),
+  it would draw LOAD_TARGET x rated, reckoned from the common speed asked (not the actual one,
+  which a drive in its current limit lets sag); the cap only falls while a pump is over, holds while the
+  hottest one draws between LOAD_OK and LOAD_OVER x rated, and rises at the slew limit once every
+  pump is under LOAD_OK x rated. It acts like the protection cap (reached along the slew).
 - Bumpless: a change of measured variable, of mode (auto/manual) or the first pump joining
   re-tracks the integrator to the present output. Pump-count changes are fed forward: the group's
   effective size counts a joining/leaving pump by how far it is between its check valve's
@@ -59,6 +66,10 @@ PHASE_LEAVING = const(3)
 PHASE_EXERCISE = const(4)
 
 DEFAULT_FOLLOW_BAND_PCT = 2.0
+LOAD_OVER = 0.99  # of rated power: over it the speed is capped and staging judges a start
+LOAD_TARGET = 0.97  # where the cap aims
+LOAD_OK = 0.95  # under it (every pump) the cap is released along the slew
+_THIRD = 1.0 / 3.0
 
 
 class Controller:
@@ -92,6 +103,13 @@ class Controller:
         self._dt_s = 0.0
         self._step = 0.0
         self._ff_pending = 0.0  # feedforward not yet released into the PI (slew-limited)
+        rated = float(config["pump_model"]["rated_kw"])
+        pumps = config["pumps"]
+        self._over_kw = [float(p.get("rated_kw", rated)) * LOAD_OVER for p in pumps]
+        self._target_kw = [float(p.get("rated_kw", rated)) * LOAD_TARGET for p in pumps]
+        self._ok_kw = [float(p.get("rated_kw", rated)) * LOAD_OK for p in pumps]
+        self.load_cap_pct = self.max_pct
+        self.overloaded = False  # a running pump over its rating (this tick)
         self._n_eff = 0.0  # effective pumps in the group at the last drive() (feedforward)
 
     # --- commands ------------------------------------------------------------------------------
@@ -183,6 +201,9 @@ class Controller:
         if hi > self.max_pct:
             hi = self.max_pct
         cap = speed_cap_pct if speed_cap_pct > self.min_pct else self.min_pct
+        load_cap = self._load_cap(snap, step)
+        if load_cap < cap:
+            cap = load_cap if load_cap > self.min_pct else self.min_pct
         if hi > cap:
             hi = cap if cap > down else down
         slowest = self._slowest_joined_actual(snap)
@@ -226,6 +247,31 @@ class Controller:
         self.source = source
         self.common_pct = common
         return common
+
+    def _load_cap(self, snap, step):
+        """The motor-rating cap (module rules); floats only while a pump is over or the cap
+        is being released."""
+        cap = self.load_cap_pct
+        over = False
+        hot = False
+        for i in range(self.pump_count):
+            st = snap.pumps[i]
+            if not st.online or st.state != DRIVE_RUNNING:
+                continue
+            kw = st.power_kw
+            if kw > self._over_kw[i]:
+                over = True
+                # from the speed asked (a drive in its current limit sags below it)
+                c = self.common_pct * (self._target_kw[i] / kw) ** _THIRD
+                if c < cap:
+                    cap = c
+            elif kw > self._ok_kw[i]:
+                hot = True
+        self.overloaded = over
+        if not over and not hot and cap < self.max_pct:
+            cap = cap + step if cap + step < self.max_pct else self.max_pct
+        self.load_cap_pct = cap
+        return cap
 
     def _slowest_joined_actual(self, snap):
         slowest = -1.0

@@ -10,18 +10,36 @@ Outputs (attributes, updated in place):
   the EVENT_* code of the cause, by priority: STATION_LOCKOUT, SENSOR_FAULT, SOURCE_INTERLOCK_OPEN,
   DISCHARGE_TRIP, SUCTION_TRIP; 0 = none.
 - ``start_allowed``: False = start no further pump (running ones may go on): suction below its
-  limit, the source pumps not confirmed running, or a protection sensor on "hold".
+  limit even with one more pump sharing the flow, the source pumps not confirmed running, or a
+  protection sensor on "hold".
+- ``lost_running`` (bitmask): drives lost while running, assumed to go on at their comm-loss speed;
+  ``lost_flow_m3h()`` what they are estimated to deliver and ``lost_delivering`` how many of them
+  deliver at all (staging counts them); ``runout``: a controlled pump runs beyond its run-out
+  limit (max_flow_ratio: staging brings in another pump).
 - ``max_speed_pct``: speed cap for every pump (slow-down); speed.max_pct when nothing caps.
 - ``allowed[i]`` (False: pump locked out, keep it stopped), ``pump_locked[i]``, ``locked_out``.
 - ``alarm_bits``: ALARM_* bits for telemetry; ``suction_limit_kpa()`` for telemetry and KPIs.
 
 Protections (units kPa gauge, degC, m3/h, % speed; delays in the config in s):
+- Running pumps: those whose drive reports running, and a drive lost while running (comm loss):
+  it goes on by its comm_loss_action ("safe_speed": speed.safe_pct, "hold": its last speed,
+  "fault": it trips, so it counts as stopped), its assumed speed moving there from its last one at
+  the slew limit (the drive's own ramp). A lost drive is never assumed stopped while it may run.
+- Flow split: the measured station flow is shared by the running pumps in proportion to what
+  their (identical) curves H = h0 s^2 - k q^2 deliver at the measured head (discharge - suction):
+  q ~ sqrt(h0 s^2 - H), nothing below the check valve's cut-off speed (a lost pump at a safe
+  speed under the head runs dead-headed). Head unknown, or no pump delivering by the curve (a
+  real pump off its datasheet): equal split.
 - Suction: limit = p_sat(T_supply) + max(50 kPa, rho g max(1.3 NPSHr, NPSHr + 1 m)) - p_atm
-  + suction_margin_kpa, NPSHr = npsh_bep_m * max(0.6 s, q/Q_bep)^2 of the fastest running pump
-  with the flow split equally (no pump running: NPSHr at BEP, full speed, the start condition).
-  Above limit + suction_slowdown_kpa: no cap. Inside that band the cap falls linearly from
-  max_pct to min_pct. Below the limit: min_pct, no starts, and after suction_stop_delay_s with a
-  pump running a trip (all stop). suction_lockout_trips trips within suction_lockout_window_s lock
+  + suction_margin_kpa, NPSHr = npsh_bep_m * max(0.6 s, q/Q_bep)^2, the largest of the running
+  pumps at their speed and flow share (no pump running: NPSHr at BEP, full speed, the start
+  condition). Above limit + suction_slowdown_kpa: no cap. Inside that band the cap falls linearly
+  from max_pct to min_pct. Below the limit: min_pct; starts only if the limit with one more pump
+  sharing the flow equally (the model's judgement: a start lowers each pump's NPSHr) lies at or
+  below the suction. A trip (all stop) only when slowing down cannot help: below the limit with a
+  pump running for suction_stop_delay_s while the suction is also below the vaporization floor
+  p_sat + 50 kPa - p_atm + margin (no speed helps there), or the running drives are already at
+  min_pct (+1 %). suction_lockout_trips trips within suction_lockout_window_s lock
   the station out; it resets itself after lockout_reset_s when suction_auto_reset (and suction is
   above the band), else by reset(). After a trip (or a reset) pumps may run again once suction has
   been above the band for restart_delay_s.
@@ -78,6 +96,8 @@ _MAX_TIMER_MS = const(0x10000000)
 _OFF = const(-1)  # a timer that is not running
 _NONE = const(-0x20000000)  # no usable value
 _HYST_X10 = const(50)  # 5 kPa: a warning clears only this far inside the good side
+_LOST_TRIPS = const(-1)  # comm_loss_action "fault": a lost drive trips (counts as stopped)
+_LOST_HOLDS = const(-2)  # "hold": it keeps the speed it had
 
 # fallback kinds
 _FB_STOP = const(0)
@@ -151,6 +171,18 @@ def _fallback(channel):
     return _FB_STOP  # "stop", or another sensor: none can stand in for a protection's sensor
 
 
+def _isqrt(v):
+    """Integer square root of a small int (Newton; allocates nothing below 2**30)."""
+    if v <= 0:
+        return 0
+    x = v
+    y = (x + 1) // 2
+    while y < x:
+        x = y
+        y = (x + v // x) // 2
+    return x
+
+
 def _timer(timer, active, dt):
     """Advance a timer: _OFF while inactive, else ms since the condition began (capped)."""
     if not active:
@@ -200,6 +232,17 @@ class Protection:
         self._bep_flow_x10 = _x10(model["bep_flow_m3h"])
         self._max_flow_permil = int(model["max_flow_ratio"] * 1000.0 + 0.5)
         self._rho_g = int(model["density_kg_m3"] * 9.80665 + 0.5)  # Pa per m of water column
+        self._h0_mm = int(model["shutoff_head_m"] * 1000.0 + 0.5)
+        # what each drive does when its link is lost: its assumed speed (0.01 %) or _LOST_*
+        self._lost_action = array("i", [0] * n)
+        for i in range(n):
+            action = config["pumps"][i].get("comm_loss_action", "safe_speed")
+            if action == "fault":
+                self._lost_action[i] = _LOST_TRIPS
+            elif action == "hold":
+                self._lost_action[i] = _LOST_HOLDS
+            else:
+                self._lost_action[i] = self._safe_x100
         # sensor fallbacks (kind, scaled value)
         self._fb_suction = _fallback(channels["suction_kpa"])
         self._fb_discharge = _fallback(channels["discharge_kpa"])
@@ -231,6 +274,14 @@ class Protection:
         self._started = False
         self._last_ms = 0
         self._running = bytearray(n)
+        self._lost = bytearray(n)  # lost while running: assumed running (module rules)
+        self._lost_target = array("i", [0] * n)  # its comm-loss speed (0.01 %)
+        self._run_x100 = array("i", [0] * n)  # each running pump's (assumed) speed, else 0
+        self._share_x10 = array("i", [0] * n)  # its part of the station flow (0.1 m3/h)
+        self.lost_running = 0
+        self.lost_delivering = 0
+        self.lost_flow_x10 = 0
+        self.runout = False
         self._suction_state = _OK
         self._suction_low = False
         self._suction_below = _OFF
@@ -305,19 +356,45 @@ class Protection:
         pumps = snap.pumps
         commands = snap.commands
 
-        # which pumps run, and the fastest one's speed
+        # which pumps run (a lost one by its comm-loss action), at which speed
         n_run = 0
-        speed_x100 = 0
+        fastest = 0  # the fastest drive the agent still reaches (can it slow down?)
+        step = self._slew_x100 * dt // 1000
+        lost_mask = 0
         for i in range(n):
             p = pumps[i]
-            running = p.state == DRIVE_RUNNING or (not p.online and commands[i].command == CMD_RUN)
+            s = 0
+            if p.online:
+                self._lost[i] = 0
+                running = p.state == DRIVE_RUNNING
+                if running:
+                    s = self._speed_x100[i].of(p.speed_pct)
+                    if s > fastest:
+                        fastest = s
+            else:
+                if not self._lost[i] and self._running[i]:  # lost while running
+                    action = self._lost_action[i]
+                    if action != _LOST_TRIPS:
+                        self._lost[i] = 1
+                        hold = action == _LOST_HOLDS
+                        self._lost_target[i] = self._run_x100[i] if hold else action
+                running = self._lost[i] == 1
+                if running:
+                    s = self._run_x100[i]  # towards its comm-loss speed along the drive's ramp
+                    target = self._lost_target[i]
+                    if s > target + step:
+                        s -= step
+                    elif s < target - step:
+                        s += step
+                    else:
+                        s = target
+                    lost_mask |= 1 << i
             self._running[i] = running
+            self._run_x100[i] = s
             if running:
                 n_run += 1
-                s = self._speed_x100[i].of(p.speed_pct)
-                if s > speed_x100:
-                    speed_x100 = s
             self.stop_command[i] = CMD_COAST if p.state == DRIVE_TRIPPED else CMD_STOP
+        self.lost_running = lost_mask
 
         # measurements -> scaled integers (or _NONE), with the sensor fallbacks
         stop_sensor = False
@@ -363,7 +440,9 @@ class Protection:
         # the discharge pressure) is a sensor fault the control room must see.
         self._sensor(snap.remote_dp_kpa, CH_REMOTE_DP, now, SUBSTITUTE)
 
-        limit = self._suction_limit(temp, flow, n_run, speed_x100)
+        flow_known = flow != _NONE and flow >= 0
+        n_deliver = self._shares(flow if flow_known else 0, suction, discharge, n_run)
+        limit = self._suction_limit(temp, flow_known, n_run)
         self.suction_limit_x10 = limit
         cap = self._max_x100
         start_ok = True
@@ -376,11 +455,19 @@ class Protection:
                 age = ages[i] + dt
                 ages[i] = age if age <= window else _OFF
         if suction != _NONE:
-            c = self._suction(suction - limit, n_run, dt, now, suction)
+            floor = saturation_kpa_x10(temp) + 500 + self._margin_x10  # NPSH-free: p_sat + 50
+            hopeless = suction < floor or fastest <= self._min_x100 + 100
+            c = self._suction(suction - limit, n_run, dt, now, suction, hopeless)
             if c < cap:
                 cap = c
             if suction < limit:
-                start_ok = False
+                more = limit
+                if n_run and flow_known:  # one more pump would share the flow equally
+                    r = flow // (n_deliver + 1) * 1000 // self._bep_flow_x10
+                    slow = 6 * fastest // 100
+                    more = self._limit_of(temp, r if r > slow else slow)
+                if suction < more:
+                    start_ok = False
         elif self._suction_state == _LOCKED:
             self._lock_age = _timer(self._lock_age, True, dt)
 
@@ -431,20 +518,80 @@ class Protection:
 
         self._outputs(cap, start_ok, now, dt, commands)
 
-    def _suction_limit(self, temp_x100, flow_x10, n_run, speed_x100):
-        """Lowest allowed suction pressure (0.1 kPa gauge) for this temperature and duty."""
-        if n_run == 0:
-            npsh_mm = self._npsh_bep_mm
-        else:
-            s_permil = speed_x100 // 10
-            if flow_x10 != _NONE and flow_x10 >= 0:
-                x = (flow_x10 // n_run) * 1000 // self._bep_flow_x10
+    def _shares(self, flow, suction, discharge, n_run):
+        """Each running pump's part of the flow (0.1 m3/h) into _share_x10 (module rules: "Flow
+        split"); the lost ones' sum and count into lost_flow_x10 / lost_delivering, run-out into
+        runout. Returns how many pumps deliver. Integers only."""
+        shares = self._share_x10
+        running = self._running
+        speeds = self._run_x100
+        n = self.pump_count
+        total = 0
+        if suction != _NONE and discharge != _NONE:
+            head_mm = (discharge - suction) * 10000 // self._rho_g * 10
+            h0 = self._h0_mm
+            for i in range(n):
+                w = 0
+                if running[i]:
+                    s = speeds[i] // 10
+                    w = _isqrt((h0 * s // 1000 * s // 1000 - head_mm) * 100)
+                shares[i] = w
+                total += w
+        n_deliver = 0
+        lost_flow = 0
+        lost_deliver = 0
+        runout = False
+        lost = self.lost_running
+        for i in range(n):
+            if not running[i]:
+                shares[i] = 0
+                continue
+            if total > 0:
+                if shares[i] <= 0:
+                    continue  # under its cut-off speed: no flow
+                q = flow * shares[i] // total
             else:
-                x = self._max_flow_permil * s_permil // 1000  # unknown flow: the worst allowed
-            r = 6 * s_permil // 10
-            if x > r:
-                r = x
-            npsh_mm = (self._npsh_bep_mm * r // 1000) * r // 1000
+                q = flow // n_run
+            shares[i] = q
+            n_deliver += 1
+            if lost & (1 << i):
+                lost_flow += q
+                lost_deliver += 1
+            elif speeds[i] > 0:  # run-out: q / s beyond max_flow_ratio x BEP
+                x = q * 1000 // self._bep_flow_x10 * 10000 // speeds[i]
+                if x > self._max_flow_permil:
+                    runout = True
+        self.lost_flow_x10 = lost_flow
+        self.lost_delivering = lost_deliver
+        self.runout = runout
+        return n_deliver
+
+    def lost_flow_m3h(self):
+        return self.lost_flow_x10 / 10.0
+
+    def _suction_limit(self, temp_x100, flow_known, n_run):
+        """Lowest allowed suction pressure (0.1 kPa gauge) for this temperature and duty: the
+        largest NPSHr of the running pumps at their speed and flow share."""
+        if n_run == 0:
+            return self._limit_of(temp_x100, 1000)  # NPSHr at BEP: the start condition
+        r = 0
+        for i in range(self.pump_count):
+            if self._running[i]:
+                s_permil = self._run_x100[i] // 10
+                if flow_known:
+                    x = self._share_x10[i] * 1000 // self._bep_flow_x10
+                else:
+                    x = self._max_flow_permil * s_permil // 1000  # unknown flow: the worst allowed
+                if x > r:
+                    r = x
+                x = 6 * s_permil // 10
+                if x > r:
+                    r = x
+        return self._limit_of(temp_x100, r)
+
+    def _limit_of(self, temp_x100, r):
+        """The suction limit for NPSHr = npsh_bep_m * (r / 1000)^2."""
+        npsh_mm = (self._npsh_bep_mm * r // 1000) * r // 1000
         need_mm = (13 * npsh_mm + 9) // 10
         if npsh_mm + 1000 > need_mm:
             need_mm = npsh_mm + 1000
@@ -453,8 +600,9 @@ class Protection:
             need_x10 = 500  # p_sat + 50 kPa at least
         return saturation_kpa_x10(temp_x100) + need_x10 + self._margin_x10
 
-    def _suction(self, margin, n_run, dt, now, suction):
-        """Suction state machine; returns its speed cap (0.01 %)."""
+    def _suction(self, margin, n_run, dt, now, suction, hopeless=True):
+        """Suction state machine; returns its speed cap (0.01 %). hopeless: no slower speed can
+        help (below the vaporization floor, or the drives at min speed already)."""
         band = self._suction_band_x10
         # warning: entering the slow-down band
         if not self._suction_low:
@@ -473,7 +621,8 @@ class Protection:
         state = self._suction_state
         above_band = margin >= band
         if state == _OK:
-            self._suction_below = _timer(self._suction_below, margin < 0 and n_run > 0, dt)
+            below = margin < 0 and n_run > 0 and hopeless
+            self._suction_below = _timer(self._suction_below, below, dt)
             if self._suction_below >= self._suction_delay_ms:
                 self._suction_trip(now, suction)
         elif state == _TRIPPED:

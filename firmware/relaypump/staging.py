@@ -4,8 +4,11 @@ Inputs per tick: now_ms, station flow (m3/h) and whether it is usable, the head 
 (m; the setpoint's required head at this flow is the steady target; or a function of the flow
 giving it, called only on a tick that begins a count evaluation: floats are heap objects on
 MicroPython), the available pumps (online, not tripped, not locked out, enabled: a bitmask), the
-pumps whose drives run (bitmask), run seconds per pump (ints), and whether the station may run at
-all. Output: the bitmask of pumps that should
+pumps whose drives run (bitmask), run seconds per pump (ints), whether the station may run at
+all, and whether a running pump is overloaded (beyond its run-out limit or its motor rating, as
+protection and control judge it). The flow is what the pumps staging controls must carry: a lost
+drive running on at its comm-loss speed is neither available nor counted, and the agent takes
+its estimated flow off the station flow. Output: the bitmask of pumps that should
 run, `exercise_mask` (a pump run at min speed for its exercise), and the tick's events in
 preallocated arrays (event_code / event_pump (1-based) / event_reason, event_count).
 
@@ -29,6 +32,11 @@ Rules:
   dropped (the next one comes eval_period_s after it began) when meanwhile the flow became
   unusable, the wanted pumps or the count range changed (failover, unavailable pump, station
   off), or a rotation began.
+- Overload: while a running pump is overloaded the count evaluation does not wait for settle_s
+  (eval_period_s still spaces evaluations): the model judges whether one more pump brings every
+  pump back into its window, and a start it decides ignores min_stop_s (like failover; starts per
+  hour still hold). This starts the second pump of a cold start as soon as the first one runs out
+  instead of settle_s later, and relieves a survivor after a trip if failover could not.
 - Which: a start takes the available idle pump with the fewest run seconds that may start; a demand
   stop takes the running pump with the most run seconds that has run min_run_s.
 - A pump may start only min_stop_s after it stopped and only if it started fewer than
@@ -70,6 +78,7 @@ REASON_ROTATION = const(3)
 REASON_EXERCISE = const(4)
 REASON_UNAVAILABLE = const(5)
 REASON_STATION_OFF = const(6)
+REASON_OVERLOAD = const(7)
 
 _NEVER = const(-0x10000000)  # "long ago" on the internal seconds clock (clock starts at 0)
 _HOUR_S = const(3600)
@@ -185,6 +194,7 @@ class Staging:
         self._exercise_since_s = 0
         self._exercise_run_s = _NEVER
         self.wanted_count = 0  # the count the last evaluation chose (telemetry, tests)
+        self._urgent = False  # the evaluation in progress began on an overload
         # the count evaluation in progress, one candidate per tick (see "Spread evaluation")
         self._choice = CountChoice(self.model, self.margin, self.hysteresis)
         if self.margin > 0.0:
@@ -268,7 +278,18 @@ class Staging:
         self._next_n = 0
 
     # --- per tick ------------------------------------------------------------------------------
-    def update(self, now_ms, flow_m3h, flow_ok, head_m, available, running, run_s, station_on=True):
+    def update(
+        self,
+        now_ms,
+        flow_m3h,
+        flow_ok,
+        head_m,
+        available,
+        running,
+        run_s,
+        station_on=True,
+        overloaded=False,
+    ):
         if self._started:
             dt = ticks_diff(now_ms, self._last_ms)
             if dt > 0:
@@ -323,8 +344,9 @@ class Staging:
         elif (
             now - self._last_eval_s >= self.eval_period_s
             # settle_s spaces count changes of a running station; a stopped one starts its
-            # first pump as soon as it may (the network has no pressure meanwhile)
-            and (now - self._last_change_s >= self.settle_s or not self.mask)
+            # first pump as soon as it may (the network has no pressure meanwhile), an
+            # overloaded one is judged at once
+            and (now - self._last_change_s >= self.settle_s or not self.mask or overloaded)
             and self._swap_in < 0
         ):
             self._last_eval_s = now
@@ -336,6 +358,7 @@ class Staging:
                 n_max = self._count_range(available)
                 self._choice.reset(popcount(self.mask), n_max, flow_m3h, head_m)
                 self._eval_mask = self.mask
+                self._urgent = overloaded
                 self._next_n = 1  # the candidates follow, one per tick
 
         self._exercise_step(available, running)
@@ -387,11 +410,12 @@ class Staging:
         self.wanted_count = want
         n_now = choice.n_now
         if want > n_now:
-            i = self._pick_start(available, run_s, False)
+            urgent = self._urgent
+            i = self._pick_start(available, run_s, urgent)
             if i >= 0:
-                self._start(i, REASON_DEMAND)
+                self._start(i, REASON_OVERLOAD if urgent else REASON_DEMAND)
                 self._last_change_s = self.now_s
-        elif want < n_now:
+        elif want < n_now and not self._urgent:  # (never a stop on an overload)
             i = self._pick_stop(run_s)
             if i >= 0:
                 self._stop(i, REASON_DEMAND)

@@ -535,3 +535,50 @@ def test_allocation_per_control_tick_is_small():
     used = bytes_allocated(tick)
     # floats only (16 B each in the VM); CPython's tracemalloc peak is a looser bound
     assert used <= (256 if ON_MICROPYTHON else 2000), used
+
+
+# --- motor rating --------------------------------------------------------------------------------
+def test_a_pump_over_its_rating_caps_the_speed_along_the_slew_and_releases_it():
+    c, snap = running_controller(common=90.0)
+    measure(snap.remote_dp_kpa, 80.0)  # the PI wants more
+    c.regulate(0, snap)
+    c.drive(0, snap, 0b011)
+    assert not c.overloaded
+    rated = station_config()["pump_model"]["rated_kw"]
+    load = [1.3 * rated]  # pump 2 at 90 %, 30 % over; the plant: P ~ s^3
+
+    def tick(k):
+        snap.pumps[1].power_kw = load[0] * (snap.pumps[1].speed_pct / 90.0) ** 3
+        u = c.regulate(k * 1000, snap)
+        c.drive(k * 1000, snap, 0b011)
+        follow(snap, c)
+        return u
+
+    u = tick(1)
+    assert c.overloaded and abs(c.load_cap_pct - 90.0 * (0.97 / 1.3) ** (1.0 / 3.0)) < 1e-6
+    assert abs(u - 89.0) < 1e-9  # down at the slew limit, not a jump
+    for k in range(2, 30):
+        u = tick(k)
+    drawn = snap.pumps[1].power_kw / rated
+    assert not c.overloaded and 0.95 < drawn <= 0.99 and abs(u - c.load_cap_pct) < 1e-9
+    # the load falls (the standby joined): under LOAD_OK x rated the cap rises at the slew
+    held = c.load_cap_pct
+    load[0] = 0.6 * rated
+    tick(30)
+    assert abs(c.load_cap_pct - held - 1.0) < 1e-9
+    for k in range(31, 60):
+        tick(k)
+    assert c.load_cap_pct == c.max_pct
+
+
+def test_the_rating_of_each_pump_comes_from_its_entry():
+    cfg = tuned_config()
+    cfg["pumps"][1]["rated_kw"] = 200.0
+    c, snap = running_controller(cfg)
+    c.regulate(0, snap)
+    snap.pumps[1].power_kw = 150.0  # over the model's 110 kW, under this pump's 200 kW
+    c.regulate(1000, snap)
+    assert not c.overloaded and c.load_cap_pct == c.max_pct
+    snap.pumps[0].power_kw = 150.0
+    c.regulate(2000, snap)
+    assert c.overloaded and c.load_cap_pct < c.max_pct

@@ -16,6 +16,7 @@ from relaypump.snapshot import (
     DRIVE_READY,
     DRIVE_RUNNING,
     DRIVE_TRIPPED,
+    DRIVE_UNKNOWN,
     GOOD,
     HELD,
     Snapshot,
@@ -652,3 +653,100 @@ def test_a_slow_down_starts_from_the_reference_not_from_an_idle_cap():
     st.snap.suction_kpa.value = limit + 3.0  # a cap of 55 %: from 80 % down at 1 %/s at once
     st.tick()
     assert st.prot.max_speed_pct == 79.0
+
+
+# --- lost drives, the flow split, starts and trips judged by the model ----------------------------
+KPA_PER_M = 943 * 9.80665 / 1000.0
+
+
+def npsh_limit_kpa(per_pump_m3h):
+    """The suction limit at 120 degC with one pump carrying per_pump_m3h (NPSHr beyond 50 kPa)."""
+    npsh = 4.0 * (per_pump_m3h / 450.0) ** 2
+    return p_sat_if97_kpa(120.0) + KPA_PER_M * max(1.3 * npsh, npsh + 1.0) - 90.6
+
+
+def lose(st, pump):
+    p = st.snap.pumps[pump]
+    p.online = False
+    p.state = DRIVE_UNKNOWN
+    st.snap.commands[pump].command = CMD_STOP  # control stops what it cannot reach
+
+
+def test_a_drive_lost_while_running_runs_on_at_its_safe_speed_in_the_suction_limit():
+    st = Station()  # 54 m of head (800 - 300 kPa), 700 m3/h
+    st.run(pumps=(0, 1), speed=90.0)
+    st.tick()
+    assert st.prot.lost_running == 0
+    assert abs(st.prot.suction_limit_kpa() - LIMIT_120C_STOPPED) < 0.15
+    lose(st, 0)
+    st.tick()
+    assert st.prot.lost_running == 0b001  # still counted, at first near its last speed
+    st.tick(25)  # its assumed speed reached 70 % along the slew: under 54 m it delivers nothing
+    assert st.prot.lost_running == 0b001
+    assert st.prot.lost_flow_x10 == 0 and st.prot.lost_delivering == 0
+    # the other pump carries all 700 m3/h: its NPSHr sets the limit
+    assert abs(st.prot.suction_limit_kpa() - npsh_limit_kpa(700.0)) < 0.3
+    # reached again: what its drive reports counts
+    st.snap.pumps[0].online = True
+    st.snap.pumps[0].state = DRIVE_READY
+    st.tick()
+    assert st.prot.lost_running == 0
+
+
+def test_a_lost_drive_that_holds_its_speed_keeps_its_share_and_one_that_faults_stops():
+    hold = json.loads(SHIPPED)
+    hold["pumps"][0]["comm_loss_action"] = "hold"
+    hold["pumps"][1]["comm_loss_action"] = "fault"
+    st = Station(load_config(hold))
+    st.run(pumps=(0, 1), speed=90.0)
+    st.tick()
+    lose(st, 0)
+    st.tick(30)
+    assert st.prot.lost_running == 0b001 and st.prot.lost_delivering == 1
+    assert st.prot.lost_flow_x10 == 3500  # half of 700 m3/h, as before
+    assert abs(st.prot.lost_flow_m3h() - 350.0) < 1e-9
+    assert abs(st.prot.suction_limit_kpa() - LIMIT_120C_STOPPED) < 0.15
+    lose(st, 1)  # "fault": the drive trips on the loss, it runs no more
+    st.tick()
+    assert st.prot.lost_running == 0b001
+
+
+def test_the_flow_is_split_by_the_curve_at_the_measured_head():
+    st = Station()
+    st.run(pumps=(0, 1), speed=90.0)
+    st.snap.pumps[1].speed_pct = 60.0  # a joining pump under its cut-off (60 % -> 25 m < 54 m)
+    st.tick()
+    assert abs(st.prot.suction_limit_kpa() - npsh_limit_kpa(700.0)) < 0.3
+    # head unknown (discharge lost, fallback a number): the equal split
+    st.snap.discharge_kpa.quality = BAD
+    st.tick()
+    assert abs(st.prot.suction_limit_kpa() - LIMIT_120C_STOPPED) < 0.15
+
+
+def test_below_the_limit_a_start_is_allowed_when_one_more_pump_would_lift_it():
+    st = Station()
+    st.run(pumps=(0,), speed=90.0)  # one pump, 700 m3/h: NPSHr 9.7 m, limit ~224 kPa
+    st.snap.suction_kpa.value = 200.0
+    st.tick()
+    assert st.prot.suction_limit_kpa() > 220.0
+    assert st.prot.start_allowed  # two pumps sharing: limit 158 kPa < 200 kPa
+    assert st.prot.runout  # 700 / 0.9 / 450 = 1.73 x BEP at full speed > 1.25
+    st.snap.suction_kpa.value = 150.0  # below even the two-pump limit: a start does not help
+    st.tick()
+    assert not st.prot.start_allowed
+    st.run(pumps=(0, 1), speed=90.0)
+    st.snap.suction_kpa.value = 300.0
+    st.tick()
+    assert not st.prot.runout
+
+
+def test_below_the_npsh_limit_the_station_trips_only_when_slowing_down_cannot_help():
+    st = Station()
+    st.run(pumps=(0,), speed=90.0)
+    st.snap.suction_kpa.value = 200.0  # under the NPSH limit, above the 158 kPa floor
+    st.tick(40)
+    assert not st.prot.stop_all and st.prot.max_speed_pct == 50.0  # slowed to min speed
+    st.run(pumps=(0,), speed=50.0)  # the drive got there: nothing slower left
+    st.drain()
+    st.tick(st.cfg["protection"]["suction_stop_delay_s"] + 1)
+    assert st.prot.stop_all and codes.EVENT_SUCTION_TRIP in st.codes()

@@ -6,6 +6,7 @@ from relaypump.staging import (
     REASON_DEMAND,
     REASON_EXERCISE,
     REASON_FAILOVER,
+    REASON_OVERLOAD,
     REASON_ROTATION,
     REASON_STATION_OFF,
     REASON_UNAVAILABLE,
@@ -374,3 +375,34 @@ def test_no_tick_allocates_more_than_one_candidate_count():
     assert counts == [2, 1, 2, 1, 2], counts
     assert evaluating >= 30, evaluating  # every candidate tick was measured
     assert worst <= (STAGING_TICK_BYTES if ON_MICROPYTHON else 8000), worst
+
+
+def test_an_overload_is_judged_at_once_and_starts_a_pump_despite_min_stop():
+    s = Station(config(min_stop_s=300))
+    s.tick(0.0)  # the first pump starts
+    assert popcount(s.st.mask) == 1
+    s.run(700.0, 20)  # one pump cannot carry 700 m3/h in its window, but settle_s (120 s) holds
+    assert popcount(s.st.mask) == 1
+    s.st.last_stop_s[1] = s.st.last_stop_s[2] = s.st.now_s  # both idle pumps just stopped
+    mask = s.st.mask
+    starts = []
+    for _ in range(5):  # the evaluation: begin, one candidate per tick, decide
+        mask = s.st.update(
+            s.now_ms + 1000, 700.0, True, head(700.0), 0b111, mask, s.run_s, True, True
+        )
+        s.now_ms += 1000
+        starts += [s.st.event_reason[k] for k in range(s.st.event_count)]
+    assert popcount(mask) == 2 and starts == [REASON_OVERLOAD]
+
+
+def test_an_overload_never_stops_a_pump():
+    s = Station(config(min_run_s=0, settle_s=0, eval_period_s=1))
+    s.run(800.0, 60)
+    assert popcount(s.st.mask) == 2
+    mask = s.st.mask
+    for _ in range(10):  # 150 m3/h: one pump would do, but an overloaded station only adds
+        mask = s.st.update(
+            s.now_ms + 1000, 150.0, True, head(150.0), 0b111, mask, s.run_s, True, True
+        )
+        s.now_ms += 1000
+    assert popcount(mask) == 2

@@ -34,6 +34,7 @@ from protocol.uplink import EventCode as E
 
 FAULT_AT_S = 900.0
 SCHEDULE = scenarios.SCENARIOS / "jia_faults.toml"
+DESIGN_DAY = scenarios.SCENARIOS / "jia_design.toml"  # ~770 m3/h: two pumps near full load
 LAG_S = 3.0  # sensing filter + poll cycle + tick between a plant change and the agent's reaction
 AUX_PUMP = 2  # 0-based: the pump that is idle when the station has settled (pumps 1 and 2 run)
 
@@ -49,13 +50,17 @@ class Tick(NamedTuple):
     stop_reason: int
     source: int
     locked: tuple[bool, ...]
+    lost: int  # protection.lost_running: drives lost while running, assumed running on
+    pump_flow: tuple[float, ...]  # the plant's flow through each pump (m3/h), () without a station
 
 
 class Recorder(AgentController):
-    """AgentController that keeps every tick's decisions and every event with its virtual time."""
+    """AgentController that keeps every tick's decisions and every event with its virtual time
+    (and, given the station, the plant's flow through each pump at that tick)."""
 
-    def __init__(self, scenario, config=None):
+    def __init__(self, scenario, config=None, station=None):
         super().__init__(scenario, config)
+        self.station = station
         self.log: list[Tick] = []
         self.events: list[tuple[float, int, int, int]] = []  # (t_s, code, subject, value)
         self._seen = self.agent.events.pushed
@@ -84,6 +89,8 @@ class Recorder(AgentController):
                 p.stop_reason,
                 agent.control.source,
                 tuple(bool(x) for x in p.pump_locked),
+                p.lost_running,
+                tuple(self.station.plant.pump_flow_m3h) if self.station else (),
             )
         )
 
@@ -159,7 +166,7 @@ def _schedule_fault(kind, **changes):
     return dataclasses.replace(fault, at_s=FAULT_AT_S, **changes)
 
 
-# name -> (faults, minutes, changes to config["protection"])
+# name -> (faults, minutes, changes to config["protection"][, scenario file: else SCHEDULE])
 RUNS = {
     # the schedule's faults, moved to 15 min
     "pump_trip": ((_schedule_fault("pump_trip", duration_s=420.0),), 30, {}),
@@ -186,18 +193,31 @@ RUNS = {
         5,
         {},
     ),
+    # at high demand (test_closed_loop_hydraulics.py): a running drive lost for 15 min, a trip
+    "design_comm_loss": (
+        (FaultSpec("drive_comm_loss", FAULT_AT_S, 900.0, pump=1),),
+        40,
+        {},
+        DESIGN_DAY,
+    ),
+    "design_trip": (
+        (FaultSpec("pump_trip", FAULT_AT_S, 420.0, pump=1, fault="overcurrent"),),
+        25,
+        {},
+        DESIGN_DAY,
+    ),
 }
 
 
 @functools.cache
 def outcome(name: str) -> Outcome:
-    faults, minutes, protection = RUNS[name]
-    base = scenarios.load(SCHEDULE)
+    faults, minutes, protection, *source = RUNS[name]
+    base = scenarios.load(source[0] if source else SCHEDULE)
     chosen = dataclasses.replace(base, faults=faults, hours=minutes / 60.0)
     config = load_agent_config(chosen)
     config["protection"].update(protection)
     station = SimulatedStation(chosen)
-    rec = Recorder(chosen, config)
+    rec = Recorder(chosen, config, station)
     result = run(chosen, rec, station=station)
     return Outcome(name, faults[0] if faults else None, config, station, rec, result)
 
@@ -300,7 +320,8 @@ def test_drive_comm_loss_safe_speed_on_the_drive_standby_replaces_it_then_restor
         assert not k.online[pump] and k.commands[pump] == CMD_STOP, k
     # the drive's own reaction: after comm_timeout_s it ramps to its safe speed and holds it
     before = o.result.speeds[pump][o.sample(fault.at_s)]
-    settled = fault.at_s + spec.comm_timeout_s + (before - spec.safe_speed_pct) * spec.decel_s / 100
+    decel_s = o.station.drives[pump].config.decel_s  # as the agent wrote it
+    settled = fault.at_s + spec.comm_timeout_s + (before - spec.safe_speed_pct) * decel_s / 100
     held = o.result.speeds[pump][o.sample(settled + LAG_S) : o.sample(fault.end_s)]
     assert held and all(abs(s - spec.safe_speed_pct) < 0.01 for s in held)
     assert o.back_in_band_s(fault.at_s, fault.end_s) <= 120.0
