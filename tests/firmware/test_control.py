@@ -582,3 +582,25 @@ def test_the_rating_of_each_pump_comes_from_its_entry():
     snap.pumps[0].power_kw = 150.0
     c.regulate(2000, snap)
     assert c.overloaded and c.load_cap_pct < c.max_pct
+
+
+def test_the_rating_check_allocates_nothing_under_the_rating():
+    c, snap = running_controller(common=90.0)
+    rated = station_config()["pump_model"]["rated_kw"]
+    snap.pumps[0].power_kw = 0.8 * rated
+    snap.pumps[1].power_kw = 0.8 * rated
+    c.regulate(0, snap)
+    c.regulate(1000, snap)
+    holder = [1000]
+
+    def ten_checks():
+        for _ in range(10):
+            holder[0] += 1000
+            c._load_cap(snap, c._step)
+
+    per_tick = bytes_allocated(ten_checks) // 10
+    assert not c.overloaded and c.load_cap_pct == c.max_pct
+    if ON_MICROPYTHON:
+        assert per_tick == 0, per_tick
+    else:
+        assert per_tick < 2000, per_tick

@@ -750,3 +750,26 @@ def test_below_the_npsh_limit_the_station_trips_only_when_slowing_down_cannot_he
     st.drain()
     st.tick(st.cfg["protection"]["suction_stop_delay_s"] + 1)
     assert st.prot.stop_all and codes.EVENT_SUCTION_TRIP in st.codes()
+
+
+def test_evaluate_with_a_lost_drive_running_on_allocates_nothing_more():
+    st = Station()
+    st.run(pumps=(0, 1), speed=90.0)
+    st.tick()
+    lose(st, 0)
+    st.tick(3)  # the lost pump's assumed speed still moves (integers), the split follows it
+    prot = st.prot
+    snap = st.snap
+    holder = [st.now]
+
+    def ten_ticks():
+        for _ in range(10):
+            holder[0] += 1000
+            prot.evaluate(snap, holder[0])
+
+    per_tick = bytes_allocated(ten_ticks) // 10
+    assert prot.lost_running == 0b001
+    if ON_MICROPYTHON:
+        assert per_tick <= 16, per_tick  # integers only (one float if the cap moves)
+    else:
+        assert per_tick < 2000, per_tick
