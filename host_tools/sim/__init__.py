@@ -2,12 +2,13 @@
 
 Modules, one concern each:
 - station:    the reference figures and stated assumptions (StationParams, REFERENCE)
-- pump:       one pump + motor + VFD (curve, efficiency, power, NPSHr)
+- pump:       one pump + motor + VFD (curve, efficiency, power, NPSHr): the datasheet's or a
+              real pump's (ISO 9906 grade 2B deviation draw, wear)
 - hydraulics: parallel check-valved pumps + bypass -> station head for a flow
 - water:      saturation pressure (IAPWS-IF97) and the suction limit
 - surge:      Joukowsky/Michaud surge estimate over the wave reflection time
-- demand:     weather-driven daily demand, seeded
-- plant:      the whole plant stepped on virtual time (Plant)
+- demand:     weather-driven daily demand, seeded; floor, setback, boost, steps and ramps
+- plant:      the whole plant stepped on virtual time (Plant; plant.pumps: each pump's model)
 - optimal:    offline best staging and daily energy baselines
 """
 
