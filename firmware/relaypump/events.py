@@ -8,7 +8,8 @@ Rules:
   and counted in ``dropped``. Values outside int32 are clamped, severity and subject are masked to a
   byte, at_ms is kept modulo 2**30 (a ticks value).
 - The uplink reads the oldest event with ``peek_into`` (no allocation) or ``peek`` / ``pop``
-  (a tuple), and removes it with ``discard`` once it has been published.
+  (a tuple), and removes it with ``discard`` once it has been published. ``peek_into(out, k)``
+  reads the k-th oldest without removing anything (a recorder of the simulator).
 """
 
 from array import array
@@ -52,11 +53,12 @@ class EventRing:
         self._at[i] = at_ms & _TICKS_MASK
         self.pushed += 1
 
-    def peek_into(self, out):
-        """Copy the oldest event into out[0..4] (a 5-slot list); False when the ring is empty."""
-        if not self.count:
+    def peek_into(self, out, index=0):
+        """Copy the oldest event (or the index-th oldest waiting) into out[0..4] (a 5-slot
+        list); False when there is no such event."""
+        if not 0 <= index < self.count:
             return False
-        i = self._head
+        i = (self._head + index) % self.capacity
         out[0] = self._code[i]
         out[1] = self._severity[i]
         out[2] = self._subject[i]

@@ -1,31 +1,50 @@
-"""The agent's loop on a board: UART bytes, the 3.5-character gap, the control tick, the watchdog
-and the state on flash. Board-independent: all I/O and all time go through a board object.
+"""The agent's one loop: the same code on a board, in the simulator, in the VM lockstep and on a
+bench. UART bytes, the 3.5-character gap, the control tick, the watchdog and the state on flash;
+all I/O and all time go through a board object.
 
-The board (boards/esp32.py, boards/rp2.py on hardware; a test double of the UART and the clock in
-tests; pyserial on a host bench) offers:
+The board
+---------
+On hardware boards/esp32.py and boards/rp2.py (machine.UART, time, machine.WDT, littlefs); in the
+simulator and the VM lockstep host_tools/sim/vm_side/sim_board.py (virtual time, the simulated
+RS-485 bus, a file system in memory or the VM's MEMFS); on a host bench a pyserial board behind a
+pty (tests/host_tools/test_runtime_serial.py). What a board offers:
 
-    ticks_ms() ticks_us() ticks_add(t, d) ticks_diff(a, b) the clock (ticks wrap, as MicroPython's)
-    sleep_ms(ms)
-    open_bus(baud, parity)                                 the RS-485 UART, 8 data bits, "N"/"E"/"O"
-    read_into(buf) -> int                                  bytes waiting on the UART, never blocks
-    send(frame)                                            DE high, write, wait until the last bit
-                                                           has left the shift register, DE low
-    feed()                                                 the hardware watchdog
-    wdt_timeout_ms                                         its timeout
-    fs, open                                               an os-like module and an open-like function
-    reset_cause() -> str                                   why the board (re)started
-    log(text)                                              one line to the console
+    ticks_ms() ticks_us() ticks_add(t, d) ticks_diff(a, b)
+                        the clock, as MicroPython's time module (ticks wrap at 2**30)
+    wait_us(us) -> bool block until bytes wait on the UART or ``us`` have passed, whichever is
+                        first (select.poll on the UART; a board that cannot wait on its UART sleeps
+                        at most 1 ms); returning early is always allowed. False ends ``run_forever``
+                        (a simulator's board: the end of its time slice); a board returns True.
+    open_bus(baud, parity)
+                        the RS-485 UART, 8 data bits, parity "N"/"E"/"O"
+    read_into(buf) -> int
+                        bytes waiting on the UART (at most len(buf)), never blocks
+    send(frame)         DE high, write, wait until the last bit has left the shift register, DE
+                        low: returns when the frame is on the wire (its time has passed)
+    feed()              the hardware watchdog; ``wdt_timeout_ms`` its timeout
+    fs, open            an os-like module (rename, remove) and an open-like function
+    reset_cause() -> str
+                        why the board (re)started
+    log(text)           one line to the console
 
-One ``step()`` makes the calls the simulator's runner makes (host_tools/sim/agent_controller.py),
-in the same order, with real time: the control tick when ``pid.period_ms`` has passed (then the
-watchdog is fed: only a completed tick feeds it), bytes from the UART to ``agent.receive``,
-``fieldbus.poll``, and when the bus is idle and the line has been silent for ``fieldbus.gap_us``
-(counted from the last byte received or sent) ``agent.next_request`` -> ``board.send``. It returns
-how many ms the caller may sleep; ``run_forever`` does that.
+The loop
+--------
+``run_forever()`` is ``while board.wait_us(step()): pass``. One ``step()``: the control tick when
+``pid.period_ms`` has passed (then the watchdog is fed: only a completed tick feeds it, and the
+state is saved when due), the bytes from the UART to ``agent.receive``, ``fieldbus.poll`` while a
+transaction is pending, and, once the line has been silent for ``fieldbus.gap_us`` (counted from
+the last byte received or sent, in us), ``agent.next_request`` -> ``board.send``. It returns the us
+the board may wait before the next step, never 0: until the transaction's deadline (bytes arriving
+end the wait earlier), until the gap has passed, until the next poll cycle, and never past the next
+tick (a frame on the wire at the tick's instant finishes first). Ticks are scheduled on the us
+clock, one period after the other (no drift; after falling a whole period behind, one period from
+then). A board in virtual time can therefore jump from event to event.
 
-Start (``__init__`` and every retry): the config file is loaded and validated, the persistent
-state read (the newer valid of two generations, storage.py), the agent built with it and the UART
-opened at the config's baud. Rules:
+Start (``__init__``, or ``start()`` when constructed with start=False, and every retry): the
+config file is loaded and validated (``load_config``), then the persistent state read (the newer
+valid of two generations, storage.py), the agent built with it and the UART opened at the
+config's baud (``build``). A host whose heap is collected only between its calls (the VM
+lockstep) calls the two halves separately. Rules:
 - A bad config (ConfigError, or any ValueError of building the agent, or a control period the
   watchdog cannot cover) is refused: the error naming the field is logged, nothing is sent on the
   bus (the UART is not even opened, the DE line stays low), the watchdog is kept fed (a reset would
@@ -33,18 +52,16 @@ opened at the config's baud. Rules:
   file is picked up without a power cycle. Meanwhile the drives see no Modbus traffic and, after
   their own comm timeout, do what their comm-loss parameter says (station.json: safe_speed), which
   is the configured safe state of a station without a controller.
+- The validator (relaypump.config) is imported when a config is read; on MicroPython it is dropped
+  again once a config is accepted (its code is RAM on a board without frozen modules).
 - No pump slam after a reset: the agent decides nothing before its first complete poll cycle and
-  then adopts what runs (agent.py). Until then the fieldbus would still write the snapshot's
-  default command (STOP) to every drive in that first cycle; the runtime therefore mirrors, before
-  each request until the agent is primed, a drive it has just read RUNNING at or above
-  speed.min_pct into its command (RUN at its actual speed), the same adoption control.resume
-  makes. A drive that is not running keeps STOP: nothing is started before the agent decides.
+  adopts what runs (agent.py).
 - State: saved at once when ``state.urgent`` (a lockout, an accepted command counter), else every
   save_period_ms while ``state.dirty`` (run time, starts, energy). Generation seq = loaded + 1, + 1
   per save. A failing save is logged and retried after SAVE_RETRY_MS; the loop goes on.
 - An exception from the agent is not caught here: main.py logs it and resets the board.
-Allocation: the loop itself builds nothing per step but the memoryview slice of received bytes
-(the agent's own per-tick allocation is the agent's budget); not yet measured in the VM.
+Allocation: the loop builds nothing per step; the received bytes go to the agent as a memoryview of
+the receive buffer, one view per length, made the first time that length arrives.
 """
 
 try:
@@ -55,20 +72,35 @@ except ImportError:  # CPython
         return x
 
 
+import sys
+
 from . import state as state_mod
-from .agent import Agent
-from .config import load_config_file
-from .fieldbus import IDLE
 
 CONFIG_PATH = "/station.json"
 STATE_BASE = "/state"
 SAVE_PERIOD_MS = const(600000)  # run time and energy: at most 10 min lost on a power cut
 SAVE_RETRY_MS = const(10000)
 CONFIG_RETRY_MS = const(10000)
-HOLD_SLEEP_MS = const(200)  # loop period while a bad config is held
-WAIT_SLEEP_MS = const(1)  # how often the UART is looked at while a response is pending
-MAX_SLEEP_MS = const(50)
+HOLD_WAIT_US = const(200000)  # loop period while a bad config is held
 _RX_SIZE = const(256)
+_IDLE = const(0)  # fieldbus.IDLE (the fieldbus is imported with the agent, by build)
+_MICROPYTHON = sys.implementation.name == "micropython"
+
+
+def _load_config(path, opener):
+    from .config import load_config_file
+
+    return load_config_file(path, opener)
+
+
+def _forget_config_module():
+    """Drop the validator once a config is accepted (MicroPython: its code is heap there)."""
+    if not _MICROPYTHON:
+        return  # CPython: others hold the module (and its exception classes)
+    sys.modules.pop("relaypump.config", None)
+    package = sys.modules.get("relaypump")
+    if package is not None and "config" in package.__dict__:
+        delattr(package, "config")
 
 
 class Runtime:
@@ -78,6 +110,7 @@ class Runtime:
         config_path=CONFIG_PATH,
         state_base=STATE_BASE,
         save_period_ms=SAVE_PERIOD_MS,
+        start=True,
     ):
         self.board = board
         self.config_path = config_path
@@ -91,84 +124,113 @@ class Runtime:
         self.feeds = 0
         self.starts = 0
         self._rx = bytearray(_RX_SIZE)
-        self._rx_view = memoryview(self._rx)
+        self._views = [None] * (_RX_SIZE + 1)  # type: list  # a view of the first n bytes, by n
         self._waiting = False
+        self._deadline_ms = 0  # of the pending transaction
+        self._gap_us = 0
         self._line_us = board.ticks_us()  # last byte seen on the line (ours or a device's)
         now = board.ticks_ms()
-        self._next_tick_ms = now
-        self._period_ms = 1000
+        self._next_tick_us = self._line_us  # ticks run on the us clock: exact periods
+        self._period_us = 1000000
         self._saved_ms = now
         self._save_retry_ms = now
         self._save_failed = False
         self._retry_ms = now
+        self._config = None  # validated by load_config, not yet built
         board.log("runtime: start, reset cause %s" % board.reset_cause())
-        self._start(now)
+        if start:
+            self.start()
 
     # -- start ------------------------------------------------------------------------------------
 
-    def _start(self, now_ms):
+    def start(self):
+        """Read the config and build the agent; False (logged, held) when the config is refused."""
+        return self.load_config() and self.build()
+
+    def load_config(self):
+        """First half of ``start``: the config file read and validated, the validator dropped."""
         board = self.board
         self._retry_ms = board.ticks_add(board.ticks_ms(), CONFIG_RETRY_MS)
         try:
-            config = load_config_file(self.config_path, board.open)
+            config = _load_config(self.config_path, board.open)
             period = config["pid"]["period_ms"]
             if 2 * period > board.wdt_timeout_ms:
                 raise ValueError(
                     "pid.period_ms: %d ms, the watchdog (%d ms) needs at most %d"
                     % (period, board.wdt_timeout_ms, board.wdt_timeout_ms // 2)
                 )
-            n = len(config["pumps"])
+        except ValueError as err:  # ConfigError, the period
+            return self._refused(err)
+        _forget_config_module()
+        self._config = config
+        return True
+
+    def build(self):
+        """Second half of ``start``: the persistent state, the agent and the UART."""
+        from .agent import Agent  # here: a host may collect between the halves (the VM lockstep)
+
+        board = self.board
+        config = self._config
+        assert config is not None, "build() after load_config()"
+        self._config = None
+        n = len(config["pumps"])
+        try:
             state, seq = state_mod.load(board.fs, self.state_base, n, board.open)
             agent = Agent(config, state)
-        except ValueError as err:  # ConfigError, FieldbusConfigError, ProfileError, the period
-            text = str(err)
-            if text != self.error:
-                board.log("runtime: config refused, pumps left to the drives: %s" % text)
-            self.error = text
-            return False
+        except ValueError as err:  # FieldbusConfigError, ProfileError
+            return self._refused(err)
         bus = config["bus"]
         board.open_bus(bus["baud"], bus["parity"])
         self.agent = agent
         self.error = None
         self.seq = seq
         self.starts += 1
-        self._period_ms = agent.period_ms
+        self._period_us = agent.period_ms * 1000
+        self._gap_us = agent.fieldbus.gap_us
         now = board.ticks_ms()
-        self._next_tick_ms = board.ticks_add(now, agent.period_ms)
         self._saved_ms = now
         self._line_us = board.ticks_us()
+        self._next_tick_us = board.ticks_add(self._line_us, self._period_us)
         board.log(
             "runtime: agent of station %d running, state generation %d, %d pumps, %d baud"
             % (config["station"]["id"], seq, n, bus["baud"])
         )
         return True
 
+    def _refused(self, err):
+        text = str(err)
+        if text != self.error:
+            self.board.log("runtime: config refused, pumps left to the drives: %s" % text)
+        self.error = text
+        return False
+
     # -- the loop ---------------------------------------------------------------------------------
 
     def run_forever(self):
-        board = self.board
-        while True:
-            wait = self.step()
-            if wait > 0:
-                board.sleep_ms(wait)
+        """The loop; returns only when the board's wait says so (a simulator's time slice)."""
+        wait_us = self.board.wait_us
+        step = self.step
+        while wait_us(step()):
+            pass
 
     def step(self):
-        """One pass; returns the ms the caller may sleep before the next."""
+        """One pass; returns the us the board may wait before the next (at least 1)."""
         board = self.board
         agent = self.agent
         now = board.ticks_ms()
         if agent is None:
             return self._hold(now)
         diff = board.ticks_diff
-        if diff(now, self._next_tick_ms) >= 0:
+        now_us = board.ticks_us()
+        late = diff(now_us, self._next_tick_us)
+        if late >= 0:
             agent.tick(now)
             board.feed()  # only a completed tick feeds the watchdog
             self.feeds += 1
-            late = diff(now, self._next_tick_ms)
-            if late >= self._period_ms:  # fell behind by a whole period: do not catch up in a burst
-                self._next_tick_ms = board.ticks_add(now, self._period_ms)
+            if late >= self._period_us:  # fell behind by a whole period: do not catch up in a burst
+                self._next_tick_us = board.ticks_add(now_us, self._period_us)
             else:
-                self._next_tick_ms = board.ticks_add(self._next_tick_ms, self._period_ms)
+                self._next_tick_us = board.ticks_add(self._next_tick_us, self._period_us)
             self._maybe_save(agent, now)
         elif agent.state.urgent:
             self._maybe_save(agent, now)
@@ -176,26 +238,38 @@ class Runtime:
         n = board.read_into(self._rx)
         if n:
             self._line_us = board.ticks_us()
-            agent.receive(self._rx_view[:n])
+            view = self._views[n]
+            if view is None:
+                view = self._views[n] = memoryview(self._rx)[:n]
+            agent.receive(view)
         if self._waiting:
-            if fb.poll(now) != IDLE:
-                return WAIT_SLEEP_MS
+            if fb.poll(now) != _IDLE:
+                return self._wait_until(self._deadline_ms, now)  # bytes arriving end it earlier
             self._waiting = False
-        if diff(board.ticks_us(), self._line_us) < fb.gap_us:
-            return 0  # the 3.5-character silence is shorter than a ms: spin it out
+        quiet = diff(board.ticks_us(), self._line_us)
+        if quiet < self._gap_us:
+            return self._gap_us - quiet
         frame = agent.next_request(now)
-        if frame is None:  # the bus rests until its next cycle, or the next tick
-            due = diff(fb.next_cycle_ms(), now)
-            tick = diff(self._next_tick_ms, now)
-            if tick < due:
-                due = tick
-            if due < 1:
-                return 1
-            return due if due < MAX_SLEEP_MS else MAX_SLEEP_MS
+        if frame is None:  # the bus rests until its next cycle (or the next tick)
+            return self._wait_until(fb.next_cycle_ms(), now)
+        self._deadline_ms = board.ticks_add(now, fb.master.timeout_ms)  # as the master armed it
         board.send(frame)
         self._line_us = board.ticks_us()
         self._waiting = True
-        return 0
+        return self._wait_until(self._deadline_ms, board.ticks_ms())
+
+    def _wait_until(self, at_ms, now_ms):
+        """us until at_ms (at least until the next ms: a wait counted from the ms tick ends at or
+        after that ms has begun) or until the next tick, whichever is first; at least 1."""
+        board = self.board
+        diff = board.ticks_diff
+        due = diff(at_ms, now_ms) * 1000
+        if due < 1000:
+            due = 1000
+        tick = diff(self._next_tick_us, board.ticks_us())
+        if tick < due:
+            due = tick if tick > 0 else 1  # a frame sent across the tick's instant: tick now
+        return due
 
     def _hold(self, now_ms):
         """A refused config: the watchdog fed, the bus silent, the file read again now and then."""
@@ -203,8 +277,8 @@ class Runtime:
         board.feed()
         self.feeds += 1
         if board.ticks_diff(now_ms, self._retry_ms) >= 0:
-            self._start(now_ms)
-        return HOLD_SLEEP_MS
+            self.start()
+        return HOLD_WAIT_US
 
     def _maybe_save(self, agent, now_ms):
         state = agent.state

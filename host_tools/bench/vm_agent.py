@@ -1,7 +1,7 @@
 """The whole agent inside the MicroPython VM, in lockstep with the simulated station.
 
-The default scenario's first simulated hour with the agent in the VM (host_tools/sim/
-vm_controller.py) at an MCU-like heap of 128 KiB, the firmware loaded from .mpy files as a board's
+The default scenario's first simulated hour with the board's runtime and agent in the VM
+(host_tools/sim/vm_controller.py) at an MCU-like heap (HEAP_KIB), the firmware loaded from .mpy files as a board's
 filesystem would hold it. Run twice: once plain for the real-time factor, once with the VM
 measuring gc.mem_alloc() around the agent's work of every call.
 
@@ -10,11 +10,13 @@ Figures:
   plus the largest transient of one call (KiB). In this VM the code itself (bytecode loaded from
   .mpy) is on the heap; on a board with frozen modules it would be in flash.
 - ``vm_heap_agent_data``: the part of it that is the agent's objects: the validated config dict,
-  the agent, and the largest transient (KiB), i.e. without the runner, the shim and the code.
-- ``vm_heap_code``: the agent's modules as loaded from .mpy (KiB).
+  the agent and its runtime, and the largest transient (KiB), i.e. without the runner, the shim
+  and the code.
+- ``vm_heap_code``: the runtime's and the agent's modules as loaded from .mpy (KiB).
 - ``vm_alloc_per_tick`` / ``vm_alloc_per_tick_max``: bytes agent.tick() allocates, mean and most.
-- ``vm_alloc_per_period`` / ``vm_alloc_per_period_max``: everything the agent allocates from one
-  tick to the next (the tick plus two poll cycles of the fieldbus), mean and most.
+- ``vm_alloc_per_period`` / ``vm_alloc_per_period_max``: everything the loop allocates from one
+  tick to the next (runtime, agent and board: the tick plus two poll cycles of the fieldbus),
+  mean and most.
 - ``vm_realtime_factor``: simulated seconds / wall seconds of the plain hour (plant, bus and VM
   together; Node start and setup excluded).
 """
@@ -25,7 +27,7 @@ import statistics
 import time
 
 HOURS = 1.0
-HEAP_KIB = 128
+HEAP_KIB = 160  # 128 KiB no longer holds the agent (its modules grew in issue 7) with its runtime
 
 
 def _run(measure: bool):
@@ -51,8 +53,11 @@ def run(report) -> None:
     measured, _ = _run(measure=True)
     fig = measured.figures
     stages = fig.stages
-    code = stages["agent modules imported"] - stages["config module dropped"]
-    config = stages["config module dropped"] - stages["shim"]
+    # code: the runtime (with state, storage) and the agent's modules; data: the config dict
+    # while it lives, then what the agent and the runtime keep, plus the largest transient
+    runtime_code = stages["import runtime"] - stages["shim"]
+    code = runtime_code + stages["agent modules imported"] - stages["config loaded"]
+    config = stages["config loaded"] - stages["import runtime"]
     objects = stages["agent built"] - stages["agent modules imported"]
     report("vm_heap_peak", fig.heap_peak / 1024, f"KiB (of a {HEAP_KIB} KiB heap, code included)")
     report("vm_heap_agent_data", (config + objects + fig.call_used_max) / 1024, "KiB")

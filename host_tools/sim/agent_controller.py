@@ -1,29 +1,29 @@
-"""The firmware agent as the simulator's controller: an in-process runtime on the virtual clock.
+"""The firmware agent as the simulator's controller: the board's runtime on a board in virtual time.
 
-This is what firmware/main.py does on a board, with the simulated bus in place of the UART and
-virtual time in place of ticks_ms: hand the agent's requests to the wire, feed back what arrives,
-leave the 3.5-character silence between frames, and run the control tick every pid.period_ms.
-It jumps from event to event (a response complete, a deadline, a tick), so a day takes seconds.
+What runs is what a board runs: relaypump/runtime.py (the loop: the 3.5-character gap, the control
+tick, the watchdog, the state saves) loads the config file from the board's storage, builds the
+agent and masters the bus. The board is vm_side/sim_board.SimBoard: its clock is the simulator's
+virtual clock, its UART puts frames on the SimulatedBus at their virtual instants (``carry``), its
+storage is a file system in memory (MemoryFiles), its watchdog raises when it is not fed in time.
+``advance(bus, until_s)`` lets the loop run up to the end of the plant step; the loop jumps from
+event to event (a response readable, a deadline, the gap, a cycle, a tick), so a day takes seconds.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import math
 from pathlib import Path
 
-from relaypump.agent import Agent
 from relaypump.config import load_config_file
-from relaypump.fieldbus import IDLE
+from relaypump.runtime import CONFIG_PATH, Runtime
 
 from host_tools.sim.bus import SimulatedBus
 from host_tools.sim.scenario import Scenario, ScenarioError
+from host_tools.sim.vm_side.sim_board import SimBoard
 
 REPO = Path(__file__).resolve().parents[2]
-TICKS_MASK = 0x3FFFFFFF
-POLL_S = 0.002  # how often a waiting runtime looks at the wire when nothing is arriving
-
-
-def ticks_ms(t_s: float) -> int:
-    return int(t_s * 1000.0) & TICKS_MASK
 
 
 def load_agent_config(scenario: Scenario) -> dict:
@@ -45,53 +45,91 @@ def load_agent_config(scenario: Scenario) -> dict:
     return config
 
 
+def config_file(config: dict) -> bytes:
+    """The config as the board's file holds it."""
+    return json.dumps(config).encode()
+
+
+def carry(bus: SimulatedBus, frame, start_ms: int, start_sub: int) -> tuple[bytes, int] | None:
+    """Put a board's frame on the bus at its first bit's instant: the response and the us at which
+    its last byte has arrived, or None when no device answers."""
+    bus.send(bytes(frame), (start_ms * 1000 + start_sub) / 1e6)
+    done = bus.response_complete_at()
+    if done is None:
+        return None
+    return bus.receive(done), math.ceil(done * 1e6 - 1e-3)
+
+
+class MemoryFiles:
+    """An os-like module and an open() over a dict of path -> bytes: a simulated board's flash."""
+
+    def __init__(self, files: dict[str, bytes] | None = None) -> None:
+        self.files = dict(files or {})
+
+    def open(self, path: str, mode: str = "r"):
+        if "w" in mode:
+            return _WriteFile(self.files, path, "b" in mode)
+        if path not in self.files:
+            raise OSError(2, f"no such file: {path}")
+        data = self.files[path]
+        return io.BytesIO(data) if "b" in mode else io.StringIO(data.decode())
+
+    def rename(self, old: str, new: str) -> None:
+        if old not in self.files:
+            raise OSError(2, f"no such file: {old}")
+        self.files[new] = self.files.pop(old)
+
+    def remove(self, path: str) -> None:
+        if self.files.pop(path, None) is None:
+            raise OSError(2, f"no such file: {path}")
+
+
+class _WriteFile(io.BytesIO):
+    def __init__(self, files: dict[str, bytes], path: str, binary: bool) -> None:
+        super().__init__()
+        self._files, self._path, self._binary = files, path, binary
+        files[path] = b""
+
+    def write(self, data) -> int:  # type: ignore[override]
+        return super().write(data if self._binary else data.encode())
+
+    def close(self) -> None:
+        if not self.closed:
+            self._files[self._path] = self.getvalue()
+        super().close()
+
+
 class AgentController:
+    """The agent on a simulated board; ``agent``, ``runtime`` and ``board`` are the real ones."""
+
     def __init__(self, scenario: Scenario, config: dict | None = None) -> None:
         self.config = config if config is not None else load_agent_config(scenario)
-        self.agent = Agent(self.config)
-        self.period_s = self.agent.period_ms / 1000.0
-        self.gap_s = self.agent.fieldbus.gap_us / 1e6
-        self.t_s = 0.0
-        self.next_tick_s = self.period_s
-        self.waiting = False
-        self.send_at_s = 0.0
-        self.ticks = 0
+        self.files = MemoryFiles({CONFIG_PATH: config_file(self.config)})
+        self.bus: SimulatedBus | None = None
+        self.board = SimBoard(self.files, self.files.open, self._wire)
+        self.runtime = Runtime(self.board)
+        if self.runtime.agent is None:
+            raise ScenarioError(
+                scenario.source, "agent_config", f"the agent refused it: {self.runtime.error}"
+            )
+        self.agent = self.runtime.agent
+
+    @property
+    def gap_s(self) -> float:
+        return self.agent.fieldbus.gap_us / 1e6
 
     def setpoint_kpa(self) -> float:
         return self.agent.control.setpoint.value_kpa
 
     def advance(self, bus: SimulatedBus, until_s: float) -> None:
-        agent = self.agent
-        fieldbus = agent.fieldbus
-        t = self.t_s
-        while True:
-            if self.waiting:
-                arrival = bus.response_complete_at()
-                wake = arrival if arrival is not None else t + POLL_S
-            else:
-                wake = max(t, self.send_at_s)
-            wake = min(wake, self.next_tick_s)
-            if wake >= until_s:
-                break
-            t = wake
-            if t >= self.next_tick_s:
-                agent.tick(ticks_ms(t))
-                self.ticks += 1
-                self.next_tick_s += self.period_s
-            if self.waiting:
-                data = bus.receive(t)
-                if data:
-                    agent.receive(data)
-                if fieldbus.poll(ticks_ms(t)) == IDLE:
-                    self.waiting = False
-                    self.send_at_s = t + self.gap_s
-                continue
-            if t >= self.send_at_s:
-                frame = agent.next_request(ticks_ms(t))
-                if frame is None:  # the bus rests until its next cycle (or the next tick)
-                    due_ms = (fieldbus.next_cycle_ms() - ticks_ms(t)) & TICKS_MASK
-                    self.send_at_s = min(self.next_tick_s, t + max(due_ms, 1) / 1000.0)
-                else:
-                    t = bus.send(bytes(frame), t)
-                    self.waiting = True
-        self.t_s = t
+        self.bus = bus
+        end = round(until_s * 1e6)
+        if self.board.due(end // 1000, end % 1000):
+            self.runtime.run_forever()
+
+    def _wire(self, board: SimBoard, frame, start_ms: int, start_sub: int) -> None:
+        assert self.bus is not None
+        response = carry(self.bus, frame, start_ms, start_sub)
+        if response is not None:
+            data, at_us = response
+            board.respond(data, 0, len(data), at_us // 1000, at_us % 1000)

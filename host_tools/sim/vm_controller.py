@@ -1,25 +1,22 @@
 """The firmware agent inside the real MicroPython VM as the simulator's controller, in lockstep.
 
-VMController makes exactly the agent calls AgentController (agent_controller.py) makes, at the same
-virtual times and in the same order with respect to the bus; only the agent runs in the
-MicroPython VM (host_tools/mpvm) with an MCU-sized heap instead of in CPython. Its loop is
-AgentController.advance with each group of agent calls that share one virtual instant sent as one
-VM call (host_tools/sim/vm_side/lockstep.py documents the byte layout):
+The VM runs what a board runs: relaypump/runtime.py on the simulator's board
+(vm_side/sim_board.SimBoard), as AgentController (agent_controller.py) runs it in CPython, with an
+MCU-sized heap. The board's file system is the VM's: the config file (the scenario's, with its baud)
+and the state files under /flash. Its UART is carried by this host: when the runtime sends a frame
+the VM call returns with it, the host puts it on the SimulatedBus at the frame's virtual instant
+(agent_controller.carry, the same function the in-process board uses) and hands the response
+back in the next call (host_tools/sim/vm_side/lockstep.py documents the byte layout). Between
+frames the VM is called only when the loop has something to do before the end of the plant step
+(its wake time or a response's arrival), so a 500 ms poll cycle costs about one call per
+transaction, plus one per tick and cycle rest.
 
-- at a response's arrival (or a 2 ms look at the wire while waiting): [tick] receive + poll, and,
-  when the transaction is complete and no tick falls before the Modbus silence has passed, the
-  next_request of that later instant too. Nothing reaches the agent in between, so asking for the
-  frame early gives the same frame; it goes on the wire at its own instant, after any plant steps
-  in between, as in the CPython runtime.
-- at a send instant not fetched ahead: [tick] next_request; at a tick with the bus resting: tick.
-
-About one VM call per transaction (a 500 ms poll cycle has ~11 of them) plus one per tick.
-Every tick call returns the agent's decision summary (commands, masks, setpoint) and every call
-the events pushed since the last one, so a run can be compared with a CPython run
+Every tick returns the agent's decision summary (commands, masks, setpoint) and every call the
+events pushed since the last one, so a run can be compared with a CPython run
 (RecordingAgentController here records the same from an in-process agent).
 
-Heap: the agent is loaded from .mpy files compiled with mpy-cross (mpy=True, the default) or from
-source; firmware is mounted at /firmware with the config beside it, as on a board's filesystem.
+Heap: the firmware is loaded from .mpy files compiled with mpy-cross (mpy=True, the default) or
+from source, mounted at /firmware as on a board's file system.
 """
 
 from __future__ import annotations
@@ -32,23 +29,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from relaypump.snapshot import DRIVE_RUNNING
+
 from host_tools.mpvm import MicroPythonVM
 from host_tools.sim.agent_controller import (
-    POLL_S,
     REPO,
-    TICKS_MASK,
     AgentController,
+    carry,
+    config_file,
     load_agent_config,
-    ticks_ms,
 )
 from host_tools.sim.bus import SimulatedBus
-from host_tools.sim.scenario import Scenario
+from host_tools.sim.scenario import Scenario, ScenarioError
 
 SHIM_DIR = Path(__file__).resolve().with_name("vm_side")
 FIRMWARE = REPO / "firmware"
 DEFAULT_HEAP_KIB = 128
 CALL_TIMEOUT_S = 30.0
-# What agent.py imports, leaves first (a module missing here is imported with agent anyway).
+FLASH = "/flash"  # the board's file system in the VM: config and state
+# What the runtime's build imports, leaves first (a module missing here is imported with its
+# user); the runtime itself (with state and storage) is imported before the config is loaded.
 AGENT_MODULES = (
     "ticks",
     "codes",
@@ -63,25 +63,20 @@ AGENT_MODULES = (
     "setpoint",
     "control",
     "staging",
-    "state",
     "protection",
     "agent",
 )
 
-# Request flags and response flags of lockstep.step (vm_side/lockstep.py).
-F_TICK = 1
-F_RX = 2
-F_SEND = 4
-F_MEASURE = 8
-O_BUSY = 1
-O_FRAME = 2
-O_TICK = 4
-_HEADER = struct.Struct("<BBIHII")
-_HEADER_SIZE = 16
-_SUMMARY_HEAD = struct.Struct("<BBBd")
+# Request and response flags of lockstep.resume (vm_side/lockstep.py).
+F_RX = 1
+F_MEASURE = 2
+O_FRAME = 1
+_HEADER = struct.Struct("<BIHIHBBI")
+_REQUEST = struct.Struct("<BIH")
+_RX = struct.Struct("<IH")
+_SUMMARY_HEAD = struct.Struct("<IBBBId")
 _COMMAND = struct.Struct("<BBd")
 _EVENT = struct.Struct("<HBiI")
-_REQUEST = struct.Struct("<BII")
 
 
 class Decision(NamedTuple):
@@ -110,6 +105,15 @@ class Decisions:
     events: list[Event] = field(default_factory=list)
 
 
+def running_mask(agent: Any) -> int:
+    """Pumps whose drive is online and running (bit i = pump i), from the agent's snapshot."""
+    mask = 0
+    for i, pump in enumerate(agent.snapshot.pumps):
+        if pump.online and pump.state == DRIVE_RUNNING:
+            mask |= 1 << i
+    return mask
+
+
 def decision_of(agent: Any, now_ms: int) -> Decision:
     """The same summary as lockstep._pack_summary, from an agent running in CPython."""
     commands = tuple(
@@ -119,7 +123,7 @@ def decision_of(agent: Any, now_ms: int) -> Decision:
         now_ms,
         bool(agent.primed),
         agent.staging.mask & 0xFF,
-        agent._running_mask() & 0xFF,
+        running_mask(agent) & 0xFF,
         float(agent.control.setpoint.value_kpa),
         commands,
     )
@@ -129,9 +133,10 @@ def new_events(ring: Any, seen: int) -> tuple[list[Event], int]:
     """Events pushed to an EventRing since `seen` pushes (those still in the ring), oldest first."""
     fresh = min(ring.pushed - seen, ring.count)
     events = []
+    event = [0] * 5
     for j in range(ring.count - fresh, ring.count):
-        i = (ring._head + j) % ring.capacity
-        events.append(Event(ring._code[i], ring._subject[i], ring._value[i], ring._at[i]))
+        ring.peek_into(event, j)
+        events.append(Event(event[0], event[2], event[3], event[4]))
     return events, ring.pushed
 
 
@@ -167,15 +172,15 @@ class VMFigures:
 
     heap_kib: int = 0
     heap_total: int = 0  # usable heap of the VM
-    live_after_setup: int = 0  # gc.mem_alloc() after a collection: modules + config + agent
+    live_after_setup: int = 0  # gc.mem_alloc() after a collection: modules, runtime, agent
     stages: dict[str, int] = field(default_factory=dict)  # live heap after each setup step
     live_latest: int = 0  # after a collection at the last live_heap() call
     gc_threshold: int = 0
     calls: int = 0
     measured_calls: int = 0
-    call_used_max: int = 0  # most one call allocated (agent work only)
+    call_used_max: int = 0  # most one call's loop allocated (runtime, agent, board)
     tick_used: list[int] = field(default_factory=list)  # agent.tick() alone, per tick
-    period_used: list[int] = field(default_factory=list)  # all agent work from tick to tick
+    period_used: list[int] = field(default_factory=list)  # the whole loop from tick to tick
     vm_seconds: float = 0.0  # wall time spent in VM calls (channel included)
 
     @property
@@ -206,10 +211,10 @@ def _compile_mpy(source: Path, target: Path) -> None:
 
 
 class VMController:
-    """The agent in the MicroPython VM, driven on the virtual clock like AgentController.
+    """The agent in the MicroPython VM on the simulator's board, driven like AgentController.
 
-    measure=True asks the VM for gc.mem_alloc() around the agent's work of every call (for the
-    per-tick allocation figures); it costs two scans of the heap table per call.
+    measure=True asks the VM for gc.mem_alloc() around the loop of every call and around every
+    tick (for the per-tick allocation figures); it costs scans of the heap table per call.
     """
 
     def __init__(
@@ -220,30 +225,24 @@ class VMController:
         measure: bool = False,
         gc_threshold: int = 0,
         timeout: float = CALL_TIMEOUT_S,
+        config: dict | None = None,
     ) -> None:
         self.scenario = scenario
-        self.config = load_agent_config(scenario)  # the host's check of config vs scenario
+        self.config = config if config is not None else load_agent_config(scenario)
         self.measure = measure
         self.decisions = Decisions()
         self.figures = VMFigures(heap_kib=heap_kib)
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        config_path = Path(scenario.agent_config)
-        if not config_path.is_absolute():
-            config_path = REPO / config_path
+        self._tmp = tempfile.TemporaryDirectory(prefix="vm-board-")
+        root = Path(self._tmp.name)
+        flash = root / "flash"
+        flash.mkdir()
+        (flash / "station.json").write_bytes(config_file(self.config))
         firmware_dir, shim_dir = FIRMWARE, SHIM_DIR
         if mpy:
-            self._tmp = tempfile.TemporaryDirectory(prefix="vm-firmware-")
-            firmware_dir, shim_dir = Path(self._tmp.name, "firmware"), Path(self._tmp.name, "shim")
+            firmware_dir, shim_dir = root / "firmware", root / "shim"
             _compile_mpy(FIRMWARE / "relaypump", firmware_dir / "relaypump")
-            for data in FIRMWARE.glob("*.json"):  # the config beside the package, as on a board
-                shutil.copyfile(data, firmware_dir / data.name)
             _compile_mpy(SHIM_DIR, shim_dir)
-        mounts: dict[Path, str] = {firmware_dir: "/firmware", shim_dir: "/lockstep"}
-        if config_path.parent == FIRMWARE:
-            vm_config = "/firmware/" + config_path.name
-        else:
-            mounts[config_path.parent] = "/config"
-            vm_config = "/config/" + config_path.name
+        mounts: dict[Path, str] = {firmware_dir: "/firmware", shim_dir: "/lockstep", flash: FLASH}
         self.vm = MicroPythonVM(
             heap_kib=heap_kib, mounts=mounts, paths=("/lockstep", "/firmware"), timeout=timeout
         )
@@ -254,34 +253,38 @@ class VMController:
             stages["runner"] = self.vm.stats()["alloc"]
             self.vm.exec("import lockstep", gc=True)
             stages["shim"] = self.vm.stats()["alloc"]
-            baud = int(self.config["bus"]["baud"])
-            self.vm.exec(f"lockstep.load({vm_config!r}, {baud})", gc=True)
+            self.vm.exec("import relaypump.runtime", gc=True)  # with state and storage
+            stages["import runtime"] = self.vm.stats()["alloc"]
+            error = self.vm.eval(
+                f"lockstep.load({FLASH + '/station.json'!r}, {FLASH + '/state'!r})", gc=True
+            )
+            if error is not None:
+                raise ScenarioError(
+                    scenario.source, "agent_config", f"the agent refused it: {error}"
+                )
             stages["config loaded"] = self.vm.stats()["alloc"]
-            self.vm.exec("lockstep.forget_config_module()", gc=True)
-            stages["config module dropped"] = self.vm.stats()["alloc"]
-            for module in AGENT_MODULES:  # one request each: compiling source makes garbage
+            for module in AGENT_MODULES:  # one request each: loading makes garbage
                 self.vm.exec(f"import relaypump.{module}", gc=True)
                 stages["import " + module] = self.vm.stats()["alloc"]
             stages["agent modules imported"] = stages["import agent"]
-            self.vm.exec("lockstep.build()", gc=True)
             info = self.vm.eval(f"lockstep.start({int(gc_threshold)})", gc=True)
-            self.vm.exec("from lockstep import step")
+            if info["error"] is not None:
+                raise ScenarioError(
+                    scenario.source, "agent_config", f"the agent refused it: {info['error']}"
+                )
+            self.vm.exec("from lockstep import resume")
             self.figures.live_after_setup = stages["agent built"] = self.vm.stats()["alloc"]
         except BaseException:
             self.close()
             raise
         self.figures.gc_threshold = info["threshold"]
         self.period_ms = int(info["period_ms"])
-        self.pump_count = int(info["pump_count"])
-        self._setpoint_kpa = float(info["setpoint_kpa"])
         self.period_s = self.period_ms / 1000.0
+        self.pump_count = int(info["pump_count"])
         self.gap_s = info["gap_us"] / 1e6
-        self.t_s = 0.0
-        self.next_tick_s = self.period_s
-        self.waiting = False
-        self.send_at_s = 0.0
-        self.ticks = 0
-        self._ahead: tuple[bytes | None, int] | None = None  # (frame, next_cycle_ms) fetched early
+        self._setpoint_kpa = float(info["setpoint_kpa"])
+        self._wake_us = 0  # when the VM's loop has something to do next
+        self._response: tuple[bytes, int] | None = None  # carried, not yet handed to the VM
         self._period_used = -1  # -1: no tick yet
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -311,87 +314,57 @@ class VMController:
         return self._setpoint_kpa
 
     def advance(self, bus: SimulatedBus, until_s: float) -> None:
-        t = self.t_s
+        end = round(until_s * 1e6)
         while True:
-            if self.waiting:
-                arrival = bus.response_complete_at()
-                wake = arrival if arrival is not None else t + POLL_S
-            else:
-                wake = max(t, self.send_at_s)
-            wake = min(wake, self.next_tick_s)
-            if wake >= until_s:
-                break
-            t = wake
-            flags = 0
-            if t >= self.next_tick_s:
-                flags = F_TICK
-                self.ticks += 1
-                self.next_tick_s += self.period_s
-            if self.waiting:
-                data = bus.receive(t)
-                send_at = t + self.gap_s
-                ahead = send_at < self.next_tick_s  # nothing else reaches the agent before it
-                flags |= F_RX | (F_SEND if ahead else 0)
-                busy, frame, next_cycle = self._step(flags, t, send_at if ahead else 0.0, data)
-                if not busy:
-                    self.waiting = False
-                    self.send_at_s = send_at
-                    self._ahead = (frame, next_cycle) if ahead else None
-                continue
-            if t >= self.send_at_s:
-                if self._ahead is not None and not flags:
-                    frame, next_cycle = self._ahead
-                else:
-                    _, frame, next_cycle = self._step(flags | F_SEND, t, t, b"")
-                self._ahead = None
-                if frame is None:  # the bus rests until its next cycle (or the next tick)
-                    due_ms = (next_cycle - ticks_ms(t)) & TICKS_MASK
-                    self.send_at_s = min(self.next_tick_s, t + max(due_ms, 1) / 1000.0)
-                else:
-                    t = bus.send(frame, t)
-                    self.waiting = True
-            elif flags:  # a tick while the bus rests (nothing was fetched ahead: see above)
-                self._step(flags, t, 0.0, b"")
-        self.t_s = t
+            wake = self._wake_us
+            if self._response is not None and self._response[1] < wake:
+                wake = self._response[1]
+            if wake >= end:
+                return
+            self._resume(bus, end)
 
     # -- one VM call -----------------------------------------------------------------------------
 
-    def _step(
-        self, flags: int, t1_s: float, t2_s: float, rx: bytes
-    ) -> tuple[bool, bytes | None, int]:
-        if self.measure:
-            flags |= F_MEASURE
-        request = _REQUEST.pack(flags, ticks_ms(t1_s), ticks_ms(t2_s)) + rx
+    def _resume(self, bus: SimulatedBus, end_us: int) -> None:
+        flags = F_MEASURE if self.measure else 0
+        response, self._response = self._response, None
+        if response is not None:
+            flags |= F_RX
+        request = _REQUEST.pack(flags, end_us // 1000, end_us % 1000)
+        if response is not None:
+            data, at_us = response
+            request += _RX.pack(at_us // 1000, at_us % 1000) + data
         started = time.perf_counter()
-        out = self.vm.call("step", request)
-        self.figures.vm_seconds += time.perf_counter() - started
+        out = self.vm.call("resume", request)
         fig = self.figures
+        fig.vm_seconds += time.perf_counter() - started
         fig.calls += 1
-        out_flags, frame_len, next_cycle, _, used, tick_used = _HEADER.unpack_from(out, 0)
-        at = _HEADER_SIZE
-        frame = out[at : at + frame_len] if out_flags & O_FRAME else None
-        at += frame_len
+        out_flags, wake_ms, wake_sub, frame_ms, frame_sub, frame_len, ticks, used = (
+            _HEADER.unpack_from(out, 0)
+        )
+        self._wake_us = wake_ms * 1000 + wake_sub
+        at = _HEADER.size
+        for _ in range(ticks):
+            at = self._read_summary(out, at)
         if self.measure:
             fig.measured_calls += 1
             fig.call_used_max = max(fig.call_used_max, used)
-            if out_flags & O_TICK:
-                if self._period_used >= 0:
-                    fig.period_used.append(self._period_used)
-                self._period_used = 0
-                fig.tick_used.append(tick_used)
             if self._period_used >= 0:
                 self._period_used += used
-        if out_flags & O_TICK:
-            at = self._read_summary(out, at, ticks_ms(t1_s))
+        frame = out[at : at + frame_len]
+        at += frame_len
         count = out[at]
         at += 1
         for _ in range(count):
             self.decisions.events.append(Event(*_EVENT.unpack_from(out, at)))
             at += _EVENT.size
-        return bool(out_flags & O_BUSY), frame, next_cycle
+        if out_flags & O_FRAME:
+            self._response = carry(bus, frame, frame_ms, frame_sub)
 
-    def _read_summary(self, out: bytes, at: int, t_ms: int) -> int:
-        primed, staging_mask, running_mask, setpoint = _SUMMARY_HEAD.unpack_from(out, at)
+    def _read_summary(self, out: bytes, at: int) -> int:
+        t_ms, primed, staging_mask, running_mask, tick_used, setpoint = _SUMMARY_HEAD.unpack_from(
+            out, at
+        )
         at += _SUMMARY_HEAD.size
         commands = []
         for _ in range(self.pump_count):
@@ -402,4 +375,10 @@ class VMController:
         self.decisions.ticks.append(
             Decision(t_ms, bool(primed), staging_mask, running_mask, setpoint, tuple(commands))
         )
+        if self.measure:
+            fig = self.figures
+            if self._period_used >= 0:
+                fig.period_used.append(self._period_used)
+            self._period_used = 0
+            fig.tick_used.append(tick_used)
         return at

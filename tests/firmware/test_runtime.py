@@ -94,7 +94,8 @@ class Bus:
 
 
 class WireBoard:
-    """The hardware boundary: a microsecond clock the test advances and a UART byte pipe."""
+    """The hardware boundary: a microsecond clock the test advances and a UART byte pipe whose
+    bytes arrive one character time apart (a waiting loop wakes at each)."""
 
     wdt_timeout_ms = 8000
 
@@ -124,8 +125,13 @@ class WireBoard:
     def ticks_diff(self, a, b):
         return ((a - b + 0x20000000) & MASK) - 0x20000000
 
-    def sleep_ms(self, ms):
-        self.us += ms * 1000
+    def wait_us(self, us):
+        """Until the next byte arrives or us have passed; then the loop's own pass costs LOOP_US."""
+        until = self.us + us
+        if self.incoming and self.incoming[0][0] < until:
+            until = max(self.incoming[0][0], self.us)
+        self.us = until + LOOP_US
+        return True
 
     def open_bus(self, baud, parity):
         self.baud = baud
@@ -167,7 +173,8 @@ def run(runtime, board, ms):
     end = board.us + ms * 1000
     while board.us < end:
         wait = runtime.step()
-        board.us += wait * 1000 if wait > 0 else LOOP_US
+        assert wait > 0  # a loop in virtual time must move on
+        board.wait_us(wait)
 
 
 _serial = [0]

@@ -1,7 +1,7 @@
 """The board runtime on a host, over a real tty: the "bench" run mode of DESIGN.md in CI.
 
-relaypump/runtime.py runs unchanged with a host board whose UART is pyserial on the slave end of a
-pty pair and whose clock is the wall clock; on the master end the simulator's devices (the
+relaypump/runtime.py runs unchanged (its own loop, ``run_forever``) with a host board whose UART is
+pyserial on the slave end of a pty pair and whose clock is the wall clock; on the master end the simulator's devices (the
 reference station's ABB, Danfoss and G120 drives and I/O module, host_tools/sim/hardware.py)
 answer through host_tools/sim/serial_port.SerialServer while the plant runs in real time. The
 agent must bring the station up from cold through the tty within the test's seconds.
@@ -31,12 +31,14 @@ PARITY = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_O
 
 
 class HostBoard:
-    """The Board interface of firmware/boards on CPython: pyserial, the monotonic clock, os."""
+    """The board interface (relaypump/runtime.py) on CPython: pyserial, the monotonic clock, os.
+    Its wait ends the runtime's loop once ``seconds`` have passed."""
 
     wdt_timeout_ms = 8000
 
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, seconds: float) -> None:
         self.device = device
+        self.stop_at = time.monotonic() + seconds
         self.port: serial.Serial | None = None
         self.baud = 0
         self.fs = os
@@ -56,8 +58,14 @@ class HostBoard:
     def ticks_diff(self, a: int, b: int) -> int:
         return ((a - b + 0x20000000) & MASK) - 0x20000000
 
-    def sleep_ms(self, ms: int) -> None:
-        time.sleep(ms / 1000.0)
+    def wait_us(self, us: int) -> bool:
+        """Until a byte waits on the port or us have passed (select releases the GIL to the
+        simulator's thread); False once the test's time is up."""
+        if self.port is not None and not self.port.in_waiting:
+            select.select([self.port.fileno()], [], [], us / 1e6)
+        elif self.port is None:
+            time.sleep(us / 1e6)
+        return time.monotonic() < self.stop_at
 
     def open_bus(self, baud: int, parity: str) -> None:
         self.baud = baud
@@ -147,14 +155,12 @@ def served_station():
 
 def test_the_board_runtime_starts_the_simulated_station_through_a_tty(served_station, tmp_path):
     station, server, device = served_station
-    board = HostBoard(device)
+    board = HostBoard(device, 15.0)
     runtime = Runtime(board, str(REPO / "firmware" / "station.json"), str(tmp_path / "state"))
     agent = runtime.agent
     assert agent is not None, board.logs
-    start = time.monotonic()
     try:
-        while time.monotonic() - start < 15.0:
-            board.sleep_ms(runtime.step())  # sleep(0) lets the simulator's thread have the GIL
+        runtime.run_forever()
     finally:
         assert board.port is not None
         board.port.close()

@@ -3,7 +3,7 @@
 One scenario, run twice: the default station (jia_january) for 25 simulated minutes with three
 faults of jia_faults.toml moved early (a pump trip, a drive's comm loss, a remote DP wire break),
 once with the agent in CPython (AgentController, recording) and once in the VM at an MCU-like heap
-of 128 KiB. Same pump starts and stops (within one tick), same events in the same order, speeds
+of HEAP_KIB. Same pump starts and stops (within one tick), same events in the same order, speeds
 within 0.1 %. Starts two Node processes' worth of work: ~20-40 s on a 2-core machine.
 """
 
@@ -18,7 +18,7 @@ from host_tools.sim.run import run
 from host_tools.sim.vm_controller import RecordingAgentController, VMController
 
 MINUTES = 25
-HEAP_KIB = 128
+HEAP_KIB = 160  # 128 KiB no longer holds the agent (its modules grew in issue 7) with its runtime
 SPEED_TOLERANCE_PCT = 0.1
 
 
@@ -113,7 +113,7 @@ def test_same_pump_starts_and_stops_within_one_tick(runs):
 def test_same_commands_and_speeds_at_every_tick(runs):
     cpython, _, vm, _ = runs
     a_ticks, b_ticks = cpython.decisions.ticks, vm.decisions.ticks
-    assert len(b_ticks) == len(a_ticks) == MINUTES * 60
+    assert len(b_ticks) == len(a_ticks) == MINUTES * 60 - 1  # at 1 s ... 1499 s; 1500 s is the end
     for a, b in zip(a_ticks, b_ticks, strict=True):
         assert (b.t_ms, b.primed, b.staging_mask, b.running_mask) == (
             a.t_ms,
