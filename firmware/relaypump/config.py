@@ -16,7 +16,8 @@ Rules:
   slots); Modbus units unique over pumps and the I/O module; I/O registers and input bits unique;
   sensor ranges low < high; a sensor fallback is "stop", "hold", a number inside the sensor's range,
   or, for remote_dp_kpa only, "discharge" (control on the discharge pressure; "discharge_kpa" is
-  returned as "discharge"): no other sensor can stand in for one; per channel hold_s (default
+  returned as "discharge"), for flow_m3h only, "model" (the pumps' flow from their speeds and
+  head): no other sensor can stand in for one; per channel hold_s (default
   io.hold_s) and frozen_s (default FROZEN_S for the channels the pumps move, else 0 = not
   checked); io.plausibility thresholds (plausibility.py); the flow's frozen_s and
   io.plausibility.check_s below protection.dry_run_delay_s (a flow transmitter stuck at 0 is
@@ -299,11 +300,17 @@ def _check_fallbacks(channels, path):
             channels[key]["fallback"] = fallback
             continue
         if kind is not str:
-            _fail(where, "must be stop, hold, a number or discharge, not %s" % _fmt(fallback))
+            _fail(
+                where, "must be stop, hold, a number, discharge or model, not %s" % _fmt(fallback)
+            )
         if fallback in FALLBACK_WORDS:
             continue
+        if fallback == "model":
+            if key != "flow_m3h":  # sensors.py / plausibility.py: the pumps' flow from their curve
+                _fail(where, '"model" stands in for flow_m3h only; use stop, hold or a number')
+            continue
         if fallback not in ("discharge", "discharge_kpa"):
-            _fail(where, "%s is not stop, hold, a number or discharge" % _fmt(fallback))
+            _fail(where, "%s is not stop, hold, a number, discharge or model" % _fmt(fallback))
         if key != "remote_dp_kpa":
             # sensors.py: only the remote DP has a stand-in (control on the discharge pressure)
             _fail(where, '"discharge" stands in for remote_dp_kpa only; use stop, hold or a number')

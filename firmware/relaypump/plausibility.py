@@ -20,6 +20,10 @@ Checks (thresholds in config io.plausibility and io.channels.<name>.frozen_s):
   only while every running pump turns within 2 % of the others, the bypass is shut, and the head
   is at least min_head_ratio * h0 s^2 (a pump running dry gives no head and no flow: that is the
   dry-run protection's case, not a lying transmitter).
+- The flow substitute (a flow_m3h channel with fallback "model"): the sum over the running pumps
+  of the flow each gives at its measured speed against the measured head, q = sqrt((h0 s^2 -
+  H) / k), at most max_flow_ratio * bep_flow * s (run-out), 0 below its check valve's cut-off;
+  written to ``sensors.estimate_x10`` every tick (-1 while the head is not usable).
 The two model checks hold in a steady state only: they are judged once the running pumps' speeds
 (summed) have moved less than 0.3 %/s for settle_s (a speed ramp or a pump joining moves flow and
 the network's pressures through the water column's inertia first) and with their inputs usable
@@ -42,6 +46,7 @@ except ImportError:  # CPython
 
 
 from . import codes
+from .sensors import FALLBACK_MODEL
 from .snapshot import DRIVE_RUNNING, HELD
 from .ticks import ticks_diff as _ticks_diff
 
@@ -71,6 +76,20 @@ _CHANNEL = {
 def _sqrt_q16(x):
     """round(sqrt(x) * 2**16) for a constant x (start-up only)."""
     return int((x**0.5) * 65536.0 + 0.5)
+
+
+def _isqrt(n):
+    """floor(sqrt(n)) of an integer, in integers (no float, no allocation below 2**30)."""
+    if n <= 0:
+        return 0
+    x = 1
+    while x * x < n:
+        x <<= 1
+    while True:
+        y = (x + n // x) >> 1
+        if y >= x:
+            return x
+        x = y
 
 
 def _timer(timer, active, dt):
@@ -127,6 +146,11 @@ class Plausibility:
         loss_m = config["setpoint"]["network_loss_m_per_m3h2"]
         self._loss_c = _sqrt_q16(loss_m * kpa_per_m * 10.0 / 100.0)
         self._min_x100 = int(config["speed"]["min_pct"] * 100.0 + 0.5)
+        # flow substitute: q_x10^2 = (shutoff - H)_x10 * _q_mul; run-out q_x10 = _q_max * s // 10000
+        self._q_mul = int(100.0 / (model["curve_k"] * kpa_per_m * 10.0) + 0.5)
+        self._q_max = int(model["max_flow_ratio"] * model["bep_flow_m3h"] * 10.0 + 0.5)
+        f = self._flow
+        self._estimate = f >= 0 and sensors.fallback[f] == FALLBACK_MODEL
         # state
         self._last_ms = 0
         self._started = False
@@ -195,6 +219,8 @@ class Plausibility:
                 s_max = s
         for i in self._watched:
             self._frozen(i, speed_sum, dt, now_ms)
+        if self._estimate:
+            self.sensors.estimate_x10[self._flow] = self._model_flow()
         d = speed_sum - self._last_speed_sum
         limit = _STEADY_X100_PER_S * dt // 1000
         steady = n_run == self._last_n_run and d <= limit and -d <= limit
@@ -251,6 +277,29 @@ class Plausibility:
                 verdict = 2 if residual > tolerance or residual < -tolerance else 1
         if f >= 0:
             self._judge(f, verdict, self._check_ms, dt, now_ms)
+
+    def _model_flow(self):
+        """The running pumps' flow (0.1 m3/h) from their speeds and the head; -1 if unknown."""
+        if not (self._usable(self._discharge) and self._usable(self._suction)):
+            return -1
+        head = self._x10(self._discharge) - self._x10(self._suction)
+        fb = self.fieldbus
+        pumps = self.snapshot.pumps
+        total = 0
+        for i in range(len(pumps)):
+            p = pumps[i]
+            if not p.online or p.state != DRIVE_RUNNING:
+                continue
+            raw = fb.actual_raw[i]
+            if raw >= 0x8000:
+                raw -= 0x10000
+            s = raw * 10000 // fb.profiles[i].full_scale
+            lift = self._h0_x10 * s // 10000 * s // 10000 - head
+            if lift > 0:
+                q = _isqrt(lift * self._q_mul)
+                top = self._q_max * s // 10000
+                total += q if q < top else top
+        return total
 
     def _frozen(self, i, speed_sum, dt, now_ms):
         sensors = self.sensors

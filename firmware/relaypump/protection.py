@@ -61,7 +61,9 @@ Protections (units kPa gauge, degC, m3/h, % speed; delays in the config in s):
   as the value. "hold": suction/discharge -> speed capped at speed.safe_pct and no starts (the
   protection is blind); supply temperature -> the last good value (none yet: the sensor's top of
   range, the worst case); flow -> dry-run timing paused and NPSHr taken at max_flow_ratio.
-  HELD and SUBSTITUTE values are used as they come. Every BAD transition emits SENSOR_FAULT /
+  "model" (flow only): the pumps' flow from their curves (plausibility.py) as a SUBSTITUTE, and
+  as "hold" while it cannot be had. HELD and SUBSTITUTE values are used as they come. Every BAD
+  transition (for flow and the remote DP: every SUBSTITUTE one too) emits SENSOR_FAULT /
   SENSOR_RESTORED. The shipped config stops on a lost suction or discharge sensor: the safe choice
   for the pumps (cavitation, over-pressure) when nothing can be measured.
 - Events go into the EventRing on transitions only; stop_all entering/leaving also emits
@@ -166,7 +168,7 @@ def _fallback(channel):
     fb = channel["fallback"]
     if type(fb) is float:
         return _FB_VALUE
-    if fb == "hold":
+    if fb == "hold" or fb == "model":  # model: flow from the pumps' curves, else as "hold"
         return _FB_HOLD
     return _FB_STOP  # "stop", or another sensor: none can stand in for a protection's sensor
 
@@ -428,7 +430,7 @@ class Protection:
             if self._fb_temp == _FB_STOP:
                 stop_sensor = True
         m = snap.flow_m3h
-        if self._sensor(m, CH_FLOW, now):
+        if self._sensor(m, CH_FLOW, now, SUBSTITUTE):  # a substitute flow is a sensor fault too
             flow = self._flow_x10.of(m.value)
         else:
             flow = self._fbv_flow

@@ -35,6 +35,9 @@ cross-check, suspect), its "fallback" decides:
     a number     SUBSTITUTE with that value
     "discharge"  SUBSTITUTE with the last good value: the marker that control must switch to
                  discharge-pressure control (remote DP lost); ``fallback_kind(name)`` tells which
+    "model"      (flow_m3h) SUBSTITUTE with the pumps' flow from their speeds and head
+                 (plausibility.py writes ``estimate_x10[i]``, 0.1 m3/h; -1 = none: BAD)
+A substitute owns the Measurement's value until the channel is GOOD or HELD again.
 Digital inputs (config io.inputs.<name>: bit): 1.0 / 0.0, GOOD while fresh, HELD (last value) for
 io.hold_s after the last read, then BAD.
 For plausibility.py: ``raw_ua[i]`` is the last sample's current as read (uA), ``filtered[i]`` the
@@ -64,6 +67,7 @@ FALLBACK_STOP = const(0)
 FALLBACK_HOLD = const(1)
 FALLBACK_VALUE = const(2)
 FALLBACK_DISCHARGE = const(3)
+FALLBACK_MODEL = const(4)
 
 # Channel condition after its last sample.
 _NONE = const(0)  # never sampled
@@ -163,6 +167,10 @@ class Sensors:
                 self.fallback[i] = FALLBACK_STOP
             elif fb == "hold":
                 self.fallback[i] = FALLBACK_HOLD
+            elif fb == "model":
+                if name != "flow_m3h":
+                    raise SensorConfigError(where + ".fallback: 'model' is for flow_m3h")
+                self.fallback[i] = FALLBACK_MODEL
             elif fb == "discharge":
                 if name != "remote_dp_kpa" or "discharge_kpa" not in channels:
                     raise SensorConfigError(where + ".fallback: 'discharge' is for remote_dp_kpa")
@@ -171,7 +179,9 @@ class Sensors:
                 self.fallback[i] = FALLBACK_VALUE
                 self.fallback_value[i] = float(fb)
             else:
-                raise SensorConfigError(where + ".fallback: stop, hold, discharge or a number")
+                raise SensorConfigError(
+                    where + ".fallback: stop, hold, discharge, model or a number"
+                )
         self._suction = names.index("suction_kpa") if "suction_kpa" in names else -1
         self._discharge = names.index("discharge_kpa") if "discharge_kpa" in names else -1
 
@@ -199,6 +209,9 @@ class Sensors:
         self.filtered = [0] * n  # 1/16 uA
         self.suspect = [False] * n  # set by plausibility.py
         self._published = [-1] * n  # filtered value last converted to the Measurement
+        self._substituted = [False] * n  # the fallback owns the Measurement's value
+        self.estimate_x10 = [-1] * n  # FALLBACK_MODEL's value (plausibility.py), -1 = none
+        self._estimate_used = [-1] * n
         self._good_ms = [0] * n
         self._cross_since = 0
         self._cross_pending = False
@@ -303,10 +316,8 @@ class Sensors:
         stale_ms = self._stale_ms
         n = len(self.names)
         for i in range(n):
-            m = self.measurements[i]
-            if self._has_good[i] and self.filtered[i] != self._published[i]:
-                self._published[i] = self.filtered[i]
-                m.value = self.low[i] + (self.filtered[i] - _UA_4 * _SUB) * self._per_sub[i]
+            if not self._substituted[i]:
+                self._publish(i)
         self._cross_check(now_ms)
         for i in range(n):
             m = self.measurements[i]
@@ -320,10 +331,12 @@ class Sensors:
             elif not io_ok or _ticks_diff(now_ms, self._sample_ms[i]) > stale_ms or cond == _SPIKE:
                 # a missed sample or a spike: the last good value, for the channel's hold_s
                 if _ticks_diff(now_ms, self._good_ms[i]) <= self._hold_ms[i]:
+                    self._measured(i)
                     m.quality = HELD
                 else:
                     self._fall_back(i, m, now_ms, False)
             else:
+                self._measured(i)
                 m.quality = GOOD
                 m.at_ms = self._good_ms[i]
         seen = self._inputs_seen
@@ -339,12 +352,38 @@ class Sensors:
             else:
                 m.quality = BAD
 
+    def _publish(self, i):
+        """The filtered value into the Measurement (one float, only when it changed)."""
+        if self._has_good[i] and self.filtered[i] != self._published[i]:
+            self._published[i] = self.filtered[i]
+            self.measurements[i].value = (
+                self.low[i] + (self.filtered[i] - _UA_4 * _SUB) * self._per_sub[i]
+            )
+
+    def _measured(self, i):
+        """The channel measures again: its own value replaces a substitute."""
+        if self._substituted[i]:
+            self._substituted[i] = False
+            self._published[i] = -1
+            self._estimate_used[i] = -1
+            self._publish(i)
+
     def _fall_back(self, i, m, now_ms, may_hold):
         kind = self.fallback[i]
         if kind == FALLBACK_VALUE:
             m.value = self.fallback_value[i]
             m.quality = SUBSTITUTE
-            self._published[i] = -1
+            self._substituted[i] = True
+        elif kind == FALLBACK_MODEL:
+            estimate = self.estimate_x10[i]
+            if estimate >= 0:
+                if estimate != self._estimate_used[i] or not self._substituted[i]:
+                    self._estimate_used[i] = estimate
+                    m.value = estimate / 10.0
+                m.quality = SUBSTITUTE
+                self._substituted[i] = True
+            else:
+                m.quality = BAD
         elif kind == FALLBACK_DISCHARGE:
             m.quality = SUBSTITUTE
         elif (

@@ -157,14 +157,32 @@ def test_a_remote_dp_off_its_estimate_is_suspect_after_dp_check_s():
 
 def test_a_flow_reading_zero_while_the_pumps_deliver_is_suspect_before_the_dry_run_acts():
     plant = Plant()
-    plant.set(1, 75.0)
+    plant.set(1, 75.0, flow_per_pump=330.0)  # below run-out (1.25 x BEP x speed)
     plant.tick(30)
     plant.flow_factor = 0.0  # alive (its noise), but it reads no flow
     checks = plant.cfg["io"]["plausibility"]
     plant.tick(checks["check_s"] + 5)  # + the rate limit and filter bringing the reading down
     assert plant.drain()[0][:3] == (codes.EVENT_SENSOR_SUSPECT, CHECK_MODEL, 5)
     assert checks["check_s"] < plant.cfg["protection"]["dry_run_delay_s"]
-    assert plant.snap.flow_m3h.quality > GOOD  # its fallback ("hold": BAD at once)
+    assert plant.snap.flow_m3h.quality == SUBSTITUTE  # its fallback: the pumps' model flow
+    assert abs(plant.snap.flow_m3h.value - plant.values[FLOW]) <= 0.02 * plant.values[FLOW]
+
+
+def test_a_lost_or_suspect_flow_is_replaced_by_the_pumps_flow_from_their_curves():
+    plant = Plant()
+    plant.set(2, 85.0)
+    plant.tick(30)
+    true_flow = plant.values[FLOW]
+    plant.frozen[FLOW] = 0  # wire break: NE43 failure, the "model" fallback at once
+    plant.tick(2)
+    assert plant.snap.flow_m3h.quality == SUBSTITUTE
+    assert abs(plant.snap.flow_m3h.value - true_flow) <= 0.02 * true_flow
+    plant.set(1, 90.0, flow_per_pump=420.0)  # it follows the pumps (inside their window)
+    plant.tick(15)  # the head's filter
+    assert abs(plant.snap.flow_m3h.value - plant.values[FLOW]) <= 0.02 * plant.values[FLOW]
+    del plant.frozen[FLOW]  # repaired: its own reading again
+    plant.tick(2)
+    assert plant.snap.flow_m3h.quality == GOOD
 
 
 def test_a_dead_headed_or_dry_pump_is_not_a_lying_flow_transmitter():
