@@ -218,7 +218,11 @@ class WeatherDemand:
         if anomaly_sigma_c < 0.0 or noise_sigma < 0.0 or noise_sigma > 0.2:
             raise SimInputError("noise sigmas must be >= 0 (flow noise <= 0.2)")
         floor = 0.30 * design_flow_m3h if floor_m3h is None else floor_m3h
-        if not 0.0 < floor <= max_ratio * design_flow_m3h:
+        if not (
+            isinstance(floor, (int, float))
+            and not isinstance(floor, bool)
+            and 0.0 < floor <= max_ratio * design_flow_m3h
+        ):
             raise SimInputError(
                 f"demand floor {floor!r} m3/h is outside (0, {max_ratio * design_flow_m3h:g}]"
             )

@@ -119,7 +119,7 @@ def test_default_floor_is_030_design_and_a_lower_floor_reaches_low_flows():
     low = WeatherDemand(mean_temp_c=14.0, anomaly_sigma_c=0.0, noise_sigma=0.0, floor_m3h=100.0)
     flows = [low.step(60.0) for _ in range(1440)]
     assert min(flows) < 200.0 and min(flows) >= 100.0
-    for bad in (0.0, -5.0, 900.0):
+    for bad in (0.0, -5.0, 900.0, float("nan"), "100", True):
         with pytest.raises(SimInputError, match="floor"):
             WeatherDemand(floor_m3h=bad)
 
