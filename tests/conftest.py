@@ -12,6 +12,5 @@ settings.register_profile(
 )
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
-# The firmware package is MicroPython code that also runs on CPython: make it importable everywhere.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "firmware"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/strategies.py
+# The firmware package is installed (pyproject.toml); tests/ holds shared helpers (strategies.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -6,9 +6,6 @@ as a board's main loop would between ticks; the call overhead is included and sm
 """
 
 import time
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
 
 # Poll cycle of one drive: read 6 registers (status + actuals), write 2 (control word + reference).
 LOOP = """
@@ -41,9 +38,6 @@ def transactions(n):
 
 
 def _cpython_rate(n: int) -> float:
-    import sys
-
-    sys.path.insert(0, str(ROOT / "firmware"))
     scope: dict = {}
     exec(LOOP, scope)
     scope["transactions"](1000)

@@ -1,10 +1,13 @@
 """Poll cycle against the bus' physical limit: the firmware fieldbus over the simulated RS-485 bus.
 
 The reference station's config (firmware/station.json: 3 drives in three profiles + the I/O
-module, 19200 baud 8E1) runs against the simulator's devices (host_tools/sim: drives, I/O module,
-RTU slaves, SimulatedBus) in virtual time. ``VirtualBusRunner`` is the runtime: it sends each frame
-the fieldbus hands out after the Modbus silence of 3.5 characters, hands the response to the
-master in two pieces as a UART FIFO would, and waits out deadlines in 1 ms steps.
+module, 19200 baud 8E1, bus.cycle_ms 0: cycles back to back) runs against the simulator's devices
+(host_tools/sim: drives, I/O module, RTU slaves, SimulatedBus) in virtual time, mastered by what a
+board runs: relaypump/runtime.py with its agent, on the simulator's board (SimBoard: the Modbus
+silence of 3.5 characters, the deadlines and the control tick as on hardware). The agent decides
+the drives' commands itself (the station's readings are fixed).
+``VirtualBusRunner`` below is not a board loop: it drives a bare fieldbus (no agent, no runtime)
+for tests/host_tools/test_fieldbus_sim.py, which commands the drives itself.
 
 Figures:
 - ``poll_cycle_vs_wire``: virtual cycle duration / pure wire time of the cycle's frames, where the
@@ -28,23 +31,15 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG_PATH = ROOT / "firmware" / "station.json"
 
 
-def _firmware_path() -> None:
-    import sys
-
-    path = str(ROOT / "firmware")
-    if path not in sys.path:
-        sys.path.insert(0, path)
-
-
 class VirtualBusRunner:
-    """The fieldbus' runtime on a SimulatedBus, in virtual seconds (``t``).
+    """A bare fieldbus (no agent) on a SimulatedBus, in virtual seconds (``t``): the test driver
+    of tests/host_tools/test_fieldbus_sim.py (the bench runs the board's runtime).
 
     ``step()`` runs one transaction (or idles 1 ms when nothing is due). Drives listed in
     ``drives`` are stepped along the virtual clock so their ramps and comm-loss timers run.
     ``on_send(frame, t)`` / ``on_response(data, t)`` observe the wire (for recording)."""
 
     def __init__(self, fieldbus, bus, drives=(), start_s: float = 0.0) -> None:
-        _firmware_path()
         from relaypump import fieldbus as fbmod
 
         self._busy = fbmod.BUSY
@@ -135,7 +130,6 @@ def load_config() -> dict:
 
 def reference_station(config: dict | None = None, baud: int | None = None, seed: int = 0):
     """(config, snapshot, sensors, fieldbus, drives, io, bus, runner) of the reference station."""
-    _firmware_path()
     from relaypump.fieldbus import Fieldbus
     from relaypump.sensors import Sensors
     from relaypump.snapshot import Snapshot
@@ -173,38 +167,97 @@ def reference_station(config: dict | None = None, baud: int | None = None, seed:
     return config, snapshot, sensors, fieldbus, drives, io, bus, runner
 
 
-def _measure(cycles: int = 200):
-    _firmware_path()
-    from relaypump.snapshot import CMD_RUN
+class _Timed:
+    """A fieldbus method that adds its CPython time to a counter (the simulator's is left out)."""
 
-    config, snapshot, _, fb, _, _, bus, runner = reference_station()
-    for cmd in snapshot.commands:
-        cmd.command = CMD_RUN
-        cmd.speed_pct = 80.0
-    runner.run_cycles(12)  # start sequences done; the aux rotation (4 blocks) at its start
-    recorded: list[bytearray] = []  # the response of every transaction, for the VM replay
-    runner.on_send = lambda frame, t: recorded.append(bytearray())
-    runner.on_response = lambda data, t: recorded[-1].extend(data)
-    start_cpu = runner.cpu_s
-    first = len(runner.cycle_starts)
-    attempts, tx, rx = fb.attempts, fb.tx_bytes, fb.rx_bytes
-    runner.run_cycles(cycles)
-    n = cycles
-    # From the first request of the first cycle to when the next cycle's first request may go.
-    duration = runner.quiet_until - runner.cycle_starts[first]
-    fb_attempts = fb.attempts - attempts
-    fb_bytes = fb.tx_bytes - tx + fb.rx_bytes - rx
-    char_s = 11.0 / config["bus"]["baud"]
-    wire = (fb_bytes + 7.0 * fb_attempts) * char_s
+    def __init__(self, method, clock: list[float]) -> None:
+        self.method = method
+        self.clock = clock
+
+    def __call__(self, *args):
+        start = time.perf_counter()
+        result = self.method(*args)
+        self.clock[0] += time.perf_counter() - start
+        return result
+
+
+class _Timed:
+    """A fieldbus method that adds its CPython time to a counter (the simulator's is left out)."""
+
+    def __init__(self, method, clock: list[float]) -> None:
+        self.method = method
+        self.clock = clock
+
+    def __call__(self, *args):
+        start = time.perf_counter()
+        result = self.method(*args)
+        self.clock[0] += time.perf_counter() - start
+        return result
+
+
+def _measure(cycles: int = 200):
+    """The board's runtime (relaypump/runtime.py on the simulator's board) with the agent of the
+    reference station masters its devices, cycles back to back; every request is noted with its
+    first bit's instant, its cycle, its bytes and the fieldbus' CPU time so far."""
+    from relaypump.runtime import CONFIG_PATH, Runtime
+
+    from host_tools.sim.agent_controller import MemoryFiles, carry, config_file
+    from host_tools.sim.vm_side.sim_board import SimBoard
+
+    config, _, _, _, drives, _, bus, _ = reference_station()
+    files = MemoryFiles({CONFIG_PATH: config_file(config)})
+    frames: list[tuple[float, int, int, float]] = []  # (first bit s, cycle, bytes, cpu s)
+    recorded: list[bytes] = []  # the response of every request, for the VM replay
+    clock = [0.0]
+
+    def wire(board, frame, start_ms, start_sub):
+        response = carry(bus, frame, start_ms, start_sub)
+        data = b"" if response is None else response[0]
+        at_s = (start_ms * 1000 + start_sub) / 1e6
+        frames.append((at_s, fb.cycles, len(frame) + len(data), clock[0]))
+        recorded.append(data)
+        if response is not None:
+            board.respond(data, 0, len(data), response[1] // 1000, response[1] % 1000)
+
+    board = SimBoard(files, files.open, wire)
+    runtime = Runtime(board)
+    agent = runtime.agent
+    assert agent is not None, runtime.error
+    fb = agent.fieldbus
+    for name in ("next_request", "receive", "poll"):
+        setattr(fb, name, _Timed(getattr(fb, name), clock))
+    t = 0.0
+    step_s = 0.01  # the drives' ramps and timers move in 10 ms steps
+
+    def run_until_cycle(target: int) -> None:
+        nonlocal t
+        while not frames or frames[-1][1] < target:
+            t += step_s
+            end = round(t * 1e6)
+            if board.due(end // 1000, end % 1000):
+                runtime.run_forever()
+            for d in drives:
+                d.step(t, step_s)
+
+    warm = 12  # start sequences and ramp commissioning done, the aux rotation at its start
+    run_until_cycle(warm + cycles)
+    first = next(k for k, f in enumerate(frames) if f[1] == warm)
+    end = next(k for k, f in enumerate(frames) if f[1] == warm + cycles)
+    measured = frames[first:end]
+    # From the first request of the first cycle to the first request of the next cycle.
+    duration = frames[end][0] - frames[first][0]
+    attempts = len(measured)
+    wire_bytes = sum(f[2] for f in measured)
+    wire_s = (wire_bytes + 7.0 * attempts) * 11.0 / config["bus"]["baud"]
     return {
-        "ratio": duration / wire,
-        "cycle_ms": duration / n * 1000.0,
-        "transactions": fb_attempts / n,
-        "bytes": fb_bytes / n,
-        "cpu_ms": (runner.cpu_s - start_cpu) / n * 1000.0,
+        "ratio": duration / wire_s,
+        "cycle_ms": duration / cycles * 1000.0,
+        "transactions": attempts / cycles,
+        "bytes": wire_bytes / cycles,
+        "cpu_ms": (frames[end][3] - frames[first][3]) / cycles * 1000.0,
         "failed": fb.failed,
-        "recorded": [bytes(r) for r in recorded[: int(8 * fb_attempts / n)]],  # 8 cycles
-        "cycles": n,
+        "recorded": recorded[first : first + int(8 * attempts / cycles)],  # 8 cycles
+        "cycles": cycles,
     }
 
 
@@ -234,6 +287,10 @@ def run(frames):
 """
 
 
+def _frames(responses: list[bytes]) -> str:
+    return "[" + ",".join(f"bytes.fromhex({f.hex()!r})" for f in responses) + "]"
+
+
 def _vm_figures(config: dict, responses: list[bytes]) -> tuple[float, float]:
     """CPU ms and heap bytes per cycle of the same fieldbus in the MicroPython VM, replaying the
     responses of 8 steady cycles (two turns of the aux rotation) recorded on CPython."""
@@ -242,7 +299,7 @@ def _vm_figures(config: dict, responses: list[bytes]) -> tuple[float, float]:
     with MicroPythonVM(heap_kib=192) as vm:
         vm.exec("CONFIG_JSON = " + repr(json.dumps(config)))
         vm.exec(VM_LOOP)
-        vm.exec("FRAMES = [" + ",".join(f"bytes.fromhex({f.hex()!r})" for f in responses) + "]")
+        vm.exec("FRAMES = " + _frames(responses))
         vm.exec("run(FRAMES)")  # warm up: start sequences, caches
         if vm.eval("FB.failed"):
             raise RuntimeError("the replay does not match the fieldbus' requests")

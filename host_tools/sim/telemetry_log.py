@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
-from relaypump import codes, uplink  # firmware/ is on sys.path (host_tools/__init__.py)
+from relaypump import codes, uplink
 
 from host_tools.sim.run import RunResult
 from protocol import fast

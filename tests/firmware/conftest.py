@@ -5,14 +5,6 @@ inside the real MicroPython WebAssembly VM by host_tools/mpvm; `-m "not vm"` ski
 selects only them. A module sets `VM_HEAP_KIB = 96` to choose its VM heap (default 192).
 """
 
-import sys
-from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-for _path in (HERE.parents[1] / "firmware", HERE):  # firmware/ and tests/firmware/, as in the VM
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-from host_tools.mpvm.pytest_plugin import pytest_collect_file  # noqa: E402
+from host_tools.mpvm.pytest_plugin import pytest_collect_file
 
 __all__ = ["pytest_collect_file"]
