@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from host_tools.deploy.bundle import BOARDS, DEFAULT_OUT, BundleError, build, size_table
+from host_tools.deploy.bundle import BOARDS, DEFAULT_OUT, FIRMWARE, BundleError, build, size_table
 from host_tools.deploy.flash import DEFAULT_STATION, DeployError, console, flash
 
 
@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--station", default=str(DEFAULT_STATION), help="default: %(default)s")
     f.add_argument("--board", choices=sorted(BOARDS), help="refuse another board (default: any)")
     f.add_argument("--bundles", type=Path, default=DEFAULT_OUT, help="default: %(default)s")
+    f.add_argument("--firmware", type=Path, default=FIRMWARE, help="default: %(default)s")
     c = sub.add_parser("console", help="the board's REPL (mpremote repl)")
     c.add_argument("--port", default="", help="the board's serial port")
     args = parser.parse_args(argv)
@@ -34,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(size_table(board, build(board, args.out)))
             return 0
         if args.command == "flash":
-            flash(args.port, args.station, args.board or None, args.bundles)
+            flash(args.port, args.station, args.board or None, args.bundles, args.firmware)
             return 0
         return console(args.port)
     except (BundleError, DeployError) as err:

