@@ -57,17 +57,26 @@ class SimulatedBus:
         self.wire_time_s += end - start
         self._response, self._delivered = b"", 0
         self.busy_until_s = end
-        frame = self._noisy(frame)
-        if frame and frame[0] in self.cut_units:
-            return end
-        response = self.slaves.answer(frame, end)
+        response = self.exchange(frame, end)
         if response is not None:
-            self.responses += 1
-            self._response = self._noisy(response)
+            self._response = response
             self._response_start_s = end + 3.5 * self.char_s + self.turnaround_s
             self.busy_until_s = self._response_start_s + self.frame_time_s(len(response))
             self.wire_time_s += self.frame_time_s(len(response))
         return end
+
+    def exchange(self, frame: bytes, now_s: float) -> bytes | None:
+        """The wire's faults around one request whose last byte arrived at now_s: the response
+        as the master receives it, or None for silence. The serial server (serial_port.py) goes
+        through here too, so a bench sees the same faults as an in-process run."""
+        frame = self._noisy(frame)
+        if frame and frame[0] in self.cut_units:
+            return None
+        response = self.slaves.answer(frame, now_s)
+        if response is None:
+            return None
+        self.responses += 1
+        return self._noisy(response)
 
     def receive(self, now_s: float) -> bytes:
         """Response bytes that have fully arrived by now_s and were not handed out before."""

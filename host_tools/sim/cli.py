@@ -219,7 +219,10 @@ def serve(args: argparse.Namespace) -> int:
     if args.hours is not None:
         check_hours(args.hours, chosen)
     check_port(args.port)
-    return serve_forever(chosen, args.port, args.baud, args.hours)
+    try:
+        return serve_forever(chosen, args.port, args.baud, args.hours)
+    except OSError as exc:  # busy (another serve), unplugged, settings refused (SerialException)
+        raise Refused(f"--port {args.port}: {exc.strerror or exc}") from exc
 
 
 def number(text: str) -> float:

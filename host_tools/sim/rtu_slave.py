@@ -9,7 +9,8 @@ How a device answers, as a real one does (Modbus application protocol V1.1b3, §
 - broadcast (unit 0): writes are carried out, never answered;
 - an unknown function code: exception 01 (illegal function);
 - a count or byte count outside the protocol's limits, a coil value other than FF00/0000, a PDU of
-  the wrong size: exception 03 (illegal data value);
+  the wrong size: exception 03 (illegal data value), but 01 when the device lacks the function
+  (the function is checked first, device.py);
 - the device's own register checks raise ModbusException: 02 (illegal address), 03, 04 (failure).
 """
 
@@ -37,6 +38,16 @@ ILLEGAL_DATA_VALUE = 3
 DEVICE_FAILURE = 4
 
 _READ_LIMITS = {1: 2000, 2: 2000, 3: 125, 4: 125}
+_METHODS = {
+    1: "read_coils",
+    2: "read_discrete_inputs",
+    3: "read_holding_registers",
+    4: "read_input_registers",
+    5: "write_coil",
+    6: "write_register",
+    15: "write_coils",
+    16: "write_registers",
+}
 _WRITE_LIMITS = {15: 1968, 16: 123}
 
 
@@ -155,6 +166,12 @@ def _execute(device: Device, request: Request) -> bytes:
     return encode_echo(unit, function, address, request.count)
 
 
+def supports(device: Device, function: int) -> bool:
+    """Whether the device implements the function (its class overrides Device's refusal)."""
+    name = _METHODS.get(function)
+    return name is not None and getattr(type(device), name) is not getattr(Device, name)
+
+
 class RtuSlaves:
     """The devices behind one RS-485 segment, each answering its own unit id.
 
@@ -202,6 +219,8 @@ class RtuSlaves:
         if device is None:
             return None
         device.heard(now_s)
+        if not supports(device, frame[1]):
+            code = ILLEGAL_FUNCTION
         return self._exception(frame[0], frame[1], code)
 
     def _exception(self, unit: int, function: int, code: int) -> bytes | None:
