@@ -876,3 +876,14 @@ profile = "abb"
     )
     with pytest.raises(scenario.ScenarioError, match=r"drives\[0\].current_limit_pct"):
         scenario.parse(tomllib.loads(text.replace("= 120", "= 250")), "t.toml")
+
+
+@pytest.mark.parametrize("profile", ["abb", "g120"])
+def test_both_ramp_times_in_one_block_write_all_or_nothing(profile):
+    ramp_up, ramp_down, per_s, highest = RAMP_REGISTERS[profile]
+    assert ramp_down == ramp_up + 1  # one FC 16 covers both
+    drive = make_drive(profile, 1)
+    drive.write_registers(ramp_up, [100 * per_s, 120 * per_s])
+    assert (drive.config.accel_s, drive.config.decel_s) == (100.0, 120.0)
+    expect_exception(3, drive.write_registers, ramp_up, [30 * per_s, highest + 1])
+    assert drive.read_holding_registers(ramp_up, 2) == [100 * per_s, 120 * per_s]
