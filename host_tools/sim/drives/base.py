@@ -19,6 +19,9 @@ Electrical values (what the drive reports):
   plant computed for this pump (pump.py). Left at None, the drive estimates rated_kw * (s)^3.
   Pulses off -> 0 kW.
 - current_a = power / (sqrt(3) * 400 V * cos phi 0.86): motor current at nominal voltage.
+- dc_voltage_v = 1.35 * 400 V (rectified mains), 840 V while a DC overvoltage is injected.
+- temperature_c: first-order lag (tau 300 s) towards ambient + 35 K * (current / rated current)^2;
+  at least 95 degC while an overtemperature is injected.
 Current limit (pumps are a rising-torque load: the drive lowers the frequency, it never draws more):
 - limit = rated_current_a (default 200 A, a 110 kW 4-pole motor at 400 V) * current_limit_pct
   (default 110 %). While pulses are on and current_a > limit, a speed ceiling below the present
@@ -26,8 +29,7 @@ Current limit (pumps are a rising-torque load: the drive lowers the frequency, i
   step towards the speed where the load fits (the plant answers a lower speed with less current, so
   the plant sees the sagged speed and the pump delivers less). Below the limit the same step raises
   the ceiling, at most at the acceleration rate, and the ceiling is dropped once at max speed. The
-  actual speed is min(RFG, ceiling);
-  the RFG restarts from the sagged speed. ``current_limited`` says a ceiling holds the speed below
+  actual speed is min(RFG, ceiling); the RFG restarts from the sagged speed. ``current_limited`` says a ceiling holds the speed below
   its target (G120 ZSW1 bit 11 = 0, Danfoss STW bit 14 = 1).
 Motor overload (I^2 t, the drive's motor thermal model, IEC 60947-4-1 trip class behaviour):
 - heat theta (per unit, steady state (I / rated_current_a)^2) follows
@@ -37,9 +39,6 @@ Motor overload (I^2 t, the drive's motor thermal model, IEC 60947-4-1 trip class
 - trip (vendor motor-overload code) when theta > 1.05^2; from cold: 1.2 x in 675 s, 1.5 x in
   313 s, running in the 110 % current limit in 1126 s. The cause stays until theta has cooled
   below 1.0 (about 45 s with the motor stopped); then a reset edge clears the trip.
-- dc_voltage_v = 1.35 * 400 V (rectified mains), 840 V while a DC overvoltage is injected.
-- temperature_c: first-order lag (tau 300 s) towards ambient + 35 K * (current / rated current)^2;
-  at least 95 degC while an overtemperature is injected.
 Faults: ``inject_fault(kind)`` (OVERCURRENT, OVERTEMPERATURE, DC_OVERVOLTAGE) trips at once: pulses
 off (coast), trip bit set, vendor fault code in the fault register. The condition stays until
 ``clear_fault(kind)``; a reset edge in the control word while any condition is active does nothing.
