@@ -29,8 +29,8 @@ Current limit (pumps are a rising-torque load: the drive lowers the frequency, i
   step towards the speed where the load fits (the plant answers a lower speed with less current, so
   the plant sees the sagged speed and the pump delivers less). Below the limit the same step raises
   the ceiling, at most at the acceleration rate, and the ceiling is dropped once at max speed. The
-  actual speed is min(RFG, ceiling); the RFG restarts from the sagged speed. ``current_limited`` says a ceiling holds the speed below
-  its target (G120 ZSW1 bit 11 = 0, Danfoss STW bit 14 = 1).
+  actual speed is min(RFG, ceiling); the RFG restarts from the sagged speed. ``current_limited``
+  says a ceiling holds the speed below its target (G120 ZSW1 bit 11 = 0, Danfoss STW bit 14 = 1).
 Motor overload (I^2 t, the drive's motor thermal model, IEC 60947-4-1 trip class behaviour):
 - heat theta (per unit, steady state (I / rated_current_a)^2) follows
   d theta / dt = ((I / I_rated)^2 - theta) / tau, from 0 (cold) at power-up;
