@@ -215,8 +215,8 @@ class Runtime:
 
     def step(self):
         """One pass; returns the us the board may wait before the next (at least 1)."""
-        board = self.board
         agent = self.agent
+        board = self.board
         now = board.ticks_ms()
         if agent is None:
             return self._hold(now)
@@ -232,24 +232,27 @@ class Runtime:
             else:
                 self._next_tick_us = board.ticks_add(self._next_tick_us, self._period_us)
             self._maybe_save(agent, now)
+            now_us = board.ticks_us()
         elif agent.state.urgent:
             self._maybe_save(agent, now)
-        fb = agent.fieldbus
+            now_us = board.ticks_us()
         n = board.read_into(self._rx)
         if n:
-            self._line_us = board.ticks_us()
+            now_us = self._line_us = board.ticks_us()
             view = self._views[n]
             if view is None:
                 view = self._views[n] = memoryview(self._rx)[:n]
             agent.receive(view)
         if self._waiting:
-            if fb.poll(now) != _IDLE:
+            if agent.fieldbus.poll(now) != _IDLE:
                 return self._wait_until(self._deadline_ms, now)  # bytes arriving end it earlier
             self._waiting = False
-        quiet = diff(board.ticks_us(), self._line_us)
+            now_us = board.ticks_us()
+        quiet = diff(now_us, self._line_us)
         if quiet < self._gap_us:
             return self._gap_us - quiet
         frame = agent.next_request(now)
+        fb = agent.fieldbus
         if frame is None:  # the bus rests until its next cycle (or the next tick)
             return self._wait_until(fb.next_cycle_ms(), now)
         self._deadline_ms = board.ticks_add(now, fb.master.timeout_ms)  # as the master armed it

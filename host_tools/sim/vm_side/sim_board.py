@@ -32,6 +32,14 @@ _BUF = 256
 _CPYTHON = sys.implementation.name != "micropython"
 
 
+def ticks_add(t, delta):
+    return (t + delta) & MASK
+
+
+def ticks_diff(a, b):
+    return ((a - b + HALF) & MASK) - HALF
+
+
 class WatchdogExpired(Exception):
     """No watchdog feed for longer than its timeout: a board would have been reset."""
 
@@ -42,6 +50,8 @@ class SimBoard:
         self.open = opener
         self.wire = wire
         self.wdt_timeout_ms = wdt_timeout_ms
+        self.ticks_add = ticks_add  # plain functions, as a board binds time.ticks_add
+        self.ticks_diff = ticks_diff
         self.ms = 0
         self.sub = 0
         self.us = 0
@@ -73,12 +83,6 @@ class SimBoard:
     def ticks_us(self):
         return self.us
 
-    def ticks_add(self, t, delta):
-        return (t + delta) & MASK
-
-    def ticks_diff(self, a, b):
-        return ((a - b + HALF) & MASK) - HALF
-
     def _go(self, ms, sub):
         """Move the clock forward to (ms, sub)."""
         self.us = (self.us + (ms - self.ms) * 1000 + sub - self.sub) & MASK
@@ -108,13 +112,14 @@ class SimBoard:
         sub = self.sub + us
         ms = self.ms + sub // 1000
         sub %= 1000
-        if self.rx_ms >= 0 and (self.rx_ms < ms or (self.rx_ms == ms and self.rx_sub < sub)):
-            ms = self.rx_ms
+        rx_ms = self.rx_ms
+        if rx_ms >= 0 and (rx_ms < ms or (rx_ms == ms and self.rx_sub < sub)):
+            ms = rx_ms
             sub = self.rx_sub
-        self.wake_ms = ms
-        self.wake_sub = sub
         if self.out_len or ms > self.end_ms or (ms == self.end_ms and sub >= self.end_sub):
-            return False  # the slice is over, or a frame waits for the host
+            self.wake_ms = ms  # the slice is over, or a frame waits for the host
+            self.wake_sub = sub
+            return False
         self._go(ms, sub)
         return True
 
