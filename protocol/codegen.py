@@ -61,13 +61,7 @@ Runs on MicroPython 1.27 and CPython. Rules (the schema's docstring has the full
 import hashlib
 import struct
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(value):  # type: ignore[misc,no-redef]
-        return value
-
+from micropython import const
 '''
 
 CODES_HEADER = '''\
@@ -81,13 +75,7 @@ const() name only inside the module that defines it; an import from another modu
 module, its code and its globals on the heap. Names only, nothing else: keep it small.
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(value):  # type: ignore[misc,no-redef]
-        return value
-
+from micropython import const
 '''
 
 ERRORS = '''
@@ -401,7 +389,6 @@ def generate() -> str:
     lines = [
         HEADER.format(version=uplink.VERSION).rstrip("\n"),
         "",
-        "",
         f"MAGIC = {_q(uplink.MAGIC)}",
         f"_MAGIC0 = const({uplink.MAGIC[0]})",
         f"_MAGIC1 = const({uplink.MAGIC[1]})",
@@ -440,7 +427,6 @@ def generate() -> str:
 def generate_codes() -> str:
     lines = [
         CODES_HEADER.format(version=uplink.VERSION).rstrip("\n"),
-        "",
         "",
         *_enum_constants(CODE_ENUMS),
     ]

@@ -8,13 +8,7 @@ const() name only inside the module that defines it; an import from another modu
 module, its code and its globals on the heap. Names only, nothing else: keep it small.
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(value):  # type: ignore[misc,no-redef]
-        return value
-
+from micropython import const
 
 # PumpState
 PUMP_ABSENT = const(0)

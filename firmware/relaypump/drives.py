@@ -40,13 +40,7 @@ both times, Danfoss one block per 32-bit time); ``ramp_ds`` decodes a read-back 
 Nothing here allocates per call except the float reference conversion.
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
-
+from micropython import const
 
 from relaypump.snapshot import (
     CMD_COAST,

@@ -53,13 +53,7 @@ command's speed object changes. Errors allocate (exception objects); a healthy c
 apart from what RtuMaster itself allocates per request.
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
-
+from micropython import const
 
 from relaypump import modbus as mb
 from relaypump.codes import (

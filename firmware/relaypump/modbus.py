@@ -28,15 +28,9 @@ Decoding constraints (how the byte stream is read):
   deadline arithmetic is modulo 2**30 like MicroPython's ticks_diff, so it survives wrap-around.
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
-
-
 from array import array
+
+from micropython import const
 
 from relaypump.ticks import ticks_diff as _ticks_diff
 

@@ -37,13 +37,7 @@ currents and the drives' raw speeds; the model's constants are fixed-point integ
 (squares through a scaled square root keep every product below 2**30).
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
-
+from micropython import const
 
 from . import codes
 from .sensors import FALLBACK_MODEL

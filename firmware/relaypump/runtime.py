@@ -64,15 +64,9 @@ Allocation: the loop builds nothing per step; the received bytes go to the agent
 the receive buffer, one view per length, made the first time that length arrives.
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
-
-
 import sys
+
+from micropython import const
 
 from . import state as state_mod
 

@@ -46,13 +46,7 @@ Allocation: samples are processed in integers (1/16 uA) and allocate nothing; ``
 or two floats per channel whose filtered value changed.
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
-
+from micropython import const
 
 from relaypump.snapshot import BAD, DRIVE_RUNNING, GOOD, HELD, SUBSTITUTE
 from relaypump.ticks import ticks_diff as _ticks_diff

@@ -19,13 +19,7 @@ Rules:
 Time is injected (now_ms, wrap-safe differences); no allocation beyond float results.
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
-
+from micropython import const
 
 from .codes import ACK_MALFORMED, ACK_OK, ACK_OUT_OF_ENVELOPE
 from .snapshot import BAD

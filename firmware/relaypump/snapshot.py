@@ -7,13 +7,7 @@ writes. All objects are created once at start-up and updated in place: a tick al
 Units: kPa gauge, degC, m3/h, % of nominal speed, A, kW, ms (ticks).
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
-
+from micropython import const
 
 # Quality of a measurement, worst last.
 GOOD = const(0)

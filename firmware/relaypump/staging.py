@@ -60,13 +60,7 @@ the evaluation's floats); a tick that evaluates a candidate builds that candidat
 (or the head, on the tick that begins the evaluation), other ticks allocate nothing.
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
-
+from micropython import const
 
 from .codes import EVENT_PUMP_STARTED, EVENT_PUMP_STOPPED
 from .pumpmodel import PumpModel

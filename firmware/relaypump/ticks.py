@@ -5,13 +5,7 @@ through ticks_diff, so deadlines, delays and rates survive the wrap every 12.4 d
 clocks that wrap the same way).
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
-
+from micropython import const
 
 TICKS_PERIOD = const(0x40000000)
 TICKS_MASK = const(0x3FFFFFFF)

@@ -18,13 +18,7 @@ Runs on MicroPython 1.27 and CPython. Rules (the schema's docstring has the full
 import hashlib
 import struct
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(value):  # type: ignore[misc,no-redef]
-        return value
-
+from micropython import const
 
 MAGIC = b"RP"
 _MAGIC0 = const(82)
