@@ -31,13 +31,7 @@ Rules:
 - Events of every concern go to one ring (events.py) that the uplink drains.
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
-
+from micropython import const
 
 from . import codes
 from .control import Controller

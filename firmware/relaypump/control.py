@@ -40,13 +40,7 @@ Rules:
 No allocation per tick beyond float results; time only through now_ms.
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
-
+from micropython import const
 
 from .codes import MODE_DISCHARGE, MODE_MANUAL_SPEED, MODE_REMOTE_DP
 from .pid import Pid

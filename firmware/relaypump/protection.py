@@ -79,17 +79,10 @@ differences (a stalled tick counts at most 10 min), so no stored tick can alias 
 
 from array import array
 
+from micropython import const
+
 from . import codes
 from .snapshot import BAD, CMD_COAST, CMD_RUN, CMD_STOP, DRIVE_RUNNING, DRIVE_TRIPPED, SUBSTITUTE
-
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):  # type: ignore[misc,no-redef]
-        return x
-
-
 from .ticks import ticks_diff as _ticks_diff
 
 _TICKS_MASK = const(0x3FFFFFFF)
