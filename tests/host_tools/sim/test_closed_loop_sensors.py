@@ -53,8 +53,8 @@ SENSOR_RUNS = {
         1.0,
     ),
     # nothing wrong, a cold and a warm day: plausibility must stay silent
-    "healthy_cold": (-10.0, (), 3.0),
-    "healthy_warm": (WARM_C, (), 3.0),
+    "healthy_cold": (-10.0, (), 2.0),
+    "healthy_warm": (WARM_C, (), 2.0),
 }
 
 INVARIANTS = (
