@@ -28,8 +28,6 @@ pump from what the station measures, slowly and within bounds, and gives the mod
 pumps fitted so far (staging assumes identical pumps; the mean is what an equal split sees).
 """
 
-from array import array
-
 from .codes import (
     EVENT_PUMP_EFFICIENCY_DEVIATION,
     EVENT_PUMP_HEAD_DEVIATION,
@@ -93,6 +91,8 @@ class PumpModel:
             s -= 0.05
         grid.reverse()
         self._grid_s = tuple(grid)
+        self._grid_cubes = tuple(g * g * g for g in grid)  # as _dead_kw takes them
+        self._grid_dead = [0.0] * len(grid)  # filled in place by _derive
         self._derive()
         # the window shrunk by the last nonzero margin asked for (staging always asks the same)
         self._margin = 0.0
@@ -102,9 +102,14 @@ class PumpModel:
         self._x_hi = self.x_max
 
     def _derive(self):
-        self._rho_g_h0 = self.rho_g * self.h0
-        self._dead_div = 7.2e6 * self.eta_bep
-        self._grid_dead = tuple(self._dead_kw(g) for g in self._grid_s)
+        """The constants taken from h0 and eta_bep (a calibration rebuilds them: 12 floats)."""
+        # dead-head shaft kW = rho g h0 s^2 (q_bep s) / (3.6e6 * 2 eta_bep) = scale * s^3
+        self._dead_scale = self.rho_g * self.h0 * self.q_bep / (7.2e6 * self.eta_bep)
+        scale = self._dead_scale
+        cubes = self._grid_cubes
+        dead = self._grid_dead
+        for k in range(len(cubes)):
+            dead[k] = scale * cubes[k]
 
     def calibrate(self, head_factor, efficiency_factor):
         """Use the datasheet curves scaled by these factors (see the module's rules)."""
@@ -144,7 +149,7 @@ class PumpModel:
         return eta if eta > EFFICIENCY_FLOOR else EFFICIENCY_FLOOR
 
     def _dead_kw(self, s):
-        return self._rho_g_h0 * s * s * self.q_bep * s / self._dead_div
+        return self._dead_scale * (s * s * s)
 
     def shaft_kw(self, q, s, head_m):
         if s <= 0.0:
@@ -242,34 +247,39 @@ class PumpModel:
         return 100.0 * s if s > 0.0 else -1.0
 
 
-# Drive (motor x VFD) efficiency against the electrical input load: the tables are in shaft load,
-# so each grid point solves shaft = input x efficiency(shaft) (a fixed point) once, at import.
-_INPUT_STEP = 0.01
-_INPUT_POINTS = 121  # input loads 0 .. 1.2 (484 bytes)
+# Shaft load from the electrical input load p = input / rated: the tables are in shaft load l, so
+# on table segment i (l0 = _LOADS[i - 1], motor m0 + a u, VFD v0 + b u, u = l - l0) the load solves
+# l = p (m0 + a u)(v0 + b u), i.e. p a b u^2 + (p (m0 b + v0 a) - 1) u + p m0 v0 - l0 = 0, whose
+# root in the segment is u = 2 C / (-B + sqrt(B^2 - 4 A C)) (B < 0; A = 0 on a flat segment).
+# Per segment: the input load at its top, then (l0, 2 a b, m0 b + v0 a, 2 m0 v0, 2 l0), taken once
+# (the doubled ones give 2 C and 4 A C = 2 a b p 2 C with one product less at run time).
+_INPUT_TOP = tuple(_LOADS[i] / (_MOTOR[i] * _VFD[i]) for i in range(len(_LOADS)))
+_SEGMENTS = tuple(
+    (
+        _LOADS[i - 1],
+        2.0 * _D_MOTOR[i] * _D_VFD[i] / (_D_LOADS[i] * _D_LOADS[i]),
+        (_MOTOR[i - 1] * _D_VFD[i] + _VFD[i - 1] * _D_MOTOR[i]) / _D_LOADS[i],
+        2.0 * _MOTOR[i - 1] * _VFD[i - 1],
+        2.0 * _LOADS[i - 1],
+    )
+    if i
+    else (0.0, 0.0, 0.0, 0.0, 0.0)  # below the first load: not a segment (held at _DRIVE_LOW)
+    for i in range(len(_LOADS))
+)
 
 
-def _input_table():
-    table = array("f")
-    for k in range(_INPUT_POINTS):
-        load = k * _INPUT_STEP
-        shaft = load * _DRIVE_LOW
-        for _ in range(40):
-            shaft = load * _drive_efficiency(shaft)
-        table.append(shaft / load if load > 0.0 else _DRIVE_LOW)
-    return table
-
-
-_INPUT_EFFICIENCY = _input_table()
-
-
-def _input_efficiency(load):
-    """Drive efficiency at this electrical input load (input / rated), linear in the grid."""
-    at = load / _INPUT_STEP
-    k = int(at)
-    if k >= _INPUT_POINTS - 1:
-        return _INPUT_EFFICIENCY[_INPUT_POINTS - 1]
-    low = _INPUT_EFFICIENCY[k]
-    return low + (_INPUT_EFFICIENCY[k + 1] - low) * (at - k)
+def _shaft_load(p):
+    """Shaft load (shaft / rated) of a drive taking p = input / rated: the exact inverse of
+    shaft -> shaft / _drive_efficiency(shaft / rated)."""
+    if p <= _INPUT_TOP[0]:
+        return p * _DRIVE_LOW
+    for i in range(1, len(_LOADS)):
+        if p <= _INPUT_TOP[i]:
+            l0, ab2, c1, c0_2, l0_2 = _SEGMENTS[i]
+            b = p * c1 - 1.0
+            c2 = p * c0_2 - l0_2
+            return l0 + c2 / ((b * b - p * ab2 * c2) ** 0.5 - b)
+    return p * _DRIVE_HIGH
 
 
 # Calibration bounds and pace. A pump outside these bounds is not one the model can stand for: the
@@ -278,17 +288,32 @@ HEAD_FACTOR_MIN = 0.85
 HEAD_FACTOR_MAX = 1.10
 EFFICIENCY_FACTOR_MIN = 0.80
 EFFICIENCY_FACTOR_MAX = 1.05
-CALIBRATION_PERIOD_TICKS = 10  # each pump is looked at once every this many ticks
-_GAIN = 1.0 / 64.0  # first-order filter per observation: time constant ~64 observations
+CALIBRATION_PERIOD_TICKS = 15  # each pump is looked at once every this many ticks
+_GAIN = 1.0 / 48.0  # first-order filter per observation: time constant ~48 observations
 _MAX_STEP = 0.004  # most a factor moves per observation (garbage moves it little)
-_STEADY_OBSERVATIONS = 3  # speed within _STEADY_PCT over this many looks (20-30 s at 1 s ticks)
+_STEADY_OBSERVATIONS = 3  # speed within _STEADY_PCT over this many looks (30-45 s at 1 s ticks)
 _STEADY_PCT = 0.5
 _EQUAL_SPEED_PCT = 0.5  # pumps sharing the flow: speeds this close count as equal
-_EQUAL_HEAD = 0.02  # and, for efficiency, fitted head factors this close (the split is equal)
+_EQUAL_HEAD = 0.02  # fitted head factors this close: pumps at one speed split the flow equally
 _MIN_SAMPLES = 6  # a pump's factors join the model's mean after this many accepted observations
 _APPLY_STEP = 0.002  # the model is rebuilt when its mean factor moved this much
 _REPORT_STEP = 0.02  # an event when a pump's factor moved this far from the last one reported
 _WARN_DEVIATION = 0.05  # ... a warning from 5 % off the datasheet on
+# What one tick does for a pump (phase = 4 pump + step); after the last pump's, the model's update.
+_POINT = 0
+_HEAD = 1
+_SHAFT = 2
+_EFFICIENCY = 3
+_STEPS = 4
+# The steady point of a pump's period: group, s, q, head, x, 2x - x^2, s^0.1, shaft kW.
+_GROUP = 0
+_S = 1
+_Q = 2
+_HEAD_M = 3
+_X = 4
+_PARABOLA = 5
+_S_POW = 6
+_SHAFT_KW = 7
 
 
 def _bounded(value, step, lo, hi):
@@ -315,16 +340,16 @@ class Calibration:
       (CALIBRATION_PERIOD_TICKS apart), at 50 % speed or more and a flow ratio x of 0.4..1.3.
     - Head, measured as (discharge - suction) / (rho g): a pump running alone gives its own
       factor H / (h0 s^2 - k q^2) at q = station flow. Pumps running together at equal speeds
-      (within 0.5 %) whose fitted head factors lie within 2 % of each other (then they split the
-      flow equally; pumps that differ more split it so unequally near shut-off that the group says
-      little) give the factor of the group at q = flow / n; a pump seen alone 6 times or more is
-      then moved by the group's error against the mean of the running pumps (the differences seen
-      alone are kept), one never seen alone towards the group's factor.
+      (within 0.5 %) whose head factors fitted alone lie within 2 % of each other (then they split
+      the flow equally; pumps that differ more split it so unequally near shut-off that the group
+      says little) give the factor of the group at q = flow / n; a pump seen alone 6 times or more
+      is then moved by the group's error against the mean of the running pumps (the differences
+      seen alone are kept), one never seen alone towards the group's factor.
     - Efficiency, from the pump's own drive power (electrical -> shaft by the motor and VFD
-      tables, solved for the input load once on a grid): eta = rho g q H / shaft, the speed correction undone, over
+      tables, inverted exactly): eta = rho g q H / shaft, the speed correction undone, over
       eta_bep (2x - x^2); a pump alone, or a group as above.
     - An observation outside 0.7..1.25 (head) or 0.6..1.2 (efficiency) is refused as garbage;
-      one accepted moves the factor by 1/64 of its error, at most 0.004, and the factor stays
+      one accepted moves the factor by 1/48 of its error, at most 0.004, and the factor stays
       inside HEAD_FACTOR_MIN..MAX / EFFICIENCY_FACTOR_MIN..MAX. NaN and inf fail every check.
     - ``head_factor[i]`` / ``efficiency_factor[i]`` (public, 1.0 = datasheet) and an event
       (PUMP_HEAD_DEVIATION / PUMP_EFFICIENCY_DEVIATION, subject pump number, value the deviation
@@ -332,8 +357,9 @@ class Calibration:
       5 % off on.
     - The model gets the mean factors of the pumps with at least 6 accepted observations each
       (rebuilt when the mean moved by 0.2 %).
-    Per tick: one pump's head, or one pump's efficiency, or the model's update: in the VM up to
-    24 floats (384 B) for a head, 36 (576 B) for an efficiency; none on a busy tick.
+    Per tick, one step of one pump (its steady point; its head; its shaft power; its efficiency)
+    or the model's update: in the VM at most 15 floats (240 B); none on a busy tick, whose step
+    waits for the next one.
     """
 
     def __init__(self, model, pump_count, events=None):
@@ -350,12 +376,17 @@ class Calibration:
         self._reported_efficiency = [1.0] * n
         self._last_speed = [0.0] * n
         self._steady = bytearray(n)
+        self._point = [[0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0] for _ in range(n)]
         self._phase = 0
+        self._period = CALIBRATION_PERIOD_TICKS
+        if self._period < _STEPS * n + 1:
+            self._period = _STEPS * n + 1
         self._rated_kw = model.rated_kw
         self._q_bep = model.q_bep
         self._power_lo = 0.05 * model.rated_kw  # drive power a pump's efficiency is read from
         self._power_hi = 2.0 * model.rated_kw
         self._kw_per_m4 = model.rho_g / 3.6e6  # hydraulic kW per (m3/h * m)
+        self._eta_bep = model.datasheet_eta_bep
 
     def update(self, now_ms, snap, kpa_per_m, busy=False):
         """One tick's share of the work (call every control tick); busy: this tick already
@@ -363,29 +394,41 @@ class Calibration:
         if busy:
             return
         phase = self._phase
-        self._phase = phase + 1 if phase + 1 < CALIBRATION_PERIOD_TICKS else 0
-        n = self.pump_count
-        if phase < n:
-            self._look(phase, now_ms, snap, kpa_per_m, False)
-        elif phase < 2 * n:
-            self._look(phase - n, now_ms, snap, kpa_per_m, True)
-        elif phase == 2 * n:
-            self._apply()
+        self._phase = phase + 1 if phase + 1 < self._period else 0
+        i = phase // _STEPS
+        if i >= self.pump_count:
+            if phase == _STEPS * self.pump_count:
+                self._apply()
+            return
+        step = phase - i * _STEPS
+        point = self._point[i]
+        if step == _POINT:
+            point[_GROUP] = 0
+            self._look(i, point, snap, kpa_per_m)
+        elif not point[_GROUP] or self._group(i, snap) != point[_GROUP]:
+            return  # no steady point this period, or the pumps changed since
+        elif step == _HEAD:
+            self._head(i, point, snap, now_ms)
+        elif step == _SHAFT:
+            self._shaft(i, point, snap)
+        elif point[_SHAFT_KW] > 0.0:
+            self._efficiency(i, point, now_ms)
+            point[_SHAFT_KW] = 0.0
 
-    def _look(self, i, now_ms, snap, kpa_per_m, efficiency):
+    def _look(self, i, point, snap, kpa_per_m):
+        """The pump's steady point, if it has one (group stays 0 when not)."""
         p = snap.pumps[i]
         if not (p.online and p.state == DRIVE_RUNNING):
             self._steady[i] = 0
             return
         speed = p.speed_pct
-        if not efficiency:  # the steadiness count advances once per period
-            last = self._last_speed[i]
-            self._last_speed[i] = speed
-            if -_STEADY_PCT < speed - last < _STEADY_PCT:
-                if self._steady[i] < 255:
-                    self._steady[i] += 1
-            else:
-                self._steady[i] = 0
+        last = self._last_speed[i]
+        self._last_speed[i] = speed
+        if -_STEADY_PCT < speed - last < _STEADY_PCT:
+            if self._steady[i] < 255:
+                self._steady[i] += 1
+        else:
+            self._steady[i] = 0
         if self._steady[i] < _STEADY_OBSERVATIONS:
             return
         group = self._group(i, snap)
@@ -404,10 +447,14 @@ class Calibration:
         x = q / s / self._q_bep
         if not 0.4 <= x <= 1.3:
             return
-        if efficiency:
-            self._efficiency(i, group, s, q, head, x, p.power_kw, snap, now_ms)
-        else:
-            self._head(i, group, s, q, head, snap, now_ms)
+        point[_GROUP] = group
+        point[_S] = s
+        point[_Q] = q
+        point[_HEAD_M] = head
+        point[_X] = x
+        point[_PARABOLA] = x * (2.0 - x)
+        point[_S_POW] = s**0.1
+        point[_SHAFT_KW] = 0.0
 
     def _group(self, i, snap):
         """Pumps running with pump i at its speed (0: not separable)."""
@@ -424,34 +471,6 @@ class Calibration:
                 return 0
             count += 1
         return count
-
-    def _head(self, i, group, s, q, head, snap, now_ms):
-        model = self.model
-        s2 = model.datasheet_h0 * s * s
-        curve = s2 - model.datasheet_k * q * q
-        if not curve > 0.2 * s2:
-            return
-        seen = head / curve
-        if not 0.7 <= seen <= 1.25:
-            return
-        factors = self.head_factor
-        if group == 1:
-            error = seen - factors[i]
-            self.alone_samples[i] += 1
-        elif not self._alike(snap):
-            return
-        elif self.alone_samples[i] < _MIN_SAMPLES:  # never seen alone: taken as the group
-            error = seen - factors[i]
-        else:  # the group's error against the running pumps' mean
-            total = 0.0
-            pumps = snap.pumps
-            for j in range(self.pump_count):
-                if pumps[j].state == DRIVE_RUNNING:
-                    total += factors[j]
-            error = seen - total / group
-        factors[i] = _bounded(factors[i], error * _GAIN, HEAD_FACTOR_MIN, HEAD_FACTOR_MAX)
-        self.head_samples[i] += 1
-        self._report(i, factors, self._reported_head, EVENT_PUMP_HEAD_DEVIATION, now_ms)
 
     def _alike(self, snap):
         """The running pumps' head factors fitted alone lie within _EQUAL_HEAD of each other (a
@@ -471,16 +490,52 @@ class Calibration:
                     hi = f
         return hi - lo < _EQUAL_HEAD
 
-    def _efficiency(self, i, group, s, q, head, x, power_kw, snap, now_ms):
-        if group > 1 and not self._alike(snap):
+    def _head(self, i, point, snap, now_ms):
+        model = self.model
+        s = point[_S]
+        q = point[_Q]
+        s2 = model.datasheet_h0 * s * s
+        curve = s2 - model.datasheet_k * q * q
+        if not curve > 0.2 * s2:
             return
+        seen = point[_HEAD_M] / curve
+        if not 0.7 <= seen <= 1.25:
+            return
+        factors = self.head_factor
+        group = point[_GROUP]
+        if group == 1:
+            error = seen - factors[i]
+            self.alone_samples[i] += 1
+        elif not self._alike(snap):
+            return
+        elif self.alone_samples[i] < _MIN_SAMPLES:  # never seen alone: taken as the group
+            error = seen - factors[i]
+        else:  # the group's error against the running pumps' mean
+            total = 0.0
+            pumps = snap.pumps
+            for j in range(self.pump_count):
+                if pumps[j].state == DRIVE_RUNNING:
+                    total += factors[j]
+            error = seen - total / group
+        factors[i] = _bounded(factors[i], error * _GAIN, HEAD_FACTOR_MIN, HEAD_FACTOR_MAX)
+        self.head_samples[i] += 1
+        self._report(i, factors, self._reported_head, EVENT_PUMP_HEAD_DEVIATION, now_ms)
+
+    def _shaft(self, i, point, snap):
+        """The pump's shaft power from its drive's input power (0.0: none to judge by)."""
+        power_kw = snap.pumps[i].power_kw
         if not self._power_lo < power_kw < self._power_hi:
             return
-        shaft = power_kw * _input_efficiency(power_kw / self._rated_kw)
-        eta = self._kw_per_m4 * q * head / shaft
-        if s < 1.0:  # undo the speed correction: eta = 1 - (1 - eta_1)(1/s)^0.1
-            eta = 1.0 - (1.0 - eta) * s**0.1
-        seen = eta / (self.model.datasheet_eta_bep * (2.0 * x - x * x))
+        if point[_GROUP] > 1 and not self._alike(snap):
+            return
+        rated = self._rated_kw
+        point[_SHAFT_KW] = _shaft_load(power_kw / rated) * rated
+
+    def _efficiency(self, i, point, now_ms):
+        eta = self._kw_per_m4 * point[_Q] * point[_HEAD_M] / point[_SHAFT_KW]
+        if point[_S] < 1.0:  # undo the speed correction: eta = 1 - (1 - eta_1)(1/s)^0.1
+            eta = 1.0 - (1.0 - eta) * point[_S_POW]
+        seen = eta / (self._eta_bep * point[_PARABOLA])
         if not 0.6 <= seen <= 1.2:
             return
         factors = self.efficiency_factor
@@ -500,9 +555,8 @@ class Calibration:
             severity = SEVERITY_NOTICE
             if not -_WARN_DEVIATION < off < _WARN_DEVIATION:
                 severity = SEVERITY_WARNING
-            self.events.push(
-                code, severity, i + 1, int(off * 1000.0 + (0.5 if off > 0 else -0.5)), now_ms
-            )
+            value = int(off * 1000.0 + (0.5 if off > 0 else -0.5))
+            self.events.push(code, severity, i + 1, value, now_ms)
 
     def _apply(self):
         """The model at the mean factors of the pumps fitted long enough."""

@@ -371,4 +371,19 @@ def test_calibration_tick_allocates_a_few_floats():
     used = [bytes_allocated(tick) for _ in range(CALIBRATION_PERIOD_TICKS)]
     worst = max(used)
     assert cal.head_samples[0] > 0 and cal.efficiency_samples[1] > 0
-    assert worst <= (640 if ON_MICROPYTHON else 4000), used
+    assert worst <= (288 if ON_MICROPYTHON else 4000), used  # 18 floats
+
+
+def test_calibrate_scales_the_curves_and_comes_back_exactly():
+    m = PumpModel(station_config())
+    before = (m.head_m(400.0, 0.8), m.station_kw(2, 800.0, 55.0), m.station_kw(1, 150.0, 30.0))
+    used = bytes_allocated(lambda: m.calibrate(0.95, 0.9))
+    assert used <= (320 if ON_MICROPYTHON else 4000), used  # 17 floats, nothing else
+    assert close(m.head_m(400.0, 0.8), 0.95 * before[0], 1e-9)
+    assert m.speed_for(400.0, 0.95 * before[0]) == 0.8 or close(
+        m.speed_for(400.0, 0.95 * before[0]), 0.8, 1e-9
+    )
+    assert m.station_kw(2, 800.0, 55.0) > before[1] * 1.05  # less efficient, more speed
+    m.calibrate(1.0, 1.0)
+    after = (m.head_m(400.0, 0.8), m.station_kw(2, 800.0, 55.0), m.station_kw(1, 150.0, 30.0))
+    assert after == before
