@@ -133,6 +133,7 @@ class Sensors:
         self.register = [0] * n
         self.low = [0.0] * n
         self._per_sub = [0.0] * n  # engineering units per 1/16 uA
+        self._zero_sub = [0] * n  # filtered + this = value / per_sub, when low allows (else None)
         self._rate = [0] * n  # uA per s, 0 = no rate check
         self._tolerance = [0] * n  # uA
         self.fallback = [FALLBACK_STOP] * n
@@ -152,6 +153,8 @@ class Sensors:
                 raise SensorConfigError(where + ": need high > low")
             self.low[i] = low
             self._per_sub[i] = (high - low) / (16000 * _SUB)
+            zero = low / self._per_sub[i]  # a whole number (low = 0): one float per conversion
+            self._zero_sub[i] = int(zero) - _UA_4 * _SUB if zero == int(zero) else None
             rate = _number(c, "max_rate_per_s", 0.0, where)
             self._rate[i] = int(rate * 16000 / (high - low) + 0.5) if rate else 0
             self._tolerance[i] = 80  # 0.5 % of the 16 mA span
@@ -350,9 +353,13 @@ class Sensors:
         """The filtered value into the Measurement (one float, only when it changed)."""
         if self._has_good[i] and self.filtered[i] != self._published[i]:
             self._published[i] = self.filtered[i]
-            self.measurements[i].value = (
-                self.low[i] + (self.filtered[i] - _UA_4 * _SUB) * self._per_sub[i]
-            )
+            zero = self._zero_sub[i]
+            if zero is not None:
+                self.measurements[i].value = (self.filtered[i] + zero) * self._per_sub[i]
+            else:
+                self.measurements[i].value = (
+                    self.low[i] + (self.filtered[i] - _UA_4 * _SUB) * self._per_sub[i]
+                )
 
     def _measured(self, i):
         """The channel measures again: its own value replaces a substitute."""
