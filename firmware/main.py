@@ -16,10 +16,11 @@ What happens:
   comm-loss action, which keeps the pumps safe; the state on flash is at most one save period old
   and never torn (two generations). A hang instead of an exception is the watchdog's: no tick,
   no feed, reset after 8 s.
-- Imports in stages (STAGES, leaves first), with a collection after each: loading a module from
-  .mpy leaves garbage (the file's buffers) that would otherwise add up to a peak above the heap
-  the agent finally needs. Frozen into the firmware (manifest.py) the modules cost no heap for
-  their code at all; the stages are then cheap no-ops.
+- The boot runs in steps (``boot``), a collection after each: the runtime, the config read and
+  validated (the validator's code is dropped again before the agent's modules come), each module
+  of STAGES (leaves first), then the agent built. Loading a module from .mpy leaves garbage, and
+  the validator is big: in one go they would add up to a peak well above the heap the running
+  agent needs. Frozen into the firmware (manifest.py) the modules cost no heap for their code.
 - Ctrl-C (mpremote, REPL): the loop stops without a reset, but the watchdog cannot be stopped and
   resets the board 8 s later. To work on the board, create the file /no_agent (e.g.
   ``mpremote fs touch :/no_agent`` right after a reset), then this file starts nothing and the
@@ -38,8 +39,9 @@ STATE_BASE = "/state"
 NO_AGENT_FLAG = "/no_agent"
 RESET_DELAY_MS = 5000
 
-# Import order of the boot, leaves first; one module per stage, a collection after each. The
-# config validator is not among them: the runtime imports it to read the config and drops it.
+# The agent's modules, leaves first: one boot step each. The runtime and what it imports come
+# before the config is read; the config validator is not among them (the runtime loads and
+# drops it).
 STAGES = (
     "relaypump.ticks",
     "relaypump.codes",
@@ -47,6 +49,7 @@ STAGES = (
     "relaypump.events",
     "relaypump.modbus",
     "relaypump.drives",
+    "relaypump.plausibility",
     "relaypump.sensors",
     "relaypump.fieldbus",
     "relaypump.pumpmodel",
@@ -55,17 +58,26 @@ STAGES = (
     "relaypump.control",
     "relaypump.staging",
     "relaypump.protection",
-    "relaypump.storage",
-    "relaypump.state",
     "relaypump.agent",
-    "relaypump.runtime",
 )
 BOARDS = {"esp32": "boards.esp32", "rp2": "boards.rp2", "webassembly": "boards.virtual"}
 
 
-def load_stage(index):
-    __import__(STAGES[index])
-    gc.collect()
+def boot(board):
+    """The boot, one step per iteration; the last yields the runtime. main() collects between the
+    steps; a host whose heap is collected only between its own calls (the VM) runs one per call."""
+    from relaypump.runtime import Runtime
+
+    runtime = Runtime(board, CONFIG_PATH, STATE_BASE, start=False)
+    yield None
+    accepted = runtime.load_config()  # a refused config is logged; the runtime retries it
+    yield None
+    for name in STAGES:
+        __import__(name)
+        yield None
+    if accepted:
+        runtime.build()
+    yield runtime
 
 
 def make_board():
@@ -93,12 +105,9 @@ def main():
         print("main: %s exists, the agent is not started" % NO_AGENT_FLAG)
         return
     board = make_board()  # first: it drives DE low (the bus stays free) and starts the watchdog
-    for index in range(len(STAGES)):
-        load_stage(index)
-    from relaypump.runtime import Runtime
-
-    runtime = Runtime(board, CONFIG_PATH, STATE_BASE)
-    gc.collect()
+    runtime = None
+    for runtime in boot(board):
+        gc.collect()
     board.run(runtime)
 
 

@@ -12,8 +12,8 @@ The board:
   and written back before every reset and at exit (``MicroPythonVM.sync``), so what mpremote
   copied survives a reset and the board boots from it, state files included.
 - Boot (power-on, hard reset, watchdog, soft reset in the friendly REPL): a fresh VM, then
-  /main.py as a board runs it: its import stages (main.STAGES) first, one VM request each, so the
-  VM collects between them as main.py's gc.collect() does on a board; then main.py as __main__.
+  /main.py as __main__, as a board runs it (one VM request: main.py's gc.collect() between its
+  boot steps collects nothing there, hence the generous heap).
   On this platform ("webassembly") main.py takes boards/virtual.py, whose ``run`` hands the
   runtime over; this loop then calls ``boards.virtual.step`` with the bus bytes received, writes
   the frame it returns to the bus pty and waits the us the runtime asked for (or until a byte
@@ -60,7 +60,9 @@ from host_tools.mpvm import MicroPythonVM, VMError
 
 VM_SIDE = Path(__file__).resolve().with_name("vm_side")
 SYSTEM_ENTRIES = ("tmp", "home", "dev", "proc", ".mpvm", ".vboard")  # not the board's flash
-DEFAULT_HEAP_KIB = 192
+# The boot is one VM request, and the VM collects only between requests: the heap holds the
+# boot's garbage too. The heap a board needs is measured by `make bench` (vm_boot.py), not here.
+DEFAULT_HEAP_KIB = 512
 EXEC_TIMEOUT_S = 30.0
 PASTE_WINDOW = 4096
 BANNER = (
@@ -76,11 +78,7 @@ _ERRNO = {44: "ENOENT", 20: "EEXIST", 31: "EISDIR", 54: "ENOTDIR", 55: "ENOTEMPT
           2: "EACCES", 8: "EBADF", 63: "EPERM", 51: "ENOSPC", 29: "EIO"}  # fmt: skip
 _OSERROR = re.compile(r"OSError: (\d+)\b")
 
-_BOOT_SRC = """_main = {'__name__': 'main'}
-exec(compile(open('/main.py').read(), '/main.py', 'exec'), _main)
-_stages = 0 if _main.get('agent_disabled', bool)() else len(_main.get('STAGES', ()))
-"""
-_RUN_MAIN_SRC = "del _main, _stages\nexec(compile(open('/main.py').read(), '/main.py', 'exec'))"
+_RUN_MAIN_SRC = "exec(compile(open('/main.py').read(), '/main.py', 'exec'))"
 _STATE_SRC = """import sys as _sys
 _bv = _sys.modules.get('boards.virtual')
 _st = [_bv is not None and _bv.board is not None, _bv is not None and _bv.runtime is not None,
@@ -341,12 +339,6 @@ class VirtualBoard:
         if not (self.flash_dir / "main.py").exists():
             self._friendly()
             return
-        try:  # quietly: a stage that fails fails again in main.py, which reports it
-            vm.exec(_BOOT_SRC)
-            for index in range(vm.eval("_stages")):
-                vm.exec(f"_main['load_stage']({index})")
-        except VMError:
-            pass
         if not self._exec_console(_RUN_MAIN_SRC):
             return  # reset
         vm.exec(_STATE_SRC)

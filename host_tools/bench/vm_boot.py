@@ -1,0 +1,159 @@
+"""The heap a board needs: the agent booted in the MicroPython VM the way a board boots it.
+
+The virtual board's bundle (make firmware: .mpy files, main.py as source, the shipped
+station.json) is the VM's file system. Then main.py's boot, one VM request per step so that the VM
+collects between them as main.py's gc.collect() does on a board (in this VM nothing is collected
+inside a request): main.py compiled and loaded, ``make_board()``, then every step of main.boot
+(the runtime, the config read and validated and its validator dropped, each module of
+main.STAGES, the agent built). Then STEPS_S of the runtime's own loop (``boards.virtual.step``, real time,
+nobody on the bus: poll requests, timeouts, ticks with comm loss), each step measured.
+
+Figures (KiB; the VM runner's own ~4 KiB, which a board does not have, left out):
+- ``vm_heap_boot``: the most the heap held at once: the highest request of the boot (garbage of
+  that request included, as nothing is collected inside it) or the live heap after the boot plus
+  the largest step. What a board that loads the modules from .mpy (not frozen) must have free.
+- ``vm_heap_data``: the same minus the bytecode: live heap after the boot, minus the bytecode's
+  share, plus the largest step. The share is weighed in a second VM that imports, in the same
+  order, a "code only" twin of every module alive after the boot (host_tools/deploy/mpyfile.py:
+  the module body returns at once, so the import loads the qstrs, constants and every function's
+  bytecode, and creates no function, class or table), main.py's compiled too. Frozen into the
+  firmware (manifest.py) that share is in flash; the module objects, their dicts, functions,
+  classes and everything the agent builds stay in RAM, and are counted here.
+Goals (issue 8): data <= 32 KiB, boot from .mpy <= 96 KiB.
+"""
+
+from __future__ import annotations
+
+import shutil
+import struct
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+HEAP_KIB = 256  # large enough not to fail where a board would have collected mid-request
+STEPS_S = 3.0
+GOAL_DATA_KIB = 32
+GOAL_BOOT_KIB = 96
+
+_LOAD_MAIN = """_main = {'__name__': 'main'}
+exec(compile(open('/main.py').read(), '/main.py', 'exec'), _main)"""
+
+
+def _flash(root: Path) -> Path:
+    from host_tools.deploy.bundle import FIRMWARE, build
+
+    bundle = build("virtual", root / "bundles")
+    flash = root / "flash"
+    shutil.copytree(bundle, flash)
+    shutil.copyfile(FIRMWARE / "station.json", flash / "station.json")
+    return flash
+
+
+def _boot(flash: Path) -> dict:
+    from host_tools.deploy.virtual_board import VM_SIDE
+    from host_tools.mpvm import MicroPythonVM
+
+    with MicroPythonVM(
+        heap_kib=HEAP_KIB, mounts={flash: "/", VM_SIDE: "/.vboard"}, paths=("/.vboard",)
+    ) as vm:
+        base = vm.stats()["alloc"]
+        peaks = []
+
+        def request(src: str) -> None:
+            vm.exec(src, gc=True)
+            assert vm.last_mem is not None
+            peaks.append(vm.last_mem.peak)
+
+        request(_LOAD_MAIN)
+        request("board = _main['make_board']()")
+        request("_steps = _main['boot'](board)")
+        while True:  # main.boot: one step per request, as main() collects between them
+            request("rt = next(_steps)")
+            if vm.eval("rt is not None"):
+                break
+        request("del _steps\nboard.run(rt)")
+        live = vm.stats()["alloc"]
+        modules = vm.eval(
+            "[m for m in __import__('sys').modules if m.split('.')[0] in ('relaypump', 'boards')]"
+        )
+        vm.exec("import gc\ngc.threshold(gc.mem_free() // 3)")
+        step_max = 0
+        ends = time.monotonic() + STEPS_S
+        while time.monotonic() < ends:
+            reply = vm.call("boards.virtual.step", b"", measure=True)
+            assert vm.last_mem is not None
+            step_max = max(step_max, vm.last_mem.used)
+            time.sleep(min(struct.unpack_from("<I", reply)[0], 50000) / 1e6)
+        return {
+            "base": base,
+            "peak": max(peaks),
+            "live": live,
+            "modules": modules,
+            "step": step_max,
+        }
+
+
+def _code_share(flash: Path, modules: list[str], root: Path) -> int:
+    from host_tools.deploy.bundle import mpy_cross
+    from host_tools.deploy.mpyfile import body_size, code_only
+    from host_tools.mpvm import MicroPythonVM
+
+    twins = root / "code_only"
+    shutil.copytree(flash, twins)
+    subprocess.run(
+        [mpy_cross(), "-o", str(twins / "main_code.mpy"), "-s", "main.py", str(flash / "main.py")],
+        check=True,
+    )
+    bodies = {}
+    for mpy in twins.rglob("*.mpy"):
+        data = mpy.read_bytes()
+        name = mpy.relative_to(twins).with_suffix("").as_posix().replace("/", ".")
+        bodies[name] = body_size(data)
+        mpy.write_bytes(code_only(data))
+    code = 0
+    with MicroPythonVM(heap_kib=HEAP_KIB, mounts={twins: "/"}, paths=()) as vm:
+        for name in ["main_code", *modules]:
+            vm.exec(f"import {name}", gc=True)  # collected before; nothing collected inside
+            assert vm.last_mem is not None
+            code += vm.last_mem.used - bodies.get(name, 0)
+    return code
+
+
+def measure() -> dict:
+    with tempfile.TemporaryDirectory(prefix="vm_boot_") as tmp:
+        root = Path(tmp)
+        flash = _flash(root)
+        boot = _boot(flash)
+        code = _code_share(flash, boot["modules"], root)
+    base = boot["base"]
+    live = boot["live"] - base
+    return {
+        "boot": max(boot["peak"] - base, live + boot["step"]),
+        "live": live,
+        "code": code,
+        "step": boot["step"],
+        "data": live - code + boot["step"],
+        "modules": len(boot["modules"]),
+    }
+
+
+def run(report) -> None:
+    try:
+        fig = measure()
+    except Exception as e:  # the VM needs Node: report the absence, not a crash
+        print(f"vm_boot: skipped ({e})")
+        return
+    kib = 1024
+    report(
+        "vm_heap_boot",
+        fig["boot"] / kib,
+        f"KiB (goal <= {GOAL_BOOT_KIB}; booted from .mpy as main.py does, in stages; live after "
+        f"boot {fig['live'] / kib:.1f} KiB, of it bytecode {fig['code'] / kib:.1f} KiB)",
+    )
+    report(
+        "vm_heap_data",
+        fig["data"] / kib,
+        f"KiB (goal <= {GOAL_DATA_KIB}; live after boot without the bytecode of {fig['modules']} "
+        f"modules, plus the largest step {fig['step']} B: what a frozen board needs)",
+    )

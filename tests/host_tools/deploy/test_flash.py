@@ -1,0 +1,78 @@
+"""make flash / make console refuse clearly: no board, not a serial device, a refused config."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from host_tools.deploy.flash import DEFAULT_STATION, DeployError, check_port, validate_station
+from host_tools.deploy.virtual_board import VirtualBoard
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def deploy(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "host_tools.deploy", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("command", ["flash", "console"])
+@pytest.mark.parametrize(
+    "port, says",
+    [
+        ("", "no board: PORT is not set"),
+        ("/dev/ttyNOBOARD9", "no board at /dev/ttyNOBOARD9: no such device"),
+        ("/dev/null", "no board at /dev/null: not a serial device (not a tty)"),
+        ("/etc/hostname", "no board at /etc/hostname: not a serial device"),
+    ],
+)
+def test_no_board_is_one_clear_line_and_a_failure(command, port, says):
+    done = deploy(command, "--port", port)
+    assert done.returncode == 1
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{command}: {says}"), done.stderr
+
+
+def test_a_pty_is_a_port():
+    master, slave = os.openpty()
+    try:
+        assert check_port(os.ttyname(slave)) == os.ttyname(slave)
+        link = Path(tempfile.mkdtemp()) / "port"
+        link.symlink_to(os.ttyname(slave))
+        assert check_port(str(link)) == os.ttyname(slave)  # mpremote gets the device
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_the_shipped_station_config_is_valid():
+    assert validate_station(DEFAULT_STATION)["station"]["id"] >= 1
+
+
+def test_a_refused_config_names_the_field_and_nothing_reaches_the_board(tmp_path):
+    doc = json.loads(DEFAULT_STATION.read_text())
+    doc["speed"]["min_pct"] = 150
+    station = tmp_path / "station.json"
+    station.write_text(json.dumps(doc))
+    with pytest.raises(DeployError, match=r"speed\.min_pct"):
+        validate_station(station)
+    with VirtualBoard(tmp_path / "flash") as board:
+        assert board.wait_console(">>> ", timeout=20)  # an empty board: the REPL
+        before = board.console_size()
+        done = deploy("flash", "--port", board.repl_path, "--station", str(station))
+        assert done.returncode == 1
+        assert "speed.min_pct" in done.stderr and len(done.stderr.splitlines()) == 1
+        assert board.console_size() == before  # not even a Ctrl-C reached the board
+    assert list((tmp_path / "flash").iterdir()) == []
