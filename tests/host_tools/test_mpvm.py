@@ -217,3 +217,23 @@ def test_cli_runs_one_firmware_test(tmp_path):
 def test_vm_rejects_a_heap_too_small_to_cap():
     with pytest.raises(VMCrashed):
         MicroPythonVM(heap_kib=16).start()
+
+
+def test_sync_mirrors_a_vm_directory_onto_the_host(tmp_path):
+    """The virtual board's flash: what the VM wrote, changed or removed reaches the host dir."""
+    flash = tmp_path / "flash"
+    (flash / "pkg").mkdir(parents=True)
+    (flash / "pkg" / "kept.py").write_text("x = 1\n")
+    (flash / "gone.txt").write_text("old")
+    with MicroPythonVM(heap_kib=128, mounts={flash: "/"}, paths=()) as vm:
+        vm.exec(
+            "import os\nos.remove('/gone.txt')\nos.mkdir('/new')\n"
+            "open('/new/data.bin', 'wb').write(bytes(range(256)))\n"
+            "open('/pkg/kept.py', 'w').write('x = 2\\n')"
+        )
+        vm.sync("/", flash, skip=["tmp", "home", "dev", "proc", ".mpvm"])
+    assert sorted(p.relative_to(flash).as_posix() for p in flash.rglob("*")) == [
+        "new", "new/data.bin", "pkg", "pkg/kept.py"
+    ]  # fmt: skip
+    assert (flash / "new" / "data.bin").read_bytes() == bytes(range(256))
+    assert (flash / "pkg" / "kept.py").read_text() == "x = 2\n"
