@@ -36,6 +36,7 @@ STEPS_S = 3.0
 GOAL_DATA_KIB = 32
 GOAL_BOOT_KIB = 96
 
+_OURS = "[m for m in __import__('sys').modules if m.split('.')[0] in ('relaypump', 'boards')]"
 _LOAD_MAIN = """_main = {'__name__': 'main'}
 exec(compile(open('/main.py').read(), '/main.py', 'exec'), _main)"""
 
@@ -60,10 +61,15 @@ def _boot(flash: Path) -> dict:
         base = vm.stats()["alloc"]
         peaks = []
 
+        modules: list[str] = []  # ours, in the order the boot loaded them
+
         def request(src: str) -> None:
             vm.exec(src, gc=True)
             assert vm.last_mem is not None
             peaks.append(vm.last_mem.peak)
+            for name in vm.eval(_OURS):
+                if name not in modules:
+                    modules.append(name)
 
         request(_LOAD_MAIN)
         request("board = _main['make_board']()")
@@ -74,9 +80,7 @@ def _boot(flash: Path) -> dict:
                 break
         request("del _steps\nboard.run(rt)")
         live = vm.stats()["alloc"]
-        modules = vm.eval(
-            "[m for m in __import__('sys').modules if m.split('.')[0] in ('relaypump', 'boards')]"
-        )
+        modules = [name for name in modules if name in vm.eval(_OURS)]  # the config's is gone
         vm.exec("import gc\ngc.threshold(gc.mem_free() // 3)")
         step_max = 0
         ends = time.monotonic() + STEPS_S

@@ -37,6 +37,8 @@ cat, rm, mkdir, touch, sha256sum), ``reset``, ``soft-reset``, ``repl``):
 - Output is cooked as a board's (\\n -> \\r\\n). The port reports emscripten errno numbers
   (OSError: 44); the console prints them as a board does ("OSError: [Errno 2] ENOENT"), which
   mpremote's fs commands rely on.
+- The file system is the VM's: besides the flash, ``ls /`` shows the VM's own directories (tmp,
+  home, dev, proc, .vboard, .mpvm), which are neither copied back nor kept over a reset.
 - A command runs to its end before the next byte is read (no Ctrl-C inside an ``exec``; the VM
   request has a deadline of EXEC_TIMEOUT_S, after which the board is reset).
 """
