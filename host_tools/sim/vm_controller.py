@@ -175,6 +175,7 @@ class VMFigures:
     live_after_setup: int = 0  # gc.mem_alloc() after a collection: modules, runtime, agent
     stages: dict[str, int] = field(default_factory=dict)  # live heap after each setup step
     live_latest: int = 0  # after a collection at the last live_heap() call
+    live_warm: int = 0  # after a collection once warm_s had passed (first cycles, caches, priming)
     gc_threshold: int = 0
     calls: int = 0
     measured_calls: int = 0
@@ -226,8 +227,10 @@ class VMController:
         gc_threshold: int = 0,
         timeout: float = CALL_TIMEOUT_S,
         config: dict | None = None,
+        warm_s: float = 60.0,
     ) -> None:
         self.scenario = scenario
+        self.warm_s = warm_s
         self.config = config if config is not None else load_agent_config(scenario)
         self.measure = measure
         self.decisions = Decisions()
@@ -314,6 +317,8 @@ class VMController:
         return self._setpoint_kpa
 
     def advance(self, bus: SimulatedBus, until_s: float) -> None:
+        if not self.figures.live_warm and until_s > self.warm_s:
+            self.figures.live_warm = self.vm.stats()["alloc"]
         end = round(until_s * 1e6)
         while True:
             wake = self._wake_us
