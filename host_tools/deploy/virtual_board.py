@@ -67,6 +67,7 @@ SYSTEM_ENTRIES = ("tmp", "home", "dev", "proc", ".mpvm", ".vboard")  # not the b
 DEFAULT_HEAP_KIB = 512
 EXEC_TIMEOUT_S = 30.0
 PASTE_WINDOW = 4096
+OUT_LIMIT = 1 << 16  # console output kept for a pty nobody reads
 BANNER = (
     b"MicroPython v1.27.0 on 2025-12-10; relaypump virtual board with WebAssembly\r\n"
     b'Type "help()" for more information.\r\n'
@@ -143,6 +144,7 @@ class VirtualBoard:
         self.boots = 0
         self.resets: list[str] = []  # the cause of every boot, in order
         self._console = bytearray()
+        self._out = bytearray()  # console output the pty has not taken yet
         self._log = open(console_log, "ab", buffering=0) if console_log else None
         self._changed = threading.Condition()
         self._mode = "off"  # off, running, friendly, raw, paste
@@ -227,15 +229,18 @@ class VirtualBoard:
             self._changed.notify_all()
         if self._log is not None:
             self._log.write(data)
-        view = memoryview(data)
-        while view:  # nobody reading and the pty full: the rest is lost, as on a USB port
-            try:
-                view = view[os.write(self._repl, view) :]
-            except BlockingIOError:
-                if not select.select([], [self._repl], [], 0.2)[1]:
-                    return
-            except OSError:
-                return
+        self._out += data
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write what the pty takes now; the loop writes the rest when it is writable. Nobody
+        reading and the pty full: the oldest output goes, as on a USB port with no host."""
+        try:
+            while self._out:
+                del self._out[: os.write(self._repl, self._out)]
+        except OSError:  # BlockingIOError: full
+            if len(self._out) > OUT_LIMIT:
+                del self._out[: len(self._out) - OUT_LIMIT]
 
     # -- the loop --------------------------------------------------------------------------------
 
@@ -250,7 +255,11 @@ class VirtualBoard:
             wait = max(0.0, min(wait, self._next_step - now))
         if self._wdt_ms:
             wait = max(0.0, min(wait, self._last_feed + self._wdt_ms / 1000 - now))
-        ready = select.select([self._repl, self._bus], [], [], wait)[0]
+        ready, writable, _ = select.select(
+            [self._repl, self._bus], [self._repl] if self._out else [], [], wait
+        )
+        if writable:
+            self._flush()
         if self._bus in ready:
             self._rx += self._read(self._bus)
         if self._repl in ready:
