@@ -12,7 +12,7 @@ Days (every draw from random.Random of the day's name, so a campaign is reproduc
   suction_dip, source_pumps_stop; and crc_noise, every third day at 10..15 % for a quarter of the
   day (overlapping the others), otherwise 2..8 % for 30..60 min. Demand: night setback, morning
   boost, a floor, a step and a ramp, all drawn. Pumps: the ISO 9906 2B draw plus wear 0..0.1 on
-  one pump. Transmitters: drawn noise, quantum and lag.
+  one pump. Transmitters: drawn noise and lag.
 - Season day j of D: mean temperature spread over -12..+15 degC, night setback and morning boost
   (so the pump count changes during the day), no fault. "datasheet": every pump the datasheet's;
   "worn": each pump's head, flow and efficiency factors drawn within +-5 %.
@@ -45,19 +45,22 @@ Figures (definitions of the per-sample rules in host_tools/sim/kpis.py):
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import math
+import pickle
 import random
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from host_tools.sim import kpis, optimal, scenario
-from host_tools.sim.agent_controller import AgentController
+from host_tools.sim.agent_controller import AgentController, load_agent_config
 from host_tools.sim.hardware import SimulatedStation
 from host_tools.sim.run import SAMPLE_S, G, fault_windows
 from host_tools.sim.run import run as simulate
+from protocol.uplink import EventCode
 
 COLD_C, WARM_C = -12.0, 15.0
 FAULT_DAYS = 12
@@ -128,7 +131,9 @@ def _demand(rng: random.Random, hours: float) -> dict:
         },
     }
     span = hours * 3600.0
-    demand["steps"] = [{"at": _clock(rng.uniform(0.3, 0.6) * span), "factor": 0.9}]
+    demand["steps"] = [
+        {"at": _clock(rng.uniform(0.3, 0.6) * span), "factor": round(rng.uniform(0.85, 1.1), 2)}
+    ]
     demand["ramps"] = [
         {
             "at": _clock(rng.uniform(0.6, 0.8) * span),
@@ -286,8 +291,8 @@ def _drop(doc: dict, path: str) -> bool:
 class EventDrain(AgentController):
     """The agent in control; its event ring is drained after each bus step, as an uplink would."""
 
-    def __init__(self, chosen: scenario.Scenario, wanted: set[int]) -> None:
-        super().__init__(chosen)
+    def __init__(self, chosen: scenario.Scenario, wanted: set[int], config: dict) -> None:
+        super().__init__(chosen, config)
         self.wanted = wanted
         self.events: list[tuple[int, int, int, int]] = []  # (code, subject, value, at_ms)
 
@@ -304,19 +309,24 @@ class EventDrain(AgentController):
 
 def detection_codes() -> tuple[set[int], bool]:
     """Event codes that flag a transmitter, and whether the agent has a SUSPECT-like one."""
-    from protocol.uplink import EventCode
-
     suspect = {int(c) for c in EventCode if "SUSPECT" in c.name}
     return suspect | {int(EventCode.SENSOR_FAULT)}, bool(suspect)
 
 
-def simulate_day(job: tuple[str, dict]) -> dict:
+def simulate_day(job: tuple[str, dict, dict]) -> dict:
     """Run one day; the figures it contributes (plain data, for the parent process)."""
-    kind, doc = job
+    kind, doc, config = job
+    try:
+        return _simulate_day(kind, doc, copy.deepcopy(config))
+    except Exception as exc:  # noqa: BLE001 - one broken day must not hide the others' figures
+        return {"kind": kind, "name": doc["name"], "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _simulate_day(kind: str, doc: dict, config: dict) -> dict:
     chosen, notes = load(doc)
     wanted, _ = detection_codes()
     station = SimulatedStation(chosen)
-    controller = EventDrain(chosen, wanted)
+    controller = EventDrain(chosen, wanted, config)
     started = time.perf_counter()
     result = simulate(chosen, controller, station=station)
     wall = time.perf_counter() - started
@@ -342,17 +352,24 @@ def simulate_day(job: tuple[str, dict]) -> dict:
         "dp_in_band_pct": band,
         "dp_in_band_in_source_pct": band_source,
         "unserved_min": kpis.unserved_min(t, dp, sp, 2.0 * kpa_m, SAMPLE_S, source),
+        "pump_starts": list(k["starts"]),
         "station_stops": k["station_stops"],
         "stop_causes": k["station_stop_causes"],
         "spurious_station_stops": k["spurious_station_stops"],
         "max_power_vs_rated": k["max_power_vs_rated"],
-        "recoveries": [(w.kind, r) for w, r in k["fault_recoveries"]],
+        "recoveries": [
+            (_label(f), r) for f, (_, r) in zip(chosen.faults, k["fault_recoveries"], strict=False)
+        ],
         "stuck": _stuck_detections(chosen, controller.events, faults),
         "energy_kwh": k["energy_kwh"],
     }
     if kind != "fault":
         figures.update(_energy(station, result))
     return figures
+
+
+def _label(fault: scenario.FaultSpec) -> str:
+    return f"{fault.kind}_{fault.mode}" if "sensor" in fault.kind else fault.kind
 
 
 def _complement(windows: list[kpis.Window]) -> list[kpis.Window]:
@@ -370,8 +387,6 @@ def _stuck_detections(
     """(sensor, seconds from a stuck fault's start to the first event flagging its channel).
 
     A SENSOR_FAULT raised while bus noise is on is no credit (noise makes channels BAD)."""
-    from protocol.uplink import EventCode
-
     noise = [w for w in faults if w.kind == "crc_noise"]
     found = []
     for f in chosen.faults:
@@ -426,21 +441,51 @@ QUICK = Plan(fault_days=2, season_days=2, hours=2.0)
 
 
 def jobs(plan: Plan) -> list[tuple[str, dict]]:
-    out = [("fault", fault_day(k, plan.fault_days, plan.hours)) for k in range(plan.fault_days)]
-    for worn in (False, True):
-        out += [
-            ("worn" if worn else "season", season_day(j, plan.season_days, worn, plan.hours))
-            for j in range(plan.season_days)
-        ]
+    """Every day, the three kinds interleaved (a campaign cut short has some of each)."""
+    fault = [("fault", fault_day(k, plan.fault_days, plan.hours)) for k in range(plan.fault_days)]
+    season = [
+        ("season", season_day(j, plan.season_days, False, plan.hours))
+        for j in range(plan.season_days)
+    ]
+    worn = [
+        ("worn", season_day(j, plan.season_days, True, plan.hours)) for j in range(plan.season_days)
+    ]
+    out: list[tuple[str, dict]] = []
+    while fault or season or worn:
+        for group in (fault, fault, season, worn):
+            if group:
+                out.append(group.pop(0))
     return out
 
 
-def campaign(plan: Plan) -> list[dict]:
-    todo = jobs(plan)
-    if plan.workers <= 1:
-        return [simulate_day(job) for job in todo]
-    with ProcessPoolExecutor(max_workers=plan.workers) as pool:
-        return list(pool.map(simulate_day, todo))
+def campaign(plan: Plan, log: str | None = None) -> list[dict]:
+    """Every day of the plan; the agent's config is read once, here, so that every day runs the
+    same config (and a day that raises is reported as failed instead of ending the campaign).
+    With `log`, each day's figures are appended to that file (pickles) as soon as it is done, so
+    a campaign cut short can still be summarised (--summarize)."""
+    first, _ = load(jobs(plan)[0][1])
+    config = load_agent_config(first)
+    todo = [(kind, doc, config) for kind, doc in jobs(plan)]
+    days = []
+    with ProcessPoolExecutor(max_workers=max(1, plan.workers)) as pool:
+        for future in as_completed([pool.submit(simulate_day, job) for job in todo]):
+            day = future.result()
+            days.append(day)
+            if log is not None:
+                with open(log, "ab") as out:
+                    pickle.dump(day, out)
+    order = {doc["name"]: i for i, (_, doc, _) in enumerate(todo)}
+    return sorted(days, key=lambda d: order[d["name"]])
+
+
+def read_log(log: str) -> list[dict]:
+    days = []
+    with open(log, "rb") as stream:
+        while True:
+            try:
+                days.append(pickle.load(stream))
+            except EOFError:
+                return days
 
 
 def figures(days: list[dict]) -> list[tuple[str, Any, str]]:
@@ -550,9 +595,35 @@ def print_notes(days: list[dict]) -> None:
                 print(f"campaign: {note}", file=sys.stderr)
 
 
-def run(report, plan: Plan = Plan()) -> None:
-    days = campaign(plan)
+def print_days(days: list[dict]) -> None:
+    """One line per day on stderr: what each day contributed (to find the failing ones)."""
+    for d in days:
+        recoveries = " ".join(f"{k}={kpis.fmt(r, 's', 0)}" for k, r in d["recoveries"])
+        stops = [c or "SPURIOUS" for c in d["stop_causes"]]
+        energy = (
+            f" energy/bound {d['energy_kwh'] / d['bound_kwh']:.3f}" if d.get("bound_kwh") else ""
+        )
+        print(
+            f"campaign: {d['name']}: band {kpis.fmt(d['dp_in_band_pct'], '%')}, "
+            f"unserved {d['unserved_min']:.1f} min, pump starts {d['pump_starts']}, stops {stops}, "
+            f"power/rated {kpis.fmt(d['max_power_vs_rated'], '', 3)}, stuck {d['stuck']}, "
+            f"{recoveries}{energy}",
+            file=sys.stderr,
+        )
+
+
+def run(report, plan: Plan = Plan(), log: str | None = None) -> None:
+    summarise(report, campaign(plan, log))
+
+
+def summarise(report, days: list[dict]) -> None:
+    failed = [d for d in days if "error" in d]
+    for d in failed:
+        print(f"campaign: {d['name']} FAILED: {d['error']}", file=sys.stderr)
+    days = [d for d in days if "error" not in d]
     print_notes(days)
+    print_days(days)
+    report("campaign_failed_days", len(failed), "")
     for name, value, unit in figures(days):
         report(name, value, unit)
 
@@ -564,7 +635,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--season-days", type=int, default=None)
     parser.add_argument("--hours", type=float, default=None, help="length of each day")
     parser.add_argument("--workers", type=int, default=WORKERS)
+    parser.add_argument("--log", default=None, help="append each day's figures to this file")
+    parser.add_argument("--summarize", metavar="LOG", help="print the figures of a --log file")
     args = parser.parse_args(argv)
+    from host_tools.bench.__main__ import report
+
+    if args.summarize:
+        summarise(report, read_log(args.summarize))
+        return 0
     plan = QUICK if args.quick else Plan()
     plan = dataclasses.replace(
         plan,
@@ -573,9 +651,7 @@ def main(argv: list[str] | None = None) -> int:
         hours=args.hours if args.hours is not None else plan.hours,
         workers=args.workers,
     )
-    from host_tools.bench.__main__ import report
-
-    run(report, plan)
+    run(report, plan, args.log)
     return 0
 
 

@@ -146,3 +146,23 @@ def test_every_kpi_of_an_empty_or_faultless_run_is_finite_or_explained():
         kpis.recovery_s([], [], [], BAND, 0.0, 10.0),
     ):
         assert isinstance(value, NotComputed) or math.isfinite(value)
+
+
+def test_the_kpi_table_of_a_run_that_is_all_fault_says_why_instead_of_nan():
+    """A short run inside one fault window: nothing lies outside the faults."""
+    import dataclasses
+
+    from host_tools.sim import report, scenario
+    from host_tools.sim.agent_controller import AgentController
+    from host_tools.sim.run import run
+
+    base = scenario.load(scenario.DEFAULT_SCENARIO)
+    noise = scenario.FaultSpec(kind="crc_noise", at_s=0.0, duration_s=None, probability=0.02)
+    chosen = dataclasses.replace(base, hours=0.05, faults=(noise,))
+    result = run(chosen, AgentController(chosen))
+    table = report.kpi_table(result)
+    assert "nan" not in table and " inf" not in table
+    assert "n/a (no sample outside fault windows)" in table
+    assert isinstance(result.kpis["dp_in_band_outside_faults_pct"], NotComputed)
+    assert math.isfinite(result.kpis["dp_in_band_pct"])
+    assert "recovery: crc_noise at 0:00:00" in table
