@@ -1,10 +1,10 @@
 """The virtual board of CI: MicroPython (the WebAssembly VM) behind two ptys, as a board on USB.
 
-    python -m host_tools.deploy.virtual_board --flash DIR --repl-link /tmp/vb-repl --bus-link /tmp/vb-bus
+    python -m host_tools.deploy.virtual_board --flash DIR --repl-link /tmp/vb-repl --bus /tmp/vb-bus
 
 ``--repl-link`` becomes a symlink to the pty of the board's console (REPL): ``make flash
 PORT=/tmp/vb-repl`` deploys to it with mpremote, ``make console PORT=/tmp/vb-repl`` opens its REPL.
-``--bus-link`` is the pty of its RS-485 UART: ``pumpsim serve --port /tmp/vb-bus`` is the station.
+``--bus`` is the pty of its RS-485 UART: ``pumpsim serve --port /tmp/vb-bus`` is the station.
 Tests use the class VirtualBoard (a context manager running the same loop in a thread).
 
 The board:
@@ -531,7 +531,13 @@ def main(argv: list[str] | None = None) -> int:
         "--flash", default="build/virtual-board/flash", help="its flash (default: %(default)s)"
     )
     parser.add_argument("--repl-link", required=True, help="symlink to create to the console pty")
-    parser.add_argument("--bus-link", required=True, help="symlink to create to the RS-485 pty")
+    parser.add_argument(
+        "--bus",
+        "--bus-link",
+        dest="bus_link",
+        required=True,
+        help="symlink to create to the RS-485 pty",
+    )
     parser.add_argument(
         "--heap-kib", type=int, default=DEFAULT_HEAP_KIB, help="default: %(default)s"
     )

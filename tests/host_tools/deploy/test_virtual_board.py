@@ -157,3 +157,22 @@ def test_flash_refuses_a_board_of_another_kind_and_leaves_it_running(deployed):
     assert done.stderr.strip().splitlines() == [line]
     assert board.resets[resets:] == ["soft"]  # mpremote's; no /no_agent, no reset
     assert not (board.flash_dir / "no_agent").exists()
+
+
+def test_the_command_line_board_serves_mpremote_and_stops_on_sigterm(tmp_path):
+    repl, bus = tmp_path / "repl", tmp_path / "bus"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "host_tools.deploy.virtual_board", "--flash", str(tmp_path / "f"),
+         "--repl-link", str(repl), "--bus", str(bus)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert first.startswith(f"virtual board: console {repl}, RS-485 {bus}"), first
+        done = run("mpremote", "connect", str(repl), "exec", "print(2 ** 10)", timeout=60)
+        assert done.returncode == 0 and done.stdout.strip() == "1024", done.stderr
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    assert not repl.exists() and not bus.exists()  # its links go with it
