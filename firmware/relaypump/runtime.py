@@ -6,8 +6,9 @@ The board
 ---------
 On hardware boards/esp32.py and boards/rp2.py (machine.UART, time, machine.WDT, littlefs); in the
 simulator and the VM lockstep host_tools/sim/vm_side/sim_board.py (virtual time, the simulated
-RS-485 bus, a file system in memory or the VM's MEMFS); on a host bench a pyserial board behind a
-pty (tests/host_tools/test_runtime_serial.py). What a board offers:
+RS-485 bus, a file system in memory or the VM's MEMFS); the virtual board of CI (boards/virtual.py:
+the MicroPython VM behind ptys, real time); on a host bench a pyserial board behind a pty
+(tests/host_tools/test_runtime_serial.py). What a board offers:
 
     ticks_ms() ticks_us() ticks_add(t, d) ticks_diff(a, b)
                         the clock, as MicroPython's time module (ticks wrap at 2**30)
