@@ -176,3 +176,46 @@ def test_the_command_line_board_serves_mpremote_and_stops_on_sigterm(tmp_path):
         proc.terminate()
         assert proc.wait(timeout=30) == 0
     assert not repl.exists() and not bus.exists()  # its links go with it
+
+
+BROKEN_MAIN = """
+import sys, time
+from boards.virtual import Board
+
+
+class Broken:  # a runtime whose second step raises, as an agent bug would
+    steps = 0
+
+    def step(self):
+        Broken.steps += 1
+        if Broken.steps == 2:
+            raise ValueError("agent broke")
+        return 1000
+
+
+def fatal(err):  # main.py's handler, with a short delay
+    print("main: fatal error, reset in 100 ms")
+    sys.print_exception(err)
+    time.sleep_ms(100)
+    import machine
+
+    machine.reset()
+
+
+print("main: boot")
+Board().run(Broken())
+"""
+
+
+def test_an_exception_in_a_step_goes_to_main_py_fatal_and_resets_the_board(tmp_path):
+    flash = tmp_path / "flash"
+    (flash / "boards").mkdir(parents=True)
+    for name in ("__init__.py", "virtual.py"):
+        (flash / "boards" / name).write_bytes((FIRMWARE / "boards" / name).read_bytes())
+    (flash / "main.py").write_text(BROKEN_MAIN)
+    with VirtualBoard(flash) as board:
+        assert board.wait_console("ValueError: agent broke", timeout=20)
+        console = board.console_text()
+        assert "main: fatal error, reset in 100 ms\r\nTraceback (most recent call last):" in console
+        assert board.wait_console("main: boot", timeout=20, start=len(console))  # booted again
+        assert board.resets[:2] == ["power-on", "hard"]
