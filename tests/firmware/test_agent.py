@@ -312,3 +312,20 @@ def test_no_dry_run_time_accumulates_while_no_pump_runs():
     assert started is not None and tripped is not None, (started, tripped)
     # the pump ran dry_run_delay_s before the protection stopped it, not less
     assert tripped - started >= dry_delay_s - 1, (started, tripped)
+
+
+def test_the_shared_pump_model_is_calibrated_from_the_station():
+    # Two pumps adopted at 80 % deliver 600 m3/h against 345 kPa (37.3 m) where the datasheet
+    # says 40.4 m: 8 % weaker pumps (the remote DP and the flow stay plausible: within the
+    # plausibility tolerances of the network loss and the model). Staging's and control's model
+    # follows, and the operator hears of it.
+    st = Station(running=(0, 1), speed_pct=80.0)
+    st.values["discharge_kpa"] = 645.0
+    model = st.agent.control.model
+    assert model is st.agent.staging.model and model.head_factor == 1.0
+    st.run(600)
+    cal = st.agent.calibration
+    assert cal.head_factor[0] < 0.975 and cal.head_factor[1] < 0.975 and cal.head_factor[2] == 1.0
+    assert model.head_factor < 0.975
+    reported = {e[2] for e in st.events(codes.EVENT_PUMP_HEAD_DEVIATION)}
+    assert reported == {1, 2}
