@@ -1,24 +1,31 @@
 """The heap a board needs: the agent booted in the MicroPython VM the way a board boots it.
 
 The virtual board's bundle (make firmware: .mpy files, main.py as source, the shipped
-station.json) is the VM's file system. Then main.py's boot, one VM request per step so that the VM
-collects between them as main.py's gc.collect() does on a board (in this VM nothing is collected
-inside a request): main.py compiled and loaded, ``make_board()``, then every step of main.boot
-(the runtime, the config read and validated and its validator dropped, each module of
-main.STAGES, the agent built). Then STEPS_S of the runtime's own loop (``boards.virtual.step``, real time,
-nobody on the bus: poll requests, timeouts, ticks with comm loss), each step measured.
+station.json) is the VM's file system. Then main.py's boot, one VM request per step so that the
+VM collects between them as main.py's gc.collect() does on a board (in this VM nothing is
+collected inside a request): main.py loaded, ``make_board()``, then every step of main.boot (the
+runtime, the config read and validated and its validator dropped, each module of main.STAGES, the
+agent built). Then STEPS_S of the runtime's own loop (``boards.virtual.step``, real time, nobody
+on the bus: poll requests, timeouts, ticks with comm loss), each step measured. The boot runs
+twice: with main.py compiled from source, as a board without frozen modules runs it (for
+vm_heap_boot), and with main.py as bytecode, the form it is frozen in (for vm_heap_data; compiled
+from source it leaves ~2.5 KiB more behind).
 
 Figures (KiB; the VM runner's own ~4 KiB, which a board does not have, left out):
 - ``vm_heap_boot``: the most the heap held at once: the highest request of the boot (garbage of
   that request included, as nothing is collected inside it) or the live heap after the boot plus
   the largest step. What a board that loads the modules from .mpy (not frozen) must have free.
-- ``vm_heap_data``: the same minus the bytecode: live heap after the boot, minus the bytecode's
-  share, plus the largest step. The share is weighed in a second VM that imports, in the same
-  order, a "code only" twin of every module alive after the boot (host_tools/deploy/mpyfile.py:
-  the module body returns at once, so the import loads the qstrs, constants and every function's
-  bytecode, and creates no function, class or table), main.py's compiled too. Frozen into the
-  firmware (manifest.py) that share is in flash; the module objects, their dicts, functions,
-  classes and everything the agent builds stay in RAM, and are counted here.
+- ``vm_heap_data``: live heap after the boot minus the bytecode's share, plus the largest step:
+  what a board with the agent frozen in (manifest.py) needs, the code being in flash there. The
+  share is weighed in a second VM that imports, in the boot's order, a "code only" twin of every
+  module alive after the boot and of main.py (host_tools/deploy/mpyfile.py: the module body
+  returns at once, so the import loads the qstrs, constants and every function's bytecode and
+  creates no function, class or table): what each such import allocated, less the code any import
+  runs once and drops (the module body and its class bodies, estimated from the .mpy layout:
+  ``_dropped``), less what importing an empty module costs (module object and dict, which stay in
+  RAM when frozen too, and the file reader's leftovers). Module objects, their dicts, functions,
+  classes and everything the agent builds are data. Good to about +-1.5 KiB: the raw-code record
+  (_RAW_CODE_RECORD) is an estimate, and a module name's qstrs go with the empty module's.
 Goals (issue 8): data <= 32 KiB, boot from .mpy <= 96 KiB.
 """
 
@@ -35,23 +42,31 @@ HEAP_KIB = 256  # large enough not to fail where a board would have collected mi
 STEPS_S = 3.0
 GOAL_DATA_KIB = 32
 GOAL_BOOT_KIB = 96
+_RAW_CODE_RECORD = 32
 
 _OURS = "[m for m in __import__('sys').modules if m.split('.')[0] in ('relaypump', 'boards')]"
-_LOAD_MAIN = """_main = {'__name__': 'main'}
-exec(compile(open('/main.py').read(), '/main.py', 'exec'), _main)"""
+# main.py as a board without frozen modules runs it (compiled from source), or as bytecode: the
+# form it has when frozen (main_code.mpy, made by _flash).
+_LOAD_MAIN = {
+    "source": "_main = {'__name__': 'main'}\n"
+    "exec(compile(open('/main.py').read(), '/main.py', 'exec'), _main)",
+    "bytecode": "import main_code\n_main = main_code.__dict__",
+}
 
 
 def _flash(root: Path) -> Path:
-    from host_tools.deploy.bundle import FIRMWARE, build
+    from host_tools.deploy.bundle import FIRMWARE, build, mpy_cross
 
     bundle = build("virtual", root / "bundles")
     flash = root / "flash"
     shutil.copytree(bundle, flash)
     shutil.copyfile(FIRMWARE / "station.json", flash / "station.json")
+    main_code = ["-o", str(flash / "main_code.mpy"), "-s", "main.py", str(flash / "main.py")]
+    subprocess.run([mpy_cross(), *main_code], check=True)
     return flash
 
 
-def _boot(flash: Path) -> dict:
+def _boot(flash: Path, main: str) -> dict:
     from host_tools.deploy.virtual_board import VM_SIDE
     from host_tools.mpvm import MicroPythonVM
 
@@ -71,7 +86,7 @@ def _boot(flash: Path) -> dict:
                 if name not in modules:
                     modules.append(name)
 
-        request(_LOAD_MAIN)
+        request(_LOAD_MAIN[main])
         request("board = _main['make_board']()")
         request("_steps = _main['boot'](board)")
         while True:  # main.boot: one step per request, as main() collects between them
@@ -98,29 +113,46 @@ def _boot(flash: Path) -> dict:
         }
 
 
+def _dropped(data: bytes) -> int:
+    """Heap of the code an import runs once and drops (module and class bodies), estimated from
+    the .mpy: each raw code's record, its function data and its children table, in 16-byte GC
+    blocks. The record: ~32 B (a code-only import grows by ~60 B per one-line function: 16 of
+    function data, 4 of child slot, ~8 of name)."""
+    from host_tools.deploy.mpyfile import run_once
+
+    def blocks(n: int) -> int:
+        return (n + 15) // 16 * 16
+
+    return sum(_RAW_CODE_RECORD + blocks(size) + blocks(4 * n) for size, n in run_once(data))
+
+
 def _code_share(flash: Path, modules: list[str], root: Path) -> int:
     from host_tools.deploy.bundle import mpy_cross
-    from host_tools.deploy.mpyfile import body_size, code_only
+    from host_tools.deploy.mpyfile import code_only
     from host_tools.mpvm import MicroPythonVM
 
     twins = root / "code_only"
     shutil.copytree(flash, twins)
-    subprocess.run(
-        [mpy_cross(), "-o", str(twins / "main_code.mpy"), "-s", "main.py", str(flash / "main.py")],
-        check=True,
-    )
-    bodies = {}
+    (root / "empty.py").write_text("")
+    empty = ["-o", str(twins / "empty_module.mpy"), "-s", "empty.py", str(root / "empty.py")]
+    subprocess.run([mpy_cross(), *empty], check=True)
+    dropped = {}
     for mpy in twins.rglob("*.mpy"):
         data = mpy.read_bytes()
         name = mpy.relative_to(twins).with_suffix("").as_posix().replace("/", ".")
-        bodies[name] = body_size(data)
+        dropped[name] = _dropped(data)
         mpy.write_bytes(code_only(data))
     code = 0
     with MicroPythonVM(heap_kib=HEAP_KIB, mounts={twins: "/"}, paths=()) as vm:
-        for name in ["main_code", *modules]:
+        # Any import's own cost, code or not: the module object and its dict (data, in RAM when
+        # frozen too), the file reader's leftovers. Weighed on an empty module, taken off each.
+        vm.exec("import empty_module", gc=True)
+        assert vm.last_mem is not None
+        each = vm.last_mem.used - dropped["empty_module"]
+        for name in ["main_code", *modules]:  # main.py's bytecode first, as it was loaded
             vm.exec(f"import {name}", gc=True)  # collected before; nothing collected inside
             assert vm.last_mem is not None
-            code += vm.last_mem.used - bodies.get(name, 0)
+            code += vm.last_mem.used - dropped.get(name, 0) - each
     return code
 
 
@@ -128,17 +160,18 @@ def measure() -> dict:
     with tempfile.TemporaryDirectory(prefix="vm_boot_") as tmp:
         root = Path(tmp)
         flash = _flash(root)
-        boot = _boot(flash)
-        code = _code_share(flash, boot["modules"], root)
-    base = boot["base"]
-    live = boot["live"] - base
+        boot = _boot(flash, "source")  # a board that loads the bundle
+        frozen = _boot(flash, "bytecode")  # main.py in the form it is frozen in
+        code = _code_share(flash, frozen["modules"], root)
+    live = boot["live"] - boot["base"]
+    frozen_live = frozen["live"] - frozen["base"]
     return {
-        "boot": max(boot["peak"] - base, live + boot["step"]),
+        "boot": max(boot["peak"] - boot["base"], live + boot["step"]),
         "live": live,
         "code": code,
-        "step": boot["step"],
-        "data": live - code + boot["step"],
-        "modules": len(boot["modules"]),
+        "step": frozen["step"],
+        "data": frozen_live - code + frozen["step"],
+        "modules": len(frozen["modules"]),
     }
 
 

@@ -5,7 +5,8 @@ importing it loads everything a module's code is (qstrs, constants, every functi
 body's bytecode) and creates nothing the module body would (no functions, classes, tables,
 imports). Nothing then refers to the loaded functions, so a collection frees them again: the
 heap at the end of that import, before any collection, minus ``body_size`` (the module body's
-own bytecode, garbage after any import) is the code's share. host_tools/bench/vm_boot.py weighs
+own bytecode, garbage after any import) is the code's share; ``run_once`` lists the module body
+and its class bodies, the code every import drops again. host_tools/bench/vm_boot.py weighs
 it so, as what a board with the modules frozen into its firmware keeps in flash instead.
 
 Layout (py/persistentcode.c): header ``M``, version 6, feature byte (0 for bytecode: no
@@ -84,18 +85,24 @@ def _opcodes_offset(fun: bytes) -> int:
     return i + n_info + n_cell
 
 
-def _skip_raw_code(r: _Reader) -> None:
+def _raw_code(r: _Reader, into: list | None = None) -> None:
+    """Skip one raw code and its children; with `into`, list its direct children as
+    (offset, length, children count) of their function data."""
     kind_len = r.uint()
     if kind_len & 3:
         raise MpyFormatError("native code in the .mpy: only bytecode is handled")
+    start = r.pos
     r.skip(kind_len >> 3)
-    if kind_len & 4:
-        for _ in range(r.uint()):
-            _skip_raw_code(r)
+    n_children = r.uint() if kind_len & 4 else 0
+    if into is not None:
+        into.append((start, kind_len >> 3, n_children))
+    for _ in range(n_children):
+        _raw_code(r)
 
 
-def _outer(data: bytes) -> tuple[int, int]:
-    """(offset, length) of the module body's function data; the whole file is parsed."""
+def _layout(data: bytes) -> tuple[int, int, list[tuple[int, int, int]]]:
+    """(offset, length) of the module body's function data and its direct children; the whole
+    file is parsed."""
     r = _Reader(data)
     if r.byte() != ord("M") or r.byte() != 6:
         raise MpyFormatError("not an .mpy of format 6")
@@ -109,24 +116,52 @@ def _outer(data: bytes) -> tuple[int, int]:
             r.skip((n >> 1) + 1)
     for _ in range(n_obj):
         _skip_obj(r)
-    outer = r.pos
     kind_len = r.uint()
-    fun_start = r.pos
-    r.pos = outer
-    _skip_raw_code(r)
+    if kind_len & 3:
+        raise MpyFormatError("native code in the .mpy: only bytecode is handled")
+    start = r.pos
+    r.skip(kind_len >> 3)
+    children: list[tuple[int, int, int]] = []
+    for _ in range(r.uint() if kind_len & 4 else 0):
+        _raw_code(r, children)
     if r.pos != len(data):
         raise MpyFormatError("unparsed bytes at the end of the .mpy")
-    return fun_start, kind_len >> 3
+    return start, kind_len >> 3, children
 
 
 def body_size(data: bytes) -> int:
     """Bytes of the module body's own function data (prelude and opcodes)."""
-    return _outer(data)[1]
+    return _layout(data)[1]
+
+
+def _is_class_body(fun: bytes) -> bool:
+    """A class body begins __module__ = __name__; __qualname__ = "Name" (LOAD_NAME, STORE_NAME,
+    LOAD_CONST_STRING, STORE_NAME, each with a varuint qstr index); a function never LOAD_NAMEs."""
+    i = _opcodes_offset(fun)
+    for opcode in (0x11, 0x16, 0x10, 0x16):
+        if i >= len(fun) or fun[i] != opcode:
+            return False
+        i += 1
+        while i < len(fun) and fun[i] & 0x80:
+            i += 1
+        i += 1
+    return True
+
+
+def run_once(data: bytes) -> list[tuple[int, int]]:
+    """(function data length, children count) of the code an import runs once and then drops:
+    the module body, then each class body it runs (its methods keep only their own code)."""
+    start, size, children = _layout(data)
+    bodies = [(size, len(children))]
+    for child_start, child_size, n in children:
+        if _is_class_body(data[child_start : child_start + child_size]):
+            bodies.append((child_size, n))
+    return bodies
 
 
 def code_only(data: bytes) -> bytes:
     """The .mpy with its module body replaced by ``return None`` (same length, same children)."""
-    start, size = _outer(data)
+    start, size, _ = _layout(data)
     at = start + _opcodes_offset(data[start : start + size])
     if at + len(RETURN_NONE) > start + size:
         raise MpyFormatError("module body shorter than return None")
