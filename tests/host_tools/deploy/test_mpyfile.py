@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from host_tools.deploy.bundle import FIRMWARE, mpy_cross
-from host_tools.deploy.mpyfile import RETURN_NONE, MpyFormatError, body_size, code_only
+from host_tools.deploy.mpyfile import RETURN_NONE, MpyFormatError, body_size, code_only, run_once
 from host_tools.mpvm import MicroPythonVM
 
 SOURCE = """
@@ -55,6 +55,14 @@ def test_the_twin_loads_the_code_and_runs_no_body(tmp_path):
         assert vm.last_out == ""
         assert vm.last_mem is not None and vm.last_mem.used > body_size(data)
         assert vm.eval("sorted(k for k in dir(twin) if not k.startswith('__'))") == []
+
+
+def test_run_once_is_the_module_body_and_its_class_bodies(tmp_path):
+    data = compile_mpy(tmp_path, SOURCE + "\n\nclass Empty:\n    pass\n")
+    bodies = run_once(data)
+    assert len(bodies) == 3  # the module, Counter, Empty; not the functions twice and __init__
+    assert bodies[0] == (body_size(data), 3)  # the module body makes twice, Counter and Empty
+    assert bodies[1][1] == 1 and bodies[2][1] == 0  # Counter has __init__, Empty nothing
 
 
 def test_a_damaged_file_is_refused(tmp_path):
