@@ -34,10 +34,13 @@ def deploy(*args: str) -> subprocess.CompletedProcess[str]:
         ("", "no board: PORT is not set"),
         ("/dev/ttyNOBOARD9", "no board at /dev/ttyNOBOARD9: no such device"),
         ("/dev/null", "no board at /dev/null: not a serial device (not a tty)"),
-        ("/etc/hostname", "no board at /etc/hostname: not a serial device"),
+        ("{file}", "no board at {file}: not a serial device"),
     ],
 )
-def test_no_board_is_one_clear_line_and_a_failure(command, port, says):
+def test_no_board_is_one_clear_line_and_a_failure(command, port, says, tmp_path):
+    file = tmp_path / "not-a-port"
+    file.write_text("")
+    port, says = port.format(file=file), says.format(file=file)
     done = deploy(command, "--port", port)
     assert done.returncode == 1
     assert done.stdout == ""
