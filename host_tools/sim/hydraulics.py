@@ -5,7 +5,9 @@ suction, m). For a network flow Q >= 0 the station head is the H at which
     Q = sum_i sqrt(max(0, H0_i s_i^2 - H) / c_i) + sqrt(max(0, -H) / k_bypass)
 each pump with its own curve (H0_i, c_i), i.e. a pump whose shut-off head H0_i s_i^2 is below H
 delivers nothing (its check valve holds) and the bypass opens only when the discharge falls below
-the suction. Q(H) is monotone, so the solve is a safeguarded Newton iteration (closed form when the
+the suction. At a negative station head a turning pump runs past its run-out on the same curve
+(negative head: a resistance the column drives flow through) in parallel with the bypass; a
+stopped pump (s = 0) passes nothing. Q(H) is monotone, so the solve is a safeguarded Newton iteration (closed form when the
 running pumps are alike: one shut-off head H0_i s_i^2 and one c_i, and the bypass is shut). Pure
 floats: this runs twice per plant step.
 """

@@ -44,7 +44,7 @@ def pump_point(
     s = model.speed_for_m(q, head_m)
     if not model.in_allowed_range(q, s):
         return None
-    kw = pumps * model.electrical_kw(q, s, head_m)
+    kw = pumps * model.electrical_kw(q, s)
     return OperatingPoint(pumps, s, q, head_m, kw)
 
 
@@ -78,7 +78,7 @@ def throttled_power_kw(flow_m3h: float, pumps: int = 2, params: StationParams = 
     """Pumps at full speed; the valve burns the head the network does not need."""
     model = PumpModel(params)
     q = flow_m3h / pumps
-    return pumps * model.electrical_kw(q, 1.0, model.head_m(q, 1.0))
+    return pumps * model.electrical_kw(q, 1.0)
 
 
 STRATEGIES = {
@@ -146,7 +146,7 @@ class LowerBound:
             table[0] = 0.0  # no flow from this pump: it is off
             for j in range(1, count):
                 q = j * self.dq
-                table[j] = pump.electrical_kw(q, pump.speed_for_m(q, head_m), head_m)
+                table[j] = pump.electrical_kw(q, pump.speed_for_m(q, head_m))
             tables.append(table)
         return tables
 

@@ -39,9 +39,6 @@ class StationParams:
     npsh_bep_m: float = 4.0
     allowed_flow_ratio: tuple[float, float] = (0.3, 1.25)  # x = (q/s)/450
     allowed_speed: tuple[float, float] = (0.5, 1.0)
-    # Efficiency floor below which the Sarbu-Borza correction is meaningless (near shut-off at low
-    # speed it goes to zero and negative). ASSUMED; EPANET floors at 0.01.
-    efficiency_floor: float = 0.05
 
     # --- network (reference) -----------------------------------------------------------------
     design_flow_m3h: float = 800.0

@@ -12,7 +12,6 @@ test_closed_loop_protections.py hold on them too):
 Bounds come from the scenario and the agent's config (ramps, slew, speeds), not from a run.
 """
 
-import pytest
 from relaypump.snapshot import CMD_RUN
 from relaypump.staging import REASON_FAILOVER, REASON_OVERLOAD
 from test_closed_loop import AUX_PUMP, LAG_S, outcome
@@ -85,12 +84,6 @@ def test_a_lost_running_drive_never_stops_the_station():
         assert k.pump_flow[pump] >= DEAD_FLOW_M3H or not o.result.running[pump][o.sample(k.t_s)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="simulator: right after the trip the water column drives the survivor far beyond its "
-    "run-out, where the plant's efficiency floor (0.05) makes it draw ~130-180 kW even at 44 % "
-    "speed; the drive's 110 % current limit then holds it there ~20 s (agent ramps <= 1 %/s)",
-)
 def test_after_a_trip_at_high_load_the_standby_starts_at_once_and_the_survivor_stays_in_rating():
     o = outcome("design_trip")
     fault = o.fault

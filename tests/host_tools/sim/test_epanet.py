@@ -127,10 +127,7 @@ def run_plant(speeds, demand_m3h, assist_m, models=None):
         plant.set_pump(i, s, s > 0.0)
     for _ in range(600):
         plant.step(0.5)
-    shaft = [
-        plant.pumps[i].shaft_kw(plant.pump_flow_m3h[i], s, plant.station_head_m)
-        for i, s in enumerate(speeds)
-    ]
+    shaft = [plant.pumps[i].shaft_kw(plant.pump_flow_m3h[i], s) for i, s in enumerate(speeds)]
     return plant, shaft
 
 

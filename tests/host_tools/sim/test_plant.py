@@ -195,6 +195,38 @@ def test_deadheaded_running_pump_draws_power():
     assert plant.pump_power_kw[2] > 0.0
 
 
+def test_deadheaded_pump_draws_its_shutoff_power_whatever_the_header_head():
+    plant = design_plant(500.0)
+    plant.set_pump(2, 0.5, True)
+    run(plant, 5.0)
+    pump = plant.pumps[2]
+    assert plant.station_head_m > pump.shutoff_head_m(0.5)  # its check valve holds
+    assert plant.pump_shaft_kw[2] == pytest.approx(pump.shaft_kw(0.0, 0.5))
+    assert plant.pump_shaft_kw[2] == pytest.approx(0.125 * pump.shaft_kw(0.0, 1.0), rel=0.15)
+
+
+def test_a_pump_the_column_drives_past_run_out_is_a_resistance_and_its_power_stays_bounded():
+    """After a trip at design flow with the survivor sagged to 30 % speed, the column carries far
+    more than that pump gives: the station head falls below zero, the bypass opens, the pump runs
+    past its run-out with negative head, and its drive sees at most the run-out power."""
+    plant = design_plant()
+    plant.set_pump(0, 0.0, False)
+    plant.set_pump(1, 0.3, True)
+    pump = plant.pumps[1]
+    run_out_q = pump.flow_at_head_m3h(0.0, 0.3)
+    for _ in range(20):
+        plant.step(0.1)
+        head = plant.station_head_m
+        q = plant.pump_flow_m3h[1]
+        assert head < 0.0 and plant.bypass_flow_m3h > 0.0
+        assert q > run_out_q and pump.head_m(q, 0.3) == pytest.approx(head)
+        assert q + plant.bypass_flow_m3h == pytest.approx(plant.flow_m3h)
+        assert plant.pump_flow_m3h[0] == 0.0 and plant.pump_power_kw[0] == 0.0
+        assert plant.pump_shaft_kw[1] == pytest.approx(pump.shaft_kw(run_out_q, 0.3))
+    assert plant.flow_m3h < 790.0  # the column decelerates against the system
+    assert plant.pump_shaft_kw[1] < 0.05 * REFERENCE.motor_rated_kw  # 0.3^3 of the run-out power
+
+
 def weather_run(seed):
     demand = WeatherDemand(dt.date(2025, 1, 20), seed=seed)
     plant = Plant(demand=demand)
@@ -256,11 +288,9 @@ def test_pumps_with_their_own_curves_share_the_flow_unequally_and_draw_their_own
     for i, m in enumerate(plant.pumps):
         assert m.deviation == drawn[i]
         assert m.head_m(flows[i], 0.93) == pytest.approx(plant.station_head_m)
-        shaft = m.shaft_kw(flows[i], 0.93, plant.station_head_m)
+        shaft = m.shaft_kw(flows[i], 0.93)
         assert plant.pump_shaft_kw[i] == pytest.approx(shaft)
-        assert plant.pump_power_kw[i] == pytest.approx(
-            m.electrical_kw(flows[i], 0.93, plant.station_head_m)
-        )
+        assert plant.pump_power_kw[i] == pytest.approx(m.electrical_kw(flows[i], 0.93))
     datasheet = real_plant([PumpDeviation()] * 3, (0.93, 0.93, 0.93))
     assert plant.flow_m3h != pytest.approx(datasheet.flow_m3h, abs=1.0)
 

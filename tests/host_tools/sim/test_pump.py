@@ -13,6 +13,7 @@ from host_tools.sim.water import saturation_pressure_kpa_abs, suction_limit_kpa_
 
 PUMP = PumpModel()
 H0, C, KBP = REFERENCE.shutoff_head_m, REFERENCE.curve_coeff, REFERENCE.bypass_coeff
+Q_BEP = REFERENCE.bep_flow_m3h
 
 
 def solve(flow, speeds):
@@ -37,8 +38,8 @@ def test_affinity_laws_at_similar_points(s):
     hyd1 = q1 * h1
     hyd2 = q2 * PUMP.head_m(q2, s)
     assert hyd2 == pytest.approx(hyd1 * s**3)
-    p1 = PUMP.shaft_kw(q1, 1.0, h1)
-    p2 = PUMP.shaft_kw(q2, s, PUMP.head_m(q2, s))
+    p1 = PUMP.shaft_kw(q1, 1.0)
+    p2 = PUMP.shaft_kw(q2, s)
     eta1, eta2 = PUMP.efficiency(q1, 1.0), PUMP.efficiency(q2, s)
     assert eta2 == pytest.approx(1.0 - (1.0 - eta1) * (1.0 / s) ** 0.1)
     assert p2 == pytest.approx(p1 * s**3 * eta1 / eta2)
@@ -106,9 +107,83 @@ def test_motor_and_vfd_tables_are_interpolated_linearly():
 
 
 def test_deadheaded_pump_still_draws_power():
-    kw = PUMP.electrical_kw(0.0, 1.0, 70.0)
-    assert 30.0 < kw < 0.7 * PUMP.electrical_kw(450.0, 1.0, 60.0)
-    assert math.isfinite(PUMP.electrical_kw(5.0, 0.5, 17.0))
+    kw = PUMP.electrical_kw(0.0, 1.0)
+    assert 30.0 < kw < 0.7 * PUMP.electrical_kw(450.0, 1.0)
+    assert math.isfinite(PUMP.electrical_kw(5.0, 0.5))
+
+
+RUN_OUT_X = math.sqrt(H0 / C) / Q_BEP  # zero head at full speed: 2.65 x BEP flow
+X_END = REFERENCE.allowed_flow_ratio[1]  # the end of the datasheet's window, 1.25
+
+
+def test_full_speed_power_is_the_datasheet_in_its_window():
+    for x in (0.3, 0.5, 0.8, 1.0, 1.1, X_END):
+        q = x * Q_BEP
+        eta = 0.84 * (2.0 * x - x * x)
+        water_kw = REFERENCE.rho_g * q / 3600.0 * PUMP.head_m(q, 1.0) / 1000.0
+        assert PUMP.shaft_kw(q, 1.0) == pytest.approx(water_kw / eta, rel=1e-12)
+        assert PUMP.full_speed_kw(x) == PUMP.shaft_kw(q, 1.0)
+    # shut-off: the datasheet's limit, 58 % of the BEP power (handbooks: 30-60 % at low nq)
+    bep_kw = PUMP.shaft_kw(Q_BEP, 1.0)
+    assert PUMP.shaft_kw(0.0, 1.0) == pytest.approx(REFERENCE.rho_g * 70.0 * 0.125 / 1.68 / 1e3)
+    assert 0.3 * bep_kw < PUMP.shaft_kw(0.0, 1.0) < 0.6 * bep_kw
+
+
+def test_beyond_the_window_power_rises_and_flattens_toward_run_out_and_stays_bounded():
+    p1 = PUMP.full_speed_kw
+    d = 1e-6
+    # value and slope continue at the window's end
+    assert p1(X_END + d) == pytest.approx(p1(X_END), abs=1e-3)
+    left = (p1(X_END) - p1(X_END - d)) / d
+    right = (p1(X_END + d) - p1(X_END)) / d
+    assert right == pytest.approx(left, rel=1e-3)
+    # concave beyond (Euler: power quadratic in flow), flat at run-out, held beyond it
+    xs = [X_END + k * (RUN_OUT_X - X_END) / 50 for k in range(51)]
+    steps = [p1(b) - p1(a) for a, b in zip(xs, xs[1:], strict=False)]
+    assert all(b < a for a, b in zip(steps, steps[1:], strict=False)) and steps[-1] > 0.0
+    assert (p1(RUN_OUT_X) - p1(RUN_OUT_X - d)) / d == pytest.approx(0.0, abs=1e-3)
+    peak = p1(RUN_OUT_X)
+    assert p1(RUN_OUT_X + 0.5) == p1(10.0) == peak
+    # monotone over everything a pump can be pushed to, and nowhere near the old parabola's
+    # 238 kW at 800 m3/h (efficiency 0 at 2 x BEP, floored at 0.05)
+    grid = [k * 0.01 for k in range(600)]
+    assert all(p1(b) >= p1(a) for a, b in zip(grid, grid[1:], strict=False))
+    assert peak < 2.0 * PUMP.shaft_kw(Q_BEP, 1.0)
+    assert PUMP.shaft_kw(800.0, 1.0) < 140.0
+
+
+@pytest.mark.parametrize("s", [0.1, 0.44, 0.6, 0.8, 0.95, 1.2])
+def test_shaft_power_at_any_speed_is_affinity_scaled_and_bounded_beyond_the_curve(s):
+    # never more than the run-out power at this speed, however far the column pushes the pump
+    run_out_q = RUN_OUT_X * Q_BEP * s
+    at_run_out = PUMP.shaft_kw(run_out_q, s)
+    flows = [k * run_out_q / 100 for k in range(301)]
+    powers = [PUMP.shaft_kw(q, s) for q in flows]
+    assert max(powers) == pytest.approx(at_run_out)
+    assert all(b >= a * (1.0 - 0.01) for a, b in zip(powers, powers[1:], strict=False))
+    # s^3 of the full-speed curve beyond the window (the speed factor of the window's end)
+    ratio = PUMP.shaft_kw(2.0 * Q_BEP * s, s) / PUMP.full_speed_kw(2.0)
+    assert ratio == pytest.approx(PUMP.shaft_kw(X_END * Q_BEP * s, s) / PUMP.full_speed_kw(X_END))
+    assert ratio == pytest.approx(s**3, rel=0.03)
+
+
+def test_a_pump_driven_past_its_curve_after_a_trip_draws_little_at_low_speed():
+    # the survivor the old parabola had at 120 kW electrical: 44 % speed, 412 m3/h, 5 m
+    assert PUMP.electrical_kw(412.0, 0.442) < 20.0
+    rated_input = REFERENCE.motor_rated_kw / PUMP.drive_efficiency(REFERENCE.motor_rated_kw)
+    # what full speed past 1.5 x BEP costs: over the motor's rating, as on a real pump
+    assert PUMP.electrical_kw(766.0, 1.0) > 1.1 * rated_input
+
+
+def test_efficiency_is_water_power_over_shaft_power_and_zero_past_run_out():
+    for s in (0.5, 0.8, 1.0):
+        for x in (0.1, 0.5, 1.0, 1.5, 2.0, 2.5):
+            q = x * Q_BEP * s
+            water_kw = REFERENCE.rho_g * q / 3600.0 * PUMP.head_m(q, s) / 1000.0
+            assert PUMP.efficiency(q, s) == pytest.approx(water_kw / PUMP.shaft_kw(q, s))
+            assert 0.0 < PUMP.efficiency(q, s) <= 0.84
+        assert PUMP.efficiency(RUN_OUT_X * Q_BEP * s * 1.01, s) == 0.0
+        assert PUMP.efficiency(0.0, s) == 0.0
 
 
 def test_npsh_required_scaling():
@@ -205,6 +280,9 @@ def test_deviation_moves_the_bep_and_keeps_the_curve_shape():
     assert pump.efficiency(450.0 * 0.95, 1.0) == pytest.approx(0.84 * 0.97)
     x = 0.7  # a similar point of the datasheet curve, scaled
     assert pump.head_m(450.0 * 0.95 * x, 1.0) == pytest.approx(1.04 * PUMP.head_m(450.0 * x, 1.0))
+    # its power curve is the datasheet's scaled by fQ fH / f_eta, past the window too
+    for x in (0.0, 0.5, 1.0, 1.6, 2.2, 3.0):
+        assert pump.full_speed_kw(x) == pytest.approx(0.95 * 1.04 / 0.97 * PUMP.full_speed_kw(x))
     # the affinity laws still hold for the real pump
     assert pump.head_m(300.0 * 0.8, 0.8) == pytest.approx(pump.head_m(300.0, 1.0) * 0.64)
     assert pump.speed_for_m(300.0, pump.head_m(300.0, 0.9)) == pytest.approx(0.9)
@@ -226,16 +304,15 @@ def test_wear_loses_head_at_flow_growing_with_flow_and_keeps_the_shutoff_head():
     for q in (200.0, 450.0, 550.0):
         ratio = worn.head_m(q, 1.0) / new.head_m(q, 1.0)
         assert worn.efficiency(q, 1.0) == pytest.approx(new.efficiency(q, 1.0) * ratio)
-        assert worn.shaft_kw(q, 1.0, worn.head_m(q, 1.0)) == pytest.approx(
-            new.shaft_kw(q, 1.0, new.head_m(q, 1.0))
-        )
+        assert worn.shaft_kw(q, 1.0) == pytest.approx(new.shaft_kw(q, 1.0))
+    # the impeller does the same work at any flow, past the window and past run-out too
+    for q in (100.0, 700.0, 1000.0, 1400.0):
+        assert worn.shaft_kw(q, 1.0) == pytest.approx(new.shaft_kw(q, 1.0))
     # the same duty needs more speed and more power from a worn pump
     duty_q, duty_h = 400.0, 50.0
     assert worn.speed_for_m(duty_q, duty_h) > new.speed_for_m(duty_q, duty_h)
     s_new, s_worn = new.speed_for_m(duty_q, duty_h), worn.speed_for_m(duty_q, duty_h)
-    assert worn.electrical_kw(duty_q, s_worn, duty_h) > 1.1 * new.electrical_kw(
-        duty_q, s_new, duty_h
-    )
+    assert worn.electrical_kw(duty_q, s_worn) > 1.1 * new.electrical_kw(duty_q, s_new)
 
 
 @pytest.mark.parametrize(
