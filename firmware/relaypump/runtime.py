@@ -239,8 +239,8 @@ class Runtime:
                 view = self._views[n] = memoryview(self._rx)[:n]
             agent.receive(view)
         if self._waiting:
-            if agent.fieldbus.poll(now) != _IDLE:
-                return self._wait_until(self._deadline_ms, now)  # bytes arriving end it earlier
+            if agent.fieldbus.poll(now) != _IDLE:  # bytes arriving end the wait earlier
+                return self._wait_until(self._deadline_ms, now, now_us)
             self._waiting = False
             now_us = board.ticks_us()
         quiet = diff(now_us, self._line_us)
@@ -249,22 +249,21 @@ class Runtime:
         frame = agent.next_request(now)
         fb = agent.fieldbus
         if frame is None:  # the bus rests until its next cycle (or the next tick)
-            return self._wait_until(fb.next_cycle_ms(), now)
+            return self._wait_until(fb.next_cycle_ms(), now, now_us)
         self._deadline_ms = board.ticks_add(now, fb.master.timeout_ms)  # as the master armed it
         board.send(frame)
-        self._line_us = board.ticks_us()
+        now_us = self._line_us = board.ticks_us()
         self._waiting = True
-        return self._wait_until(self._deadline_ms, board.ticks_ms())
+        return self._wait_until(self._deadline_ms, board.ticks_ms(), now_us)
 
-    def _wait_until(self, at_ms, now_ms):
+    def _wait_until(self, at_ms, now_ms, now_us):
         """us until at_ms (at least until the next ms: a wait counted from the ms tick ends at or
         after that ms has begun) or until the next tick, whichever is first; at least 1."""
-        board = self.board
-        diff = board.ticks_diff
+        diff = self.board.ticks_diff
         due = diff(at_ms, now_ms) * 1000
         if due < 1000:
             due = 1000
-        tick = diff(self._next_tick_us, board.ticks_us())
+        tick = diff(self._next_tick_us, now_us)
         if tick < due:
             due = tick if tick > 0 else 1  # a frame sent across the tick's instant: tick now
         return due

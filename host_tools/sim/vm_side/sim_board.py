@@ -120,7 +120,12 @@ class SimBoard:
             self.wake_ms = ms  # the slice is over, or a frame waits for the host
             self.wake_sub = sub
             return False
-        self._go(ms, sub)
+        # _go(ms, sub), inline: this is the loop's every step
+        self.us = (self.us + (ms - self.ms) * 1000 + sub - self.sub) & MASK
+        self.ms = ms
+        self.sub = sub
+        if ms - self.fed_ms > self.wdt_timeout_ms:
+            raise WatchdogExpired(f"no watchdog feed since {self.fed_ms} ms, now {ms} ms")
         return True
 
     # -- UART -------------------------------------------------------------------------------------
