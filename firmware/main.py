@@ -105,8 +105,10 @@ def main():
         print("main: %s exists, the agent is not started" % NO_AGENT_FLAG)
         return
     board = make_board()  # first: it drives DE low (the bus stays free) and starts the watchdog
+    steps = boot(board)
     runtime = None
-    for runtime in boot(board):
+    while runtime is None:  # the last step gives the runtime
+        runtime = next(steps)
         gc.collect()
     board.run(runtime)
 
