@@ -7,9 +7,9 @@ each pump with its own curve (H0_i, c_i), i.e. a pump whose shut-off head H0_i s
 delivers nothing (its check valve holds) and the bypass opens only when the discharge falls below
 the suction. At a negative station head a turning pump runs past its run-out on the same curve
 (negative head: a resistance the column drives flow through) in parallel with the bypass; a
-stopped pump (s = 0) passes nothing. Q(H) is monotone, so the solve is a safeguarded Newton iteration (closed form when the
-running pumps are alike: one shut-off head H0_i s_i^2 and one c_i, and the bypass is shut). Pure
-floats: this runs twice per plant step.
+stopped pump (s = 0) passes nothing. Q(H) is monotone, so the solve is a safeguarded Newton
+iteration (closed form when the running pumps are alike: one shut-off head H0_i s_i^2 and one
+c_i, and the bypass is shut). Pure floats: this runs twice per plant step.
 """
 
 from __future__ import annotations

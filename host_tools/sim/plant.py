@@ -22,22 +22,23 @@ Model (see station.py for the figures and the assumptions):
 - shaft and electrical power per running drive from its pump's power characteristic at the
   pump's flow and speed (pump.py; a drive that is not running draws nothing even while its pump
   coasts), electrical integrated to kWh (trapezoid).
+- surge: surge.SurgeEstimator on the pumps' delivered velocity.
 Pumps, check valves and the column beyond the curves (the rules hydraulics.solve_station keeps):
 - a pump whose shut-off head H0_i s_i^2 is at or below the station head delivers nothing: its
   check valve holds, and a running drive still draws the pump's shut-off (churning) power;
-- the station head is what the column's flow needs, not what the pumps would like: when the
-  column carries more than the pumps give at their speeds (after a trip, a speed sag or a drop in
-  speed) the station head falls, the pumps move out along their curves, past run-out if need be
-  (negative head: the pump is a resistance H = H0 s^2 - c q^2 < 0 that the column drives flow
-  through), and below zero station head the check-valved bypass opens (0.5 m at 800 m3/h), which
-  carries the excess and keeps any pump from going far past its run-out;
+- the column's inertia sets the flow at an instant; the station head is the head at which the
+  pumps and the bypass pass it. When the column carries more than the pumps give at their speeds
+  (after a trip, a current-limit sag or a speed drop) the station head falls and the pumps move
+  out along their curves, past run-out if need be (negative head: the pump is a resistance
+  H = H0 s^2 - c q^2 < 0 that the column drives flow through); below zero station head the
+  check-valved bypass opens (0.5 m at 800 m3/h), carries the excess and keeps every pump close to
+  its run-out;
 - a stopped pump (speed 0) passes nothing (its check valve is in series with a standing impeller,
   ~60 times the bypass's resistance: the bypass carries that flow); a coasting pump is a pump at
-  its coasting speed.
+  its coasting speed;
 - the shaft power follows the flow the column forces through each pump: beyond run-out it stays
   bounded (pump.py), so a pump driven past its curve loads its drive with no more than its
   run-out power at that speed.
-- surge: surge.SurgeEstimator on the pumps' delivered velocity.
 No wall clock, no numpy, no allocation in step(); randomness only in the demand (seeded).
 """
 

@@ -11,8 +11,9 @@ Datasheet rules (reference figures, see station.py):
                  P(q, s) = s^3 P1(x) k(x_w, s_w)
              P1 is the full-speed power curve. In 0..1.25 it is the datasheet's
              rho g Q H / eta at s = 1, written P1 = rho g (450 m3/h) H(x) / (0.84 (2 - x)) so that
-             it is finite at x = 0 (shut-off, 48.2 kW: 58 % of the 82.6 kW at BEP, against the 30-60 %
-             pump handbooks give for low specific speeds; nq = 24 here) and rises monotonically.
+             it is finite at x = 0 (shut-off, 48.2 kW: 58 % of the 82.6 kW at BEP, against the
+             30-60 % pump handbooks give for low specific speeds; nq = 24 here) and rises
+             monotonically.
              Beyond x_e = 1.25 (the end of the curve the datasheet vouches for) Euler's equation
              governs: at a fixed speed the impeller's torque is linear in the flow (the outlet
              swirl falls linearly with the meridional velocity), so the absorbed power is a
