@@ -9,7 +9,9 @@ checked, each one a test that fails when the behaviour is taken out of the agent
 - run time, starts and energy are counted from what the drives report;
 - a tripped drive gets its reset edge only after drive_reset_delay_s, and at most
   drive_resets_per_hour times in an hour;
-- no dry-run time accumulates while no pump runs.
+- no dry-run time accumulates while no pump runs;
+- the shared pump model is calibrated from the station's readings (and deviations reported);
+- the drives' ramp times are written, and a drive refusing them is an event, not a lost drive.
 """
 
 from relaypump import codes
@@ -44,6 +46,7 @@ class Drive:
         self.tripped = False
         self.sticky = False  # the fault stays through a reset (the cause is still there)
         self.stopped_locally = False  # held stopped (as from the keypad) whatever is written
+        self.refuse_ramps = False  # answer a ramp-time write with an exception (locked)
         self.reference = 0  # raw, the profile's scale
         self.last_word = 0
         self.words = []  # (now_ms, control word) as written
@@ -178,6 +181,8 @@ class Station:
                 regs[c["register"]] = ua(self.values[name], c["low"], c["high"]) + noise
             return self._registers(request, [regs[address + k] for k in range(word(request, 4))])
         d = self.drives[unit]
+        if fc == 16 and address in d.regs and d.refuse_ramps:
+            return with_crc(bytes((unit, fc | 0x80, 3)))  # illegal data value
         if fc == 3:
             return self._registers(request, [d.read(address + k) for k in range(word(request, 4))])
         if fc == 6:
@@ -329,3 +334,16 @@ def test_the_shared_pump_model_is_calibrated_from_the_station():
     assert model.head_factor < 0.975
     reported = {e[2] for e in st.events(codes.EVENT_PUMP_HEAD_DEVIATION)}
     assert reported == {1, 2}
+
+
+def test_drive_ramp_times_are_written_and_a_refusal_is_reported():
+    st = Station(running=(0, 1))
+    st.drive(2).refuse_ramps = True  # the G120's parameters are locked
+    st.run(10)
+    abb, danfoss = st.drive(0), st.drive(1)
+    assert (abb.regs[2311], abb.regs[2312]) == (1000, 1000)  # 100 s, 0.1 s units
+    assert (danfoss.regs[3409], danfoss.regs[3410]) == (0, 10000)  # 100 s, 0.01 s, 32-bit
+    assert st.agent.fieldbus.ramp_ok == [True, True, False]
+    events = st.events(codes.EVENT_DRIVE_RAMP_MISMATCH)
+    assert [(e[1], e[2], e[3]) for e in events] == [(codes.SEVERITY_WARNING, 3, -1)]
+    assert st.agent.snapshot.pumps[2].online  # refused, not lost
