@@ -71,7 +71,15 @@ for _p in %r:
 """
 
 
-_RETRY_ON = ("could not enter raw repl", "failed to access", "did not come back")
+# What mpremote says while a board is still resetting (a USB port gone and back, a boot in progress).
+_RETRY_ON = (
+    "could not enter raw repl",
+    "failed to access",
+    "did not come back",
+    "disconnected",
+    "Errno 5",
+)
+RESET_SETTLE_S = 0.5  # let a reset begin before the next session knocks
 
 
 class DeployError(Exception):
@@ -166,6 +174,7 @@ def flash(
     tops = tuple(dirs) + tuple("/" + p.name for p in bundle.iterdir() if p.is_file())
     copy += ["+", "fs", "cp", str(station), ":/station.json"]
     copy += ["+", "exec", _LIST % (tops + ("/station.json",),)]
+    time.sleep(RESET_SETTLE_S)
     listing = _retry_after_reset(device, copy)
     on_board = {
         ln.split()[1]: int(ln.split()[2]) for ln in listing.splitlines() if ln.startswith("file ")
