@@ -126,7 +126,9 @@ def _dropped(data: bytes) -> int:
     return sum(_RAW_CODE_RECORD + blocks(size) + blocks(4 * n) for size, n in run_once(data))
 
 
-def _code_share(flash: Path, modules: list[str], root: Path) -> int:
+def code_share(flash: Path, modules: list[str], root: Path) -> int:
+    """Bytes of heap the bytecode of `modules` (imported in this order from the .mpy files in
+    `flash`) takes, as the module docstring describes; `root` is a scratch directory."""
     from host_tools.deploy.bundle import mpy_cross
     from host_tools.deploy.mpyfile import code_only
     from host_tools.mpvm import MicroPythonVM
@@ -140,7 +142,7 @@ def _code_share(flash: Path, modules: list[str], root: Path) -> int:
     for mpy in twins.rglob("*.mpy"):
         data = mpy.read_bytes()
         name = mpy.relative_to(twins).with_suffix("").as_posix().replace("/", ".")
-        dropped[name] = _dropped(data)
+        dropped[name.removesuffix(".__init__")] = _dropped(data)
         mpy.write_bytes(code_only(data))
     code = 0
     with MicroPythonVM(heap_kib=HEAP_KIB, mounts={twins: "/"}, paths=()) as vm:
@@ -149,7 +151,7 @@ def _code_share(flash: Path, modules: list[str], root: Path) -> int:
         vm.exec("import empty_module", gc=True)
         assert vm.last_mem is not None
         each = vm.last_mem.used - dropped["empty_module"]
-        for name in ["main_code", *modules]:  # main.py's bytecode first, as it was loaded
+        for name in modules:
             vm.exec(f"import {name}", gc=True)  # collected before; nothing collected inside
             assert vm.last_mem is not None
             code += vm.last_mem.used - dropped.get(name, 0) - each
@@ -162,7 +164,7 @@ def measure() -> dict:
         flash = _flash(root)
         boot = _boot(flash, "source")  # a board that loads the bundle
         frozen = _boot(flash, "bytecode")  # main.py in the form it is frozen in
-        code = _code_share(flash, frozen["modules"], root)
+        code = code_share(flash, ["main_code", *frozen["modules"]], root)  # main.py's first
     live = boot["live"] - boot["base"]
     frozen_live = frozen["live"] - frozen["base"]
     return {
