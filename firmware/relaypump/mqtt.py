@@ -22,8 +22,10 @@ Rules:
 - On every CONNACK accepted: the retained QoS 1 birth message (set_birth; default b"online") goes
   out first, then the SUBSCRIBE to the command topic (QoS 1), then every unacknowledged QoS 1
   message of the window again, with DUP set, in the order they were published, then new ones.
-  A SUBACK refusal (0x80) is the SUBSCRIBE_REFUSED event and counted (``sub_refused``); the
-  session stays up (telemetry still flows) and subscribes again on the next connect.
+  ``subscribed`` is True once the SUBACK granted it. A refusal (0x80) is the SUBSCRIBE_REFUSED
+  event and counted (``sub_refused``); the session stays up (telemetry still flows) and
+  subscribes again on the next connect. (Mosquitto 2.0 grants a subscription its ACL denies and
+  filters at delivery instead.)
 - QoS 1 out: ``publish`` encodes the packet once into one of ``inflight`` slots (max_packet bytes
   each); it stays there until its PUBACK (event PUBACK with ``packet_id``). A message sent and not
   acknowledged within retry_ms is sent again with DUP on the same connection. Refusals: FULL (no
@@ -305,6 +307,7 @@ class Session:
         self.packet_id = 0
         self.reason = 0
         self.session_present = False
+        self.subscribed = False  # the command topic's SUBACK granted on this connection
         # counters (they only grow) and the last error
         self.connects = 0
         self.disconnects = 0
@@ -674,6 +677,7 @@ class Session:
         self._rx_seen = False
         self._puback_count = 0
         self._ping_out = False
+        self.subscribed = False
         self.topic = None
         self.payload = None
 
@@ -820,6 +824,7 @@ class Session:
         if pid != self._sub_id:
             raise ProtocolViolation("SUBACK for packet id %d" % pid)
         self._sub_id = 0
+        self.subscribed = code < 0x80
         if code == 0x80:
             self.sub_refused += 1
             return SUBSCRIBE_REFUSED
@@ -961,7 +966,8 @@ def validate_config(doc, path="mqtt"):
     (required with tls: the broker's CA, PEM), server_hostname (host), site and station (required;
     topic levels), client_id (rp-<site>-<station>), username, password, keepalive_s (60, 5..3600),
     clean_session (false: the broker keeps QoS 1 commands for an offline station), inflight (4),
-    max_packet (512), retry_s (20), connect_timeout_s (15), backoff_min_s (1), backoff_max_s (120)."""
+    max_packet (512), retry_s (20), connect_timeout_s (15), backoff_min_s (1), backoff_max_s
+    (120)."""
     if type(doc) is not dict:
         raise MqttConfigError("%s: must be an object" % path)
     for key in doc:
