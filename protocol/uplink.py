@@ -7,7 +7,9 @@ generated firmware codec firmware/relaypump/uplink.py; tests hold them to the sa
   no trailing bytes.
 - Common 16-byte header: magic b"RP", version (u8, 1), kind (u8), station_id (u32), seq (u32,
   per-station publish counter, wraps), timestamp_s (u32 seconds since the Unix epoch, UTC; good to
-  2106-02-07; the agent's wall clock, not the uptime).
+  2106-02-07; the agent's wall clock). A timestamp_s below 1,000,000,000 (2001-09-09) marks a
+  frame made before the agent's clock was set: it is the board's ticks_ms // 1000 then (the agent
+  corrects it before sending when the clock is set in the same boot).
 - Every quantity is a scaled integer; the field name states the unit and the scale:
   ``suction_kpa_x10 = 1234`` means 123.4 kPa. ``SCALES`` lists them for host tools.
 - Signed measurements use their most negative raw value (``NO_READING``, e.g. -32768 for s16) for
@@ -133,8 +135,11 @@ class EventCode(IntEnum):
     DRIVE_RAMP_MISMATCH = 38  # ramp times read back differ from the config after a rewrite
     PUMP_HEAD_DEVIATION = 39  # the calibrated head factor moved past the reporting step
     PUMP_EFFICIENCY_DEVIATION = 40  # the calibrated efficiency factor moved past the step
+    COMMAND_ACCEPTED = 47  # value = the CommandType carried out
     COMMAND_REJECTED = 48
     UPLINK_DECODE_ERROR = 49
+    TELEMETRY_DROPPED = 50  # outbox full: oldest telemetry dropped; value = total since made
+    EVENTS_DROPPED = 51  # outbox full of events: newest refused; value = total since made
 
 
 # code -> (unit, scale): value / scale is the quantity in unit ("" = a plain count or code)
@@ -168,8 +173,11 @@ EVENT_VALUE = {
     EventCode.DRIVE_RAMP_MISMATCH: ("s read back (-1: refused)", 10),
     EventCode.PUMP_HEAD_DEVIATION: ("% off the datasheet", 10),
     EventCode.PUMP_EFFICIENCY_DEVIATION: ("% off the datasheet", 10),
+    EventCode.COMMAND_ACCEPTED: ("command type", 1),
     EventCode.COMMAND_REJECTED: ("ack result", 1),
     EventCode.UPLINK_DECODE_ERROR: ("errors since start", 1),
+    EventCode.TELEMETRY_DROPPED: ("frames dropped since the outbox was made", 1),
+    EventCode.EVENTS_DROPPED: ("frames dropped since the outbox was made", 1),
 }
 
 
@@ -214,6 +222,7 @@ class AckResult(IntEnum):
     WRONG_STATION = 7
     REFUSED_LOCAL = 8  # panel in local control
     FAILED = 9  # accepted but could not be carried out
+    CLOCK_NOT_SYNCED = 10  # the agent's wall clock is not set yet: expiry cannot be judged
 
 
 # Signed measurements: the most negative raw value means "no valid reading".
