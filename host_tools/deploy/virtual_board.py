@@ -155,6 +155,7 @@ class VirtualBoard:
         self._wdt_ms = 0  # > 0 while the watchdog runs
         self._last_feed = 0.0
         self._pending_reset = 0  # a reset cause, when machine.reset() ran
+        self.error: Exception | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -173,10 +174,16 @@ class VirtualBoard:
         self._thread.start()
 
     def run(self) -> None:
-        """Power on and serve until close() (or a signal) stops it."""
-        self._reset(POWER_ON)
-        while not self._stop.is_set():
-            self._serve_once()
+        """Power on and serve until close() (or a signal) stops it. A failure of the board itself
+        (no Node, a VM that cannot start) ends it, said on its console and kept in ``error``."""
+        try:
+            self._reset(POWER_ON)
+            while not self._stop.is_set():
+                self._serve_once()
+        except Exception as err:
+            self.error = err
+            self._write(f"\r\nvirtual board: stopped: {err}\r\n".encode())
+            raise
 
     def close(self) -> None:
         self._stop.set()
@@ -555,6 +562,9 @@ def main(argv: list[str] | None = None) -> int:
         board.run()
     except KeyboardInterrupt:
         pass
+    except Exception as err:
+        print(f"virtual board: {err}", file=sys.stderr)
+        return 1
     finally:
         board.close()
     return 0
