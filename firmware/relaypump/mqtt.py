@@ -272,6 +272,7 @@ class Session:
         # slots 0..inflight-1: the window (a ring, oldest at _head); slot `inflight`: the birth
         n = inflight + 1
         self._slots = bytearray(n * max_packet)
+        self._slotsv = memoryview(self._slots)
         self._slot_len = array("H", bytes(2 * n))
         self._slot_id = array("H", bytes(2 * n))
         self._slot_sent = array("i", bytes(4 * n))
@@ -599,7 +600,7 @@ class Session:
         slots = self._slots
         if slots[base] & 0x08:
             self.retransmissions += 1
-        self._tx[end : end + size] = memoryview(slots)[base : base + size]
+        self._tx[end : end + size] = self._slotsv[base : base + size]
         slots[base] |= 0x08  # any later copy is a retransmission: DUP
         self._tx_end = end + size
         self._slot_state[i] = _SENT

@@ -185,6 +185,7 @@ def test_will_fires_on_a_dead_link_and_resent_frames_are_dropped_by_sequence(bro
         assert st.reasons() == [mqtt.LINK_LOST]
         st.run(lambda: st.session.connected and st.session.in_flight == 0, what="the resend")
         assert st.session.retransmissions == 3
+        assert broker.log().count("Received PUBLISH from rp-jia-relay1 (d1, q1") == 3
         watch.wait(lambda: watch.payloads(STATUS) == [b"online", b"offline", b"online"])
         watch.wait(lambda: len(watch.payloads(TELEMETRY)) == 6, what="the duplicates")
         got = seqs(watch.payloads(TELEMETRY))
@@ -246,6 +247,8 @@ def test_broker_restart_resends_with_dup_and_loses_nothing(broker):
         recorder.wait(lambda: recorder.subscribed >= 2, timeout=10, what="paho's resubscribe")
         st.run(lambda: st.session.connected and st.session.in_flight == 0, timeout=10)
         assert st.session.retransmissions == 4  # 5..8 again, with DUP; 9..11 for the first time
+        # the broker's own log of what arrived: exactly those four with the DUP flag
+        assert broker.log().count("Received PUBLISH from rp-jia-relay1 (d1, q1") == 4
         recorder.wait(lambda: len(dedup(seqs(recorder.payloads(TELEMETRY)))) == 12)
         got = seqs(recorder.payloads(TELEMETRY))
         assert dedup(got) == list(range(12))  # all, in order, none twice once ids are tracked
