@@ -47,12 +47,14 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import json
 import math
 import pickle
 import random
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
 from typing import Any
 
 from host_tools.sim import kpis, optimal, scenario
@@ -233,6 +235,40 @@ def season_day(j: int, count: int, worn: bool, hours: float = HOURS) -> dict:
             for _ in range(3)
         ]
     return doc
+
+
+def to_toml(doc: dict) -> str:
+    """The document as a scenario file (so a campaign day can be rerun with pumpsim --scenario)."""
+    lines: list[str] = []
+    _emit(doc, "", lines)
+    return "\n".join(lines) + "\n"
+
+
+def _emit(table: dict, prefix: str, lines: list[str]) -> None:
+    nested = {}
+    for key, value in table.items():
+        if isinstance(value, dict) or (
+            isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
+        ):
+            nested[key] = value
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for key, value in nested.items():
+        name = f"{prefix}{key}"
+        for item in value if isinstance(value, list) else [value]:
+            lines.append("")
+            lines.append(f"[[{name}]]" if isinstance(value, list) else f"[{name}]")
+            _emit(item, f"{name}.", lines)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return repr(value)
 
 
 def load(doc: dict) -> tuple[scenario.Scenario, list[str]]:
@@ -637,22 +673,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=WORKERS)
     parser.add_argument("--log", default=None, help="append each day's figures to this file")
     parser.add_argument("--summarize", metavar="LOG", help="print the figures of a --log file")
+    parser.add_argument("--write", metavar="DIR", help="write the days as scenario files, no run")
     args = parser.parse_args(argv)
     from host_tools.bench.__main__ import report
 
     if args.summarize:
         summarise(report, read_log(args.summarize))
         return 0
+    if args.write:
+        out = Path(args.write)
+        out.mkdir(parents=True, exist_ok=True)
+        for i, (kind, doc) in enumerate(jobs(_plan(args))):
+            (out / f"{i + 1:02d}_{kind}.toml").write_text(to_toml(doc), encoding="utf-8")
+        print(f"campaign: wrote {i + 1} scenario files to {out}", file=sys.stderr)
+        return 0
+    run(report, _plan(args), args.log)
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> Plan:
     plan = QUICK if args.quick else Plan()
-    plan = dataclasses.replace(
+    return dataclasses.replace(
         plan,
         fault_days=args.days if args.days is not None else plan.fault_days,
         season_days=args.season_days if args.season_days is not None else plan.season_days,
         hours=args.hours if args.hours is not None else plan.hours,
         workers=args.workers,
     )
-    run(report, plan, args.log)
-    return 0
 
 
 if __name__ == "__main__":

@@ -90,3 +90,14 @@ def test_the_bench_lines_are_name_value_unit(short_campaign, capsys):
     printed = capsys.readouterr().out.splitlines()
     assert printed and all(": " in line for line in printed)
     assert not any("nan" in line or "inf" in line.split(": ", 1)[1] for line in printed)
+
+
+def test_a_day_written_as_a_scenario_file_reads_back_the_same(tmp_path):
+    import tomllib
+
+    for doc in (campaign.fault_day(3, 12), campaign.season_day(1, 6, True)):
+        text = campaign.to_toml(doc)
+        assert tomllib.loads(text) == doc
+        path = tmp_path / "day.toml"
+        path.write_text(text)
+        assert scenario.load(path).faults == campaign.load(doc)[0].faults
