@@ -22,6 +22,9 @@ Rules:
   hydraulic figure): staging gets the station flow less what it is estimated to deliver, and the
   fieldbus keeps probing it. A pump beyond its run-out (protection) or its motor rating (control)
   makes staging judge one more pump at once.
+- A station stop is staggered (protection.hold_mask): the pumps not yet told to stop hold their
+  reference while one ramps down; if the cause clears first, the pumps still held run on
+  (staging.resume, control.rejoin) instead of stopping.
 - A tripped drive is offered a fault reset (a 0->1 edge) after drive_reset_delay_s, at most
   drive_resets_per_hour times an hour; staging has already replaced it with the standby.
 - Run time, starts and energy are counted here from what the drives report (state.py keeps them
@@ -81,6 +84,7 @@ class Agent:
         self.ticks = 0
         self._last_ms = 0
         self._was_running = bytearray(n)
+        self._held = 0  # the pumps a staggered stop held at the last tick (protection.hold_mask)
         self._tripped_ms = [0] * n
         self._was_tripped = bytearray(n)
         self._resets = [0] * n  # resets offered in the present hour
@@ -144,9 +148,16 @@ class Agent:
         protection = self.protection
         protection.evaluate(snap, now_ms)
         control = self.control
-        control.regulate(now_ms, snap, protection.max_speed_pct)
         running = self._running_mask()
         available = self._available_mask()
+        if self._held and not protection.stop_all:
+            # a staggered stop called off: the pumps it still held run on, not stopped
+            keep = self._held & running & available
+            if keep:
+                self.staging.resume(keep, available)
+                control.rejoin(keep)
+        self._held = protection.hold_mask
+        control.regulate(now_ms, snap, protection.max_speed_pct)
         if not protection.start_allowed:
             available &= running
         flow = snap.flow_m3h
@@ -165,7 +176,7 @@ class Agent:
             not protection.stop_all,
             protection.runout or control.overloaded,
         )
-        control.drive(now_ms, snap, mask, staging.exercise_mask)
+        control.drive(now_ms, snap, mask, staging.exercise_mask, protection.hold_mask)
         protection.enforce(snap.commands)
         self._staging_events(now_ms)
         self._offer_resets(now_ms)

@@ -591,6 +591,7 @@ def _protection(doc, channels, plausibility):
             "dry_run_delay_s",
             "dry_run_auto_reset",
             "source_stop_delay_s",
+            "sensor_stop_delay_s",
             "drive_reset_delay_s",
             "drive_resets_per_hour",
         ),
@@ -639,6 +640,8 @@ def _protection(doc, channels, plausibility):
         )
     _bool(doc, out, path, "dry_run_auto_reset", False)
     _int(doc, out, path, "source_stop_delay_s", 0, 600, 5)
+    # a protection sensor with fallback "stop" BAD this long stops the station (protection.py)
+    _int(doc, out, path, "sensor_stop_delay_s", 0, 600, 10)
     _int(doc, out, path, "drive_reset_delay_s", 10, 86400, 300)
     _int(doc, out, path, "drive_resets_per_hour", 0, 10, 3)
     _num(doc, out, path, "atmosphere_kpa", 50.0, 110.0)

@@ -33,7 +33,10 @@ Rules:
   below min speed its check valve stays shut) and climbs at the slew limit, never more than one
   slew step ahead of the drive's actual speed (the drive's own ramp is faster than the slew), until
   it meets the common speed (JOINED). A pump
-  staging removes ramps down at the slew limit to min_pct and then gets CMD_STOP. An exercised pump
+  staging removes ramps down at the slew limit to min_pct and then gets CMD_STOP; one a staggered
+  station stop holds (hold_mask: protection tells one pump at a time to stop) keeps its reference
+  instead, no higher than the cap, until its turn. rejoin(mask): a stop called off while it held
+  pumps: they run on from their references. An exercised pump
   runs at min_pct. A pump that is offline or tripped gets CMD_STOP and ref 0 at once.
 - Manual mode: the common speed slews to the commanded speed (same limits); back to auto the PI
   continues from the present speed.
@@ -103,6 +106,7 @@ class Controller:
         self._target_kw = [float(p.get("rated_kw", rated)) * LOAD_TARGET for p in pumps]
         self._ok_kw = [float(p.get("rated_kw", rated)) * LOAD_OK for p in pumps]
         self.load_cap_pct = self.max_pct
+        self.cap_pct = self.max_pct  # the cap of the last regulate() (protection and rating)
         self.overloaded = False  # a running pump over its rating (this tick)
         self._n_eff = 0.0  # effective pumps in the group at the last drive() (feedforward)
 
@@ -139,6 +143,23 @@ class Controller:
         if top > 0.0:
             self.common_pct = top if top <= self.max_pct else self.max_pct
             self.pid.track(self.common_pct)
+        self.joined = self._count_joined()
+
+    def rejoin(self, mask):
+        """A staggered stop called off (its cause cleared first): the pumps in mask that it
+        still held run on from their references; the fastest sets the common speed, the others
+        join it along the slew (no step)."""
+        top = 0.0
+        for i in range(self.pump_count):
+            if mask & (1 << i) and self.ref_pct[i] > top:
+                top = self.ref_pct[i]
+        if top < self.min_pct:
+            return
+        for i in range(self.pump_count):
+            if mask & (1 << i) and self.ref_pct[i] >= self.min_pct:
+                self.phase[i] = PHASE_JOINED if self.ref_pct[i] == top else PHASE_JOINING
+        self.common_pct = top
+        self.pid.track(top)
         self.joined = self._count_joined()
 
     # --- per tick: the common speed -----------------------------------------------------------
@@ -198,6 +219,7 @@ class Controller:
         load_cap = self._load_cap(snap, step)
         if load_cap < cap:
             cap = load_cap if load_cap > self.min_pct else self.min_pct
+        self.cap_pct = cap
         if hi > cap:
             hi = cap if cap > down else down
         slowest = self._slowest_joined_actual(snap)
@@ -284,7 +306,7 @@ class Controller:
         return n
 
     # --- per tick: each pump's command --------------------------------------------------------
-    def drive(self, now_ms, snap, run_mask, exercise_mask=0):
+    def drive(self, now_ms, snap, run_mask, exercise_mask=0, hold_mask=0):
         dt_ms = 0
         if self._drive_started:
             dt_ms = ticks_diff(now_ms, self._drive_ms)
@@ -339,9 +361,14 @@ class Controller:
                     r = lo
                 cmd.command = CMD_RUN
             else:
-                if p == PHASE_JOINED or p == PHASE_JOINING:
+                held = hold_mask & bit and r >= lo
+                if p == PHASE_JOINED or p == PHASE_JOINING or held:
                     p = PHASE_LEAVING
-                if p == PHASE_LEAVING:
+                if held:
+                    # a staggered stop holds it (no faster than the cap falls) for its turn
+                    if r > self.cap_pct:
+                        r = self.cap_pct
+                elif p == PHASE_LEAVING:
                     r = r - step if r - step > lo else lo
                     if r <= lo:
                         p = PHASE_IDLE

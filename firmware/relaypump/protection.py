@@ -5,13 +5,16 @@ sensors, before control) sets the outputs below; ``enforce(snapshot.commands)`` 
 after staging; ``reset(pump, now_ms)`` is the operator's reset command (0 = station + all pumps).
 
 Outputs (attributes, updated in place):
-- ``stop_all`` / ``stop_reason``: stop every relay pump with ``stop_command[i]`` (CMD_STOP: the
-  drive's ramp, a soft stop; CMD_COAST only for a drive that has tripped already). The reason is
-  the EVENT_* code of the cause, by priority: STATION_LOCKOUT, SENSOR_FAULT, SOURCE_INTERLOCK_OPEN,
-  DISCHARGE_TRIP, SUCTION_TRIP; 0 = none.
+- ``stop_all`` / ``stop_reason``: the station's safe state: every relay pump stops, staggered
+  (``hold_mask``), with ``stop_command[i]`` (CMD_STOP: the drive's ramp, a soft stop; CMD_COAST
+  only for a drive that has tripped already). The reason is the EVENT_* code of the cause, by
+  priority: STATION_LOCKOUT, SENSOR_FAULT, SOURCE_INTERLOCK_OPEN, DISCHARGE_TRIP, SUCTION_TRIP;
+  0 = none.
+- ``hold_mask`` (bitmask): during a station stop, the running pumps not yet told to stop; they
+  run on at no more than their reference (and the cap) until their turn.
 - ``start_allowed``: False = start no further pump (running ones may go on): suction below its
-  limit even with one more pump sharing the flow, the source pumps not confirmed running, or a
-  protection sensor on "hold".
+  limit even with one more pump sharing the flow, the source pumps not confirmed running (input
+  off or unreadable), a protection sensor on "hold" or within its sensor_stop_delay_s.
 - ``lost_running`` (bitmask): drives lost while running, assumed to go on at their comm-loss speed;
   ``lost_flow_m3h()`` what they are estimated to deliver and ``lost_delivering`` how many of them
   deliver at all (staging counts them); ``runout``: a controlled pump runs beyond its run-out
@@ -19,6 +22,24 @@ Outputs (attributes, updated in place):
 - ``max_speed_pct``: speed cap for every pump (slow-down); speed.max_pct when nothing caps.
 - ``allowed[i]`` (False: pump locked out, keep it stopped), ``pump_locked[i]``, ``locked_out``.
 - ``alarm_bits``: ALARM_* bits for telemetry; ``suction_limit_kpa()`` for telemetry and KPIs.
+
+Station stop: the last resort. Only these stop every pump (stop_all), each a real hazard:
+  the source pumps stopped (their running input reads off for source_stop_delay_s: the relay
+  pumps would empty their suction side); suction below its limit where no slower speed helps,
+  for suction_stop_delay_s (cavitation); discharge at its max for discharge_stop_delay_s
+  (over-pressure; the slow-down could not hold it); a lockout after repeated suction or
+  discharge trips; and the configured safe state of a protection sensor with fallback "stop"
+  that has been BAD (after the sensors' hold_s of its last good value, or an NE43 failure) for
+  sensor_stop_delay_s (its protection is blind). Nothing else does: bus noise is ridden through
+  by the sensors' hold_s (HELD values are used as they come), an unreadable source input only
+  blocks starts (suction protection still guards the pumps), a lost drive or a tripped one is
+  staging's failover, a dry run locks out that pump only.
+  The stop is staggered to keep the surge low: one pump ramps down (CMD_STOP, the drive's own
+  ramp at <= slew_pct_per_s) while the others hold their reference (hold_mask); the next, the
+  slowest first, is told to stop once the last one no longer delivers (its drive stopped or was
+  lost, or the flow split puts it below its check valve's cut-off at the measured head) or after
+  its ramp_down_s from max speed (+ 5 s) at most. So the station's flow changes at one pump's
+  ramp at a time. If the cause clears while pumps are still held, they run on (agent.py).
 
 Protections (units kPa gauge, degC, m3/h, % speed; delays in the config in s):
 - Running pumps: those whose drive reports running, and a drive lost while running (comm loss):
@@ -53,11 +74,13 @@ Protections (units kPa gauge, degC, m3/h, % speed; delays in the config in s):
   dry_run_auto_reset). Judged on a measured flow only (GOOD or HELD): a substitute (a fallback
   number, or a transmitter plausibility.py found suspect, e.g. stuck at 0 while the pumps
   deliver) pauses the timer, so a lying flow transmitter never locks out healthy pumps.
-- Source interlock: the source-running input off (or unreadable) blocks starts at once and stops
-  all pumps after source_stop_delay_s; pumps may run again once it has been on for restart_delay_s.
+- Source interlock: the source-running input off (or unreadable) blocks starts at once; off
+  for source_stop_delay_s stops all pumps (unreadable: SENSOR_FAULT, no stop); pumps may run
+  again once it has read on for restart_delay_s.
 - Sensor faults (quality BAD) of suction, discharge, supply temperature and flow follow the
   channel's configured fallback. "stop" (and a sensor-name fallback: no other sensor can stand in
-  for these) stops all pumps until the sensor has been good for restart_delay_s. A number is used
+  for these): blind as "hold" below for sensor_stop_delay_s, then all pumps stop until the
+  sensor has been good for restart_delay_s (a glitch is not a stop). A number is used
   as the value. "hold": suction/discharge -> speed capped at speed.safe_pct and no starts (the
   protection is blind); supply temperature -> the last good value (none yet: the sensor's top of
   range, the worst case); flow -> dry-run timing paused and NPSHr taken at max_flow_ratio.
@@ -218,6 +241,7 @@ class Protection:
         self._dry_delay_ms = p["dry_run_delay_s"] * 1000
         self._dry_auto_reset = p["dry_run_auto_reset"]
         self._source_delay_ms = p["source_stop_delay_s"] * 1000
+        self._sensor_delay_ms = p["sensor_stop_delay_s"] * 1000
         self._min_x100 = int(speed["min_pct"] * 100.0 + 0.5)
         self._max_x100 = int(speed["max_pct"] * 100.0 + 0.5)
         self._safe_x100 = int(speed["safe_pct"] * 100.0 + 0.5)
@@ -228,6 +252,11 @@ class Protection:
         self._max_flow_permil = int(model["max_flow_ratio"] * 1000.0 + 0.5)
         self._rho_g = int(model["density_kg_m3"] * 9.80665 + 0.5)  # Pa per m of water column
         self._h0_mm = int(model["shutoff_head_m"] * 1000.0 + 0.5)
+        # a staggered stop waits for a stopping pump at most its drive's ramp from max speed
+        self._ramp_ms = array("i", [0] * n)
+        for i in range(n):
+            ramp_s = config["pumps"][i]["ramp_down_s"] * speed["max_pct"] / 100.0
+            self._ramp_ms[i] = int(ramp_s * 1000.0 + 0.5) + 5000  # + a poll cycle and a tick
         # what each drive does when its link is lost: its assumed speed (0.01 %) or _LOST_*
         self._lost_action = array("i", [0] * n)
         for i in range(n):
@@ -263,6 +292,7 @@ class Protection:
         self.pump_locked = [False] * n
         self.locked_out = False
         self.stop_command = [CMD_STOP] * n
+        self.hold_mask = 0  # a staggered stop: running pumps not yet told to stop (bitmask)
         self.alarm_bits = 0
         self.suction_limit_x10 = 0
         # internal state
@@ -294,7 +324,11 @@ class Protection:
         self._source_on = _OFF
         self._sensor_bits = 0  # bit CH_* set while that sensor is BAD
         self._sensor_stop = False
+        self._sensor_bad = _OFF  # a "stop" sensor BAD since (ms), before sensor_stop_delay_s
         self._sensor_good = _OFF
+        self._stopping = False  # the staggered stop in progress (module rules)
+        self._released = -1  # the pump told to stop last, until its drive has stopped
+        self._release_age = _OFF
         self._blind = False  # a protection sensor on "hold": cap at safe speed, no starts
         if state is not None:  # lockouts survive a restart
             if state.station_lockout:
@@ -430,7 +464,9 @@ class Protection:
             if self._fb_flow == _FB_STOP:
                 stop_sensor = True
         m = snap.source_running
-        source_ok = self._sensor(m, CH_SOURCE, now) and m.value >= 0.5
+        source_known = self._sensor(m, CH_SOURCE, now)  # GOOD, or HELD for io.hold_s
+        source_off = source_known and m.value < 0.5
+        source_ok = source_known and not source_off
         # The remote DP protects nothing itself, but a lost remote value (the loop then runs on
         # the discharge pressure) is a sensor fault the control room must see.
         self._sensor(snap.remote_dp_kpa, CH_REMOTE_DP, now, SUBSTITUTE)
@@ -477,8 +513,8 @@ class Protection:
             self._dry_run(flow, n_run, dt, now)
         self._pump_auto_reset(dt, now)
 
-        # source interlock
-        self._source_off = _timer(self._source_off, not source_ok, dt)
+        # source interlock: a stop only on a read "off"; unreadable blocks starts only
+        self._source_off = _timer(self._source_off, source_off, dt)
         self._source_on = _timer(self._source_on, source_ok and self._source_open, dt)
         if not source_ok:
             start_ok = False
@@ -496,10 +532,13 @@ class Protection:
                 now,
             )
 
-        # sensor faults
-        if stop_sensor:
+        # sensor faults: a "stop" sensor BAD past sensor_stop_delay_s stops; until then blind
+        self._sensor_bad = _timer(self._sensor_bad, stop_sensor, dt)
+        if stop_sensor and (self._sensor_stop or self._sensor_bad >= self._sensor_delay_ms):
             self._sensor_stop = True
             self._sensor_good = _OFF
+        elif stop_sensor:
+            blind = True
         elif self._sensor_stop:
             self._sensor_good = _timer(self._sensor_good, True, dt)
             if self._sensor_good >= self._restart_ms:
@@ -512,6 +551,47 @@ class Protection:
                 cap = self._safe_x100
 
         self._outputs(cap, start_ok, now, dt, commands)
+        self._sequence(pumps, commands, dt)
+
+    def _sequence(self, pumps, commands, dt):
+        """The staggered stop (module rules): hold_mask keeps the running pumps not yet told to
+        stop; one is released once the last one released has stopped."""
+        if not self.stop_all:
+            self._stopping = False
+            self._released = -1
+            self.hold_mask = 0
+            return
+        n = self.pump_count
+        hold = self.hold_mask
+        if not self._stopping:  # the stop begins: every pump running on a RUN command waits
+            self._stopping = True
+            self._released = -1
+            hold = 0
+            for i in range(n):
+                p = pumps[i]
+                if p.online and p.state == DRIVE_RUNNING and commands[i].command == CMD_RUN:
+                    hold |= 1 << i
+        for i in range(n):  # stopped, tripped or lost meanwhile: nothing to wait for
+            if hold & (1 << i) and not (pumps[i].online and pumps[i].state == DRIVE_RUNNING):
+                hold &= ~(1 << i)
+        r = self._released
+        if r >= 0:
+            self._release_age = _timer(self._release_age, True, dt)
+            p = pumps[r]
+            if p.online and p.state == DRIVE_RUNNING and self._release_age < self._ramp_ms[r]:
+                self.hold_mask = hold
+                return
+            self._released = -1
+            self._release_age = _OFF
+        if hold:  # the slowest next: the smallest flow step first
+            r = -1
+            for i in range(n):
+                if hold & (1 << i) and (r < 0 or self._run_x100[i] < self._run_x100[r]):
+                    r = i
+            hold &= ~(1 << r)
+            self._released = r
+            self._release_age = 0
+        self.hold_mask = hold
 
     def _shares(self, flow, suction, discharge, n_run):
         """Each running pump's part of the flow (0.1 m3/h) into _share_x10 (module rules: "Flow
@@ -901,9 +981,10 @@ class Protection:
         """Last guard after staging: stops what must not run, keeps RUN speeds inside
         speed.min_pct..max_speed_pct. Allocates nothing."""
         stop = self.stop_all
+        hold = self.hold_mask
         for i in range(self.pump_count):
             cmd = commands[i]
-            if stop or self.pump_locked[i]:
+            if self.pump_locked[i] or (stop and not hold & (1 << i)):
                 if cmd.command == CMD_RUN:
                     cmd.command = self.stop_command[i]
                     cmd.speed_pct = 0.0

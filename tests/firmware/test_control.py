@@ -434,6 +434,52 @@ def test_stopped_pump_ramps_to_min_then_gets_stop():
     assert c.phase[1] == ctl.PHASE_IDLE
 
 
+def test_a_pump_held_by_a_staggered_stop_keeps_its_reference_under_the_cap():
+    c, snap = running_controller(pumps=0b011, common=80.0)
+    c.regulate(0, snap)
+    c.drive(0, snap, 0b011)
+    # the station stops: staging wants none; protection holds pump 2 while pump 1 ramps down
+    for k in range(1, 11):
+        c.regulate(k * 1000, snap)
+        c.drive(k * 1000, snap, 0, 0, 0b010)
+        follow(snap, c)
+        assert snap.commands[1].command == CMD_RUN and snap.commands[1].speed_pct == 80.0
+    assert c.phase[1] == ctl.PHASE_LEAVING
+    assert snap.commands[0].speed_pct < 80.0 - 9.0  # pump 1 leaves along the slew
+    # a falling protection cap takes the held pump down with it (the cap moves at the slew)
+    c.regulate(11000, snap, 75.0)
+    c.drive(11000, snap, 0, 0, 0b010)
+    assert snap.commands[1].speed_pct == 75.0
+    # its turn: released, it leaves along the slew from where it was
+    c.regulate(12000, snap, 75.0)
+    c.drive(12000, snap, 0, 0, 0)
+    assert snap.commands[1].command == CMD_RUN and snap.commands[1].speed_pct == 74.0
+
+
+def test_a_staggered_stop_called_off_rejoins_the_held_pumps_without_a_step():
+    c, snap = running_controller(pumps=0b111, common=80.0)
+    c.regulate(0, snap)
+    c.drive(0, snap, 0b111)
+    for k in range(1, 6):  # pump 1 leaves, pumps 2 and 3 are held
+        c.regulate(k * 1000, snap)
+        c.drive(k * 1000, snap, 0, 0, 0b110)
+        follow(snap, c)
+    c.ref_pct[2] = 72.0  # (one of them had been slower)
+    c.regulate(6000, snap, 79.0)  # a falling cap (protection moves it at the slew)
+    c.drive(6000, snap, 0, 0, 0b110)
+    follow(snap, c)
+    c.rejoin(0b110)
+    assert c.phase[1] == ctl.PHASE_JOINED and c.phase[2] == ctl.PHASE_JOINING
+    assert c.common_pct == 79.0
+    measure(snap.remote_dp_kpa, 111.0)
+    before = list(cmd.speed_pct for cmd in snap.commands)
+    c.regulate(7000, snap)
+    c.drive(7000, snap, 0b110)
+    for i in (1, 2):
+        assert snap.commands[i].command == CMD_RUN
+        assert abs(snap.commands[i].speed_pct - before[i]) <= 1.0 + 1e-9, (i, before)
+
+
 def test_tripped_pump_stops_at_once_and_the_others_speed_up():
     c, snap = running_controller(pumps=0b011, common=80.0)
     measure(snap.remote_dp_kpa, 111.0)

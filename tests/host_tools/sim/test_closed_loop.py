@@ -166,7 +166,8 @@ def _schedule_fault(kind, **changes):
     return dataclasses.replace(fault, at_s=FAULT_AT_S, **changes)
 
 
-# name -> (faults, minutes, changes to config["protection"][, scenario file: else SCHEDULE])
+# name -> (faults, minutes, changes to config["protection"] ("section.key": another section's)
+# [, scenario file: else SCHEDULE])
 RUNS = {
     # the schedule's faults, moved to 15 min
     "pump_trip": ((_schedule_fault("pump_trip", duration_s=420.0),), 30, {}),
@@ -175,6 +176,8 @@ RUNS = {
     "crc_noise": ((_schedule_fault("crc_noise", duration_s=600.0),), 26, {}),
     "suction_dip": ((_schedule_fault("suction_dip", duration_s=600.0),), 30, {}),
     "source_stop": ((_schedule_fault("source_pumps_stop", duration_s=600.0),), 34, {}),
+    # back before the staggered stop is done: the pump it still holds runs on
+    "source_blip": ((_schedule_fault("source_pumps_stop", duration_s=15.0),), 24, {}),
     # what the schedule does not reach: lost protection sensors, a deep dip, discharge, dry run
     "suction_break": (
         (FaultSpec("sensor_wire_break", FAULT_AT_S, 600.0, sensor="suction_kpa"),),
@@ -185,7 +188,11 @@ RUNS = {
     "deep_suction_dip": ((_schedule_fault("suction_dip", duration_s=600.0, kpa=150.0),), 34, {}),
     # the normal discharge (~660 kPa) lies above the max (trip) or inside the slow-down band
     # below what even min speed gives (~390 kPa): the slow-down cannot hold it, the station trips
-    "discharge_trip": ((), 30, {"discharge_max_kpa": 360.0}),
+    "discharge_trip": (
+        (),
+        30,
+        {"discharge_max_kpa": 360.0, "setpoint.discharge_fallback_kpa": 300.0},  # (below the max)
+    ),
     "discharge_slowdown": ((), 10, {"discharge_max_kpa": 640.0}),
     # a flow transmitter stuck at its 0 m3/h reading from the start: no flow while pumps run
     "dry_run": (
@@ -210,14 +217,20 @@ RUNS = {
 
 
 @functools.cache
-def outcome(name: str) -> Outcome:
+def outcome(name: str, staggered: bool = True) -> Outcome:
+    """The run RUNS[name]; staggered=False: the same with every pump told to stop at once on a
+    station stop (as before issue 7; the surge tests compare the two)."""
     faults, minutes, protection, *source = RUNS[name]
     base = scenarios.load(source[0] if source else SCHEDULE)
     chosen = dataclasses.replace(base, faults=faults, hours=minutes / 60.0)
     config = load_agent_config(chosen)
-    config["protection"].update(protection)
+    for key, value in protection.items():  # "section.key": another section's
+        section, _, name = key.rpartition(".")
+        config[section or "protection"][name] = value
     station = SimulatedStation(chosen)
     rec = Recorder(chosen, config, station)
+    if not staggered:
+        rec.agent.protection._sequence = lambda pumps, commands, dt: None  # hold_mask stays 0
     result = run(chosen, rec, station=station)
     return Outcome(name, faults[0] if faults else None, config, station, rec, result)
 
@@ -236,7 +249,8 @@ def all_stopped_at(o, after_s):
 
 
 def ramp_down_s(o, after_s):
-    """How long the drives' own deceleration ramps take from the speeds they had at after_s."""
+    """How long the slowest of the drives' own deceleration ramps takes from the speeds they had
+    at after_s."""
     i = o.sample(after_s)
     return max(
         d.config.decel_s * s[i] / 100.0
@@ -244,11 +258,32 @@ def ramp_down_s(o, after_s):
     )
 
 
+def staggered_stop_s(o, after_s):
+    """How long a staggered stop from after_s takes at most: the drives' ramps one after the
+    other from the speeds they had then (a held pump does not speed up), each handed over
+    within a poll cycle and a tick."""
+    i = o.sample(after_s)
+    return sum(
+        d.config.decel_s * s[i] / 100.0 + LAG_S
+        for d, s in zip(o.station.drives, o.result.speeds, strict=True)
+        if s[i] > 0.5
+    )
+
+
 def assert_soft_stop(o, since_s, until_s):
-    """Every command is CMD_STOP (the drives' ramp: never a coast or quick stop), and every drive
-    that was turning ramps down with its pulses on instead of coasting."""
+    """A staggered soft stop: one pump at a time is told CMD_STOP (the drives' ramp: never a coast
+    or quick stop) while the others hold a RUN reference no higher than they had; each drive that
+    was turning ramps down with its pulses on instead of coasting, and no two drives ramp down on
+    a stop command together."""
+    first = o.ticks(since_s - 1.0, since_s + 1.0)[0]
+    stopping = set()  # pumps told to stop since since_s: a stop is never taken back
     for k in o.ticks(since_s + 1.0, until_s):
-        assert set(k.commands) == {CMD_STOP}, (o.name, k)
+        for p, c in enumerate(k.commands):
+            assert c in (CMD_STOP, CMD_RUN), (o.name, k)
+            if c == CMD_RUN:
+                assert p not in stopping and k.refs[p] <= first.refs[p] + 1e-9, (o.name, p, k)
+            else:
+                stopping.add(p)
     for pump, (drive, speeds, running) in enumerate(
         zip(o.station.drives, o.result.speeds, o.result.running, strict=True)
     ):
@@ -257,6 +292,26 @@ def assert_soft_stop(o, since_s, until_s):
             if speeds[i] > 0.5:  # a coasting drive counts as stopped below 0.5 %
                 assert running[i], (o.name, pump, o.t[i], "coasted instead of a ramp stop")
                 assert speeds[i - 1] - speeds[i] <= rate + 0.01, (o.name, pump, o.t[i])
+    assert max_ramping_together(o, since_s, until_s) <= 1, o.name
+
+
+def max_ramping_together(o, since_s, until_s):
+    """The most drives turning at once (pulses on, above 0.5 %) on a stop command, from since_s
+    to until_s."""
+    by_tick = {round(k.t_s): k for k in o.ticks(since_s, until_s)}
+    most = 0
+    for i in range(o.sample(since_s + LAG_S), o.sample(until_s)):
+        k = by_tick.get(round(o.t[i]) - 1)  # the command of the tick before the sample
+        if k is not None:
+            ramping = sum(
+                1
+                for p, (speeds, running) in enumerate(
+                    zip(o.result.speeds, o.result.running, strict=True)
+                )
+                if running[i] and speeds[i] > 0.5 and k.commands[p] == CMD_STOP
+            )
+            most = max(most, ramping)
+    return most
 
 
 def assert_restarts_in_band(o, cleared_s):
@@ -398,7 +453,7 @@ def test_source_pumps_stop_stops_every_relay_pump_until_the_source_runs_again():
     assert safe_s == open_s and reason == E.SOURCE_INTERLOCK_OPEN
     left_s, _, _ = o.first(E.SAFE_STATE_LEFT)
     assert_soft_stop(o, open_s, left_s)
-    assert all_stopped_at(o, open_s) <= open_s + ramp_down_s(o, open_s) + LAG_S
+    assert all_stopped_at(o, open_s) <= open_s + staggered_stop_s(o, open_s)
     # nothing starts while the source is off, nor before it has run for restart_delay_s
     restart_s = setting(o, "restart_delay_s")
     for running in o.result.running:
@@ -407,3 +462,27 @@ def test_source_pumps_stop_stops_every_relay_pump_until_the_source_runs_again():
     cleared = [e for e in o.events(E.PROTECTION_CLEARED) if e[2] == E.SOURCE_INTERLOCK_OPEN]
     assert len(cleared) == 1 and abs(cleared[0][0] - fault.end_s - restart_s) <= LAG_S
     assert_restarts_in_band(o, left_s)
+
+
+def test_source_pumps_back_before_the_staggered_stop_is_done_the_held_pump_runs_on():
+    o = outcome("source_blip")
+    fault = o.fault
+    open_s, _, _ = o.first(E.SOURCE_INTERLOCK_OPEN)
+    safe_s, _, reason = o.first(E.SAFE_STATE_ENTERED)
+    assert safe_s == open_s and reason == E.SOURCE_INTERLOCK_OPEN
+    # (the suction, falling with the source stopped, may trip meanwhile: the stop goes on until
+    # it has recovered too)
+    left_s, _, _ = o.first(E.SAFE_STATE_LEFT)
+    assert left_s - fault.end_s >= setting(o, "restart_delay_s")
+    assert_soft_stop(o, open_s, left_s)
+    # one pump ramped down; the other was held, and it never stopped: it runs on regulated
+    held = [
+        p for p in range(len(o.station.drives)) if o.ticks(left_s - 1.0)[0].commands[p] == CMD_RUN
+    ]
+    assert len(held) == 1, held
+    pump = held[0]
+    assert all(o.result.running[pump][o.sample(fault.at_s) :])
+    assert all(k.commands[pump] == CMD_RUN for k in o.ticks(open_s))
+    assert not o.events(E.PUMP_STARTED, subject=pump + 1, after_s=fault.at_s)
+    end = o.t[-1]
+    assert o.back_in_band_s(left_s, end) <= end - left_s - 90.0
