@@ -206,19 +206,16 @@ class Link:
         events = 0
         for entry in self._poller.poll(0):
             events |= entry[1]
-        if events & (select.POLLERR | select.POLLHUP):
-            self._addr = None
-            self._fail(now_ms, OSError("connect failed (poll events %d)" % events))
-            return
-        if not events & select.POLLOUT:
+        if not events:
             return
         sock = self._sock
+        err = 0
         if hasattr(sock, "getsockopt") and hasattr(socket, "SO_ERROR"):
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-            if err:
-                self._addr = None
-                self._fail(now_ms, OSError(err, "connect failed"))
-                return
+        if err or events & (select.POLLERR | select.POLLHUP):
+            self._addr = None
+            self._fail(now_ms, OSError(err or errno.ECONNREFUSED, "connect failed"))
+            return
         self._poller.modify(sock, select.POLLIN)
         if self._ctx is None:
             self._ready(now_ms)

@@ -293,3 +293,16 @@ def test_tls_with_the_brokers_ca_and_a_wrong_ca_refused(tls_broker, tmp_path):
         st.close()
         stranger.close()
         recorder.close()
+
+
+def test_no_broker_is_a_refused_connect_and_a_backoff_never_an_exception():
+    from mosquitto_broker import free_port
+
+    st = Station(free_port())  # nothing listens there
+    try:
+        st.run(lambda: st.link.failed >= 3, what="three refused connects")
+        assert set(st.reasons()) == {mqtt.LINK_LOST} and st.session.connects == 0
+        assert isinstance(st.link.last_error, ConnectionRefusedError)
+        assert 100 <= st.session.last_delay_ms <= 1000  # jittered, capped at backoff_max_ms
+    finally:
+        st.close()
