@@ -11,7 +11,8 @@ Days (every draw from random.Random of the day's name, so a campaign is reproduc
   simulator knows (on a random channel) and a stuck transmitter (remote DP or flow, in turn),
   suction_dip, source_pumps_stop; and crc_noise, every third day at 10..15 % for a quarter of the
   day (overlapping the others), otherwise 2..8 % for 30..60 min. Demand: night setback, morning
-  boost, a floor, a step and a ramp, all drawn. Pumps: the ISO 9906 2B draw plus wear 0..0.1 on
+  boost, a floor, a step and a ramp, all drawn, raising the demand no further than two pumps
+  can serve (headroom(); a pump trip on a cold day is then survivable by design). Pumps: the ISO 9906 2B draw plus wear 0..0.1 on
   one pump. Transmitters: drawn noise and lag.
 - Season day j of D: mean temperature spread over -12..+15 degC, night setback and morning boost
   (so the pump count changes during the day), no fault. "datasheet": every pump the datasheet's;
@@ -84,7 +85,7 @@ CHANNEL = {  # SENSOR_FAULT's value per channel (protocol/uplink.py)
     "supply_temp_c": 4,
     "flow_m3h": 5,
 }
-DATES = ("2026-01-10", "2026-01-20", "2026-02-05", "2026-02-20", "2026-03-05", "2026-03-20")
+DATES = ((-6.0, "2026-01-15"), (0.0, "2026-02-10"), (6.0, "2026-03-05"), (99.0, "2026-03-25"))
 
 
 # --- scenario documents ------------------------------------------------------------------------
@@ -104,7 +105,11 @@ def _base(name: str, seed: int, hours: float, temp_c: float, rng: random.Random)
         "name": name,
         "seed": seed,
         "hours": hours,
-        "day": {"date": rng.choice(DATES), "mean_temp_c": round(temp_c, 2), "flow_noise": 0.01},
+        "day": {
+            "date": next(date for below, date in DATES if temp_c <= below),  # a day that fits
+            "mean_temp_c": round(temp_c, 2),
+            "flow_noise": 0.01,
+        },
         "plant": {"step_s": 0.2, "supply_temp_c": 120.0},
         "bus": {"baud": 19200, "turnaround_ms": 3},
         "drives": [
@@ -116,7 +121,22 @@ def _base(name: str, seed: int, hours: float, temp_c: float, rng: random.Random)
     }
 
 
-def _demand(rng: random.Random, hours: float) -> dict:
+def headroom(temp_c: float) -> float:
+    """How far the demand may be raised on a day of this mean temperature so that two pumps still
+    serve its peak (the station's N-1 design: 1.05 x 800 m3/h): 1.05 over the weather model's peak
+    ratio sqrt((18 - T) / 28) x 1.08 (the daily habit's 1.065 and noise), never below 1."""
+    peak = min(1.05, math.sqrt(max(0.09, (18.0 - temp_c) / 28.0)) * 1.08)
+    return max(1.0, 1.05 / peak)
+
+
+def _up(rng: random.Random, low: float, high: float, cap: float) -> float:
+    """A raising factor drawn in low..high, scaled into 1..cap."""
+    return round(1.0 + (rng.uniform(low, high) - 1.0) * min(1.0, (cap - 1.0) / (high - 1.0)), 3)
+
+
+def _demand(rng: random.Random, hours: float, temp_c: float) -> dict:
+    """Demand shapes; every raising factor fits headroom(temp_c) (together: the cube root each)."""
+    cap = headroom(temp_c) ** (1.0 / 3.0)
     demand: dict[str, Any] = {
         "floor_m3h": round(rng.uniform(120.0, 240.0)),
         "night_setback": {
@@ -128,19 +148,19 @@ def _demand(rng: random.Random, hours: float) -> dict:
         "morning_boost": {
             "start": rng.choice(("05:00", "05:30", "06:00")),
             "end": rng.choice(("07:30", "08:00", "09:00")),
-            "factor": round(rng.uniform(1.05, 1.3), 2),
+            "factor": _up(rng, 1.05, 1.3, cap),
             "ramp_min": rng.choice((2, 10, 20)),
         },
     }
     span = hours * 3600.0
     demand["steps"] = [
-        {"at": _clock(rng.uniform(0.3, 0.6) * span), "factor": round(rng.uniform(0.85, 1.1), 2)}
+        {"at": _clock(rng.uniform(0.3, 0.6) * span), "factor": min(_up(rng, 0.85, 1.1, cap), 1.1)}
     ]
     demand["ramps"] = [
         {
             "at": _clock(rng.uniform(0.6, 0.8) * span),
             "duration_min": round(max(1.0, 0.05 * hours * 60.0)),
-            "factor": round(rng.uniform(1.0, 1.15), 2),
+            "factor": _up(rng, 1.0, 1.15, cap),
         }
     ]
     return demand
@@ -168,7 +188,7 @@ def fault_day(k: int, count: int, hours: float = HOURS) -> dict:
     doc["pumps"] = [
         {"wear": round(rng.uniform(0.0, 0.1), 3)} if i == worn else {} for i in range(3)
     ]
-    doc["demand"] = _demand(rng, hours)
+    doc["demand"] = _demand(rng, hours, _temp(k, count))
     doc["sensors"] = {
         name: {
             "noise_pct": round(rng.uniform(0.05, 0.3), 3),
@@ -222,7 +242,7 @@ def season_day(j: int, count: int, worn: bool, hours: float = HOURS) -> dict:
     label = "worn pumps" if worn else "datasheet pumps"
     doc = _base(f"season day {j + 1}/{count}, {label}", 2000 + j, hours, _temp(j, count), rng)
     doc["plant"]["pump_spread"] = "none"
-    demand = _demand(rng, hours)
+    demand = _demand(rng, hours, _temp(j, count))
     doc["demand"] = {key: demand[key] for key in ("night_setback", "morning_boost")}
     if worn:
         wear = random.Random(f"campaign/worn/{j}")
@@ -390,6 +410,7 @@ def _simulate_day(kind: str, doc: dict, config: dict) -> dict:
         "unserved_min": kpis.unserved_min(t, dp, sp, 2.0 * kpa_m, SAMPLE_S, source),
         "pump_starts": list(k["starts"]),
         "station_stops": k["station_stops"],
+        "stop_times_s": k["station_stop_times_s"],
         "stop_causes": k["station_stop_causes"],
         "spurious_station_stops": k["spurious_station_stops"],
         "max_power_vs_rated": k["max_power_vs_rated"],
