@@ -320,6 +320,28 @@ def test_publish_is_acknowledged_and_retransmitted_with_dup_until_then():
     assert events(s) == [] and s.stray_acks == 1
 
 
+def test_birth_can_carry_state_and_qos0_needs_a_connection():
+    s = new_session()
+    assert s.publish(TELEMETRY, b"q", qos=0) == mqtt.OFFLINE
+    s.set_birth(b'{"state":"online","fw":"0.1.0"}')
+    s.poll(0)
+    s.link_up(0)
+    flush(s, 0)
+    s.receive(connack())
+    events(s)
+    birth = flush(s, 0)[0]
+    assert birth[1] == 0x3  # QoS 1, retained
+    assert publish_fields(birth[2], birth[1])[2] == b'{"state":"online","fw":"0.1.0"}'
+    assert s.publish(TELEMETRY, b"q", qos=0) == 0
+    assert flush(s, 0) == [(3, 0, b"\x00\x1e" + TELEMETRY + b"q")]
+    try:
+        s.set_birth(bytes(600))
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a birth over max_packet was taken")
+
+
 def test_window_full_too_big_and_packet_ids():
     s = connected_session(inflight=3, max_packet=128)
     ids = [s.publish(TELEMETRY, b"x") for _ in range(3)]
