@@ -1,0 +1,460 @@
+"""The durable outbox: telemetry and event frames wait on flash until the broker acknowledges them.
+
+    box = Outbox(fs, "/outbox", station_id, clock)   # loads what the last boot left
+    box.append(frame, now_ms)     # a telemetry or event frame; the outbox sets its seq and time
+    token = box.take(now_ms)      # the oldest frame not yet handed out: box.frame (memoryview)
+    box.acked(token)              # its PUBACK came: it leaves the ring
+    box.rewind()                  # a new session: everything handed out and unacknowledged again
+    box.poll(now_ms)              # saves the ack mark now and then
+    box.next_seq()                # a seq for a frame that does not go through the outbox (acks)
+
+Rules:
+- Order: frames leave in the order they were appended (``serial``, a number given to each entry);
+  the outbox sets each frame's seq (one per-station counter shared with ``next_seq``) and its
+  timestamp_s (``clock.stamp``). seq never repeats across reboots: the header holds a lease (the
+  next LEASE numbers) saved before any of them is used, and a boot starts at the saved lease.
+- A frame leaves the ring only through ``acked``. Across a broker outage and a reboot nothing is
+  lost until the ring is full. When it is full (capacity = slots - 1, one slot always kept free),
+  a new frame drops the oldest telemetry that waits (an event is never dropped); when only events
+  wait, the new frame itself is refused (counted as a dropped telemetry or event). The totals
+  (``dropped_telemetry``, ``dropped_events``, since the outbox files were made) are reported by
+  the outbox itself: an event TELEMETRY_DROPPED / EVENTS_DROPPED carrying the new total goes in
+  ahead of the next frame once there is room for it. A total is cumulative, so a report sent
+  twice (after a reboot) says nothing false.
+- Frames made before the clock was set carry the unsynced marker (wallclock.py). ``take`` holds
+  such a frame of this boot back while the clock is unset, for at most hold_unsynced_ms after the
+  outbox was loaded, and replaces the marker with the real time once the clock is set. A frame
+  left unsynced by an earlier boot cannot be corrected (ticks do not survive a reboot) and goes
+  out marked.
+- At least once: the ack mark (every entry up to ``serial`` W has left) is saved by ``poll`` at
+  most every save_ms, not on every PUBACK; entries acknowledged after the last save and still on
+  flash are sent again after a power loss. Receivers drop them by (station, seq).
+
+Persistence (``fs``/``opener`` as storage.py: an os-like module and an open-like function):
+- ``<base>.0`` .. ``<base>.<segments-1>``: segment files of SEGMENT_SLOTS fixed slots of SLOT_SIZE
+  bytes each (39 x 104 = 4056 B: one 4 KiB erase block; see "Cost" for why not one big file).
+  A slot (big-endian): serial u32 (0 = never written), ticks_ms u32 (when appended), boot u16
+  (the boot that appended it), flags u8 (bit 0: timestamp unsynced), frame length u8, dropped
+  telemetry total u32, dropped events total u32, the frame (80 bytes, zero-padded), CRC-32 of
+  the 100 bytes before it.
+- ``<base>.hdr``: two generations through storage.save (``RPS1 ...`` framing): boot u16, seq
+  lease u32, ack mark u32, reported telemetry total u32, reported events total u32.
+- A slot is only ever written where no waiting entry is (the free slot), with one write of its
+  104 bytes then a sync. A power loss at any byte of it leaves a slot that fails its CRC (or an
+  old entry the ack mark already covers): the ring loads as it was before the append. Loading
+  takes the slots whose CRC holds, whose serial is above the ack mark and whose frame is a
+  telemetry or event frame, in serial order; the dropped totals are the highest any valid slot
+  recorded. A ring found with every slot waiting (power lost after a full-ring append and before
+  the next) drops its oldest telemetry again, which that append had already counted.
+- A slot that fails its CRC when it is read back for sending (flash decay) is discarded and
+  counted in ``corrupt``.
+
+Cost (default: 12 segments = 468 slots, 467 frames = 77 min of telemetry at 10 s, 48 KiB flash):
+- Per frame appended: 104 bytes written to one segment file, one sync. On littlefs (RP2, ESP32)
+  a write into an existing file is copy-on-write from the block written to the end of the file,
+  and even an append copies the file's last partial block: a durable small write costs at least
+  one block. A segment is one block, so a frame costs exactly one 4 KiB block: 1 sector erase +
+  16 page programs of 256 B (4096 B programmed), plus the file's metadata commit (about 50 B
+  appended to the directory's metadata pair, which is erased once it fills: about once per 80
+  commits). One big ring file would cost on average half the file (5-6 blocks) per frame.
+- Per ack: nothing on flash. The ack mark: one header save (a ~50 B inline file, two metadata
+  commits for write + rename) per save_ms (60 s) while frames are acknowledged.
+- Per day at the default cadence (telemetry every 10 s, events rare): 8,640 frames -> 8,640
+  block erases, 35.4 MB programmed; 1,440 header saves -> about 36 metadata erases; ~8,800
+  erases a day in all. littlefs spreads them over the free blocks: with 150 free 4 KiB blocks
+  (an RP2 Pico's 848 KiB file system, firmware and config loaded) that is ~59 erases per block
+  per day, 100,000-cycle NOR flash lasts ~4.6 years; with 500 free blocks (ESP32, 4 MB flash)
+  ~15 years. Measured in the VM: ``outbox_write_ms`` (host_tools/bench/outbox.py).
+"""
+
+import struct
+
+from micropython import const
+
+from relaypump import storage, uplink
+from relaypump.codes import EVENT_EVENTS_DROPPED, EVENT_TELEMETRY_DROPPED, SEVERITY_WARNING
+from relaypump.ticks import ticks_diff as _ticks_diff
+
+SLOT_SIZE = const(104)
+SEGMENT_SLOTS = const(39)  # 39 x 104 = 4056 B <= one 4 KiB erase block
+FRAME_MAX = const(80)  # the telemetry frame, the largest that goes in
+LEASE = const(4096)  # seq numbers reserved per header save
+_FRAME_AT = const(20)
+_CRC_AT = const(100)
+_META = ">IIHBBII"
+_HEADER = ">HIIII"
+_FLAG_UNSYNCED = const(1)
+_KIND_AT = const(3)
+_SEQ_AT = const(8)
+_TIME_AT = const(12)
+_CODE_AT = const(16)
+_VALUE_AT = const(20)
+_SEQ_LAST = 0xFFFFFFFF
+_KIND_TELEMETRY = const(1)
+_KIND_EVENT = const(2)
+
+# slot states in RAM
+_FREE = const(0)
+_WAITING = const(1)
+_OUT = const(2)  # handed to the session, no PUBACK yet
+
+
+class OutboxError(ValueError):
+    """A frame the outbox does not take (not a telemetry or event frame)."""
+
+
+class Outbox:
+    def __init__(
+        self,
+        fs,
+        base,
+        station_id,
+        clock,
+        now_ms=0,
+        segments=12,
+        opener=open,
+        save_ms=60000,
+        hold_unsynced_ms=120000,
+    ):
+        if segments < 1:
+            raise ValueError("outbox segments must be at least 1")
+        self.fs = fs
+        self.base = base
+        self.station_id = station_id
+        self.clock = clock
+        self.opener = opener
+        self.save_ms = save_ms
+        self.hold_unsynced_ms = hold_unsynced_ms
+        self.segments = segments
+        n = segments * SEGMENT_SLOTS
+        self.slots = n
+        self.capacity = n - 1
+        self._serial = [0] * n
+        self._state = bytearray(n)
+        self._kind = bytearray(n)
+        self._slot = bytearray(SLOT_SIZE)  # write buffer
+        self._read = bytearray(SLOT_SIZE)
+        self._out = bytearray(FRAME_MAX)
+        self.frame = memoryview(self._out)[:0]  # the frame take() handed out
+        self._report = bytearray(uplink.EVENT_SIZE)
+        self._report_values = [station_id, 0, 0, 0, SEVERITY_WARNING, 0, 0]
+        self.pending = 0  # entries waiting or handed out
+        self.dropped_telemetry = 0
+        self.dropped_events = 0
+        self.corrupt = 0
+        self.saves = 0
+        self._reported_telemetry = 0
+        self._reported_events = 0
+        self._next_serial = 1
+        self._mark = 0  # ack mark: every serial <= it has left
+        self._saved_mark = 0
+        self._saved_ms = now_ms
+        self._loaded_ms = now_ms
+        self._last_written = n - 1
+        self._header_gen = 0
+        self._made = bytearray(segments)  # segment files found at load (or made since)
+        self._load(now_ms)
+
+    # --- loading --------------------------------------------------------------------------------
+    def _load(self, now_ms):
+        got = storage.read_latest(self.fs, self.base + ".hdr", _parse_header, self.opener)
+        boot = lease = mark = 0
+        if got is not None:
+            self._header_gen = got[0] + 1
+            boot, lease, mark, self._reported_telemetry, self._reported_events = got[1]
+        self.boot = (boot + 1) & 0xFFFF
+        self._seq = lease
+        self._lease = lease
+        self._mark = self._saved_mark = mark
+        top = mark
+        self._top_seq = -1
+        for k in range(self.segments):
+            data = storage.read_file(self.segment_path(k), self.opener)
+            if data is None:
+                continue
+            self._made[k] = 1
+            for j in range(SEGMENT_SLOTS):
+                at = j * SLOT_SIZE
+                if at + SLOT_SIZE > len(data):
+                    break
+                top = self._load_slot(k * SEGMENT_SLOTS + j, memoryview(data)[at:], top)
+        self._next_serial = top + 1
+        if self._top_seq >= self._seq:  # a lost header must not make seq numbers repeat
+            self._seq = (self._top_seq + 1) & 0xFFFFFFFF
+        if self.pending > self.capacity:
+            self._drop_oldest_telemetry(False)
+        self._save_header(now_ms, (self._seq + LEASE) & 0xFFFFFFFF)
+
+    def _load_slot(self, i, slot, top):
+        if storage.crc32(slot[:_CRC_AT]) != struct.unpack_from(">I", slot, _CRC_AT)[0]:
+            return top
+        serial, _, _, _, length, dropped_t, dropped_e = struct.unpack_from(_META, slot, 0)
+        if serial == 0:
+            return top
+        self.dropped_telemetry = max(self.dropped_telemetry, dropped_t)
+        self.dropped_events = max(self.dropped_events, dropped_e)
+        if serial > top:
+            top = serial
+        seq = struct.unpack_from(">I", slot, _FRAME_AT + _SEQ_AT)[0]
+        if seq > self._top_seq:
+            self._top_seq = seq
+        kind = slot[_FRAME_AT + _KIND_AT]
+        if serial <= self._mark or kind not in (_KIND_TELEMETRY, _KIND_EVENT):
+            return top
+        if length < uplink.HEADER_SIZE or length > FRAME_MAX:
+            return top
+        self._serial[i] = serial
+        self._state[i] = _WAITING
+        self._kind[i] = kind
+        self.pending += 1
+        if kind == _KIND_EVENT:
+            code = struct.unpack_from(">H", slot, _FRAME_AT + _CODE_AT)[0]
+            value = struct.unpack_from(">i", slot, _FRAME_AT + _VALUE_AT)[0]
+            if code == EVENT_TELEMETRY_DROPPED and value > self._reported_telemetry:
+                self._reported_telemetry = value
+            elif code == EVENT_EVENTS_DROPPED and value > self._reported_events:
+                self._reported_events = value
+        return top
+
+    def segment_path(self, k):
+        return "%s.%d" % (self.base, k)
+
+    # --- header ---------------------------------------------------------------------------------
+    def _save_header(self, now_ms, lease):
+        payload = struct.pack(
+            _HEADER,
+            self.boot,
+            lease,
+            self._mark,
+            self._reported_telemetry,
+            self._reported_events,
+        )
+        storage.save(self.fs, self.base + ".hdr", payload, self._header_gen, self.opener)
+        self._header_gen += 1
+        self._lease = lease
+        self._saved_mark = self._mark
+        self._saved_ms = now_ms
+        self.saves += 1
+
+    def next_seq(self, now_ms=0):
+        """The next frame seq (also for frames that bypass the outbox, e.g. acks)."""
+        if self._seq >= self._lease:
+            self._save_header(now_ms, (self._seq + LEASE) & 0xFFFFFFFF)  # before the number is used
+        seq = self._seq
+        if seq == _SEQ_LAST:  # wraps (after 1,300 years of telemetry): the lease restarts at 0
+            self._seq = self._lease = 0
+        else:
+            self._seq = seq + 1  # no mask: a mask with a long int allocates on MicroPython
+        return seq
+
+    def poll(self, now_ms):
+        """Save the ack mark when it moved and save_ms passed; True when saved."""
+        if self._mark == self._saved_mark:
+            return False
+        if _ticks_diff(now_ms, self._saved_ms) < self.save_ms:
+            return False
+        self._save_header(now_ms, self._lease)
+        return True
+
+    def flush(self, now_ms):
+        """Save the ack mark now (before a planned reset)."""
+        if self._mark != self._saved_mark:
+            self._save_header(now_ms, self._lease)
+
+    # --- appending ------------------------------------------------------------------------------
+    def append(self, frame, now_ms):
+        """Store a telemetry or event frame (its seq and time are set here); False if refused."""
+        n = len(frame)
+        kind = frame[_KIND_AT] if n > _KIND_AT else 0
+        if kind == _KIND_TELEMETRY:
+            if n != uplink.TELEMETRY_SIZE:
+                raise OutboxError("telemetry frame of %d bytes, expected 80" % n)
+        elif kind == _KIND_EVENT:
+            if n != uplink.EVENT_SIZE:
+                raise OutboxError("event frame of %d bytes, expected 24" % n)
+        else:
+            raise OutboxError("frame kind %d: the outbox takes telemetry and events" % kind)
+        self._report_drops(now_ms)
+        return self._append(frame, n, kind, now_ms)
+
+    def _report_drops(self, now_ms):
+        # room for the report and the frame after it without dropping anything
+        if self.dropped_telemetry > self._reported_telemetry and self.pending + 2 <= self.capacity:
+            self._append_report(EVENT_TELEMETRY_DROPPED, self.dropped_telemetry, now_ms)
+            self._reported_telemetry = self.dropped_telemetry
+        if self.dropped_events > self._reported_events and self.pending + 2 <= self.capacity:
+            self._append_report(EVENT_EVENTS_DROPPED, self.dropped_events, now_ms)
+            self._reported_events = self.dropped_events
+
+    def _append_report(self, code, total, now_ms):
+        values = self._report_values
+        values[3] = code
+        values[6] = total if total < 0x7FFFFFFF else 0x7FFFFFFF
+        uplink.encode_event(self._report, values)  # seq and time are set by _append
+        self._append(self._report, uplink.EVENT_SIZE, _KIND_EVENT, now_ms)
+
+    def _append(self, frame, n, kind, now_ms):
+        if self.pending >= self.capacity:
+            if not self._drop_oldest_telemetry(True):
+                if kind == _KIND_TELEMETRY:
+                    self.dropped_telemetry += 1
+                else:
+                    self.dropped_events += 1
+                return False
+        i = self._free_slot()
+        slot = self._slot
+        serial = self._next_serial
+        unsynced = not self.clock.synced
+        struct.pack_into(
+            _META,
+            slot,
+            0,
+            serial,
+            now_ms,
+            self.boot,
+            _FLAG_UNSYNCED if unsynced else 0,
+            n,
+            self.dropped_telemetry,
+            self.dropped_events,
+        )
+        slot[_FRAME_AT : _FRAME_AT + n] = frame[:n]
+        for j in range(_FRAME_AT + n, _CRC_AT):
+            slot[j] = 0
+        struct.pack_into(">I", slot, _FRAME_AT + _SEQ_AT, self.next_seq(now_ms))
+        struct.pack_into(">I", slot, _FRAME_AT + _TIME_AT, self.clock.stamp(now_ms))
+        struct.pack_into(">I", slot, _CRC_AT, storage.crc32(memoryview(slot)[:_CRC_AT]))
+        self._write_slot(i, slot)
+        self._next_serial = serial + 1
+        self._serial[i] = serial
+        self._state[i] = _WAITING
+        self._kind[i] = kind
+        self._last_written = i
+        self.pending += 1
+        return True
+
+    def _free_slot(self):
+        n = self.slots
+        i = self._last_written
+        for _ in range(n):
+            i = i + 1 if i + 1 < n else 0
+            if self._state[i] == _FREE:
+                return i
+        raise OutboxError("no free slot")  # unreachable: capacity keeps one free
+
+    def _write_slot(self, i, data):
+        path = self.segment_path(i // SEGMENT_SLOTS)
+        k = i // SEGMENT_SLOTS
+        if self._made[k]:
+            f = self.opener(path, "r+b")
+        else:  # a segment that was missing or unreadable at load: made, slots written as they come
+            f = self.opener(path, "w+b")
+            self._made[k] = 1
+        try:
+            f.seek((i % SEGMENT_SLOTS) * SLOT_SIZE)
+            f.write(data)
+            storage._sync(self.fs, f)
+        finally:
+            f.close()
+
+    def _drop_oldest_telemetry(self, count):
+        best = -1
+        for i in range(self.slots):
+            if self._state[i] != _FREE and self._kind[i] == _KIND_TELEMETRY:
+                if best < 0 or self._serial[i] < self._serial[best]:
+                    best = i
+        if best < 0:
+            return False
+        self._release(best)
+        if count:
+            self.dropped_telemetry += 1
+        return True
+
+    def _release(self, i):
+        self._state[i] = _FREE
+        self.pending -= 1
+        # the ack mark: just below the oldest entry still in the ring
+        low = self._next_serial
+        for j in range(self.slots):
+            if self._state[j] != _FREE and self._serial[j] < low:
+                low = self._serial[j]
+        self._mark = low - 1
+
+    # --- sending --------------------------------------------------------------------------------
+    def take(self, now_ms):
+        """Hand out the oldest waiting frame: its token (> 0) with the bytes in ``frame``, or 0."""
+        while True:
+            best = -1
+            for i in range(self.slots):
+                if self._state[i] == _WAITING:
+                    if best < 0 or self._serial[i] < self._serial[best]:
+                        best = i
+            if best < 0:
+                return 0
+            token = self._take_slot(best, now_ms)
+            if token >= 0:
+                return token
+            if token == -2:  # held back until the clock is set
+                return 0
+
+    def _take_slot(self, i, now_ms):
+        slot = self._read
+        path = self.segment_path(i // SEGMENT_SLOTS)
+        ok = False
+        try:
+            f = self.opener(path, "rb")
+            try:
+                f.seek((i % SEGMENT_SLOTS) * SLOT_SIZE)
+                ok = f.readinto(slot) == SLOT_SIZE
+            finally:
+                f.close()
+        except OSError:
+            pass
+        mv = memoryview(slot)
+        if (
+            not ok
+            or storage.crc32(mv[:_CRC_AT]) != struct.unpack_from(">I", slot, _CRC_AT)[0]
+            or struct.unpack_from(">I", slot, 0)[0] != self._serial[i]
+        ):
+            self.corrupt += 1
+            self._release(i)
+            return -1
+        ticks, boot, flags, n = struct.unpack_from(">IHBB", slot, 4)
+        out = self._out
+        out[:n] = mv[_FRAME_AT : _FRAME_AT + n]
+        if flags & _FLAG_UNSYNCED and boot == self.boot:
+            if not self.clock.synced:
+                if _ticks_diff(now_ms, self._loaded_ms) < self.hold_unsynced_ms:
+                    return -2
+            else:
+                struct.pack_into(">I", out, _TIME_AT, self.clock.wall_at(ticks, now_ms))
+        self._state[i] = _OUT
+        self.frame = memoryview(out)[:n]
+        return self._serial[i]
+
+    def acked(self, token):
+        """The frame handed out as token was acknowledged: it leaves. False if not in the ring."""
+        for i in range(self.slots):
+            if self._serial[i] == token and self._state[i] != _FREE:
+                self._release(i)
+                return True
+        return False
+
+    def rewind(self):
+        """Every frame handed out and not acknowledged waits again (a new session)."""
+        for i in range(self.slots):
+            if self._state[i] == _OUT:
+                self._state[i] = _WAITING
+
+    def waiting(self):
+        """Entries not yet handed out."""
+        count = 0
+        for i in range(self.slots):
+            if self._state[i] == _WAITING:
+                count += 1
+        return count
+
+
+def _parse_header(payload):
+    if len(payload) != struct.calcsize(_HEADER):
+        raise ValueError("outbox header of %d bytes" % len(payload))
+    return struct.unpack(_HEADER, payload)

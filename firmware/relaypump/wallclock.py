@@ -1,0 +1,159 @@
+"""The agent's wall clock: Unix time from an NTP server, carried on the board's ticks (sans-IO).
+
+Source: NTP (RFC 5905, the SNTP client subset) over UDP port 123 to the configured server; the
+runtime moves the 48-byte datagrams. Not the broker: MQTT 3.1.1 carries no time, and a time
+message on a topic would be one more thing to trust. ``set_time`` takes a time from elsewhere (a
+battery RTC, a test).
+
+    clock.request(buf, now_ms)    fills buf[:48] with a client request; returns 48
+    clock.reply(data, now_ms)     a datagram from the server: True when it set the clock
+    clock.due(now_ms)             True when a request should go out (first sync, retry, resync)
+    clock.stamp(now_ms)           timestamp_s for a frame made now
+    clock.wall_at(ticks, now_ms)  Unix seconds of an earlier tick of this boot (fixing up frames)
+
+Rules:
+- Until the first sync ``synced`` is False and ``stamp`` returns the marker of an unsynced frame:
+  ticks_ms // 1000 (below 1,073,742, far below UNSYNCED_LIMIT = 1e9 = 2001-09-09; the uplink
+  schema reserves timestamps below it for this). The outbox stores each frame's ticks and replaces
+  the marker with ``wall_at`` once the clock is set (same boot only: ticks do not survive a reboot).
+- A reply is taken only when it answers our last request (its originate timestamp is the cookie
+  we sent), is a server reply (mode 4) of version 3 or 4, is not "unsynchronised" (leap 3,
+  stratum 0 or above 15), came back within max_rtt_ms, and says a time after UNSYNCED_LIMIT.
+  Anything else is counted in ``rejected`` and changes nothing.
+- The time at the reply's arrival is the server's transmit time plus half the round trip less the
+  server's own hold (T3 + (rtt - (T3 - T2)) / 2), kept as whole seconds + ms at a reference tick.
+  A later sync may step the clock either way (``steps`` counts steps over 2 s).
+- NTP era: a transmit time below 2**31 s is taken as era 1 (after 2036-02-07).
+- Ticks are the 2**30 ms ticks of relaypump.ticks. ``stamp``/``wall_at`` move the reference tick
+  forward every hour, so the clock survives the ticks wrap as long as it is read at least every
+  six days (the runtime reads it every telemetry period). ``wall_at`` is right for ticks less
+  than six days old.
+- Allocation: none while unsynced; a synced stamp makes one long int on MicroPython (Unix
+  seconds exceed its 2**30 small ints), about 16 B.
+"""
+
+import struct
+
+from micropython import const
+
+from relaypump.ticks import ticks_diff as _ticks_diff
+
+UNSYNCED_LIMIT = const(1000000000)  # timestamp_s below this: made before the clock was set
+NTP_SIZE = const(48)
+NTP_PORT = const(123)
+_NTP_TO_UNIX = 2208988800  # seconds from 1900-01-01 to 1970-01-01
+_ERA = 4294967296
+_HALF_ERA = 2147483648
+_REBASE_MS = const(3600000)  # move the reference tick forward after an hour
+_STEP_MS = const(2000)
+
+
+class WallClock:
+    def __init__(self, max_rtt_ms=2000, retry_ms=15000, resync_ms=3600000):
+        self.max_rtt_ms = max_rtt_ms
+        self.retry_ms = retry_ms  # between requests while a request goes unanswered
+        self.resync_ms = resync_ms  # between syncs once synced
+        self.synced = False
+        self.syncs = 0
+        self.rejected = 0
+        self.steps = 0
+        self._ref_ticks = 0  # the tick at which the wall time was _ref_s + _ref_ms / 1000
+        self._ref_s = 0
+        self._ref_ms = 0
+        self._cookie = bytearray(8)  # transmit timestamp of our last request
+        self._asked = False
+        self._asked_ms = 0
+        self._synced_ms = 0
+        self._count = 0
+
+    # --- setting ------------------------------------------------------------------------------
+    def set_time(self, unix_s, now_ms, ms=0):
+        """The wall time at now_ms is unix_s + ms / 1000 (from any trusted source)."""
+        if unix_s < UNSYNCED_LIMIT:
+            raise ValueError("wall time %d is before 2001-09-09" % unix_s)
+        if self.synced:
+            drift = (unix_s - self.stamp(now_ms)) * 1000
+            if drift > _STEP_MS or drift < -_STEP_MS:
+                self.steps += 1
+        self._ref_ticks = now_ms
+        self._ref_s = unix_s
+        self._ref_ms = ms
+        self.synced = True
+        self.syncs += 1
+        self._synced_ms = now_ms
+        self._asked = False
+
+    def request(self, buf, now_ms):
+        """A client request (version 4, mode 3) in buf[:48]; its transmit time is a cookie."""
+        for i in range(NTP_SIZE):
+            buf[i] = 0
+        buf[0] = 0x23  # leap 0, version 4, mode 3 (client)
+        self._count = (self._count + 1) & 0xFFFF
+        # not a time (we have none): a value the reply must echo back as its originate time
+        struct.pack_into(">IHH", self._cookie, 0, now_ms, self._count, 0x5250)
+        buf[40:48] = self._cookie
+        self._asked = True
+        self._asked_ms = now_ms
+        return NTP_SIZE
+
+    def due(self, now_ms):
+        if self._asked:
+            return _ticks_diff(now_ms, self._asked_ms) >= self.retry_ms
+        if not self.synced:
+            return True
+        return _ticks_diff(now_ms, self._synced_ms) >= self.resync_ms
+
+    def reply(self, data, now_ms):
+        """Take a server's datagram; True when it set the clock."""
+        if not self._check(data, now_ms):
+            self.rejected += 1
+            return False
+        rx_s, rx_frac, tx_s, tx_frac = struct.unpack_from(">IIII", data, 32)
+        hold_ms = (tx_s - rx_s) * 1000 + ((tx_frac * 1000) >> 32) - ((rx_frac * 1000) >> 32)
+        rtt_ms = _ticks_diff(now_ms, self._asked_ms) - hold_ms
+        if rtt_ms < 0:
+            rtt_ms = 0
+        if tx_s < _HALF_ERA:
+            tx_s += _ERA
+        unix_ms = (tx_s - _NTP_TO_UNIX) * 1000 + ((tx_frac * 1000) >> 32) + rtt_ms // 2
+        if unix_ms < UNSYNCED_LIMIT * 1000:
+            self.rejected += 1
+            return False
+        self.set_time(unix_ms // 1000, now_ms, unix_ms % 1000)
+        return True
+
+    def _check(self, data, now_ms):
+        if not self._asked or len(data) < NTP_SIZE:
+            return False
+        first = data[0]
+        version = (first >> 3) & 7
+        if first & 7 != 4 or version not in (3, 4) or first >> 6 == 3:
+            return False
+        if not 1 <= data[1] <= 15:  # stratum 0: kiss-o'-death or unsynchronised
+            return False
+        if bytes(data[24:32]) != bytes(self._cookie):
+            return False
+        return _ticks_diff(now_ms, self._asked_ms) <= self.max_rtt_ms
+
+    # --- reading ------------------------------------------------------------------------------
+    def _rebase(self, now_ms):
+        d = _ticks_diff(now_ms, self._ref_ticks)
+        if d >= _REBASE_MS:
+            ms = self._ref_ms + d
+            self._ref_s += ms // 1000
+            self._ref_ms = ms % 1000
+            self._ref_ticks = now_ms
+
+    def stamp(self, now_ms):
+        """timestamp_s of a frame made at now_ms: Unix seconds, or ticks // 1000 unsynced."""
+        if not self.synced:
+            return (now_ms & 0x3FFFFFFF) // 1000
+        self._rebase(now_ms)
+        return self._ref_s + (self._ref_ms + _ticks_diff(now_ms, self._ref_ticks)) // 1000
+
+    def wall_at(self, ticks_ms, now_ms):
+        """Unix seconds at an earlier tick of this boot; None while unsynced."""
+        if not self.synced:
+            return None
+        self._rebase(now_ms)
+        return self._ref_s + (self._ref_ms + _ticks_diff(ticks_ms, self._ref_ticks)) // 1000

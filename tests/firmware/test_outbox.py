@@ -1,0 +1,465 @@
+"""The durable outbox: order, acks, a full ring, reboots, and a power loss at every byte of a write.
+
+A small in-memory file system (FlashFS, files as bytearrays with seek/readinto and "r+b") stands in
+for the board's flash so a power loss can be injected after any number of bytes; the real file
+system is used too (a temporary directory on CPython, MEMFS inside the MicroPython VM).
+"""
+
+import os
+
+from relaypump import outbox, uplink
+from relaypump.codes import EVENT_PUMP_STARTED, EVENT_TELEMETRY_DROPPED
+from relaypump.wallclock import UNSYNCED_LIMIT, WallClock
+from support import ON_MICROPYTHON, bytes_allocated
+
+VM_HEAP_KIB = 512  # the fake flash copies whole files and the VM cannot collect inside a test
+STATION = 7
+T0 = 1767225600  # 2026-01-01 00:00:00 UTC
+
+
+class PowerLoss(Exception):
+    pass
+
+
+class _File:
+    def __init__(self, fs, path):
+        self.fs = fs
+        self.path = path
+        self.pos = 0
+
+    def seek(self, pos, whence=0):
+        self.pos = pos
+        return pos
+
+    def write(self, data):
+        fs = self.fs
+        data = bytes(data)
+        budget = fs.bytes_before_crash
+        if budget is not None and len(data) > budget:
+            data = data[:budget]
+            fs.bytes_before_crash = None
+            self._put(data)
+            raise PowerLoss("power lost while writing " + self.path)
+        if budget is not None:
+            fs.bytes_before_crash = budget - len(data)
+        self._put(data)
+        fs.bytes_written += len(data)
+        return len(data)
+
+    def _put(self, data):
+        f = self.fs.files[self.path]
+        end = self.pos + len(data)
+        if end > len(f):
+            f.extend(bytes(end - len(f)))
+        f[self.pos : end] = data
+        self.pos = end
+
+    def read(self):
+        data = bytes(self.fs.files[self.path][self.pos :])
+        self.pos += len(data)
+        return data
+
+    def readinto(self, buf):
+        data = self.fs.files[self.path][self.pos : self.pos + len(buf)]
+        buf[: len(data)] = data
+        self.pos += len(data)
+        return len(data)
+
+    def flush(self):
+        pass
+
+    def close(self):
+        pass
+
+
+class FlashFS:
+    """Files in a dict of bytearrays; rename replaces (littlefs)."""
+
+    def __init__(self):
+        self.files = {}
+        self.bytes_before_crash = None
+        self.bytes_written = 0
+
+    def open(self, path, mode):
+        if "w" in mode:
+            self.files[path] = bytearray()
+        elif path not in self.files:
+            raise OSError(2, "ENOENT " + path)
+        return _File(self, path)
+
+    def rename(self, old, new):
+        if old not in self.files:
+            raise OSError(2, "ENOENT " + old)
+        self.files[new] = self.files.pop(old)
+
+    def remove(self, path):
+        if path not in self.files:
+            raise OSError(2, "ENOENT " + path)
+        del self.files[path]
+
+    def copy(self):
+        other = FlashFS()
+        for path in self.files:
+            other.files[path] = bytearray(self.files[path])
+        return other
+
+
+def synced_clock(now_ms=0):
+    clock = WallClock()
+    clock.set_time(T0, now_ms)
+    return clock
+
+
+def telemetry(mark):
+    """A telemetry frame told apart by its suction value (seq and time are the outbox's)."""
+    values = [STATION, 0, 0, mark, 0, 0, 0, 0, 0, 0, 1, 0, 0] + [0] * 18
+    buf = bytearray(uplink.TELEMETRY_SIZE)
+    uplink.encode_telemetry(buf, values)
+    return buf
+
+
+def event(mark, code=EVENT_PUMP_STARTED):
+    buf = bytearray(uplink.EVENT_SIZE)
+    uplink.encode_event(buf, [STATION, 0, 0, code, 1, 1, mark])
+    return buf
+
+
+def open_box(fs, clock=None, now_ms=0, segments=1, **kw):
+    return outbox.Outbox(
+        fs, "/ob", STATION, clock or synced_clock(), now_ms, segments, fs.open, **kw
+    )
+
+
+def describe(frame):
+    """(kind, mark, seq, timestamp) of a frame."""
+    kind, values = uplink.decode_frame(bytes(frame), b"")
+    if kind == uplink.KIND_TELEMETRY:
+        return ("T", values[3], values[1], values[2])
+    return ("E", values[6], values[1], values[2], values[3])
+
+
+def drain(box, now_ms=0, ack=True):
+    """Every frame the box hands out, in order; acknowledged unless ack is False."""
+    got = []
+    while True:
+        token = box.take(now_ms)
+        if not token:
+            return got
+        got.append(describe(box.frame))
+        if ack:
+            assert box.acked(token)
+
+
+def marks(frames):
+    return [(f[0], f[1]) for f in frames]
+
+
+def test_frames_leave_in_order_with_their_seq_and_time():
+    fs = FlashFS()
+    box = open_box(fs)
+    box.append(telemetry(1), 0)
+    box.append(event(2), 1500)
+    box.append(telemetry(3), 10000)
+    got = drain(box, 10000)
+    assert marks(got) == [("T", 1), ("E", 2), ("T", 3)]
+    seqs = [f[2] for f in got]
+    assert seqs == [seqs[0], seqs[0] + 1, seqs[0] + 2]
+    assert [f[3] for f in got] == [T0, T0 + 1, T0 + 10]
+    assert box.pending == 0 and box.take(0) == 0
+
+
+def test_a_frame_leaves_only_through_its_ack_and_survives_a_reboot():
+    fs = FlashFS()
+    box = open_box(fs)
+    for mark in range(5):
+        box.append(telemetry(mark), mark * 10000)
+    first = box.take(0)
+    second = box.take(0)
+    assert describe(box.frame)[1] == 1
+    assert box.acked(first)
+    assert not box.acked(first)  # once
+    box.flush(50000)
+    # reboot: the unacknowledged ones (the one handed out, too) come back in order
+    again = open_box(fs)
+    got = drain(again)
+    assert marks(got) == [("T", 1), ("T", 2), ("T", 3), ("T", 4)]
+    del second
+
+
+def test_acks_not_yet_saved_are_sent_again_at_least_once():
+    fs = FlashFS()
+    box = open_box(fs, save_ms=60000)
+    for mark in range(3):
+        box.append(telemetry(mark), 0)
+    drain(box)
+    assert not box.poll(30000)  # the mark moved, but save_ms has not passed
+    again = open_box(fs.copy())
+    assert marks(drain(again)) == [("T", 0), ("T", 1), ("T", 2)]  # same seq: receivers drop them
+    assert box.poll(60000)
+    assert drain(open_box(fs)) == []
+
+
+def test_seq_never_repeats_across_reboots_also_for_frames_outside_the_outbox():
+    fs = FlashFS()
+    seen = []
+    for boot in range(4):
+        box = open_box(fs)
+        seen.append(box.next_seq())  # an ack
+        box.append(telemetry(boot), 0)
+        # frames of earlier boots come again (not flushed): same seq, receivers drop them
+        seen += [f[2] for f in drain(box) if f[1] == boot]
+        seen.append(box.next_seq())
+        # no flush: power lost
+    assert len(set(seen)) == len(seen)
+    assert seen == sorted(seen)
+
+
+def test_seq_lease_is_saved_before_it_runs_out():
+    fs = FlashFS()
+    box = open_box(fs)
+    start = box.next_seq()
+    for _ in range(outbox.LEASE + 3):
+        last = box.next_seq()
+    assert last == start + outbox.LEASE + 3
+    assert open_box(fs).next_seq() > last
+
+
+def test_a_lost_header_does_not_make_seq_repeat():
+    fs = FlashFS()
+    box = open_box(fs)
+    for mark in range(3):
+        box.append(telemetry(mark), 0)
+    for path in list(fs.files):
+        if ".hdr" in path:
+            del fs.files[path]
+    again = open_box(fs)
+    got = drain(again)
+    assert marks(got) == [("T", 0), ("T", 1), ("T", 2)]
+    assert again.next_seq() > got[-1][2]
+
+
+def test_a_full_ring_drops_the_oldest_telemetry_never_an_event_and_reports_it():
+    fs = FlashFS()
+    box = open_box(fs)
+    cap = box.capacity
+    assert cap == outbox.SEGMENT_SLOTS - 1
+    box.append(event(100), 0)
+    for mark in range(cap - 1):
+        box.append(telemetry(mark), 0)
+    assert box.pending == cap
+    box.append(event(101), 0)  # drops telemetry 0
+    box.append(telemetry(500), 0)  # drops telemetry 1
+    assert box.dropped_telemetry == 2 and box.pending == cap
+    got = drain(box, ack=False)
+    assert got[0][:2] == ("E", 100)
+    assert ("T", 0) not in marks(got) and ("T", 1) not in marks(got)
+    assert marks(got)[-2:] == [("E", 101), ("T", 500)]
+    # the link comes back: acks make room, the next append first reports the total
+    box.rewind()
+    drain(box)
+    box.append(telemetry(600), 0)
+    got = drain(box)
+    assert got[0][0] == "E" and got[0][4] == EVENT_TELEMETRY_DROPPED and got[0][1] == 2
+    assert marks(got)[1:] == [("T", 600)]
+    # the count and the report survive a reboot: nothing reported twice while nothing new dropped
+    box.flush(0)
+    again = open_box(fs)
+    assert again.dropped_telemetry == 2
+    again.append(telemetry(700), 0)
+    assert marks(drain(again)) == [("T", 700)]
+
+
+def test_a_ring_full_of_events_refuses_the_newest_and_counts_it():
+    fs = FlashFS()
+    box = open_box(fs)
+    for mark in range(box.capacity):
+        box.append(event(mark), 0)
+    assert not box.append(event(999), 0)
+    assert not box.append(telemetry(999), 0)
+    assert box.dropped_events == 1 and box.dropped_telemetry == 1
+    got = drain(box, ack=False)
+    assert marks(got) == [("E", m) for m in range(box.capacity)]  # every event kept, in order
+
+
+def test_bad_frames_are_refused_with_a_typed_error():
+    box = open_box(FlashFS())
+    for bad in (b"", bytes(10), telemetry(1)[:40], event(1) + b"\x00"):
+        try:
+            box.append(bad, 0)
+        except outbox.OutboxError:
+            continue
+        raise AssertionError("accepted %r" % bad)
+    ack = bytearray(uplink.ACK_SIZE)
+    uplink.encode_ack(ack, [STATION, 0, 0, 1, 0])
+    try:
+        box.append(ack, 0)
+        raise AssertionError("took an ack")
+    except outbox.OutboxError as err:
+        assert "kind 4" in str(err)
+
+
+def _state(fs):
+    """What a reboot would send: marks in order, the dropped total."""
+    box = open_box(fs.copy())
+    return marks(drain(box, ack=False)), box.dropped_telemetry
+
+
+def _power_loss_at_every_byte(prepare, frame, vm_bytes=(0, 12, 20, 60, 100, 103)):
+    fs = FlashFS()
+    box = prepare(fs)
+    before = _state(fs)
+    box.append(frame, 0)  # the same append, no crash, once: what it writes
+    after = _state(fs)
+    assert after != before
+    # every byte on CPython; in the VM (no garbage collection inside a test) the field borders
+    every = range(outbox.SLOT_SIZE)
+    for k in vm_bytes if ON_MICROPYTHON else every:
+        crashed = FlashFS()
+        box = prepare(crashed)
+        crashed.bytes_before_crash = k
+        try:
+            box.append(frame, 0)
+            raise AssertionError("no power loss at byte %d" % k)
+        except PowerLoss:
+            pass
+        assert _state(crashed) == before, k
+
+
+def test_power_loss_at_any_byte_of_an_append_keeps_the_previous_ring():
+    def prepare(fs):
+        box = open_box(fs)
+        for mark in range(3):
+            box.append(telemetry(mark), 0)
+        token = box.take(0)
+        box.acked(token)  # the freed slot's old entry is covered by the (unsaved) ack only
+        box.append(event(9), 0)
+        return box
+
+    _power_loss_at_every_byte(prepare, telemetry(77))
+
+
+def test_power_loss_at_any_byte_of_an_append_into_a_full_ring():
+    def prepare(fs):
+        box = open_box(fs)
+        box.append(event(100), 0)
+        for mark in range(box.capacity - 1):
+            box.append(telemetry(mark), 0)
+        return box
+
+    _power_loss_at_every_byte(prepare, telemetry(77), (20, 100))
+
+
+def test_a_full_ring_found_at_boot_drops_its_oldest_telemetry_once():
+    fs = FlashFS()
+    box = open_box(fs)
+    for mark in range(box.capacity):
+        box.append(telemetry(mark), 0)
+    box.append(telemetry(900), 0)  # writes the spare slot, drops telemetry 0
+    # power lost now: every slot on flash holds a waiting entry
+    again = open_box(fs)
+    assert again.pending == again.capacity
+    assert again.dropped_telemetry == 1  # the append that dropped it had counted it already
+    got = marks(drain(again, ack=False))
+    assert got[0] == ("T", 1) and got[-1] == ("T", 900)
+
+
+def test_a_corrupt_slot_read_back_is_skipped_and_counted():
+    fs = FlashFS()
+    box = open_box(fs)
+    for mark in range(3):
+        box.append(telemetry(mark), 0)
+    fs.files["/ob.0"][outbox.SLOT_SIZE + 30] ^= 0x40  # the second frame decays
+    assert marks(drain(box)) == [("T", 0), ("T", 2)]
+    assert box.corrupt == 1
+
+
+def test_frames_before_the_first_sync_are_held_then_corrected():
+    fs = FlashFS()
+    clock = WallClock()
+    box = open_box(fs, clock, now_ms=1000, hold_unsynced_ms=120000)
+    box.append(telemetry(1), 5000)
+    box.append(telemetry(2), 15000)
+    assert box.take(20000) == 0  # held: the clock is not set
+    clock.set_time(T0, 25000)
+    got = drain(box, 25000)
+    assert [f[3] for f in got] == [T0 - 20, T0 - 10]
+
+
+def test_unsynced_frames_go_out_marked_after_the_hold_or_after_a_reboot():
+    fs = FlashFS()
+    clock = WallClock()
+    box = open_box(fs, clock, now_ms=0, hold_unsynced_ms=60000)
+    box.append(telemetry(1), 5000)
+    got = drain(box, 61000, ack=False)
+    assert got[0][3] == 5 and got[0][3] < UNSYNCED_LIMIT
+    # an earlier boot's unsynced frame cannot be corrected: it goes out marked, not held
+    again = open_box(fs, WallClock())
+    assert drain(again, 0)[0][3] == 5
+    # nor given a wrong time by a clock set in a later boot
+    again2 = open_box(fs, synced_clock())
+    assert drain(again2, 0)[0][3] == 5
+    again2.flush(0)
+    assert drain(open_box(fs, synced_clock()), 0) == []
+
+
+def test_segments_fill_one_after_another_and_writes_are_one_slot():
+    fs = FlashFS()
+    box = open_box(fs, segments=3)
+    written = fs.bytes_written
+    for mark in range(outbox.SEGMENT_SLOTS + 2):
+        box.append(telemetry(mark), 0)
+    per_frame = (fs.bytes_written - written) / (outbox.SEGMENT_SLOTS + 2)
+    assert outbox.SLOT_SIZE <= per_frame < outbox.SLOT_SIZE + 2  # + a header save per lease
+    assert len(fs.files["/ob.0"]) == outbox.SEGMENT_SLOTS * outbox.SLOT_SIZE
+    assert len(fs.files["/ob.1"]) == 2 * outbox.SLOT_SIZE
+    assert marks(drain(open_box(fs, segments=3)))[-1] == ("T", outbox.SEGMENT_SLOTS + 1)
+
+
+def _scratch_dir():
+    try:
+        import tempfile
+
+        return tempfile.mkdtemp()
+    except ImportError:  # MicroPython: MEMFS
+        path = "/scratch_outbox"
+        try:
+            os.mkdir(path)
+        except OSError:
+            pass
+        return path
+
+
+def test_the_real_file_system():
+    directory = _scratch_dir()
+    base = directory + "/ob"
+    try:
+        box = outbox.Outbox(os, base, STATION, synced_clock(), 0, 2)
+        for mark in range(outbox.SEGMENT_SLOTS + 5):
+            box.append(telemetry(mark), 0)
+        token = box.take(0)
+        box.acked(token)
+        box.flush(0)
+        again = outbox.Outbox(os, base, STATION, synced_clock(), 0, 2)
+        got = marks(drain(again))
+        assert got == [("T", m) for m in range(1, outbox.SEGMENT_SLOTS + 5)]
+    finally:
+        for name in os.listdir(directory):
+            os.remove(directory + "/" + name)
+        os.rmdir(directory)
+
+
+def test_allocation_per_frame_is_small():
+    fs = FlashFS()
+    box = open_box(fs)
+    frame = telemetry(1)
+    box.append(frame, 0)
+    drain(box)
+
+    def one_frame():
+        box.append(frame, 0)
+        token = box.take(0)
+        box.acked(token)
+
+    used = bytes_allocated(one_frame)
+    # the fake file system's own copies dominate; the outbox adds a few small objects
+    assert used < (2048 if ON_MICROPYTHON else 8192), used
