@@ -98,6 +98,12 @@ class Link:
     def up(self):
         return self._state == _UP
 
+    @property
+    def socket(self):
+        """The open socket (None while closed): a runtime that waits on its UART and on this with
+        one select.poll registers it again whenever it changes."""
+        return self._sock
+
     def step(self, now_ms):
         s = self.session
         if self._lost:
