@@ -1,0 +1,347 @@
+"""Signed commands from the control room: verified, judged against the local envelope, answered.
+
+    cmds = Commands(station_id, key, cfg, clock)
+    result = cmds.handle(frame, now_ms, last_counter, mode)   # an ACK_* of codes.py
+    cmds.ack(buf, seq, timestamp_s)    # the ack frame (21 B) for the control room
+    cmds.event(buf, seq, timestamp_s)  # the event frame (24 B) for the outbox
+
+After ``handle``: ``result``; ``counter`` (the command's counter, 0 when unreadable);
+``consumed`` (True: the caller stores ``counter`` as the last accepted one -- state.accept_command
+-- and saves it before acting); ``command_type`` and ``arg`` (setpoint in 0.1 kPa, mode, pump
+number; for a config change the key id) and ``value``; ``config``: for an accepted config change
+the new, validated config dict (the caller stores it atomically, applies it without a restart,
+then calls ``use_config``), else None. Nothing here acts on the plant.
+
+Rules, checked in this order; the first that fails is the result:
+1. MALFORMED: not an uplink command frame (shorter than the header, bad magic or version,
+   another kind).
+2. WRONG_STATION: station_id is not ours (read from the clear header, before the tag).
+3. UNKNOWN_COMMAND: a command type this firmware does not know; MALFORMED: a length that does
+   not fit its type.
+4. BAD_SIGNATURE: the HMAC-SHA256 tag over every byte before it, under the station's key, does not
+   match (uplink.decode_command; HMAC from hashlib alone, compared in constant time).
+5. REPLAYED: command_counter not above ``last_counter``.
+   From here on the command is authentic and fresh: its counter is consumed whatever the result,
+   so a refused command can never be replayed later (after a config change, say).
+6. CLOCK_NOT_SYNCED: the wall clock is not set: the expiry cannot be judged, so nothing runs.
+7. EXPIRED: expiry_s is before now (a command is good through its expiry second).
+8. REFUSED_LOCAL: the station is in local control (mode LOCAL).
+9. OUT_OF_ENVELOPE: setpoint outside the active pressure mode's envelope (REMOTE_DP:
+   setpoint.min_kpa..max_kpa; DISCHARGE: above 0 and below protection.discharge_max_kpa less
+   discharge_slowdown_kpa; no pressure setpoint in OFF or MANUAL_SPEED); a mode other than OFF,
+   REMOTE_DP, DISCHARGE, MANUAL_SPEED; a pump number outside 1..pumps (0 allowed for reset: the
+   station and every pump); a config value that config.load_config refuses.
+   UNKNOWN_COMMAND again for a config key id not in CONFIG_KEYS.
+Every command gets an ack and an event: COMMAND_ACCEPTED (notice; subject the pump, value the
+command type) or COMMAND_REJECTED (warning; value the ack result).
+
+Config key ids (CONFIG_KEYS): the remotely settable scalar keys of config.py's sections setpoint,
+speed, pid, staging and protection, each with a stable id and the scale of the command's int32
+value (value / scale in the key's unit; booleans 0/1; integers scale 1). Ids are never reused:
+a key dropped from the schema moves to RETIRED_KEY_IDS. Not settable remotely, on purpose:
+station, bus, pumps, io, pump_model (wiring and commissioning data), setpoint.mode and the curves
+(not scalars) and setpoint.network_loss_m_per_m3h2 (a commissioning figure). The tests hold the
+table to the schema: every settable scalar key has an id or is listed in NOT_REMOTE.
+Allocation: a command allocates its decoded tuple and the HMAC's digests (a few hundred bytes); a
+config change loads config.py and copies the config (rare; the runtime may drop config.py after).
+"""
+
+from micropython import const
+
+from relaypump import uplink
+from relaypump.codes import (
+    ACK_BAD_SIGNATURE,
+    ACK_CLOCK_NOT_SYNCED,
+    ACK_EXPIRED,
+    ACK_MALFORMED,
+    ACK_OK,
+    ACK_OUT_OF_ENVELOPE,
+    ACK_REFUSED_LOCAL,
+    ACK_REPLAYED,
+    ACK_UNKNOWN_COMMAND,
+    ACK_WRONG_STATION,
+    EVENT_COMMAND_ACCEPTED,
+    EVENT_COMMAND_REJECTED,
+    MODE_DISCHARGE,
+    MODE_LOCAL,
+    MODE_MANUAL_SPEED,
+    MODE_OFF,
+    MODE_REMOTE_DP,
+    SEVERITY_NOTICE,
+    SEVERITY_WARNING,
+)
+
+_NUM = const(0)  # a number: value / scale, as a float
+_INT = const(1)  # an integer: value itself
+_BOOL = const(2)  # 0 false, 1 true
+
+# (id, section, key, scale, type). Ids are stable and never reused (RETIRED_KEY_IDS).
+CONFIG_KEYS = (
+    (1, "setpoint", "dp_kpa", 10, _NUM),
+    (2, "setpoint", "min_kpa", 10, _NUM),
+    (3, "setpoint", "max_kpa", 10, _NUM),
+    (4, "setpoint", "ramp_kpa_per_s", 1000, _NUM),
+    (5, "setpoint", "discharge_fallback_kpa", 10, _NUM),
+    (16, "speed", "min_pct", 100, _NUM),
+    (17, "speed", "max_pct", 100, _NUM),
+    (18, "speed", "safe_pct", 100, _NUM),
+    (19, "speed", "slew_pct_per_s", 100, _NUM),
+    (20, "speed", "follow_band_pct", 100, _NUM),
+    (32, "pid", "kp", 1000, _NUM),
+    (33, "pid", "ti_s", 10, _NUM),
+    (34, "pid", "td_s", 10, _NUM),
+    (35, "pid", "period_ms", 1, _INT),
+    (48, "staging", "min_run_s", 1, _INT),
+    (49, "staging", "min_stop_s", 1, _INT),
+    (50, "staging", "max_starts_per_hour", 1, _INT),
+    (51, "staging", "hysteresis", 1000, _NUM),
+    (52, "staging", "rotation_hours", 1, _INT),
+    (53, "staging", "exercise_idle_hours", 1, _INT),
+    (54, "staging", "exercise_s", 1, _INT),
+    (55, "staging", "eval_period_s", 1, _INT),
+    (56, "staging", "settle_s", 1, _INT),
+    (57, "staging", "feasibility_margin", 1000, _NUM),
+    (58, "staging", "handover_s", 1, _INT),
+    (59, "staging", "max_running", 1, _INT),
+    (64, "protection", "suction_margin_kpa", 10, _NUM),
+    (65, "protection", "suction_slowdown_kpa", 10, _NUM),
+    (66, "protection", "suction_stop_delay_s", 1, _INT),
+    (67, "protection", "suction_lockout_trips", 1, _INT),
+    (68, "protection", "suction_lockout_window_s", 1, _INT),
+    (69, "protection", "suction_auto_reset", 1, _BOOL),
+    (70, "protection", "lockout_reset_s", 1, _INT),
+    (71, "protection", "restart_delay_s", 1, _INT),
+    (72, "protection", "discharge_max_kpa", 10, _NUM),
+    (73, "protection", "discharge_slowdown_kpa", 10, _NUM),
+    (74, "protection", "discharge_stop_delay_s", 1, _INT),
+    (75, "protection", "discharge_lockout_trips", 1, _INT),
+    (76, "protection", "discharge_lockout_window_s", 1, _INT),
+    (77, "protection", "discharge_auto_reset", 1, _BOOL),
+    (78, "protection", "dry_run_min_flow_m3h", 10, _NUM),
+    (79, "protection", "dry_run_delay_s", 1, _INT),
+    (80, "protection", "dry_run_auto_reset", 1, _BOOL),
+    (81, "protection", "source_stop_delay_s", 1, _INT),
+    (82, "protection", "sensor_stop_delay_s", 1, _INT),
+    (83, "protection", "drive_reset_delay_s", 1, _INT),
+    (84, "protection", "drive_resets_per_hour", 1, _INT),
+    (85, "protection", "atmosphere_kpa", 10, _NUM),
+)
+RETIRED_KEY_IDS = ()  # ids of keys dropped from the schema: never given to another key
+NOT_REMOTE = ("setpoint.mode", "setpoint.network_loss_m_per_m3h2")  # scalars kept local
+
+_SETTABLE_MODES = (MODE_OFF, MODE_REMOTE_DP, MODE_DISCHARGE, MODE_MANUAL_SPEED)
+_COUNTER_AT = const(16)
+
+
+class CommandConfigError(ValueError):
+    """A station key or command setting that cannot be used; the message names the field."""
+
+
+def config_key(key_id):
+    """The CONFIG_KEYS entry of an id, or None."""
+    for entry in CONFIG_KEYS:
+        if entry[0] == key_id:
+            return entry
+    return None
+
+
+def check_key(key):
+    """The station's HMAC key: bytes of at least 16 (uplink's minimum)."""
+    if not isinstance(key, (bytes, bytearray)) or len(key) < 16:
+        raise CommandConfigError("commands.key: must be at least 16 bytes")
+    return bytes(key)
+
+
+class Commands:
+    def __init__(self, station_id, key, cfg, clock):
+        self.station_id = station_id
+        self.key = check_key(key)
+        self.clock = clock
+        self.cfg = cfg
+        self.result = ACK_OK
+        self.counter = 0
+        self.consumed = False
+        self.command_type = 0
+        self.arg = 0
+        self.value = 0
+        self.config = None
+        self.handled = 0
+        self.refused = 0
+        self._ack_values = [station_id, 0, 0, 0, 0]
+        self._event_values = [station_id, 0, 0, 0, 0, 0, 0]
+
+    def use_config(self, cfg):
+        """The config now in force (after a config change was stored and applied)."""
+        self.cfg = cfg
+
+    def handle(self, frame, now_ms, last_counter, mode):
+        """Judge one command frame (the payload of a message on the command topic)."""
+        self.counter = 0
+        self.consumed = False
+        self.command_type = 0
+        self.arg = 0
+        self.value = 0
+        self.config = None
+        self.handled += 1
+        self.result = self._judge(frame, now_ms, last_counter, mode)
+        if self.result != ACK_OK:
+            self.refused += 1
+        return self.result
+
+    def _judge(self, frame, now_ms, last_counter, mode):
+        try:
+            if uplink.frame_kind(frame) != uplink.KIND_COMMAND:
+                return ACK_MALFORMED
+        except uplink.UplinkError:
+            return ACK_MALFORMED
+        if len(frame) >= _COUNTER_AT + 4:  # the claimed counter, for the ack (not yet trusted)
+            self.counter = (
+                frame[_COUNTER_AT] << 24
+                | frame[_COUNTER_AT + 1] << 16
+                | frame[_COUNTER_AT + 2] << 8
+                | frame[_COUNTER_AT + 3]
+            )
+        station = frame[4] << 24 | frame[5] << 16 | frame[6] << 8 | frame[7]
+        if station != self.station_id:
+            return ACK_WRONG_STATION
+        try:
+            values = uplink.decode_command(frame, self.key)
+        except uplink.UnknownCommand:
+            return ACK_UNKNOWN_COMMAND
+        except uplink.BadSignature:
+            return ACK_BAD_SIGNATURE
+        except uplink.UplinkError:  # truncated, too long
+            return ACK_MALFORMED
+        counter = values[uplink.I_COMMAND_COMMAND_COUNTER]
+        self.counter = counter
+        self.command_type = values[uplink.I_COMMAND_COMMAND_TYPE]
+        self.arg = values[uplink.I_COMMAND_ARG0]
+        if len(values) > uplink.I_COMMAND_ARG0 + 1:
+            self.value = values[uplink.I_COMMAND_ARG0 + 1]
+        if counter <= last_counter:
+            return ACK_REPLAYED
+        self.consumed = True
+        if not self.clock.synced:
+            return ACK_CLOCK_NOT_SYNCED
+        if values[uplink.I_COMMAND_EXPIRY_S] < self.clock.stamp(now_ms):
+            return ACK_EXPIRED
+        if mode == MODE_LOCAL:
+            return ACK_REFUSED_LOCAL
+        return self._envelope(mode)
+
+    def _envelope(self, mode):
+        kind = self.command_type
+        arg = self.arg
+        pumps = len(self.cfg["pumps"])
+        if kind == uplink.COMMAND_SETPOINT:
+            kpa = arg / 10
+            if mode == MODE_REMOTE_DP:
+                sp = self.cfg["setpoint"]
+                ok = sp["min_kpa"] <= kpa <= sp["max_kpa"]
+            elif mode == MODE_DISCHARGE:
+                pr = self.cfg["protection"]
+                ok = 0 < kpa < pr["discharge_max_kpa"] - pr["discharge_slowdown_kpa"]
+            else:
+                ok = False  # no pressure setpoint in OFF or MANUAL_SPEED
+            return ACK_OK if ok else ACK_OUT_OF_ENVELOPE
+        if kind == uplink.COMMAND_MODE:
+            return ACK_OK if arg in _SETTABLE_MODES else ACK_OUT_OF_ENVELOPE
+        if kind == uplink.COMMAND_PUMP_ENABLE or kind == uplink.COMMAND_PUMP_DISABLE:
+            return ACK_OK if 1 <= arg <= pumps else ACK_OUT_OF_ENVELOPE
+        if kind == uplink.COMMAND_RESET:
+            return ACK_OK if 0 <= arg <= pumps else ACK_OUT_OF_ENVELOPE
+        return self._config_change()
+
+    def _config_change(self):
+        entry = config_key(self.arg)
+        if entry is None:
+            return ACK_UNKNOWN_COMMAND
+        _, section, name, scale, kind = entry
+        raw = self.value
+        value: object = raw  # _INT: the value itself
+        if kind == _BOOL:
+            if raw not in (0, 1):
+                return ACK_OUT_OF_ENVELOPE
+            value = raw == 1
+        elif kind == _NUM:
+            value = raw / scale
+        new = dict(self.cfg)
+        new[section] = dict(self.cfg[section])
+        new[section][name] = value
+        from relaypump import config  # loaded for a config change only (rare)
+
+        try:
+            self.config = config.load_config(new)
+        except config.ConfigError:
+            return ACK_OUT_OF_ENVELOPE
+        return ACK_OK
+
+    # --- answers --------------------------------------------------------------------------------
+    def ack(self, buf, seq, timestamp_s):
+        """The ack frame of the last command into buf; returns its length (21)."""
+        values = self._ack_values
+        values[1] = seq
+        values[2] = timestamp_s
+        values[3] = self.counter
+        values[4] = self.result
+        return uplink.encode_ack(buf, values)
+
+    def event(self, buf, seq, timestamp_s):
+        """The event frame of the last command into buf; returns its length (24)."""
+        values = self._event_values
+        values[1] = seq
+        values[2] = timestamp_s
+        if self.result == ACK_OK:
+            values[3] = EVENT_COMMAND_ACCEPTED
+            values[4] = SEVERITY_NOTICE
+            pump_command = self.command_type in (
+                uplink.COMMAND_PUMP_ENABLE,
+                uplink.COMMAND_PUMP_DISABLE,
+                uplink.COMMAND_RESET,
+            )
+            values[5] = self.arg if pump_command else 0
+            values[6] = self.command_type
+        else:
+            values[3] = EVENT_COMMAND_REJECTED
+            values[4] = SEVERITY_WARNING
+            values[5] = 0
+            values[6] = self.result
+        return uplink.encode_event(buf, values)
+
+
+def validate_config(doc, path="commands"):
+    """The "commands" config section: {"key_file": path of the station's key on the board}.
+
+    The key itself never sits in the config (it is read from key_file, hex or raw bytes).
+    Returns a new dict with defaults filled; raises CommandConfigError naming the field.
+    """
+    if doc is None:
+        doc = {}
+    if type(doc) is not dict:
+        raise CommandConfigError("%s: must be an object" % path)
+    for name in doc:
+        if name != "key_file":
+            raise CommandConfigError("%s.%s: unknown key" % (path, name))
+    key_file = doc.get("key_file", "/station.key")
+    if type(key_file) is not str or not 0 < len(key_file) <= 64:
+        raise CommandConfigError("%s.key_file: must be a path of 1..64 characters" % path)
+    return {"key_file": key_file}
+
+
+def read_key(path, opener=open):
+    """The station's key from its file: 32+ hex digits (one line) or 16+ raw bytes."""
+    try:
+        with opener(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        raise CommandConfigError("commands.key_file: cannot read %s" % path) from None
+    text = data.strip()
+    try:
+        import binascii
+
+        key = binascii.unhexlify(text)
+        if len(text) >= 32:
+            return check_key(key)
+    except ValueError:
+        pass
+    return check_key(data)
