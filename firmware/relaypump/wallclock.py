@@ -48,6 +48,11 @@ _REBASE_MS = const(3600000)  # move the reference tick forward after an hour
 _STEP_MS = const(2000)
 
 
+def _frac_ms(frac):
+    """An NTP fraction (1/2**32 s) in whole ms, rounded."""
+    return (frac * 1000 + 0x80000000) >> 32
+
+
 class WallClock:
     def __init__(self, max_rtt_ms=2000, retry_ms=15000, resync_ms=3600000):
         self.max_rtt_ms = max_rtt_ms
@@ -109,13 +114,13 @@ class WallClock:
             self.rejected += 1
             return False
         rx_s, rx_frac, tx_s, tx_frac = struct.unpack_from(">IIII", data, 32)
-        hold_ms = (tx_s - rx_s) * 1000 + ((tx_frac * 1000) >> 32) - ((rx_frac * 1000) >> 32)
+        hold_ms = (tx_s - rx_s) * 1000 + _frac_ms(tx_frac) - _frac_ms(rx_frac)
         rtt_ms = _ticks_diff(now_ms, self._asked_ms) - hold_ms
         if rtt_ms < 0:
             rtt_ms = 0
         if tx_s < _HALF_ERA:
             tx_s += _ERA
-        unix_ms = (tx_s - _NTP_TO_UNIX) * 1000 + ((tx_frac * 1000) >> 32) + rtt_ms // 2
+        unix_ms = (tx_s - _NTP_TO_UNIX) * 1000 + _frac_ms(tx_frac) + rtt_ms // 2
         if unix_ms < UNSYNCED_LIMIT * 1000:
             self.rejected += 1
             return False
