@@ -242,6 +242,21 @@ def test_station_off_stops_everything_and_restarts_after():
     assert popcount(s.st.mask) == 2
 
 
+def test_a_station_stop_called_off_resumes_the_pumps_still_running_without_a_start():
+    s = Station()
+    s.run(800.0, 300, step_s=5)
+    both = s.st.mask
+    assert popcount(both) == 2
+    s.tick(800.0, station_on=False)  # a staggered stop: one drive ramps, the other still runs
+    kept = both & -both  # (the lowest bit: the pump held)
+    s.st.resume(kept, 0b111)  # the agent, as the stop is called off
+    starts = len(s.starts())
+    assert s.tick(800.0) & kept and len(s.starts()) == starts
+    s.run(800.0, 300, step_s=5)  # demand brings the second pump back once min_stop_s allows
+    assert popcount(s.st.mask) == 2 and s.st.mask & kept
+    assert all(e[3] == REASON_DEMAND for e in s.starts()[starts:])
+
+
 def test_rotation_starts_the_idle_pump_before_stopping_the_worn_one():
     cfg = config(rotation_hours=1, handover_s=90, exercise_idle_hours=0)
     s = Station(cfg, run_s=[0, 0, 0])
