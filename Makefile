@@ -12,7 +12,7 @@ FIRMWARE := $(shell find firmware -name '*.py')
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: setup test lint typecheck mpy protocol protocol-check pytest bench sim system-packages clean
-.PHONY: firmware flash console
+.PHONY: firmware flash console bench-hil
 
 # The simulated station for a day (the default scenario: Jia village, January mean day), the firmware
 # agent in control. Writes build/sim/kpi.txt, day.png and telemetry.bin. SIM_ARGS="--hours 2" etc.
@@ -77,6 +77,12 @@ pytest: $(VENV_STAMP) $(NODE_STAMP)
 
 bench: setup
 	$(PY) -m host_tools.bench $(BENCH)
+
+# The hardware-in-the-loop bench (tests/host_tools/hil, 4 min of real time): the simulated station
+# answers on PORT (the host's RS-485 adapter, 8E1) and the board's agent, flashed with `make flash`,
+# controls it; without PORT the virtual board over a socat pty pair (as in `make test`).
+bench-hil: setup
+	$(PY) -m pytest tests/host_tools/hil $(if $(PORT),--bench-port "$(PORT)") $(PYTEST_ARGS)
 
 # A board: the deployable bundles (build/firmware/<board>/, mpy-cross per architecture, sizes
 # listed); `make flash PORT=/dev/ttyUSB0` checks STATION on the host, then copies the board's

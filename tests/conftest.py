@@ -14,3 +14,13 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 # The firmware package is installed (pyproject.toml); tests/ holds shared helpers (strategies.py).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--bench-port",
+        default=None,
+        metavar="DEVICE",
+        help="serial device (RS-485 adapter) of a real board running the agent, for the "
+        "hardware-in-the-loop tests in tests/host_tools/hil (default: the virtual board)",
+    )

@@ -53,7 +53,6 @@ class SimulatedBus:
         """The master starts sending at now_s; returns when the last byte has left."""
         start = max(now_s, self.busy_until_s)
         end = start + self.frame_time_s(len(frame))
-        self.requests += 1
         self.wire_time_s += end - start
         self._response, self._delivered = b"", 0
         self.busy_until_s = end
@@ -69,6 +68,7 @@ class SimulatedBus:
         """The wire's faults around one request whose last byte arrived at now_s: the response
         as the master receives it, or None for silence. The serial server (serial_port.py) goes
         through here too, so a bench sees the same faults as an in-process run."""
+        self.requests += 1
         frame = self._noisy(frame)
         if frame and frame[0] in self.cut_units:
             return None
