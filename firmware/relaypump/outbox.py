@@ -4,6 +4,7 @@
     box.append(frame, now_ms)     # a telemetry or event frame; the outbox sets its seq and time
     token = box.take(now_ms)      # the oldest frame not yet handed out: box.frame (memoryview)
     box.acked(token)              # its PUBACK came: it leaves the ring
+    box.give_back(token)          # the session had no room for it: it waits again, in order
     box.rewind()                  # a new session: everything handed out and unacknowledged again
     box.poll(now_ms)              # saves the ack mark now and then
     box.next_seq()                # a seq for a frame that does not go through the outbox (acks)
@@ -59,12 +60,20 @@ Cost (default: 12 segments = 468 slots, 467 frames = 77 min of telemetry at 10 s
   commits). One big ring file would cost on average half the file (5-6 blocks) per frame.
 - Per ack: nothing on flash. The ack mark: one header save (a ~50 B inline file, two metadata
   commits for write + rename) per save_ms (60 s) while frames are acknowledged.
-- Per day at the default cadence (telemetry every 10 s, events rare): 8,640 frames -> 8,640
-  block erases, 35.4 MB programmed; 1,440 header saves -> about 36 metadata erases; ~8,800
-  erases a day in all. littlefs spreads them over the free blocks: with 150 free 4 KiB blocks
-  (an RP2 Pico's 848 KiB file system, firmware and config loaded) that is ~59 erases per block
-  per day, 100,000-cycle NOR flash lasts ~4.6 years; with 500 free blocks (ESP32, 4 MB flash)
-  ~15 years. Measured in the VM: ``outbox_write_ms`` (host_tools/bench/outbox.py).
+- Per day at the default cadence (telemetry every 10 s, events rare, each frame acknowledged
+  within its period): 8,640 frames = 898,560 B into segment files + 1,440 header saves (~56 KB)
+  = ~955 KB asked of the file system (host_tools/bench/outbox.py counts it: 955,053 B, 8,640
+  block writes, 1,440 saves). On flash: 8,640 block erases and 35.4 MB programmed for the
+  frames, plus ~150 metadata-pair erases (~10,000 commits of ~50 B, a pair erased per ~80) --
+  ~8,800 erases a day. littlefs levels wear over its free blocks only (dynamic wear levelling):
+  an RP2 Pico (1,408 KiB file system, ~300 blocks free with the firmware's .mpy files and the
+  config) takes ~29 erases per block per day: 100,000-cycle NOR flash lasts ~9 years; a Pico W
+  (848 KiB, ~160 free) ~55 a day, ~5 years; an ESP32 with 4 MB flash (~2 MB, ~480 free) ~18 a
+  day, ~15 years. A write-behind of telemetry while the broker acknowledges promptly would cut
+  this ~100-fold at the price of the last seconds of telemetry on a power loss; not done: the
+  issue asks that nothing be lost across a reboot.
+- Time per frame: ``outbox_write_ms`` (host_tools/bench/outbox.py, in the VM on MEMFS: CPU only;
+  a board adds its flash erase, ~45 ms for a 4 KiB sector on an RP2's QSPI flash, and programs).
 """
 
 import struct
@@ -436,6 +445,14 @@ class Outbox:
         for i in range(self.slots):
             if self._serial[i] == token and self._state[i] != _FREE:
                 self._release(i)
+                return True
+        return False
+
+    def give_back(self, token):
+        """A frame handed out that the session refused (no room): it waits again, in its place."""
+        for i in range(self.slots):
+            if self._serial[i] == token and self._state[i] == _OUT:
+                self._state[i] = _WAITING
                 return True
         return False
 

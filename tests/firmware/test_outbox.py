@@ -186,6 +186,21 @@ def test_a_frame_leaves_only_through_its_ack_and_survives_a_reboot():
     del second
 
 
+def test_a_frame_given_back_goes_out_again_in_its_place():
+    box = open_box(FlashFS())
+    for mark in range(3):
+        box.append(telemetry(mark), 0)
+    first = box.take(0)
+    second = box.take(0)
+    assert box.give_back(second) and not box.give_back(second)
+    assert box.acked(first)
+    assert marks(drain(box)) == [("T", 1), ("T", 2)]
+    box.append(telemetry(3), 0)
+    box.take(0)
+    box.rewind()  # a new session: what was handed out waits again
+    assert marks(drain(box)) == [("T", 3)]
+
+
 def test_acks_not_yet_saved_are_sent_again_at_least_once():
     fs = FlashFS()
     box = open_box(fs, save_ms=60000)
