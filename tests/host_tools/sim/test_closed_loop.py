@@ -225,8 +225,8 @@ def outcome(name: str, staggered: bool = True) -> Outcome:
     chosen = dataclasses.replace(base, faults=faults, hours=minutes / 60.0)
     config = load_agent_config(chosen)
     for key, value in protection.items():  # "section.key": another section's
-        section, _, name = key.rpartition(".")
-        config[section or "protection"][name] = value
+        section, _, setting_name = key.rpartition(".")
+        config[section or "protection"][setting_name] = value
     station = SimulatedStation(chosen)
     rec = Recorder(chosen, config, station)
     if not staggered:
