@@ -31,17 +31,11 @@ Rules, checked in this order; the first that fails is the result:
    discharge_slowdown_kpa; no pressure setpoint in OFF or MANUAL_SPEED); a mode other than OFF,
    REMOTE_DP, DISCHARGE, MANUAL_SPEED; a pump number outside 1..pumps (0 allowed for reset: the
    station and every pump); a config value that config.load_config refuses.
-   UNKNOWN_COMMAND again for a config key id not in CONFIG_KEYS.
+   UNKNOWN_COMMAND again for a config key id not in config_keys.CONFIG_KEYS.
 Every command gets an ack and an event: COMMAND_ACCEPTED (notice; subject the pump, value the
 command type) or COMMAND_REJECTED (warning; value the ack result).
 
-Config key ids (CONFIG_KEYS): the remotely settable scalar keys of config.py's sections setpoint,
-speed, pid, staging and protection, each with a stable id and the scale of the command's int32
-value (value / scale in the key's unit; booleans 0/1; integers scale 1). Ids are never reused:
-a key dropped from the schema moves to RETIRED_KEY_IDS. Not settable remotely, on purpose:
-station, bus, pumps, io, pump_model (wiring and commissioning data), setpoint.mode and the curves
-(not scalars) and setpoint.network_loss_m_per_m3h2 (a commissioning figure). The tests hold the
-table to the schema: every settable scalar key has an id or is listed in NOT_REMOTE.
+Config key ids: config_keys.py (CONFIG_KEYS), loaded with config.py for a config change only.
 Allocation: a command allocates its decoded tuple and the HMAC's digests (a few hundred bytes); a
 config change loads config.py and copies the config (rare; the runtime may drop config.py after).
 """
@@ -71,78 +65,12 @@ from relaypump.codes import (
     SEVERITY_WARNING,
 )
 
-_NUM = const(0)  # a number: value / scale, as a float
-_INT = const(1)  # an integer: value itself
-_BOOL = const(2)  # 0 false, 1 true
-
-# (id, section, key, scale, type). Ids are stable and never reused (RETIRED_KEY_IDS).
-CONFIG_KEYS = (
-    (1, "setpoint", "dp_kpa", 10, _NUM),
-    (2, "setpoint", "min_kpa", 10, _NUM),
-    (3, "setpoint", "max_kpa", 10, _NUM),
-    (4, "setpoint", "ramp_kpa_per_s", 1000, _NUM),
-    (5, "setpoint", "discharge_fallback_kpa", 10, _NUM),
-    (16, "speed", "min_pct", 100, _NUM),
-    (17, "speed", "max_pct", 100, _NUM),
-    (18, "speed", "safe_pct", 100, _NUM),
-    (19, "speed", "slew_pct_per_s", 100, _NUM),
-    (20, "speed", "follow_band_pct", 100, _NUM),
-    (32, "pid", "kp", 1000, _NUM),
-    (33, "pid", "ti_s", 10, _NUM),
-    (34, "pid", "td_s", 10, _NUM),
-    (35, "pid", "period_ms", 1, _INT),
-    (48, "staging", "min_run_s", 1, _INT),
-    (49, "staging", "min_stop_s", 1, _INT),
-    (50, "staging", "max_starts_per_hour", 1, _INT),
-    (51, "staging", "hysteresis", 1000, _NUM),
-    (52, "staging", "rotation_hours", 1, _INT),
-    (53, "staging", "exercise_idle_hours", 1, _INT),
-    (54, "staging", "exercise_s", 1, _INT),
-    (55, "staging", "eval_period_s", 1, _INT),
-    (56, "staging", "settle_s", 1, _INT),
-    (57, "staging", "feasibility_margin", 1000, _NUM),
-    (58, "staging", "handover_s", 1, _INT),
-    (59, "staging", "max_running", 1, _INT),
-    (64, "protection", "suction_margin_kpa", 10, _NUM),
-    (65, "protection", "suction_slowdown_kpa", 10, _NUM),
-    (66, "protection", "suction_stop_delay_s", 1, _INT),
-    (67, "protection", "suction_lockout_trips", 1, _INT),
-    (68, "protection", "suction_lockout_window_s", 1, _INT),
-    (69, "protection", "suction_auto_reset", 1, _BOOL),
-    (70, "protection", "lockout_reset_s", 1, _INT),
-    (71, "protection", "restart_delay_s", 1, _INT),
-    (72, "protection", "discharge_max_kpa", 10, _NUM),
-    (73, "protection", "discharge_slowdown_kpa", 10, _NUM),
-    (74, "protection", "discharge_stop_delay_s", 1, _INT),
-    (75, "protection", "discharge_lockout_trips", 1, _INT),
-    (76, "protection", "discharge_lockout_window_s", 1, _INT),
-    (77, "protection", "discharge_auto_reset", 1, _BOOL),
-    (78, "protection", "dry_run_min_flow_m3h", 10, _NUM),
-    (79, "protection", "dry_run_delay_s", 1, _INT),
-    (80, "protection", "dry_run_auto_reset", 1, _BOOL),
-    (81, "protection", "source_stop_delay_s", 1, _INT),
-    (82, "protection", "sensor_stop_delay_s", 1, _INT),
-    (83, "protection", "drive_reset_delay_s", 1, _INT),
-    (84, "protection", "drive_resets_per_hour", 1, _INT),
-    (85, "protection", "atmosphere_kpa", 10, _NUM),
-)
-RETIRED_KEY_IDS = ()  # ids of keys dropped from the schema: never given to another key
-NOT_REMOTE = ("setpoint.mode", "setpoint.network_loss_m_per_m3h2")  # scalars kept local
-
 _SETTABLE_MODES = (MODE_OFF, MODE_REMOTE_DP, MODE_DISCHARGE, MODE_MANUAL_SPEED)
 _COUNTER_AT = const(16)
 
 
 class CommandConfigError(ValueError):
     """A station key or command setting that cannot be used; the message names the field."""
-
-
-def config_key(key_id):
-    """The CONFIG_KEYS entry of an id, or None."""
-    for entry in CONFIG_KEYS:
-        if entry[0] == key_id:
-            return entry
-    return None
 
 
 def check_key(key):
@@ -253,22 +181,23 @@ class Commands:
         return self._config_change()
 
     def _config_change(self):
-        entry = config_key(self.arg)
+        from relaypump import config, config_keys  # loaded for a config change only (rare)
+
+        entry = config_keys.config_key(self.arg)
         if entry is None:
             return ACK_UNKNOWN_COMMAND
         _, section, name, scale, kind = entry
         raw = self.value
-        value: object = raw  # _INT: the value itself
-        if kind == _BOOL:
+        value: object = raw  # INTEGER: the value itself
+        if kind == config_keys.BOOLEAN:
             if raw not in (0, 1):
                 return ACK_OUT_OF_ENVELOPE
             value = raw == 1
-        elif kind == _NUM:
+        elif kind == config_keys.NUMBER:
             value = raw / scale
         new = dict(self.cfg)
         new[section] = dict(self.cfg[section])
         new[section][name] = value
-        from relaypump import config  # loaded for a config change only (rare)
 
         try:
             self.config = config.load_config(new)

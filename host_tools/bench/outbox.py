@@ -8,7 +8,8 @@ In the MicroPython VM, the modules loaded from .mpy as a board loads them (not f
 - ``outbox_take_ack_ms``: one frame read back for sending and acknowledged.
 - ``command_verify_ms``: one signed setpoint command judged (HMAC-SHA256 included).
 - ``vm_heap_import_<module>``: live heap added by importing each uplink module in dependency
-  order (after a collection), and ``vm_heap_outbox_object`` for an outbox of the default size.
+  order (after a collection; config_keys is loaded only for a config change), and
+  ``vm_heap_outbox_object`` for an outbox of the default size.
 - ``vm_alloc_<call>``: bytes allocated by one call (append, take + acked, command handle).
 On CPython, a day at the default cadence (telemetry every 10 s, each frame acknowledged within
 the period, the ack mark saved by poll) on a file system that counts what it is asked to write:
@@ -27,7 +28,7 @@ FIRMWARE = REPO / "firmware"
 HEAP_KIB = 192
 BATCH = 50
 BATCHES = 7
-_MODULES = ("ticks", "codes", "storage", "uplink", "wallclock", "outbox", "commands")
+_MODULES = ("ticks", "codes", "storage", "uplink", "wallclock", "outbox", "commands", "config_keys")
 
 _SETUP = """
 import os, time, gc

@@ -5,7 +5,7 @@ the construct schema of protocol/uplink.py prove that the agent's verification a
 byte; in the VM the shared vectors (protocol/vectors/uplink.json) and RFC 4231 do the same.
 """
 
-from relaypump import commands, config, uplink
+from relaypump import commands, config, config_keys, uplink
 from relaypump.codes import (
     ACK_BAD_SIGNATURE,
     ACK_CLOCK_NOT_SYNCED,
@@ -201,13 +201,13 @@ def test_a_config_change_is_validated_and_handed_back():
 
 
 def test_config_key_ids_follow_the_schema_and_are_never_reused():
-    ids = [entry[0] for entry in commands.CONFIG_KEYS]
+    ids = [entry[0] for entry in config_keys.CONFIG_KEYS]
     assert len(set(ids)) == len(ids)
-    assert not set(ids) & set(commands.RETIRED_KEY_IDS)
+    assert not set(ids) & set(config_keys.RETIRED_KEY_IDS)
     assert all(0 < i < 0x10000 for i in ids)  # the frame's key field is u16
     c = cfg()
     named = set()
-    for _, section, name, _, _ in commands.CONFIG_KEYS:
+    for _, section, name, _, _ in config_keys.CONFIG_KEYS:
         named.add(section + "." + name)
         assert name in c[section] or (section, name) == ("staging", "max_running"), name
     for section in ("setpoint", "speed", "pid", "staging", "protection"):
@@ -215,7 +215,7 @@ def test_config_key_ids_follow_the_schema_and_are_never_reused():
             value = c[section][name]
             if type(value) in (int, float, bool):
                 path = section + "." + name
-                assert path in named or path in commands.NOT_REMOTE, path
+                assert path in named or path in config_keys.NOT_REMOTE, path
 
 
 def test_every_config_key_takes_its_current_value_back():
@@ -223,8 +223,8 @@ def test_every_config_key_takes_its_current_value_back():
     cmds = commands.Commands(STATION, KEY, c, clock())
     counter = 1000
     step = 4 if ON_MICROPYTHON else 1  # the VM collects no garbage within a test
-    for i in range(0, len(commands.CONFIG_KEYS), step):
-        key_id, section, name, scale, kind = commands.CONFIG_KEYS[i]
+    for i in range(0, len(config_keys.CONFIG_KEYS), step):
+        key_id, section, name, scale, kind = config_keys.CONFIG_KEYS[i]
         if name not in c[section]:
             continue
         value = c[section][name]
