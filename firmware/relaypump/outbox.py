@@ -171,12 +171,12 @@ class Outbox:
         if got is not None:
             self._header_gen = got[0] + 1
             boot, lease, mark, self._reported_telemetry, self._reported_events = got[1]
-        self.boot = (boot + 1) & 0xFFFF
         self._seq = lease
         self._lease = lease
         self._mark = self._saved_mark = mark
         top = mark
         self._top_seq = -1
+        self._top_boot = boot
         for k in range(self.segments):
             data = storage.read_file(self.segment_path(k), self.opener)
             if data is None:
@@ -188,6 +188,8 @@ class Outbox:
                     break
                 top = self._load_slot(k * SEGMENT_SLOTS + j, memoryview(data)[at:], top)
         self._next_serial = top + 1
+        # this boot's number: above any the slots carry (ticks of another boot are never used)
+        self.boot = (self._top_boot + 1) & 0xFFFF
         if self._top_seq >= self._seq:  # a lost header must not make seq numbers repeat
             self._seq = (self._top_seq + 1) & 0xFFFFFFFF
         if self.pending > self.capacity:
@@ -197,9 +199,11 @@ class Outbox:
     def _load_slot(self, i, slot, top):
         if storage.crc32(slot[:_CRC_AT]) != struct.unpack_from(">I", slot, _CRC_AT)[0]:
             return top
-        serial, _, _, _, length, dropped_t, dropped_e = struct.unpack_from(_META, slot, 0)
+        serial, _, boot, _, length, dropped_t, dropped_e = struct.unpack_from(_META, slot, 0)
         if serial == 0:
             return top
+        if boot > self._top_boot:
+            self._top_boot = boot
         self.dropped_telemetry = max(self.dropped_telemetry, dropped_t)
         self.dropped_events = max(self.dropped_events, dropped_e)
         if serial > top:
@@ -210,7 +214,7 @@ class Outbox:
         kind = slot[_FRAME_AT + _KIND_AT]
         if serial <= self._mark or kind not in (_KIND_TELEMETRY, _KIND_EVENT):
             return top
-        if length < uplink.HEADER_SIZE or length > FRAME_MAX:
+        if length != (uplink.TELEMETRY_SIZE if kind == _KIND_TELEMETRY else uplink.EVENT_SIZE):
             return top
         self._serial[i] = serial
         self._state[i] = _WAITING

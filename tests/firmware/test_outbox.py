@@ -253,6 +253,18 @@ def test_a_lost_header_does_not_make_seq_repeat():
     assert again.next_seq() > got[-1][2]
 
 
+def test_a_lost_header_does_not_let_a_later_boot_correct_an_earlier_boots_times():
+    fs = FlashFS()
+    box = open_box(fs, WallClock(), hold_unsynced_ms=0)
+    box.append(telemetry(1), 7000)  # unsynced, boot 1
+    for path in list(fs.files):
+        if ".hdr" in path:
+            del fs.files[path]
+    again = open_box(fs, synced_clock())
+    assert again.boot == 2
+    assert drain(again, 7000)[0][3] == 7  # still the marker, not a time made from another boot
+
+
 def test_a_full_ring_drops_the_oldest_telemetry_never_an_event_and_reports_it():
     fs = FlashFS()
     box = open_box(fs)
