@@ -490,6 +490,15 @@ def test_allocation_per_frame_is_small():
     used = bytes_allocated(one_frame)
     # the fake file system's own copies dominate; the outbox adds a few small objects
     assert used < (2048 if ON_MICROPYTHON else 8192), used
+    box.flush(0)
+
+    def idle_tick():  # what the runtime calls every tick with nothing to send or save
+        box.poll(500)
+        box.take(500)
+        box.clock.due(500)
+
+    used = bytes_allocated(idle_tick)
+    assert used == 0 if ON_MICROPYTHON else used < 1024, used
 
 
 # -- the outbox carried by the MQTT session (mqtt.py), a broker played here --------------------
