@@ -36,10 +36,13 @@ Station stop: the last resort. Only these stop every pump (stop_all), each a rea
   staging's failover, a dry run locks out that pump only.
   The stop is staggered to keep the surge low: one pump ramps down (CMD_STOP, the drive's own
   ramp at <= slew_pct_per_s) while the others hold their reference (hold_mask); the next, the
-  slowest first, is told to stop once the last one no longer delivers (its drive stopped or was
-  lost, or the flow split puts it below its check valve's cut-off at the measured head) or after
-  its ramp_down_s from max speed (+ 5 s) at most. So the station's flow changes at one pump's
-  ramp at a time. If the cause clears while pumps are still held, they run on (agent.py).
+  slowest first, is told to stop once the last one's drive has stopped (or was lost), or after
+  its ramp_down_s from max speed (+ 5 s) at most. Not sooner, at its check valve's cut-off: once
+  the head falls below zero a turning pump still passes the column's flow, and pumps reaching
+  standstill within one reflection time give it up to the bypass together. So the station's
+  flow changes at one pump's ramp at a time; only a falling slow-down cap (suction, discharge:
+  a protection first) takes a held pump down meanwhile, along the slew. If the cause clears
+  while pumps are still held, they run on (agent.py).
 
 Protections (units kPa gauge, degC, m3/h, % speed; delays in the config in s):
 - Running pumps: those whose drive reports running, and a drive lost while running (comm loss):
