@@ -1,0 +1,377 @@
+"""pumprecord: take every uplink message from the broker and append it to the telemetry log.
+
+    pumprecord record --log FILE --client-id ID [--group G] [broker options]
+    pumprecord verify FILE        CRC, index, duplicates and gaps; exit 1 when anything is wrong
+    pumprecord dump FILE [--from T] [--to T]    one line per record (T: Unix s or ISO time)
+
+Rules:
+- Subscribes to ``$share/<group>/relaypump/+/+/+`` (QoS 1): recorders of one group split the
+  fleet's messages between them, each into its own log. ``--group ''`` subscribes without
+  sharing. The session is persistent (clean session off, a stable --client-id): messages
+  published while a recorder is away wait for it at the broker.
+- At least once, then exactly once in the log: a message is acknowledged (PUBACK, paho's
+  manual_ack) only after its record was handed to the OS (``--fsync``: synced to the disk), in
+  batches: after ``--batch`` messages or when the socket has nothing more to read. A recorder that
+  dies gets the unacknowledged messages again when it comes back; those it had already written
+  are dropped by (site, station, seq), so a QoS 1 redelivery (or a station resending after a lost
+  PUBACK) is recorded once.
+- Duplicate detection keeps a window of the last ``--window`` seq numbers per station (a power of
+  two; bounded memory: one byte per seq slot per station). It is rebuilt from the log's last
+  two index blocks when the recorder starts, which covers every unacknowledged message as long as
+  --batch is below the index block size. A seq older than the window is recorded (and counted as
+  ``stale``): an old frame is never lost for want of memory; ``verify`` finds any duplicate later.
+  Commands (kind cmd) carry the control room's own numbers: they have their own window. Status
+  messages and payloads that are not uplink frames have no seq and are always recorded.
+- SIGINT / SIGTERM: the batch is written and acknowledged, the log synced, exit 0; the totals go
+  to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import select
+import signal
+import ssl
+import struct
+import sys
+import time
+
+import paho.mqtt.client as paho
+
+from host_tools.uplink import broker
+from host_tools.uplink.logfile import (
+    FLAG_DUP,
+    FLAG_RETAINED,
+    INDEX_EVERY,
+    KIND_CMD,
+    KIND_NAMES,
+    KIND_OTHER,
+    KINDS,
+    LogReader,
+    LogWriter,
+    frame_head,
+    verify,
+)
+
+_MASK = 0xFFFFFFFF
+_PUBACK = struct.Struct(">BBH")  # MQTT 3.1.1 PUBACK: type, remaining length 2, packet id
+_HALF = 1 << 31
+
+
+class SeqWindow:
+    """The last `size` seq numbers of one stream (modulo 2**32): ``duplicate(seq)`` is True for a
+    seq seen before, and marks it seen otherwise."""
+
+    def __init__(self, size: int = 4096):
+        if size < 1 or size & (size - 1):
+            raise ValueError("the window must be a power of two")  # so seq % size survives a wrap
+        self.size = size
+        self.high: int | None = None
+        self.seen = bytearray(size)
+        self.stale = 0
+
+    def duplicate(self, seq: int) -> bool:
+        size = self.size
+        if self.high is None:
+            self.high = seq
+            self.seen[seq % size] = 1
+            return False
+        ahead = (seq - self.high) & _MASK
+        if ahead == 0:
+            return True
+        if ahead < _HALF:
+            if ahead >= size:
+                self.seen[:] = bytes(size)
+            else:
+                for s in range(self.high + 1, self.high + ahead):
+                    self.seen[s % size] = 0
+            self.high = seq
+            self.seen[seq % size] = 1
+            return False
+        if (1 << 32) - ahead >= size:
+            self.stale += 1
+            return False
+        if self.seen[seq % size]:
+            return True
+        self.seen[seq % size] = 1
+        return False
+
+
+class Recorder:
+    """The recorder without the network: ``take`` one message, it is logged or dropped."""
+
+    def __init__(self, writer: LogWriter, window: int = 4096):
+        self.writer = writer
+        self.window = window
+        self.windows: dict[tuple[str, str, bool], SeqWindow] = {}
+        self.recorded = 0
+        self.duplicates = 0
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        """Mark every frame of the log's last two blocks (and the open block) as seen."""
+        self.writer.flush()
+        reader = LogReader(self.writer.path)
+        start = self.writer.indexed[-2].offset if len(self.writer.indexed) >= 2 else None
+        if start is None and self.writer.indexed:
+            start = self.writer.indexed[0].offset
+        for record in reader.records_from(start) if start else reader.records():
+            head = frame_head(record.payload)
+            if head is not None and record.kind not in (0, KIND_OTHER):
+                self._window(record.site, record.station, record.kind).duplicate(head[1])
+
+    def _window(self, site: str, station: str, kind: int) -> SeqWindow:
+        key = (site, station, kind == KIND_CMD)
+        window = self.windows.get(key)
+        if window is None:
+            window = self.windows[key] = SeqWindow(self.window)
+        return window
+
+    def take(
+        self,
+        topic: str,
+        payload: bytes,
+        retained: bool = False,
+        dup: bool = False,
+        receive_us: int | None = None,
+    ) -> bool:
+        """Log one message; False when it was a duplicate (dropped)."""
+        parts = topic.split("/")
+        if len(parts) == 4 and parts[0] == broker.PREFIX:
+            site, station, kind = parts[1], parts[2], KINDS.get(parts[3], KIND_OTHER)
+        else:
+            site, station, kind = "", "", KIND_OTHER
+        if kind != KIND_OTHER and kind != 0:
+            head = frame_head(payload)
+            if head is not None and self._window(site, station, kind).duplicate(head[1]):
+                self.duplicates += 1
+                return False
+        if receive_us is None:
+            receive_us = time.time_ns() // 1000
+        flags = (FLAG_RETAINED if retained else 0) | (FLAG_DUP if dup else 0)
+        self.writer.append(receive_us, kind, site, station, payload, flags)
+        self.recorded += 1
+        return True
+
+    @property
+    def stale(self) -> int:
+        return sum(w.stale for w in self.windows.values())
+
+
+class Session:
+    """A Recorder fed by a paho client; ``step`` runs the network once, ``commit`` writes and
+    acknowledges the batch. Single-threaded: the caller owns the loop (run() below)."""
+
+    def __init__(self, recorder: Recorder, client, subscription: str, batch: int, fsync: bool):
+        self.recorder = recorder
+        self.client = client
+        self.subscription = subscription
+        self.batch = batch
+        self.fsync = fsync
+        self.pending: list[int] = []
+        self.received = 0
+        self.subscribed = False
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        client.on_disconnect = self._on_disconnect
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if not reason_code.is_failure:
+            client.subscribe(self.subscription, qos=1)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        self.subscribed = True
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        # acknowledgements of this connection are void: the broker sends those messages again
+        self.recorder.writer.flush()
+        self.pending.clear()
+        self.subscribed = False
+
+    def _on_message(self, client, userdata, msg):
+        self.received += 1
+        self.recorder.take(msg.topic, msg.payload, msg.retain, msg.dup)
+        if msg.qos:
+            self.pending.append(msg.mid)
+
+    def step(self, timeout: float) -> int:
+        """One network step; returns paho's result code. Waits up to timeout for the socket,
+        then reads packets while there are any (paho's loop_read takes one packet a call; no
+        select between them), at most a batch; then commits."""
+        sock = self.client.socket()
+        if sock is None:
+            return paho.MQTT_ERR_NO_CONN
+        if self.client.want_write():
+            rc = self.client.loop_write()
+            if rc:
+                return rc
+        ready, _, _ = select.select([sock], [], [], 0.0 if self.pending else timeout)
+        if ready:
+            for _ in range(self.batch):
+                before = self.received
+                rc = self.client.loop_read()
+                if rc:
+                    return rc
+                if self.received == before:  # nothing more, or a packet that is not a message
+                    break
+                if len(self.pending) >= self.batch:
+                    break
+        if self.pending:
+            self.commit()
+        return self.client.loop_misc()
+
+    def commit(self) -> None:
+        """Hand the batch's records to the OS (fsync with --fsync), then acknowledge them: one
+        write of all the PUBACKs when paho has nothing else queued, else paho's ack() each."""
+        if self.fsync:
+            self.recorder.writer.sync()
+        else:
+            self.recorder.writer.flush()
+        pending, self.pending = self.pending, []
+        sock = self.client.socket()
+        sent = 0
+        if sock is not None and not self.client.want_write():
+            data = b"".join(_PUBACK.pack(0x40, 2, mid) for mid in pending)
+            try:
+                sent = _send_some(sock, data)
+                end = sent + (-sent % _PUBACK.size)  # a PUBACK begun is finished, never half
+                while sent < end:
+                    select.select([], [sock], [], 1.0)
+                    sent += _send_some(sock, data[sent:end])
+            except OSError:
+                return  # the link is gone: the broker sends the batch again (paho sees it next)
+        for mid in pending[sent // _PUBACK.size :]:  # the send buffer was full: paho queues these
+            self.client.ack(mid, 1)
+
+
+def _send_some(sock, data: bytes) -> int:
+    try:
+        return sock.send(data)
+    except (BlockingIOError, ssl.SSLWantWriteError):
+        return 0
+
+
+def subscription(group: str) -> str:
+    base = f"{broker.PREFIX}/+/+/+"
+    return f"$share/{group}/{base}" if group else base
+
+
+def record(args) -> int:
+    if not args.client_id:
+        raise broker.ToolError("pumprecord record: --client-id is required (a persistent session)")
+    writer = LogWriter(args.log, index_every=args.index_every)
+    if writer.truncated:
+        print(f"{args.log}: torn tail of {writer.truncated} bytes truncated", file=sys.stderr)
+    recorder = Recorder(writer, window=args.window)
+    client = broker.make_client(args, clean_session=False, manual_ack=True)
+    session = Session(recorder, client, subscription(args.group), args.batch, args.fsync)
+    stop = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.append(1))
+    try:
+        client.connect(args.host, broker.port_of(args), keepalive=args.keepalive)
+    except OSError as err:
+        raise broker.ToolError(
+            f"cannot reach the broker at {args.host}:{broker.port_of(args)}: {err}", code=4
+        ) from None
+    backoff = 0.5
+    try:
+        while not stop:
+            rc = session.step(0.2)
+            if rc != 0 and not stop:
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+                try:
+                    client.reconnect()
+                except OSError:
+                    continue
+            elif session.subscribed:
+                backoff = 0.5
+        session.commit()
+        client.disconnect()
+    finally:
+        writer.close()
+        print(
+            f"pumprecord: {recorder.recorded} recorded, {recorder.duplicates} duplicates dropped,"
+            f" {recorder.stale} older than the window",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _time(text: str) -> int:
+    try:
+        return int(float(text))
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: not Unix seconds nor an ISO time") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp())
+
+
+def dump(args) -> int:
+    reader = LogReader(args.log)
+    for r in reader.records(start_s=args.start, end_s=args.end):
+        received = dt.datetime.fromtimestamp(r.receive_us / 1e6, dt.UTC).isoformat(
+            timespec="milliseconds"
+        )
+        head = frame_head(r.payload)
+        what = f"seq {head[1]} t {head[2]}" if head else repr(bytes(r.payload[:40]))
+        print(
+            f"{r.offset} {received} {r.site}/{r.station} {KIND_NAMES.get(r.kind, 'other')}"
+            f" {len(r.payload)} B {what}"
+        )
+    if reader.tail_bytes:
+        print(f"(incomplete tail: {reader.tail_bytes} bytes)")
+    return 0
+
+
+def check(args) -> int:
+    report = verify(args.log)
+    print("\n".join(report.lines()))
+    return 0 if report.ok else 1
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pumprecord", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("record", help="record from the broker into a log")
+    r.add_argument("--log", required=True, help="the log file (made when missing)")
+    r.add_argument("--group", default="recorders", help="shared subscription group ('' = none)")
+    r.add_argument("--window", type=int, default=4096, help="seq window per station (power of 2)")
+    r.add_argument("--batch", type=int, default=1000, help="messages per write+acknowledge")
+    r.add_argument("--index-every", type=int, default=INDEX_EVERY, help="records per index block")
+    r.add_argument("--fsync", action="store_true", help="fsync before acknowledging")
+    broker.add_connection_options(r)
+    r.set_defaults(run=record)
+    v = sub.add_parser("verify", help="check a log")
+    v.add_argument("log")
+    v.set_defaults(run=check)
+    d = sub.add_parser("dump", help="list a log's records")
+    d.add_argument("log")
+    d.add_argument("--from", dest="start", type=_time, default=None, help="record time from")
+    d.add_argument("--to", dest="end", type=_time, default=None, help="record time before")
+    d.set_defaults(run=dump)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except broker.ToolError as err:
+        print(f"pumprecord: {err}", file=sys.stderr)
+        return err.code
+    except (OSError, ValueError) as err:
+        print(f"pumprecord: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
