@@ -6,7 +6,7 @@
     box.acked(token)              # its PUBACK came: it leaves the ring
     box.give_back(token)          # the session had no room for it: it waits again, in order
     box.rewind()                  # a new session: everything handed out and unacknowledged again
-    box.poll(now_ms)              # saves the ack mark now and then
+    box.poll(now_ms)              # saves what has left now and then (flush(now_ms): at once)
     box.next_seq()                # a seq for a frame that does not go through the outbox (acks)
 
 Rules:
@@ -27,9 +27,11 @@ Rules:
   outbox was loaded, and replaces the marker with the real time once the clock is set. A frame
   left unsynced by an earlier boot cannot be corrected (ticks do not survive a reboot) and goes
   out marked.
-- At least once: the ack mark (every entry up to ``serial`` W has left) is saved by ``poll`` at
-  most every save_ms, not on every PUBACK; entries acknowledged after the last save and still on
-  flash are sent again after a power loss. Receivers drop them by (station, seq).
+- At least once: what has left is saved by ``poll`` at most every save_ms (and by ``flush``), not
+  on every PUBACK: the ack mark (every serial up to it has left) and the serials above it that
+  left out of order (acknowledged out of order, or dropped), up to GONE_MAX of them. Entries that
+  left after the last save, or beyond GONE_MAX, and are still on flash, are sent again after a
+  power loss; receivers drop them by (station, seq). After a flush nothing comes back.
 
 Persistence (``fs``/``opener`` as storage.py: an os-like module and an open-like function):
 - ``<base>.0`` .. ``<base>.<segments-1>``: segment files of SEGMENT_SLOTS fixed slots of SLOT_SIZE
@@ -39,7 +41,8 @@ Persistence (``fs``/``opener`` as storage.py: an os-like module and an open-like
   telemetry total u32, dropped events total u32, the frame (80 bytes, zero-padded), CRC-32 of
   the 100 bytes before it.
 - ``<base>.hdr``: two generations through storage.save (``RPS1 ...`` framing): boot u16, seq
-  lease u32, ack mark u32, reported telemetry total u32, reported events total u32.
+  lease u32, ack mark u32, reported telemetry total u32, reported events total u32, then a u32
+  for each serial that left above the mark (none as a rule, at most GONE_MAX = 32): 18 bytes.
 - A slot is only ever written where no waiting entry is (the free slot), with one write of its
   104 bytes then a sync. A power loss at any byte of it leaves a slot that fails its CRC (or an
   old entry the ack mark already covers): the ring loads as it was before the append. Loading
@@ -58,8 +61,9 @@ Cost (default: 12 segments = 468 slots, 467 frames = 77 min of telemetry at 10 s
   16 page programs of 256 B (4096 B programmed), plus the file's metadata commit (about 50 B
   appended to the directory's metadata pair, which is erased once it fills: about once per 80
   commits). One big ring file would cost on average half the file (5-6 blocks) per frame.
-- Per ack: nothing on flash. The ack mark: one header save (a ~50 B inline file, two metadata
-  commits for write + rename) per save_ms (60 s) while frames are acknowledged.
+- Per ack: nothing on flash. The ack mark: one header save (a ~45 B file, small enough to be
+  inlined in the directory's metadata by littlefs: two metadata commits for write + rename, no
+  block of its own) per save_ms (60 s) while frames are acknowledged.
 - Per day at the default cadence (telemetry every 10 s, events rare, each frame acknowledged
   within its period): 8,640 frames = 898,560 B into segment files + 1,440 header saves (~56 KB)
   = ~955 KB asked of the file system (host_tools/bench/outbox.py counts it: 955,053 B, 8,640
@@ -77,6 +81,7 @@ Cost (default: 12 segments = 468 slots, 467 frames = 77 min of telemetry at 10 s
 """
 
 import struct
+from array import array
 
 from micropython import const
 
@@ -91,7 +96,9 @@ LEASE = const(4096)  # seq numbers reserved per header save
 _FRAME_AT = const(20)
 _CRC_AT = const(100)
 _META = ">IIHBBII"
-_HEADER = ">HIIII"
+GONE_MAX = const(32)  # entries that left out of order, remembered in the header
+_HEADER = ">HIIII"  # then one u32 per serial in the gone list
+_HEADER_SIZE = const(18)
 _FLAG_UNSYNCED = const(1)
 _KIND_AT = const(3)
 _SEQ_AT = const(8)
@@ -156,12 +163,20 @@ class Outbox:
         self._reported_events = 0
         self._next_serial = 1
         self._mark = 0  # ack mark: every serial <= it has left
-        self._saved_mark = 0
+        self._gone = [0] * GONE_MAX  # serials above the mark that have left too (0: none)
+        self.gone_overflow = 0  # such entries not remembered: sent again after a power loss
+        self._dirty = False  # the mark or the gone list differ from the saved header
         self._saved_ms = now_ms
         self._loaded_ms = now_ms
         self._last_written = n - 1
         self._header_gen = 0
         self._made = bytearray(segments)  # segment files found at load (or made since)
+        # the entries in serial order: a ring of (slot, serial) positions; a position whose slot
+        # has left (or been reused: another serial) is dead and skipped, dropped at the head
+        self._order = array("H", range(n))
+        self._order_serial = [0] * n
+        self._head = 0
+        self._used = 0
         self._load(now_ms)
 
     # --- loading --------------------------------------------------------------------------------
@@ -170,10 +185,12 @@ class Outbox:
         boot = lease = mark = 0
         if got is not None:
             self._header_gen = got[0] + 1
-            boot, lease, mark, self._reported_telemetry, self._reported_events = got[1]
+            boot, lease, mark, self._reported_telemetry, self._reported_events = got[1][:5]
+            for g in range(len(got[1]) - 5):
+                self._gone[g] = got[1][5 + g]
         self._seq = lease
         self._lease = lease
-        self._mark = self._saved_mark = mark
+        self._mark = mark
         top = mark
         self._top_seq = -1
         self._top_boot = boot
@@ -188,6 +205,11 @@ class Outbox:
                     break
                 top = self._load_slot(k * SEGMENT_SLOTS + j, memoryview(data)[at:], top)
         self._next_serial = top + 1
+        waiting = [i for i in range(self.slots) if self._state[i] != _FREE]
+        serials = self._serial
+        waiting.sort(key=lambda i: serials[i])
+        for i in waiting:
+            self._push(i)
         # this boot's number: above any the slots carry (ticks of another boot are never used)
         self.boot = (self._top_boot + 1) & 0xFFFF
         if self._top_seq >= self._seq:  # a lost header must not make seq numbers repeat
@@ -212,7 +234,9 @@ class Outbox:
         if seq > self._top_seq:
             self._top_seq = seq
         kind = slot[_FRAME_AT + _KIND_AT]
-        if serial <= self._mark or kind not in (_KIND_TELEMETRY, _KIND_EVENT):
+        if serial <= self._mark or serial in self._gone:
+            return top
+        if kind not in (_KIND_TELEMETRY, _KIND_EVENT):
             return top
         if length != (uplink.TELEMETRY_SIZE if kind == _KIND_TELEMETRY else uplink.EVENT_SIZE):
             return top
@@ -234,18 +258,20 @@ class Outbox:
 
     # --- header ---------------------------------------------------------------------------------
     def _save_header(self, now_ms, lease):
+        gone = [serial for serial in self._gone if serial]
         payload = struct.pack(
-            _HEADER,
+            _HEADER + "I" * len(gone),
             self.boot,
             lease,
             self._mark,
             self._reported_telemetry,
             self._reported_events,
+            *gone,
         )
         storage.save(self.fs, self.base + ".hdr", payload, self._header_gen, self.opener)
         self._header_gen += 1
         self._lease = lease
-        self._saved_mark = self._mark
+        self._dirty = False
         self._saved_ms = now_ms
         self.saves += 1
 
@@ -262,7 +288,7 @@ class Outbox:
 
     def poll(self, now_ms):
         """Save the ack mark when it moved and save_ms passed; True when saved."""
-        if self._mark == self._saved_mark:
+        if not self._dirty:
             return False
         if _ticks_diff(now_ms, self._saved_ms) < self.save_ms:
             return False
@@ -271,7 +297,7 @@ class Outbox:
 
     def flush(self, now_ms):
         """Save the ack mark now (before a planned reset)."""
-        if self._mark != self._saved_mark:
+        if self._dirty:
             self._save_header(now_ms, self._lease)
 
     # --- appending ------------------------------------------------------------------------------
@@ -315,6 +341,7 @@ class Outbox:
                     self.dropped_events += 1
                 return False
         i = self._free_slot()
+        self._forget_gone(self._serial[i])  # its old entry can no longer come back
         slot = self._slot
         serial = self._next_serial
         unsynced = not self.clock.synced
@@ -343,6 +370,7 @@ class Outbox:
         self._kind[i] = kind
         self._last_written = i
         self.pending += 1
+        self._push(i)
         return True
 
     def _free_slot(self):
@@ -369,38 +397,102 @@ class Outbox:
         finally:
             f.close()
 
+    # --- the order ring ---------------------------------------------------------------------
+    def _pos(self, k):
+        p = self._head + k
+        return p - self.slots if p >= self.slots else p
+
+    def _live(self, p):
+        i = self._order[p]
+        return self._state[i] != _FREE and self._serial[i] == self._order_serial[p]
+
+    def _push(self, i):
+        if self._used == self.slots:
+            self._compact()
+        p = self._pos(self._used)
+        self._order[p] = i
+        self._order_serial[p] = self._serial[i]
+        self._used += 1
+
+    def _compact(self):
+        keep = 0
+        for k in range(self._used):
+            p = self._pos(k)
+            if self._live(p):
+                q = self._pos(keep)  # q <= p: moving down in place is safe
+                self._order[q] = self._order[p]
+                self._order_serial[q] = self._order_serial[p]
+                keep += 1
+        self._used = keep
+
+    def _find(self, token):
+        """The slot of a live entry by its serial (binary search in serial order), or -1."""
+        lo = 0
+        hi = self._used
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            if self._order_serial[self._pos(mid)] < token:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < self._used:
+            p = self._pos(lo)
+            if self._order_serial[p] == token and self._live(p):
+                return self._order[p]
+        return -1
+
     def _drop_oldest_telemetry(self, count):
-        best = -1
-        for i in range(self.slots):
-            if self._state[i] != _FREE and self._kind[i] == _KIND_TELEMETRY:
-                if best < 0 or self._serial[i] < self._serial[best]:
-                    best = i
-        if best < 0:
-            return False
-        self._release(best)
-        if count:
-            self.dropped_telemetry += 1
-        return True
+        for k in range(self._used):
+            p = self._pos(k)
+            if self._live(p) and self._kind[self._order[p]] == _KIND_TELEMETRY:
+                self._release(self._order[p])
+                if count:
+                    self.dropped_telemetry += 1
+                return True
+        return False
 
     def _release(self, i):
         self._state[i] = _FREE
         self.pending -= 1
+        while self._used and not self._live(self._head):  # dead positions leave at the head
+            self._head = self._pos(1)
+            self._used -= 1
         # the ack mark: just below the oldest entry still in the ring
-        low = self._next_serial
-        for j in range(self.slots):
-            if self._state[j] != _FREE and self._serial[j] < low:
-                low = self._serial[j]
-        self._mark = low - 1
+        if self._used:
+            mark = self._order_serial[self._head] - 1
+        else:
+            mark = self._next_serial - 1
+        if mark != self._mark:
+            self._mark = mark
+            self._dirty = True
+            for g in range(GONE_MAX):
+                if self._gone[g] and self._gone[g] <= mark:
+                    self._gone[g] = 0  # the mark covers it now
+        serial = self._serial[i]
+        if serial > mark:  # left out of order: remembered, or it would come back after a reset
+            for g in range(GONE_MAX):
+                if not self._gone[g]:
+                    self._gone[g] = serial
+                    self._dirty = True
+                    return
+            self.gone_overflow += 1
+
+    def _forget_gone(self, serial):
+        if serial:
+            for g in range(GONE_MAX):
+                if self._gone[g] == serial:
+                    self._gone[g] = 0  # the saved list may keep it: harmless, serials never repeat
 
     # --- sending --------------------------------------------------------------------------------
     def take(self, now_ms):
         """Hand out the oldest waiting frame: its token (> 0) with the bytes in ``frame``, or 0."""
         while True:
             best = -1
-            for i in range(self.slots):
-                if self._state[i] == _WAITING:
-                    if best < 0 or self._serial[i] < self._serial[best]:
-                        best = i
+            for k in range(self._used):
+                p = self._pos(k)
+                if self._live(p) and self._state[self._order[p]] == _WAITING:
+                    best = self._order[p]
+                    break
             if best < 0:
                 return 0
             token = self._take_slot(best, now_ms)
@@ -408,6 +500,7 @@ class Outbox:
                 return token
             if token == -2:  # held back until the clock is set
                 return 0
+            # -1: a corrupt slot was discarded; look again
 
     def _take_slot(self, i, now_ms):
         slot = self._read
@@ -446,19 +539,19 @@ class Outbox:
 
     def acked(self, token):
         """The frame handed out as token was acknowledged: it leaves. False if not in the ring."""
-        for i in range(self.slots):
-            if self._serial[i] == token and self._state[i] != _FREE:
-                self._release(i)
-                return True
-        return False
+        i = self._find(token)
+        if i < 0:
+            return False
+        self._release(i)
+        return True
 
     def give_back(self, token):
         """A frame handed out that the session refused (no room): it waits again, in its place."""
-        for i in range(self.slots):
-            if self._serial[i] == token and self._state[i] == _OUT:
-                self._state[i] = _WAITING
-                return True
-        return False
+        i = self._find(token)
+        if i < 0 or self._state[i] != _OUT:
+            return False
+        self._state[i] = _WAITING
+        return True
 
     def rewind(self):
         """Every frame handed out and not acknowledged waits again (a new session)."""
@@ -476,9 +569,10 @@ class Outbox:
 
 
 def _parse_header(payload):
-    if len(payload) != struct.calcsize(_HEADER):
+    extra = len(payload) - _HEADER_SIZE
+    if extra < 0 or extra % 4 or extra > 4 * GONE_MAX:
         raise ValueError("outbox header of %d bytes" % len(payload))
-    return struct.unpack(_HEADER, payload)
+    return struct.unpack(_HEADER + "I" * (extra // 4), payload)
 
 
 def _cfg_int(doc, out, path, key, lo, hi, default):

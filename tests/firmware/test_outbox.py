@@ -214,6 +214,26 @@ def test_acks_not_yet_saved_are_sent_again_at_least_once():
     assert drain(open_box(fs)) == []
 
 
+def test_out_of_order_acks_and_drops_do_not_come_back_after_a_flush():
+    fs = FlashFS()
+    box = open_box(fs)
+    for mark in range(4):
+        box.append(telemetry(mark), 0)
+    tokens = [box.take(0) for _ in range(4)]
+    assert box.acked(tokens[2]) and box.acked(tokens[1])  # above the mark: the gone list
+    box.flush(0)
+    assert len(fs.files["/ob.hdr.b"]) < 64  # a small header: inlined by littlefs
+    assert marks(drain(open_box(fs.copy()))) == [("T", 0), ("T", 3)]
+    # without the flush they would come again (at least once)
+    fs2 = FlashFS()
+    box = open_box(fs2)
+    for mark in range(4):
+        box.append(telemetry(mark), 0)
+    tokens = [box.take(0) for _ in range(4)]
+    box.acked(tokens[2])
+    assert marks(drain(open_box(fs2))) == [("T", m) for m in range(4)]
+
+
 def test_seq_never_repeats_across_reboots_also_for_frames_outside_the_outbox():
     fs = FlashFS()
     seen = []
@@ -620,3 +640,76 @@ def test_an_outage_and_a_reboot_lose_nothing_through_the_session():
         seen.setdefault(f[2], f[1])  # a receiver keeps one frame per seq
     assert [seen[seq] for seq in sorted(seen)] == list(range(26))  # all, in order, once each
     assert len(broker.frames) == 31  # 0..4 twice: acknowledged, but the ack mark was not saved yet
+
+
+def test_random_operations_match_a_plain_model():
+    """Appends (telemetry and events), takes, acks in any order, give-backs, rewinds and reboots
+    against a list-based model of the rules: order, drops, reports, what a take hands out."""
+    fs = FlashFS()
+    box = open_box(fs)
+    cap = box.capacity
+    model = []  # [mark, kind, out, token] in append order
+    dropped = [0, 0]  # telemetry, events
+    reported = [0, 0]
+    seed = [12345]
+
+    def rand(n):
+        seed[0] = (seed[0] * 1103515245 + 12345) & 0x7FFFFFFF
+        return (seed[0] >> 8) % n
+
+    def model_append(mark, kind):
+        if len(model) >= cap:
+            olds = [e for e in model if e[1] == "T"]
+            if not olds:
+                dropped[0 if kind == "T" else 1] += 1
+                return
+            model.remove(olds[0])
+            dropped[0] += 1
+        model.append([mark, kind, False, 0])
+
+    steps = 100 if ON_MICROPYTHON else 3000  # the VM collects no garbage within a test
+    for step in range(steps):
+        op = rand(100)
+        if op < 45:
+            kind = "T" if rand(5) else "E"
+            for which in (0, 1):  # the reports the outbox puts in first, when there is room
+                if dropped[which] > reported[which] and len(model) + 2 <= cap:
+                    model.append([dropped[which], "E", False, 0])
+                    reported[which] = dropped[which]
+            model_append(step, kind)
+            box.append(telemetry(step) if kind == "T" else event(step), 0)
+        elif op < 70:
+            token = box.take(0)
+            waiting = [e for e in model if not e[2]]
+            if not waiting:
+                assert token == 0, step
+                continue
+            assert token, step
+            got = describe(box.frame)
+            assert (got[0], got[1]) == (waiting[0][1], waiting[0][0]), step
+            waiting[0][2] = True
+            waiting[0][3] = token
+        elif op < 90:
+            out = [e for e in model if e[2]]
+            if out:
+                entry = out[rand(len(out))]
+                assert box.acked(entry[3]), step
+                model.remove(entry)
+        elif op < 94:
+            out = [e for e in model if e[2]]
+            if out:  # the newest handed out goes back (the session refused it)
+                assert box.give_back(out[-1][3]), step
+                out[-1][2] = False
+        elif op < 97:
+            box.rewind()
+            for e in model:
+                e[2] = False
+        else:
+            box.flush(0)
+            box = open_box(fs)
+            for e in model:
+                e[2] = False
+        assert box.pending == len(model), step
+        assert (box.dropped_telemetry, box.dropped_events) == tuple(dropped), step
+    box.rewind()
+    assert [(f[0], f[1]) for f in drain(box)] == [(e[1], e[0]) for e in model]
