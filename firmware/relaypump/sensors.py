@@ -133,7 +133,8 @@ class Sensors:
         self.register = [0] * n
         self.low = [0.0] * n
         self._per_sub = [0.0] * n  # engineering units per 1/16 uA
-        self._zero_sub = [0] * n  # filtered + this = value / per_sub, when low allows (else None)
+        # filtered + this = value / per_sub, when low allows (else None)
+        self._zero_sub: list = [0] * n
         self._rate = [0] * n  # uA per s, 0 = no rate check
         self._tolerance = [0] * n  # uA
         self.fallback = [FALLBACK_STOP] * n
