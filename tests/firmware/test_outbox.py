@@ -396,6 +396,36 @@ def test_power_loss_at_any_byte_of_an_append_into_a_full_ring():
     _power_loss_at_every_byte(prepare, telemetry(77), (20, 100))
 
 
+def test_power_loss_in_an_append_that_saves_the_seq_lease():
+    def prepare(fs):
+        box = open_box(fs)
+        box.append(telemetry(1), 0)
+        while box._seq < box._lease:  # the next append must save a new lease first
+            box.next_seq()
+        return box
+
+    fs = FlashFS()
+    box = prepare(fs)
+    used = box._seq - 1  # the last seq handed out
+    before = _state(fs)
+    written = fs.bytes_written
+    box.append(telemetry(2), 0)
+    total = fs.bytes_written - written
+    assert total > outbox.SLOT_SIZE  # the header, then the slot
+    step = 7 if ON_MICROPYTHON else 1
+    for k in range(0, total, step):
+        crashed = FlashFS()
+        box = prepare(crashed)
+        crashed.bytes_before_crash = k
+        try:
+            box.append(telemetry(2), 0)
+            raise AssertionError("no power loss at byte %d" % k)
+        except PowerLoss:
+            pass
+        assert _state(crashed) == before, k
+        assert open_box(crashed).next_seq() > used, k  # no seq handed out before comes again
+
+
 def test_a_full_ring_found_at_boot_drops_its_oldest_telemetry_once():
     fs = FlashFS()
     box = open_box(fs)
