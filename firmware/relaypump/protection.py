@@ -35,9 +35,10 @@ Station stop: the last resort. Only these stop every pump (stop_all), each a rea
   blocks starts (suction protection still guards the pumps), a lost drive or a tripped one is
   staging's failover, a dry run locks out that pump only.
   The stop is staggered to keep the surge low: one pump ramps down (CMD_STOP, the drive's own
-  ramp at <= slew_pct_per_s) while the others hold their reference (hold_mask); the next, the
-  slowest first, is told to stop once the last one's drive has stopped (or was lost), or after
-  its ramp_down_s from max speed (+ 5 s) at most. Not sooner, at its check valve's cut-off: once
+  ramp at <= slew_pct_per_s; one already ramping down when the stop begins is the first) while
+  the others hold their reference (hold_mask); the next, the slowest first, is told to stop
+  once the last one's drive has stopped (or was lost), or after its ramp_down_s from max speed
+  (+ 5 s) at most. Not sooner, at its check valve's cut-off: once
   the head falls below zero a turning pump still passes the column's flow, and pumps reaching
   standstill within one reflection time give it up to the bypass together. So the station's
   flow changes at one pump's ramp at a time; only a falling slow-down cap (suction, discharge:
@@ -569,11 +570,15 @@ class Protection:
         if not self._stopping:  # the stop begins: every pump running on a RUN command waits
             self._stopping = True
             self._released = -1
+            self._release_age = 0
             hold = 0
             for i in range(n):
                 p = pumps[i]
-                if p.online and p.state == DRIVE_RUNNING and commands[i].command == CMD_RUN:
-                    hold |= 1 << i
+                if p.online and p.state == DRIVE_RUNNING:
+                    if commands[i].command == CMD_RUN:
+                        hold |= 1 << i
+                    else:  # already ramping down (a demand stop): its turn comes first
+                        self._released = i
         for i in range(n):  # stopped, tripped or lost meanwhile: nothing to wait for
             if hold & (1 << i) and not (pumps[i].online and pumps[i].state == DRIVE_RUNNING):
                 hold &= ~(1 << i)

@@ -593,6 +593,20 @@ def test_a_station_stop_tells_one_pump_at_a_time_to_stop_the_slowest_first():
     assert [c.command for c in cmds] == [CMD_STOP, CMD_STOP, CMD_STOP]
 
 
+def test_a_pump_already_ramping_down_when_the_station_stops_takes_the_first_turn():
+    st = Station()
+    st.run(pumps=(0, 1, 2))
+    st.snap.commands[2].command = CMD_STOP  # staging's demand stop: its drive ramps down
+    st.snap.source_running.value = 0.0
+    st.tick(6)
+    assert st.prot.stop_all and st.prot.hold_mask == 0b011
+    st.tick(10)
+    assert st.prot.hold_mask == 0b011
+    st.snap.pumps[2].state = DRIVE_READY
+    st.tick()
+    assert st.prot.hold_mask == 0b010
+
+
 def test_a_held_pump_keeps_its_reference_under_the_cap_and_a_locked_one_stops():
     st = Station()
     st.run(pumps=(0, 1))
