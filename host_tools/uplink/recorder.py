@@ -17,8 +17,8 @@ Rules:
   PUBACK) is recorded once.
 - Duplicate detection keeps a window of the last ``--window`` seq numbers per station (a power of
   two; bounded memory: one byte per seq slot per station). It is rebuilt from the log's last
-  two index blocks when the recorder starts, which covers every unacknowledged message as long as
-  --batch is below the index block size. A seq older than the window is recorded (and counted as
+  2 x --index-every records (whole blocks) when the recorder starts, which covers every
+  unacknowledged message as long as --batch is below that. A seq older than the window is recorded (and counted as
   ``stale``): an old frame is never lost for want of memory; ``verify`` finds any duplicate later.
   Commands (kind cmd) carry the control room's own numbers: they have their own window. Status
   messages and payloads that are not uplink frames have no seq and are always recorded.
@@ -110,13 +110,20 @@ class Recorder:
         self._rebuild()
 
     def _rebuild(self) -> None:
-        """Mark every frame of the log's last two blocks (and the open block) as seen."""
+        """Mark every frame of the log's last records as seen: whole index blocks back from the
+        end until they hold at least 2 x index_every records (and the window), plus the open
+        block."""
         self.writer.flush()
+        need = max(2 * self.writer.index_every, self.window)
+        start = None
+        held = 0
+        for entry in reversed(self.writer.indexed):
+            start = entry.offset
+            held += entry.count
+            if held >= need:
+                break
         reader = LogReader(self.writer.path)
-        start = self.writer.indexed[-2].offset if len(self.writer.indexed) >= 2 else None
-        if start is None and self.writer.indexed:
-            start = self.writer.indexed[0].offset
-        for record in reader.records_from(start) if start else reader.records():
+        for record in reader.records() if start is None else reader.records_from(start):
             head = frame_head(record.payload)
             if head is not None and record.kind not in (0, KIND_OTHER):
                 self._window(record.site, record.station, record.kind).duplicate(head[1])
