@@ -22,6 +22,11 @@ Rules:
   ``stale``): an old frame is never lost for want of memory; ``verify`` finds any duplicate later.
   Commands (kind cmd) carry the control room's own numbers: they have their own window. Status
   messages and payloads that are not uplink frames have no seq and are always recorded.
+- The broker decides what waits for an absent recorder: Mosquitto's max_queued_messages (default
+  1000 per session) drops QoS 1 messages past it, silently for the recorder ("Outgoing messages
+  are being dropped" in the broker's log). Size it for the longest recorder outage to survive
+  (messages a second x seconds, shared between the group), and max_inflight_messages (default
+  20) at least --batch: with 20 the broker waits for PUBACKs every 20 messages.
 - SIGINT / SIGTERM: the batch is written and acknowledged, the log synced, exit 0; the totals go
   to stderr.
 """
@@ -268,6 +273,8 @@ def subscription(group: str) -> str:
 def record(args) -> int:
     if not args.client_id:
         raise broker.ToolError("pumprecord record: --client-id is required (a persistent session)")
+    if not 1 <= args.batch <= 2 * args.index_every:
+        raise broker.ToolError("--batch must be 1..2 x --index-every (the window rebuilt at start)")
     writer = LogWriter(args.log, index_every=args.index_every)
     if writer.truncated:
         print(f"{args.log}: torn tail of {writer.truncated} bytes truncated", file=sys.stderr)

@@ -215,3 +215,29 @@ def test_qos1_redelivery_of_written_but_unacknowledged_frames_is_dropped(
     assert recorder.duplicates == 20 and recorder.recorded == 35
     assert [r.frame_seq for r in LogReader(log)] == list(range(55))
     assert verify(log).ok
+
+
+def test_the_recorder_comes_back_after_a_broker_restart(broker, tmp_path, password_file):
+    log = tmp_path / "a.rplog"
+    rec = start_recorder(broker.port, log, "rec-a", password_file("recorder"))
+    time.sleep(1.0)
+    station = Station(broker.port, "relay1", 1)
+    station.publish(100)
+    station.wait()
+    wait_recorded([log], 100)
+    broker.stop()
+    time.sleep(1.0)
+    broker.start()  # same port; no persistence: the recorder must subscribe again by itself
+    deadline = time.monotonic() + 20
+    while "rec-a 1 $share/fleet/relaypump/+/+/+" not in broker.log().split("mosquitto version")[-1]:
+        assert time.monotonic() < deadline, "the recorder did not subscribe again"
+        time.sleep(0.1)
+    while not station.client.is_connected():
+        assert time.monotonic() < deadline, "the station did not connect again"
+        time.sleep(0.1)
+    station.publish(100)
+    station.wait()
+    wait_recorded([log], 200)
+    stop(rec)
+    station.close()
+    assert [r.frame_seq for r in LogReader(log)] == list(range(200))
