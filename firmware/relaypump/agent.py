@@ -32,6 +32,11 @@ Rules:
 - The pump model staging and control share is calibrated online against the real pumps
   (pumpmodel.Calibration: per-pump head and efficiency factors, events when they move).
 - Events of every concern go to one ring (events.py) that the uplink drains.
+- One float-heavy step a tick (floats are 16-byte heap objects in MicroPython; a tick may
+  allocate 1 KiB): staging's count evaluation, control's pump-count feedforward and the pump
+  model's calibration each build a few hundred bytes of floats, on top of what every tick
+  builds. Staging goes first; while it evaluates (staging.busy) the feedforward waits, and the
+  calibration's step waits for a tick where neither ran.
 """
 
 from micropython import const
@@ -176,13 +181,13 @@ class Agent:
             not protection.stop_all,
             protection.runout or control.overloaded,
         )
-        control.drive(now_ms, snap, mask, staging.exercise_mask, protection.hold_mask)
+        busy = staging.busy  # (see "One float-heavy step a tick" in the rules)
+        control.drive(now_ms, snap, mask, staging.exercise_mask, protection.hold_mask, busy)
         protection.enforce(snap.commands)
         self._staging_events(now_ms)
         self._offer_resets(now_ms)
         self._count(dt_ms)
-        # not on a tick where staging evaluates a count (its floats and these would add up)
-        self.calibration.update(now_ms, snap, self.kpa_per_m, staging._next_n != 0)
+        self.calibration.update(now_ms, snap, self.kpa_per_m, busy or control.fed_forward)
 
     def _required_head_m(self, flow_m3h):
         """The station head (m) the present setpoint needs at the station flow (staging's

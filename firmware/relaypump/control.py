@@ -28,7 +28,9 @@ Rules:
   effective size counts a joining/leaving pump by how far it is between its check valve's
   cut-off speed and the common speed (a trip drops it at once); when that size changes, the speed
   difference the pump model gives at the present flow and head is queued and released into the
-  integrator no faster than the slew limit.
+  integrator no faster than the slew limit. On a tick the agent calls busy (staging evaluates a
+  count: the tick's floats are spent there) the feedforward is not updated; the next tick
+  reckons from the size it last saw, so nothing is lost, only shifted by a tick.
 - Per pump: a pump that staging adds starts at min_pct (its drive ramps 0 -> min at its own ramp;
   below min speed its check valve stays shut) and climbs at the slew limit, never more than one
   slew step ahead of the drive's actual speed (the drive's own ramp is faster than the slew), until
@@ -109,6 +111,7 @@ class Controller:
         self.cap_pct = self.max_pct  # the cap of the last regulate() (protection and rating)
         self.overloaded = False  # a running pump over its rating (this tick)
         self._n_eff = 0.0  # effective pumps in the group at the last drive() (feedforward)
+        self.fed_forward = False  # the last drive() updated the feedforward (it built floats)
 
     # --- commands ------------------------------------------------------------------------------
     def set_manual(self, speed_pct):
@@ -306,7 +309,9 @@ class Controller:
         return n
 
     # --- per tick: each pump's command --------------------------------------------------------
-    def drive(self, now_ms, snap, run_mask, exercise_mask=0, hold_mask=0):
+    def drive(self, now_ms, snap, run_mask, exercise_mask=0, hold_mask=0, busy=False):
+        """Per-pump commands. busy: another concern already builds floats this tick (staging
+        evaluates a count); the feedforward's update then waits for the next tick."""
         dt_ms = 0
         if self._drive_started:
             dt_ms = ticks_diff(now_ms, self._drive_ms)
@@ -384,7 +389,7 @@ class Controller:
         joined = self._count_joined()
         if joined and not before:
             self.pid.track(self.common_pct)
-        self._feedforward(snap, joined)
+        self.fed_forward = False if busy else self._feedforward(snap, joined)
         self.joined = joined
 
     def _feedforward(self, snap, joined):
@@ -399,7 +404,7 @@ class Controller:
             if p == PHASE_JOINING or p == PHASE_LEAVING:
                 moving = True
         if not moving and joined == self._n_eff:
-            return  # steady group: nothing to do (and nothing allocated)
+            return False  # steady group: nothing to do (and nothing allocated)
         flow = snap.flow_m3h
         n_eff = 0.0
         ok = flow.quality != BAD and joined > 0 and not self.manual
@@ -433,3 +438,4 @@ class Controller:
                 if s_old > 0.0 and s_new > 0.0:
                     self._ff_pending += s_new - s_old
         self._n_eff = n_eff
+        return True

@@ -226,6 +226,13 @@ class PumpModel:
     def station_kw(self, n, flow_m3h, head_m, margin=0.0):
         """Electrical kW of n pumps sharing flow_m3h equally against head_m; -1.0 if that point
         lies outside the allowed window (shrunk by margin) or n < 1."""
+        shaft = self.station_shaft_kw(n, flow_m3h, head_m, margin)
+        return self.station_kw_of(n, shaft) if shaft > 0.0 else shaft
+
+    def station_shaft_kw(self, n, flow_m3h, head_m, margin=0.0):
+        """station_kw in two halves (each about half its floats, for staging's spread count
+        evaluation): this one gives each pump's shaft kW (> 0) or -1.0 as station_kw would,
+        station_kw_of(n, shaft) the electrical kW of the n pumps."""
         if n < 1 or flow_m3h <= 0.0 or head_m <= 0.0:
             return -1.0
         q = flow_m3h / n
@@ -235,7 +242,10 @@ class PumpModel:
         x = self._window_x(q, s, margin)
         if x is None:
             return -1.0
-        kw = self._electrical_kw(self._shaft_kw(q, s, head_m, x))
+        return self._shaft_kw(q, s, head_m, x)
+
+    def station_kw_of(self, n, shaft_kw):
+        kw = self._electrical_kw(shaft_kw)
         return kw if n == 1 else n * kw  # 1 * kw would be a new float of the same value
 
     def station_speed_pct(self, n, flow_m3h, head_m):

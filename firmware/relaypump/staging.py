@@ -24,11 +24,14 @@ Rules:
   station starts a pump at once (any count starts with its first pump; no power is computed).
 - Spread evaluation (floats are heap objects on MicroPython; one candidate's power is up to 32 of
   them, and the whole agent may allocate 1 KiB a tick): the tick an evaluation begins takes the
-  flow, the head, the present count and the count range n_max and computes nothing else; each of
-  the next n_max ticks evaluates one candidate, n = 1..n_max in turn; the tick after the last
-  candidate decides (and starts or stops a pump: the joining pump's feedforward in control costs
-  floats of its own, so that tick computes no power). The decision thus comes n_max + 1 ticks
-  after the evaluation began, harmless against eval_period_s and settle_s. The evaluation is
+  flow, the head, the present count and the count range n_max and computes nothing else; then
+  each candidate n = 1..n_max in turn takes one tick for its operating point and shaft power
+  (about 21 floats) and, if it lies in its window, one more for its electrical power (about 11);
+  the tick after the last candidate decides (and starts or stops a pump: the joining pump's
+  feedforward in control costs floats of its own, so that tick computes no power). The decision
+  thus comes at most 2 n_max + 1 ticks after the evaluation began, harmless against
+  eval_period_s and settle_s. ``busy`` is True after a tick of an evaluation in progress (the
+  agent keeps the other concerns' optional float work off such ticks). The evaluation is
   dropped (the next one comes eval_period_s after it began) when meanwhile the flow became
   unusable, the wanted pumps or the count range changed (failover, unavailable pump, station
   off), or a rotation began.
@@ -96,7 +99,9 @@ def popcount(mask):
 
 class CountChoice:
     """The count decision folded one candidate at a time (so staging can spread it over ticks):
-    reset(), add(n) for n = 1..n_max in order, then result(). The rule is the module's "Count"."""
+    reset(), add(n) for n = 1..n_max in order, then result(). The rule is the module's "Count".
+    add(n) in two halves, one per tick: point(n) (the pumps' operating point and shaft power:
+    True when the candidate lies in its window) and, if so, power(n)."""
 
     def __init__(self, model, margin, hysteresis):
         self.model = model
@@ -114,24 +119,37 @@ class CountChoice:
         self.now_kw = -1.0  # the present count's power, in its own window (margin 0)
         self.least = 0  # least outside the window, while no candidate fits
         self.least_v = 0.0
+        self.shaft_kw = -1.0  # per pump, of the candidate whose point() came last
 
     def add(self, n):
+        if self.point(n):
+            self.power(n)
+
+    def point(self, n):
         model = self.model
         flow = self.flow
-        kw = model.station_kw(n, flow, self.head, 0.0 if n == self.n_now else self.margin)
+        margin = 0.0 if n == self.n_now else self.margin
+        self.shaft_kw = model.station_shaft_kw(n, flow, self.head, margin)
+        if self.shaft_kw > 0.0:
+            return True
         if n == self.n_now:
-            self.now_kw = kw
-        if kw > 0.0:
-            if self.best == 0 or kw < self.best_kw:
-                self.best = n
-                self.best_kw = kw
-        elif self.best == 0:  # needed only if no candidate fits
+            self.now_kw = -1.0
+        if self.best == 0:  # needed only if no candidate fits
             head = self.head
             q = flow / n if flow > 0.0 else 0.0
             v = model.range_violation(q, model.speed_for(q, head if head > 0.0 else 0.0))
             if self.least == 0 or v < self.least_v:
                 self.least = n
                 self.least_v = v
+        return False
+
+    def power(self, n):
+        kw = self.model.station_kw_of(n, self.shaft_kw)
+        if n == self.n_now:
+            self.now_kw = kw
+        if self.best == 0 or kw < self.best_kw:
+            self.best = n
+            self.best_kw = kw
 
     def result(self):
         """The count to head for (0 = none available)."""
@@ -194,6 +212,8 @@ class Staging:
         if self.margin > 0.0:
             self.model.use_margin(self.margin)
         self._next_n = 0  # the next candidate; 0 = no evaluation in progress
+        self._power_next = False  # its point is taken, its power comes next
+        self.busy = False  # this tick's update built floats (an evaluation in progress)
         self._eval_mask = 0  # the wanted pumps when it began
         self.event_code = [0] * _MAX_EVENTS
         self.event_pump = [0] * _MAX_EVENTS
@@ -320,6 +340,7 @@ class Staging:
                 self._end_exercise(True)
             self._last_change_s = now
             self._next_n = 0
+            self.busy = False
             return self.mask
 
         # failover: replace at once, whatever min_stop_s says; starts per hour still hold
@@ -353,9 +374,11 @@ class Staging:
                 self._choice.reset(popcount(self.mask), n_max, flow_m3h, head_m)
                 self._eval_mask = self.mask
                 self._urgent = overloaded
-                self._next_n = 1  # the candidates follow, one per tick
+                self._next_n = 1  # the candidates follow, one half per tick
+                self._power_next = False
 
         self._exercise_step(available, running)
+        self.busy = self._next_n != 0
         return self.mask
 
     # --- count ---------------------------------------------------------------------------------
@@ -396,8 +419,14 @@ class Staging:
             return
         n = self._next_n
         if n <= choice.n_max:
-            choice.add(n)
-            self._next_n = n + 1
+            if self._power_next:  # the second half of candidate n
+                choice.power(n)
+                self._power_next = False
+                self._next_n = n + 1
+            elif choice.point(n):
+                self._power_next = True
+            else:  # outside its window: no power to compute
+                self._next_n = n + 1
             return
         self._next_n = 0
         want = choice.result()

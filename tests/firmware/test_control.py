@@ -501,6 +501,25 @@ def test_tripped_pump_stops_at_once_and_the_others_speed_up():
     assert snap.commands[2].command == CMD_STOP
 
 
+def test_a_busy_tick_defers_the_feedforward_by_one_tick_and_loses_nothing():
+    # the agent calls drive() busy while staging evaluates a count (one float-heavy step a tick)
+    ref, ref_snap = running_controller(pumps=0b011, common=80.0)
+    late, late_snap = running_controller(pumps=0b011, common=80.0)
+    for c, snap in ((ref, ref_snap), (late, late_snap)):
+        c.regulate(0, snap)
+        c.drive(0, snap, 0b011)
+        snap.pumps[0].state = DRIVE_TRIPPED
+    ref.drive(1000, ref_snap, 0b011)
+    late.drive(1000, late_snap, 0b011, busy=True)
+    assert ref.fed_forward and not late.fed_forward
+    assert ref._ff_pending > 1.0 and late._ff_pending == 0.0
+    assert late_snap.commands[0].command == CMD_STOP and late.joined == 1  # commands on time
+    ref.drive(2000, ref_snap, 0b011)
+    late.drive(2000, late_snap, 0b011)
+    assert late.fed_forward and not ref.fed_forward
+    assert late._ff_pending == ref._ff_pending
+
+
 def test_exercised_pump_runs_at_min_speed():
     c, snap = running_controller(pumps=0b011, common=90.0)
     c.regulate(0, snap)
