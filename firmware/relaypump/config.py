@@ -25,6 +25,10 @@ Rules:
   it; curves have at least two points with strictly increasing x; the discharge fallback setpoint
   below the discharge trip; the discharge trip inside the discharge sensor's range; the supply
   temperature sensor inside 0..200 degC (the saturation table of protection.py).
+- Uplink sections (optional): "mqtt" (mqtt.validate_config), "outbox", "ntp", "commands" (their
+  modules' validate_config; defaults filled when "mqtt" is there). Without "mqtt" the station runs
+  without an uplink and the other three are refused. A validated dict passes again unchanged
+  (a config change of the uplink, station_uplink.py, runs the whole config through here).
 - Runs once at start-up on MicroPython: plain code, no schema objects kept in RAM afterwards.
 """
 
@@ -649,6 +653,7 @@ def _protection(doc, channels, plausibility):
 
 
 _TOP = ("station", "bus", "pumps", "io", "pump_model", "speed", "setpoint", "pid", "protection")
+_UPLINK = ("mqtt", "outbox", "ntp", "commands")  # optional: the uplink (station_uplink.py)
 
 
 def _refuse_duplicate_keys(text):
@@ -707,7 +712,7 @@ def load_config(source):
             raise ConfigError("config: not valid JSON (%s)" % err) from None
         _refuse_duplicate_keys(source)
         source = parsed
-    _section(source, "", _TOP, ("staging",))
+    _section(source, "", _TOP, ("staging",) + _UPLINK)
     out: dict = {}
     out["station"] = _station(source["station"])
     out["bus"] = _bus(source["bus"])
@@ -730,7 +735,27 @@ def load_config(source):
                 _fmt(out["protection"]["discharge_max_kpa"]),
             ),
         )
+    if "mqtt" in source:
+        _uplink(source, out)
+    else:
+        for key in _UPLINK:
+            if key in source:
+                _fail(key, "needs the mqtt section (no uplink without a broker)")
     return out
+
+
+def _uplink(source, out):
+    """The uplink's sections (station_uplink.py), checked by the modules that use them; their
+    errors name the field. Without "mqtt" the station runs without an uplink."""
+    from . import commands, mqtt, outbox, wallclock
+
+    try:
+        out["mqtt"] = mqtt.validate_config(source["mqtt"], "mqtt")
+        out["outbox"] = outbox.validate_config(source.get("outbox"))
+        out["ntp"] = wallclock.validate_config(source.get("ntp"))
+        out["commands"] = commands.validate_config(source.get("commands"))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def load_config_file(path, opener=open):

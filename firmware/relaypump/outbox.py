@@ -584,17 +584,19 @@ def _cfg_int(doc, out, path, key, lo, hi, default):
 
 def validate_config(doc, path="outbox"):
     """The "outbox" config section: segments (4 KiB each; 39 frames), save_s (ack mark),
-    hold_unsynced_s. Returns a new dict with defaults filled; raises OutboxError naming the field.
+    hold_unsynced_s, telemetry_s (a telemetry frame every so many seconds: station_uplink.py).
+    Returns a new dict with defaults filled; raises OutboxError naming the field.
     """
     if doc is None:
         doc = {}
     if type(doc) is not dict:
         raise OutboxError("%s: must be an object" % path)
     for key in doc:
-        if key not in ("segments", "save_s", "hold_unsynced_s"):
+        if key not in ("segments", "save_s", "hold_unsynced_s", "telemetry_s"):
             raise OutboxError("%s.%s: unknown key" % (path, key))
     out: dict = {}
     _cfg_int(doc, out, path, "segments", 1, 64, 12)
     _cfg_int(doc, out, path, "save_s", 1, 3600, 60)
     _cfg_int(doc, out, path, "hold_unsynced_s", 0, 3600, 120)
+    _cfg_int(doc, out, path, "telemetry_s", 1, 3600, 10)
     return out

@@ -27,6 +27,9 @@ the MicroPython VM behind ptys, real time); on a host bench a pyserial board beh
     reset_cause() -> str
                         why the board (re)started
     log(text)           one line to the console
+    net_link(session, mqtt_cfg), ntp_link(clock, ntp_cfg)
+                        optional, for the uplink: the broker link and the time source
+                        (station_uplink.py says what they are and what a board without them gets)
 
 The loop
 --------
@@ -61,6 +64,12 @@ lockstep) calls the two halves separately. Rules:
   save_period_ms while ``state.dirty`` (run time, starts, energy). Generation seq = loaded + 1, + 1
   per save. A failing save is logged and retried after SAVE_RETRY_MS; the loop goes on.
 - An exception from the agent is not caught here: main.py logs it and resets the board.
+The uplink (station_uplink.py; only with an "mqtt" section in the config): built after the agent
+(a failure, such as a missing key file, is logged in ``uplink_error`` and the station runs without
+it); ``sample`` after every tick; ``step`` (socket, commands, telemetry, outbox) every STEP_MS
+while no bus transaction is pending, so a slow flash write delays the next request, never a
+response; the loop's waits end by then. A config change it accepted comes back as
+``adopt_config``: the agent rebuilt with its state, as after a reset.
 Allocation: the loop builds nothing per step; the received bytes go to the agent as a memoryview of
 the receive buffer, one view per length, made the first time that length arrives.
 """
@@ -132,6 +141,10 @@ class Runtime:
         self._save_failed = False
         self._retry_ms = now
         self._config = None  # validated by load_config, not yet built
+        self.uplink = None  # station_uplink.Uplink when the config has an uplink
+        self.uplink_error = None
+        self.adopted = 0  # config changes applied without a restart (adopt_config)
+        self._uplink_ms = now
         board.log("runtime: start, reset cause %s" % board.reset_cause())
         if start:
             self.start()
@@ -190,7 +203,41 @@ class Runtime:
             "runtime: agent of station %d running, state generation %d, %d pumps, %d baud"
             % (config["station"]["id"], seq, n, bus["baud"])
         )
+        if "mqtt" in config:
+            self._start_uplink(config, now)
         return True
+
+    def _start_uplink(self, config, now_ms):
+        from .station_uplink import Uplink
+
+        try:
+            self.uplink = Uplink(config, self, now_ms)
+        except (ValueError, OSError) as err:  # a key file missing or bad: no uplink, pumps run
+            self.uplink = None
+            self.uplink_error = str(err)
+            self.board.log("runtime: uplink not started: %s" % err)
+            return
+        self.uplink_error = None
+        self._uplink_ms = now_ms
+        self.board.log(
+            "runtime: uplink to %s:%d" % (config["mqtt"]["host"], config["mqtt"]["port"])
+        )
+
+    def adopt_config(self, config, now_ms):
+        """A config change the uplink accepted and stored: the agent rebuilt with the state it
+        has (nothing is decided before its first poll cycle; running drives are adopted), the
+        bus left open (its settings are not remotely settable). Returns the new agent."""
+        from .agent import Agent
+
+        old = self.agent
+        assert old is not None, "adopt_config() of a running agent"
+        agent = Agent(config, old.state)
+        self.agent = agent
+        self.adopted += 1
+        self._waiting = False  # the old fieldbus's transaction: its reply goes to the new one
+        self._period_us = agent.period_ms * 1000
+        self._gap_us = agent.fieldbus.gap_us
+        return agent
 
     def _refused(self, err):
         text = str(err)
@@ -221,6 +268,8 @@ class Runtime:
         if late >= 0:
             agent.tick(now)
             board.feed()  # only a completed tick feeds the watchdog
+            if self.uplink is not None:
+                self.uplink.sample(agent)
             self.feeds += 1
             if late >= self._period_us:  # fell behind by a whole period: do not catch up in a burst
                 self._next_tick_us = board.ticks_add(now_us, self._period_us)
@@ -243,6 +292,13 @@ class Runtime:
                 return self._wait_until(self._deadline_ms, now, now_us)
             self._waiting = False
             now_us = board.ticks_us()
+        up = self.uplink
+        if up is not None and diff(now, self._uplink_ms) >= 0:  # between transactions
+            adopted = self.adopted
+            self._uplink_ms = board.ticks_add(now, up.step(now))
+            if self.adopted != adopted:  # a config change rebuilt the agent: step again
+                return 1
+            now_us = board.ticks_us()
         quiet = diff(now_us, self._line_us)
         if quiet < self._gap_us:
             return self._gap_us - quiet
@@ -263,6 +319,10 @@ class Runtime:
         due = diff(at_ms, now_ms) * 1000
         if due < 1000:
             due = 1000
+        if self.uplink is not None:
+            up = diff(self._uplink_ms, now_ms) * 1000
+            if up < due:
+                due = up if up >= 1000 else 1000
         tick = diff(self._next_tick_us, now_us)
         if tick < due:
             due = tick if tick > 0 else 1  # a frame sent across the tick's instant: tick now

@@ -7,6 +7,16 @@ virtual clock, its UART puts frames on the SimulatedBus at their virtual instant
 storage is a file system in memory (MemoryFiles), its watchdog raises when it is not fed in time.
 ``advance(bus, until_s)`` lets the loop run up to the end of the plant step; the loop jumps from
 event to event (a response readable, a deadline, the gap, a cycle, a tick), so a day takes seconds.
+
+The uplink (optional: a config with an "mqtt" section, and the station's key file among ``files``):
+``network`` links the agent's MQTT session to a real broker (``broker_link``: netio.Link, real
+sockets), ``wall_epoch_s`` gives its wall clock the simulation's time (VirtualWallTime: Unix time
+``wall_epoch_s`` at virtual 0). Time maps like this: the plant and the agent run in virtual time;
+the runtime steps the uplink at virtual instants (non-blocking sockets: whatever the broker has
+answered by then is read), and between two ``advance`` calls ``settle`` gives the broker real
+time at a frozen virtual instant (the uplink stepped until nothing waits for the broker, or a
+real-time limit). A broker therefore answers within one ``advance`` chunk of virtual time.
+A reboot: a new AgentController on the same ``files`` (the outbox and the state are there).
 """
 
 from __future__ import annotations
@@ -14,6 +24,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from relaypump.config import load_config_file
@@ -71,6 +83,8 @@ class MemoryFiles:
             return _WriteFile(self.files, path, "b" in mode)
         if path not in self.files:
             raise OSError(2, f"no such file: {path}")
+        if "+" in mode:
+            return _WriteFile(self.files, path, "b" in mode, keep=True)
         data = self.files[path]
         return io.BytesIO(data) if "b" in mode else io.StringIO(data.decode())
 
@@ -85,10 +99,13 @@ class MemoryFiles:
 
 
 class _WriteFile(io.BytesIO):
-    def __init__(self, files: dict[str, bytes], path: str, binary: bool) -> None:
-        super().__init__()
+    """ "w" (emptied at once) or "r+" (the file as it is, written in place): kept at close."""
+
+    def __init__(self, files: dict[str, bytes], path: str, binary: bool, keep: bool = False):
+        super().__init__(files[path] if keep else b"")
         self._files, self._path, self._binary = files, path, binary
-        files[path] = b""
+        if not keep:
+            files[path] = b""
 
     def write(self, data) -> int:  # type: ignore[override]
         return super().write(data if self._binary else data.encode())
@@ -99,14 +116,47 @@ class _WriteFile(io.BytesIO):
         super().close()
 
 
+def broker_link(session, cfg: dict):
+    """The uplink's link to the broker of the config's mqtt section: real, non-blocking sockets."""
+    from relaypump import netio
+
+    ca = cfg["ca_file"] if cfg["tls"] else None
+    return netio.Link(session, cfg["host"], cfg["port"], ca, cfg["server_hostname"])
+
+
+class VirtualWallTime:
+    """The agent's time source in the simulator: Unix time epoch_s at virtual 0 (the board's ms),
+    given to the wall clock whenever it asks (wallclock.due)."""
+
+    def __init__(self, board: SimBoard, clock, epoch_s: float) -> None:
+        self.board, self.clock, self.epoch_ms = board, clock, round(epoch_s * 1000)
+
+    def step(self, now_ms: int) -> None:
+        if self.clock.due(now_ms):
+            wall = self.epoch_ms + self.board.ms
+            self.clock.set_time(wall // 1000, now_ms, wall % 1000)
+
+
 class AgentController:
     """The agent on a simulated board; ``agent``, ``runtime`` and ``board`` are the real ones."""
 
-    def __init__(self, scenario: Scenario, config: dict | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        config: dict | None = None,
+        files: MemoryFiles | None = None,
+        network: Callable | None = None,
+        wall_epoch_s: float | None = None,
+    ) -> None:
         self.config = config if config is not None else load_agent_config(scenario)
-        self.files = MemoryFiles({CONFIG_PATH: config_file(self.config)})
+        self.files = files if files is not None else MemoryFiles()
+        self.files.files.setdefault(CONFIG_PATH, config_file(self.config))
         self.bus: SimulatedBus | None = None
         self.board = SimBoard(self.files, self.files.open, self._wire)
+        self.board.network = network
+        if wall_epoch_s is not None:
+            board = self.board
+            board.time_source = lambda clock: VirtualWallTime(board, clock, wall_epoch_s)
         self.runtime = Runtime(self.board)
         if self.runtime.agent is None:
             raise ScenarioError(
@@ -126,6 +176,24 @@ class AgentController:
         end = round(until_s * 1e6)
         if self.board.due(end // 1000, end % 1000):
             self.runtime.run_forever()
+
+    def settle(self, timeout_s: float = 1.0) -> None:
+        """Real time for the broker at the present virtual instant (module docstring): the uplink
+        stepped until it is connected with nothing in flight, or waits out a reconnect backoff,
+        or timeout_s (real) has passed."""
+        up = self.runtime.uplink
+        if up is None or up.link is None:
+            return
+        session = up.session
+        now = self.board.ticks_ms()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            up.step(now)
+            if (session.connected and not session.in_flight) or not session.want_link:
+                return
+            if time.monotonic() > deadline:
+                return
+            up.link.wait(2)
 
     def _wire(self, board: SimBoard, frame, start_ms: int, start_sub: int) -> None:
         assert self.bus is not None

@@ -21,6 +21,11 @@ Rules:
 - Watchdog: ``feed`` notes the time; a jump of the clock past ``wdt_timeout_ms`` since the last
   feed raises WatchdogExpired, as the hardware would reset the board.
 - Storage: the ``fs`` and ``open`` given (an in-memory file system in CPython, the VM's MEMFS).
+- Uplink (optional; station_uplink.py): ``net_link`` and ``ntp_link`` hand out what the host put
+  in ``network`` (a function of the session and the mqtt section giving a link, e.g. netio.Link
+  to a test's Mosquitto: real sockets stepped at virtual instants) and ``time_source`` (a
+  function of the wall clock giving an object with step(now_ms), e.g. the virtual wall time);
+  None: no network, no time (the VM).
 """
 
 import sys
@@ -74,6 +79,8 @@ class SimBoard:
         self.feeds = 0
         self.frames = 0
         self.logs = []
+        self.network = None  # the uplink's link and time source (module rules)
+        self.time_source = None
 
     # -- clock ------------------------------------------------------------------------------------
 
@@ -138,8 +145,15 @@ class SimBoard:
         n = len(frame)
         start_ms = self.ms
         start_sub = self.sub
-        sub = self.sub + (n * 11000000 + self.baud - 1) // self.baud
-        self._go(self.ms + sub // 1000, sub % 1000)
+        sub = start_sub + (n * 11000000 + self.baud - 1) // self.baud
+        ms = start_ms + sub // 1000
+        sub %= 1000
+        # _go(ms, sub), inline: every frame
+        self.us = (self.us + (ms - start_ms) * 1000 + sub - start_sub) & MASK
+        self.ms = ms
+        self.sub = sub
+        if ms - self.fed_ms > self.wdt_timeout_ms:
+            raise WatchdogExpired(f"no watchdog feed since {self.fed_ms} ms, now {ms} ms")
         self.frames += 1
         self.rx_len = 0
         self.rx_ms = -1
@@ -160,7 +174,7 @@ class SimBoard:
     def respond(self, data, start, n, ms, sub):
         """The response data[start:start + n] is readable from (ms, sub) on."""
         if _CPYTHON:
-            self.rx[:n] = data[start : start + n]
+            self.rx[:n] = data if start == 0 and n == len(data) else data[start : start + n]
         else:  # no slice objects in the VM
             rx = self.rx
             for i in range(n):
@@ -204,3 +218,9 @@ class SimBoard:
 
     def log(self, text):
         self.logs.append(text)
+
+    def net_link(self, session, cfg):
+        return None if self.network is None else self.network(session, cfg)
+
+    def ntp_link(self, clock, cfg):
+        return None if self.time_source is None else self.time_source(clock)

@@ -1,0 +1,528 @@
+"""The uplink inside the agent's one loop: telemetry, events, signed commands and the wall clock
+over one MQTT session (mqtt.py), with the durable outbox (outbox.py) in between.
+
+    up = Uplink(config, runtime, now_ms)   # config with an "mqtt" section (config.py)
+    up.sample(agent)       after every control tick: the analog values summed for the next frame
+    up.step(now_ms) -> ms  outside the tick, between bus transactions: link, session events,
+                           commands, telemetry, events, outbox -> session, NTP; returns the ms
+                           until it wants to run again (STEP_MS)
+    up.flush(now_ms)       before a planned reset: the outbox's ack mark saved
+
+The board (runtime.py lists the rest of its interface) offers, optionally:
+    board.net_link(session, mqtt_cfg) -> an object with step(now_ms) that moves the session's
+                           bytes (netio.Link's interface), or None: no network (the outbox fills
+                           and waits). A board without net_link gets netio.Link to mqtt.host/port
+                           (TLS with ca_file), or none where there is no socket module.
+    board.ntp_link(clock, ntp_cfg) -> an object with step(now_ms) that sets the wall clock, or
+                           None. Without it: NtpLink (SNTP over UDP to ntp.server) where there is
+                           a socket module.
+The simulator's board (host_tools/sim/vm_side/sim_board.py) hands out what its host set: a real
+socket link to a test's Mosquitto and the simulation's virtual wall time.
+
+Rules:
+- The uplink never blocks the control: every socket is non-blocking, the runtime calls ``step``
+  only while no bus transaction is pending, and a failure of the uplink at start (a missing key
+  file) is logged and leaves the station running without it (runtime.py).
+- Telemetry every outbox.telemetry_s (default 10 s): the analog values (suction, discharge,
+  remote DP, supply temperature, flow) as the mean of the control ticks' values since the last
+  frame (a BAD tick is left out; none usable: NO_READING); setpoint, mode, alarm bits, energy and
+  the pumps (speed, current, power, state, fault code) as they are at the frame. No return
+  temperature is measured: NO_READING. The frame goes into the outbox (its seq and time set
+  there), which hands frames to the session in order while the session has room; a frame leaves
+  the outbox at its PUBACK only.
+- Events: the agent's event ring is drained into event frames at every step (their time is the
+  step's, at most STEP_MS after the event).
+- Commands: every message on the session is a command (the session subscribes to the station's
+  command topic only). commands.handle judges it; when it consumed the counter, the counter is
+  stored (state.accept_command) and the state saved at once, before anything acts (a save that
+  fails: ACK_FAILED, nothing acts). Accepted commands act through the agent:
+    SETPOINT      control.setpoint.set_remote(kPa)  (held until a config change of setpoint.dp_kpa)
+    MODE          OFF: every pump disabled (the operator's enable mask kept for later);
+                  REMOTE_DP: automatic control, MANUAL_SPEED: the present common speed held;
+                  DISCHARGE: ACK_FAILED (the agent chooses the discharge pressure itself, only
+                  while the remote DP is unusable; it cannot be forced)
+    PUMP_ENABLE / PUMP_DISABLE   agent.enabled (staging stops a disabled pump in its own way)
+    RESET         protection.reset(pump) (lockouts) and a fault-reset edge to a tripped drive
+    CONFIG_CHANGE the new config (validated by commands.py through config.load_config) is stored
+                  atomically (storage.atomic_write of runtime.config_path, then the agent
+                  rebuilt with the state it has: runtime.adopt_config, as after a reset: the
+                  running drives adopted, nothing slammed; the uplink's remote settings are
+                  applied again). A pid.period_ms the watchdog cannot cover: OUT_OF_ENVELOPE.
+  Each command gets an ack (QoS 1 on the ack topic, seq from the outbox's counter) and an event
+  (COMMAND_ACCEPTED / COMMAND_REJECTED) in the outbox. An ack the session has no room for waits
+  (ACK_QUEUE of them; more are dropped and counted in ``acks_dropped``).
+- Remote settings (mode, enable mask, remote setpoint) live in RAM: after a reboot the station
+  runs as its config says (automatic, every pump enabled). The command counter is persistent.
+- Time: the wall clock (wallclock.py) is set by the board's time source; frames made before are
+  marked and corrected by the outbox; a command before it is set is refused (CLOCK_NOT_SYNCED).
+Allocation: the per-tick ``sample`` builds the float sums only (5 floats, 80 B on MicroPython);
+a step with nothing due builds nothing beyond the link's and the session's own.
+"""
+
+from array import array
+
+from micropython import const
+
+from relaypump import mqtt, uplink
+from relaypump.codes import (
+    ACK_FAILED,
+    ACK_OK,
+    ACK_OUT_OF_ENVELOPE,
+    EVENT_CONFIG_APPLIED,
+    MODE_DISCHARGE,
+    MODE_MANUAL_SPEED,
+    MODE_OFF,
+    MODE_REMOTE_DP,
+    PUMP_ABSENT,
+    PUMP_LOCKOUT,
+    PUMP_OFF,
+    PUMP_RUNNING,
+    PUMP_STANDBY,
+    PUMP_STARTING,
+    PUMP_STOPPING,
+    PUMP_TRIPPED,
+    SEVERITY_NOTICE,
+)
+from relaypump.commands import Commands, read_key
+from relaypump.outbox import Outbox
+from relaypump.ticks import TICKS_MASK as _TICKS_MASK
+from relaypump.ticks import ticks_diff as _ticks_diff
+from relaypump.wallclock import WallClock
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # mypy only (MicroPython has no typing)
+    from typing import Any  # noqa: F401  (used in type comments)
+
+STEP_MS = const(50)
+ACK_QUEUE = const(4)
+OUTBOX_BASE = "/outbox"
+_ANALOGS = const(5)  # suction, discharge, remote DP, supply temperature, flow
+_SCALES = (10.0, 10.0, 10.0, 100.0, 10.0)
+_DRIVE_RUNNING = const(3)  # snapshot.DRIVE_RUNNING / DRIVE_TRIPPED
+_DRIVE_TRIPPED = const(4)
+_BAD = const(3)  # snapshot.BAD
+_CMD_RUN = const(1)
+_ALARM_PUMP_TRIPPED = const(16)  # codes.ALARM_PUMP1_TRIPPED (+ pump index)
+_ALARM_DRIVE_LOST = const(20)  # codes.ALARM_DRIVE1_COMM_LOST (+ pump index)
+
+
+def _ticks_add(t, d):
+    return (t + d) & _TICKS_MASK
+
+
+def _clamp(value, lo, hi):
+    return lo if value < lo else (hi if value > hi else value)
+
+
+def default_net_link(session, cfg):
+    """netio.Link to the configured broker, or None where the port has no sockets."""
+    try:
+        from relaypump import netio
+    except ImportError:
+        return None
+    ca = cfg["ca_file"] if cfg["tls"] else None
+    return netio.Link(session, cfg["host"], cfg["port"], ca, cfg["server_hostname"])
+
+
+class NtpLink:
+    """SNTP over UDP for a board (wallclock.py judges the replies): a request when the clock says
+    it is due, the reply read without blocking. The server's name is resolved once (this blocks
+    on a board, as netio's does) and again after a socket error."""
+
+    def __init__(self, clock, cfg):
+        import socket
+
+        self._socket = socket
+        self.clock = clock
+        self.server = cfg["server"]
+        self._addr = None
+        self._sock = None  # type: Any
+        self._buf = bytearray(48)
+        self.errors = 0
+
+    @staticmethod
+    def _read(sock, buf):
+        if hasattr(sock, "readinto"):  # MicroPython: None when nothing waits
+            return sock.readinto(buf)
+        try:
+            return sock.recv_into(buf)  # CPython
+        except BlockingIOError:
+            return None
+
+    def step(self, now_ms):
+        clock = self.clock
+        sock = self._sock
+        if sock is not None:
+            try:
+                n = self._read(sock, self._buf)
+            except OSError:
+                n = None
+            if n:
+                clock.reply(self._buf, now_ms)
+        if not clock.due(now_ms):
+            return
+        socket = self._socket
+        try:
+            if self._addr is None:
+                self._addr = socket.getaddrinfo(self.server, 123, 0, socket.SOCK_DGRAM)[0][-1]
+            if sock is None:
+                sock = self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sock.setblocking(False)
+            clock.request(self._buf, now_ms)
+            sock.sendto(self._buf, self._addr)
+        except OSError:
+            self.errors += 1
+            self._addr = None
+            clock.request(self._buf, now_ms)  # counts as asked: the next try after retry_ms
+
+
+class Uplink:
+    def __init__(self, config, runtime, now_ms):
+        board = runtime.board
+        self.runtime = runtime
+        self.config = config
+        station_id = config["station"]["id"]
+        mcfg = config["mqtt"]
+        ocfg = config["outbox"]
+        ncfg = config["ntp"]
+        self.clock = WallClock(max_rtt_ms=ncfg["max_rtt_ms"], resync_ms=ncfg["resync_s"] * 1000)
+        key = read_key(config["commands"]["key_file"], board.open)
+        self.commands = Commands(station_id, key, config, self.clock)
+        self.box = Outbox(
+            board.fs,
+            OUTBOX_BASE,
+            station_id,
+            self.clock,
+            now_ms,
+            ocfg["segments"],
+            board.open,
+            ocfg["save_s"] * 1000,
+            ocfg["hold_unsynced_s"] * 1000,
+        )
+        self.session = mqtt.session_from_config(mcfg)
+        site = mcfg["site"]
+        name = mcfg["station"]
+        self.telemetry_topic = mqtt.topic(site, name, "telemetry")
+        self.event_topic = mqtt.topic(site, name, "event")
+        self.ack_topic = mqtt.topic(site, name, "ack")
+        net = getattr(board, "net_link", None)
+        self.link = (
+            net(self.session, mcfg) if net is not None else default_net_link(self.session, mcfg)
+        )
+        ntp = getattr(board, "ntp_link", None)
+        self.ntp = None  # type: Any
+        if ntp is not None:
+            self.ntp = ntp(self.clock, ncfg)
+        else:
+            try:
+                self.ntp = NtpLink(self.clock, ncfg)
+            except ImportError:
+                pass
+        self.period_ms = ocfg["telemetry_s"] * 1000
+        self._next_ms = _ticks_add(now_ms, self.period_ms)
+        # the window's packet ids and the outbox tokens they carry
+        n = self.session.inflight
+        self._pids = array("H", [0] * n)
+        self._tokens = [0] * n
+        # telemetry: the sums of the analog values since the last frame, and the frame
+        self._sum = [0.0] * _ANALOGS
+        self._count = array("H", [0] * _ANALOGS)
+        self._values = [0] * len(uplink.TELEMETRY_FIELDS)
+        self._values[0] = station_id
+        self._frame = bytearray(uplink.TELEMETRY_SIZE)
+        self._event = [station_id, 0, 0, 0, 0, 0, 0]
+        self._peek = [0] * 5
+        self._event_frame = bytearray(uplink.EVENT_SIZE)
+        self._acks = bytearray(ACK_QUEUE * uplink.ACK_SIZE)
+        self._acks_view = memoryview(self._acks)
+        self._ack_count = 0
+        # remote settings (RAM only; see the rules)
+        self.off = False
+        self.enabled = -1  # the operator's enable mask; -1: as the agent has it
+        self.remote_kpa = None
+        self.manual = False
+        # counters
+        self.frames = 0
+        self.commands_handled = 0
+        self.acks_dropped = 0
+
+    # --- per control tick ---------------------------------------------------------------------
+    def sample(self, agent):
+        snap = agent.snapshot
+        self._add(0, snap.suction_kpa)
+        self._add(1, snap.discharge_kpa)
+        self._add(2, snap.remote_dp_kpa)
+        self._add(3, snap.supply_temp_c)
+        self._add(4, snap.flow_m3h)
+
+    def _add(self, k, m):
+        if m.quality != _BAD:
+            self._sum[k] += m.value
+            self._count[k] += 1
+
+    # --- the loop's other work ----------------------------------------------------------------
+    def step(self, now_ms):
+        link = self.link
+        if link is not None:
+            link.step(now_ms)
+        s = self.session
+        busy = False
+        while True:
+            ev = s.next_event()
+            if ev == mqtt.NONE:
+                break
+            if ev == mqtt.PUBACK:
+                self._acked(s.packet_id)
+            elif ev == mqtt.MESSAGE:
+                self._command(s.payload, now_ms)
+                busy = True
+        if self.ntp is not None:
+            self.ntp.step(now_ms)
+        self._drain_events(now_ms)
+        if _ticks_diff(now_ms, self._next_ms) >= 0:
+            self._next_ms = _ticks_add(self._next_ms, self.period_ms)
+            if _ticks_diff(now_ms, self._next_ms) >= 0:  # fell behind: the next one period on
+                self._next_ms = _ticks_add(now_ms, self.period_ms)
+            self._telemetry(now_ms)
+        if self._send_acks():
+            busy = True
+        if self._feed(now_ms):
+            busy = True
+        if busy and link is not None:
+            link.step(now_ms)  # out now, not a step later
+        self.box.poll(now_ms)
+        return STEP_MS
+
+    def flush(self, now_ms):
+        self.box.flush(now_ms)
+
+    # --- outbox <-> session -------------------------------------------------------------------
+    def _feed(self, now_ms):
+        s = self.session
+        box = self.box
+        pids = self._pids
+        sent = False
+        while s.in_flight < s.inflight:
+            free = -1
+            for i in range(len(pids)):
+                if not pids[i]:
+                    free = i
+                    break
+            if free < 0:
+                break
+            token = box.take(now_ms)
+            if not token:
+                break
+            frame = box.frame
+            topic = self.telemetry_topic if frame[3] == uplink.KIND_TELEMETRY else self.event_topic
+            pid = s.publish(topic, frame)
+            if pid <= 0:
+                box.give_back(token)
+                break
+            pids[free] = pid
+            self._tokens[free] = token
+            sent = True
+        return sent
+
+    def _acked(self, pid):
+        pids = self._pids
+        for i in range(len(pids)):
+            if pids[i] == pid:
+                pids[i] = 0
+                self.box.acked(self._tokens[i])
+                self._tokens[i] = 0
+                self.frames += 1
+                return
+
+    def _drain_events(self, now_ms):
+        agent = self.runtime.agent
+        ring = agent.events
+        ev = self._event
+        peek = self._peek
+        while ring.peek_into(peek, 0):
+            ev[3] = peek[0]
+            ev[4] = peek[1]
+            ev[5] = peek[2]
+            ev[6] = peek[3]
+            uplink.encode_event(self._event_frame, ev)
+            self.box.append(self._event_frame, now_ms)
+            ring.discard()
+
+    # --- telemetry ----------------------------------------------------------------------------
+    def mode(self):
+        if self.off:
+            return MODE_OFF
+        return self.runtime.agent.control.telemetry_mode()
+
+    def _telemetry(self, now_ms):
+        agent = self.runtime.agent
+        v = self._values
+        s = self._sum
+        count = self._count
+        for k in range(_ANALOGS):
+            if count[k]:
+                raw = round(s[k] * _SCALES[k] / count[k])
+            else:
+                raw = None
+            if k == 4:
+                v[8] = (
+                    uplink.NO_READING_S32 if raw is None else _clamp(raw, -0x7FFFFFFF, 0x7FFFFFFF)
+                )
+            else:
+                v[3 + k] = uplink.NO_READING_S16 if raw is None else _clamp(raw, -32767, 32767)
+            s[k] = 0.0
+            count[k] = 0
+        v[7] = uplink.NO_READING_S16  # return temperature: not measured
+        control = agent.control
+        mode = self.mode()
+        sp = control.sp_kpa if mode == MODE_DISCHARGE else control.dp_setpoint_kpa
+        v[9] = _clamp(round(sp * 10.0), -32767, 32767)
+        v[10] = mode
+        state = agent.state
+        v[12] = state.total_energy_kwh_x10() & 0xFFFFFFFF
+        snap = agent.snapshot
+        fb = agent.fieldbus
+        prot = agent.protection
+        alarms = prot.alarm_bits
+        for i in range(uplink.PUMP_SLOTS):
+            at = 13 + 6 * i
+            if i >= agent.pump_count:
+                v[at] = v[at + 1] = v[at + 2] = v[at + 4] = v[at + 5] = 0
+                v[at + 3] = PUMP_ABSENT
+                continue
+            p = snap.pumps[i]
+            v[at] = _clamp(round(p.speed_pct * 100.0), 0, 65535)
+            v[at + 1] = _clamp(round(p.current_a * 10.0), 0, 65535)
+            v[at + 2] = _clamp(round(p.power_kw * 10.0), 0, 65535)
+            v[at + 3] = self._pump_state(agent, i, p)
+            v[at + 4] = p.fault_code & 0xFFFF
+            v[at + 5] = state.energy_kwh_x10(i) & 0xFFFFFFFF
+            if p.online and p.state == _DRIVE_TRIPPED:
+                alarms |= 1 << (_ALARM_PUMP_TRIPPED + i)
+            if fb.lost[i]:
+                alarms |= 1 << (_ALARM_DRIVE_LOST + i)
+        v[11] = alarms
+        uplink.encode_telemetry(self._frame, v)  # station_id set; seq and time: the outbox's
+        self.box.append(self._frame, now_ms)
+
+    def _pump_state(self, agent, i, p):
+        if agent.protection.pump_locked[i] or agent.state.pump_lockout[i]:
+            return PUMP_LOCKOUT
+        running = p.online and p.state == _DRIVE_RUNNING
+        if p.online and p.state == _DRIVE_TRIPPED:
+            return PUMP_TRIPPED
+        told = agent.snapshot.commands[i].command == _CMD_RUN
+        if running:
+            return PUMP_RUNNING if told else PUMP_STOPPING
+        if told:
+            return PUMP_STARTING
+        return PUMP_STANDBY if agent.enabled & (1 << i) else PUMP_OFF
+
+    # --- commands -----------------------------------------------------------------------------
+    def _command(self, payload, now_ms):
+        runtime = self.runtime
+        agent = runtime.agent
+        cmds = self.commands
+        self.commands_handled += 1
+        result = cmds.handle(payload, now_ms, agent.state.command_counter, self.mode())
+        if cmds.consumed:
+            agent.state.accept_command(cmds.counter)
+            if not runtime.save(agent, now_ms):  # the counter on flash before anything acts
+                result = ACK_FAILED
+        if result == ACK_OK:
+            result = self._act(now_ms)
+        cmds.result = result
+        seq = self.box.next_seq(now_ms)
+        stamp = self.clock.stamp(now_ms)
+        self._queue_ack(seq, stamp)
+        cmds.event(self._event_frame, 0, 0)  # seq and time: the outbox's
+        self.box.append(self._event_frame, now_ms)
+
+    def _queue_ack(self, seq, stamp):
+        if self._ack_count == ACK_QUEUE:
+            self.acks_dropped += 1
+            return
+        at = self._ack_count * uplink.ACK_SIZE
+        self.commands.ack(self._acks_view[at : at + uplink.ACK_SIZE], seq, stamp)
+        self._ack_count += 1
+
+    def _send_acks(self):
+        sent = False
+        size = uplink.ACK_SIZE
+        while self._ack_count:
+            pid = self.session.publish(self.ack_topic, self._acks_view[:size])
+            if pid <= 0:
+                break
+            self._ack_count -= 1
+            acks = self._acks
+            acks[: self._ack_count * size] = acks[size : (self._ack_count + 1) * size]
+            sent = True
+        return sent
+
+    def _act(self, now_ms):
+        cmds = self.commands
+        kind = cmds.command_type
+        arg = cmds.arg
+        agent = self.runtime.agent
+        if kind == uplink.COMMAND_SETPOINT:
+            self.remote_kpa = arg / 10
+        elif kind == uplink.COMMAND_MODE:
+            if arg == MODE_DISCHARGE:
+                return ACK_FAILED
+            self.off = arg == MODE_OFF
+            if arg == MODE_MANUAL_SPEED:
+                self.manual = True
+                agent.control.set_manual(agent.control.common_pct)
+            elif arg == MODE_REMOTE_DP:
+                self.manual = False
+                agent.control.set_auto()
+        elif kind == uplink.COMMAND_PUMP_ENABLE or kind == uplink.COMMAND_PUMP_DISABLE:
+            mask = agent.enabled if self.enabled < 0 else self.enabled
+            bit = 1 << (arg - 1)
+            self.enabled = mask | bit if kind == uplink.COMMAND_PUMP_ENABLE else mask & ~bit
+        elif kind == uplink.COMMAND_RESET:
+            agent.protection.reset(arg, now_ms)
+            for i in range(agent.pump_count):
+                p = agent.snapshot.pumps[i]
+                if (arg == 0 or arg == i + 1) and p.online and p.state == _DRIVE_TRIPPED:
+                    agent.snapshot.commands[i].reset = True
+        else:
+            return self._config_change(now_ms)
+        self._apply(agent)
+        return ACK_OK
+
+    def _apply(self, agent):
+        """The remote settings onto the agent (after a command, and after a rebuild)."""
+        if self.remote_kpa is not None:
+            agent.control.setpoint.set_remote(self.remote_kpa)
+        if self.enabled < 0:
+            self.enabled = agent.enabled
+        agent.enabled = 0 if self.off else self.enabled
+
+    def _config_change(self, now_ms):
+        import json
+
+        from relaypump import storage
+
+        runtime = self.runtime
+        board = runtime.board
+        config = self.commands.config  # type: Any
+        if 2 * config["pid"]["period_ms"] > board.wdt_timeout_ms:
+            return ACK_OUT_OF_ENVELOPE
+        self._drain_events(now_ms)  # the old agent's events, before it goes
+        try:
+            storage.atomic_write(
+                board.fs, runtime.config_path, json.dumps(config).encode(), board.open
+            )
+        except OSError:
+            return ACK_FAILED
+        key = self.commands.arg
+        if key == 1:  # setpoint.dp_kpa: the configured setpoint replaces a remote one
+            self.remote_kpa = None
+        self.manual = False  # the rebuilt agent runs automatic (rules)
+        agent = runtime.adopt_config(config, now_ms)
+        self.config = config
+        self.commands.use_config(config)
+        self._apply(agent)
+        agent.events.push(EVENT_CONFIG_APPLIED, SEVERITY_NOTICE, 0, self.commands.counter, now_ms)
+        return ACK_OK

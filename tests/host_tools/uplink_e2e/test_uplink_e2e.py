@@ -1,0 +1,286 @@
+"""End to end: the firmware agent drives the simulated plant (virtual time) and talks through its
+uplink (relaypump/station_uplink.py: mqtt.py + netio.py + outbox.py + commands.py, real sockets)
+to a Mosquitto the test starts (password file + ACL); a paho-mqtt 2 client is the control room.
+
+What is proven here (issue 9): telemetry arrives and decodes (protocol/uplink.py, the construct
+schema) to the plant's values; a broker outage of a simulated hour loses nothing, duplicates
+nothing at the application level, keeps the order; a reboot with frames in the outbox delivers
+them; forged, replayed, expired, out-of-envelope commands and commands for another station are
+refused with an ack saying why and leave the plant alone; an accepted setpoint moves the held DP;
+a config change is stored and applied without a restart.
+"""
+
+import json
+import statistics
+
+import pytest
+from mosquitto_broker import PASSWORDS, Watcher
+from relaypump.runtime import CONFIG_PATH
+
+from host_tools.sim import scenario as scenarios
+from host_tools.sim.uplink_field import EPOCH_S, Field, sign, station_config, topic
+from protocol import uplink as P
+
+SCENARIO = scenarios.SCENARIOS / "jia_shoulder.toml"
+SETTLE_S = 300  # from standstill to the DP in band (two pumps): ~4 min
+PERIOD_S = 10  # telemetry cadence (outbox.telemetry_s default)
+LAG_S = 3  # transmitter lag (<= 2 s) + the agent's 2 s filter, rounded to whole samples
+# sensor spans of the shipped config (io.channels) and the transmitters' noise (0.1 % of span,
+# host_tools/sim/transmitters.py): 3 sigma of one sample bounds the mean of ten
+SPANS = {"suction": 1000.0, "discharge": 1600.0, "remote_dp": 400.0, "supply_temp": 150.0,
+         "flow": 1200.0}  # fmt: skip
+FIELDS = {  # telemetry field -> (plant sample column, scale)
+    "suction": ("suction_kpa_x10", 1, 10),
+    "discharge": ("discharge_kpa_x10", 2, 10),
+    "remote_dp": ("remote_dp_kpa_x10", 3, 10),
+    "supply_temp": ("supply_temp_c_x100", 4, 100),
+    "flow": ("flow_m3h_x10", 5, 10),
+}
+
+
+@pytest.fixture(scope="module")
+def scenario():
+    return scenarios.load(SCENARIO)
+
+
+def make_field(scenario, broker, **mqtt):
+    cfg = station_config(scenario, broker.port, "st-relay1", PASSWORDS["st-relay1"], **mqtt)
+    return Field(scenario, cfg)
+
+
+def frames(watcher, kind):
+    return [P.parse_any(p)[1] for p in watcher.payloads(topic(kind))]
+
+
+def first_seen(watcher):
+    """(seq, kind, frame) of telemetry and events in arrival order, each seq once (what an
+    application that drops QoS 1 redeliveries keeps), and the number of redeliveries."""
+    out, seen, again = [], set(), 0
+    with watcher._cond:
+        messages = list(watcher.messages)
+    for t, payload, _ in messages:
+        if not t.endswith(("/telemetry", "/event")):
+            continue
+        kind, frame = P.parse_any(payload)
+        if frame.seq in seen:
+            again += 1
+            continue
+        seen.add(frame.seq)
+        out.append((frame.seq, kind, frame))
+    return out, again
+
+
+def test_telemetry_arrives_and_decodes_to_the_plants_values(scenario, broker):
+    watcher = Watcher(broker.port, "recorder", [topic("#")])
+    field = make_field(scenario, broker)
+    try:
+        field.run(SETTLE_S + 300)
+        got = frames(watcher, "telemetry")
+        assert len(got) >= (SETTLE_S + 300) // PERIOD_S - 2
+        by_second = {round(s[0]): s for s in field.samples}
+        checked = 0
+        for f in got:
+            assert f.station_id == 1 and f.timestamp_s >= EPOCH_S  # the clock was set
+            t = f.timestamp_s - EPOCH_S
+            if t < SETTLE_S:
+                continue
+            window = [by_second[s] for s in range(t - PERIOD_S + 1, t + 1)]
+            for name, (fieldname, col, scale) in FIELDS.items():
+                plant = statistics.fmean(s[col] for s in window)
+                # what the plant moved within the sensing lag, plus the noise bound
+                moved = max(abs(by_second[s][col] - by_second[s - LAG_S][col])
+                            for s in range(t - PERIOD_S + 1, t + 1))  # fmt: skip
+                tol = 0.003 * SPANS[name] + moved
+                value = getattr(f, fieldname) / scale
+                assert abs(value - plant) <= tol, (name, t, value, plant, tol)
+            assert f.return_temp_c_x100 == P.NO_READING["h"]  # not measured
+            assert f.mode == P.Mode.REMOTE_DP
+            assert f.setpoint_kpa_x10 == 1110
+            running = [p for p in f.pumps if p.state == P.PumpState.RUNNING]
+            assert len(running) >= 1 and all(p.speed_pct_x100 > 4000 for p in running)
+            assert [p.state for p in f.pumps].count(P.PumpState.ABSENT) == 0
+            checked += 1
+        assert checked >= 25
+        events = frames(watcher, "event")
+        assert P.EventCode.AGENT_STARTED in [e.code for e in events]
+        status = watcher.payloads(topic("status"))
+        assert status and status[-1] == b"online"
+    finally:
+        watcher.close()
+
+
+def test_a_broker_outage_of_an_hour_loses_nothing_and_repeats_nothing(scenario, broker):
+    watcher = Watcher(broker.port, "recorder", [topic("#")])
+    field = make_field(scenario, broker)
+    try:
+        field.run(120)
+        before = watcher.subscribed
+        broker.stop()
+        field.run(3600)
+        box = field.uplink.box
+        waiting = box.pending
+        assert waiting >= 3600 // PERIOD_S  # the hour's telemetry waits on flash
+        assert box.dropped_telemetry == 0
+        broker.start()
+        watcher.wait(lambda: watcher.subscribed > before, timeout=10, what="re-subscribed")
+        assert field.run_until(lambda: box.pending == 0, 600), "outbox not emptied"
+        field.run(30)
+        got, again = first_seen(watcher)
+        seqs = [s for s, _, _ in got]
+        assert seqs == sorted(seqs), "out of order"
+        assert seqs == list(range(seqs[0], seqs[-1] + 1)), "a frame is missing"
+        assert seqs[0] == 0
+        assert seqs[-1] == box.next_seq() - 1  # the last seq the outbox gave out
+        # the hour is there: telemetry every 10 s of virtual time across the outage
+        stamps = [f.timestamp_s for _, k, f in got if k == P.Kind.TELEMETRY]
+        gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+        assert max(gaps) <= PERIOD_S + 1 and stamps[-1] - stamps[0] >= 3600
+        assert field.uplink.session.connects >= 2
+        print(f"outage: {waiting} frames waited, {again} QoS 1 redeliveries dropped")
+    finally:
+        watcher.close()
+
+
+def test_a_station_rebooting_with_frames_in_its_outbox_delivers_them(scenario, broker):
+    watcher = Watcher(broker.port, "recorder", [topic("#")])
+    field = make_field(scenario, broker)
+    try:
+        field.run(60)
+        before = watcher.subscribed
+        broker.stop()
+        field.run(300)
+        old_box = field.uplink.box
+        left = old_box.pending
+        last_seq = old_box.next_seq() - 1
+        assert left >= 300 // PERIOD_S
+        field.reboot()
+        box = field.uplink.box
+        assert box.pending == left  # loaded from flash
+        broker.start()
+        watcher.wait(lambda: watcher.subscribed > before, timeout=10, what="re-subscribed")
+        assert field.run_until(lambda: box.pending == 0, 600), "outbox not emptied"
+        field.run(20)
+        got, _ = first_seen(watcher)
+        seqs = [s for s, _, _ in got]
+        assert seqs == sorted(seqs)
+        first, second = seqs[: last_seq + 1], seqs[last_seq + 1 :]
+        assert first == list(range(0, last_seq + 1))  # every frame of the first boot
+        # the second boot numbers from its lease on (a seq never repeats across boots)
+        assert second[0] > last_seq and second == list(range(second[0], second[-1] + 1))
+        starts = [f for _, k, f in got if k == P.Kind.EVENT and f.code == P.EventCode.AGENT_STARTED]
+        assert len(starts) == 2  # one per boot
+    finally:
+        watcher.close()
+
+
+class ControlRoom:
+    """A paho client as the control room: publishes commands, reads the station's acks/events."""
+
+    def __init__(self, broker, field):
+        self.watcher = Watcher(broker.port, "controlroom", [topic("ack"), topic("event")])
+        self.field = field
+
+    def send(self, frame):
+        self._seen = len(frames(self.watcher, "ack"))
+        self.watcher.publish(topic("cmd"), frame)
+
+    def ack(self, counter, max_s=30):
+        """The station's ack to the command sent last (the sim runs until it arrives)."""
+
+        def found():
+            return frames(self.watcher, "ack")[self._seen :]
+
+        assert self.field.run_until(lambda: bool(found()), max_s), f"no ack for {counter}"
+        (a,) = found()
+        assert a.command_counter == counter and a.station_id == 1
+        return a
+
+    def events(self, code):
+        return [e for e in frames(self.watcher, "event") if e.code == code]
+
+    def close(self):
+        self.watcher.close()
+
+
+def test_forged_replayed_expired_out_of_envelope_and_foreign_commands_are_refused(scenario, broker):
+    field = make_field(scenario, broker)
+    room = ControlRoom(broker, field)
+    try:
+        field.run(SETTLE_S)
+        agent = field.agent
+        setpoint = agent.control.setpoint
+        SP = P.CommandType.SETPOINT
+        # an accepted command first (the setpoint it has): counter 10 is now the last accepted
+        room.send(sign(10, SP, {"setpoint_kpa_x10": 1110}, field.wall_s))
+        assert room.ack(10).result == P.AckResult.OK
+        assert agent.state.command_counter == 10
+        saved = field.files.files.get("/state.a", b"") + field.files.files.get("/state.b", b"")
+        assert b'"command_counter": 10' in saved or b'"command_counter":10' in saved
+        dp_before = statistics.fmean(s[3] for s in field.samples[-30:])
+
+        cases = [
+            (11, sign(11, SP, {"setpoint_kpa_x10": 1500}, field.wall_s, key=b"x" * 32),
+             P.AckResult.BAD_SIGNATURE),
+            (10, sign(10, SP, {"setpoint_kpa_x10": 1500}, field.wall_s), P.AckResult.REPLAYED),
+            (12, sign(12, SP, {"setpoint_kpa_x10": 1500}, field.wall_s - 120, ttl_s=60),
+             P.AckResult.EXPIRED),
+            (13, sign(13, SP, {"setpoint_kpa_x10": 2500}, field.wall_s),
+             P.AckResult.OUT_OF_ENVELOPE),
+            (14, sign(14, SP, {"setpoint_kpa_x10": 1500}, field.wall_s, station_id=2),
+             P.AckResult.WRONG_STATION),
+        ]  # fmt: skip
+        for counter, frame, why in cases:
+            room.send(frame)
+            assert room.ack(counter).result == why, why
+        # every command got its event: one accepted, the five refused with their reasons
+        assert len(room.events(P.EventCode.COMMAND_ACCEPTED)) == 1
+        rejected = [e.value for e in room.events(P.EventCode.COMMAND_REJECTED)]
+        assert sorted(rejected) == sorted(int(w) for _, _, w in cases)
+        # the authentic, fresh ones consumed their counters (expired 12, out of envelope 13)
+        assert agent.state.command_counter == 13
+        # the plant is unaffected: the setpoint held, the DP where it was
+        assert setpoint.fixed_kpa == 111.0 and field.agent is agent
+        field.run(120)
+        dp_after = statistics.fmean(s[3] for s in field.samples[-30:])
+        assert abs(dp_after - dp_before) < 3.0 and abs(dp_after - 111.0) < 3.0
+    finally:
+        room.close()
+
+
+def test_an_accepted_setpoint_moves_the_held_dp_and_a_config_change_applies_live(scenario, broker):
+    field = make_field(scenario, broker)
+    room = ControlRoom(broker, field)
+    try:
+        field.run(SETTLE_S)
+        room.send(sign(1, P.CommandType.SETPOINT, {"setpoint_kpa_x10": 1300}, field.wall_s))
+        assert room.ack(1).result == P.AckResult.OK
+        field.run(240)
+        dp = statistics.fmean(s[3] for s in field.samples[-30:])
+        assert abs(dp - 130.0) < 3.0
+        (ev,) = room.events(P.EventCode.COMMAND_ACCEPTED)
+        assert ev.value == P.CommandType.SETPOINT
+
+        # config change: setpoint.ramp_kpa_per_s (key id 4, 0.001 kPa/s) 0.5 -> 1.0, applied
+        # without a restart; the pumps keep running (adopted), the file on flash holds it
+        runtime = field.controller.runtime
+        old_agent = runtime.agent
+        running = sum(p.state == 3 for p in old_agent.snapshot.pumps)
+        room.send(sign(2, P.CommandType.CONFIG_CHANGE, {"key": 4, "value": 1000}, field.wall_s))
+        assert room.ack(2).result == P.AckResult.OK
+        assert runtime.agent is not old_agent
+        assert runtime.agent.control.setpoint.ramp_kpa_per_s == 1.0
+        stored = json.loads(field.files.files[CONFIG_PATH])
+        assert stored["setpoint"]["ramp_kpa_per_s"] == 1.0 and stored["mqtt"]["station"] == "relay1"
+        field.run(120)
+        agent = runtime.agent
+        assert sum(p.state == 3 for p in agent.snapshot.pumps) == running  # nothing slammed
+        assert agent.control.setpoint.fixed_kpa == 130.0  # the remote setpoint kept
+        dp = statistics.fmean(s[3] for s in field.samples[-30:])
+        assert abs(dp - 130.0) < 3.0
+        assert room.events(P.EventCode.CONFIG_APPLIED)
+        # a config value the schema refuses: out of envelope, nothing stored
+        room.send(sign(3, P.CommandType.CONFIG_CHANGE, {"key": 4, "value": -5}, field.wall_s))
+        assert room.ack(3).result == P.AckResult.OUT_OF_ENVELOPE
+        assert json.loads(field.files.files[CONFIG_PATH])["setpoint"]["ramp_kpa_per_s"] == 1.0
+    finally:
+        room.close()
