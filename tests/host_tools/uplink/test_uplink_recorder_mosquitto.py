@@ -68,6 +68,18 @@ def start_recorder(port, log, client_id, password_file, group="fleet"):
     )  # fmt: skip
 
 
+def wait_subscribed(broker, client_ids, times=1, timeout=20):
+    """Until the broker's log (since its last start) shows each recorder's shared subscription
+    (`times` times)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = broker.log().rsplit(" starting\n", 1)[-1]
+        if all(text.count(f"{c} 1 $share/fleet/relaypump/+/+/+") >= times for c in client_ids):
+            return
+        assert time.monotonic() < deadline, f"recorders {client_ids} did not subscribe"
+        time.sleep(0.05)
+
+
 def stop(proc) -> str:
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=20)
@@ -101,7 +113,7 @@ def test_two_recorders_split_the_stream_and_record_everything_once(broker, tmp_p
     logs = [tmp_path / "a.rplog", tmp_path / "b.rplog"]
     pw = password_file("recorder")
     recs = [start_recorder(broker.port, log, f"rec-{i}", pw) for i, log in enumerate(logs)]
-    time.sleep(1.0)  # both subscribed before the first frame
+    wait_subscribed(broker, ["rec-0", "rec-1"])  # both before the first frame
     stations = [Station(broker.port, "relay1", 1), Station(broker.port, "relay2", 2)]
     for _ in range(10):
         for s in stations:
@@ -129,7 +141,7 @@ def test_a_recorder_killed_mid_stream_loses_nothing_and_records_nothing_twice(
     pw = password_file("recorder")
     a = start_recorder(broker.port, logs[0], "rec-a", pw)
     b = start_recorder(broker.port, logs[1], "rec-b", pw)
-    time.sleep(1.0)
+    wait_subscribed(broker, ["rec-a", "rec-b"])
     stations = [Station(broker.port, "relay1", 1), Station(broker.port, "relay2", 2)]
     for round_ in range(30):
         for s in stations:
@@ -142,7 +154,7 @@ def test_a_recorder_killed_mid_stream_loses_nothing_and_records_nothing_twice(
             s.wait()  # paced: the broker has every frame of the round
         if round_ == 13:  # the broker queued ~300 for it (its queue holds 1000: none dropped)
             a = start_recorder(broker.port, logs[0], "rec-a", pw)  # the same session again
-            time.sleep(1.5)  # its start; meanwhile nothing is published
+            wait_subscribed(broker, ["rec-a"], times=2)  # meanwhile nothing is published
     wait_recorded(logs, 6000)
     time.sleep(0.5)
     err_a = stop(a)
@@ -220,7 +232,7 @@ def test_qos1_redelivery_of_written_but_unacknowledged_frames_is_dropped(
 def test_the_recorder_comes_back_after_a_broker_restart(broker, tmp_path, password_file):
     log = tmp_path / "a.rplog"
     rec = start_recorder(broker.port, log, "rec-a", password_file("recorder"))
-    time.sleep(1.0)
+    wait_subscribed(broker, ["rec-a"])
     station = Station(broker.port, "relay1", 1)
     station.publish(100)
     station.wait()
@@ -228,10 +240,8 @@ def test_the_recorder_comes_back_after_a_broker_restart(broker, tmp_path, passwo
     broker.stop()
     time.sleep(1.0)
     broker.start()  # same port; no persistence: the recorder must subscribe again by itself
+    wait_subscribed(broker, ["rec-a"])  # again, by itself
     deadline = time.monotonic() + 20
-    while "rec-a 1 $share/fleet/relaypump/+/+/+" not in broker.log().split("mosquitto version")[-1]:
-        assert time.monotonic() < deadline, "the recorder did not subscribe again"
-        time.sleep(0.1)
     while not station.client.is_connected():
         assert time.monotonic() < deadline, "the station did not connect again"
         time.sleep(0.1)
