@@ -190,7 +190,7 @@ class Uplink:
         self.commands = Commands(station_id, key, config, self.clock)
         self.box = Outbox(
             board.fs,
-            OUTBOX_BASE,
+            runtime.state_base.rsplit("/", 1)[0] + OUTBOX_BASE,  # beside the state files
             station_id,
             self.clock,
             now_ms,

@@ -1,0 +1,245 @@
+"""The uplink in the runtime's loop (relaypump/station_uplink.py), on CPython and in the VM.
+
+The runtime, the agent, the outbox on the file system, the MQTT session and the command judge are
+real; the test board of test_runtime.py (a clock the test advances, the RS-485 bus played with
+real RTU frames) gets a broker link that plays the broker in-process (CONNACK, SUBACK, PUBACK,
+PINGRESP; it keeps what was published and delivers the commands the test gives it) and a time
+source. The end-to-end tests against Mosquitto and the simulated plant are in
+tests/host_tools/uplink_e2e.
+"""
+
+import json
+import struct
+
+from relaypump import mqtt, uplink
+from relaypump.codes import ACK_OK, ACK_OUT_OF_ENVELOPE, ACK_REPLAYED
+from support import ON_MICROPYTHON, bytes_allocated
+from test_runtime import Bus, WireBoard, make_dir, remove_dir, run, write_config
+
+VM_HEAP_KIB = 2048  # one VM call per test: the bus double's garbage stays until it returns
+
+EPOCH_S = 1780000000
+KEY = bytes(range(100, 132))
+TOPIC = "relaypump/jia/relay1/"
+
+
+class PlayedBroker:
+    """The link of the board: connects at once, answers what the session sends, keeps every
+    PUBLISH as (topic, payload) and hands the session the commands queued in ``commands``."""
+
+    def __init__(self, session):
+        self.session = session
+        self.published = []
+        self.commands = []
+        self.up = False
+        self._pid = 0
+
+    def step(self, now):
+        s = self.session
+        s.poll(now)  # the timers (as netio.Link.step): the first connect is wanted here
+        if s.want_link and not self.up:
+            self.up = True
+            s.link_up(now)
+        if not self.up:
+            return
+        for _ in range(50):
+            out = s.poll(now)
+            if out is None:
+                break
+            data = bytes(out)
+            s.sent(len(out))
+            s.receive(self._answer(data))
+        while self.commands and s.connected:
+            payload = self.commands.pop(0)
+            t = (TOPIC + "cmd").encode()
+            self._pid += 1
+            body = struct.pack(">H", len(t)) + t + struct.pack(">H", self._pid) + payload
+            s.receive(bytes([0x32, len(body)]) + body)
+
+    def _answer(self, data):
+        reply = b""
+        pos = 0
+        while pos < len(data):
+            rl = mqtt.decode_length(data, pos + 1, len(data))
+            start = pos + 1 + mqtt.length_size(rl)
+            kind, flags, body = data[pos] >> 4, data[pos] & 15, data[start : start + rl]
+            pos = start + rl
+            if kind == 1:
+                reply += b"\x20\x02\x00\x00"
+            elif kind == 8:
+                reply += bytes([0x90, 3, body[0], body[1], 1])
+            elif kind == 12:
+                reply += b"\xd0\x00"
+            elif kind == 3:
+                tlen = (body[0] << 8) | body[1]
+                p = 2 + tlen
+                if (flags >> 1) & 3:
+                    reply += bytes([0x40, 2, body[p], body[p + 1]])
+                    p += 2
+                self.published.append((bytes(body[2 : 2 + tlen]).decode(), bytes(body[p:])))
+        return reply
+
+    def frames(self, kind):
+        return [p for t, p in self.published if t == TOPIC + kind]
+
+
+class WallTime:
+    def __init__(self, board, clock):
+        self.board = board
+        self.clock = clock
+
+    def step(self, now):
+        if self.clock.due(now):
+            self.clock.set_time(EPOCH_S + self.board.us // 1000000, now)
+
+
+class UplinkBoard(WireBoard):
+    broker = None
+
+    def net_link(self, session, cfg):
+        self.broker = PlayedBroker(session)
+        return self.broker
+
+    def ntp_link(self, clock, cfg):
+        return WallTime(self, clock)
+
+
+def start(directory):
+    from relaypump.runtime import Runtime
+
+    with open(directory + "/station.key", "w") as f:
+        f.write("".join("%02x" % b for b in KEY))
+
+    def change(doc):
+        doc["mqtt"] = {"host": "broker.invalid", "site": "jia", "station": "relay1"}
+        doc["commands"] = {"key_file": directory + "/station.key"}
+
+    board = UplinkBoard(Bus())
+    runtime = Runtime(board, write_config(directory, change), directory + "/state")
+    assert runtime.uplink is not None, runtime.uplink_error
+    return runtime, board
+
+
+def command(counter, command_type, args, now_s, key=KEY):
+    buf = bytearray(uplink.COMMAND_MAX_SIZE)
+    values = [1, counter, now_s, counter, now_s + 60, command_type] + list(args)
+    n = uplink.encode_command(buf, values, key)
+    return bytes(buf[:n])
+
+
+def test_telemetry_carries_the_means_of_the_measured_values_through_the_session():
+    directory = make_dir()
+    try:
+        runtime, board = start(directory)
+        run(runtime, board, 35000)
+        frames = [uplink.decode_telemetry(f) for f in board.broker.frames("telemetry")]
+        assert len(frames) == 3  # at 10, 20 and 30 s
+        for f in frames:
+            assert f[uplink.I_TELEMETRY_STATION_ID] == 1
+            assert f[uplink.I_TELEMETRY_TIMESTAMP_S] >= EPOCH_S  # the clock was set first
+            # the loop currents of test_runtime.Bus: 300, 700, 111 kPa, 90 degC, 400 m3/h
+            assert abs(f[uplink.I_TELEMETRY_SUCTION_KPA_X10] - 3000) <= 1
+            assert abs(f[uplink.I_TELEMETRY_DISCHARGE_KPA_X10] - 7000) <= 1
+            assert abs(f[uplink.I_TELEMETRY_REMOTE_DP_KPA_X10] - 1110) <= 1
+            assert abs(f[uplink.I_TELEMETRY_SUPPLY_TEMP_C_X100] - 9000) <= 2
+            assert abs(f[uplink.I_TELEMETRY_FLOW_M3H_X10] - 4000) <= 1
+            assert f[uplink.I_TELEMETRY_RETURN_TEMP_C_X100] == uplink.NO_READING_S16
+            assert f[uplink.I_TELEMETRY_SETPOINT_KPA_X10] == 1110
+            assert f[uplink.I_TELEMETRY_PUMP3_STATE] != 0  # three pumps: no slot ABSENT
+        seqs = [f[uplink.I_TELEMETRY_SEQ] for f in frames]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 3
+        events = [uplink.decode_event(f) for f in board.broker.frames("event")]
+        assert 1 in [e[uplink.I_EVENT_CODE] for e in events]  # AGENT_STARTED
+        assert runtime.uplink.box.pending == 0  # every frame acknowledged, none left
+        assert board.broker.frames("status") == [b"online"]
+    finally:
+        remove_dir(directory)
+
+
+def test_a_command_is_judged_its_counter_saved_then_acted_on_and_acked():
+    directory = make_dir()
+    try:
+        runtime, board = start(directory)
+        run(runtime, board, 3000)
+        now_s = EPOCH_S + board.us // 1000000
+        board.broker.commands.append(command(7, uplink.COMMAND_SETPOINT, [1300], now_s))
+        run(runtime, board, 500)
+        acks = [uplink.decode_ack(f) for f in board.broker.frames("ack")]
+        assert [(a[uplink.I_ACK_COMMAND_COUNTER], a[uplink.I_ACK_RESULT]) for a in acks] == [
+            (7, ACK_OK)
+        ]
+        assert runtime.agent.control.setpoint.fixed_kpa == 130.0
+        assert runtime.agent.state.command_counter == 7
+        saved = ""
+        for name in ("/state.a", "/state.b"):
+            try:
+                with open(directory + name) as f:
+                    saved += f.read()
+            except OSError:
+                pass
+        assert '"command_counter": 7' in saved or '"command_counter":7' in saved
+        # a replay and a setpoint outside the envelope: refused, nothing changes
+        board.broker.commands.append(command(7, uplink.COMMAND_SETPOINT, [1500], now_s))
+        board.broker.commands.append(command(8, uplink.COMMAND_SETPOINT, [2500], now_s))
+        run(runtime, board, 500)
+        acks = [uplink.decode_ack(f) for f in board.broker.frames("ack")]
+        assert [a[uplink.I_ACK_RESULT] for a in acks] == [ACK_OK, ACK_REPLAYED, ACK_OUT_OF_ENVELOPE]
+        assert runtime.agent.control.setpoint.fixed_kpa == 130.0
+        assert runtime.agent.state.command_counter == 8
+    finally:
+        remove_dir(directory)
+
+
+def test_a_config_change_is_stored_and_the_agent_rebuilt_without_a_restart():
+    directory = make_dir()
+    try:
+        runtime, board = start(directory)
+        run(runtime, board, 3000)
+        old = runtime.agent
+        now_s = EPOCH_S + board.us // 1000000
+        # setpoint.ramp_kpa_per_s (key 4, 0.001 kPa/s) -> 1.0
+        board.broker.commands.append(command(1, uplink.COMMAND_CONFIG_CHANGE, [4, 1000], now_s))
+        run(runtime, board, 3000)
+        acks = [uplink.decode_ack(f) for f in board.broker.frames("ack")]
+        assert [a[uplink.I_ACK_RESULT] for a in acks] == [ACK_OK]
+        assert runtime.agent is not old and runtime.adopted == 1
+        assert runtime.agent.control.setpoint.ramp_kpa_per_s == 1.0
+        with open(directory + "/station.json") as f:
+            stored = json.load(f)
+        assert stored["setpoint"]["ramp_kpa_per_s"] == 1.0
+        assert stored["mqtt"]["station"] == "relay1"
+        assert runtime.agent.ticks > 0  # the new agent runs
+    finally:
+        remove_dir(directory)
+
+
+def test_a_missing_key_file_leaves_the_station_running_without_an_uplink():
+    from relaypump.runtime import Runtime
+
+    directory = make_dir()
+    try:
+
+        def change(doc):
+            doc["mqtt"] = {"host": "broker.invalid", "site": "jia", "station": "relay1"}
+            doc["commands"] = {"key_file": directory + "/missing.key"}
+
+        board = UplinkBoard(Bus())
+        runtime = Runtime(board, write_config(directory, change), directory + "/state")
+        assert runtime.agent is not None and runtime.uplink is None
+        assert "key_file" in runtime.uplink_error
+        run(runtime, board, 3000)
+        assert runtime.agent.ticks > 0
+    finally:
+        remove_dir(directory)
+
+
+def test_sampling_a_tick_allocates_only_its_float_sums():
+    directory = make_dir()
+    try:
+        runtime, board = start(directory)
+        run(runtime, board, 3000)
+        up, agent = runtime.uplink, runtime.agent
+        used = bytes_allocated(lambda: up.sample(agent))
+        assert used <= (5 * 16 if ON_MICROPYTHON else 5 * 32 + 64), used
+    finally:
+        remove_dir(directory)
