@@ -288,7 +288,9 @@ class Controller:
                 hot = True
         self.overloaded = over
         if not over and not hot and cap < self.max_pct:
-            cap = cap + step if cap + step < self.max_pct else self.max_pct
+            cap += step  # (one float: the sum is not taken twice)
+            if cap > self.max_pct:
+                cap = self.max_pct
         self.load_cap_pct = cap
         return cap
 
@@ -406,7 +408,7 @@ class Controller:
         if not moving and joined == self._n_eff:
             return False  # steady group: nothing to do (and nothing allocated)
         flow = snap.flow_m3h
-        n_eff = 0.0
+        n_eff = 0  # joined pumps count as ints (no float each), the moving ones' fractions add
         ok = flow.quality != BAD and joined > 0 and not self.manual
         head = None  # the required head at this flow, computed once
         if not moving:
@@ -421,7 +423,7 @@ class Controller:
             for i in range(self.pump_count):
                 p = self.phase[i]
                 if p == PHASE_JOINED:
-                    n_eff += 1.0
+                    n_eff += 1
                 elif (p == PHASE_JOINING or p == PHASE_LEAVING) and span > 0.5:
                     f = (self.ref_pct[i] - cut) / span
                     if f > 0.0:

@@ -368,8 +368,8 @@ class Calibration:
     - The model gets the mean factors of the pumps with at least 6 accepted observations each
       (rebuilt when the mean moved by 0.2 %).
     Per tick, one step of one pump (its steady point; its head; its shaft power; its efficiency)
-    or the model's update: in the VM at most 15 floats (240 B); none on a busy tick, whose step
-    waits for the next one.
+    or of the model's update (the mean factors; the model rebuilt with them): in the VM at most
+    18 floats (288 B); none on a busy tick, whose step waits for the next one.
     """
 
     def __init__(self, model, pump_count, events=None):
@@ -389,8 +389,10 @@ class Calibration:
         self._point = [[0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0] for _ in range(n)]
         self._phase = 0
         self._period = CALIBRATION_PERIOD_TICKS
-        if self._period < _STEPS * n + 1:
-            self._period = _STEPS * n + 1
+        if self._period < _STEPS * n + 2:
+            self._period = _STEPS * n + 2
+        self._new_head = 0.0  # the model's mean factors when they moved (0.0: not to rebuild)
+        self._new_efficiency = 0.0
         self._rated_kw = model.rated_kw
         self._q_bep = model.q_bep
         self._power_lo = 0.05 * model.rated_kw  # drive power a pump's efficiency is read from
@@ -408,7 +410,10 @@ class Calibration:
         i = phase // _STEPS
         if i >= self.pump_count:
             if phase == _STEPS * self.pump_count:
-                self._apply()
+                self._means()
+            elif self._new_head > 0.0:  # the next tick: the model rebuilt (its own 18 floats)
+                self.model.calibrate(self._new_head, self._new_efficiency)
+                self._new_head = 0.0
             return
         step = phase - i * _STEPS
         point = self._point[i]
@@ -568,8 +573,9 @@ class Calibration:
             value = int(off * 1000.0 + (0.5 if off > 0 else -0.5))
             self.events.push(code, severity, i + 1, value, now_ms)
 
-    def _apply(self):
-        """The model at the mean factors of the pumps fitted long enough."""
+    def _means(self):
+        """The mean factors of the pumps fitted long enough, kept for the model when they
+        moved."""
         head = 0.0
         eff = 0.0
         nh = 0
@@ -591,4 +597,5 @@ class Calibration:
             and -_APPLY_STEP < eff - model.efficiency_factor < _APPLY_STEP
         ):
             return
-        model.calibrate(head, eff)
+        self._new_head = head
+        self._new_efficiency = eff
