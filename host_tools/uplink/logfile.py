@@ -51,6 +51,7 @@ every record with time >= T in log order.
 Rules
 -----
 - Append-only: a writer only adds records at the end (and index entries at the end of the .idx).
+  One writer per log: it holds an exclusive flock on the log file while it is open.
 - Crash safety: records are written through a buffer; ``flush`` hands them to the OS (a recorder
   acknowledges messages to the broker only after that), ``sync`` adds an fsync. A crash can leave
   a torn tail: an incomplete last record, or a complete-looking one that fails its CRC. Opening a
@@ -68,6 +69,7 @@ Rules
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import struct
@@ -303,6 +305,13 @@ class _Block:
         )
 
 
+def _torn_magic(path: Path) -> bool:
+    """An empty file, or one holding part of the magic (its creation was cut short)."""
+    if path.stat().st_size >= len(MAGIC):
+        return False
+    return MAGIC.startswith(path.read_bytes())
+
+
 class LogWriter:
     """Appends records to a log (made when missing); see the module's rules for reopening."""
 
@@ -311,17 +320,23 @@ class LogWriter:
         self.index_every = index_every
         self.truncated = 0  # bytes of torn tail cut off when the log was opened
         self._codec = _Codec()
-        if not self.path.exists() or self.path.stat().st_size == 0:
+        if not self.path.exists() or _torn_magic(self.path):
             with open(self.path, "wb") as f:
                 f.write(MAGIC)
                 f.flush()
                 os.fsync(f.fileno())
             index_path(self.path).write_bytes(b"")
+        # O_APPEND: every write lands at the end, also after _recover truncates a torn tail
+        self._file = open(self.path, "ab", buffering=buffer_size)
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.close()
+            raise LogError(f"{self.path}: another writer has it open") from None
         entries, block, size = self._recover()
         self.size = size
         self.block = block
         self.indexed = entries
-        self._file = open(self.path, "ab", buffering=buffer_size)
         self._index = open(index_path(self.path), "ab")
         self.records_written = 0
 
@@ -426,6 +441,9 @@ class LogReader:
     def __init__(self, path):
         self.path = Path(path)
         with open(self.path, "rb") as f:
+            if os.fstat(f.fileno()).st_size < len(MAGIC):
+                raise NotALog(f"{self.path}: not a telemetry log (shorter than its magic)")
+            # mapped, not read: seeking by time touches only the blocks it reads
             self.data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         if self.data[: len(MAGIC)] != MAGIC:
             raise NotALog(f"{self.path}: not a telemetry log (magic {self.data[:8]!r})")
@@ -546,10 +564,12 @@ def verify(path) -> Report:
                 report.duplicates[key] = report.duplicates.get(key, 0) + 1
             seen.add(seq)
         pos = nxt
+    damaged = set(report.crc_errors)
     for entry in reader.index:
-        times = [
-            r.time_s for r in reader._scan(entry.offset, entry.offset + entry.length, None, None)
-        ]
+        end = entry.offset + entry.length
+        if any(entry.offset <= at < end for at in damaged):
+            continue  # its records are reported above; their times cannot be trusted
+        times = [r.time_s for r in reader._scan(entry.offset, end, None, None)]
         if len(times) != entry.count or (
             times and (min(times), max(times)) != (entry.min_s, entry.max_s)
         ):

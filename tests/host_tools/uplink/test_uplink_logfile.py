@@ -253,3 +253,40 @@ def test_a_file_that_is_not_a_log_is_refused(tmp_path):
         LogReader(path)
     with pytest.raises(logfile.NotALog):
         LogWriter(path)
+
+
+def test_one_writer_at_a_time_and_a_cut_short_creation_starts_again(tmp_path):
+    path = tmp_path / "a.rplog"
+    with LogWriter(path):
+        with pytest.raises(logfile.LogError, match="another writer"):
+            LogWriter(path)
+    path.write_bytes(MAGIC[:3])  # the creation was cut short
+    with LogWriter(path) as w:
+        w.append(RECV_US, KIND_TELEMETRY, "jia", "relay1", BASE)
+    assert len(list(LogReader(path))) == 1
+    path.write_bytes(b"")
+    with pytest.raises(logfile.NotALog):
+        LogReader(path)
+
+
+def test_pumprecord_verify_and_dump(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tool = str(Path(sys.executable).parent / "pumprecord")
+    path = write_log(tmp_path / "a.rplog", 40, every=10)
+    out = subprocess.run([tool, "verify", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout == "records: 40\nindex entries: 3\n"
+    out = subprocess.run(
+        [tool, "dump", str(path), "--from", str(T0 + 100), "--to", "2026-05-28T20:30:00"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and len(lines) == 2 * 10  # 10 s steps from T0+100 to T0+200
+    assert lines[0].endswith("jia/relay1 telemetry 80 B seq 10 t 1780000100")
+    raw = bytearray(path.read_bytes())
+    raw[500] ^= 0x40
+    path.write_bytes(bytes(raw))
+    out = subprocess.run([tool, "verify", str(path)], capture_output=True, text=True)
+    assert out.returncode == 1 and "CRC error at offset" in out.stdout

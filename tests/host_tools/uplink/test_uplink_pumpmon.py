@@ -121,3 +121,42 @@ def test_pumpmon_prints_a_line_per_message_into_a_pipe(broker, password_file):
     lines = out.splitlines()
     assert lines[0].startswith(f"{SITE}/relay1 telemetry seq 41 mode REMOTE_DP")
     assert lines[1] == f"{SITE}/relay1 status offline"
+
+
+def test_pumpmon_redraws_the_screen_on_a_terminal(broker, password_file):
+    import os
+    import select
+
+    relay1 = station_with_will(broker.port, "relay1")
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [PUMPMON, "--duration", "3", "--port", str(broker.port),
+         "--user", "controlroom", "--password-file", password_file("controlroom")],
+        stdout=slave, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + 15
+    published = False
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the terminal's other side closed: pumpmon ended
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if not published and b"ONLINE" in seen:
+            relay1.publish(f"relaypump/{SITE}/relay1/telemetry", frame(), qos=1)
+            published = True
+    os.close(master)
+    proc.wait(10)
+    relay1.disconnect()
+    relay1.loop_stop()
+    assert proc.returncode == 0
+    screens = seen.split(b"\x1b[H\x1b[2J")[1:]  # home + clear before every screen
+    assert len(screens) >= 2
+    assert any(f"{SITE}/relay1  ONLINE  no telemetry yet".encode() in s for s in screens)
+    assert b"  alarms: SUCTION_LOW, PUMP2_TRIPPED" in screens[-1]
