@@ -17,10 +17,14 @@ Record::
                     8   1   topic kind (KINDS: 0 status, 1 telemetry, 2 event, 3 ack, 4 cmd,
                             255 another topic)
                     9   1   flags: bit 0 retained, bit 1 delivered with the MQTT DUP flag
-                    10  1   s: site name length (0..32), then s bytes of ASCII
-                    ..  1   n: station name length (0..32), then n bytes of ASCII
+                    10  1   s: site name length (0..255), then s bytes of UTF-8
+                    ..  1   n: station name length (0..255), then n bytes of UTF-8
                     ..      the payload as the broker delivered it (an uplink frame of
-                            protocol/uplink.py, or a status message): the rest of the body
+                            protocol/uplink.py, or a status message): the rest of the body.
+                            Kind 255 (any topic that is not relaypump/<site>/<station>/<kind>
+                            with a known kind and names of at most 255 bytes): empty names,
+                            and the payload is the whole topic (UTF-8), a zero byte, then the
+                            message: nothing the broker delivered is lost
     4+L     4     CRC-32 (zlib.crc32, the IEEE polynomial) of the 4 length bytes and the body
 
 The site and station are the topic's levels (relaypump/<site>/<station>/<kind>): the identity the
@@ -84,7 +88,7 @@ BODY_FIXED = struct.Struct(">QBBB")  # receive time, kind, flags, site length
 CRC = struct.Struct(">I")
 BODY_MIN = BODY_FIXED.size + 1  # a body with empty names and no payload
 BODY_MAX = 1 << 20  # no MQTT payload the recorder takes is this large
-NAME_MAX = 32
+NAME_MAX = 255  # bytes of UTF-8 (one length byte)
 INDEX_ENTRY = struct.Struct(">QQIIII")
 INDEX_SIZE = INDEX_ENTRY.size + 4
 INDEX_EVERY = 4096
@@ -143,12 +147,26 @@ class Record:
 
     @property
     def time_s(self) -> int:
-        return record_time(self.payload, self.receive_us)
+        return record_time(self.payload, self.receive_us, self.kind)
+
+    @property
+    def topic(self) -> str:
+        """The message's topic (kind 255 records carry it in front of the message)."""
+        if self.kind == KIND_OTHER:
+            return self.payload.split(b"\0", 1)[0].decode("utf-8", "replace")
+        return f"relaypump/{self.site}/{self.station}/{self.kind_name}"
+
+    @property
+    def message(self) -> bytes:
+        """The message as the broker delivered it."""
+        if self.kind == KIND_OTHER:
+            return self.payload.split(b"\0", 1)[1] if b"\0" in self.payload else b""
+        return self.payload
 
     @property
     def frame_seq(self) -> int | None:
         """The uplink frame's seq, or None when the payload is not an uplink frame."""
-        head = frame_head(self.payload)
+        head = frame_head(self.payload) if self.kind != KIND_OTHER else None
         return None if head is None else head[1]
 
 
@@ -159,8 +177,8 @@ def frame_head(payload) -> tuple[int, int, int] | None:
     return _FRAME_HEAD.unpack_from(payload)[3:]
 
 
-def record_time(payload, receive_us: int) -> int:
-    head = frame_head(payload)
+def record_time(payload, receive_us: int, kind: int = KIND_TELEMETRY) -> int:
+    head = frame_head(payload) if kind != KIND_OTHER else None
     if head is not None and head[2] >= UNSYNCED_BELOW:
         return head[2]
     return receive_us // 1_000_000
@@ -182,9 +200,11 @@ class _Codec:
     def encode(self, receive_us: int, kind: int, flags: int, site: str, station: str, payload):
         names = self._names.get((site, station))
         if names is None:
-            s, n = site.encode("ascii"), station.encode("ascii")
+            s, n = site.encode(), station.encode()
             if len(s) > NAME_MAX or len(n) > NAME_MAX:
-                raise LogError(f"names are at most {NAME_MAX} characters: {site!r}/{station!r}")
+                raise LogError(
+                    f"names are at most {NAME_MAX} bytes: {site[:40]!r}/{station[:40]!r}"
+                )
             names = bytes((len(s),)) + s + bytes((len(n),)) + n
             self._names[(site, station)] = names
         body = b"".join((struct.pack(">QBB", receive_us, kind, flags), names, payload))
@@ -213,15 +233,15 @@ def decode_at(data, offset: int) -> tuple[Record | None, int]:
     receive_us, kind, flags, s = BODY_FIXED.unpack_from(data, body_at)
     pos = body_at + BODY_FIXED.size
     body_end = stop - CRC.size
-    if s > NAME_MAX or pos + s + 1 > body_end:
+    if pos + s + 1 > body_end:
         raise CorruptRecord(offset, "site name runs past the body")
-    site = bytes(data[pos : pos + s]).decode("ascii", "replace")
+    site = bytes(data[pos : pos + s]).decode("utf-8", "replace")
     pos += s
     n = data[pos]
     pos += 1
-    if n > NAME_MAX or pos + n > body_end:
+    if pos + n > body_end:
         raise CorruptRecord(offset, "station name runs past the body")
-    station = bytes(data[pos : pos + n]).decode("ascii", "replace")
+    station = bytes(data[pos : pos + n]).decode("utf-8", "replace")
     pos += n
     payload = bytes(data[pos:body_end])
     return Record(offset, receive_us, kind, flags, site, station, payload), stop
@@ -394,7 +414,7 @@ class LogWriter:
         flags: int = 0,
     ) -> int:
         """Add one record (buffered); returns its offset."""
-        t = record_time(payload, receive_us)
+        t = record_time(payload, receive_us, kind)
         block = self.block
         if block.ends_before(t, self.index_every):
             entry = block.entry(self.size)

@@ -50,9 +50,10 @@ from host_tools.uplink.logfile import (
     FLAG_RETAINED,
     INDEX_EVERY,
     KIND_CMD,
-    KIND_NAMES,
     KIND_OTHER,
+    KIND_STATUS,
     KINDS,
+    NAME_MAX,
     LogReader,
     LogWriter,
     frame_head,
@@ -130,7 +131,7 @@ class Recorder:
         reader = LogReader(self.writer.path)
         for record in reader.records() if start is None else reader.records_from(start):
             head = frame_head(record.payload)
-            if head is not None and record.kind not in (0, KIND_OTHER):
+            if head is not None and record.kind not in (KIND_STATUS, KIND_OTHER):
                 self._window(record.site, record.station, record.kind).duplicate(head[1])
 
     def _window(self, site: str, station: str, kind: int) -> SeqWindow:
@@ -150,11 +151,15 @@ class Recorder:
     ) -> bool:
         """Log one message; False when it was a duplicate (dropped)."""
         parts = topic.split("/")
+        kind = KIND_OTHER
         if len(parts) == 4 and parts[0] == broker.PREFIX:
             site, station, kind = parts[1], parts[2], KINDS.get(parts[3], KIND_OTHER)
-        else:
-            site, station, kind = "", "", KIND_OTHER
-        if kind != KIND_OTHER and kind != 0:
+            if len(site) > NAME_MAX // 4 or len(station) > NAME_MAX // 4:  # UTF-8: <= 4 B a char
+                if len(site.encode()) > NAME_MAX or len(station.encode()) > NAME_MAX:
+                    kind = KIND_OTHER
+        if kind == KIND_OTHER:  # kept whole: the topic in front of the message
+            site, station, payload = "", "", topic.encode() + b"\0" + payload
+        elif kind != KIND_STATUS:
             head = frame_head(payload)
             if head is not None and self._window(site, station, kind).duplicate(head[1]):
                 self.duplicates += 1
@@ -335,12 +340,10 @@ def dump(args) -> int:
         received = dt.datetime.fromtimestamp(r.receive_us / 1e6, dt.UTC).isoformat(
             timespec="milliseconds"
         )
-        head = frame_head(r.payload)
-        what = f"seq {head[1]} t {head[2]}" if head else repr(bytes(r.payload[:40]))
-        print(
-            f"{r.offset} {received} {r.site}/{r.station} {KIND_NAMES.get(r.kind, 'other')}"
-            f" {len(r.payload)} B {what}"
-        )
+        head = frame_head(r.payload) if r.kind != KIND_OTHER else None
+        what = f"seq {head[1]} t {head[2]}" if head else repr(bytes(r.message[:40]))
+        who = f"{r.site}/{r.station} {r.kind_name}" if r.kind != KIND_OTHER else r.topic
+        print(f"{r.offset} {received} {who} {len(r.message)} B {what}")
     if reader.tail_bytes:
         print(f"(incomplete tail: {reader.tail_bytes} bytes)")
     return 0

@@ -290,3 +290,24 @@ def test_pumprecord_verify_and_dump(tmp_path):
     path.write_bytes(bytes(raw))
     out = subprocess.run([tool, "verify", str(path)], capture_output=True, text=True)
     assert out.returncode == 1 and "CRC error at offset" in out.stdout
+
+
+def test_messages_on_unexpected_topics_are_kept_whole(tmp_path):
+    path = tmp_path / "a.rplog"
+    long_site = "é" * 200  # 400 bytes of UTF-8: too long for a name byte
+    topics = [
+        "relaypump/jia/relay1/debug",
+        f"relaypump/{long_site}/relay1/telemetry",
+        "RP/looks/like/a-frame",
+        "relaypump/jia/relay1/telemetry",
+    ]
+    with LogWriter(path) as w:
+        r = Recorder(w)
+        for t in topics:
+            assert r.take(t, BASE, receive_us=RECV_US)
+    records = list(LogReader(path))
+    assert [rec.topic for rec in records] == topics
+    assert all(rec.message == BASE for rec in records)
+    assert [rec.kind_name for rec in records] == ["other"] * 3 + ["telemetry"]
+    assert [rec.frame_seq for rec in records] == [None, None, None, 0]
+    assert [rec.time_s for rec in records] == [T0 + 5] * 3 + [T0]
