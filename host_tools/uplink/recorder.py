@@ -27,6 +27,8 @@ Rules:
   are being dropped" in the broker's log). Size it for the longest recorder outage to survive
   (messages a second x seconds, shared between the group), and max_inflight_messages (default
   20) at least --batch: with 20 the broker waits for PUBACKs every 20 messages.
+- A broker that is not there (at start too) or goes away is retried: at once, then after 0.5 s,
+  doubling up to 10 s, each failure one line on stderr.
 - SIGINT / SIGTERM: the batch is written and acknowledged, the log synced, exit 0; the totals go
   to stderr.
 """
@@ -195,7 +197,9 @@ class Session:
         client.on_disconnect = self._on_disconnect
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
-        if not reason_code.is_failure:
+        if reason_code.is_failure:
+            print(f"pumprecord: the broker refused the connection: {reason_code}", file=sys.stderr)
+        else:
             client.subscribe(self.subscription, qos=1)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
@@ -289,25 +293,22 @@ def record(args) -> int:
     stop = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.append(1))
-    try:
-        client.connect(args.host, broker.port_of(args), keepalive=args.keepalive)
-    except OSError as err:
-        raise broker.ToolError(
-            f"cannot reach the broker at {args.host}:{broker.port_of(args)}: {err}", code=4
-        ) from None
-    backoff = 0.5
+    where = f"{args.host}:{broker.port_of(args)}"
+    client.connect_async(args.host, broker.port_of(args), keepalive=args.keepalive)
+    backoff = 0.0  # the first connect at once
     try:
         while not stop:
-            rc = session.step(0.2)
-            if rc != 0 and not stop:
-                time.sleep(backoff)
-                backoff = min(backoff * 2, 10.0)
+            if client.socket() is None:  # not connected: (re)connect after the backoff
+                _sleep(backoff, stop)
+                backoff = min(max(backoff * 2, 0.5), 10.0)
                 try:
                     client.reconnect()
-                except OSError:
-                    continue
-            elif session.subscribed:
-                backoff = 0.5
+                except OSError as err:
+                    print(f"pumprecord: broker {where}: {err}; retrying", file=sys.stderr)
+                continue
+            session.step(0.2)
+            if session.subscribed:
+                backoff = 0.0
         session.commit()
         client.disconnect()
     finally:
@@ -318,6 +319,13 @@ def record(args) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _sleep(seconds: float, stop: list) -> None:
+    """Sleep, but end at once when a signal asked to stop."""
+    end = time.monotonic() + seconds
+    while not stop and time.monotonic() < end:
+        time.sleep(min(0.1, max(0.0, end - time.monotonic())))
 
 
 def _time(text: str) -> int:

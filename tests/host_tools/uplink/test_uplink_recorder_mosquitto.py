@@ -251,3 +251,30 @@ def test_the_recorder_comes_back_after_a_broker_restart(broker, tmp_path, passwo
     stop(rec)
     station.close()
     assert [r.frame_seq for r in LogReader(log)] == list(range(200))
+
+
+def test_a_recorder_started_before_its_broker_waits_for_it(broker, tmp_path, password_file):
+    log = tmp_path / "a.rplog"
+    broker.stop()
+    err_path = tmp_path / "rec.stderr"
+    with open(err_path, "w") as err:
+        rec = subprocess.Popen(
+            [PUMPRECORD, "record", "--log", str(log), "--client-id", "rec-a", "--group", "fleet",
+             "--port", str(broker.port), "--user", "recorder",
+             "--password-file", password_file("recorder")],
+            stderr=err,
+        )  # fmt: skip
+    deadline = time.monotonic() + 20
+    while "Connection refused; retrying" not in err_path.read_text():
+        assert time.monotonic() < deadline and rec.poll() is None, err_path.read_text()
+        time.sleep(0.1)
+    broker.start()
+    wait_subscribed(broker, ["rec-a"])
+    station = Station(broker.port, "relay1", 1)
+    station.publish(10)
+    station.wait()
+    wait_recorded([log], 10)
+    rec.send_signal(signal.SIGTERM)
+    assert rec.wait(20) == 0
+    station.close()
+    assert "pumprecord: 10 recorded, 0 duplicates dropped" in err_path.read_text()
