@@ -1,4 +1,4 @@
-"""What the uplink host tools share: topic names and the broker connection (paho-mqtt 2, MQTT 3.1.1).
+"""What the uplink host tools share: topic names, the broker connection (paho-mqtt 2, MQTT 3.1.1).
 
 Topics: relaypump/<site>/<station>/<kind>, kinds status, telemetry, event, ack (the station
 publishes them) and cmd (the control room publishes it); as firmware/relaypump/mqtt.py topic().

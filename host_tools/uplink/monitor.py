@@ -80,6 +80,38 @@ def event_text(ev: dict) -> str:
     )
 
 
+_LINE_FIELDS = (
+    ("setpoint", "setpoint_kpa_x10"),
+    ("suction", "suction_kpa_x10"),
+    ("discharge", "discharge_kpa_x10"),
+    ("flow", "flow_m3h_x10"),
+)
+_PRESSURES = (
+    ("setpoint", "setpoint_kpa_x10"),
+    ("suction", "suction_kpa_x10"),
+    ("discharge", "discharge_kpa_x10"),
+    ("remote DP", "remote_dp_kpa_x10"),
+)
+_FLOWS = (
+    ("supply", "supply_temp_c_x100"),
+    ("return", "return_temp_c_x100"),
+    ("flow", "flow_m3h_x10"),
+    ("energy", "station_energy_kwh_x10"),
+)
+
+
+def _labelled(f: dict, fields, sep: str) -> str:
+    return sep.join(f"{label} {_scaled(name, f[name])}" for label, name in fields)
+
+
+def _pump_text(n: int, p: dict) -> str:
+    fault = f" fault {p['fault_code']}" if p["fault_code"] else ""
+    values = " ".join(
+        _scaled(name, p[name]) for name in ("speed_pct_x100", "current_a_x10", "power_kw_x10")
+    )
+    return f"P{n} {_name(uplink.PumpState, p['state'])} {values}{fault}"
+
+
 @dataclass
 class StationView:
     site: str
@@ -156,10 +188,7 @@ class Model:
     def _values_line(f: dict) -> str:
         alarms = alarm_names(f["alarm_bits"])
         return (
-            f"mode {_name(uplink.Mode, f['mode'])} setpoint {_scaled('setpoint_kpa_x10', f['setpoint_kpa_x10'])}"
-            f" suction {_scaled('suction_kpa_x10', f['suction_kpa_x10'])}"
-            f" discharge {_scaled('discharge_kpa_x10', f['discharge_kpa_x10'])}"
-            f" flow {_scaled('flow_m3h_x10', f['flow_m3h_x10'])}"
+            f"mode {_name(uplink.Mode, f['mode'])} {_labelled(f, _LINE_FIELDS, ' ')}"
             f" alarms {','.join(alarms) if alarms else 'none'}"
         )
 
@@ -181,30 +210,18 @@ class Model:
                 lines += [head + "  no telemetry yet"]
             else:
                 age = now - v.telemetry_at
+                when = _clock(f["timestamp_s"])
                 lines.append(
-                    f"{head}  telemetry {age:.0f} s ago, frame time {_clock(f['timestamp_s'])}, seq {f['seq']}"
+                    f"{head}  telemetry {age:.0f} s ago, frame time {when}, seq {f['seq']}"
                 )
-                lines.append(
-                    f"  mode {_name(uplink.Mode, f['mode'])}  setpoint {_scaled('setpoint_kpa_x10', f['setpoint_kpa_x10'])}"
-                    f"  suction {_scaled('suction_kpa_x10', f['suction_kpa_x10'])}"
-                    f"  discharge {_scaled('discharge_kpa_x10', f['discharge_kpa_x10'])}"
-                    f"  remote DP {_scaled('remote_dp_kpa_x10', f['remote_dp_kpa_x10'])}"
-                )
-                lines.append(
-                    f"  supply {_scaled('supply_temp_c_x100', f['supply_temp_c_x100'])}"
-                    f"  return {_scaled('return_temp_c_x100', f['return_temp_c_x100'])}"
-                    f"  flow {_scaled('flow_m3h_x10', f['flow_m3h_x10'])}"
-                    f"  energy {_scaled('station_energy_kwh_x10', f['station_energy_kwh_x10'])}"
-                )
-                pumps = []
-                for n, p in enumerate(f["pumps"], 1):
-                    if p["state"] == uplink.PumpState.ABSENT:
-                        continue
-                    fault = f" fault {p['fault_code']}" if p["fault_code"] else ""
-                    pumps.append(
-                        f"P{n} {_name(uplink.PumpState, p['state'])} {_scaled('speed_pct_x100', p['speed_pct_x100'])}"
-                        f" {_scaled('current_a_x10', p['current_a_x10'])} {_scaled('power_kw_x10', p['power_kw_x10'])}{fault}"
-                    )
+                mode = _name(uplink.Mode, f["mode"])
+                lines.append(f"  mode {mode}  {_labelled(f, _PRESSURES, '  ')}")
+                lines.append(f"  {_labelled(f, _FLOWS, '  ')}")
+                pumps = [
+                    _pump_text(n, p)
+                    for n, p in enumerate(f["pumps"], 1)
+                    if p["state"] != uplink.PumpState.ABSENT
+                ]
                 lines.append("  " + (" | ".join(pumps) if pumps else "no pumps"))
                 alarms = alarm_names(f["alarm_bits"])
                 lines.append(f"  alarms: {', '.join(alarms) if alarms else 'none'}")

@@ -18,8 +18,9 @@ Rules:
 - Duplicate detection keeps a window of the last ``--window`` seq numbers per station (a power of
   two; bounded memory: one byte per seq slot per station). It is rebuilt from the log's last
   2 x --index-every records (whole blocks) when the recorder starts, which covers every
-  unacknowledged message as long as --batch is below that. A seq older than the window is recorded (and counted as
-  ``stale``): an old frame is never lost for want of memory; ``verify`` finds any duplicate later.
+  unacknowledged message as long as --batch is below that. A seq older than the window is
+  recorded (and counted as ``stale``): an old frame is never lost for want of memory; ``verify``
+  finds any duplicate later.
   Commands (kind cmd) carry the control room's own numbers: they have their own window. Status
   messages and payloads that are not uplink frames have no seq and are always recorded.
 - The broker decides what waits for an absent recorder: Mosquitto's max_queued_messages (default

@@ -107,7 +107,7 @@ def test_online_offline_from_retained_birth_and_will_through_mosquitto(broker):
 def test_pumpmon_prints_a_line_per_message_into_a_pipe(broker, password_file):
     relay1 = station_with_will(broker.port, "relay1")
     proc = subprocess.Popen(
-        [PUMPMON, f"{SITE}/+", "--duration", "4", "--port", str(broker.port),
+        [PUMPMON, f"{SITE}/+", "--duration", "5", "--port", str(broker.port),
          "--user", "controlroom", "--password-file", password_file("controlroom")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
