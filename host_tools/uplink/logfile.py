@@ -412,9 +412,11 @@ class LogWriter:
         station: str,
         payload,
         flags: int = 0,
+        time_s: int | None = None,
     ) -> int:
-        """Add one record (buffered); returns its offset."""
-        t = record_time(payload, receive_us, kind)
+        """Add one record (buffered); returns its offset. time_s: its record time when the
+        caller already has it (as record_time computes it)."""
+        t = record_time(payload, receive_us, kind) if time_s is None else time_s
         block = self.block
         if block.ends_before(t, self.index_every):
             entry = block.entry(self.size)

@@ -57,6 +57,7 @@ from host_tools.uplink.logfile import (
     KIND_STATUS,
     KINDS,
     NAME_MAX,
+    UNSYNCED_BELOW,
     LogReader,
     LogWriter,
     frame_head,
@@ -160,17 +161,21 @@ class Recorder:
             if len(site) > NAME_MAX // 4 or len(station) > NAME_MAX // 4:  # UTF-8: <= 4 B a char
                 if len(site.encode()) > NAME_MAX or len(station.encode()) > NAME_MAX:
                     kind = KIND_OTHER
-        if kind == KIND_OTHER:  # kept whole: the topic in front of the message
-            site, station, payload = "", "", topic.encode() + b"\0" + payload
-        elif kind != KIND_STATUS:
-            head = frame_head(payload)
-            if head is not None and self._window(site, station, kind).duplicate(head[1]):
-                self.duplicates += 1
-                return False
         if receive_us is None:
             receive_us = time.time_ns() // 1000
+        time_s = receive_us // 1_000_000
+        if kind == KIND_OTHER:  # kept whole: the topic in front of the message
+            site, station, payload = "", "", topic.encode() + b"\0" + payload
+        else:
+            head = frame_head(payload)
+            if head is not None:
+                if kind != KIND_STATUS and self._window(site, station, kind).duplicate(head[1]):
+                    self.duplicates += 1
+                    return False
+                if head[2] >= UNSYNCED_BELOW:  # the record time, as logfile.record_time
+                    time_s = head[2]
         flags = (FLAG_RETAINED if retained else 0) | (FLAG_DUP if dup else 0)
-        self.writer.append(receive_us, kind, site, station, payload, flags)
+        self.writer.append(receive_us, kind, site, station, payload, flags, time_s)
         self.recorded += 1
         return True
 
