@@ -52,7 +52,7 @@ class SimulatedBus:
     def send(self, frame: bytes, now_s: float) -> float:
         """The master starts sending at now_s; returns when the last byte has left."""
         start = max(now_s, self.busy_until_s)
-        end = start + self.frame_time_s(len(frame))
+        end = start + len(frame) * self.char_s  # frame_time_s, inline
         self.wire_time_s += end - start
         self._response, self._delivered = b"", 0
         self.busy_until_s = end
@@ -69,14 +69,16 @@ class SimulatedBus:
         as the master receives it, or None for silence. The serial server (serial_port.py) goes
         through here too, so a bench sees the same faults as an in-process run."""
         self.requests += 1
-        frame = self._noisy(frame)
-        if frame and frame[0] in self.cut_units:
+        noisy = self.noise_probability > 0.0  # (no draw from the generator without noise)
+        if noisy:
+            frame = self._noisy(frame)
+        if self.cut_units and frame and frame[0] in self.cut_units:
             return None
         response = self.slaves.answer(frame, now_s)
         if response is None:
             return None
         self.responses += 1
-        return self._noisy(response)
+        return self._noisy(response) if noisy else response
 
     def receive(self, now_s: float) -> bytes:
         """Response bytes that have fully arrived by now_s and were not handed out before."""

@@ -84,10 +84,15 @@ class RegisterBank:
 
     def read(self, address: int, count: int) -> list[int]:
         check_count(count, MAX_READ_REGISTERS)
-        registers = [self.registers.get(a) for a in range(address, address + count)]
-        if any(r is None for r in registers):
-            raise ModbusException(ILLEGAL_DATA_ADDRESS, f"no register in {address}+{count}")
-        return [to_u16(r.read()) for r in registers if r is not None]
+        bank = self.registers
+        try:  # every address checked before any register is read
+            registers = [bank[a] for a in range(address, address + count)]
+        except KeyError:
+            raise ModbusException(
+                ILLEGAL_DATA_ADDRESS, f"no register in {address}+{count}"
+            ) from None
+        # to_u16, inline: this runs for every register of every read
+        return [max(-0x8000, min(0xFFFF, int(r.read()))) & 0xFFFF for r in registers]
 
     def write(self, address: int, values: Sequence[int]) -> None:
         check_count(len(values), MAX_WRITE_REGISTERS)

@@ -16,6 +16,7 @@ How a device answers, as a real one does (Modbus application protocol V1.1b3, §
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -49,6 +50,7 @@ _METHODS = {
     16: "write_registers",
 }
 _WRITE_LIMITS = {15: 1968, 16: 123}
+_DECODED_MAX = 4096
 
 
 class Request(NamedTuple):
@@ -59,9 +61,23 @@ class Request(NamedTuple):
     value: Any  # bool (05), int (06), list of bool (15), list of int (16); None for reads
 
 
+# Memo of framed responses by body: a station answers the same bodies cycle after cycle (a drive's
+# status at a steady speed, every write's echo), and the CRC is the costly part in Python. Bounded:
+# emptied when full.
+_FRAMED: dict[bytes, bytes] = {}
+_FRAMED_MAX = 4096
+
+
 def with_crc(body: bytes | bytearray) -> bytes:
-    crc = crc16(body)
-    return bytes(body) + bytes((crc & 0xFF, crc >> 8))
+    body = bytes(body)
+    frame = _FRAMED.get(body)
+    if frame is None:
+        crc = crc16(body)
+        frame = body + bytes((crc & 0xFF, crc >> 8))
+        if len(_FRAMED) >= _FRAMED_MAX:
+            _FRAMED.clear()
+        _FRAMED[body] = frame
+    return frame
 
 
 def decode_request(frame: bytes) -> Request:
@@ -128,11 +144,18 @@ def encode_bits(unit: int, function: int, bits: list[bool]) -> bytes:
     return with_crc(bytes((unit, function, len(data))) + data)
 
 
+_REGISTER_BODIES: dict[int, struct.Struct] = {}  # by register count: unit, function, n, words
+
+
 def encode_registers(unit: int, function: int, registers: list[int]) -> bytes:
-    body = bytearray((unit, function, 2 * len(registers)))
-    for value in registers:
-        body += value.to_bytes(2, "big")
-    return with_crc(body)
+    count = len(registers)
+    body = _REGISTER_BODIES.get(count)
+    if body is None:
+        body = _REGISTER_BODIES[count] = struct.Struct(f">BBB{count}H")
+    try:
+        return with_crc(body.pack(unit, function, 2 * count, *registers))
+    except struct.error:  # a word outside 0..0xFFFF: the error int.to_bytes gives
+        raise OverflowError(f"register value outside 0..0xFFFF in {registers}") from None
 
 
 def encode_echo(unit: int, function: int, address: int, word: int) -> bytes:
@@ -184,18 +207,29 @@ class RtuSlaves:
         self.devices = dict(devices)
         self.dropped_frames = 0  # bad CRC, wrong size: silence
         self.exceptions_sent = 0
+        # Requests decoded before, by frame: a master sends the same frames every poll cycle.
+        # Only valid ones are kept (a refused frame is decoded again, with its error); devices
+        # never keep or change a request's values. Bounded: emptied when full.
+        self._decoded: dict[bytes, Request] = {}
 
     def answer(self, frame: bytes, now_s: float) -> bytes | None:
-        try:
-            unit = frame[0]
-            request = decode_request(frame)
-        except (CrcError, TruncatedFrame, OversizedFrame, IndexError):
-            self.dropped_frames += 1
-            return None
-        except UnsupportedFunction:
-            return self._refuse(frame, ILLEGAL_FUNCTION, now_s)
-        except (CountError, ByteCountError, FrameValueError, FrameLengthError):
-            return self._refuse(frame, ILLEGAL_DATA_VALUE, now_s)
+        if type(frame) is not bytes:
+            frame = bytes(frame)
+        request = self._decoded.get(frame)
+        if request is None:
+            try:
+                request = decode_request(frame)
+            except (CrcError, TruncatedFrame, OversizedFrame, IndexError):
+                self.dropped_frames += 1
+                return None
+            except UnsupportedFunction:
+                return self._refuse(frame, ILLEGAL_FUNCTION, now_s)
+            except (CountError, ByteCountError, FrameValueError, FrameLengthError):
+                return self._refuse(frame, ILLEGAL_DATA_VALUE, now_s)
+            if len(self._decoded) >= _DECODED_MAX:
+                self._decoded.clear()
+            self._decoded[frame] = request
+        unit = request.unit
         device = self.devices.get(unit) if unit else None
         if unit == 0:  # broadcast: every device carries out a write, none answers
             if request.value is None:
