@@ -14,7 +14,7 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from mosquitto_broker import PASSWORDS, SITE
+from mosquitto_broker import PASSWORDS, SITE, make_tls
 from relaypump import commands, config
 from relaypump import uplink as fw_uplink
 from relaypump.codes import MODE_REMOTE_DP
@@ -235,3 +235,21 @@ def test_a_broker_that_is_not_there_is_exit_4(tmp_path, cli_env, broker):
     broker.stop()
     out = run_pumpctl(env, common, f"{SITE}/relay1", "reset")
     assert out.returncode == 4 and "cannot reach the broker" in out.stderr
+
+
+def test_pumpctl_over_tls_with_the_brokers_ca(tmp_path, tls_broker, password_file):
+    keys = write_keys(tmp_path / "keys")
+    env = dict(os.environ, RELAYPUMP_KEYS=str(keys), RELAYPUMP_STATE_DIR=str(tmp_path / "state"))
+    common = ["--port", str(tls_broker.tls_port), "--user", "controlroom"]
+    common += ["--password-file", password_file("controlroom"), "--timeout", "5"]
+    st = FirmwareStation(tls_broker.port)  # the station on the plain listener, same broker
+    try:
+        out = run_pumpctl(env, ["--ca", str(tls_broker.tls.ca), *common], f"{SITE}/relay1", "reset")
+        assert out.returncode == 0 and "reset station, counter 1: OK" in out.stdout
+        # a CA that did not sign the broker's certificate: refused before any MQTT, exit 4
+        other = make_tls(tmp_path / "other-ca", name="someone-else")
+        out = run_pumpctl(env, ["--ca", str(other.ca), *common], f"{SITE}/relay1", "reset")
+        assert out.returncode == 4 and "cannot reach the broker" in out.stderr
+        assert "certificate verify failed" in out.stderr
+    finally:
+        st.close()
