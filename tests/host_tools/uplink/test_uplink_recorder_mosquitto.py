@@ -278,3 +278,36 @@ def test_a_recorder_started_before_its_broker_waits_for_it(broker, tmp_path, pas
     assert rec.wait(20) == 0
     station.close()
     assert "pumprecord: 10 recorded, 0 duplicates dropped" in err_path.read_text()
+
+
+def test_the_recorder_over_tls_acknowledges_in_batches(tmp_path, tls_broker, password_file):
+    """100 frames through a broker that lets 20 wait unacknowledged: they all arrive only if the
+    recorder's batched PUBACKs (written straight to the TLS socket) are right."""
+    from host_tools.uplink import broker as tools_broker
+
+    pw = password_file("recorder")
+
+    class Args:
+        user, client_id, keepalive = "recorder", "rec-tls", 30
+        ca, password_file = str(tls_broker.tls.ca), pw
+
+    log = tmp_path / "a.rplog"
+    writer = LogWriter(log)
+    recorder = Recorder(writer)
+    client = tools_broker.make_client(Args, clean_session=False, manual_ack=True)
+    session = Session(recorder, client, subscription("fleet"), batch=1000, fsync=True)
+    client.connect("127.0.0.1", tls_broker.tls_port)
+    deadline = time.monotonic() + 10
+    while not session.subscribed and time.monotonic() < deadline:
+        session.step(0.05)
+    station = Station(tls_broker.port, "relay1", 1)
+    station.publish(100)
+    station.wait()
+    deadline = time.monotonic() + 20
+    while recorder.recorded < 100 and time.monotonic() < deadline:
+        session.step(0.05)
+    session.commit()
+    client.disconnect()
+    writer.close()
+    station.close()
+    assert [r.frame_seq for r in LogReader(log)] == list(range(100))
