@@ -16,10 +16,16 @@ Rules:
   jumped), to +-slew_pct_per_s * dt around its last value, and to follow_band_pct above the
   slowest joined pump's actual speed (a drive that lags behind is not outrun). The integrator is
   back-calculated to whatever the limits left (no windup).
-- Motor rating: a running pump whose drive reports more than LOAD_OVER x its rated power
-  (pumps[i].rated_kw, else pump_model.rated_kw) sets `overloaded` (staging then judges one more
-  pump) and caps the common speed where, by the affinity laws (P ~ s^3 along the network's curve),
-  it would draw LOAD_TARGET x rated, reckoned from the common speed asked (not the actual one,
+- Motor rating: a running pump whose drive reports more than LOAD_OVER x its rated input
+  sets `overloaded` (staging then judges one more pump) and caps the common speed where, by the
+  affinity laws (P ~ s^3 along the network's curve), it would draw LOAD_TARGET x rated input.
+  Like with like: rated_kw (pumps[i].rated_kw, else pump_model.rated_kw) is the motor's rated
+  shaft output; the drives' power register is read as the pump set's electrical input (the pump
+  model's "electrical", what the calibration inverts; every simulated profile reports exactly
+  that), so the rated input is rated_kw over the model's motor and VFD efficiency at full load
+  (pumpmodel.rated_input_kw: 110 -> 118.4 kW). A real drive whose register is its output to the
+  motor reads the VFD's loss (~3 %) less: its cap then aims at the motor's rated shaft power
+  itself. The cap is reckoned from the common speed asked (not the actual one,
   which a drive in its current limit lets sag); the cap only falls while a pump is over, holds while the
   hottest one draws between LOAD_OK and LOAD_OVER x rated, and rises at the slew limit once every
   pump is under LOAD_OK x rated. It acts like the protection cap (reached along the slew).
@@ -49,7 +55,7 @@ from micropython import const
 
 from .codes import MODE_DISCHARGE, MODE_MANUAL_SPEED, MODE_REMOTE_DP
 from .pid import Pid
-from .pumpmodel import PumpModel
+from .pumpmodel import PumpModel, rated_input_kw
 from .setpoint import Setpoint
 from .snapshot import BAD, CMD_RUN, CMD_STOP, DRIVE_RUNNING, DRIVE_TRIPPED, GOOD, HELD
 from .ticks import ticks_diff
@@ -103,10 +109,10 @@ class Controller:
         self._step = 0.0
         self._ff_pending = 0.0  # feedforward not yet released into the PI (slew-limited)
         rated = float(config["pump_model"]["rated_kw"])
-        pumps = config["pumps"]
-        self._over_kw = [float(p.get("rated_kw", rated)) * LOAD_OVER for p in pumps]
-        self._target_kw = [float(p.get("rated_kw", rated)) * LOAD_TARGET for p in pumps]
-        self._ok_kw = [float(p.get("rated_kw", rated)) * LOAD_OK for p in pumps]
+        inputs = [rated_input_kw(float(p.get("rated_kw", rated))) for p in config["pumps"]]
+        self._over_kw = [kw * LOAD_OVER for kw in inputs]
+        self._target_kw = [kw * LOAD_TARGET for kw in inputs]
+        self._ok_kw = [kw * LOAD_OK for kw in inputs]
         self.load_cap_pct = self.max_pct
         self.cap_pct = self.max_pct  # the cap of the last regulate() (protection and rating)
         self.overloaded = False  # a running pump over its rating (this tick)

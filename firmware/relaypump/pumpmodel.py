@@ -63,6 +63,14 @@ def _drive_efficiency(load):
     return _DRIVE_HIGH
 
 
+def rated_input_kw(rated_kw):
+    """Electrical input (kW) of a pump's VFD and motor while the motor gives its rated shaft power
+    rated_kw (the nameplate's output): rated_kw over eta_motor eta_vfd at full load (110 kW ->
+    118.4 kW). The drives' reported power is what the model calls electrical: compare it with
+    this, never with rated_kw itself (a shaft power)."""
+    return rated_kw / _DRIVE_HIGH
+
+
 class PumpModel:
     """Curves of one pump type; all methods take q per pump (m3/h), s as a ratio, H in m."""
 

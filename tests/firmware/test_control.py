@@ -16,6 +16,7 @@ from relaypump.codes import (
     MODE_REMOTE_DP,
 )
 from relaypump.pid import Pid
+from relaypump.pumpmodel import rated_input_kw
 from relaypump.setpoint import Setpoint
 from relaypump.snapshot import (
     BAD,
@@ -609,7 +610,7 @@ def test_a_pump_over_its_rating_caps_the_speed_along_the_slew_and_releases_it():
     c.regulate(0, snap)
     c.drive(0, snap, 0b011)
     assert not c.overloaded
-    rated = station_config()["pump_model"]["rated_kw"]
+    rated = rated_input_kw(station_config()["pump_model"]["rated_kw"])  # what the drive reports
     load = [1.3 * rated]  # pump 2 at 90 %, 30 % over; the plant: P ~ s^3
 
     def tick(k):
@@ -634,6 +635,21 @@ def test_a_pump_over_its_rating_caps_the_speed_along_the_slew_and_releases_it():
     for k in range(31, 60):
         tick(k)
     assert c.load_cap_pct == c.max_pct
+
+
+def test_the_rating_compares_the_reported_input_with_the_rated_input_not_the_shaft_rating():
+    """rated_kw is the motor's shaft output (110 kW); the drive reports the electrical input,
+    118.4 kW at that output (motor 0.958, VFD 0.97): a pump drawing 115 kW is within rating."""
+    c, snap = running_controller(common=90.0)
+    shaft = station_config()["pump_model"]["rated_kw"]
+    assert abs(rated_input_kw(shaft) - shaft / (0.958 * 0.97)) < 1e-9
+    c.regulate(0, snap)
+    snap.pumps[1].power_kw = 1.045 * shaft  # above LOAD_OVER x 110 kW, under 0.99 x 118.4 kW
+    c.regulate(1000, snap)
+    assert not c.overloaded and c.load_cap_pct == c.max_pct
+    snap.pumps[1].power_kw = 1.0 * rated_input_kw(shaft)
+    c.regulate(2000, snap)
+    assert c.overloaded and c.load_cap_pct < c.max_pct
 
 
 def test_the_rating_of_each_pump_comes_from_its_entry():
