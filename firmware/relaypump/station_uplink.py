@@ -43,7 +43,9 @@ Rules:
                   while the remote DP is unusable; it cannot be forced)
     PUMP_ENABLE / PUMP_DISABLE   agent.enabled (staging stops a disabled pump in its own way)
     RESET         protection.reset(pump) (lockouts) and a fault-reset edge to a tripped drive
-    CONFIG_CHANGE the new config (validated by commands.py through config.load_config) is stored
+    CONFIG_CHANGE the config file read again (the uplink keeps only the numbers commands.py
+                  judges by, ``envelope``: the whole config would cost ~24 KiB of heap), the new
+                  config (validated by commands.py through config.load_config) is stored
                   atomically (storage.atomic_write of runtime.config_path, then the agent
                   rebuilt with the state it has: runtime.adopt_config, as after a reset: the
                   running drives adopted, nothing slammed; the uplink's remote settings are
@@ -59,6 +61,7 @@ Allocation: the per-tick ``sample`` builds the float sums only (5 floats, 80 B o
 a step with nothing due builds nothing beyond the link's and the session's own.
 """
 
+import sys
 from array import array
 
 from micropython import const
@@ -96,6 +99,7 @@ if TYPE_CHECKING:  # mypy only (MicroPython has no typing)
 STEP_MS = const(50)
 ACK_QUEUE = const(4)
 OUTBOX_BASE = "/outbox"
+_TYPE_AT = const(24)  # a command frame's type byte
 _ANALOGS = const(5)  # suction, discharge, remote DP, supply temperature, flow
 _SCALES = (10.0, 10.0, 10.0, 100.0, 10.0)
 _DRIVE_RUNNING = const(3)  # snapshot.DRIVE_RUNNING / DRIVE_TRIPPED
@@ -112,6 +116,33 @@ def _ticks_add(t, d):
 
 def _clamp(value, lo, hi):
     return lo if value < lo else (hi if value > hi else value)
+
+
+def _forget(names):
+    """Drop modules loaded for a rare job (MicroPython: their code is heap there)."""
+    if sys.implementation.name != "micropython":
+        return  # CPython: others hold the modules (and their exception classes)
+    package = sys.modules.get("relaypump")
+    for name in names:
+        sys.modules.pop(name, None)
+        short = name.rsplit(".", 1)[1]
+        if package is not None and short in package.__dict__:
+            delattr(package, short)
+
+
+def envelope(config):
+    """What commands.py judges a command against (the pump count, the setpoint and discharge
+    limits): a few numbers kept instead of the whole config (~24 KiB of heap on MicroPython)."""
+    sp = config["setpoint"]
+    pr = config["protection"]
+    return {
+        "pumps": [None] * len(config["pumps"]),
+        "setpoint": {"min_kpa": sp["min_kpa"], "max_kpa": sp["max_kpa"]},
+        "protection": {
+            "discharge_max_kpa": pr["discharge_max_kpa"],
+            "discharge_slowdown_kpa": pr["discharge_slowdown_kpa"],
+        },
+    }
 
 
 def default_net_link(session, cfg):
@@ -180,14 +211,14 @@ class Uplink:
     def __init__(self, config, runtime, now_ms):
         board = runtime.board
         self.runtime = runtime
-        self.config = config
         station_id = config["station"]["id"]
         mcfg = config["mqtt"]
         ocfg = config["outbox"]
         ncfg = config["ntp"]
         self.clock = WallClock(max_rtt_ms=ncfg["max_rtt_ms"], resync_ms=ncfg["resync_s"] * 1000)
         key = read_key(config["commands"]["key_file"], board.open)
-        self.commands = Commands(station_id, key, config, self.clock)
+        self._envelope = envelope(config)
+        self.commands = Commands(station_id, key, self._envelope, self.clock)
         self.box = Outbox(
             board.fs,
             runtime.state_base.rsplit("/", 1)[0] + OUTBOX_BASE,  # beside the state files
@@ -424,7 +455,16 @@ class Uplink:
         agent = runtime.agent
         cmds = self.commands
         self.commands_handled += 1
-        result = cmds.handle(payload, now_ms, agent.state.command_counter, self.mode())
+        change = len(payload) > _TYPE_AT and payload[_TYPE_AT] == uplink.COMMAND_CONFIG_CHANGE
+        if change:
+            full = self._read_config()  # the whole config, for this command only
+            if full is not None:
+                cmds.use_config(full)
+        try:
+            result = cmds.handle(payload, now_ms, agent.state.command_counter, self.mode())
+        except KeyError:  # a config change while the config file cannot be read
+            result = ACK_FAILED
+        cmds.use_config(self._envelope)
         if cmds.consumed:
             agent.state.accept_command(cmds.counter)
             if not runtime.save(agent, now_ms):  # the counter on flash before anything acts
@@ -437,6 +477,8 @@ class Uplink:
         self._queue_ack(seq, stamp)
         cmds.event(self._event_frame, 0, 0)  # seq and time: the outbox's
         self.box.append(self._event_frame, now_ms)
+        if change:
+            _forget(("relaypump.config", "relaypump.config_keys"))
 
     def _queue_ack(self, seq, stamp):
         if self._ack_count == ACK_QUEUE:
@@ -499,6 +541,14 @@ class Uplink:
             self.enabled = agent.enabled
         agent.enabled = 0 if self.off else self.enabled
 
+    def _read_config(self):
+        from relaypump.config import ConfigError, load_config_file
+
+        try:
+            return load_config_file(self.runtime.config_path, self.runtime.board.open)
+        except ConfigError:
+            return None
+
     def _config_change(self, now_ms):
         import json
 
@@ -521,8 +571,7 @@ class Uplink:
             self.remote_kpa = None
         self.manual = False  # the rebuilt agent runs automatic (rules)
         agent = runtime.adopt_config(config, now_ms)
-        self.config = config
-        self.commands.use_config(config)
+        self._envelope = envelope(config)
         self._apply(agent)
         agent.events.push(EVENT_CONFIG_APPLIED, SEVERITY_NOTICE, 0, self.commands.counter, now_ms)
         return ACK_OK

@@ -155,3 +155,12 @@ class Field:
         if old.link is not None:
             old.link.close()
         self.controller = self._boot()
+
+
+def free_port() -> int:
+    """A free TCP port on loopback (for a broker of one's own)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

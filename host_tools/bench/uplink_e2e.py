@@ -1,0 +1,192 @@
+"""Uplink figures of the whole station: the agent's heap with the uplink loaded, and the command
+round trip through a real broker.
+
+- vm_heap_boot_uplink / vm_heap_data_uplink: host_tools/bench/vm_boot.py's two figures (see there
+  for what they count) for a board whose station.json has an uplink (mqtt, outbox, ntp,
+  commands sections, a key file on the flash): the boot loads and builds the uplink (session
+  buffers, outbox index, command judge, wall clock). The virtual board has no sockets, so the
+  uplink runs without a link (its outbox fills; nothing is sent): the heap is the uplink's own.
+  Goals as issue 8/9: boot <= 96 KiB, data <= 32 KiB.
+- command_ack_ms_p99: the firmware agent on the simulated plant (host_tools/sim/uplink_field.py)
+  paced at real time (the agent's loop follows the wall clock in PACE_MS steps, also inside a
+  plant step of 0.2 s, so the runtime steps the uplink every station_uplink.STEP_MS as a board
+  would), a Mosquitto of its own on
+  loopback (anonymous, no TLS), a paho-mqtt 2 control room publishing COMMANDS signed setpoint
+  commands one after the other: the time from its publish to the station's ack arriving back,
+  99th percentile (and the median). What a board adds: the HMAC in MicroPython and the state
+  save on flash (tens of ms). Skipped (n/a) when mosquitto is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+COMMANDS = 200
+PACE_MS = 5
+GOAL_ACK_MS = 1000
+
+
+# --- the heap with the uplink ------------------------------------------------------------------
+
+
+def _uplink_flash(root: Path) -> Path:
+    from host_tools.bench import vm_boot
+    from host_tools.sim.uplink_field import KEY
+
+    flash = vm_boot._flash(root)
+    config = json.loads((flash / "station.json").read_text())
+    config["mqtt"] = {"host": "127.0.0.1", "site": "jia", "station": "relay1"}
+    config["commands"] = {"key_file": "/station.key"}
+    (flash / "station.json").write_text(json.dumps(config))
+    (flash / "station.key").write_text(KEY.hex())
+    return flash
+
+
+def heap_with_uplink() -> dict:
+    from host_tools.bench import vm_boot
+
+    with tempfile.TemporaryDirectory(prefix="vm_boot_uplink_") as tmp:
+        root = Path(tmp)
+        flash = _uplink_flash(root)
+        boot = vm_boot._boot(flash, "source")
+        frozen = vm_boot._boot(flash, "bytecode")
+        code = vm_boot.code_share(flash, ["main_code", *frozen["modules"]], root)
+    live = boot["live"] - boot["base"]
+    if "relaypump.station_uplink" not in frozen["modules"]:
+        raise RuntimeError("the boot did not load the uplink")
+    return {
+        "boot": max(boot["peak"] - boot["base"], live + boot["step"]),
+        "live": live,
+        "code": code,
+        "step": frozen["step"],
+        "data": frozen["live"] - frozen["base"] - code + frozen["step"],
+        "modules": len(frozen["modules"]),
+    }
+
+
+# --- the command round trip ----------------------------------------------------------------------
+
+
+def _broker(directory: Path):
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(exe).exists():
+        raise RuntimeError("mosquitto is not installed")
+    from host_tools.sim.uplink_field import free_port
+
+    port = free_port()
+    conf = directory / "mosquitto.conf"
+    conf.write_text(f"allow_anonymous true\npersistence false\nlistener {port} 127.0.0.1\n")
+    proc = subprocess.Popen(
+        [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+    )
+    import socket
+
+    for _ in range(250):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.02)
+    proc.kill()
+    raise RuntimeError("mosquitto did not listen")
+
+
+def command_round_trip() -> list[float]:
+    import paho.mqtt.client as paho
+
+    from host_tools.sim import scenario as scenarios
+    from host_tools.sim.uplink_field import Field, sign, station_config, topic
+    from protocol import uplink
+
+    with tempfile.TemporaryDirectory(prefix="uplink_e2e_") as tmp:
+        proc, port = _broker(Path(tmp))
+        try:
+            scenario = scenarios.load(scenarios.SCENARIOS / "jia_shoulder.toml")
+            field = Field(scenario, station_config(scenario, port, None, None))
+            field.run(60)  # connected, clock set, pumps running
+            acks: dict[int, float] = {}
+            cond = threading.Condition()
+
+            def on_message(client, userdata, msg):
+                ack = uplink.parse(uplink.ack, msg.payload)
+                with cond:
+                    acks[ack.command_counter] = time.perf_counter()
+                    cond.notify_all()
+
+            room = paho.Client(paho.CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+            room.on_message = on_message
+            room.connect("127.0.0.1", port)
+            room.subscribe(topic("ack"), qos=1)
+            room.loop_start()
+            time.sleep(0.3)
+            times = []
+            st, dt = field.station, scenario.step_s
+            ctrl = field.controller
+            start_real, start_virtual = time.perf_counter(), st.t_s
+            for counter in range(1, COMMANDS + 1):
+                kpa_x10 = 1110 + counter % 2  # inside the envelope: the plant barely notices
+                frame = sign(counter, uplink.CommandType.SETPOINT, {"setpoint_kpa_x10": kpa_x10},
+                             field.wall_s)  # fmt: skip
+                sent = time.perf_counter()
+                room.publish(topic("cmd"), frame, qos=1)
+                while True:  # the station in real time until the ack is back
+                    with cond:
+                        if counter in acks:
+                            break
+                    # the agent's loop follows real time; the plant steps when its step is over
+                    # (the agent runs inside a plant step as it does between them)
+                    target = start_virtual + (time.perf_counter() - start_real)
+                    while st.t_s + dt <= target:
+                        ctrl.advance(st.bus, st.t_s + dt)
+                        st.step(dt)
+                    ctrl.advance(st.bus, target)
+                    time.sleep(PACE_MS / 1000)
+                    if time.perf_counter() - sent > 10:
+                        raise RuntimeError(f"no ack for command {counter}")
+                times.append((acks[counter] - sent) * 1000)
+            room.loop_stop()
+            room.disconnect()
+            return times
+        finally:
+            proc.terminate()
+            proc.wait(5)
+
+
+def run(report) -> None:
+    try:
+        fig = heap_with_uplink()
+        kib = 1024
+        report(
+            "vm_heap_boot_uplink",
+            fig["boot"] / kib,
+            f"KiB (goal <= 96; vm_heap_boot with the uplink loaded; live after boot "
+            f"{fig['live'] / kib:.1f} KiB, of it bytecode {fig['code'] / kib:.1f} KiB)",
+        )
+        report(
+            "vm_heap_data_uplink",
+            fig["data"] / kib,
+            f"KiB (goal <= 32; vm_heap_data with the uplink loaded, {fig['modules']} modules, "
+            f"largest step {fig['step']} B)",
+        )
+    except Exception as e:  # the VM needs Node
+        print(f"uplink_e2e heap: skipped ({e})")
+    try:
+        times = sorted(command_round_trip())
+    except Exception as e:
+        report("command_ack_ms_p99", f"n/a ({e})", "")
+        return
+    p99 = times[max(0, round(0.99 * len(times)) - 1)]
+    report(
+        "command_ack_ms_p99",
+        p99,
+        f"ms (goal <= {GOAL_ACK_MS}; loopback Mosquitto, {len(times)} signed setpoint commands, "
+        f"the agent on the simulated plant paced at real time; median "
+        f"{statistics.median(times):.1f} ms)",
+    )
