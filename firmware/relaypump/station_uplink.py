@@ -22,7 +22,9 @@ socket link to a test's Mosquitto and the simulation's virtual wall time.
 Rules:
 - The uplink never blocks the control: every socket is non-blocking, the runtime calls ``step``
   only while no bus transaction is pending, and a failure of the uplink at start (a missing key
-  file) is logged and leaves the station running without it (runtime.py).
+  file) is logged and leaves the station running without it (runtime.py). A file system error
+  in a step (the outbox on flash) ends that step: counted in ``errors``, logged once per
+  message, tried again at the next step; it never reaches the loop (which would reset the board).
 - Telemetry every outbox.telemetry_s (default 10 s): the analog values (suction, discharge,
   remote DP, supply temperature, flow) as the mean of the control ticks' values since the last
   frame (a BAD tick is left out; none usable: NO_READING); setpoint, mode, alarm bits, energy and
@@ -276,6 +278,8 @@ class Uplink:
         self.frames = 0
         self.commands_handled = 0
         self.acks_dropped = 0
+        self.errors = 0  # steps cut short by a file system error (last_error: its text)
+        self.last_error = None
 
     # --- per control tick ---------------------------------------------------------------------
     def sample(self, agent):
@@ -293,6 +297,17 @@ class Uplink:
 
     # --- the loop's other work ----------------------------------------------------------------
     def step(self, now_ms):
+        try:
+            self._step(now_ms)
+        except OSError as err:  # the flash (outbox): counted and logged, the pumps go on
+            self.errors += 1
+            text = str(err)
+            if text != self.last_error:
+                self.last_error = text
+                self.runtime.board.log("uplink: %s" % text)
+        return STEP_MS
+
+    def _step(self, now_ms):
         link = self.link
         if link is not None:
             link.step(now_ms)
@@ -322,7 +337,6 @@ class Uplink:
         if busy and link is not None:
             link.step(now_ms)  # out now, not a step later
         self.box.poll(now_ms)
-        return STEP_MS
 
     def flush(self, now_ms):
         self.box.flush(now_ms)

@@ -95,6 +95,18 @@ class WallTime:
 
 class UplinkBoard(WireBoard):
     broker = None
+    flash_fails = False  # every write to an outbox file raises OSError (a worn or full flash)
+
+    def __init__(self, bus):
+        super().__init__(bus)
+        board = self
+
+        def opener(path, mode="r"):
+            if board.flash_fails and "outbox" in path and mode != "rb":
+                raise OSError(28, "no space left on the flash")
+            return open(path, mode)
+
+        self.open = opener
 
     def net_link(self, session, cfg):
         self.broker = PlayedBroker(session)
@@ -241,5 +253,25 @@ def test_sampling_a_tick_allocates_only_its_float_sums():
         up, agent = runtime.uplink, runtime.agent
         used = bytes_allocated(lambda: up.sample(agent))
         assert used <= (5 * 16 if ON_MICROPYTHON else 5 * 32 + 64), used
+    finally:
+        remove_dir(directory)
+
+
+def test_a_failing_flash_under_the_outbox_never_stops_the_control():
+    directory = make_dir()
+    try:
+        runtime, board = start(directory)
+        run(runtime, board, 12000)
+        up = runtime.uplink
+        assert len(board.broker.frames("telemetry")) == 1
+        board.flash_fails = True
+        ticks = runtime.agent.ticks
+        run(runtime, board, 30000)
+        assert runtime.agent.ticks >= ticks + 29  # the control went on, every tick
+        assert up.errors >= 3 and "no space" in up.last_error
+        assert sum("no space" in line for line in board.logs) == 1  # logged once
+        board.flash_fails = False
+        run(runtime, board, 11000)
+        assert len(board.broker.frames("telemetry")) >= 2  # the uplink is back
     finally:
         remove_dir(directory)

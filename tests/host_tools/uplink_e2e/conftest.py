@@ -9,7 +9,7 @@ import pytest
 # the broker helper lives with the MQTT session tests; one copy of it for all
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "mqtt"))
 
-from mosquitto_broker import Mosquitto, mosquitto_path  # noqa: E402
+from mosquitto_broker import Mosquitto, make_tls, mosquitto_path  # noqa: E402
 
 
 @pytest.fixture
@@ -17,6 +17,16 @@ def broker(tmp_path):
     if mosquitto_path() is None:
         pytest.skip("mosquitto is not installed (make system-packages installs it as root)")
     b = Mosquitto(tmp_path / "broker")
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def tls_broker(tmp_path):
+    if mosquitto_path() is None:
+        pytest.skip("mosquitto is not installed (make system-packages installs it as root)")
+    b = Mosquitto(tmp_path / "broker", tls=make_tls(tmp_path / "tls"))
     b.start()
     yield b
     b.stop()

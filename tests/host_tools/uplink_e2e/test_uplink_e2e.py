@@ -43,8 +43,9 @@ def scenario():
     return scenarios.load(SCENARIO)
 
 
-def make_field(scenario, broker, **mqtt):
-    cfg = station_config(scenario, broker.port, "st-relay1", PASSWORDS["st-relay1"], **mqtt)
+def make_field(scenario, broker, port=None, **mqtt):
+    port = port or broker.port
+    cfg = station_config(scenario, port, "st-relay1", PASSWORDS["st-relay1"], **mqtt)
     return Field(scenario, cfg)
 
 
@@ -105,6 +106,20 @@ def test_telemetry_arrives_and_decodes_to_the_plants_values(scenario, broker):
         assert P.EventCode.AGENT_STARTED in [e.code for e in events]
         status = watcher.payloads(topic("status"))
         assert status and status[-1] == b"online"
+    finally:
+        watcher.close()
+
+
+def test_telemetry_over_tls_with_the_brokers_ca(scenario, tls_broker):
+    watcher = Watcher(tls_broker.port, "recorder", [topic("telemetry")])
+    field = make_field(
+        scenario, tls_broker, tls=True, ca_file=str(tls_broker.tls.ca), port=tls_broker.tls_port
+    )
+    try:
+        field.run(35)
+        got = frames(watcher, "telemetry")
+        assert len(got) == 3 and all(f.station_id == 1 for f in got)
+        assert field.uplink.link._ctx is not None  # the link verified the broker's certificate
     finally:
         watcher.close()
 
