@@ -107,6 +107,7 @@ class Controller:
         self._dt_ms = -1
         self._dt_s = 0.0
         self._step = 0.0
+        self._neg_step = 0.0  # -_step, kept with it
         self._ff_pending = 0.0  # feedforward not yet released into the PI (slew-limited)
         rated = float(config["pump_model"]["rated_kw"])
         inputs = [rated_input_kw(float(p.get("rated_kw", rated))) for p in config["pumps"]]
@@ -179,6 +180,7 @@ class Controller:
             self._dt_ms = dt_ms
             self._dt_s = dt_ms / 1000.0
             self._step = self.slew_pct_per_s * self._dt_s
+            self._neg_step = -self._step
 
     def regulate(self, now_ms, snap, speed_cap_pct=100.0):
         dt_ms = 0
@@ -264,8 +266,8 @@ class Controller:
             if ff != 0.0:
                 if ff > step:
                     ff = step
-                elif ff < -step:
-                    ff = -step
+                elif ff < self._neg_step:
+                    ff = self._neg_step
                 self._ff_pending -= ff
                 self.pid.integral += ff
             common = self.pid.step(dt_s, error, pv, lo, hi)
