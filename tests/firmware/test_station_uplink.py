@@ -275,3 +275,18 @@ def test_a_failing_flash_under_the_outbox_never_stops_the_control():
         assert len(board.broker.frames("telemetry")) >= 2  # the uplink is back
     finally:
         remove_dir(directory)
+
+
+def test_a_step_with_nothing_due_allocates_nothing():
+    directory = make_dir()
+    try:
+        runtime, board = start(directory)
+        run(runtime, board, 3000)
+        up = runtime.uplink
+        up.link = None  # the link double builds its own bytes; a board's netio.Link does not
+        now = board.ticks_ms()
+        up.step(now)  # events of the start drained, frames handed out
+        used = bytes_allocated(lambda: up.step(now))
+        assert used <= (0 if ON_MICROPYTHON else 512), used
+    finally:
+        remove_dir(directory)
