@@ -162,12 +162,17 @@ class SerialServer:
         self.pending: list[tuple[float, bytes]] = []  # (when it leaves, response)
         self.requests = 0
         self.responses = 0
+        self.last_request_s: float | None = None
+        self.longest_gap_s = 0.0  # between two requests: how long the master left the bus silent
 
     def poll(self, now_s: float) -> None:
         waiting = self.port.in_waiting
         data = self.port.read(waiting) if waiting else b""
         for frame in self.framer.feed(data, now_s):
             self.requests += 1
+            if self.last_request_s is not None:
+                self.longest_gap_s = max(self.longest_gap_s, now_s - self.last_request_s)
+            self.last_request_s = now_s
             response = self.bus.exchange(frame, now_s)
             if response is not None:
                 self.pending.append((now_s + self.delay_s, response))
@@ -263,7 +268,8 @@ def serve_forever(scenario: Scenario, device: str, baud: int | None, hours: floa
         next_report[0] += 10.0
         plant = station.plant
         print(
-            f"t={station.t_s:7.0f} s  requests {server.requests}  flow {plant.flow_m3h:6.1f} m3/h  "
+            f"t={station.t_s:7.0f} s  requests {server.requests} (longest silence "
+            f"{server.longest_gap_s:.2f} s)  flow {plant.flow_m3h:6.1f} m3/h  "
             f"remote DP {plant.remote_dp_kpa:6.1f} kPa  "
             f"speeds {[round(d.speed_pct, 1) for d in station.drives]}",
             file=sys.stderr,

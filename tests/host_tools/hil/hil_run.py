@@ -145,7 +145,11 @@ def kpi_rows(*outcomes: Outcome) -> str:
         ("bus_corrupted_frames", ""),
     )
     width = max(len(o.name) for o in outcomes)
-    lines = []
+    lines = [
+        f"hil longest_bus_silence [{o.name:<{width}}]: {o.server.longest_gap_s:.3f} s"
+        for o in outcomes
+        if o.server is not None
+    ]
     for key, unit in keys:
         for o in outcomes:
             value = o.kpis[key]
