@@ -217,6 +217,8 @@ def test_serve_started_twice_on_the_same_pty_answers_and_a_concurrent_one_is_ref
         port = master_port(master_end)
         try:
             for _ in range(2):  # the second start finds the pty configured by the first
+                # and without CLOCAL (peers.md: a second open of a socat pty may then block)
+                subprocess.run(["stty", "-F", station_end, "-clocal"], check=True)
                 with pumpsim_serve(station_end, plain):
                     assert len(instrument(port, 1).read_registers(0, 2, functioncode=3)) == 2
                     second = subprocess.run(
