@@ -204,9 +204,10 @@ class RtuMaster:
         return self._finish(6, 8)
 
     def _header(self, unit, function, address, count, most):
-        _check(unit, 1, 247, "unit")
-        _check(address, 0, 0xFFFF, "address")
-        _check(count, 1, most, "count")
+        if not (1 <= unit <= 247 and 0 <= address <= 0xFFFF and 1 <= count <= most):
+            _check(unit, 1, 247, "unit")  # the first that fails raises
+            _check(address, 0, 0xFFFF, "address")
+            _check(count, 1, most, "count")
         tx = self._tx
         tx[0] = unit
         tx[1] = function
@@ -255,8 +256,11 @@ class RtuMaster:
                 self._compact()
             at = self._rx_len
             n = min(total - taken, _RX_SIZE - at)
-            for k in range(n):  # byte by byte: slicing would allocate on every call
-                rx[at + k] = data[taken + k]
+            if n == total:  # all of data: a slice assignment copies it without allocating
+                rx[at : at + n] = data
+            else:  # byte by byte: a slice of data would allocate
+                for k in range(n):
+                    rx[at + k] = data[taken + k]
             self._rx_len = at + n
             taken += n
             self._parse()
@@ -381,7 +385,9 @@ class RtuMaster:
         """Register ``index`` of a 03/04 response, without allocating."""
         if self._state != DONE or index >= self._count:
             raise IndexError("no register %d" % index)
-        return self._word(self._frame + 3 + 2 * index)
+        at = self._frame + 3 + 2 * index
+        rx = self._rx
+        return (rx[at] << 8) | rx[at + 1]
 
     def bit(self, index):
         """Bit ``index`` of a 01/02 response."""
