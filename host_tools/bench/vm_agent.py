@@ -14,6 +14,9 @@ Figures:
   and the code.
 - ``vm_heap_code``: the runtime's and the agent's modules as loaded from .mpy (KiB).
 - ``vm_alloc_per_tick`` / ``vm_alloc_per_tick_max``: bytes agent.tick() allocates, mean and most.
+- ``vm_alloc_per_tick_faults`` / ``vm_alloc_per_tick_faults_max``: the same on the fault day
+  (every fault of jia_faults.toml, each cut to at most FAULT_MAX_S, one after the other with
+  FAULT_GAP_S between them, on the default station: about 1.5 simulated hours). Budget: 1 KiB.
 - ``vm_alloc_per_period`` / ``vm_alloc_per_period_max``: everything the loop allocates from one
   tick to the next (runtime, agent and board: the tick plus two poll cycles of the fieldbus),
   mean and most.
@@ -27,18 +30,39 @@ import statistics
 import time
 
 HOURS = 1.0
+FAULT_MAX_S = 480.0
+FAULT_GAP_S = 240.0
 HEAP_KIB = 160  # 128 KiB no longer holds the agent (its modules grew in issue 7) with its runtime
 
 
-def _run(measure: bool):
+def fault_day():
+    """The default station with every fault of jia_faults.toml in turn (see the docstring) and
+    the hours it takes."""
+    import dataclasses
+
+    from host_tools.sim import scenario as scenarios
+
+    base = scenarios.load(scenarios.DEFAULT_SCENARIO)
+    faults = []
+    at = FAULT_GAP_S
+    for f in scenarios.load(scenarios.SCENARIOS / "jia_faults.toml").faults:
+        duration = min(f.duration_s, FAULT_MAX_S)
+        faults.append(dataclasses.replace(f, at_s=at, duration_s=duration))
+        at += duration + FAULT_GAP_S
+    return dataclasses.replace(base, faults=tuple(faults)), at / 3600.0
+
+
+def _run(measure: bool, faults: bool = False):
     from host_tools.sim import scenario as scenarios
     from host_tools.sim.run import run
     from host_tools.sim.vm_controller import VMController
 
-    chosen = scenarios.load(scenarios.DEFAULT_SCENARIO)
+    chosen, hours = scenarios.load(scenarios.DEFAULT_SCENARIO), HOURS
+    if faults:
+        chosen, hours = fault_day()
     with VMController(chosen, heap_kib=HEAP_KIB, measure=measure) as controller:
         started = time.perf_counter()
-        run(chosen, controller, hours=HOURS)
+        run(chosen, controller, hours=hours)
         wall = time.perf_counter() - started
         controller.live_heap()
         return controller, wall
@@ -51,6 +75,7 @@ def run(report) -> None:
         print(f"vm_agent: skipped ({e})")
         return
     measured, _ = _run(measure=True)
+    faulted, _ = _run(measure=True, faults=True)
     fig = measured.figures
     stages = fig.stages
     # code: the runtime (with state, storage) and the agent's modules; data: the config dict
@@ -64,6 +89,9 @@ def run(report) -> None:
     report("vm_heap_code", code / 1024, "KiB (.mpy)")
     report("vm_alloc_per_tick", statistics.mean(fig.tick_used), "bytes (mean)")
     report("vm_alloc_per_tick_max", max(fig.tick_used), "bytes")
+    ticks = faulted.figures.tick_used
+    report("vm_alloc_per_tick_faults", statistics.mean(ticks), "bytes (mean, fault day)")
+    report("vm_alloc_per_tick_faults_max", max(ticks), "bytes (fault day; budget 1024)")
     report("vm_alloc_per_period", statistics.mean(fig.period_used), "bytes per tick period (mean)")
     report("vm_alloc_per_period_max", max(fig.period_used), "bytes per tick period")
     report(
