@@ -100,6 +100,7 @@ if TYPE_CHECKING:  # mypy only (MicroPython has no typing)
 
 STEP_MS = const(50)
 ACK_QUEUE = const(4)
+HELD_RETRY_MS = const(1000)  # the outbox asked again at most this often while the clock is unset
 OUTBOX_BASE = "/outbox"
 _TYPE_AT = const(24)  # a command frame's type byte
 _ANALOGS = const(5)  # suction, discharge, remote DP, supply temperature, flow
@@ -252,6 +253,7 @@ class Uplink:
             except ImportError:
                 pass
         self.period_ms = ocfg["telemetry_s"] * 1000
+        self._held_until = now_ms
         self._next_ms = _ticks_add(now_ms, self.period_ms)
         # the window's packet ids and the outbox tokens they carry
         n = self.session.inflight
@@ -347,6 +349,8 @@ class Uplink:
         box = self.box
         pids = self._pids
         sent = False
+        if not self.clock.synced and _ticks_diff(now_ms, self._held_until) < 0:
+            return False  # the outbox holds back frames made before the clock was set
         while s.in_flight < s.inflight:
             free = -1
             for i in range(len(pids)):
@@ -357,6 +361,8 @@ class Uplink:
                 break
             token = box.take(now_ms)
             if not token:
+                if not self.clock.synced:  # held (or none): a take reads the slot, ~0.6 KiB
+                    self._held_until = _ticks_add(now_ms, HELD_RETRY_MS)
                 break
             frame = box.frame
             topic = self.telemetry_topic if frame[3] == uplink.KIND_TELEMETRY else self.event_topic

@@ -7,6 +7,11 @@ round trip through a real broker.
   buffers, outbox index, command judge, wall clock). The virtual board has no sockets, so the
   uplink runs without a link (its outbox fills; nothing is sent): the heap is the uplink's own.
   Goals as issue 8/9: boot <= 96 KiB, data <= 32 KiB.
+- vm_alloc_per_period_uplink / _max: host_tools/bench/vm_agent.py's vm_alloc_per_period (all the
+  loop allocates from one tick to the next: runtime, agent, board) for the VM lockstep with the
+  uplink loaded (LOCKSTEP_HOURS of the default scenario; no network in the VM: telemetry goes
+  into the outbox on the VM's file system every 10 s, which is the uplink's costly step), and
+  the tick budget's view: ``vm_alloc_per_tick_uplink_max`` (agent.tick alone, as vm_agent's).
 - command_ack_ms_p99: the firmware agent on the simulated plant (host_tools/sim/uplink_field.py)
   paced at real time (the agent's loop follows the wall clock in PACE_MS steps, also inside a
   plant step of 0.2 s, so the runtime steps the uplink every station_uplink.STEP_MS as a board
@@ -29,6 +34,8 @@ import time
 from pathlib import Path
 
 COMMANDS = 200
+LOCKSTEP_HOURS = 0.25
+LOCKSTEP_HEAP_KIB = 256
 PACE_MS = 5
 GOAL_ACK_MS = 1000
 
@@ -69,6 +76,28 @@ def heap_with_uplink() -> dict:
         "data": frozen["live"] - frozen["base"] - code + frozen["step"],
         "modules": len(frozen["modules"]),
     }
+
+
+def lockstep_with_uplink():
+    from host_tools.sim import scenario as scenarios
+    from host_tools.sim.agent_controller import load_agent_config
+    from host_tools.sim.run import run
+    from host_tools.sim.uplink_field import KEY
+    from host_tools.sim.vm_controller import FLASH, VMController
+
+    chosen = scenarios.load(scenarios.DEFAULT_SCENARIO)
+    config = load_agent_config(chosen)
+    config["mqtt"] = {"host": "127.0.0.1", "site": "jia", "station": "relay1"}
+    config["commands"] = {"key_file": FLASH + "/station.key"}
+    files = {"station.key": KEY.hex().encode()}
+    with VMController(
+        chosen, heap_kib=LOCKSTEP_HEAP_KIB, measure=True, config=config, files=files
+    ) as controller:
+        if not controller.vm.eval("lockstep.runtime.uplink is not None"):
+            raise RuntimeError("the uplink did not start in the VM")
+        run(chosen, controller, hours=LOCKSTEP_HOURS)
+        pending = controller.vm.eval("lockstep.runtime.uplink.box.pending")
+        return controller.figures, pending
 
 
 # --- the command round trip ----------------------------------------------------------------------
@@ -177,6 +206,18 @@ def run(report) -> None:
         )
     except Exception as e:  # the VM needs Node
         print(f"uplink_e2e heap: skipped ({e})")
+    try:
+        fig, pending = lockstep_with_uplink()
+        report(
+            "vm_alloc_per_period_uplink",
+            statistics.mean(fig.period_used),
+            f"bytes per tick period (mean; VM lockstep with the uplink, {pending} frames in "
+            f"its outbox after {LOCKSTEP_HOURS:g} h)",
+        )
+        report("vm_alloc_per_period_uplink_max", max(fig.period_used), "bytes per tick period")
+        report("vm_alloc_per_tick_uplink_max", max(fig.tick_used), "bytes (budget 1024)")
+    except Exception as e:
+        print(f"uplink_e2e lockstep: skipped ({e})")
     try:
         times = sorted(command_round_trip())
     except Exception as e:

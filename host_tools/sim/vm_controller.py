@@ -228,6 +228,7 @@ class VMController:
         timeout: float = CALL_TIMEOUT_S,
         config: dict | None = None,
         warm_s: float = 60.0,
+        files: dict[str, bytes] | None = None,
     ) -> None:
         self.scenario = scenario
         self.warm_s = warm_s
@@ -240,6 +241,8 @@ class VMController:
         flash = root / "flash"
         flash.mkdir()
         (flash / "station.json").write_bytes(config_file(self.config))
+        for name, data in (files or {}).items():  # more of the board's files (a key file)
+            (flash / name).write_bytes(data)
         firmware_dir, shim_dir = FIRMWARE, SHIM_DIR
         if mpy:
             firmware_dir, shim_dir = root / "firmware", root / "shim"
