@@ -65,11 +65,10 @@ def config_file(config: dict) -> bytes:
 def carry(bus: SimulatedBus, frame, start_ms: int, start_sub: int) -> tuple[bytes, int] | None:
     """Put a board's frame on the bus at its first bit's instant: the response and the us at which
     its last byte has arrived, or None when no device answers."""
-    bus.send(bytes(frame), (start_ms * 1000 + start_sub) / 1e6)
-    done = bus.response_complete_at()
-    if done is None:
+    answer = bus.transact(bytes(frame), (start_ms * 1000 + start_sub) / 1e6)
+    if answer is None:
         return None
-    return bus.receive(done), math.ceil(done * 1e6 - 1e-3)
+    return answer[0], math.ceil(answer[1] * 1e6 - 1e-3)
 
 
 class MemoryFiles:

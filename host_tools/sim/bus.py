@@ -64,6 +64,17 @@ class SimulatedBus:
             self.wire_time_s += self.frame_time_s(len(response))
         return end
 
+    def transact(self, frame: bytes, now_s: float) -> tuple[bytes, float] | None:
+        """``send``, then the whole response at once: (response, the instant its last byte has
+        arrived), or None when no response is coming. The same as send(frame, now_s), then
+        receive(response_complete_at()), in one call (a board that hands a UART frame over whole)."""
+        self.send(frame, now_s)
+        response = self._response
+        if not response:
+            return None
+        self._delivered = len(response)
+        return response, self._response_start_s + len(response) * self.char_s
+
     def exchange(self, frame: bytes, now_s: float) -> bytes | None:
         """The wire's faults around one request whose last byte arrived at now_s: the response
         as the master receives it, or None for silence. The serial server (serial_port.py) goes
