@@ -1,0 +1,421 @@
+"""pumpreplay: play a telemetry log (host_tools/uplink/logfile.py) back to an MQTT broker.
+
+    pumpreplay LOG [--speed N | --as-fast-as-possible] [--from T] [--to T]
+                   [--map SITE/STATION=SITE2/STATION2 ...] [--kinds K,K] [--window W]
+                   [broker options: --host --port --user --password-file --ca --client-id]
+
+Rules:
+- Order: records are published in log order (the order the recorder received them) over one
+  connection, QoS 1, retain off (a replay leaves no retained state at the broker). MQTT keeps a
+  client's QoS 1 messages in order towards each subscriber.
+- Timing: a record is published at (its receive time - the first replayed record's receive time)
+  / N after the first one (``--speed N``, default 1: real time). A receive time earlier than the
+  one before (the recorder's clock stepped back) is published at once: time never runs backwards.
+  ``--as-fast-as-possible``: no waiting, only the in-flight window.
+- In-flight window: at most ``--window`` (default 100) messages published and not yet
+  acknowledged (PUBACK); the replay waits for the broker rather than queueing without bound.
+- Seeking: ``--from``/``--to`` select records by record time (the frame's timestamp, see
+  logfile.py) with from <= time < to, through the log's index (whole blocks outside are skipped).
+  T is Unix seconds, an ISO 8601 time (UTC when no zone is given), or an offset from the log's
+  first record time: ``+90s``, ``+15m``, ``+2h``, ``+1d`` (a bare ``+N`` is seconds).
+- Identities: the topic's site and station are those recorded (the identity the broker vouched
+  for); ``--map SITE/STATION=SITE2/STATION2`` (repeatable) publishes that station's records under
+  the other names. The frames are sent unchanged (their station_id, seq and timestamp too).
+- Kinds: ``--kinds`` (default status,telemetry,event,ack: what stations publish). ``cmd`` (signed
+  commands: never replayed at stations by default) and ``other`` (records of topics outside
+  relaypump/<site>/<station>/<kind>, published to their own topic) only when named.
+- Progress on stderr: on a terminal one line redrawn at most 10 times a second; into a pipe or
+  file one line at each 10 %.
+- The log is checked before anything is published: a damaged log (a record failing its CRC) is
+  refused with one line (exit 3); an incomplete tail (a live recorder's) is left out.
+- SIGINT / SIGTERM: no new message; those in flight get up to 5 s for their PUBACK; disconnect,
+  totals on stderr, exit 130. Exit 0 when everything was published and acknowledged, 2 bad usage,
+  3 a damaged log, 4 the broker refused or went away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import re
+import select
+import signal
+import socket
+import sys
+import time
+
+import paho.mqtt.client as paho
+
+from host_tools.uplink import broker
+from host_tools.uplink.logfile import KIND_NAMES, KIND_OTHER, KINDS, LogError, LogReader
+
+DEFAULT_KINDS = ("status", "telemetry", "event", "ack")
+DRAIN_S = 5.0  # the in-flight messages' time for their PUBACK after a stop
+_OFFSET = re.compile(r"^\+(\d+(?:\.\d*)?)([smhd]?)$")
+_UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+class Interrupted(Exception):
+    """A signal asked the replay to stop."""
+
+
+def parse_when(text: str, origin_s: int | None = None) -> int:
+    """Unix seconds of a --from/--to value: Unix seconds, ISO 8601 (UTC when no zone), or an
+    offset +N[smhd] from origin_s (the log's first record time)."""
+    text = text.strip()
+    offset = _OFFSET.match(text)
+    if offset:
+        if origin_s is None:
+            raise ValueError(f"{text!r}: an offset needs a log with a first record")
+        return origin_s + int(float(offset.group(1)) * _UNIT_S[offset.group(2)])
+    try:
+        return int(float(text))
+    except ValueError:
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r}: not Unix seconds, an ISO time, nor an offset like +2h"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp())
+
+
+def mapping_arg(text: str) -> tuple[tuple[str, str], tuple[str, str]]:
+    """SITE/STATION=SITE2/STATION2 of the command line."""
+    old, sep, new = text.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SITE/STATION=SITE2/STATION2")
+    return broker.station_arg(old), broker.station_arg(new)
+
+
+def kinds_arg(text: str) -> frozenset[int]:
+    out = set()
+    for name in filter(None, (n.strip() for n in text.split(","))):
+        if name == "other":
+            out.add(KIND_OTHER)
+        elif name in KINDS:
+            out.add(KINDS[name])
+        else:
+            raise argparse.ArgumentTypeError(
+                f"unknown kind {name!r} (known: {', '.join(KINDS)}, other)"
+            )
+    if not out:
+        raise argparse.ArgumentTypeError("no kind named")
+    return frozenset(out)
+
+
+def first_time(reader: LogReader) -> int | None:
+    """The record time of the log's first record (None for an empty log)."""
+    for record in reader.records():
+        return record.time_s
+    return None
+
+
+def time_range(
+    reader: LogReader, start: str | None, end: str | None
+) -> tuple[int | None, int | None]:
+    """--from/--to texts -> Unix seconds (offsets from the log's first record time)."""
+    origin = (
+        first_time(reader) if any(t and t.strip().startswith("+") for t in (start, end)) else None
+    )
+    lo = parse_when(start, origin) if start is not None else None
+    hi = parse_when(end, origin) if end is not None else None
+    if lo is not None and hi is not None and hi <= lo:
+        raise ValueError(f"--to ({hi}) is not after --from ({lo})")
+    return lo, hi
+
+
+class Topics:
+    """Topic of a record, with --map applied (cached per site, station, kind)."""
+
+    def __init__(self, mapping: dict[tuple[str, str], tuple[str, str]]):
+        self.mapping = mapping
+        self._cache: dict[tuple[int, str, str], str] = {}
+
+    def of(self, record) -> str:
+        if record.kind == KIND_OTHER:
+            return record.topic
+        key = (record.kind, record.site, record.station)
+        topic = self._cache.get(key)
+        if topic is None:
+            site, station = self.mapping.get((record.site, record.station), key[1:])
+            topic = self._cache[key] = broker.topic(site, station, KIND_NAMES[record.kind])
+        return topic
+
+
+class Progress:
+    """Frames published of the total: a redrawn line on a terminal, a line per 10 % elsewhere.
+    ``next_at``: the count at which update wants to be called next (cheap to test per frame)."""
+
+    def __init__(self, total: int, stream, tty: bool | None = None):
+        self.total = total
+        self.stream = stream
+        self.tty = stream.isatty() if tty is None else tty
+        self.decile = 0
+        self.last_draw = 0.0
+        self.step = max(1, total // 1000)
+        self.next_at = 0 if self.tty else self._decile_at(1)
+
+    def _decile_at(self, k: int) -> int:
+        return math.ceil(self.total * k / 10) if k <= 10 else 1 << 62
+
+    def update(self, done: int) -> None:
+        if self.tty:
+            now = time.monotonic()
+            self.next_at = done + self.step
+            if now - self.last_draw >= 0.1 or done >= self.total:
+                self.last_draw = now
+                pct = 100.0 * done / self.total if self.total else 100.0
+                bar = "#" * int(pct / 5)
+                self.stream.write(f"\r[{bar:<20}] {pct:5.1f} %  {done}/{self.total} frames")
+                self.stream.flush()
+            return
+        while done >= self.next_at and self.decile < 10:
+            self.decile += 1
+            self.stream.write(f"pumpreplay: {self.decile * 10} % ({done} of {self.total} frames)\n")
+            self.stream.flush()
+            self.next_at = self._decile_at(self.decile + 1)
+
+    def close(self) -> None:
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+class Publisher:
+    """A paho client driven from this thread (no loop thread): QoS 1 publishes with at most
+    `window` awaiting their PUBACK."""
+
+    def __init__(self, client: paho.Client, window: int):
+        self.client = client
+        self.window = window
+        self.inflight = 0
+        self.published = 0
+        self.acked = 0
+        self.connected: paho.ReasonCode | None = None
+        self.corked = False
+        # paho's own window stays off (0): with one, each PUBACK walks every message in flight
+        # (O(window) per acknowledgement); this class bounds what is in flight instead
+        client.max_inflight_messages_set(0)
+        client.max_queued_messages_set(0)
+        client.on_publish = self._on_publish
+        client.on_connect = self._on_connect
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        self.connected = reason_code
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        self.inflight -= 1
+        self.acked += 1
+
+    def connect(self, host: str, port: int, keepalive: int, timeout: float = 10.0) -> None:
+        try:
+            self.client.connect(host, port, keepalive=keepalive)
+        except OSError as err:
+            raise broker.ToolError(
+                f"cannot reach the broker at {host}:{port}: {err.strerror or err}", code=4
+            ) from None
+        deadline = time.monotonic() + timeout
+        while self.connected is None:
+            if time.monotonic() > deadline:
+                raise broker.ToolError(f"no answer from the broker within {timeout:g} s", code=4)
+            self.pump(0.1)
+        if self.connected.is_failure:
+            raise broker.ToolError(f"the broker refused the connection: {self.connected}", code=4)
+
+    def _cork(self, on: bool) -> None:
+        """TCP_CORK: the PUBLISHes of a burst leave in full segments, not one segment (and one
+        wake-up of the broker) each; uncorked before every wait, so nothing is held back."""
+        sock = self.client.socket()
+        if on != self.corked and sock is not None and hasattr(socket, "TCP_CORK"):
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
+            except OSError:
+                return  # not a TCP socket (TLS wraps one; it has the option too)
+            self.corked = on
+
+    def pump(self, timeout: float) -> None:
+        """Write what paho has queued, wait up to timeout for the socket, read every packet that
+        is there (PUBACKs), keepalive."""
+        client = self.client
+        sock = client.socket()
+        rc = paho.MQTT_ERR_NO_CONN if sock is None else paho.MQTT_ERR_SUCCESS
+        if not rc and client.want_write():
+            rc = client.loop_write()
+        if not rc:
+            if timeout > 0:
+                self._cork(False)
+            ready, _, _ = select.select([sock], [], [], timeout)
+            if ready:
+                rc = client.loop_read()
+        if not rc:
+            rc = client.loop_misc()
+        if rc:
+            raise broker.ToolError(
+                f"lost the broker after {self.acked} acknowledged messages"
+                f" ({paho.error_string(rc)})",
+                code=4,
+            )
+
+    def publish(self, topic: str, payload: bytes) -> None:
+        if self.inflight >= self.window:  # full: wait until half is acknowledged (bursts)
+            while self.inflight > self.window // 2:
+                self.pump(0.5)
+        self._cork(True)
+        info = self.client.publish(topic, payload, qos=1)
+        if info.rc:
+            raise broker.ToolError(
+                f"publish to {topic} failed: {paho.error_string(info.rc)}", code=4
+            )
+        self.inflight += 1
+        self.published += 1
+
+    def drain(self, timeout: float) -> bool:
+        """Until every publish is acknowledged (True) or timeout (False)."""
+        deadline = time.monotonic() + timeout
+        self._cork(False)
+        while self.inflight > 0 and time.monotonic() < deadline:
+            self.pump(0.1)
+        return self.inflight == 0
+
+    def disconnect(self) -> None:
+        try:
+            self.client.disconnect()
+            self.client.loop_write()
+        except OSError:
+            pass
+
+
+def replay(reader, publisher: Publisher, topics: Topics, kinds, lo, hi, speed, progress, stop):
+    """Publish the selected records; returns the count. `speed` None: as fast as possible.
+    `stop`: a list a signal handler appends to."""
+    first_us = None
+    last_us = 0
+    wall0 = 0.0
+    sent = 0
+    for record in reader.records(start_s=lo, end_s=hi):
+        if record.kind not in kinds:
+            continue
+        if stop:
+            raise Interrupted
+        if speed is not None:
+            if first_us is None:
+                first_us = last_us = record.receive_us
+                wall0 = time.monotonic()
+            last_us = max(last_us, record.receive_us)
+            due = wall0 + (last_us - first_us) / 1e6 / speed
+            while True:
+                wait = due - time.monotonic()
+                if wait <= 0:
+                    break
+                publisher.pump(min(wait, 0.2))
+                if stop:
+                    raise Interrupted
+        publisher.publish(topics.of(record), record.message)
+        sent += 1
+        if sent >= progress.next_at:
+            progress.update(sent)
+    return sent
+
+
+def count_selected(reader: LogReader, kinds, lo, hi) -> int:
+    """Records to replay; reads (and so CRC-checks) every one of them before the first publish."""
+    return sum(1 for r in reader.records(start_s=lo, end_s=hi) if r.kind in kinds)
+
+
+def run(args) -> int:
+    try:
+        reader = LogReader(args.log)
+    except FileNotFoundError:
+        raise broker.ToolError(f"{args.log}: no such file") from None
+    try:
+        lo, hi = time_range(reader, args.start, args.end)
+    except ValueError as err:
+        raise broker.ToolError(str(err)) from None
+    if args.speed is not None and not args.speed > 0:
+        raise broker.ToolError("--speed must be above 0")
+    if not 1 <= args.window <= 65535:
+        raise broker.ToolError("--window must be 1..65535")
+    try:
+        total = count_selected(reader, args.kinds, lo, hi)
+    except LogError as err:
+        raise broker.ToolError(
+            f"{args.log}: damaged, nothing replayed: {err} (pumplog verify tells more)", code=3
+        ) from None
+    speed = None if args.as_fast_as_possible else (args.speed or 1.0)
+    topics = Topics(dict(args.map or ()))
+    stop: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.append(1))
+    client = broker.make_client(args)
+    publisher = Publisher(client, args.window)
+    publisher.connect(args.host, broker.port_of(args), args.keepalive)
+    progress = Progress(total, sys.stderr)
+    started = time.monotonic()
+    interrupted = False
+    try:
+        replay(reader, publisher, topics, args.kinds, lo, hi, speed, progress, stop)
+    except Interrupted:
+        interrupted = True
+    finally:
+        progress.close()
+    complete = publisher.drain(DRAIN_S if interrupted else 60.0)
+    elapsed = time.monotonic() - started
+    publisher.disconnect()
+    rate = publisher.acked / elapsed if elapsed > 0 else 0.0
+    print(
+        f"pumpreplay: {publisher.published} of {total} published, {publisher.acked} acknowledged"
+        f" in {elapsed:.1f} s ({rate:.0f} msg/s)" + (", interrupted" if interrupted else ""),
+        file=sys.stderr,
+    )
+    if interrupted:
+        return 130
+    if not complete:
+        raise broker.ToolError(f"{publisher.inflight} messages never acknowledged", code=4)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pumpreplay", description=__doc__.split("\n\n")[0])
+    p.add_argument("log", help="the telemetry log (pumprecord's)")
+    pace = p.add_mutually_exclusive_group()
+    pace.add_argument("--speed", type=float, default=None, help="N x real time (default 1)")
+    pace.add_argument("--as-fast-as-possible", action="store_true", help="no waiting")
+    p.add_argument("--from", dest="start", default=None, help="record time from (incl.)")
+    p.add_argument("--to", dest="end", default=None, help="record time before")
+    p.add_argument(
+        "--map",
+        action="append",
+        type=mapping_arg,
+        metavar="SITE/STATION=SITE2/STATION2",
+        help="publish a station's records under other names (repeatable)",
+    )
+    p.add_argument(
+        "--kinds",
+        type=kinds_arg,
+        default=frozenset(KINDS[k] for k in DEFAULT_KINDS),
+        help=f"kinds to replay (default {','.join(DEFAULT_KINDS)}; also cmd, other)",
+    )
+    p.add_argument("--window", type=int, default=100, help="messages awaiting PUBACK at most")
+    broker.add_connection_options(p, client_id="")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return run(args)
+    except broker.ToolError as err:
+        print(f"pumpreplay: {err}", file=sys.stderr)
+        return err.code
+    except (OSError, LogError) as err:
+        print(f"pumpreplay: {err}", file=sys.stderr)
+        return 3 if isinstance(err, LogError) else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
