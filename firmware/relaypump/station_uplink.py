@@ -40,7 +40,8 @@ Rules:
   fails: ACK_FAILED, nothing acts). Accepted commands act through the agent:
     SETPOINT      control.setpoint.set_remote(kPa)  (held until a config change of setpoint.dp_kpa)
     MODE          OFF: every pump disabled (the operator's enable mask kept for later);
-                  REMOTE_DP: automatic control, MANUAL_SPEED: the present common speed held;
+                  REMOTE_DP: automatic control, MANUAL_SPEED: the present common speed held
+                  (until REMOTE_DP or a config change);
                   DISCHARGE: ACK_FAILED (the agent chooses the discharge pressure itself, only
                   while the remote DP is unusable; it cannot be forced)
     PUMP_ENABLE / PUMP_DISABLE   agent.enabled (staging stops a disabled pump in its own way)
@@ -51,7 +52,8 @@ Rules:
                   atomically (storage.atomic_write of runtime.config_path, then the agent
                   rebuilt with the state it has: runtime.adopt_config, as after a reset: the
                   running drives adopted, nothing slammed; the uplink's remote settings are
-                  applied again). A pid.period_ms the watchdog cannot cover: OUT_OF_ENVELOPE.
+                  applied again; event CONFIG_APPLIED, value the command's counter). A
+                  pid.period_ms the watchdog cannot cover: OUT_OF_ENVELOPE.
   Each command gets an ack (QoS 1 on the ack topic, seq from the outbox's counter) and an event
   (COMMAND_ACCEPTED / COMMAND_REJECTED) in the outbox. An ack the session has no room for waits
   (ACK_QUEUE of them; more are dropped and counted in ``acks_dropped``).
@@ -59,8 +61,15 @@ Rules:
   runs as its config says (automatic, every pump enabled). The command counter is persistent.
 - Time: the wall clock (wallclock.py) is set by the board's time source; frames made before are
   marked and corrected by the outbox; a command before it is set is refused (CLOCK_NOT_SYNCED).
-Allocation: the per-tick ``sample`` builds the float sums only (5 floats, 80 B on MicroPython);
-a step with nothing due builds nothing beyond the link's and the session's own.
+- While the clock is unset the outbox holds this boot's frames back (outbox.py); the uplink asks
+  it again at most every HELD_RETRY_MS (a held take reads the slot from flash).
+Allocation (MicroPython VM, tests/firmware/test_station_uplink.py and host_tools/bench/
+uplink_e2e.py): ``sample`` builds its 5 float sums only (80 B a tick); a step with nothing due
+builds nothing (netio.Link's own reads and writes aside); a telemetry step ~1 KiB (the frame's
+floats, the slot write); a command a few hundred bytes (HMAC), a config change loads config.py
+for that command only. Heap it keeps: the session (~5 KiB: inflight x max_packet slots, rx,
+tx), the outbox's index (~10 KiB for 468 slots), the modules' code (.mpy, ~38 KiB; in flash
+when frozen).
 """
 
 import sys
