@@ -299,3 +299,54 @@ def test_an_accepted_setpoint_moves_the_held_dp_and_a_config_change_applies_live
         assert json.loads(field.files.files[CONFIG_PATH])["setpoint"]["ramp_kpa_per_s"] == 1.0
     finally:
         room.close()
+
+
+def test_pump_disable_mode_off_and_back_act_on_the_plant(scenario, broker):
+    field = make_field(scenario, broker)
+    room = ControlRoom(broker, field)
+    watcher = Watcher(broker.port, "recorder", [topic("telemetry")])
+    try:
+        field.run(SETTLE_S)
+        drives = field.station.drives
+        running = [i for i, d in enumerate(drives) if d.running]
+        assert running
+        pump = running[0] + 1
+        counter = iter(range(1, 100))
+        n = next(counter)
+        room.send(sign(n, P.CommandType.PUMP_DISABLE, {"pump": pump}, field.wall_s))
+        assert room.ack(n).result == P.AckResult.OK
+        assert field.run_until(lambda: not drives[pump - 1].running, 600), "still running"
+        field.run(180)
+        dp = statistics.fmean(s[3] for s in field.samples[-30:])
+        assert abs(dp - 111.0) < 3.0  # the others hold the DP without it
+        last = frames(watcher, "telemetry")[-1]
+        assert last.pumps[pump - 1].state == P.PumpState.OFF
+        n = next(counter)
+        room.send(sign(n, P.CommandType.PUMP_ENABLE, {"pump": pump}, field.wall_s))
+        assert room.ack(n).result == P.AckResult.OK
+        assert field.agent.enabled == 0b111
+
+        n = next(counter)
+        room.send(sign(n, P.CommandType.MODE, {"mode": int(P.Mode.OFF)}, field.wall_s))
+        assert room.ack(n).result == P.AckResult.OK
+        assert field.run_until(lambda: not any(d.running for d in drives), 900), "not stopped"
+        field.run(20)
+        assert frames(watcher, "telemetry")[-1].mode == P.Mode.OFF
+        # a setpoint has no meaning while the station is off
+        n = next(counter)
+        room.send(sign(n, P.CommandType.SETPOINT, {"setpoint_kpa_x10": 1200}, field.wall_s))
+        assert room.ack(n).result == P.AckResult.OUT_OF_ENVELOPE
+        n = next(counter)
+        room.send(sign(n, P.CommandType.MODE, {"mode": int(P.Mode.REMOTE_DP)}, field.wall_s))
+        assert room.ack(n).result == P.AckResult.OK
+        assert field.run_until(lambda: any(d.running for d in drives), 900), "not restarted"
+        field.run(SETTLE_S)
+        dp = statistics.fmean(s[3] for s in field.samples[-30:])
+        assert abs(dp - 111.0) < 3.0
+        # a reset of the station (nothing locked out): carried out, acknowledged
+        n = next(counter)
+        room.send(sign(n, P.CommandType.RESET, {"pump": 0}, field.wall_s))
+        assert room.ack(n).result == P.AckResult.OK
+    finally:
+        watcher.close()
+        room.close()
