@@ -20,6 +20,7 @@ from host_tools.sim.vm_controller import RecordingAgentController, VMController
 MINUTES = 25
 HEAP_KIB = 160  # 128 KiB no longer holds the agent (its modules grew in issue 7) with its runtime
 SPEED_TOLERANCE_PCT = 0.1
+TICK_BUDGET_BYTES = 1024
 
 
 def faulted_scenario():
@@ -40,7 +41,7 @@ def runs():
     cpython = RecordingAgentController(chosen)
     cpython.remote_dp_quality = watch_remote_dp(cpython.agent)
     cpython_result = run(chosen, cpython, hours=hours)
-    with VMController(chosen, heap_kib=HEAP_KIB) as vm:
+    with VMController(chosen, heap_kib=HEAP_KIB, measure=True) as vm:  # (tick allocation)
         vm_result = run(chosen, vm, hours=hours)
         vm.live_heap()
     return cpython, cpython_result, vm, vm_result
@@ -140,6 +141,16 @@ def test_same_traffic_on_the_wire(runs):
     _, cpython_result, _, vm_result = runs
     for key in ("bus_requests", "bus_corrupted_frames"):
         assert vm_result.kpis[key] == cpython_result.kpis[key], key
+
+
+def test_no_tick_allocates_more_than_the_budget(runs):
+    """The agent's per-tick allocation budget in the VM (floats are 16-byte heap objects there),
+    here through a pump trip, a comm loss and a wire break: staging's count evaluation, the
+    pump-count feedforward and the calibration never add up in one tick (agent.py)."""
+    _, _, vm, _ = runs
+    used = vm.figures.tick_used
+    assert len(used) == MINUTES * 60 - 1
+    assert max(used) <= TICK_BUDGET_BYTES, max(used)
 
 
 def test_the_agent_runs_in_an_mcu_sized_heap_without_growing(runs):
