@@ -1,5 +1,5 @@
 """Closed-loop runs of the protections the fault schedule cannot reach on the reference config
-(a lost suction or flow sensor, a deep suction dip, discharge above its maximum, a dry run), and the
+(a lost suction or flow sensor, a deep suction dip, discharge above its maximum), and the
 safety invariants of DESIGN.md (rule 6) held over every closed-loop run of test_closed_loop.py
 (which defines the runs and the recorder; each run is simulated once per session and shared):
 
@@ -45,13 +45,18 @@ def _runs():
     return list(RUNS)
 
 
-def test_every_fault_kind_of_the_schedule_has_a_closed_loop_run():
+def test_every_fault_kind_and_transmitter_mode_has_a_closed_loop_run():
+    """Every fault kind of the schedule, and every transmitter fault mode (scenario
+    SENSOR_MODES: loop currents, stuck, drift, offset, intermittent), has a closed-loop run here,
+    in test_closed_loop_sensors.py or in test_closed_loop_hydraulics.py (RUNS)."""
     from test_closed_loop_sensors import SENSOR_RUNS  # (it imports this module)
 
+    faults = [f for faults, *_ in RUNS.values() for f in faults]
+    faults += [f for _, sensor_faults, _ in SENSOR_RUNS.values() for f in sensor_faults]
     kinds = {f.kind for f in scenarios.load(SCHEDULE).faults}
-    covered = {f.kind for faults, *_ in RUNS.values() for f in faults}
-    covered |= {f.kind for _, faults, _ in SENSOR_RUNS.values() for f in faults}
-    assert kinds <= covered
+    assert kinds <= {f.kind for f in faults}
+    modes = {f.mode for f in faults if f.kind in ("sensor_fault", "sensor_wire_break")}
+    assert set(scenarios.SENSOR_MODES) <= modes, set(scenarios.SENSOR_MODES) - modes
 
 
 @pytest.mark.parametrize("name", _runs())
@@ -257,19 +262,3 @@ def test_discharge_in_the_slowdown_band_caps_the_speed_without_a_trip():
     assert all(k.cap_pct < o.config["speed"]["max_pct"] - 10.0 for k in last)
     assert all(k.commands == (CMD_RUN, CMD_RUN, CMD_STOP) for k in last)
     assert max(o.series("discharge_kpa", o.t[-1] - 300.0, o.t[-1])) < dmax
-
-
-def test_flow_stuck_at_zero_locks_out_each_pump_after_the_dry_run_delay():
-    o = outcome("dry_run")  # every pump in turn: failover starts the next, which runs dry too
-    delay = setting(o, "dry_run_delay_s")
-    assert not setting(o, "dry_run_auto_reset")
-    dry = o.events(E.DRY_RUN)
-    assert [s for _, s, _ in dry] == [1, 2, 3]
-    for t, subject, _ in dry:
-        pump = subject - 1
-        started = next(k.t_s for k in o.rec.log if k.commands[pump] == CMD_RUN)
-        assert delay <= t - started <= delay + LAG_S
-        assert (t, subject, 1) in o.events(E.PUMP_LOCKOUT)
-        for k in o.ticks(t):
-            assert k.locked[pump] and k.commands[pump] == CMD_STOP, k
-    assert not any(r[-1] for r in o.result.running)
