@@ -290,3 +290,40 @@ def test_a_step_with_nothing_due_allocates_nothing():
         assert used <= (0 if ON_MICROPYTHON else 512), used
     finally:
         remove_dir(directory)
+
+
+class NoClockBoard(UplinkBoard):
+    def ntp_link(self, clock, cfg):
+        return None  # no time source: the wall clock stays unset
+
+
+def test_without_a_clock_commands_are_refused_and_frames_go_out_marked_after_the_hold():
+    from relaypump.codes import ACK_CLOCK_NOT_SYNCED
+    from relaypump.runtime import Runtime
+
+    directory = make_dir()
+    try:
+        with open(directory + "/station.key", "w") as f:
+            f.write("".join("%02x" % b for b in KEY))
+
+        def change(doc):
+            doc["mqtt"] = {"host": "broker.invalid", "site": "jia", "station": "relay1"}
+            doc["commands"] = {"key_file": directory + "/station.key"}
+            doc["outbox"] = {"hold_unsynced_s": 30}
+
+        board = NoClockBoard(Bus())
+        runtime = Runtime(board, write_config(directory, change), directory + "/state")
+        run(runtime, board, 3000)
+        board.broker.commands.append(command(3, uplink.COMMAND_SETPOINT, [1300], EPOCH_S))
+        run(runtime, board, 500)
+        acks = [uplink.decode_ack(f) for f in board.broker.frames("ack")]
+        assert [a[uplink.I_ACK_RESULT] for a in acks] == [ACK_CLOCK_NOT_SYNCED]
+        assert runtime.agent.control.setpoint.fixed_kpa == 111.0
+        assert runtime.agent.state.command_counter == 3  # authentic and fresh: consumed
+        assert board.broker.frames("telemetry") == []  # held while the clock may still come
+        run(runtime, board, 32000)
+        frames = [uplink.decode_telemetry(f) for f in board.broker.frames("telemetry")]
+        assert len(frames) == 3  # after the hold: sent, marked as made before a sync
+        assert all(f[uplink.I_TELEMETRY_TIMESTAMP_S] < 1000000000 for f in frames)
+    finally:
+        remove_dir(directory)
