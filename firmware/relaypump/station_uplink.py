@@ -172,12 +172,13 @@ class NtpLink:
     it is due, the reply read without blocking. The server's name is resolved once (this blocks
     on a board, as netio's does) and again after a socket error."""
 
-    def __init__(self, clock, cfg):
+    def __init__(self, clock, cfg, port=123):
         import socket
 
         self._socket = socket
         self.clock = clock
         self.server = cfg["server"]
+        self.port = port
         self._addr = None
         self._sock = None  # type: Any
         self._buf = bytearray(48)
@@ -207,7 +208,7 @@ class NtpLink:
         socket = self._socket
         try:
             if self._addr is None:
-                self._addr = socket.getaddrinfo(self.server, 123, 0, socket.SOCK_DGRAM)[0][-1]
+                self._addr = socket.getaddrinfo(self.server, self.port, 0, socket.SOCK_DGRAM)[0][-1]
             if sock is None:
                 sock = self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
                 sock.setblocking(False)
