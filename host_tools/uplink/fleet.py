@@ -741,7 +741,6 @@ class _Logs:
                     self._take(k, r)
 
     def _take(self, k: int, r: Record) -> None:
-        self.last_new = time.monotonic()
         st = self.by_name.get(r.station)
         station_id = int.from_bytes(r.payload[4:8], "big")
         seq = int.from_bytes(r.payload[8:12], "big")
@@ -754,6 +753,7 @@ class _Logs:
         if r.payload[uplink.HEADER_SIZE :] != st.expected(seq):
             self.mismatched.append(key)
         if seq < self.target.get(st.name, 0):
+            self.last_new = time.monotonic()  # the flush still brings frames
             first = self.held[k][key] == 1 if self.split == MIRROR else self.union[key] == 1
             if first:
                 self.left -= 1
@@ -803,7 +803,8 @@ def run(plan: Plan, workdir: Path, recording: list[bytes]) -> Outcome:
         return all(st.idle for st in stations)
 
     def settled() -> bool:
-        """Nothing left to send anywhere and the logs quiet: what is missing now stays missing."""
+        """Nothing left to send and no frame of the flush recorded for settle_s: what is
+        missing now stays missing."""
         return time.monotonic() - logs.last_new > plan.settle_s and all_idle()
 
     try:
