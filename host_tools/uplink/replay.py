@@ -14,6 +14,9 @@ Rules:
   ``--as-fast-as-possible``: no waiting, only the in-flight window.
 - In-flight window: at most ``--window`` (default 100) messages published and not yet
   acknowledged (PUBACK); the replay waits for the broker rather than queueing without bound.
+  The broker acknowledges on receipt, not when subscribers have them: a replay faster than a
+  subscriber fills that subscriber's queue at the broker, and Mosquitto drops QoS 1 messages past
+  its max_queued_messages (default 1000) silently. Size that for the replay, or slow it down.
 - Seeking: ``--from``/``--to`` select records by record time (the frame's timestamp, see
   logfile.py) with from <= time < to, through the log's index (whole blocks outside are skipped).
   T is Unix seconds, an ISO 8601 time (UTC when no zone is given), or an offset from the log's
@@ -166,7 +169,7 @@ class Progress:
     def update(self, done: int) -> None:
         if self.tty:
             now = time.monotonic()
-            self.next_at = done + self.step
+            self.next_at = min(done + self.step, self.total)  # the last frame is drawn
             if now - self.last_draw >= 0.1 or done >= self.total:
                 self.last_draw = now
                 pct = 100.0 * done / self.total if self.total else 100.0

@@ -1,6 +1,7 @@
 """Fixtures of the replay tests: the Mosquitto of tests/host_tools/mqtt with one more user,
 ``replayer``, that may publish every station's topics (a replay speaks for the stations it plays
-back), beside the stations, the recorder and the control room of the uplink tests."""
+back), beside the stations, the recorder and the control room of the uplink tests; and no limit
+on the messages queued for a subscriber."""
 
 import subprocess
 import sys
@@ -26,6 +27,10 @@ class ReplayBroker(Mosquitto):
         passwd.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
         subprocess.run(["mosquitto_passwd", "-U", str(passwd)], check=True, capture_output=True)
         (self.dir / "acl").write_text(acl_text() + "\nuser replayer\ntopic write relaypump/#\n")
+        # a replay as fast as possible outruns a recorder: the broker queues for it without
+        # a limit (the default, 1000, drops QoS 1 messages past it, silently)
+        with open(self.conf, "a") as f:
+            f.write("max_queued_messages 0\n")
 
 
 @pytest.fixture
