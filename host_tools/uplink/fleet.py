@@ -51,6 +51,11 @@ What runs (everything real except the plant and the board's flash):
   so after a restart the frames of every station that reconnects before the recorders subscribe
   again are acknowledged and delivered to nobody: SHARED loses frames whenever a station wins
   that race (the recorders retry a refused broker with backoff; the stations with theirs).
+  SHARED also records a frame twice when a station sent it twice (a resend after a lost PUBACK)
+  and the group gave the copies to different recorders: each recorder deduplicates its own log
+  only. ``outage``: RESTART (the broker stopped and started) or FREEZE (SIGSTOP/SIGCONT: the
+  broker hangs with every link open; the stations find their links dead by the keepalive after
+  resending their window into its buffers, which it delivers once it goes on).
   The outcome reads the logs with a tail reader as they grow.
 
 Figures: ``flush_s``: from the restarted broker accepting connections until the recorders' logs
@@ -289,6 +294,15 @@ class FleetBroker:
                     raise RuntimeError(f"mosquitto did not listen:\n{self.log()}") from None
                 time.sleep(0.01)
 
+    def freeze(self) -> None:
+        """SIGSTOP: the broker is there (the kernel still accepts connections) but silent."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def terminate(self) -> None:
         """SIGTERM without waiting: the broker saves its database and exits (``running``)."""
         if self.proc is not None:
@@ -301,6 +315,7 @@ class FleetBroker:
     def stop(self, timeout: float = 60.0) -> None:
         if self.proc is None:
             return
+        self.thaw()
         self.proc.terminate()
         try:
             self.proc.wait(timeout)
@@ -621,6 +636,8 @@ class Fleet:
 
 SHARED = "shared"  # one $share group: each frame goes to one of the recorders
 MIRROR = "mirror"  # each recorder its own plain persistent subscription: both record everything
+RESTART = "restart"  # the outage: the broker stopped (SIGTERM, its database saved), started again
+FREEZE = "freeze"  # the outage: the broker hangs (SIGSTOP) with every link open, then goes on
 
 
 @dataclass
@@ -631,6 +648,7 @@ class Plan:
     stations: int = 500
     before_s: int = 120  # live telemetry before the outage
     outage_s: int = 3600  # broker down: every station's outbox fills with this much
+    outage: str = RESTART  # RESTART (SIGTERM, start again) or FREEZE (SIGSTOP, SIGCONT)
     after_s: int = 60  # live telemetry after the flush
     period_s: int = 10
     segments: int = 12  # outbox segments per station (39 frames each)
@@ -698,7 +716,8 @@ class Outcome:
 
         return [
             f"{p.stations} stations, {p.before_s} s live + {p.outage_s} s outage + {p.after_s} s"
-            f" live, one frame per {p.period_s} s: {self.expected} frames; recorders: {p.split}",
+            f" live, one frame per {p.period_s} s: {self.expected} frames; recorders: {p.split};"
+            f" outage: {p.outage}",
             f"recorded {' + '.join(str(sum(log.values())) for log in self.logs)},"
             f" missing {len(self.missing)}, twice {len(self.duplicates)},"
             f" mismatched {len(self.mismatched)}, foreign {len(self.foreign)}",
@@ -770,6 +789,8 @@ def run(plan: Plan, workdir: Path, recording: list[bytes]) -> Outcome:
     time ends the run early (``stopped``); the outcome still says what the logs hold."""
     if plan.split not in (SHARED, MIRROR):
         raise ValueError(f"split: {plan.split!r} is neither {SHARED!r} nor {MIRROR!r}")
+    if plan.outage not in (RESTART, FREEZE):
+        raise ValueError(f"outage: {plan.outage!r} is neither {RESTART!r} nor {FREEZE!r}")
     started = time.monotonic()
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -818,23 +839,32 @@ def run(plan: Plan, workdir: Path, recording: list[bytes]) -> Outcome:
         for _ in range(plan.before_s // plan.period_s):
             fleet.skip_period()
             fleet.run_until(all_idle, 60, "live telemetry")
-        # 3. the broker stops (SIGTERM) while a period's frames are on their way
+        # 3. the broker stops (SIGTERM) or freezes (SIGSTOP) while a period's frames are on
+        # their way
         fleet.skip_period()
         fleet.round(wait=False)
-        broker.terminate()
-        fleet.run_until(lambda: not broker.running, 60, "the broker stopping")
-        broker.stop()
-        fleet.run_until(lambda: not any(st.session.connected for st in stations), 60,
-                        "the stations noticing the stop")  # fmt: skip
+        if plan.outage == RESTART:
+            broker.terminate()
+            fleet.run_until(lambda: not broker.running, 60, "the broker stopping")
+            broker.stop()
+            fleet.run_until(lambda: not any(st.session.connected for st in stations), 60,
+                            "the stations noticing the stop")  # fmt: skip
+        else:
+            broker.freeze()  # the links stay open: the stations find them dead (keepalive)
         # 4. the outage: station time runs on, frames pile up in the outboxes, connects fail
         for _ in range(plan.outage_s // plan.period_s):
             fleet.skip_period()
             fleet.round(wait=False)
+        if any(st.session.connected for st in stations):
+            raise FleetTimeout(f"stations still connected after the outage; {fleet.summary()}")
         before = {st.name: st.appended for st in stations}
         frames_at_restart = sum(st.box.pending for st in stations)
         logs.set_target(before)
         # 5. the restart: every station flushes its outbox at once
-        broker.start()
+        if plan.outage == RESTART:
+            broker.start()
+        else:
+            broker.thaw()
         restart = time.monotonic()
         reconnect_s = fleet.run_until(
             lambda: all(st.session.connected for st in stations), plan.flush_timeout,

@@ -5,6 +5,7 @@ outbox flushed at once after it, every frame recorded, none twice (issue 9, "a f
 The full size (500 stations, an hour of outage each) is the bench's (host_tools/bench/fleet.py,
 fleet_flush_s); here 100 stations and ten minutes of outage keep the test under a minute."""
 
+import dataclasses
 import threading
 import time
 
@@ -171,3 +172,38 @@ def test_500_stations_scaled_down_a_restart_and_a_flush_lose_nothing_and_record_
     assert out.dropped_telemetry == 0 and out.refused == 0 and out.stray_pubacks == 0, report
     assert out.flush_s is not None, report
     assert not [w for w in out.broker_warnings if "dropped" in w], out.broker_warnings
+
+
+def test_a_hung_broker_with_every_link_open_loses_nothing_and_each_recorder_drops_the_resends(
+    recording, mosquitto, tmp_path
+):
+    """SIGSTOP instead of a restart: the stations find their links dead by the keepalive, having
+    resent their window (DUP) into the frozen broker's buffers; after SIGCONT the broker delivers
+    those copies and the reconnected stations send them again: each recorder drops the copies."""
+    plan = dataclasses.replace(FLEET, outage=fleet.FREEZE)
+    out = fleet.run(plan, tmp_path, recording)
+    report = "\n".join(out.lines())
+    assert out.stopped is None, report
+    assert out.missing == [] and out.duplicates == [], report
+    assert out.mismatched == [] and out.foreign == [], report
+    assert out.dropped_telemetry == 0 and out.stray_pubacks == 0, report
+
+
+def test_a_shared_group_splits_the_flush_of_a_hung_broker_and_loses_nothing(
+    recording, mosquitto, tmp_path
+):
+    """The issue's split (one $share group) where the broker keeps its subscriptions (a hang, not
+    a restart): every frame is in one of the logs and no log holds one twice. A frame a station
+    sent twice may land once in each log (each recorder deduplicates its own log only): such
+    copies are bounded by the stations' resends; a reader of both logs drops them by (station,
+    seq)."""
+    plan = dataclasses.replace(FLEET, outage=fleet.FREEZE, split=fleet.SHARED)
+    out = fleet.run(plan, tmp_path, recording)
+    report = "\n".join(out.lines())
+    assert out.stopped is None, report
+    assert out.missing == [], report  # across both logs
+    assert all(n == 1 for log in out.logs for n in log.values()), report  # none twice in a log
+    assert len(out.duplicates) <= out.retransmissions, report
+    shares = [len(log) for log in out.logs]
+    assert min(shares) > out.expected // 4, shares  # the group split the stream
+    assert out.mismatched == [] and out.foreign == [], report
