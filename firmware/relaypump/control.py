@@ -416,7 +416,7 @@ class Controller:
         if not moving and joined == self._n_eff:
             return False  # steady group: nothing to do (and nothing allocated)
         flow = snap.flow_m3h
-        n_eff = 0  # joined pumps count as ints (no float each), the moving ones' fractions add
+        n_eff: float = 0  # joined pumps count as ints (no float each), moving ones' fractions add
         ok = flow.quality != BAD and joined > 0 and not self.manual
         head = None  # the required head at this flow, computed once
         if not moving:
