@@ -20,7 +20,7 @@ Figures:
   process, its CPU time (time.process_time, so other work on the machine does not count), the
   least of twenty batches of two passes through the cycles.
 - ``poll_cycle_vm_cpu_ms``, ``poll_cycle_vm_alloc_bytes``: the same replay inside the MicroPython
-  VM: CPU time per cycle of the VM's process (Node, read from /proc, over 60 passes; where there
+  VM: CPU time per cycle of the VM's process (Node, read from /proc, over 120 passes; where there
   is no /proc, the wall time of the VM calls, the least of twenty batches of two passes) and heap
   bytes allocated per cycle. The replay starts where the recording did, at the first frame:
   the start-up cycles (the drives' ramp-time commissioning: writes, then read-backs) bring the VM's
@@ -29,7 +29,7 @@ Figures:
   its own (every pump run at 80 %), so a single-register write (fc 05/06), whose answer echoes the
   value, is answered with the VM's own request, as a device echoes it; every other recorded
   answer is replayed as it was (a multiple write's echo carries only address and count). The
-  replay's clock moves 8 ms per transaction; a whole replay stays inside the 60 s after which the
+  replay's clock moves 4 ms per transaction; a whole replay stays inside the 60 s after which the
   fieldbus reads the ramp times back (a transaction the recording does not have).
 """
 
@@ -265,7 +265,7 @@ def run(frames):
     for data in frames:
         request = fb.next_request(CLOCK[0])
         fb.receive(request if data is None else data)  # None: a device's echo of the request
-        CLOCK[0] += 8
+        CLOCK[0] += 4
         fb.poll(CLOCK[0])
     return fb.cycles
 """
@@ -350,7 +350,7 @@ def _vm_figures(config: dict, figures: dict) -> tuple[float, float]:
         except OSError:  # wall time: short batches, one of them likely runs undisturbed
             ms = _replay(vm, config, figures, time.perf_counter, 20, 2)
         else:  # CPU time in clock ticks (10 ms): one long batch
-            ms = _replay(vm, config, figures, _children_cpu_s, 1, 60)
+            ms = _replay(vm, config, figures, _children_cpu_s, 1, 120)
         before = vm.eval("FB.cycles")
         alloc = vm.eval(
             "(lambda: (gc.collect(), gc.disable(), gc.mem_alloc(), run(FRAMES), gc.mem_alloc(),"
