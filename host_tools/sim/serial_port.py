@@ -228,16 +228,15 @@ def run_real_time(
     server: SerialServer,
     seconds: float | None = None,
     on_step: Callable[[], None] | None = None,
-    stop: Callable[[], bool] | None = None,
 ) -> None:
-    """Serve and step the plant on the wall clock (station.t_s follows it) for `seconds` or
-    until stop() says so; on_step() after every plant step."""
+    """Serve and step the plant on the wall clock (station.t_s follows it) for `seconds` (None:
+    until interrupted); on_step() after every plant step."""
     dt = station.scenario.step_s
     start = time.monotonic()
     fileno = server.port.fileno()
     while True:
         now = time.monotonic() - start
-        if (seconds is not None and now >= seconds) or (stop is not None and stop()):
+        if seconds is not None and now >= seconds:
             return
         server.poll(now)
         while station.t_s + dt <= now:
