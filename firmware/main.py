@@ -18,9 +18,10 @@ What happens:
   no feed, reset after 8 s.
 - The boot runs in steps (``boot``), a collection after each: the runtime, the config read and
   validated (the validator's code is dropped again before the agent's modules come), each module
-  of STAGES (leaves first), then the agent built. Loading a module from .mpy leaves garbage, and
-  the validator is big: in one go they would add up to a peak well above the heap the running
-  agent needs. Frozen into the firmware (manifest.py) the modules cost no heap for their code.
+  of STAGES (leaves first), then the agent built; with an uplink in the config (station_uplink.py)
+  its module is a step before the agent is built, and the uplink itself a step after. Loading a
+  module from .mpy leaves garbage, and the validator is big: in one go they would add up to a
+  peak well above the heap the running agent needs. Frozen into the firmware (manifest.py) the modules cost no heap for their code.
 - Ctrl-C (mpremote, REPL): the loop stops without a reset, but the watchdog cannot be stopped and
   resets the board 8 s later. To work on the board, create the file /no_agent (e.g.
   ``mpremote fs touch :/no_agent`` right after a reset), then this file starts nothing and the
@@ -75,8 +76,14 @@ def boot(board):
     for name in STAGES:
         __import__(name)
         yield None
+    if accepted and runtime.uplink_configured:  # the uplink's own module, a step of its own
+        __import__("relaypump.station_uplink")
+        yield None
     if accepted:
-        runtime.build()
+        runtime.build(uplink=False)  # the uplink a step later: their garbage does not add up
+        if runtime.uplink_configured:
+            yield None
+            runtime.start_uplink()
     yield runtime
 
 

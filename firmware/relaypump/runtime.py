@@ -65,8 +65,9 @@ lockstep) calls the two halves separately. Rules:
   per save. A failing save is logged and retried after SAVE_RETRY_MS; the loop goes on.
 - An exception from the agent is not caught here: main.py logs it and resets the board.
 The uplink (station_uplink.py; only with an "mqtt" section in the config): built after the agent
-(a failure, such as a missing key file, is logged in ``uplink_error`` and the station runs without
-it); ``sample`` after every tick; ``step`` (socket, commands, telemetry, outbox) every STEP_MS
+(by ``build``, or by ``start_uplink`` after ``build(uplink=False)``: main.py collects between the
+two; a failure, such as a missing key file, is logged in ``uplink_error`` and the station runs
+without it); ``sample`` after every tick; ``step`` (socket, commands, telemetry, outbox) every STEP_MS
 while no bus transaction is pending, so a slow flash write delays the next request, never a
 response; the loop's waits end by then. A config change it accepted comes back as
 ``adopt_config``: the agent rebuilt with its state, as after a reset.
@@ -141,6 +142,7 @@ class Runtime:
         self._save_failed = False
         self._retry_ms = now
         self._config = None  # validated by load_config, not yet built
+        self._uplink_config = None  # built by build(), its uplink not yet (start_uplink)
         self.uplink = None  # station_uplink.Uplink when the config has an uplink
         self.uplink_error = None
         self.adopted = 0  # config changes applied without a restart (adopt_config)
@@ -173,8 +175,16 @@ class Runtime:
         self._config = config
         return True
 
-    def build(self):
-        """Second half of ``start``: the persistent state, the agent and the UART."""
+    @property
+    def uplink_configured(self):
+        """The config loaded has an uplink not yet started (main.py's boot steps)."""
+        if self._config is not None:
+            return "mqtt" in self._config
+        return self._uplink_config is not None
+
+    def build(self, uplink=True):
+        """Second half of ``start``: the persistent state, the agent and the UART (and the
+        uplink, unless uplink=False: then ``start_uplink()`` builds it, a boot step later)."""
         from .agent import Agent  # here: a host may collect between the halves (the VM lockstep)
 
         board = self.board
@@ -204,12 +214,20 @@ class Runtime:
             % (config["station"]["id"], seq, n, bus["baud"])
         )
         if "mqtt" in config:
-            self._start_uplink(config, now)
+            self._uplink_config = config
+            if uplink:
+                self.start_uplink()
         return True
 
-    def _start_uplink(self, config, now_ms):
+    def start_uplink(self):
+        """The uplink of the config ``build`` used (nothing without one)."""
         from .station_uplink import Uplink
 
+        config = self._uplink_config
+        self._uplink_config = None
+        if config is None or self.agent is None:
+            return
+        now_ms = self.board.ticks_ms()
         try:
             self.uplink = Uplink(config, self, now_ms)
         except (ValueError, OSError) as err:  # a key file missing or bad: no uplink, pumps run
