@@ -418,6 +418,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, LogError) as err:
         print(f"pumpreplay: {err}", file=sys.stderr)
         return 3 if isinstance(err, LogError) else 2
+    except KeyboardInterrupt:  # before the replay's own handler (reading the log, connecting)
+        print("pumpreplay: interrupted, nothing published", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

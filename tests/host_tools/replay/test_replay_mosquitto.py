@@ -153,3 +153,35 @@ def test_ctrl_c_stops_cleanly_with_every_published_frame_acknowledged(
         stop(rec)
     got = records(out)
     assert 20 <= len(got) < len(want) and got == want[: len(got)] and len(got) == published
+
+
+def test_progress_on_a_terminal_is_one_redrawn_line(broker, tmp_path, password_file):
+    import os
+    import pty
+
+    log = tmp_path / "original.rplog"
+    make_log(log, frames=3000, extras=False)
+    parent, child = pty.openpty()
+    proc = subprocess.Popen(
+        [PUMPREPLAY, str(log), "--as-fast-as-possible", "--port", str(broker.port),
+         "--user", "replayer", "--password-file", password_file("replayer")],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=child,
+    )  # fmt: skip
+    os.close(child)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(parent, 4096)
+        except OSError:  # the pty's other end closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(parent)
+    assert proc.wait(timeout=60) == 0, out
+    text = out.decode().replace("\r\n", "\n")  # the terminal turns \n into \r\n
+    bar, summary = text.rstrip("\r\n").rsplit("\n", 1)
+    assert bar.startswith("\r[") and "\n" not in bar.strip("\r\n")  # redrawn in place
+    assert bar.rsplit("\r", 1)[-1] == f"[{'#' * 20}] 100.0 %  3002/3002 frames"
+    assert summary.startswith("pumpreplay: 3002 of 3002 published, 3002 acknowledged")
+    assert " % (" not in text  # no per-10 % lines on a terminal
