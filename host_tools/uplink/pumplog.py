@@ -6,6 +6,7 @@
     pumplog verify LOG                         CRC, index, seq gaps and duplicates (exit 1)
     pumplog export LOG --csv OUT [--station SITE/STATION] [--from T] [--to T]
     pumplog plot LOG -o PNG [--station SITE/STATION] [--from T] [--to T]
+    pumplog import FRAMES --site SITE --station STATION -o OUT   pumpsim's telemetry.bin as a log
 
 T as pumpreplay takes it: Unix seconds, ISO 8601 (UTC when no zone), or +N[smhd] from the log's
 first record time.
@@ -34,7 +35,12 @@ Rules:
   pressures, flow, speeds, power) from samples rebuilt from the frames; hours count from midnight
   UTC of the first frame's day. Telemetry carries no demand: that line stays empty. A log with
   more than one station needs --station.
-Exit: 0 done, 1 verify found problems, 2 bad usage, 3 a damaged log.
+- ``import``: uplink frames back to back (the simulator's telemetry.bin,
+  host_tools/sim/telemetry_log.py: telemetry, event and ack frames, each frame's kind giving its
+  size) become records of SITE/STATION, received at the frame's timestamp_s, so a simulated run
+  can be listed, exported, plotted and replayed like a recorded one. Bytes that are not a whole
+  frame are refused (exit 3, naming the offset), nothing written.
+Exit: 0 done, 1 verify found problems, 2 bad usage, 3 a damaged log (or frame file).
 """
 
 from __future__ import annotations
@@ -51,7 +57,9 @@ from types import SimpleNamespace
 
 from host_tools.uplink import broker
 from host_tools.uplink.logfile import (
+    KIND_ACK,
     KIND_CMD,
+    KIND_EVENT,
     KIND_NAMES,
     KIND_OTHER,
     KIND_STATUS,
@@ -64,7 +72,7 @@ from host_tools.uplink.logfile import (
 )
 from host_tools.uplink.replay import time_range
 from protocol import fast, layout
-from protocol.uplink import NO_READING, SCALES, UplinkError
+from protocol.uplink import NO_READING, SCALES, Kind, UplinkError
 
 
 class Refused(Exception):
@@ -348,6 +356,46 @@ def cmd_plot(args) -> int:
     return 0
 
 
+# ---- import -------------------------------------------------------------------------------------
+
+# uplink frame kind -> (log record kind, frame size); commands (signed, variable) are not imported
+_IMPORTED = {
+    int(Kind.TELEMETRY): (KIND_TELEMETRY, layout.layout("telemetry").size),
+    int(Kind.EVENT): (KIND_EVENT, layout.layout("event").size),
+    int(Kind.ACK): (KIND_ACK, layout.layout("ack").size),
+}
+
+
+def split_frames(data: bytes, name) -> list[tuple[int, bytes]]:
+    """(log kind, frame) of back-to-back uplink frames; Refused at the first bytes that are not
+    a whole telemetry, event or ack frame."""
+    out = []
+    pos = 0
+    while pos < len(data):
+        kind = data[pos + 3] if pos + 4 <= len(data) and data[pos : pos + 3] == b"RP\x01" else None
+        known = _IMPORTED.get(kind) if kind is not None else None
+        if known is None or pos + known[1] > len(data):
+            why = "not an uplink frame" if known is None else "a frame cut short"
+            raise Refused(f"{name}: {why} at byte {pos}; nothing imported", 3)
+        out.append((known[0], data[pos : pos + known[1]]))
+        pos += known[1]
+    return out
+
+
+def cmd_import(args) -> int:
+    try:
+        data = Path(args.frames).read_bytes()
+    except FileNotFoundError:
+        raise Refused(f"{args.frames}: no such file") from None
+    frames = split_frames(data, args.frames)
+    with _new_log(args.out, [args.frames]) as writer:
+        for kind, frame in frames:
+            ts = int.from_bytes(frame[12:16], "big")
+            writer.append(ts * 1_000_000, kind, args.site, args.station, frame)
+    print(f"{args.out}: {len(frames)} frames of {args.site}/{args.station}")
+    return 0
+
+
 # ---- command line -------------------------------------------------------------------------------
 
 
@@ -390,6 +438,12 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--station", type=_station, default=None, help="SITE/STATION")
     ranged(q)
     q.set_defaults(run=cmd_plot)
+    q = sub.add_parser("import", help="uplink frames back to back (pumpsim's telemetry.bin)")
+    q.add_argument("frames")
+    q.add_argument("--site", required=True, help="the site name of the records")
+    q.add_argument("--station", required=True, help="the station name of the records")
+    q.add_argument("-o", "--out", required=True, help="the new log")
+    q.set_defaults(run=cmd_import)
     return p
 
 
