@@ -14,7 +14,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "mqtt"))
 sys.path.insert(0, str(HERE.parent / "uplink"))
 
-from mosquitto_broker import PASSWORDS, Mosquitto, acl_text, mosquitto_path  # noqa: E402
+from mosquitto_broker import PASSWORDS, Mosquitto, acl_text, make_tls, mosquitto_path  # noqa: E402
 
 REPLAYER_PASSWORD = "pw-replayer"
 
@@ -38,6 +38,17 @@ def broker(tmp_path):
     if mosquitto_path() is None:
         pytest.skip("mosquitto is not installed (make system-packages installs it as root)")
     b = ReplayBroker(tmp_path / "broker")
+    b.start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def tls_broker(tmp_path):
+    """The same broker with a TLS listener too (a CA made in the test: tls_broker.tls.ca)."""
+    if mosquitto_path() is None:
+        pytest.skip("mosquitto is not installed (make system-packages installs it as root)")
+    b = ReplayBroker(tmp_path / "broker", tls=make_tls(tmp_path / "tls"))
     b.start()
     yield b
     b.stop()

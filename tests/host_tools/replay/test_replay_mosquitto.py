@@ -185,3 +185,19 @@ def test_progress_on_a_terminal_is_one_redrawn_line(broker, tmp_path, password_f
     assert bar.rsplit("\r", 1)[-1] == f"[{'#' * 20}] 100.0 %  3002/3002 frames"
     assert summary.startswith("pumpreplay: 3002 of 3002 published, 3002 acknowledged")
     assert " % (" not in text  # no per-10 % lines on a terminal
+
+
+def test_replay_over_tls(tls_broker, tmp_path, password_file):
+    log = tmp_path / "original.rplog"
+    want = station_records(make_log(log, frames=500))
+    out = tmp_path / "replayed.rplog"
+    rec = start_recorder(tls_broker.port, out, password_file("recorder"))
+    try:
+        wait_subscribed(tls_broker)
+        done = run_replay(tls_broker.tls_port, log, password_file("replayer"),
+                          "--as-fast-as-possible", "--ca", str(tls_broker.tls.ca))  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        wait_records(out, len(want))
+    finally:
+        stop(rec)
+    assert records(out) == want
