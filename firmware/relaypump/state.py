@@ -1,6 +1,8 @@
 """Persistent station state: run time, starts, energy, lockouts and the last accepted command.
 
 Rules:
+- Remote settings (``set_remote``: station off, pumps disabled, a remote setpoint; the uplink's
+  commands) survive a reset; a state file without them (older) loads with none.
 - Counters that grow for years are integers only: run time as whole seconds + a millisecond
   remainder, energy as whole kWh + Wh + a W*ms remainder. Floats appear only at the edge (a
   power reading in kW is rounded to whole watts once per call), so MicroPython's 32-bit floats
@@ -46,6 +48,10 @@ class StationState:
         self.station_lockout = False
         self.lockouts = 0  # lockouts since commissioning (station and pumps)
         self.command_counter = 0  # last accepted uplink command counter (replay protection)
+        # what remote commands set (station_uplink.py), kept across a reset
+        self.remote_off = False  # the station switched off
+        self.remote_disabled = 0  # pumps disabled (bit mask)
+        self.remote_setpoint_x10 = 0  # a remote DP setpoint in 0.1 kPa; 0: none
         self.dirty = False
         self.urgent = False
 
@@ -116,6 +122,19 @@ class StationState:
         self.dirty = self.urgent = True
         return True
 
+    def set_remote(self, off, disabled, setpoint_x10):
+        """What the remote commands have set (saved at once: a reset must not undo a remote
+        stop or a pump taken out of service)."""
+        if (
+            off != self.remote_off
+            or disabled != self.remote_disabled
+            or setpoint_x10 != self.remote_setpoint_x10
+        ):
+            self.remote_off = off
+            self.remote_disabled = disabled
+            self.remote_setpoint_x10 = setpoint_x10
+            self.dirty = self.urgent = True
+
     # --- reading -----------------------------------------------------------------------------------
     def run_hours(self, pump):
         return self.run_s[pump] / 3600.0
@@ -145,6 +164,11 @@ class StationState:
                 "station_lockout": 1 if self.station_lockout else 0,
                 "lockouts": self.lockouts,
                 "command_counter": self.command_counter,
+                "remote": [
+                    1 if self.remote_off else 0,
+                    self.remote_disabled,
+                    self.remote_setpoint_x10,
+                ],
             }
         )
 
@@ -201,6 +225,7 @@ def from_json(text, pump_count):
         "station_lockout",
         "lockouts",
         "command_counter",
+        "remote",  # optional: a state saved before the uplink has none
     )
     for key in doc:
         if key not in known:
@@ -218,6 +243,13 @@ def from_json(text, pump_count):
     state.station_lockout = _count(doc, "station_lockout", 2) == 1
     state.lockouts = _count(doc, "lockouts")
     state.command_counter = _count(doc, "command_counter")
+    if "remote" in doc:
+        remote = _counts(doc, "remote", 3, 0x10000)
+        if len(doc["remote"]) != 3 or remote[0] > 1:
+            raise StateError("remote: must be [off 0/1, disabled pumps mask, setpoint x10]")
+        state.remote_off = remote[0] == 1
+        state.remote_disabled = remote[1] & ((1 << n) - 1)  # adapted as the other fields
+        state.remote_setpoint_x10 = remote[2]
     return state
 
 

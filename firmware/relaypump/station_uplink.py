@@ -57,8 +57,10 @@ Rules:
   Each command gets an ack (QoS 1 on the ack topic, seq from the outbox's counter) and an event
   (COMMAND_ACCEPTED / COMMAND_REJECTED) in the outbox. An ack the session has no room for waits
   (ACK_QUEUE of them; more are dropped and counted in ``acks_dropped``).
-- Remote settings (mode, enable mask, remote setpoint) live in RAM: after a reboot the station
-  runs as its config says (automatic, every pump enabled). The command counter is persistent.
+- Remote settings survive a reset: station off, the pumps disabled and a remote setpoint are kept
+  in the persistent state (state.set_remote; saved by the runtime right after the command acted,
+  state.urgent) and applied again at start. Manual speed is not: a reset returns to automatic.
+  The command counter is persistent too (saved before acting).
 - Time: the wall clock (wallclock.py) is set by the board's time source; frames made before are
   marked and corrected by the outbox; a command before it is set is refused (CLOCK_NOT_SYNCED).
 - While the clock is unset the outbox holds this boot's frames back (outbox.py); the uplink asks
@@ -281,11 +283,14 @@ class Uplink:
         self._acks = bytearray(ACK_QUEUE * uplink.ACK_SIZE)
         self._acks_view = memoryview(self._acks)
         self._ack_count = 0
-        # remote settings (RAM only; see the rules)
-        self.off = False
-        self.enabled = -1  # the operator's enable mask; -1: as the agent has it
-        self.remote_kpa = None
+        # remote settings, as the persistent state kept them (rules)
+        agent = runtime.agent
+        st = agent.state
+        self.off = st.remote_off
+        self.enabled = ((1 << agent.pump_count) - 1) & ~st.remote_disabled  # the operator's mask
+        self.remote_kpa = st.remote_setpoint_x10 / 10 if st.remote_setpoint_x10 else None
         self.manual = False
+        self._apply(agent)
         # counters
         self.frames = 0
         self.commands_handled = 0
@@ -549,9 +554,9 @@ class Uplink:
                 self.manual = False
                 agent.control.set_auto()
         elif kind == uplink.COMMAND_PUMP_ENABLE or kind == uplink.COMMAND_PUMP_DISABLE:
-            mask = agent.enabled if self.enabled < 0 else self.enabled
             bit = 1 << (arg - 1)
-            self.enabled = mask | bit if kind == uplink.COMMAND_PUMP_ENABLE else mask & ~bit
+            on = kind == uplink.COMMAND_PUMP_ENABLE
+            self.enabled = self.enabled | bit if on else self.enabled & ~bit
         elif kind == uplink.COMMAND_RESET:
             agent.protection.reset(arg, now_ms)
             for i in range(agent.pump_count):
@@ -564,12 +569,14 @@ class Uplink:
         return ACK_OK
 
     def _apply(self, agent):
-        """The remote settings onto the agent (after a command, and after a rebuild)."""
-        if self.remote_kpa is not None:
-            agent.control.setpoint.set_remote(self.remote_kpa)
-        if self.enabled < 0:
-            self.enabled = agent.enabled
+        """The remote settings onto the agent (at start, after a command, after a rebuild) and
+        into the persistent state (saved at once when they changed: state.urgent)."""
+        kpa = self.remote_kpa
+        if kpa is not None:
+            agent.control.setpoint.set_remote(kpa)
         agent.enabled = 0 if self.off else self.enabled
+        disabled = ((1 << agent.pump_count) - 1) & ~self.enabled
+        agent.state.set_remote(self.off, disabled, round(kpa * 10) if kpa is not None else 0)
 
     def _read_config(self):
         from relaypump.config import ConfigError, load_config_file

@@ -327,3 +327,36 @@ def test_without_a_clock_commands_are_refused_and_frames_go_out_marked_after_the
         assert all(f[uplink.I_TELEMETRY_TIMESTAMP_S] < 1000000000 for f in frames)
     finally:
         remove_dir(directory)
+
+
+def test_a_remote_stop_a_disabled_pump_and_a_remote_setpoint_survive_a_reset():
+    from relaypump.runtime import Runtime
+
+    directory = make_dir()
+    try:
+        runtime, board = start(directory)
+        run(runtime, board, 3000)
+        now_s = EPOCH_S + board.us // 1000000
+        broker = board.broker
+        broker.commands.append(command(1, uplink.COMMAND_PUMP_DISABLE, [2], now_s))
+        broker.commands.append(command(2, uplink.COMMAND_SETPOINT, [1250], now_s))
+        broker.commands.append(command(3, uplink.COMMAND_MODE, [0], now_s))  # MODE_OFF
+        run(runtime, board, 1000)
+        acks = [uplink.decode_ack(f) for f in broker.frames("ack")]
+        assert [a[uplink.I_ACK_RESULT] for a in acks] == [ACK_OK, ACK_OK, ACK_OK]
+        assert runtime.agent.enabled == 0
+        assert not runtime.agent.state.urgent  # saved right after acting
+        # a reset: a new runtime on the same flash
+        config_path = directory + "/station.json"
+        board2 = UplinkBoard(Bus())
+        again = Runtime(board2, config_path, directory + "/state")
+        agent = again.agent
+        assert agent.enabled == 0 and again.uplink.off  # still off
+        assert again.uplink.enabled == 0b101  # pump 2 still out of service
+        assert agent.control.setpoint.fixed_kpa == 125.0
+        board2.broker.commands.append(command(4, uplink.COMMAND_MODE, [1], now_s + 5))
+        run(again, board2, 1000)
+        assert agent.enabled == 0b101  # on again, pump 2 still disabled
+        assert agent.state.remote_off is False and agent.state.remote_disabled == 0b010
+    finally:
+        remove_dir(directory)
