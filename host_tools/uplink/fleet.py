@@ -29,17 +29,17 @@ What runs (everything real except the plant and the board's flash):
   room writes cmd topics. One pattern set serves any number of stations; a station's user name
   must be its topic level, and no station may be named like a service user (patterns apply to
   every user).
-- Broker settings beyond the defaults, and why (each one loses frames otherwise):
+- Broker settings beyond the defaults, and why (the first two lose frames otherwise):
   ``persistence true``: the recorders' persistent sessions and plain subscriptions survive the
   restart. Without it the restarted broker knows no subscriber until the recorders subscribe
   again, and a station that reconnects first gets PUBACKs for frames delivered to nobody.
-  ``max_queued_messages`` = stations x (outbox capacity + 8) per recorder copy (default 1000): a
+  ``max_queued_messages`` = stations x (outbox capacity + 8), per client (default 1000): a
   recorder that is reconnecting, or slower than 500 stations flushing, has its messages queued at
   the broker, and past the limit Mosquitto drops QoS 1 messages ("Outgoing messages are being
   dropped for client ...") that the stations already had acknowledged. Measured with the
   defaults (1000 queued, 20 in flight), 500 stations x 1 h: 41,023 of 194,000 frames missing
   from the logs. ``max_inflight_messages 1000`` (default 20): QoS 1 messages on their way to
-  one recorder; with 20 a recorder acknowledges in batches of 20, one round trip each. The
+  one recorder not yet acknowledged; with 20 a recorder gets at most 20 per round trip. The
   restart is a clean stop (SIGTERM, sent while a period's frames are on the wire: the broker
   saves its database and exits).
 - Recorders: two ``pumprecord record`` processes (the real tool), each with its own log and
@@ -795,8 +795,7 @@ def run(plan: Plan, workdir: Path, recording: list[bytes]) -> Outcome:
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     capacity = plan.segments * outbox.SEGMENT_SLOTS - 1
-    copies = 1 if plan.split == SHARED else len(RECORDERS)
-    broker = FleetBroker(workdir / "broker", plan.stations, plan.stations * (capacity + 8) * copies)
+    broker = FleetBroker(workdir / "broker", plan.stations, plan.stations * (capacity + 8))
     recorders = Recorders(workdir, broker, group=GROUP if plan.split == SHARED else "")
     clock = FleetClock()
     stations = [

@@ -156,7 +156,7 @@ def test_mosquitto_2_0_forgets_shared_subscriptions_across_a_restart(fleet_broke
         shared.close()
 
 
-def test_500_stations_scaled_down_a_restart_and_a_flush_lose_nothing_and_record_nothing_twice(
+def test_a_fleet_flushing_after_a_broker_restart_loses_nothing_and_records_nothing_twice(
     recording, mosquitto, tmp_path
 ):
     out = fleet.run(FLEET, tmp_path, recording)
