@@ -350,3 +350,40 @@ def test_pump_disable_mode_off_and_back_act_on_the_plant(scenario, broker):
     finally:
         watcher.close()
         room.close()
+
+
+def test_pumpctl_commands_the_simulated_station(scenario, broker, tmp_path, capsys):
+    """The control room's tool (host_tools/uplink/pumpctl.py) and the firmware agree: key file,
+    signature, counter, topics, ack. pumpctl waits for the ack in a thread of its own while the
+    simulation runs."""
+    import threading
+
+    from host_tools.sim.uplink_field import KEY
+    from host_tools.uplink import pumpctl
+
+    keys = tmp_path / "keys"
+    keys.write_text(f"jia/relay1 1 {KEY.hex()}\n")
+    keys.chmod(0o600)
+    password = tmp_path / "controlroom.password"
+    password.write_text(PASSWORDS["controlroom"] + "\n")
+    password.chmod(0o600)
+    field = make_field(scenario, broker)
+    field.run(SETTLE_S)
+    common = ["--keys", str(keys), "--state-dir", str(tmp_path / "state"), "--port",
+              str(broker.port), "--user", "controlroom", "--password-file", str(password)]  # fmt: skip
+
+    def pumpctl_run(*argv):
+        result = []
+        thread = threading.Thread(target=lambda: result.append(pumpctl.main([*common, *argv])))
+        thread.start()
+        field.run_until(lambda: not thread.is_alive(), 60)
+        thread.join(15)
+        return result[0]
+
+    assert pumpctl_run("jia/relay1", "setpoint", "125.0") == pumpctl.EXIT_OK
+    assert field.agent.control.setpoint.fixed_kpa == 125.0
+    assert pumpctl_run("jia/relay1", "setpoint", "250") == pumpctl.EXIT_REFUSED
+    assert pumpctl_run("jia/relay1", "config", "setpoint.ramp_kpa_per_s", "1.5") == 0
+    assert field.agent.control.setpoint.ramp_kpa_per_s == 1.5
+    out = capsys.readouterr().out
+    assert "OK" in out and "OUT_OF_ENVELOPE" in out
