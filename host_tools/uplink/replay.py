@@ -193,9 +193,10 @@ class Publisher:
     """A paho client driven from this thread (no loop thread): QoS 1 publishes with at most
     `window` awaiting their PUBACK."""
 
-    def __init__(self, client: paho.Client, window: int):
+    def __init__(self, client: paho.Client, window: int, stop: list | None = None):
         self.client = client
         self.window = window
+        self.stop = [] if stop is None else stop  # a signal handler appends to it
         self.inflight = 0
         self.published = 0
         self.acked = 0
@@ -238,7 +239,7 @@ class Publisher:
             try:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, int(on))
             except OSError:
-                return  # not a TCP socket (TLS wraps one; it has the option too)
+                return  # a socket without the option: never corked
             self.corked = on
 
     def pump(self, timeout: float) -> None:
@@ -268,6 +269,8 @@ class Publisher:
         if self.inflight >= self.window:  # full: wait until half is acknowledged (bursts)
             while self.inflight > self.window // 2:
                 self.pump(0.5)
+                if self.stop:  # a broker that stopped acknowledging cannot hold a Ctrl-C
+                    raise Interrupted
         self._cork(True)
         info = self.client.publish(topic, payload, qos=1)
         if info.rc:
@@ -355,7 +358,7 @@ def run(args) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.append(1))
     client = broker.make_client(args)
-    publisher = Publisher(client, args.window)
+    publisher = Publisher(client, args.window, stop)
     publisher.connect(args.host, broker.port_of(args), args.keepalive)
     progress = Progress(total, sys.stderr)
     started = time.monotonic()

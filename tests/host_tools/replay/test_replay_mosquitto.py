@@ -201,3 +201,30 @@ def test_replay_over_tls(tls_broker, tmp_path, password_file):
     finally:
         stop(rec)
     assert records(out) == want
+
+
+def test_ctrl_c_ends_a_replay_whose_broker_stopped_acknowledging(broker, tmp_path, password_file):
+    log = tmp_path / "original.rplog"
+    make_log(log, frames=400, receive_step_us=20_000, extras=False)
+    out = tmp_path / "replayed.rplog"
+    rec = start_recorder(broker.port, out, password_file("recorder"))
+    try:
+        wait_subscribed(broker)
+        replay = subprocess.Popen(
+            [PUMPREPLAY, str(log), "--window", "10", "--port", str(broker.port),
+             "--user", "replayer", "--password-file", password_file("replayer")],
+            stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_records(out, 20)
+        broker.freeze()  # there, but silent: the window fills and stays full
+        time.sleep(1.0)
+        replay.send_signal(signal.SIGINT)
+        _, err = replay.communicate(timeout=30)  # the drain's 5 s, not the broker's silence
+    finally:
+        broker.thaw()
+        stop(rec)
+    assert replay.returncode == 130, err
+    last = err.splitlines()[-1]
+    assert "interrupted" in last
+    published, acked = int(last.split()[1]), int(last.split(",")[1].split()[0])
+    assert published - acked == 10  # the window, never more
