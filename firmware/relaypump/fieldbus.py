@@ -38,6 +38,13 @@ Pacing: bus.cycle_ms > 0 starts a cycle at most that often (the bus rests in bet
 cycles back to back at the wire's limit.
 Timeouts: per request, (request + response bytes) * 11 bits / baud + 3.5 characters, rounded up
 to ms, + bus.turnaround_ms (device reaction) + bus.timeout_margin_ms (runtime latency).
+Late answers: RTU responses carry no address or transaction id, so after a timeout, CRC error or
+unexpected frame the next request (the retry, or the next slot) waits until the line has been
+silent for that transaction's timeout (bytes meanwhile are discarded and start the silence again;
+modbus.py's ``ready``). Otherwise the failed request's late answer is taken for the answer to the
+next read of the same unit, function and byte count at another address (seen on a loaded host:
+Danfoss 0x3EE3 read as 0xC421's value). Bytes while nothing is pending are discarded
+(``stray_bytes``). Cost: one more timeout's silence per failed attempt, none on a healthy cycle.
 Errors: timeouts, CRC errors and unexpected frames are retried bus.retries times; an exception
 response is not (the device is there and said no). A transaction that still fails counts one
 failure for its device and skips the device's remaining transactions this cycle. After
@@ -284,6 +291,8 @@ class Fieldbus:
         transaction is pending or nothing is due (every device lost and no probe due)."""
         if self._pending and self.poll(now_ms) == BUSY:
             return None
+        if not self.master.ready(now_ms):
+            return None  # a failed transaction's answer may still come: the line settles first
         plan_len = len(self.plan_kinds)
         for _ in range(plan_len + 1):
             if not self._cycle_started:
@@ -308,14 +317,15 @@ class Fieldbus:
 
     def next_cycle_ms(self):
         """When a paced bus may start its next cycle (a runtime with nothing to send sleeps
-        until then); the start of the present cycle when cycles run back to back."""
+        until then); the start of the present cycle when cycles run back to back; while the line
+        settles after a failure, when it will have settled."""
+        if self.master.settling():
+            return self.master.settled_ms()
         return (self._cycle_start_ms + self.cycle_period_ms) & 0x3FFFFFFF
 
     def receive(self, data):
-        """Feed bytes from the bus; returns how many the pending transaction took."""
-        if not self._pending:
-            self.stray_bytes += len(data)
-            return 0
+        """Feed bytes from the bus; returns how many the pending transaction took (none while
+        nothing is pending: the master discards them, and a settling line starts its silence again)."""
         taken = self.master.receive(data)
         self.stray_bytes += len(data) - taken
         return taken

@@ -26,6 +26,20 @@ Decoding constraints (how the byte stream is read):
 - Bytes after a complete response are not consumed: ``receive`` returns how many it took.
 - ``now_ms`` is a ticks value (time.ticks_ms() on a board, a virtual clock in the simulator); the
   deadline arithmetic is modulo 2**30 like MicroPython's ticks_diff, so it survives wrap-around.
+Late answers (an RTU response carries no address and no transaction id, so nothing in it says
+which request it answers):
+- A transaction that ends without its answer (timeout, CRC error, unexpected frame) leaves the
+  line unsettled: the device may still be answering it. ``ready(now_ms)`` is then False until the
+  line has been silent for ``timeout_ms`` (the failed transaction's own); bytes that arrive
+  meanwhile are discarded and start the silence again. The caller sends nothing while ``ready`` is
+  False. Without this a late answer to request A (a retry's, or the one before it) is taken for
+  the answer to the next request of the same unit, function and byte count (another address's
+  value). An exception answer is a complete answer: no wait after it.
+- Bytes that arrive while no transaction is pending are discarded (``receive`` returns 0; the
+  runtime's 3.5-character gap still keeps a request off a line that is talking).
+- Cost: the wait only follows a failure: at least ``timeout_ms`` more per failed attempt (a late
+  answer costs its restart of the silence). A healthy transaction waits for nothing more and
+  allocates nothing.
 """
 
 from array import array
@@ -140,6 +154,9 @@ class RtuMaster:
         self._armed = False
         self._crc_seen = False
         self._error = None  # an error found while scanning, raised by poll
+        self._settling = False  # the line must be silent for timeout_ms before the next request
+        self._quiet_ms = 0  # when the present silence began (valid while settling)
+        self._heard = False  # bytes came while nothing was pending: the silence starts again
         # Health counters for telemetry: they only grow.
         self.crc_errors = 0
         self.garbage_bytes = 0
@@ -244,9 +261,33 @@ class RtuMaster:
 
     # -- responses ------------------------------------------------------------------------------
 
+    def ready(self, now_ms):
+        """True when the line is settled and the next request may be sent (see the top)."""
+        if self._heard:
+            self._heard = False
+            self._settling = True
+            self._quiet_ms = now_ms
+            return False
+        if self._settling:
+            if _ticks_diff(now_ms, self._quiet_ms) < self.timeout_ms:
+                return False
+            self._settling = False
+        return True
+
+    def settling(self):
+        """True while the line must stay silent before the next request (``ready`` decides)."""
+        return self._settling
+
+    def settled_ms(self):
+        """When the line will have been silent long enough (ticks; meaningful while not ready)."""
+        return (self._quiet_ms + self.timeout_ms) & (_TICKS_PERIOD - 1)
+
     def receive(self, data):
-        """Take bytes from the bus; returns how many were consumed (none once a response is done)."""
+        """Take bytes from the bus; returns how many were consumed (none while nothing is pending:
+        those are discarded, and restart the silence of an unsettled line)."""
         if self._state != PENDING or self._error is not None:
+            if self._settling and len(data):
+                self._heard = True
             return 0
         taken = 0
         total = len(data)
@@ -278,17 +319,21 @@ class RtuMaster:
         state = self._state
         if state == PENDING:
             if self._error is not None:
-                return self._fail(self._error)
+                return self._fail(self._error, now_ms)
             if not self._armed:
                 self._deadline = (now_ms + self.timeout_ms) & (_TICKS_PERIOD - 1)
                 self._armed = True
             elif _ticks_diff(now_ms, self._deadline) >= 0:
-                return self._fail(self._deadline_error())
+                return self._fail(self._deadline_error(), now_ms)
         return state
 
-    def _fail(self, error):
+    def _fail(self, error, now_ms):
         self._state = IDLE
         self._error = None
+        if not isinstance(error, ExceptionResponse):  # its answer may still be on its way
+            self._settling = True
+            self._quiet_ms = now_ms
+            self._heard = False
         raise error
 
     def _compact(self):

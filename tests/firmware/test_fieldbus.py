@@ -194,7 +194,10 @@ def test_timeouts_and_gap_follow_the_baud_rate():
     assert fb.poll(27) == fbm.BUSY
     assert fb.poll(28) == fbm.IDLE  # timed out: the retry is next
     assert fb.retries_used == 1 and fb.last_error[0] == fbm.ERR_TIMEOUT
-    assert bytes(fb.next_request(30)) == request
+    # ... once the line has been silent for the timeout (a late answer could still come).
+    assert fb.next_request(30) is None and fb.next_cycle_ms() == 56
+    assert fb.next_request(55) is None
+    assert bytes(fb.next_request(56)) == request
 
 
 def test_commands_become_words_and_references():
@@ -259,43 +262,34 @@ def test_a_trip_reads_the_fault_register_and_reset_is_consumed():
 def test_silent_device_is_retried_then_lost_then_probed_then_restored():
     snap = Snapshot(3)
     events = []
-    fb = fbm.Fieldbus(
-        config(), snap, on_event=lambda code, pump, at: events.append((code, pump, at))
-    )
+    cfg = config()
+    cfg["bus"]["lost_probe_ms"] = 300  # (a short run: the VM runs the test in one heap)
+    fb = fbm.Fieldbus(cfg, snap, on_event=lambda code, pump, at: events.append((code, pump, at)))
     drives = Drives()
-
-    def danfoss_cut(request):
-        return None if request[0] == 2 else drives.answer(request)
-
-    one_cycle(fb, 0, drives)
-    now = 100
+    cut = [False]
+    line = Line(fb, lambda r: None if cut[0] and r[0] == 2 else (8, drives.answer(r)))
+    line.run_until(1000, cycles=1)
+    cut[0] = True
     for n in range(3):
-        start = fb.cycles
-        sent = []
-        while fb.cycles == start:
-            sent.append(transact(fb, now, danfoss_cut))
-            now += 30
-        danfoss_requests = [r for r in sent if r[0] == 2]
+        first = len(line.sent)
+        line.run_until(line.now + 1000, cycles=fb.cycles + 1)
+        danfoss_requests = [r for _, r in line.sent[first:] if r[0] == 2]
         # Status read twice (retry), then the drive's other slots are skipped this cycle.
         assert len(danfoss_requests) == 2 and word(danfoss_requests[0], 2) == 50199
         assert fb.failures[1] == n + 1
     assert fb.lost[1] and events == [(EVENT_DRIVE_COMM_LOST, 1, events[0][2])]
+    lost_at = events[0][2]
     fb.update_snapshot()
     assert not snap.pumps[1].online and snap.pumps[1].state == DRIVE_UNKNOWN
     assert snap.pumps[0].online
-    # Lost: one probe (no retry) per lost_probe_ms, the others keep cycling. (transact() polls a
-    # silent request 1000 ms later: the loss was declared at now + 970.)
-    probes = 0
-    for _ in range(80):
-        request = transact(fb, now, danfoss_cut)
-        probes += request[0] == 2
-        now += 30
-    assert probes == 1
-    sent = []
-    for _ in range(40):
-        sent.append(transact(fb, now, drives.answer))
-        now += 30
-    assert any(r[0] == 2 for r in sent)
+    # Lost: one probe (no retry) per lost_probe_ms, the others keep cycling.
+    first = len(line.sent)
+    line.run_until(lost_at + 750)
+    probes = [t for t, r in line.sent[first:] if r[0] == 2]
+    assert len(probes) == 2 and probes[0] - lost_at >= 300 and probes[1] - probes[0] >= 300
+    assert sum(r[0] == 1 for _, r in line.sent[first:]) > 10
+    cut[0] = False
+    line.run_until(line.now + 400)
     assert fb.online(1) and events[-1][:2] == (EVENT_DRIVE_COMM_RESTORED, 1)
     fb.update_snapshot()
     assert snap.pumps[1].online
@@ -305,21 +299,20 @@ def test_everything_lost_sends_only_due_probes():
     cfg = config(retries=0)
     cfg["bus"]["lost_after_failures"] = 1
     fb = fbm.Fieldbus(cfg, Snapshot(3))
-    now = 0
-    for _ in range(4):  # every device's first read fails once: all lost
-        assert transact(fb, now, lambda r: None) is not None
-        now += 50
-    assert fb.lost == [True, True, True, True]
-    for _ in range(10):
-        assert fb.next_request(now + 500) is None  # no probe due: nothing to send
-    assert fb.cycles == 1
-    # (transact() polls a silent request 1000 ms later: the losses were declared at 1000..1150.)
-    sent = [transact(fb, 2200, lambda r: None) for _ in range(4)]
-    assert sorted(r[0] for r in sent) == [1, 2, 3, 10]  # one probe per device
-    assert fb.next_request(2300) is None  # ends the cycle that carried the probes
+    line = Line(fb, lambda r: None)
+    line.run_until(900)
+    # Every device's first read failed once (each followed by the line's silence): all lost.
+    assert [r[0] for _, r in line.sent] == [1, 2, 3, 10]
+    assert fb.lost == [True, True, True, True] and fb.cycles == 1
+    assert line.sent[-1][0] < 400  # nothing more was due until 900
+    line.run_until(1900)
+    probes = line.sent[4:]
+    assert sorted(r[0] for _, r in probes) == [1, 2, 3, 10]  # one probe per device
+    for k in range(4):
+        assert probes[k][0] - line.sent[k][0] >= 1000  # a lost_probe_ms after its loss
+    # Passes over the plan that send nothing are not cycles.
     cycles = fb.cycles
-    for _ in range(5):
-        assert fb.next_request(2300) is None
+    assert fb.next_request(1901) is None and fb.next_request(1950) is None
     assert fb.cycles == cycles
 
 
@@ -332,10 +325,13 @@ def test_crc_error_and_unexpected_frames_are_retried():
     fb.receive(bad)
     assert fb.poll(10) == fbm.BUSY
     assert fb.poll(40) == fbm.IDLE and fb.last_error[0] == fbm.ERR_CRC
-    assert bytes(fb.next_request(40)) == request  # the retry
+    assert fb.next_request(60) is None  # the line settles: silent for the timeout (28 ms)
+    fb.receive(b"\x00\x01")  # ... bytes meanwhile: discarded, the silence starts again
+    assert fb.next_request(68) is None and fb.next_request(95) is None
+    assert bytes(fb.next_request(96)) == request  # the retry
     other = with_crc(bytes((7, 3, 2, 0, 0)))  # another unit answers
     fb.receive(other)
-    assert fb.poll(80) == fbm.IDLE and fb.last_error[0] == fbm.ERR_UNEXPECTED
+    assert fb.poll(124) == fbm.IDLE and fb.last_error[0] == fbm.ERR_UNEXPECTED
     assert fb.failed == 1 and fb.failures[0] == 1 and fb.retries_used == 1
 
 
@@ -352,6 +348,87 @@ def test_exception_response_is_not_retried():
 def test_bytes_outside_a_transaction_are_counted_not_taken():
     fb = fbm.Fieldbus(config(), Snapshot(3))
     assert fb.receive(b"\x01\x02\x03") == 0 and fb.stray_bytes == 3
+
+
+class Line:
+    """The RS-485 line in virtual time, run ms by ms as the runtime drives it: the bytes due are
+    fed, the transaction polled, the next request sent. reply(request) -> (delay_ms, response)
+    or None (silence): the device's answer arrives delay_ms after the request, even after the
+    master's deadline."""
+
+    def __init__(self, fb, reply):
+        self.fb = fb
+        self.reply = reply
+        self.now = 0
+        self.replies = []  # [at_ms, response bytes]
+        self.sent = []  # (ms, request)
+        self.arrived = []  # (ms, response bytes)
+
+    def run_until(self, end_ms, cycles=0):
+        """Run to end_ms, or until the fieldbus has completed ``cycles`` cycles (0: no limit)."""
+        fb = self.fb
+        while self.now < end_ms and not (cycles and fb.cycles >= cycles):
+            now = self.now
+            replies = self.replies
+            k = 0
+            while k < len(replies):  # (no list per ms: the VM runs the test in one heap)
+                if replies[k][0] <= now:
+                    data = replies.pop(k)[1]
+                    self.arrived.append((now, data))
+                    fb.receive(data)
+                else:
+                    k += 1
+            fb.poll(now)
+            frame = fb.next_request(now)
+            if frame is not None:
+                request = bytes(frame)
+                self.sent.append((now, request))
+                answer = self.reply(request)
+                if answer is not None:
+                    self.replies.append([now + answer[0], answer[1]])
+            self.now = now + 1
+
+
+def late_once(drives, late, reply_ms=8, late_ms=38):
+    """Every request answered after reply_ms, the first for which late(request) after late_ms."""
+    done = [False]
+
+    def reply(request):
+        if not done[0] and late(request):
+            done[0] = True
+            return late_ms, drives.answer(request)
+        return reply_ms, drives.answer(request)
+
+    return reply
+
+
+def test_a_late_answer_is_not_taken_for_the_next_read_of_the_same_shape():
+    # Danfoss status (0xC417) and main actual value (0xC421) are both fc03, one register: the
+    # same response shape. The status read's answer comes after its deadline; whatever request is
+    # on the line then must not take it (it did: the actual speed read the status word).
+    fb = fbm.Fieldbus(config(), Snapshot(3))
+    drives = Drives()
+    line = Line(fb, late_once(drives, lambda r: r[0] == 2 and word(r, 2) == 50199, 8, 38))
+    deadline = fb.timeout_ms(8, 7)
+    assert 38 > deadline  # a timeout, then the answer: while the next read of unit 2 waits
+    line.run_until(400, cycles=1)  # the next cycle would read the actual value again
+    assert fb.actual_raw[1] == 0x3333, hex(fb.actual_raw[1])  # not the status word 0x0F07
+    assert fb.status_word[1] == 0x0F07
+    assert fb.cycles == 1 and fb.retries_used == 1 and fb.failed == 0
+    # The late answer was discarded, and the retry waited for a silence of the timeout after it.
+    late_at = [t for t, r in line.arrived if r == drives.answer(line.sent[2][1])][0]
+    retry_at = [t for t, r in line.sent if r == line.sent[2][1]][1]
+    assert retry_at - late_at >= deadline, (late_at, retry_at)
+    assert fb.stray_bytes == 7
+
+
+def test_a_healthy_line_sends_the_next_request_at_once():
+    fb = fbm.Fieldbus(config(), Snapshot(3))
+    drives = Drives()
+    line = Line(fb, lambda r: (8, drives.answer(r)))
+    line.run_until(200)
+    gaps = [line.sent[k + 1][0] - line.sent[k][0] for k in range(len(line.sent) - 1)]
+    assert fb.failed == 0 and fb.retries_used == 0 and gaps and max(gaps) == 8
 
 
 def test_bad_config_is_refused_with_the_field():

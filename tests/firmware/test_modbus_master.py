@@ -223,6 +223,56 @@ def test_long_garbage_does_not_overflow_or_stall():
     assert m.values() == [0x0102]
 
 
+def test_after_a_timeout_the_line_must_be_silent_for_the_timeout():
+    # A late answer to the timed-out request (RTU has no transaction id) must not be taken for
+    # the answer to the next request of the same shape: the master is not ready until the line
+    # has been quiet for timeout_ms, and bytes meanwhile start the silence again.
+    m = mb.RtuMaster(timeout_ms=30)
+    assert m.ready(0)
+    m.read_holding_registers(2, 0xC417, 1)
+    m.poll(0)
+    expect_error(m, mb.ModbusTimeout, now_ms=30)
+    assert not m.ready(31) and not m.ready(59) and m.settled_ms() == 60
+    late = frame("0203020f07")  # the answer to the request that timed out
+    assert m.receive(late) == 0  # nothing pending: discarded
+    assert not m.ready(62) and m.settled_ms() == 92  # the silence starts again
+    assert not m.ready(91) and m.ready(92) and m.ready(93)
+    m.read_holding_registers(2, 0xC421, 1)  # the same shape at another address
+    m.poll(93)
+    m.receive(frame("0203023333"))
+    assert m.poll(94) == mb.DONE and m.register(0) == 0x3333
+
+
+def test_crc_and_unexpected_failures_settle_too_an_exception_answer_does_not():
+    m = mb.RtuMaster(timeout_ms=20)
+    m.read_holding_registers(5, 0, 1)
+    m.poll(0)
+    m.receive(frame("0603021234"))  # another unit's frame
+    expect_error(m, mb.UnexpectedResponse, now_ms=20)
+    assert not m.ready(20) and m.ready(40)
+    m.write_register(5, 1, 3)
+    m.poll(40)
+    m.receive(frame("050600010004"))  # echoes another value: ends at once
+    expect_error(m, mb.UnexpectedResponse, now_ms=41)
+    assert not m.ready(60) and m.ready(61)
+    m.read_holding_registers(5, 0, 1)
+    m.poll(61)
+    m.receive(frame("058302"))
+    expect_error(m, mb.ExceptionResponse, now_ms=62)
+    assert m.ready(62)  # a complete answer: nothing more will come
+    assert m.receive(b"\x05\x03") == 0 and m.ready(62)  # strays on a settled line: discarded
+
+
+def test_the_silence_survives_ticks_wrap_around():
+    period = 1 << 30
+    m = mb.RtuMaster(timeout_ms=100)
+    m.read_holding_registers(5, 0, 1)
+    m.poll(period - 150)
+    expect_error(m, mb.ModbusTimeout, now_ms=period - 50)
+    assert not m.ready(period - 1) and not m.ready(49)  # 99 ms quiet, across the wrap
+    assert m.settled_ms() == 50 and m.ready(50)
+
+
 def test_a_transaction_allocates_little():
     # Requests are built in the preallocated buffer and handed out as a view made once per length;
     # responses are copied into the receive buffer and decoded in place.
@@ -231,6 +281,8 @@ def test_a_transaction_allocates_little():
 
     def twenty_transactions():
         for _ in range(20):
+            if not m.ready(0):
+                raise AssertionError("a healthy line waits for nothing")
             m.read_holding_registers(5, 0, 4)
             m.poll(0)
             m.receive(response)
