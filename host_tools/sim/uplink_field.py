@@ -164,3 +164,50 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the simulated station with its uplink against a broker (a demo for pumpmon/pumpctl):
+    python -m host_tools.sim.uplink_field --port 1883 --user st-relay1 --password-file F
+    [--scenario TOML] [--hours H] [--speed X] (X times real time; 0: as fast as it goes).
+    The station's key is KEY (pumpctl's key file: ``jia/relay1 1 <KEY hex>``)."""
+    import argparse
+    import time
+
+    from host_tools.sim import scenario as scenarios
+
+    p = argparse.ArgumentParser(prog="python -m host_tools.sim.uplink_field")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=1883)
+    p.add_argument("--user", default=None)
+    p.add_argument("--password-file", default=None)
+    p.add_argument("--scenario", default=str(scenarios.DEFAULT_SCENARIO))
+    p.add_argument("--hours", type=float, default=1.0)
+    p.add_argument("--speed", type=float, default=1.0)
+    args = p.parse_args(argv)
+    password = None
+    if args.password_file:
+        with open(args.password_file) as f:
+            password = f.readline().rstrip("\r\n")
+    chosen = scenarios.load(args.scenario)
+    config = station_config(chosen, args.port, args.user, password, host=args.host)
+    field = Field(chosen, config)
+    print(f"station {SITE}/{STATION} (id 1) on {args.host}:{args.port}; key {KEY.hex()}")
+    started = time.monotonic()
+    try:
+        while field.station.t_s < args.hours * 3600:
+            field.run(CHUNK_S)
+            if args.speed > 0:
+                ahead = field.station.t_s / args.speed - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+    except KeyboardInterrupt:
+        pass
+    up = field.uplink
+    print(f"{field.station.t_s:.0f} s simulated; {up.frames} frames acknowledged, "
+          f"{up.box.pending} waiting, {up.commands_handled} commands")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
