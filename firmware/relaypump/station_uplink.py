@@ -32,6 +32,8 @@ Rules:
   temperature is measured: NO_READING. The frame goes into the outbox (its seq and time set
   there), which hands frames to the session in order while the session has room; a frame leaves
   the outbox at its PUBACK only.
+- The session lives as long as the uplink and keeps its own window across reconnects (it resends
+  with DUP), so the outbox is never rewound; a reboot loads the outbox with nothing handed out.
 - Events: the agent's event ring is drained into event frames at every step (their time is the
   step's, at most STEP_MS after the event).
 - Commands: every message on the session is a command (the session subscribes to the station's
