@@ -15,6 +15,8 @@ broker started again, every station flushes at once; one minute live after.
 - fleet_reconnect_s: until every station's session is connected again. With the stations'
   backoff_max_s of 30 s here, the last reconnect comes up to 30 s after the restart by design
   (jitter spreads the herd); the firmware's default cap of 120 s spreads it over up to 2 min.
+- fleet_handed_s: until the broker had acknowledged every one of those frames (the stations'
+  side done; the rest of fleet_flush_s is the broker and the recorders catching up).
 - fleet_frames_missing / fleet_frames_twice: frames not recorded / recorded twice in a log (0).
 """
 
@@ -48,6 +50,7 @@ def run(report) -> None:
     flush = out.flush_s if out.flush_s is not None else f"n/a (never complete: {out.stopped})"
     report("fleet_flush_s", flush, "s (goal <= 60)")
     report("fleet_reconnect_s", out.reconnect_s, "s")
+    report("fleet_handed_s", out.handed_s, "s (the broker acknowledged every frame)")
     report("fleet_frames_missing", len(out.missing), f"of {out.expected} (x2 logs)")
     report("fleet_frames_twice", len(out.duplicates), "")
 

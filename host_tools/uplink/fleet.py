@@ -60,7 +60,9 @@ What runs (everything real except the plant and the board's flash):
 
 Figures: ``flush_s``: from the restarted broker accepting connections until the recorders' logs
 hold every frame the stations had appended before it (logs read every TAIL_EVERY_S);
-``reconnect_s``: until every station's session was connected again.
+``reconnect_s``: until every station's session was connected again; ``handed_s``: until the broker
+had acknowledged every such frame (each station's PUBACK count; read with the logs, so to
+TAIL_EVERY_S).
 """
 
 from __future__ import annotations
@@ -492,6 +494,7 @@ class Station:
         self.frame = bytearray(uplink.TELEMETRY_SIZE)
         self.tokens: dict[int, int] = {}  # packet id -> outbox token
         self.appended = 0
+        self.acked = 0  # frames acknowledged by the broker (and so out of the outbox)
         self.refused = 0  # appends the outbox refused (full of events: never here)
         self.stray_pubacks = 0  # PUBACKs for no frame of ours, or frames no longer in the box
         self.messages = 0
@@ -523,7 +526,9 @@ class Station:
             moved = True
             if ev == mqtt.PUBACK:
                 token = self.tokens.pop(s.packet_id, 0)
-                if not token or not box.acked(token):
+                if token and box.acked(token):
+                    self.acked += 1
+                else:
                     self.stray_pubacks += 1
             elif ev == mqtt.MESSAGE:
                 self.messages += 1
@@ -673,6 +678,7 @@ class Outcome:
     mismatched: list[tuple[str, int]]  # recorded frames whose content is not what was sent
     foreign: list[str]  # telemetry records of stations not in the fleet, or a wrong station_id
     reconnect_s: float | None
+    handed_s: float | None  # until the broker had acknowledged every frame of the outage
     flush_s: float | None  # None: the recorders never held everything
     frames_at_restart: int
     dropped_telemetry: int
@@ -722,7 +728,8 @@ class Outcome:
             f" missing {len(self.missing)}, twice {len(self.duplicates)},"
             f" mismatched {len(self.mismatched)}, foreign {len(self.foreign)}",
             f"after the restart: {self.frames_at_restart} frames waiting; all connected in"
-            f" {s(self.reconnect_s)}, all recorded in {s(self.flush_s)}",
+            f" {s(self.reconnect_s)}, all acknowledged by the broker in {s(self.handed_s)},"
+            f" all recorded in {s(self.flush_s)}",
             f"outboxes dropped {self.dropped_telemetry}; {self.retransmissions} DUP resends,"
             f" {self.connects} connects, {self.stray_pubacks} stray PUBACKs;"
             f" run {self.elapsed_s:.0f} s"
@@ -815,7 +822,7 @@ def run(plan: Plan, workdir: Path, recording: list[bytes]) -> Outcome:
     logs = _Logs(recorders.logs, stations, plan.split)
     before: dict[str, int] = {}
     frames_at_restart = 0
-    reconnect_s = flush_s = None
+    reconnect_s = handed_s = flush_s = None
     stopped = None
     codes: list[int] = []
 
@@ -865,11 +872,19 @@ def run(plan: Plan, workdir: Path, recording: list[bytes]) -> Outcome:
         else:
             broker.thaw()
         restart = time.monotonic()
+
+        def watch() -> None:
+            nonlocal handed_s
+            logs.read()
+            if handed_s is None and all(st.acked >= before[st.name] for st in stations):
+                handed_s = time.monotonic() - restart
+
         reconnect_s = fleet.run_until(
             lambda: all(st.session.connected for st in stations), plan.flush_timeout,
-            "reconnect after the restart", also=logs.read)  # fmt: skip
+            "reconnect after the restart", also=watch)  # fmt: skip
         fleet.run_until(lambda: logs.left <= 0 or settled(), plan.flush_timeout - reconnect_s,
-                        "the recorders holding every frame of the outage", also=logs.read)  # fmt: skip
+                        "the recorders holding every frame of the outage", also=watch)  # fmt: skip
+        watch()
         if logs.left <= 0:
             flush_s = time.monotonic() - restart
         # 6. live again, then everything appended must be recorded
@@ -894,6 +909,7 @@ def run(plan: Plan, workdir: Path, recording: list[bytes]) -> Outcome:
         mismatched=logs.mismatched,
         foreign=logs.foreign,
         reconnect_s=reconnect_s,
+        handed_s=handed_s,
         flush_s=flush_s,
         frames_at_restart=frames_at_restart,
         dropped_telemetry=sum(st.box.dropped_telemetry for st in stations),
