@@ -172,8 +172,11 @@ def load_recording(path: Path) -> list[bytes]:
     """The telemetry frames of a simulator telemetry log (telemetry.bin: frames back to back, each
     sized by its kind); other kinds are skipped. ValueError for a log that is not one."""
     data = Path(path).read_bytes()
-    sizes = {uplink.KIND_TELEMETRY: uplink.TELEMETRY_SIZE, uplink.KIND_EVENT: uplink.EVENT_SIZE,
-             uplink.KIND_ACK: uplink.ACK_SIZE}  # fmt: skip
+    sizes = {
+        uplink.KIND_TELEMETRY: uplink.TELEMETRY_SIZE,
+        uplink.KIND_EVENT: uplink.EVENT_SIZE,
+        uplink.KIND_ACK: uplink.ACK_SIZE,
+    }
     frames = []
     pos = 0
     while pos < len(data):
@@ -192,8 +195,18 @@ def load_recording(path: Path) -> list[bytes]:
 
 def record_telemetry(out: Path, hours: float, scenario: Path = DEFAULT_SCENARIO) -> Path:
     """Run the simulator (pumpsim run, the agent in control) for `hours`: its telemetry.bin."""
-    cmd = [sys.executable, "-m", "host_tools.sim.cli", "run", "--scenario", str(scenario),
-           "--hours", f"{hours:g}", "--out", str(out)]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "host_tools.sim.cli",
+        "run",
+        "--scenario",
+        str(scenario),
+        "--hours",
+        f"{hours:g}",
+        "--out",
+        str(out),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     if done.returncode != 0:
         raise RuntimeError(f"pumpsim failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -362,10 +375,26 @@ class Recorders:
     def start(self) -> None:
         pw = self.broker.password_file("recorder")
         for name, log in zip(RECORDERS, self.logs, strict=True):
-            cmd = [sys.executable, "-m", "host_tools.uplink.recorder", "record", "--log", str(log),
-                   "--client-id", name, "--group", self.group, "--batch", str(self.batch),
-                   "--port", str(self.broker.port), "--user", "recorder",
-                   "--password-file", str(pw)]  # fmt: skip
+            cmd = [
+                sys.executable,
+                "-m",
+                "host_tools.uplink.recorder",
+                "record",
+                "--log",
+                str(log),
+                "--client-id",
+                name,
+                "--group",
+                self.group,
+                "--batch",
+                str(self.batch),
+                "--port",
+                str(self.broker.port),
+                "--user",
+                "recorder",
+                "--password-file",
+                str(pw),
+            ]
             with open(self.dir / f"{name}.stderr", "w") as err:
                 self.procs.append(subprocess.Popen(cmd, stderr=err, cwd=REPO))
 
@@ -464,8 +493,17 @@ class FleetClock:
 class Station:
     """The uplink part of one agent: session + link + outbox, and the runtime's carrying."""
 
-    def __init__(self, index: int, port: int, password: str, recording: list[bytes],
-                 now_ms: int, session: dict, segments: int, seed: int):  # fmt: skip
+    def __init__(
+        self,
+        index: int,
+        port: int,
+        password: str,
+        recording: list[bytes],
+        now_ms: int,
+        session: dict,
+        segments: int,
+        seed: int,
+    ):
         self.name = station_name(index)
         self.station_id = index + 1
         cfg = mqtt.validate_config(
@@ -477,7 +515,7 @@ class Station:
                 station=self.name,
                 username=self.name,
                 password=password,
-            )  # fmt: skip
+            )
         )
         self.session = mqtt.session_from_config(
             cfg, random.Random(seed * 100_003 + index).randrange
@@ -486,8 +524,15 @@ class Station:
         self.flash = RamFlash()
         self.clock = WallClock()
         self.clock.set_time(T0, now_ms)
-        self.box = outbox.Outbox(self.flash, "/outbox", self.station_id, self.clock, now_ms,
-                                 segments, opener=self.flash.open)  # fmt: skip
+        self.box = outbox.Outbox(
+            self.flash,
+            "/outbox",
+            self.station_id,
+            self.clock,
+            now_ms,
+            segments,
+            opener=self.flash.open,
+        )
         self.topic = mqtt.topic(SITE, self.name, "telemetry")
         self.recording = recording
         self.offset = (index * 37) % len(recording)  # stations do not all replay the same minute
@@ -705,14 +750,19 @@ class Outcome:
     @property
     def missing(self) -> list[tuple[int, str, int]]:
         """(holder, station, seq) of every frame appended and not recorded."""
-        return [(k, st, seq) for k, held in enumerate(self.holders())
-                for st, n in self.appended.items() for seq in range(n)
-                if (st, seq) not in held]  # fmt: skip
+        return [
+            (k, st, seq)
+            for k, held in enumerate(self.holders())
+            for st, n in self.appended.items()
+            for seq in range(n)
+            if (st, seq) not in held
+        ]
 
     @property
     def duplicates(self) -> list[tuple[int, str, int]]:
-        return sorted((k, *key) for k, held in enumerate(self.holders())
-                      for key, n in held.items() if n > 1)  # fmt: skip
+        return sorted(
+            (k, *key) for k, held in enumerate(self.holders()) for key, n in held.items() if n > 1
+        )
 
     def lines(self) -> list[str]:
         p = self.plan
@@ -757,8 +807,13 @@ class _Logs:
         self.read()
         self.target = target
         holders = self.held if self.split == MIRROR else [self.union]
-        self.left = sum(1 for held in holders for name, n in target.items() for seq in range(n)
-                        if (name, seq) not in held)  # fmt: skip
+        self.left = sum(
+            1
+            for held in holders
+            for name, n in target.items()
+            for seq in range(n)
+            if (name, seq) not in held
+        )
 
     def read(self) -> None:
         for k, tail in enumerate(self.tails):
@@ -815,7 +870,7 @@ def run(plan: Plan, workdir: Path, recording: list[bytes]) -> Outcome:
             plan.session,
             plan.segments,
             plan.seed,
-        )  # fmt: skip
+        )
         for i in range(plan.stations)
     ]
     fleet = Fleet(stations, clock, plan.period_s * 1000)
@@ -839,8 +894,11 @@ def run(plan: Plan, workdir: Path, recording: list[bytes]) -> Outcome:
         recorders.start()
         recorders.wait_subscribed()
         # 1. every station connected (birth, command subscription)
-        fleet.run_until(lambda: all(st.session.subscribed for st in stations),
-                        plan.connect_timeout, "first connect")  # fmt: skip
+        fleet.run_until(
+            lambda: all(st.session.subscribed for st in stations),
+            plan.connect_timeout,
+            "first connect",
+        )
         # 2. live telemetry: each period's frames acknowledged before the next
         for _ in range(plan.before_s // plan.period_s):
             fleet.skip_period()
@@ -853,8 +911,11 @@ def run(plan: Plan, workdir: Path, recording: list[bytes]) -> Outcome:
             broker.terminate()
             fleet.run_until(lambda: not broker.running, 60, "the broker stopping")
             broker.stop()
-            fleet.run_until(lambda: not any(st.session.connected for st in stations), 60,
-                            "the stations noticing the stop")  # fmt: skip
+            fleet.run_until(
+                lambda: not any(st.session.connected for st in stations),
+                60,
+                "the stations noticing the stop",
+            )
         else:
             broker.freeze()  # the links stay open: the stations find them dead (keepalive)
         # 4. the outage: station time runs on, frames pile up in the outboxes, connects fail
@@ -880,10 +941,17 @@ def run(plan: Plan, workdir: Path, recording: list[bytes]) -> Outcome:
                 handed_s = time.monotonic() - restart
 
         reconnect_s = fleet.run_until(
-            lambda: all(st.session.connected for st in stations), plan.flush_timeout,
-            "reconnect after the restart", also=watch)  # fmt: skip
-        fleet.run_until(lambda: logs.left <= 0 or settled(), plan.flush_timeout - reconnect_s,
-                        "the recorders holding every frame of the outage", also=watch)  # fmt: skip
+            lambda: all(st.session.connected for st in stations),
+            plan.flush_timeout,
+            "reconnect after the restart",
+            also=watch,
+        )
+        fleet.run_until(
+            lambda: logs.left <= 0 or settled(),
+            plan.flush_timeout - reconnect_s,
+            "the recorders holding every frame of the outage",
+            also=watch,
+        )
         watch()
         if logs.left <= 0:
             flush_s = time.monotonic() - restart
@@ -892,8 +960,12 @@ def run(plan: Plan, workdir: Path, recording: list[bytes]) -> Outcome:
             fleet.skip_period()
             fleet.run_until(all_idle, 60, "live telemetry after")
         appended = {st.name: st.appended for st in stations}
-        fleet.run_until(lambda: logs.all_held(appended) or settled(), 60,
-                        "the last frames recorded", also=logs.read)  # fmt: skip
+        fleet.run_until(
+            lambda: logs.all_held(appended) or settled(),
+            60,
+            "the last frames recorded",
+            also=logs.read,
+        )
     except FleetTimeout as e:
         stopped = str(e)
     finally:

@@ -64,8 +64,12 @@ class Client:
         self.got = []
         self.subacks = 0
         self.cond = threading.Condition()
-        c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
-                        clean_session=clean, protocol=paho.MQTTv311)  # fmt: skip
+        c = paho.Client(
+            paho.CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean,
+            protocol=paho.MQTTv311,
+        )
         c.username_pw_set(user, broker.passwords[user])
         c.on_message = self._message
         c.on_subscribe = self._subscribed
@@ -135,8 +139,9 @@ def test_mosquitto_2_0_forgets_shared_subscriptions_across_a_restart(fleet_broke
     can go back to a shared group."""
     b = fleet_broker
     plain = Client(b, "recorder", "rec-plain", clean=False, subscribe=["relaypump/+/+/+"])
-    shared = Client(b, "recorder", "rec-shared", clean=False,
-                    subscribe=["$share/recorders/relaypump/+/+/+"])  # fmt: skip
+    shared = Client(
+        b, "recorder", "rec-shared", clean=False, subscribe=["$share/recorders/relaypump/+/+/+"]
+    )
     plain.close()
     shared.close()
     b.stop()  # SIGTERM: the database is saved
