@@ -324,17 +324,21 @@ def _legacy_sensor_faults(doc: dict, notes: list[str]) -> dict:
 
 
 def _drop(doc: dict, path: str) -> bool:
-    """Remove what a ScenarioError's field path names: a whole fault, or the key."""
+    """Remove what a ScenarioError's field path names: the list item it lies in (a whole fault,
+    a demand step), or else the key."""
     parts = path.replace("]", "").replace("[", ".").split(".")
-    if parts[0] == "faults" and len(parts) > 1 and parts[1].isdigit():
-        del doc["faults"][int(parts[1])]
-        return True
+    indexed = [i for i, part in enumerate(parts) if part.isdigit()]
+    if indexed:
+        parts = parts[: indexed[-1] + 1]
     node: Any = doc
     for part in parts[:-1]:
         node = node[int(part)] if part.isdigit() else node.get(part)
         if node is None:
             return False
     last = parts[-1]
+    if isinstance(node, list) and last.isdigit() and int(last) < len(node):
+        del node[int(last)]
+        return True
     if isinstance(node, dict) and last in node:
         del node[last]
         return True

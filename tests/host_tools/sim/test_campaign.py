@@ -101,3 +101,12 @@ def test_a_day_written_as_a_scenario_file_reads_back_the_same(tmp_path):
         path = tmp_path / "day.toml"
         path.write_text(text)
         assert scenario.load(path).faults == campaign.load(doc)[0].faults
+
+
+def test_a_demand_step_the_run_is_too_short_for_is_dropped_whole():
+    doc = campaign.fault_day(5, 12)  # its times lie across 24 h
+    doc["hours"] = 3.0
+    doc["faults"] = []
+    chosen, notes = campaign.load(doc)
+    assert chosen.demand_steps == () and chosen.demand_ramps == ()
+    assert any("demand.steps[0]" in n for n in notes)
