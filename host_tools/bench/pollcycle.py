@@ -321,7 +321,7 @@ def _replay(vm, config: dict, figures: dict, clock, batches: int, rounds: int) -
     return best / (8 * rounds) * 1000.0
 
 
-def _children_cpu_s() -> float:
+def children_cpu_s() -> float:
     """CPU seconds (user + system) of this process' running children (the VM's Node) from /proc;
     raises OSError where there is no /proc."""
     me = str(os.getpid())
@@ -346,11 +346,11 @@ def _vm_figures(config: dict, figures: dict) -> tuple[float, float]:
 
     with MicroPythonVM(heap_kib=192) as vm:
         try:
-            _children_cpu_s()
+            children_cpu_s()
         except OSError:  # wall time: short batches, one of them likely runs undisturbed
             ms = _replay(vm, config, figures, time.perf_counter, 20, 2)
         else:  # CPU time in clock ticks (10 ms): one long batch
-            ms = _replay(vm, config, figures, _children_cpu_s, 1, 120)
+            ms = _replay(vm, config, figures, children_cpu_s, 1, 120)
         before = vm.eval("FB.cycles")
         alloc = vm.eval(
             "(lambda: (gc.collect(), gc.disable(), gc.mem_alloc(), run(FRAMES), gc.mem_alloc(),"
