@@ -193,6 +193,7 @@ def _bus(doc):
             "turnaround_ms",
             "retries",
             "lost_after_failures",
+            "lost_after_ms",
             "timeout_margin_ms",
             "lost_probe_ms",
             "cycle_ms",
@@ -204,6 +205,7 @@ def _bus(doc):
     _int(doc, out, path, "turnaround_ms", 0, 10000, 5)
     _int(doc, out, path, "retries", 0, 10, 1)
     _int(doc, out, path, "lost_after_failures", 1, 1000, 3)
+    _int(doc, out, path, "lost_after_ms", 0, 3600000, 5000)  # fieldbus.py: silence before lost
     _int(doc, out, path, "timeout_margin_ms", 0, 10000, 10)  # fieldbus.py: runtime latency
     _int(doc, out, path, "lost_probe_ms", 0, 3600000, 1000)  # fieldbus.py: lost-device probe
     _int(

@@ -47,8 +47,18 @@ Danfoss 0x3EE3 read as 0xC421's value). Bytes while nothing is pending are disca
 (``stray_bytes``). Cost: one more timeout's silence per failed attempt, none on a healthy cycle.
 Errors: timeouts, CRC errors and unexpected frames are retried bus.retries times; an exception
 response is not (the device is there and said no). A transaction that still fails counts one
-failure for its device and skips the device's remaining transactions this cycle. After
-bus.lost_after_failures consecutive failures the device is lost: PumpStatus.online = False (state
+failure for its device and skips the device's remaining transactions this cycle. A device is
+lost when it has failed bus.lost_after_failures consecutive transactions AND has not answered well
+for bus.lost_after_ms (counted from its last good answer; for a device never heard, from its first
+failure). Time, not the count, is what tells a dead unit from bus noise: at 10 % of frames
+corrupted, three failed transactions in a row happen a few times an hour per device (each one a
+drive declared lost, replaced by staging and stopped when it answers a second later: a 70 s dip of
+the DP), while the longest silence of a device in 4 h of such noise was 2.5 s. The default 5000
+is half the drives' own comm timeout (10 s: only then do they change what they do, to their
+comm-loss action), so the agent knows of a loss, and the standby is starting, before the lost
+drive itself reacts; until then it runs on at its last command, as the agent assumes. The count
+keeps a runtime that stalled for longer than lost_after_ms from losing a device on one failure.
+On loss: PumpStatus.online = False (state
 DRIVE_UNKNOWN), Snapshot.io_online = False for the I/O module, and for a drive
 ``on_event(EVENT_DRIVE_COMM_LOST, pump_index, now_ms)`` is called (pump_index 0-based). A lost
 device is probed with its first read once every bus.lost_probe_ms, without retries, so a dead unit
@@ -118,6 +128,7 @@ class Fieldbus:
         self.margin_ms = _int(bus, "timeout_margin_ms", 10, 0, 10000, "bus")
         self.retries = _int(bus, "retries", 1, 0, 10, "bus")
         self.lost_after = _int(bus, "lost_after_failures", 3, 1, 1000, "bus")
+        self.lost_after_ms = _int(bus, "lost_after_ms", 5000, 0, 3600000, "bus")
         self.lost_probe_ms = _int(bus, "lost_probe_ms", 1000, 0, 3600000, "bus")
         # Cycles start at most every cycle_ms (0: back to back, as fast as the wire allows).
         self.cycle_period_ms = _int(bus, "cycle_ms", 0, 0, 60000, "bus")
@@ -174,6 +185,7 @@ class Fieldbus:
         devices = n + 1
         self.failures = [0] * devices  # consecutive failed transactions
         self.lost = [False] * devices
+        self._good_ms = [0] * devices  # last good answer (never heard: first failure)
         self.heard = [False] * devices  # answered at least once
         self.last_error = [ERR_NONE] * devices
         self.lost_events = [0] * devices  # how often each device was declared lost
@@ -633,6 +645,7 @@ class Fieldbus:
             self._ramp_done(dev, now_ms, False)
         self.transactions += 1
         self.failures[dev] = 0
+        self._good_ms[dev] = now_ms
         self.last_error[dev] = ERR_NONE
         self.heard[dev] = True
         if self.lost[dev]:
@@ -663,9 +676,15 @@ class Fieldbus:
             self.retries_used += 1
             return  # same slot again
         self.failed += 1
+        if not self.failures[dev] and not self.heard[dev]:
+            self._good_ms[dev] = now_ms  # never heard: its silence is counted from now
         self.failures[dev] += 1
         self._skip[dev] = True
-        if not self.lost[dev] and self.failures[dev] >= self.lost_after:
+        if (
+            not self.lost[dev]
+            and self.failures[dev] >= self.lost_after
+            and _ticks_diff(now_ms, self._good_ms[dev]) >= self.lost_after_ms
+        ):
             self.lost[dev] = True
             self._probe_ms[dev] = now_ms  # first probe one lost_probe_ms from now
             self.lost_events[dev] += 1

@@ -30,6 +30,7 @@ def config(retries=1):
             "turnaround_ms": 5,
             "retries": retries,
             "lost_after_failures": 3,
+            "lost_after_ms": 0,  # the count alone (the time rule has its own test)
             "timeout_margin_ms": 10,
             "lost_probe_ms": 1000,
         },
@@ -293,6 +294,44 @@ def test_silent_device_is_retried_then_lost_then_probed_then_restored():
     assert fb.online(1) and events[-1][:2] == (EVENT_DRIVE_COMM_RESTORED, 1)
     fb.update_snapshot()
     assert snap.pumps[1].online
+
+
+def test_a_device_is_lost_by_its_silence_not_by_a_few_unlucky_failures():
+    cfg = config()
+    cfg["bus"]["lost_after_ms"] = 2000
+    cfg["bus"]["cycle_ms"] = 200
+    events = []
+    fb = fbm.Fieldbus(cfg, Snapshot(3), on_event=lambda code, pump, at: events.append((code, at)))
+    drives = Drives()
+    silent = [False]
+    line = Line(fb, lambda r: None if silent[0] and r[0] == 2 else (8, drives.answer(r)))
+    line.run_until(1000)
+    # Bus noise: 1.5 s without a good answer, many failed transactions in a row: not lost.
+    silent[0] = True
+    line.run_until(2500)
+    assert fb.failures[1] >= 5 and not fb.lost[1] and events == []
+    silent[0] = False
+    line.run_until(2800)  # one good answer: the silence starts over
+    assert fb.failures[1] == 0 and fb.online(1)
+    silent[0] = True
+    cut_at = line.now
+    last_good = max(t for t, r in line.sent if r[0] == 2) + 8  # (its answer's arrival)
+    line.run_until(last_good + 1990)
+    assert not fb.lost[1] and events == []
+    line.run_until(last_good + 2500)
+    assert fb.lost[1] and [c for c, _ in events] == [EVENT_DRIVE_COMM_LOST]
+    assert 2000 <= events[0][1] - last_good <= 2000 + 200 + 100, (cut_at, events)  # a cycle + try
+    # A runtime that stalled longer than lost_after_ms: one failure loses nothing (the count).
+    fb = fbm.Fieldbus(cfg, Snapshot(3), on_event=lambda code, pump, at: events.append((code, at)))
+    line = Line(fb, lambda r: None if silent[0] and r[0] == 2 else (8, drives.answer(r)))
+    silent[0] = False
+    line.run_until(1000)
+    line.now = 9000
+    silent[0] = True
+    line.run_until(9150)
+    assert fb.failures[1] == 1 and not fb.lost[1]
+    line.run_until(10000)
+    assert fb.lost[1] and fb.failures[1] >= 3
 
 
 def test_everything_lost_sends_only_due_probes():

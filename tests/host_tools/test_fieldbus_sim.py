@@ -216,6 +216,10 @@ def test_cut_unit_is_lost_then_restored(station: Station) -> None:
     station.bus.cut_units.add(danfoss.unit)
     station.run(2.0)
     pumps = station.snap.pumps
+    # Silent for 2 s: a transient (10 % bus noise gives as much), the drive's last data stand.
+    assert pumps[1].online and pumps[1].state == DRIVE_RUNNING and station.events == []
+    lost_s = station.config["bus"]["lost_after_ms"] / 1000.0
+    station.run(lost_s - 2.0 + 0.5)  # its last good answer came at most one cycle before the cut
     assert not pumps[1].online and pumps[1].state == DRIVE_UNKNOWN
     assert pumps[0].online and pumps[2].online
     assert station.events == [(EVENT_DRIVE_COMM_LOST, 1)]
@@ -239,10 +243,13 @@ def test_io_module_lost_gives_fallbacks(station: Station) -> None:
     station.bus.cut_units.add(station.io.unit)
     station.run(2.0)
     snap = station.snap
-    assert not snap.io_online  # a transient: every reading held (io.hold_s)
+    assert snap.io_online  # not yet lost (bus.lost_after_ms), a transient: every reading held
     assert all(getattr(snap, n).quality == HELD for n in station.sensors.names)
     assert snap.source_running.quality == HELD
-    station.run(9.0)  # silent past io.hold_s: each channel's fallback
+    station.run(station.config["bus"]["lost_after_ms"] / 1000.0 - 1.5)
+    assert not snap.io_online
+    station.run(max(0.0, 11.0 - station.config["bus"]["lost_after_ms"] / 1000.0 - 0.5))
+    # silent past io.hold_s: each channel's fallback
     assert snap.suction_kpa.quality == BAD
     assert snap.supply_temp_c.quality == SUBSTITUTE
     assert snap.flow_m3h.quality == BAD

@@ -397,7 +397,7 @@ def test_drive_comm_loss_safe_speed_on_the_drive_standby_replaces_it_then_restor
     spec = o.station.scenario.drives[pump]
     assert spec.comm_loss_action == "safe_speed"
     lost_s, _, _ = o.first(E.DRIVE_COMM_LOST, subject=fault.pump)
-    assert lost_s - fault.at_s <= LAG_S
+    assert lost_s - fault.at_s <= o.config["bus"]["lost_after_ms"] / 1000.0 + LAG_S  # silence
     start_s, _, reason = o.first(E.PUMP_STARTED, subject=AUX_PUMP + 1)
     assert start_s - lost_s <= 1.0 and reason == REASON_FAILOVER
     for k in o.ticks(lost_s + 1.0, fault.end_s):
@@ -408,7 +408,7 @@ def test_drive_comm_loss_safe_speed_on_the_drive_standby_replaces_it_then_restor
     settled = fault.at_s + spec.comm_timeout_s + (before - spec.safe_speed_pct) * decel_s / 100
     held = o.result.speeds[pump][o.sample(settled + LAG_S) : o.sample(fault.end_s)]
     assert held and all(abs(s - spec.safe_speed_pct) < 0.01 for s in held)
-    assert o.back_in_band_s(fault.at_s, fault.end_s) <= 120.0
+    assert o.back_in_band_s(lost_s, fault.end_s) <= 120.0  # from the agent's knowing
     back_s, _, _ = o.first(E.DRIVE_COMM_RESTORED, subject=fault.pump)
     assert back_s - fault.end_s <= LAG_S
     assert all(k.online[pump] for k in o.ticks(back_s + 1.0))
