@@ -263,6 +263,8 @@ def test_keys_of_the_other_modules_are_validated_and_defaulted():
     assert "max_running" not in config["staging"]  # staging.py derives it from the pump count
     assert config["speed"]["follow_band_pct"] == 2.0
     refused(variant(["bus", "lost_probe_ms"], -1), "bus.lost_probe_ms: -1 outside")
+    assert config["bus"]["lost_after_ms"] == 5000  # half the drives' 10 s comm timeout
+    refused(variant(["bus", "lost_after_ms"], 5.0), "bus.lost_after_ms: must be")
     refused(variant(["io", "stale_s"], "1"), "io.stale_s: must be a number")
     refused(variant(["staging", "max_running"], 4), "staging.max_running: 4 outside 1..3")
     refused(variant(["pumps", 0, "rated_kw"], 0), "pumps[0].rated_kw: 0 outside")
