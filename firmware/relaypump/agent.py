@@ -76,6 +76,7 @@ class Agent:
         self.staging = Staging(config, self.control.model)
         # the pump model staging and control share, calibrated online against the real pumps
         self.calibration = Calibration(self.control.model, n, self.events)
+        self.plausibility.head_model = self.control.model  # the pressure substitutes' head
         self.kpa_per_m = config["pump_model"]["density_kg_m3"] * _G / 1000.0
         self._head_of = self._required_head_m  # bound once: a bound method is an object
         self.period_ms = int(config["pid"]["period_ms"])

@@ -16,8 +16,9 @@ Rules:
   slots); Modbus units unique over pumps and the I/O module; I/O registers and input bits unique;
   sensor ranges low < high; a sensor fallback is "stop", "hold", a number inside the sensor's range,
   or, for remote_dp_kpa only, "discharge" (control on the discharge pressure; "discharge_kpa" is
-  returned as "discharge"), for flow_m3h only, "model" (the pumps' flow from their speeds and
-  head): no other sensor can stand in for one; per channel hold_s (default
+  returned as "discharge"), for flow_m3h, suction_kpa and discharge_kpa, "model" (the pumps'
+  flow from their speeds and head; a pressure from the other one and the pumps' head, both
+  pressure channels needed): no other sensor can stand in for one; per channel hold_s (default
   io.hold_s) and frozen_s (default FROZEN_S for the channels the pumps move, else 0 = not
   checked); io.plausibility thresholds (plausibility.py); the flow's frozen_s and
   io.plausibility.check_s below protection.dry_run_delay_s (a flow transmitter stuck at 0 is
@@ -312,8 +313,14 @@ def _check_fallbacks(channels, path):
         if fallback in FALLBACK_WORDS:
             continue
         if fallback == "model":
-            if key != "flow_m3h":  # sensors.py / plausibility.py: the pumps' flow from their curve
-                _fail(where, '"model" stands in for flow_m3h only; use stop, hold or a number')
+            # sensors.py / plausibility.py: the pumps' flow from their curve, or a pressure from
+            # the other one and the pumps' head
+            if key not in ("flow_m3h", "suction_kpa", "discharge_kpa"):
+                _fail(
+                    where,
+                    '"model" stands in for flow_m3h, suction_kpa or discharge_kpa only;'
+                    " use stop, hold or a number",
+                )
             continue
         if fallback not in ("discharge", "discharge_kpa"):
             _fail(where, "%s is not stop, hold, a number, discharge or model" % _fmt(fallback))
@@ -598,6 +605,7 @@ def _protection(doc, channels, plausibility):
             "dry_run_auto_reset",
             "source_stop_delay_s",
             "sensor_stop_delay_s",
+            "substitute_margin_kpa",
             "drive_reset_delay_s",
             "drive_resets_per_hour",
         ),
@@ -648,6 +656,8 @@ def _protection(doc, channels, plausibility):
     _int(doc, out, path, "source_stop_delay_s", 0, 600, 5)
     # a protection sensor with fallback "stop" BAD this long stops the station (protection.py)
     _int(doc, out, path, "sensor_stop_delay_s", 0, 600, 10)
+    # a pressure on its model substitute is judged this much on the unsafe side (protection.py)
+    _num(doc, out, path, "substitute_margin_kpa", 0.0, 500.0, 30.0)
     _int(doc, out, path, "drive_reset_delay_s", 10, 86400, 300)
     _int(doc, out, path, "drive_resets_per_hour", 0, 10, 3)
     _num(doc, out, path, "atmosphere_kpa", 50.0, 110.0)

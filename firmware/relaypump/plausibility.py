@@ -24,6 +24,13 @@ Checks (thresholds in config io.plausibility and io.channels.<name>.frozen_s):
   of the flow each gives at its measured speed against the measured head, q = sqrt((h0 s^2 -
   H) / k), at most max_flow_ratio * bep_flow * s (run-out), 0 below its check valve's cut-off;
   written to ``sensors.estimate_x10`` every tick (-1 while the head is not usable).
+- The pressure substitutes (suction_kpa / discharge_kpa with fallback "model"): the running
+  pumps' head H at their measured speeds and the measured flow (GOOD or HELD: the flow
+  substitute needs both pressures, so it cannot stand in here), the H where the pumps' flows
+  sum(min(sqrt((fh h0 s^2 - H) / (fh k)), run-out)) meet the flow (bisection in integers; fh the
+  calibrated head factor of ``head_model``, when the agent hands one over, else 1); discharge =
+  suction + H, suction = discharge - H (at least 0). -1 (BAD) while no pump runs, the flow or
+  the other pressure is not usable: both pressures lost is a real hazard, no substitute.
 The two model checks hold in a steady state only: they are judged once the running pumps' speeds
 (summed) have moved less than 0.3 %/s for settle_s (a speed ramp or a pump joining moves flow and
 the network's pressures through the water column's inertia first) and with their inputs usable
@@ -145,6 +152,13 @@ class Plausibility:
         self._q_max = int(model["max_flow_ratio"] * model["bep_flow_m3h"] * 10.0 + 0.5)
         f = self._flow
         self._estimate = f >= 0 and sensors.fallback[f] == FALLBACK_MODEL
+        su = self._suction
+        di = self._discharge
+        self._estimate_suction = su >= 0 and sensors.fallback[su] == FALLBACK_MODEL
+        self._estimate_discharge = di >= 0 and sensors.fallback[di] == FALLBACK_MODEL
+        self.head_model = None  # the calibrated pump model (its head_factor), set by the agent
+        self._factor = None  # the head_factor object last converted
+        self._factor_permil = 1000
         # state
         self._last_ms = 0
         self._started = False
@@ -215,6 +229,8 @@ class Plausibility:
             self._frozen(i, speed_sum, dt, now_ms)
         if self._estimate:
             self.sensors.estimate_x10[self._flow] = self._model_flow()
+        if self._estimate_suction or self._estimate_discharge:
+            self._model_pressures(n_run)
         d = speed_sum - self._last_speed_sum
         limit = _STEADY_X100_PER_S * dt // 1000
         steady = n_run == self._last_n_run and d <= limit and -d <= limit
@@ -294,6 +310,71 @@ class Plausibility:
                 top = self._q_max * s // 10000
                 total += q if q < top else top
         return total
+
+    def _model_pressures(self, n_run):
+        """The pressure substitutes (0.1 kPa) from the other pressure and the pumps' head."""
+        sensors = self.sensors
+        su = self._suction
+        di = self._discharge
+        head = self._model_head() if n_run > 0 and self._usable(self._flow) else -1
+        if self._estimate_discharge:
+            ok = head >= 0 and self._usable(su)
+            sensors.estimate_x10[di] = self._x10(su) + head if ok else -1
+        if self._estimate_suction:
+            ok = head >= 0 and self._usable(di)
+            v = self._x10(di) - head
+            sensors.estimate_x10[su] = (v if v > 0 else 0) if ok else -1
+
+    def _model_head(self):
+        """The running pumps' head (0.1 kPa) at their speeds and the measured flow; -1 if none."""
+        model = self.head_model
+        if model is not None and model.head_factor is not self._factor:
+            self._factor = model.head_factor
+            self._factor_permil = int(model.head_factor * 1000.0 + 0.5)
+        fh = self._factor_permil
+        flow = self._x10(self._flow)
+        if flow < 0:
+            flow = 0
+        pumps = self.snapshot.pumps
+        top = 0
+        for i in range(len(pumps)):
+            p = pumps[i]
+            if p.online and p.state == DRIVE_RUNNING:
+                s = self._speed_of(i)
+                shutoff = self._h0_x10 * s // 10000 * s // 10000
+                if shutoff > top:
+                    top = shutoff
+        if top <= 0:
+            return -1
+        # the pumps' flow falls as the head rises: the largest head that still passes the flow
+        lo = 0
+        hi = top
+        while hi - lo > 1:
+            mid = (lo + hi) >> 1
+            total = 0
+            for i in range(len(pumps)):
+                p = pumps[i]
+                if not p.online or p.state != DRIVE_RUNNING:
+                    continue
+                s = self._speed_of(i)
+                lift = self._h0_x10 * s // 10000 * s // 10000 - mid
+                if lift > 0:
+                    q = _isqrt(lift * self._q_mul)
+                    cap = self._q_max * s // 10000
+                    total += q if q < cap else cap
+            if total >= flow:
+                lo = mid
+            else:
+                hi = mid
+        return lo * fh // 1000
+
+    def _speed_of(self, i):
+        """Drive i's actual speed in 0.01 % from its raw value."""
+        fb = self.fieldbus
+        raw = fb.actual_raw[i]
+        if raw >= 0x8000:
+            raw -= 0x10000
+        return raw * 10000 // fb.profiles[i].full_scale
 
     def _frozen(self, i, speed_sum, dt, now_ms):
         sensors = self.sensors

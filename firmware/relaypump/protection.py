@@ -88,11 +88,18 @@ Protections (units kPa gauge, degC, m3/h, % speed; delays in the config in s):
   as the value. "hold": suction/discharge -> speed capped at speed.safe_pct and no starts (the
   protection is blind); supply temperature -> the last good value (none yet: the sensor's top of
   range, the worst case); flow -> dry-run timing paused and NPSHr taken at max_flow_ratio.
-  "model" (flow only): the pumps' flow from their curves (plausibility.py) as a SUBSTITUTE, and
-  as "hold" while it cannot be had. HELD and SUBSTITUTE values are used as they come. Every BAD
+  "model": flow -> the pumps' flow from their curves (plausibility.py) as a SUBSTITUTE, and
+  as "hold" while it cannot be had. Suction / discharge -> the other pressure -/+ the running
+  pumps' head at their speeds and the measured flow (plausibility.py) as a SUBSTITUTE, judged
+  with substitute_margin_kpa on the unsafe side (discharge + margin for the slow-down and the
+  trip, suction - margin for the slow-down, start and trip: the model's error, ISO 9906 grade
+  2B head tolerance and wear, ~5 % of the head); as "hold" (safe speed, no starts) while it
+  cannot be had (no pump running, no usable flow); both pressures without a value (BAD, no
+  substitute possible: no NPSH or over-pressure protection at all) -> as "stop". HELD and SUBSTITUTE values are used as they come. Every BAD
   transition (for flow and the remote DP: every SUBSTITUTE one too) emits SENSOR_FAULT /
-  SENSOR_RESTORED. The shipped config stops on a lost suction or discharge sensor: the safe choice
-  for the pumps (cavitation, over-pressure) when nothing can be measured.
+  SENSOR_RESTORED (subject 1: the channel runs on its substitute, 0: no value). The shipped
+  config runs a lost suction or discharge transmitter on its model substitute ("model"): one
+  lost pressure transmitter no longer stops the station; both lost still do.
 - Events go into the EventRing on transitions only; stop_all entering/leaving also emits
   SAFE_STATE_ENTERED (value = stop_reason) / SAFE_STATE_LEFT.
 
@@ -125,6 +132,7 @@ _LOST_HOLDS = const(-2)  # "hold": it keeps the speed it had
 _FB_STOP = const(0)
 _FB_HOLD = const(1)
 _FB_VALUE = const(2)
+_FB_MODEL = const(3)  # a pressure from the other one and the pumps' head (plausibility.py)
 
 # sensor channels (the value of SENSOR_FAULT / SENSOR_RESTORED events)
 CH_SUCTION = const(1)
@@ -188,7 +196,9 @@ def _fallback(channel):
     fb = channel["fallback"]
     if type(fb) is float:
         return _FB_VALUE
-    if fb == "hold" or fb == "model":  # model: flow from the pumps' curves, else as "hold"
+    if fb == "model":  # flow or a pressure from the pumps' curves; without it as "hold"
+        return _FB_MODEL
+    if fb == "hold":
         return _FB_HOLD
     return _FB_STOP  # "stop", or another sensor: none can stand in for a protection's sensor
 
@@ -246,6 +256,7 @@ class Protection:
         self._dry_auto_reset = p["dry_run_auto_reset"]
         self._source_delay_ms = p["source_stop_delay_s"] * 1000
         self._sensor_delay_ms = p["sensor_stop_delay_s"] * 1000
+        self._sub_margin_x10 = _x10(p.get("substitute_margin_kpa", 30.0))
         self._min_x100 = int(speed["min_pct"] * 100.0 + 0.5)
         self._max_x100 = int(speed["max_pct"] * 100.0 + 0.5)
         self._safe_x100 = int(speed["safe_pct"] * 100.0 + 0.5)
@@ -366,7 +377,8 @@ class Protection:
             return True
         if not self._sensor_bits & bit:
             self._sensor_bits |= bit
-            self._emit(codes.EVENT_SENSOR_FAULT, codes.SEVERITY_ALARM, 0, channel, now)
+            on_substitute = 1 if m.quality == SUBSTITUTE else 0
+            self._emit(codes.EVENT_SENSOR_FAULT, codes.SEVERITY_ALARM, on_substitute, channel, now)
         return m.quality != BAD
 
     def suction_limit_kpa(self):
@@ -433,23 +445,29 @@ class Protection:
         stop_sensor = False
         blind = False
         m = snap.suction_kpa
-        if self._sensor(m, CH_SUCTION, now):
+        if self._sensor(m, CH_SUCTION, now, SUBSTITUTE):  # every substitute is a sensor fault
             suction = self._suction_x10.of(m.value)
+            if m.quality == SUBSTITUTE and self._fb_suction == _FB_MODEL:
+                suction -= self._sub_margin_x10  # the model's error on the unsafe side
         else:
             suction = self._fbv_suction
             if self._fb_suction == _FB_STOP:
                 stop_sensor = True
-            elif self._fb_suction == _FB_HOLD:
+            elif self._fb_suction != _FB_VALUE:
                 blind = True
         m = snap.discharge_kpa
-        if self._sensor(m, CH_DISCHARGE, now):
+        if self._sensor(m, CH_DISCHARGE, now, SUBSTITUTE):
             discharge = self._discharge_x10.of(m.value)
+            if m.quality == SUBSTITUTE and self._fb_discharge == _FB_MODEL:
+                discharge += self._sub_margin_x10
         else:
             discharge = self._fbv_discharge
             if self._fb_discharge == _FB_STOP:
                 stop_sensor = True
-            elif self._fb_discharge == _FB_HOLD:
+            elif self._fb_discharge != _FB_VALUE:
                 blind = True
+        if suction == _NONE and discharge == _NONE and self._fb_suction == _FB_MODEL:
+            stop_sensor = True  # both pressures lost: no substitute, a real hazard
         m = snap.supply_temp_c
         if self._sensor(m, CH_SUPPLY_TEMP, now):
             temp = self._temp_x100.of(m.value)

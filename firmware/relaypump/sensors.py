@@ -35,8 +35,10 @@ cross-check, suspect), its "fallback" decides:
     a number     SUBSTITUTE with that value
     "discharge"  SUBSTITUTE with the last good value: the marker that control must switch to
                  discharge-pressure control (remote DP lost); ``fallback_kind(name)`` tells which
-    "model"      (flow_m3h) SUBSTITUTE with the pumps' flow from their speeds and head
-                 (plausibility.py writes ``estimate_x10[i]``, 0.1 m3/h; -1 = none: BAD)
+    "model"      SUBSTITUTE from the pump model (plausibility.py writes ``estimate_x10[i]``,
+                 0.1 units; -1 = none: BAD): flow_m3h the pumps' flow from their speeds and
+                 head; discharge_kpa suction + the running pumps' head at their speeds and the
+                 measured flow; suction_kpa discharge - that head (both pressures lost: BAD)
 A substitute owns the Measurement's value until the channel is GOOD or HELD again.
 Digital inputs (config io.inputs.<name>: bit): 1.0 / 0.0, GOOD while fresh, HELD (last value) for
 io.hold_s after the last read, then BAD.
@@ -77,6 +79,7 @@ _UA_4 = const(4000)
 _UA_20 = const(20000)
 _SUB = const(16)  # filter state in 1/16 uA
 _MAX_DT_MS = const(60000)
+_PRESSURES = ("suction_kpa", "discharge_kpa")  # "model": the other one -/+ the pumps' head
 
 ANALOG_NAMES = (
     "suction_kpa",
@@ -166,8 +169,14 @@ class Sensors:
             elif fb == "hold":
                 self.fallback[i] = FALLBACK_HOLD
             elif fb == "model":
-                if name != "flow_m3h":
-                    raise SensorConfigError(where + ".fallback: 'model' is for flow_m3h")
+                if name != "flow_m3h" and (
+                    name not in _PRESSURES
+                    or "suction_kpa" not in channels
+                    or "discharge_kpa" not in channels
+                ):
+                    raise SensorConfigError(
+                        where + ".fallback: 'model' is for flow_m3h, suction_kpa, discharge_kpa"
+                    )
                 self.fallback[i] = FALLBACK_MODEL
             elif fb == "discharge":
                 if name != "remote_dp_kpa" or "discharge_kpa" not in channels:

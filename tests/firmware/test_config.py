@@ -173,7 +173,8 @@ def test_sensor_fallbacks():
         ("flow_m3h", "discharge_kpa"),
         ("discharge_kpa", "remote_dp_kpa"),
         ("remote_dp_kpa", "suction"),
-        ("suction_kpa", "model"),  # only the flow has a model stand-in
+        ("supply_temp_c", "model"),  # flow and the two pressures have a model stand-in
+        ("remote_dp_kpa", "model"),
     ):
         message = refused(
             variant(base + [key, "fallback"], fallback), "io.channels.%s.fallback" % key
@@ -190,6 +191,13 @@ def test_sensor_fallbacks():
         config = load_config(doc)
         Sensors(config["io"], Snapshot(3))
     assert fine["io"]["channels"]["flow_m3h"]["fallback"] == "model"  # shipped
+    # the pressures run on the other pressure and the pumps' head (shipped), not a stop
+    assert fine["io"]["channels"]["suction_kpa"]["fallback"] == "model"
+    assert fine["io"]["channels"]["discharge_kpa"]["fallback"] == "model"
+    assert fine["protection"]["substitute_margin_kpa"] == 30.0
+    refused(
+        variant(["protection", "substitute_margin_kpa"], -1), "protection.substitute_margin_kpa"
+    )
     number = load_config(variant(base + ["suction_kpa", "fallback"], 250))
     assert number["io"]["channels"]["suction_kpa"]["fallback"] == 250.0
 

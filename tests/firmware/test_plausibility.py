@@ -10,7 +10,7 @@ from relaypump.events import EventRing
 from relaypump.plausibility import CHECK_FROZEN, CHECK_MODEL, Plausibility
 from relaypump.protection import Protection
 from relaypump.sensors import Sensors
-from relaypump.snapshot import DRIVE_RUNNING, GOOD, SUBSTITUTE, Snapshot
+from relaypump.snapshot import BAD, DRIVE_RUNNING, GOOD, SUBSTITUTE, Snapshot
 from relaypump.state import StationState
 from support import ON_MICROPYTHON, bytes_allocated, station_json
 
@@ -183,6 +183,84 @@ def test_a_lost_or_suspect_flow_is_replaced_by_the_pumps_flow_from_their_curves(
     del plant.frozen[FLOW]  # repaired: its own reading again
     plant.tick(2)
     assert plant.snap.flow_m3h.quality == GOOD
+
+
+class Calibrated:
+    """What plausibility reads of the agent's pump model: its calibrated head factor."""
+
+    head_factor = 0.95
+
+
+def test_a_lost_discharge_runs_on_suction_plus_the_pumps_head():
+    plant = Plant()
+    plant.tick(30)
+    plant.frozen[DISCHARGE] = 0  # wire break: NE43 failure, the "model" fallback at once
+    plant.tick(2)
+    m = plant.snap.discharge_kpa
+    assert m.quality == SUBSTITUTE
+    assert abs(m.value - plant.values[DISCHARGE]) <= 3.0, (m.value, plant.values[DISCHARGE])
+    # it follows the pumps: one pump at 90 % with its own flow, then two at unequal speeds
+    plant.set(1, 90.0, flow_per_pump=420.0)
+    plant.tick(15)  # the flow's filter
+    assert abs(m.value - plant.values[DISCHARGE]) <= 3.0, (m.value, plant.values[DISCHARGE])
+    plant.set(2, 85.0)
+    plant.fb.actual_raw[1] = int(80.0 * 163.84 + 0.5)  # the second pump at 80 %: it gives less
+    q1 = ((H0_KPA * 0.85**2 - (plant.values[DISCHARGE] - 250.0)) / K_KPA) ** 0.5
+    q2 = ((H0_KPA * 0.80**2 - (plant.values[DISCHARGE] - 250.0)) / K_KPA) ** 0.5
+    plant.values[FLOW] = q1 + q2  # the head where both pumps' flows meet the station's
+    plant.tick(15)
+    assert abs(m.value - plant.values[DISCHARGE]) <= 3.0, (m.value, plant.values[DISCHARGE])
+    # the calibrated model: a pump 5 % below its datasheet head
+    plant.set(2, 85.0)
+    plant.values[DISCHARGE] = 250.0 + (plant.values[DISCHARGE] - 250.0) * 0.95
+    plant.p.head_model = Calibrated()
+    plant.tick(15)
+    assert abs(m.value - plant.values[DISCHARGE]) <= 3.0, (m.value, plant.values[DISCHARGE])
+    # no pump running: no head to add, no substitute (protection: safe speed, no starts)
+    plant.set(0, 0.0, flow_per_pump=0.0)
+    plant.tick(2)
+    assert m.quality == BAD
+    del plant.frozen[DISCHARGE]  # repaired: its own reading again
+    plant.set(2, 85.0)
+    plant.tick(2)
+    assert m.quality == GOOD
+
+
+def test_a_lost_suction_runs_on_discharge_minus_the_pumps_head_and_both_lost_are_bad():
+    plant = Plant()
+    plant.tick(30)
+    plant.frozen[SUCTION] = 21500  # short circuit: NE43 failure high
+    plant.tick(2)
+    m = plant.snap.suction_kpa
+    assert m.quality == SUBSTITUTE and abs(m.value - 250.0) <= 3.0, m.value
+    plant.values[SUCTION] = 180.0  # a real dip on the suction side: the discharge follows it
+    plant.values[DISCHARGE] -= 70.0
+    plant.tick(15)
+    assert abs(m.value - 180.0) <= 3.0, m.value
+    plant.frozen[FLOW] = 0  # and the flow too: the head is unknown, no substitute
+    plant.tick(2)
+    assert m.quality == BAD
+    del plant.frozen[FLOW]
+    plant.tick(2)
+    assert m.quality == SUBSTITUTE
+    plant.frozen[DISCHARGE] = 0  # both pressures lost: neither has a substitute
+    plant.tick(2)
+    assert m.quality == BAD and plant.snap.discharge_kpa.quality == BAD
+
+
+def test_the_pressure_substitutes_allocate_nothing():
+    plant = Plant()
+    plant.tick(30)
+    plant.frozen[DISCHARGE] = 0
+    plant.tick(2)
+    assert plant.snap.discharge_kpa.quality == SUBSTITUTE
+
+    def update():
+        for _ in range(10):
+            plant.now += 1000
+            plant.p.update(plant.now)
+
+    assert bytes_allocated(update) <= (0 if ON_MICROPYTHON else 2000)
 
 
 def test_a_dead_headed_or_dry_pump_is_not_a_lying_flow_transmitter():

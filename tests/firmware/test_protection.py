@@ -453,7 +453,7 @@ def test_an_unreadable_source_input_blocks_starts_but_stops_nothing():
 
 
 def test_bad_suction_with_fallback_stop_stops_after_its_delay_and_recovers():
-    st = Station()
+    st = Station(config(io__channels=_channels(suction_kpa="stop")))
     delay = st.cfg["protection"]["sensor_stop_delay_s"]
     assert delay == 10  # the default
     st.run()
@@ -489,6 +489,63 @@ def test_bad_suction_with_fallback_hold_runs_blind_at_safe_speed():
     assert not st.prot.stop_all
     assert st.prot.max_speed_pct == 70.0  # speed.safe_pct
     assert not st.prot.start_allowed
+
+
+def test_a_discharge_on_its_model_substitute_is_judged_with_the_margin_and_stops_nothing():
+    from relaypump.snapshot import SUBSTITUTE
+
+    st = Station()  # shipped: fallback "model", substitute_margin_kpa 30
+    st.run()
+    st.snap.discharge_kpa.value = 930.0  # 20 kPa below the slow-down band (950..1000)
+    st.tick()
+    assert st.prot.max_speed_pct == 100.0
+    st.drain()
+    st.snap.discharge_kpa.quality = SUBSTITUTE  # lost; plausibility.py's suction + head
+    st.tick(600)
+    assert st.drain() == [
+        (codes.EVENT_SENSOR_FAULT, 1, 2),  # subject 1: the channel runs on its substitute
+        (codes.EVENT_DISCHARGE_HIGH, 0, 9600),  # 930 + the 30 kPa margin
+    ]
+    assert not st.prot.stop_all and st.prot.start_allowed
+    assert st.prot.max_speed_pct < 100.0  # 10 kPa into the 50 kPa band: a slow-down
+    st.snap.discharge_kpa.value = 975.0  # + 30 = 1005: over the max on the substitute: a trip
+    st.tick(3)
+    assert st.prot.stop_all and st.prot.stop_reason == codes.EVENT_DISCHARGE_TRIP
+
+
+def test_a_suction_on_its_model_substitute_slows_down_with_the_margin():
+    from relaypump.snapshot import SUBSTITUTE
+
+    st = Station()
+    st.run()
+    st.tick()
+    limit = st.prot.suction_limit_kpa()
+    st.snap.suction_kpa.value = limit + 45.0  # above the 30 kPa band: no cap when measured
+    st.tick()
+    assert st.prot.max_speed_pct == 100.0
+    st.snap.suction_kpa.quality = SUBSTITUTE
+    st.tick(600)
+    assert not st.prot.stop_all and st.prot.start_allowed
+    assert 60.0 < st.prot.max_speed_pct < 100.0  # 15 kPa into the band with the margin
+    st.snap.suction_kpa.value = limit - 50.0  # a real dip, seen on the substitute: a trip
+    st.tick(12)
+    assert st.prot.stop_all and st.prot.stop_reason == codes.EVENT_SUCTION_TRIP
+
+
+def test_a_pressure_without_its_substitute_runs_blind_and_both_lost_stop():
+    st = Station()
+    st.run()
+    st.drain()
+    st.snap.discharge_kpa.quality = BAD  # no substitute (e.g. no usable flow): as "hold"
+    st.wait(600)
+    assert not st.prot.stop_all and not st.prot.start_allowed
+    assert st.prot.max_speed_pct == 70.0  # speed.safe_pct
+    assert st.drain() == [(codes.EVENT_SENSOR_FAULT, 0, 2)]  # subject 0: no value
+    st.snap.suction_kpa.quality = BAD  # both pressures: no NPSH protection at all
+    st.tick(10)
+    assert not st.prot.stop_all
+    st.tick()
+    assert st.prot.stop_all and st.prot.stop_reason == codes.EVENT_SENSOR_FAULT
 
 
 def test_bad_discharge_with_a_number_uses_the_number():
@@ -783,7 +840,7 @@ def test_a_remote_dp_on_its_substitute_is_a_sensor_fault_but_stops_nothing():
     st.drain()
     st.snap.remote_dp_kpa.quality = SUBSTITUTE  # wire break: control runs on the discharge
     st.tick(3)
-    assert st.drain() == [(codes.EVENT_SENSOR_FAULT, 0, 3)]
+    assert st.drain() == [(codes.EVENT_SENSOR_FAULT, 1, 3)]  # subject 1: on its substitute
     assert not st.prot.stop_all and st.prot.start_allowed
     assert st.prot.alarm_bits & (1 << codes.ALARM_SENSOR_FAULT)
     st.snap.remote_dp_kpa.quality = GOOD

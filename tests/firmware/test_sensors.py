@@ -269,6 +269,16 @@ def test_bad_config_is_refused_with_the_field():
             {"flow_m3h": {"register": 0, "low": 0, "high": 1, "fallback": "discharge"}},
             "fallback",
         ),
+        (
+            "channels",
+            {"supply_temp_c": {"register": 0, "low": 0, "high": 1, "fallback": "model"}},
+            "io.channels.supply_temp_c.fallback",
+        ),
+        (  # a pressure's model substitute is the other pressure -/+ the pumps' head
+            "channels",
+            {"suction_kpa": {"register": 0, "low": 0, "high": 1, "fallback": "model"}},
+            "io.channels.suction_kpa.fallback",
+        ),
         ("filter_s", -1.0, "io.filter_s"),
         ("inputs", {"door_open": 3}, "io.inputs.door_open"),
     )
@@ -281,6 +291,32 @@ def test_bad_config_is_refused_with_the_field():
             assert field in str(e), (field, str(e))
             continue
         raise AssertionError("accepted a bad " + field)
+
+
+def test_a_lost_pressure_on_model_takes_its_estimate_and_without_one_is_bad():
+    cfg = io_config()
+    cfg["channels"]["discharge_kpa"]["fallback"] = "model"
+    snap = Snapshot(3)
+    snap.io_online = True
+    s = sn.Sensors(cfg, snap)
+    d = s.names.index("discharge_kpa")
+    values = healthy()
+    s.sample_analog(1000, values)
+    s.update(1000)
+    assert snap.discharge_kpa.quality == GOOD
+    values[d] = 21500  # short circuit
+    s.estimate_x10[d] = 7123  # plausibility.py: suction + the pumps' head, 0.1 kPa
+    s.sample_analog(2000, values)
+    s.update(2000)
+    assert snap.discharge_kpa.quality == SUBSTITUTE and close(snap.discharge_kpa.value, 712.3)
+    s.estimate_x10[d] = -1  # no pump running: no head, no substitute
+    s.sample_analog(3000, values)
+    s.update(3000)
+    assert snap.discharge_kpa.quality == BAD
+    values[d] = ua(700.0, 0, 1600)  # repaired
+    s.sample_analog(4000, values)
+    s.update(4000)
+    assert snap.discharge_kpa.quality == GOOD and close(snap.discharge_kpa.value, 700.0, 0.2)
 
 
 def test_samples_allocate_nothing_and_updates_little():

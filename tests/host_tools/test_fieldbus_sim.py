@@ -194,7 +194,7 @@ def test_sensors_read_scaled_and_validated(station: Station) -> None:
     assert snap.source_running.value == 0.0
     assert snap.discharge_kpa.value == pytest.approx(720.0, abs=0.2)
 
-    station.io.inject_fault("suction_kpa", "wire_break")  # fallback "stop"
+    station.io.inject_fault("suction_kpa", "wire_break")  # "model": no plausibility.py here
     station.io.inject_fault("supply_temp_c", "short")  # fallback 120.0
     station.io.inject_fault("remote_dp_kpa", "fail_low")  # fallback "discharge"
     station.io.inject_fault("flow_m3h", "fail_high")  # fallback "model"

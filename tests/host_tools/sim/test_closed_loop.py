@@ -179,8 +179,13 @@ RUNS = {
     # back before the staggered stop is done: the pump it still holds runs on
     "source_blip": ((_schedule_fault("source_pumps_stop", duration_s=15.0),), 24, {}),
     # what the schedule does not reach: lost protection sensors, a deep dip, discharge
+    # both pressure transmitters lost: no substitute for either (one alone runs on its model
+    # substitute, test_closed_loop_pressure_substitutes.py), the configured stop remains
     "suction_break": (
-        (FaultSpec("sensor_wire_break", FAULT_AT_S, 600.0, sensor="suction_kpa"),),
+        (
+            FaultSpec("sensor_wire_break", FAULT_AT_S, 600.0, sensor="suction_kpa"),
+            FaultSpec("sensor_wire_break", FAULT_AT_S, 600.0, sensor="discharge_kpa"),
+        ),
         34,
         {},
     ),

@@ -161,9 +161,9 @@ def test_suction_stays_above_its_limit_outside_the_fault_windows(name):
 
 
 def test_suction_sensor_lost_stops_every_pump_by_ramp_until_it_is_good_again():
-    o = outcome("suction_break")  # fallback "stop" in firmware/station.json
+    o = outcome("suction_break")  # both pressures lost: no substitute, the stop remains
     fault = o.fault
-    assert o.config["io"]["channels"]["suction_kpa"]["fallback"] == "stop"
+    assert o.config["io"]["channels"]["suction_kpa"]["fallback"] == "model"
     fault_s, _, channel = o.first(E.SENSOR_FAULT)
     assert fault_s - fault.at_s <= LAG_S and channel == 1
     # blind for sensor_stop_delay_s (no starts, the cap towards the safe speed), then the stop
