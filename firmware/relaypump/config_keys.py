@@ -72,6 +72,7 @@ CONFIG_KEYS = (
     (83, "protection", "drive_reset_delay_s", 1, INTEGER),
     (84, "protection", "drive_resets_per_hour", 1, INTEGER),
     (85, "protection", "atmosphere_kpa", 10, NUMBER),
+    (86, "protection", "substitute_margin_kpa", 10, NUMBER),
 )
 RETIRED_KEY_IDS = ()  # ids of keys dropped from the schema: never given to another key
 NOT_REMOTE = ("setpoint.mode", "setpoint.network_loss_m_per_m3h2")  # scalars kept local
