@@ -67,13 +67,24 @@ class SimulatedBus:
     def transact(self, frame: bytes, now_s: float) -> tuple[bytes, float] | None:
         """``send``, then the whole response at once: (response, the instant its last byte has
         arrived), or None when no response is coming. The same as send(frame, now_s), then
-        receive(response_complete_at()), in one call (a board that hands a UART frame over whole)."""
-        self.send(frame, now_s)
-        response = self._response
+        receive(response_complete_at()), in one call (a board that hands a UART frame over whole).
+        ``send``'s steps are written out here, the same expressions: this runs for every frame."""
+        char_s = self.char_s
+        start = max(now_s, self.busy_until_s)
+        end = start + len(frame) * char_s
+        self.wire_time_s += end - start
+        self.busy_until_s = end
+        response = self.exchange(frame, end)
         if not response:
+            self._response, self._delivered = b"", 0
             return None
-        self._delivered = len(response)
-        return response, self._response_start_s + len(response) * self.char_s
+        n = len(response)
+        at = self._response_start_s = end + 3.5 * char_s + self.turnaround_s
+        self.busy_until_s = at + n * char_s
+        self.wire_time_s += n * char_s
+        self._response = response
+        self._delivered = n
+        return response, at + n * char_s
 
     def exchange(self, frame: bytes, now_s: float) -> bytes | None:
         """The wire's faults around one request whose last byte arrived at now_s: the response

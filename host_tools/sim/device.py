@@ -76,34 +76,58 @@ class RegisterBank:
     def __init__(self, read_only_code: int = ILLEGAL_DATA_ADDRESS) -> None:
         self.registers: dict[int, Register] = {}
         self.read_only_code = read_only_code
+        # The readers of each block read before and the registers of each block written, by
+        # address << 7 | count (count <= 125): a master reads and writes the same blocks every
+        # cycle. Emptied when a register is added.
+        self._blocks: dict[int, tuple[Callable[[], int], ...]] = {}
+        self._targets: dict[int, tuple[Register, ...]] = {}
 
     def add(self, address: int, register: Register) -> None:
         if address in self.registers:
             raise ValueError(f"register {address} defined twice")
         self.registers[address] = register
+        self._blocks.clear()
+        self._targets.clear()
 
     def read(self, address: int, count: int) -> list[int]:
         check_count(count, MAX_READ_REGISTERS)
-        bank = self.registers
-        try:  # every address checked before any register is read
-            registers = [bank[a] for a in range(address, address + count)]
-        except KeyError:
-            raise ModbusException(
-                ILLEGAL_DATA_ADDRESS, f"no register in {address}+{count}"
-            ) from None
-        # to_u16, inline: this runs for every register of every read
-        return [max(-0x8000, min(0xFFFF, int(r.read()))) & 0xFFFF for r in registers]
+        key = address << 7 | count
+        readers = self._blocks.get(key)
+        if readers is None:
+            bank = self.registers
+            try:  # every address checked before any register is read
+                readers = tuple(bank[a].read for a in range(address, address + count))
+            except KeyError:
+                raise ModbusException(
+                    ILLEGAL_DATA_ADDRESS, f"no register in {address}+{count}"
+                ) from None
+            self._blocks[key] = readers
+        words = []
+        for read in readers:
+            value = read()
+            # to_u16 only when needed: this runs for every register of every read
+            if type(value) is not int or not 0 <= value <= 0xFFFF:
+                value = max(-0x8000, min(0xFFFF, int(value))) & 0xFFFF
+            words.append(value)
+        return words
 
     def write(self, address: int, values: Sequence[int]) -> None:
-        check_count(len(values), MAX_WRITE_REGISTERS)
-        targets = []
-        for offset in range(len(values)):
-            register = self.registers.get(address + offset)
-            if register is None:
-                raise ModbusException(ILLEGAL_DATA_ADDRESS, f"no register {address + offset}")
-            if register.write is None:
-                raise ModbusException(self.read_only_code, f"register {address + offset} read-only")
-            targets.append(register)
+        count = len(values)
+        check_count(count, MAX_WRITE_REGISTERS)
+        key = address << 7 | count
+        targets = self._targets.get(key)
+        if targets is None:
+            found = []
+            for offset in range(count):
+                register = self.registers.get(address + offset)
+                if register is None:
+                    raise ModbusException(ILLEGAL_DATA_ADDRESS, f"no register {address + offset}")
+                if register.write is None:
+                    raise ModbusException(
+                        self.read_only_code, f"register {address + offset} read-only"
+                    )
+                found.append(register)
+            targets = self._targets[key] = tuple(found)
         for offset, (register, value) in enumerate(zip(targets, values, strict=True)):
             if not 0 <= value <= 0xFFFF or (
                 register.valid is not None and not register.valid(value)

@@ -16,7 +16,7 @@ from host_tools.sim.bus import SimulatedBus
 from host_tools.sim.demand import WeatherDemand
 from host_tools.sim.drives import DriveConfig, make_drive
 from host_tools.sim.iomodule import IoModule
-from host_tools.sim.plant import Plant
+from host_tools.sim.plant import MAX_SPEED_RATIO, Plant
 from host_tools.sim.pump import DATASHEET, PumpDeviation, PumpModel, draw_iso9906_2b
 from host_tools.sim.rtu_slave import RtuSlaves
 from host_tools.sim.scenario import FaultSpec, Scenario
@@ -149,16 +149,23 @@ class SimulatedStation:
     # -- time -----------------------------------------------------------------------------------
 
     def step(self, dt_s: float) -> None:
-        self._apply_faults()
-        plant = self.plant
         t = self.t_s
+        if self._active or (self._pending and self._pending[0].at_s <= t):
+            self._apply_faults()
+        plant = self.plant
+        speeds, runs = plant.pump_speed, plant.pump_running
         for i, drive in enumerate(self.drives):
             drive.step(t, dt_s)
             running = drive.running
             if running and not self._was_running[i]:
                 self.starts[i] += 1
             self._was_running[i] = running
-            plant.set_pump(i, drive.speed_ratio, running)
+            ratio = drive.speed_ratio
+            if 0.0 <= ratio <= MAX_SPEED_RATIO:  # plant.set_pump's checks, inline: every step
+                speeds[i] = ratio
+                runs[i] = running
+            else:
+                plant.set_pump(i, ratio, running)  # refuses it, naming the value
         plant.step(dt_s)
         for i, drive in enumerate(self.drives):
             drive.load_kw = plant.pump_power_kw[i]

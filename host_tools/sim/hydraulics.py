@@ -9,7 +9,7 @@ the suction. At a negative station head a turning pump runs past its run-out on 
 (negative head: a resistance the column drives flow through) in parallel with the bypass; a
 stopped pump (s = 0) passes nothing. Q(H) is monotone, so the solve is a safeguarded Newton
 iteration (closed form when the running pumps are alike: one shut-off head H0_i s_i^2 and one
-c_i, and the bypass is shut). Pure floats: this runs twice per plant step.
+c_i, and the bypass is shut). Pure floats: this runs up to twice per plant step.
 """
 
 from __future__ import annotations

@@ -147,7 +147,10 @@ class IoModule(Device):
 
     def set_current(self, name: str, ua: int) -> None:
         """The loop current a transmitter drives, uA (the card reads 0..24000)."""
-        self._healthy_ua[self._index(name)] = max(UA_WIRE_BREAK, min(UA_SHORT, int(ua)))
+        index = self._analog_index.get(name)
+        if index is None:
+            index = self._index(name)  # raises, naming the channels there are
+        self._healthy_ua[index] = max(UA_WIRE_BREAK, min(UA_SHORT, int(ua)))
 
     def set_input(self, name: str, on: bool) -> None:
         try:

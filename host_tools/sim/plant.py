@@ -147,6 +147,8 @@ class Plant:
         self._k_src = 0.0
         self._k_pup = 0.0
         self._sol = StationSolution(n)
+        self._solved_flow = -1.0  # the flow and speeds self._sol was solved for
+        self._solved_speeds = [-1.0] * n
         self._surge = SurgeEstimator(p.rho_kg_m3, p.wave_speed_m_s, p.reflection_time_s)
         # state
         self.t_s = 0.0
@@ -223,9 +225,9 @@ class Plant:
 
     def step(self, dt_s: float) -> None:
         """Advance the plant by dt_s seconds of virtual time."""
-        if not _finite(dt_s) or not 0.0 < dt_s <= MAX_STEP_S:
-            raise SimInputError(f"step {dt_s!r} s is outside (0, {MAX_STEP_S}]")
-        if dt_s != self._cached_dt:
+        if dt_s != self._cached_dt:  # a new step length: checked, and its factors computed
+            if not _finite(dt_s) or not 0.0 < dt_s <= MAX_STEP_S:
+                raise SimInputError(f"step {dt_s!r} s is outside (0, {MAX_STEP_S}]")
             self._cached_dt = dt_s
             self._k_src = 1.0 - math.exp(-dt_s / self.params.source_tau_s)
             self._k_pup = 1.0 - math.exp(-dt_s / self.params.upstream_tau_s)
@@ -240,9 +242,12 @@ class Plant:
         self.upstream_kpa += (target - self.suction_dip_kpa - self.upstream_kpa) * self._k_pup
         # water column, linearly implicit Euler
         q = self.flow_m3h
-        sol = solve_station(
-            q, self.pump_speed, self._h0, self._c, self._k_bp, self._sol, self.station_head_m
-        )
+        sol = self._sol
+        if q != self._solved_flow or self.pump_speed != self._solved_speeds:
+            # (else the last output step's solution is this one: same flow, same speeds)
+            solve_station(
+                q, self.pump_speed, self._h0, self._c, self._k_bp, sol, self.station_head_m
+            )
         k_tot = self._system_coeff()
         f = sol.head_m - (k_tot * q * q - r * self.upstream_assist_m)
         df = sol.dhead_dflow - 2.0 * k_tot * q
@@ -258,6 +263,8 @@ class Plant:
         sol = solve_station(
             q, speeds, self._h0, self._c, self._k_bp, self._sol, self.station_head_m
         )
+        self._solved_flow = q
+        self._solved_speeds[:] = speeds
         head = sol.head_m
         self.station_head_m = head
         self.bypass_flow_m3h = sol.bypass_flow_m3h

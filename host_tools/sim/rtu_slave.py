@@ -230,16 +230,20 @@ class RtuSlaves:
                 self._decoded.clear()
             self._decoded[frame] = request
         unit = request.unit
-        device = self.devices.get(unit) if unit else None
         if unit == 0:  # broadcast: every device carries out a write, none answers
             if request.value is None:
                 return None
             for each in self.devices.values():
                 self._run(each, request, now_s)
             return None
+        device = self.devices.get(unit)
         if device is None:
             return None
-        return self._run(device, request, now_s)
+        device.heard(now_s)  # _run, inline: every request
+        try:
+            return _execute(device, request)
+        except ModbusException as exc:
+            return self._exception(unit, request.function, exc.code)
 
     def _run(self, device: Device, request: Request, now_s: float) -> bytes | None:
         device.heard(now_s)

@@ -142,7 +142,12 @@ class Transmitter:
 
     def update(self, value: float, now_s: float, dt_s: float) -> int:
         """The loop current (uA) for the true ``value`` at ``now_s``, ``dt_s`` after the last."""
-        lagged = self._lag(value, dt_s)
+        lagged = self._lagged
+        if lagged is not None and dt_s == self._decay_dt and self.spec.lag_s:
+            lagged += (value - lagged) * self._decay  # _lag's usual case, inline: every step
+            self._lagged = lagged
+        else:
+            lagged = self._lag(value, dt_s)
         mode = self.mode
         if mode in FIXED_CURRENT_MODES:
             self.ua = FIXED_CURRENT_MODES[mode]
@@ -214,4 +219,8 @@ class Transmitters:
 
     def measure(self, io: IoModule, name: str, value: float, now_s: float, dt_s: float) -> None:
         """Feed the true value through the transmitter into the I/O module's loop current."""
-        io.set_current(name, self[name].update(value, now_s, dt_s))
+        try:
+            transmitter = self.by_name[name]
+        except KeyError:
+            transmitter = self[name]  # raises, naming the transmitters there are
+        io.set_current(name, transmitter.update(value, now_s, dt_s))

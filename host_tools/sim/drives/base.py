@@ -190,6 +190,10 @@ class Drive(Device):
         self._held_pct: float | None = None
         self.control_word = 0  # last control word the drive acted on
         self.now_s = 0.0
+        self._factors_dt = -1.0  # the dt and trip class of the step factors below
+        self._factors_class = 0.0
+        self._heat_k = 0.0
+        self._theta_k = 0.0
         self.bank = RegisterBank(self.READ_ONLY_CODE)
         self._build_registers()
 
@@ -204,7 +208,8 @@ class Drive(Device):
         self.bank.write(address, values)
 
     def heard(self, now_s: float) -> None:
-        super().heard(now_s)
+        self.last_heard_s = now_s  # Device.heard, inline: every request
+        self.requests_heard += 1
         if self.comm_lost:
             self.comm_lost = False
             self._held_pct = None
@@ -314,16 +319,45 @@ class Drive(Device):
         return not self.config.min_speed_pct <= self.reference_pct <= self.config.max_speed_pct
 
     def step(self, now_s: float, dt_s: float) -> None:
+        """One plant step. The parts are written out where they run every step (the same
+        expressions as the properties and helpers they stand for); their factors exp(-dt / tau)
+        are computed once per dt."""
         self.now_s = now_s
-        self._supervise_link(now_s)
+        c = self.config
+        heard = self.last_heard_s
+        if heard is not None and not self.comm_lost and now_s - heard > c.comm_timeout_s:
+            self._supervise_link(now_s)
         dt = max(0.0, dt_s)
+        if dt != self._factors_dt or c.overload_trip_class != self._factors_class:
+            self._factors_dt = dt
+            self._factors_class = c.overload_trip_class
+            self._heat_k = 1.0 - math.exp(-dt / TEMPERATURE_TAU_S)
+            self._theta_k = 1.0 - math.exp(-dt / c.thermal_tau_s)
         self._evaluate(False)
+        moving = self.speed_pct > 0
         self._limit_current(dt)
         self._integrate(dt)
-        self._evaluate(False)  # standstill ends OFF1 / OFF3
-        self._heat(dt)
-        self._protect_motor(dt)
-        self.energy_kwh += self.power_kw * dt / 3600.0
+        if (self.speed_pct > 0) != moving:
+            # standstill ends OFF1 / OFF3 (with the same inputs a state is its own successor)
+            self._evaluate(False)
+        # current_a; the motor's heat (temperature, then the I^2 t model: docstring)
+        if self.motion == COAST:
+            kw = 0.0
+        else:
+            load = self.load_kw
+            kw = c.rated_kw * (self.speed_pct / 100.0) ** 3 if load is None else max(0.0, load)
+        current = kw * 1000.0 / (SQRT3 * c.voltage_v * c.cos_phi)
+        goal = c.ambient_c + TEMPERATURE_RISE_K * (current / c.rated_current_a) ** 2
+        self.temperature_c += (goal - self.temperature_c) * self._heat_k
+        ratio = current / c.rated_current_a
+        self.motor_theta += (ratio * ratio - self.motor_theta) * self._theta_k
+        if self.motor_theta > OVERLOAD_TRIP_THETA and MOTOR_OVERLOAD not in self.conditions:
+            self.conditions.add(MOTOR_OVERLOAD)
+            self._trip(MOTOR_OVERLOAD)
+            kw = 0.0  # pulses off
+        elif self.motor_theta < OVERLOAD_RESET_THETA:
+            self.conditions.discard(MOTOR_OVERLOAD)
+        self.energy_kwh += kw * dt / 3600.0
 
     # --- internals -------------------------------------------------------------------------------
     def _trip(self, kind: str) -> None:
@@ -380,11 +414,11 @@ class Drive(Device):
     def _limit_current(self, dt: float) -> None:
         """Move the speed ceiling from the current the present load draws (rules: docstring)."""
         c = self.config
-        if not self.pulses_on:
+        if self.motion == COAST:  # pulses off
             self.ceiling_pct = None
             return
         current = self.current_a
-        limit = c.current_limit_a
+        limit = c.rated_current_a * c.current_limit_pct / 100.0  # current_limit_a
         if current <= limit and self.ceiling_pct is None:
             return
         base = self.speed_pct
@@ -396,26 +430,6 @@ class Drive(Device):
             rise = math.inf if c.accel_s == 0 else 100.0 / c.accel_s * dt
             ceiling = min(ceiling, self.ceiling_pct + rise)
         self.ceiling_pct = None if ceiling >= c.max_speed_pct else ceiling
-
-    def _protect_motor(self, dt: float) -> None:
-        """I^2 t motor model: trip above 1.05^2, cause gone once cooled below 1.0."""
-        c = self.config
-        ratio = self.current_a / c.rated_current_a
-        self.motor_theta += (ratio * ratio - self.motor_theta) * (
-            1.0 - math.exp(-dt / c.thermal_tau_s)
-        )
-        if self.motor_theta > OVERLOAD_TRIP_THETA and MOTOR_OVERLOAD not in self.conditions:
-            self.conditions.add(MOTOR_OVERLOAD)
-            self._trip(MOTOR_OVERLOAD)
-        elif self.motor_theta < OVERLOAD_RESET_THETA:
-            self.conditions.discard(MOTOR_OVERLOAD)
-
-    def _heat(self, dt: float) -> None:
-        c = self.config
-        goal = c.ambient_c + TEMPERATURE_RISE_K * (self.current_a / c.rated_current_a) ** 2
-        self.temperature_c += (goal - self.temperature_c) * (
-            1.0 - math.exp(-dt / TEMPERATURE_TAU_S)
-        )
 
     def _set_reference(self, percent: float) -> None:
         self.reference_pct = max(0.0, percent)
