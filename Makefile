@@ -6,6 +6,8 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed
 NODE_STAMP := node_modules/.installed
+PEER_STAMP := .venv-peer/.installed
+PEER_REQUIREMENTS := tests/host_tools/bridge/peer-requirements.txt
 BOARDS := rp2 esp32
 STUBS_VERSION := 1.29.0.post1
 FIRMWARE := $(shell find firmware -name '*.py')
@@ -19,7 +21,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 sim: $(VENV_STAMP)
 	.venv/bin/pumpsim --out build/sim $(SIM_ARGS)
 
-setup: $(VENV_STAMP) $(NODE_STAMP) $(BOARDS:%=.stubs/%/.installed) system-packages
+setup: $(VENV_STAMP) $(NODE_STAMP) $(PEER_STAMP) $(BOARDS:%=.stubs/%/.installed) system-packages
 
 $(VENV_STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -28,6 +30,12 @@ $(VENV_STAMP): pyproject.toml
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+# The bridge tests' independent Sparkplug B peer (pysparkplug needs paho-mqtt<2): its own venv.
+$(PEER_STAMP): $(PEER_REQUIREMENTS)
+	test -x .venv-peer/bin/python || python3 -m venv .venv-peer
+	.venv-peer/bin/python -m pip install -q --disable-pip-version-check -r $(PEER_REQUIREMENTS)
 	touch $@
 
 .stubs/%/.installed: $(VENV_STAMP)
