@@ -26,10 +26,11 @@ Rules:
   event and counted (``sub_refused``); the session stays up (telemetry still flows) and
   subscribes again on the next connect. (Mosquitto 2.0 grants a subscription its ACL denies and
   filters at delivery instead.)
-- QoS 1 out: ``publish`` encodes the packet once into one of ``inflight`` slots (max_packet bytes
-  each); it stays there until its PUBACK (event PUBACK with ``packet_id``). A message sent and not
+- QoS 1 out: ``publish`` encodes the packet once into one of ``inflight`` slots (slot_size bytes
+  each: max_packet unless the application knows its largest packet, see session_from_config);
+  it stays there until its PUBACK (event PUBACK with ``packet_id``). A message sent and not
   acknowledged within retry_ms is sent again with DUP on the same connection. Refusals: FULL (no
-  free slot), TOO_BIG (over max_packet), OFFLINE (QoS 0 with no connection). Packet ids run
+  free slot), TOO_BIG (over slot_size), OFFLINE (QoS 0 with no connection). Packet ids run
   1..65535, skipping ids in flight. A PUBACK for no message in flight is ignored and counted.
 - In: PUBLISH QoS 0 and 1 (MESSAGE: ``topic``, ``payload`` memoryviews into the receive buffer,
   valid until the next call of next_event; ``qos``, ``retain``, ``dup``); a QoS 1 message is
@@ -53,8 +54,9 @@ Rules:
 - ``close()`` sends DISCONNECT (the will is discarded by the broker) and stops; ``open()`` starts
   again.
 - Time is a ticks value (ms modulo 2**30, relaypump.ticks); every deadline uses ticks_diff.
-Allocation: buffers are made in the constructor (rx, tx, the slots). An idle poll, and a poll with
-nothing due, allocate nothing; sending returns one memoryview, a MESSAGE makes two.
+Allocation: buffers are made in the constructor: rx (max_packet), tx (one packet + 128 B for
+acknowledgements, pings and the subscription) and the slots ((inflight + 1) x slot_size). An
+idle poll, and a poll with nothing due, allocate nothing; sending returns one memoryview, a MESSAGE makes two.
 Topics: relaypump/<site>/<station>/<kind> (topic()); kinds status, telemetry, event, ack, cmd.
 """
 
@@ -231,6 +233,7 @@ class Session:
         backoff_min_ms=1000,
         backoff_max_ms=30000,
         random_below=None,
+        slot_size=0,
     ):
         if not 5 <= keepalive_s <= 65535:
             raise ValueError("keepalive_s %d outside 5..65535" % keepalive_s)
@@ -238,6 +241,9 @@ class Session:
             raise ValueError("inflight %d outside 1..64" % inflight)
         if not 64 <= max_packet <= 16384:
             raise ValueError("max_packet %d outside 64..16384" % max_packet)
+        slot_size = slot_size or max_packet
+        if not 16 <= slot_size <= max_packet:
+            raise ValueError("slot_size %d outside 16..max_packet" % slot_size)
         if not 0 < backoff_min_ms <= backoff_max_ms:
             raise ValueError("backoff_min_ms must be > 0 and <= backoff_max_ms")
         self.status_topic = _bytes(status_topic)
@@ -250,6 +256,7 @@ class Session:
         self.backoff_max_ms = backoff_max_ms
         self._random_below = random_below or _default_random_below
         self.max_packet = max_packet
+        self.slot_size = slot_size
         self.inflight = inflight
 
         self._connect = self._build_connect(
@@ -260,7 +267,7 @@ class Session:
             clean_session,
             _bytes(will_payload),
         )
-        self._tx = bytearray(max(max_packet, len(self._connect)) + _TX_EXTRA)
+        self._tx = bytearray(max(slot_size, len(self._connect)) + _TX_EXTRA)
         self._txv = memoryview(self._tx)
         self._tx_start = 0
         self._tx_end = 0
@@ -274,7 +281,7 @@ class Session:
 
         # slots 0..inflight-1: the window (a ring, oldest at _head); slot `inflight`: the birth
         n = inflight + 1
-        self._slots = bytearray(n * max_packet)
+        self._slots = bytearray(n * slot_size)
         self._slotsv = memoryview(self._slots)
         self._slot_len = array("H", bytes(2 * n))
         self._slot_id = array("H", bytes(2 * n))
@@ -362,10 +369,10 @@ class Session:
         tlen = len(topic)
         rl = 2 + tlen + (2 if qos else 0) + len(payload)
         size = 1 + length_size(rl) + rl
-        if size > self.max_packet:
+        if size > self.slot_size:
             return 0
         buf = self._slots
-        base = slot * self.max_packet
+        base = slot * self.slot_size
         buf[base] = 0x30 | (qos << 1) | (1 if retain else 0)
         pos = _utf8_field(buf, encode_length(buf, base + 1, rl), topic)
         if qos:
@@ -380,7 +387,7 @@ class Session:
         """The retained QoS 1 message published on the status topic at every (re)connect."""
         slot = self.inflight
         if not self._encode_publish(slot, self.status_topic, _bytes(payload), 1, retain):
-            raise ValueError("birth message over max_packet")
+            raise ValueError("birth message over slot_size")
         self._slot_state[slot] = _FREE
         self._slot_id[slot] = 0
 
@@ -401,7 +408,7 @@ class Session:
 
     def _set_id(self, slot, pid):
         self._slot_id[slot] = pid
-        base = slot * self.max_packet
+        base = slot * self.slot_size
         buf = self._slots
         pos = base + 1
         while buf[pos] & 0x80:
@@ -423,7 +430,7 @@ class Session:
                 return OFFLINE
             rl = 2 + len(topic) + len(payload)
             size = 1 + length_size(rl) + rl
-            if size > self.max_packet:
+            if size > self.slot_size:
                 return TOO_BIG
             if not self._tx_make_room(size):
                 return FULL
@@ -598,7 +605,7 @@ class Session:
         size = self._slot_len[i]
         if not self._tx_make_room(size):
             return False
-        base = i * self.max_packet
+        base = i * self.slot_size
         end = self._tx_end
         slots = self._slots
         if slots[base] & 0x08:
@@ -814,7 +821,7 @@ class Session:
         states = self._slot_state
         birth = self.inflight
         states[birth] = _FREE  # a fresh birth each connect: new id, no DUP
-        self._slots[birth * self.max_packet] &= 0xF7
+        self._slots[birth * self.slot_size] &= 0xF7
         self._set_id(birth, self._alloc_id())
         states[birth] = _QUEUED
         for i in range(self.inflight):
@@ -850,7 +857,7 @@ class Session:
             if (
                 ids[i] == pid
                 and st != _ACKED
-                and (st == _SENT or self._slots[i * self.max_packet] & 8)
+                and (st == _SENT or self._slots[i * self.slot_size] & 8)
             ):
                 states[i] = _ACKED
                 while self._count and states[self._head] == _ACKED:
@@ -970,8 +977,8 @@ def validate_config(doc, path="mqtt"):
     (required with tls: the broker's CA, PEM), server_hostname (host), site and station (required;
     topic levels), client_id (rp-<site>-<station>), username, password, keepalive_s (60, 5..3600),
     clean_session (false: the broker keeps QoS 1 commands for an offline station), inflight (4),
-    max_packet (512), retry_s (20), connect_timeout_s (15), backoff_min_s (1), backoff_max_s
-    (30)."""
+    max_packet (256: the largest packet taken in; a command is at most 63 B + its topic, ~150 B),
+    retry_s (20), connect_timeout_s (15), backoff_min_s (1), backoff_max_s (30)."""
     if type(doc) is not dict:
         raise MqttConfigError("%s: must be an object" % path)
     for key in doc:
@@ -1001,7 +1008,7 @@ def validate_config(doc, path="mqtt"):
     _cfg_text(doc, out, path, "password", None)
     _cfg_int(doc, out, path, "keepalive_s", 5, 3600, 60)
     _cfg_int(doc, out, path, "inflight", 1, 32, 4)
-    _cfg_int(doc, out, path, "max_packet", 128, 8192, 512)
+    _cfg_int(doc, out, path, "max_packet", 128, 8192, 256)
     _cfg_int(doc, out, path, "retry_s", 1, 3600, 20)
     _cfg_int(doc, out, path, "connect_timeout_s", 1, 300, 15)
     _cfg_int(doc, out, path, "backoff_min_s", 1, 600, 1)
@@ -1009,10 +1016,23 @@ def validate_config(doc, path="mqtt"):
     return out
 
 
-def session_from_config(cfg, random_below=None):
-    """A Session for a validated config section (validate_config)."""
+def publish_size(topic_len, payload_len):
+    """Bytes of a QoS 1 PUBLISH of that topic and payload length."""
+    rl = 2 + topic_len + 2 + payload_len
+    return 1 + length_size(rl) + rl
+
+
+def session_from_config(cfg, random_below=None, payload_max=0):
+    """A Session for a validated config section (validate_config). payload_max: the largest
+    payload the application publishes (0: up to max_packet); the slots are sized to it on the
+    longest of the station's topics (telemetry) instead of max_packet (the uplink: 5 x 118 B
+    instead of 5 x 512 B)."""
     site = cfg["site"]
     station = cfg["station"]
+    slot = 0
+    if payload_max:
+        longest = len(topic(site, station, "telemetry"))
+        slot = min(publish_size(longest, payload_max), cfg["max_packet"])
     return Session(
         cfg["client_id"],
         topic(site, station, "status"),
@@ -1028,4 +1048,5 @@ def session_from_config(cfg, random_below=None):
         backoff_min_ms=cfg["backoff_min_s"] * 1000,
         backoff_max_ms=cfg["backoff_max_s"] * 1000,
         random_below=random_below,
+        slot_size=slot,
     )

@@ -76,6 +76,10 @@ Cost (default: 12 segments = 468 slots, 467 frames = 77 min of telemetry at 10 s
   day, ~15 years. A write-behind of telemetry while the broker acknowledges promptly would cut
   this ~100-fold at the price of the last seconds of telemetry on a power loss; not done: the
   issue asks that nothing be lost across a reboot.
+- RAM: per slot a serial (4 B in a list), a state byte (waiting / handed out, telemetry or
+  event) and its place in the serial-order ring (2 B): 7 B a slot, 3.3 KiB for 468 slots, plus
+  one slot buffer (104 B) that append writes and take reads back (``frame`` is a view into it):
+  4.1 KiB in all in the VM.
 - Time per frame: ``outbox_write_ms`` (host_tools/bench/outbox.py, in the VM on MEMFS: CPU only;
   a board adds its flash erase, ~45 ms for a 4 KiB sector on an RP2's QSPI flash, and programs).
 """
@@ -91,7 +95,6 @@ from relaypump.ticks import ticks_diff as _ticks_diff
 
 SLOT_SIZE = const(104)
 SEGMENT_SLOTS = const(39)  # 39 x 104 = 4056 B <= one 4 KiB erase block
-FRAME_MAX = const(80)  # the telemetry frame, the largest that goes in
 LEASE = const(4096)  # seq numbers reserved per header save
 _FRAME_AT = const(20)
 _CRC_AT = const(100)
@@ -109,10 +112,12 @@ _SEQ_LAST = 0xFFFFFFFF
 _KIND_TELEMETRY = const(1)
 _KIND_EVENT = const(2)
 
-# slot states in RAM
+# slot states in RAM: the state in bits 0-1, bit 2 set for a telemetry frame
 _FREE = const(0)
 _WAITING = const(1)
 _OUT = const(2)  # handed to the session, no PUBACK yet
+_STATE = const(3)
+_TELEMETRY = const(4)
 
 
 class OutboxError(ValueError):
@@ -147,11 +152,14 @@ class Outbox:
         self.capacity = n - 1
         self._serial = [0] * n
         self._state = bytearray(n)
-        self._kind = bytearray(n)
-        self._slot = bytearray(SLOT_SIZE)  # write buffer
-        self._read = bytearray(SLOT_SIZE)
-        self._out = bytearray(FRAME_MAX)
-        self.frame = memoryview(self._out)[:0]  # the frame take() handed out
+        # one slot's bytes, written by append, read back by take: box.frame is a view into it
+        self._buf = bytearray(SLOT_SIZE)
+        view = memoryview(self._buf)
+        self._telemetry_view = view[_FRAME_AT : _FRAME_AT + uplink.TELEMETRY_SIZE]
+        self._event_view = view[_FRAME_AT : _FRAME_AT + uplink.EVENT_SIZE]
+        self._crc_view = view[:_CRC_AT]
+        self._no_frame = view[:0]
+        self.frame = self._no_frame  # the frame take() handed out, until the next take or append
         self._report = bytearray(uplink.EVENT_SIZE)
         self._report_values = [station_id, 0, 0, 0, SEVERITY_WARNING, 0, 0]
         self.pending = 0  # entries waiting or handed out
@@ -171,10 +179,9 @@ class Outbox:
         self._last_written = n - 1
         self._header_gen = 0
         self._made = bytearray(segments)  # segment files found at load (or made since)
-        # the entries in serial order: a ring of (slot, serial) positions; a position whose slot
-        # has left (or been reused: another serial) is dead and skipped, dropped at the head
-        self._order = array("H", range(n))
-        self._order_serial = [0] * n
+        # the slots of the entries in serial order: a ring, oldest at _head, nothing else in it
+        # (an entry that leaves is taken out at once: the shorter side moves up one place)
+        self._order = array("H", bytes(2 * n))
         self._head = 0
         self._used = 0
         self._load(now_ms)
@@ -241,8 +248,7 @@ class Outbox:
         if length != (uplink.TELEMETRY_SIZE if kind == _KIND_TELEMETRY else uplink.EVENT_SIZE):
             return top
         self._serial[i] = serial
-        self._state[i] = _WAITING
-        self._kind[i] = kind
+        self._state[i] = _WAITING | (_TELEMETRY if kind == _KIND_TELEMETRY else 0)
         self.pending += 1
         if kind == _KIND_EVENT:
             code = struct.unpack_from(">H", slot, _FRAME_AT + _CODE_AT)[0]
@@ -342,7 +348,8 @@ class Outbox:
                 return False
         i = self._free_slot()
         self._forget_gone(self._serial[i])  # its old entry can no longer come back
-        slot = self._slot
+        slot = self._buf
+        self.frame = self._no_frame  # the buffer is no longer the frame taken
         serial = self._next_serial
         unsynced = not self.clock.synced
         struct.pack_into(
@@ -362,12 +369,11 @@ class Outbox:
             slot[j] = 0
         struct.pack_into(">I", slot, _FRAME_AT + _SEQ_AT, self.next_seq(now_ms))
         struct.pack_into(">I", slot, _FRAME_AT + _TIME_AT, self.clock.stamp(now_ms))
-        struct.pack_into(">I", slot, _CRC_AT, storage.crc32(memoryview(slot)[:_CRC_AT]))
+        struct.pack_into(">I", slot, _CRC_AT, storage.crc32(self._crc_view))
         self._write_slot(i, slot)
         self._next_serial = serial + 1
         self._serial[i] = serial
-        self._state[i] = _WAITING
-        self._kind[i] = kind
+        self._state[i] = _WAITING | (_TELEMETRY if kind == _KIND_TELEMETRY else 0)
         self._last_written = i
         self.pending += 1
         self._push(i)
@@ -402,64 +408,56 @@ class Outbox:
         p = self._head + k
         return p - self.slots if p >= self.slots else p
 
-    def _live(self, p):
-        i = self._order[p]
-        return self._state[i] != _FREE and self._serial[i] == self._order_serial[p]
-
     def _push(self, i):
-        if self._used == self.slots:
-            self._compact()
-        p = self._pos(self._used)
-        self._order[p] = i
-        self._order_serial[p] = self._serial[i]
+        self._order[self._pos(self._used)] = i
         self._used += 1
 
-    def _compact(self):
-        keep = 0
-        for k in range(self._used):
-            p = self._pos(k)
-            if self._live(p):
-                q = self._pos(keep)  # q <= p: moving down in place is safe
-                self._order[q] = self._order[p]
-                self._order_serial[q] = self._order_serial[p]
-                keep += 1
-        self._used = keep
-
     def _find(self, token):
-        """The slot of a live entry by its serial (binary search in serial order), or -1."""
+        """The place (from the oldest) of the entry with serial `token` (binary search), or -1."""
+        order = self._order
+        serials = self._serial
         lo = 0
         hi = self._used
         while lo < hi:
             mid = (lo + hi) >> 1
-            if self._order_serial[self._pos(mid)] < token:
+            if serials[order[self._pos(mid)]] < token:
                 lo = mid + 1
             else:
                 hi = mid
-        if lo < self._used:
-            p = self._pos(lo)
-            if self._order_serial[p] == token and self._live(p):
-                return self._order[p]
+        if lo < self._used and serials[order[self._pos(lo)]] == token:
+            return lo
         return -1
 
     def _drop_oldest_telemetry(self, count):
         for k in range(self._used):
-            p = self._pos(k)
-            if self._live(p) and self._kind[self._order[p]] == _KIND_TELEMETRY:
-                self._release(self._order[p])
+            if self._state[self._order[self._pos(k)]] & _TELEMETRY:
+                self._release(k)
                 if count:
                     self.dropped_telemetry += 1
                 return True
         return False
 
-    def _release(self, i):
+    def _release(self, k):
+        """The entry at place k (from the oldest) leaves the ring."""
+        order = self._order
+        pos = self._pos
+        i = order[pos(k)]
         self._state[i] = _FREE
         self.pending -= 1
-        while self._used and not self._live(self._head):  # dead positions leave at the head
-            self._head = self._pos(1)
-            self._used -= 1
+        used = self._used - 1
+        if k < used - k:  # the older ones move up one place
+            while k:
+                order[pos(k)] = order[pos(k - 1)]
+                k -= 1
+            self._head = pos(1)
+        else:  # the newer ones move down one place
+            while k < used:
+                order[pos(k)] = order[pos(k + 1)]
+                k += 1
+        self._used = used
         # the ack mark: just below the oldest entry still in the ring
-        if self._used:
-            mark = self._order_serial[self._head] - 1
+        if used:
+            mark = self._serial[order[self._head]] - 1
         else:
             mark = self._next_serial - 1
         if mark != self._mark:
@@ -485,13 +483,13 @@ class Outbox:
 
     # --- sending --------------------------------------------------------------------------------
     def take(self, now_ms):
-        """Hand out the oldest waiting frame: its token (> 0) with the bytes in ``frame``, or 0."""
+        """Hand out the oldest waiting frame: its token (> 0) with the bytes in ``frame`` (valid
+        until the next take or append), or 0."""
         while True:
             best = -1
             for k in range(self._used):
-                p = self._pos(k)
-                if self._live(p) and self._state[self._order[p]] == _WAITING:
-                    best = self._order[p]
+                if self._state[self._order[self._pos(k)]] & _STATE == _WAITING:
+                    best = k
                     break
             if best < 0:
                 return 0
@@ -502,8 +500,10 @@ class Outbox:
                 return 0
             # -1: a corrupt slot was discarded; look again
 
-    def _take_slot(self, i, now_ms):
-        slot = self._read
+    def _take_slot(self, k, now_ms):
+        i = self._order[self._pos(k)]
+        slot = self._buf
+        self.frame = self._no_frame
         path = self.segment_path(i // SEGMENT_SLOTS)
         ok = False
         try:
@@ -515,55 +515,59 @@ class Outbox:
                 f.close()
         except OSError:
             pass
-        mv = memoryview(slot)
         if (
             not ok
-            or storage.crc32(mv[:_CRC_AT]) != struct.unpack_from(">I", slot, _CRC_AT)[0]
+            or storage.crc32(self._crc_view) != struct.unpack_from(">I", slot, _CRC_AT)[0]
             or struct.unpack_from(">I", slot, 0)[0] != self._serial[i]
         ):
             self.corrupt += 1
-            self._release(i)
+            self._release(k)
             return -1
         ticks, boot, flags, n = struct.unpack_from(">IHBB", slot, 4)
-        out = self._out
-        out[:n] = mv[_FRAME_AT : _FRAME_AT + n]
         if flags & _FLAG_UNSYNCED and boot == self.boot:
             if not self.clock.synced:
                 if _ticks_diff(now_ms, self._loaded_ms) < self.hold_unsynced_ms:
                     return -2
-            else:
-                struct.pack_into(">I", out, _TIME_AT, self.clock.wall_at(ticks, now_ms))
-        self._state[i] = _OUT
-        self.frame = memoryview(out)[:n]
+            else:  # the frame's time, in the buffer (its CRC is checked already)
+                wall = self.clock.wall_at(ticks, now_ms)
+                struct.pack_into(">I", slot, _FRAME_AT + _TIME_AT, wall)
+        state = self._state
+        state[i] = _OUT | (state[i] & _TELEMETRY)
+        self.frame = self._telemetry_view if n == uplink.TELEMETRY_SIZE else self._event_view
         return self._serial[i]
 
     def acked(self, token):
         """The frame handed out as token was acknowledged: it leaves. False if not in the ring."""
-        i = self._find(token)
-        if i < 0:
+        k = self._find(token)
+        if k < 0:
             return False
-        self._release(i)
+        self._release(k)
         return True
 
     def give_back(self, token):
         """A frame handed out that the session refused (no room): it waits again, in its place."""
-        i = self._find(token)
-        if i < 0 or self._state[i] != _OUT:
+        k = self._find(token)
+        if k < 0:
             return False
-        self._state[i] = _WAITING
+        i = self._order[self._pos(k)]
+        state = self._state
+        if state[i] & _STATE != _OUT:
+            return False
+        state[i] = _WAITING | (state[i] & _TELEMETRY)
         return True
 
     def rewind(self):
         """Every frame handed out and not acknowledged waits again (a new session)."""
+        state = self._state
         for i in range(self.slots):
-            if self._state[i] == _OUT:
-                self._state[i] = _WAITING
+            if state[i] & _STATE == _OUT:
+                state[i] = _WAITING | (state[i] & _TELEMETRY)
 
     def waiting(self):
         """Entries not yet handed out."""
         count = 0
         for i in range(self.slots):
-            if self._state[i] == _WAITING:
+            if self._state[i] & _STATE == _WAITING:
                 count += 1
         return count
 

@@ -129,7 +129,7 @@ class Runtime:
         self.feeds = 0
         self.starts = 0
         self._rx = bytearray(_RX_SIZE)
-        self._views = [None] * (_RX_SIZE + 1)  # type: list  # a view of the first n bytes, by n
+        self._views = {}  # type: dict  # a view of the first n bytes, by n (the few lengths seen)
         self._waiting = False
         self._deadline_ms = 0  # of the pending transaction
         self._gap_us = 0
@@ -301,7 +301,7 @@ class Runtime:
         n = board.read_into(self._rx)
         if n:
             now_us = self._line_us = board.ticks_us()
-            view = self._views[n]
+            view = self._views.get(n)
             if view is None:
                 view = self._views[n] = memoryview(self._rx)[:n]
             agent.receive(view)

@@ -71,9 +71,11 @@ Allocation (MicroPython VM, tests/firmware/test_station_uplink.py and host_tools
 uplink_e2e.py): ``sample`` builds its 5 float sums only (80 B a tick); a step with nothing due
 builds nothing (netio.Link's own reads and writes aside); a telemetry step ~1 KiB (the frame's
 floats, the slot write); a command a few hundred bytes (HMAC), a config change loads config.py
-for that command only. Heap it keeps: the session (~5 KiB: inflight x max_packet slots, rx,
-tx), the outbox's index (~10 KiB for 468 slots), the modules' code (.mpy, ~38 KiB; in flash
-when frozen).
+for that command only. Heap it keeps (measured in the VM, host_tools/bench/uplink_e2e.py):
+the session 2.1 KiB (5 slots sized to the largest frame on the telemetry topic, 118 B for
+"jia/relay1", not max_packet; rx of max_packet, 256 B; tx one slot + 128 B), the outbox's index
+4.1 KiB for 468 slots (outbox.py), the rest of the uplink 1.8 KiB, the modules' code (.mpy,
+~38 KiB; in flash when frozen).
 """
 
 import sys
@@ -247,7 +249,7 @@ class Uplink:
             ocfg["save_s"] * 1000,
             ocfg["hold_unsynced_s"] * 1000,
         )
-        self.session = mqtt.session_from_config(mcfg)
+        self.session = mqtt.session_from_config(mcfg, payload_max=uplink.TELEMETRY_SIZE)
         site = mcfg["site"]
         name = mcfg["station"]
         self.telemetry_topic = mqtt.topic(site, name, "telemetry")

@@ -361,6 +361,42 @@ def test_window_full_too_big_and_packet_ids():
     assert s.publish(TELEMETRY, b"q", qos=0) == 0
 
 
+def test_slots_sized_to_the_largest_publish_still_carry_it_and_resend_it_with_dup():
+    frame = bytes(range(80))  # a telemetry frame's size
+    size = mqtt.publish_size(len(TELEMETRY), len(frame))
+    assert size == 1 + 1 + 2 + len(TELEMETRY) + 2 + 80
+    s = connected_session(inflight=2, max_packet=256, slot_size=size, retry_ms=500)
+    assert s.slot_size == size and s.max_packet == 256
+    a = s.publish(TELEMETRY, frame)
+    b = s.publish(TELEMETRY, frame[:24])
+    assert a > 0 and b > 0
+    assert s.publish(TELEMETRY, frame + b"x") == mqtt.FULL  # full first
+    sent = flush(s, 1000)
+    assert [publish_fields(body, flags) for _, flags, body in sent] == [
+        (TELEMETRY, a, frame),
+        (TELEMETRY, b, frame[:24]),
+    ]
+    again = flush(s, 1600)  # not acknowledged within retry_ms: both again, with DUP
+    assert [(flags & 8, publish_fields(body, flags)[2]) for _, flags, body in again] == [
+        (8, frame),
+        (8, frame[:24]),
+    ]
+    s.receive(puback(a) + puback(b))
+    assert events(s) == [(mqtt.PUBACK, a), (mqtt.PUBACK, b)]
+    assert s.publish(TELEMETRY, frame + b"x") == mqtt.TOO_BIG  # over the slot, not max_packet
+    assert s.publish(TELEMETRY, frame + b"xyz", qos=0) == mqtt.TOO_BIG
+    cfg = mqtt.validate_config({"host": "b", "site": "jia", "station": "relay1"})
+    assert cfg["max_packet"] == 256
+    assert mqtt.session_from_config(cfg).slot_size == 256  # nothing known: max_packet
+    assert mqtt.session_from_config(cfg, payload_max=80).slot_size == size
+    try:
+        new_session(max_packet=128, slot_size=129)
+    except ValueError as e:
+        assert "slot_size" in str(e)
+    else:
+        raise AssertionError("a slot over max_packet was taken")
+
+
 def test_packet_ids_wrap_and_skip_ids_in_flight():
     s = connected_session(inflight=2)
     s._next_id = 65534

@@ -33,6 +33,7 @@ class PlayedBroker:
         self.commands = []
         self.up = False
         self._pid = 0
+        self._inbound = b""  # bytes for the session it had no room for yet (TCP keeps them)
 
     def step(self, now):
         s = self.session
@@ -42,19 +43,26 @@ class PlayedBroker:
             s.link_up(now)
         if not self.up:
             return
+        if self._inbound:
+            self._deliver(b"")
         for _ in range(50):
             out = s.poll(now)
             if out is None:
                 break
             data = bytes(out)
             s.sent(len(out))
-            s.receive(self._answer(data))
+            self._deliver(self._answer(data))
         while self.commands and s.connected:
             payload = self.commands.pop(0)
             t = (TOPIC + "cmd").encode()
             self._pid += 1
             body = struct.pack(">H", len(t)) + t + struct.pack(">H", self._pid) + payload
-            s.receive(bytes([0x32, len(body)]) + body)
+            self._deliver(bytes([0x32, len(body)]) + body)
+
+    def _deliver(self, data):
+        self._inbound += data
+        taken = self.session.receive(self._inbound)
+        self._inbound = self._inbound[taken:]
 
     def _answer(self, data):
         reply = b""
