@@ -37,6 +37,10 @@ FIELDS = {  # telemetry field -> (plant sample column, scale)
     "supply_temp": ("supply_temp_c_x100", 4, 100),
     "flow": ("flow_m3h_x10", 5, 10),
 }
+# Wall-time bound of a wait for what travels through the broker (paho's thread, Mosquitto): the
+# plant and agent run in virtual time, ~2 ms per virtual second, so a bound in virtual seconds is
+# a few ms of wall time on a loaded CI machine. Generous: a passing test never waits for it.
+WALL_S = 30
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +56,17 @@ def make_field(scenario, broker, port=None, **mqtt):
 
 def frames(watcher, kind):
     return [P.parse_any(p)[1] for p in watcher.payloads(topic(kind))]
+
+
+def wait_delivered(watcher, box):
+    """Until the watcher has the last frame the outbox gave out: the broker has it (settle waits
+    for its PUBACK), paho's thread gets it in wall time."""
+    last = box._seq - 1  # the last seq given out (next_seq() would give out one more)
+
+    def seen():
+        return last in {seq for seq, _, _ in first_seen(watcher)[0]}
+
+    watcher.wait(seen, WALL_S, f"seq {last}")
 
 
 def first_seen(watcher):
@@ -118,6 +133,7 @@ def test_telemetry_over_tls_with_the_brokers_ca(scenario, tls_broker):
     )
     try:
         field.run(35)
+        watcher.wait(lambda: len(watcher.payloads(topic("telemetry"))) >= 3, WALL_S, "3 frames")
         got = frames(watcher, "telemetry")
         assert len(got) == 3 and all(f.station_id == 1 for f in got)
         assert field.uplink.link._ctx is not None  # the link verified the broker's certificate
@@ -138,9 +154,10 @@ def test_a_broker_outage_of_an_hour_loses_nothing_and_repeats_nothing(scenario, 
         assert waiting >= 3600 // PERIOD_S  # the hour's telemetry waits on flash
         assert box.dropped_telemetry == 0
         broker.start()
-        watcher.wait(lambda: watcher.subscribed > before, timeout=10, what="re-subscribed")
+        watcher.wait(lambda: watcher.subscribed > before, WALL_S, "re-subscribed")
         assert field.run_until(lambda: box.pending == 0, 600), "outbox not emptied"
         field.run(30)
+        wait_delivered(watcher, box)
         got, again = first_seen(watcher)
         seqs = [s for s, _, _ in got]
         assert seqs == sorted(seqs), "out of order"
@@ -173,9 +190,10 @@ def test_a_station_rebooting_with_frames_in_its_outbox_delivers_them(scenario, b
         box = field.uplink.box
         assert box.pending == left  # loaded from flash
         broker.start()
-        watcher.wait(lambda: watcher.subscribed > before, timeout=10, what="re-subscribed")
+        watcher.wait(lambda: watcher.subscribed > before, WALL_S, "re-subscribed")
         assert field.run_until(lambda: box.pending == 0, 600), "outbox not emptied"
         field.run(20)
+        wait_delivered(watcher, box)
         got, _ = first_seen(watcher)
         seqs = [s for s, _, _ in got]
         assert seqs == sorted(seqs)
@@ -197,22 +215,46 @@ class ControlRoom:
         self.field = field
 
     def send(self, frame):
+        """The command to the broker; the station takes it at the present virtual instant (it
+        travels in wall time: were the sim to run meanwhile, a fresh command could expire)."""
         self._seen = len(frames(self.watcher, "ack"))
+        up = self.field.uplink
+        handled = up.commands_handled
         self.watcher.publish(topic("cmd"), frame)
+        deadline = time.monotonic() + WALL_S
+        while up.commands_handled == handled:
+            assert time.monotonic() < deadline, "the station did not receive the command"
+            self.field.controller.settle(0.01)
+            up.link.wait(10)
 
-    def ack(self, counter, max_s=30):
-        """The station's ack to the command sent last (the sim runs until it arrives)."""
+    def ack(self, counter):
+        """The station's ack to the command sent last: the sim runs on while the ack travels to
+        the control room (wall time), until it arrives."""
 
         def found():
             return frames(self.watcher, "ack")[self._seen :]
 
-        assert self.field.run_until(lambda: bool(found()), max_s), f"no ack for {counter}"
+        deadline = time.monotonic() + WALL_S
+        while not found():
+            assert time.monotonic() < deadline, f"no ack for {counter}"
+            self.field.run_until(lambda: bool(found()), 1)
         (a,) = found()
         assert a.command_counter == counter and a.station_id == 1
         return a
 
     def events(self, code):
         return [e for e in frames(self.watcher, "event") if e.code == code]
+
+    def wait_events(self, count, *codes):
+        """Until ``count`` events of these codes have arrived; the sim runs meanwhile."""
+
+        def arrived():
+            return sum(len(self.events(c)) for c in codes) >= count
+
+        deadline = time.monotonic() + WALL_S
+        while not arrived():
+            assert time.monotonic() < deadline, f"fewer than {count} events {codes}"
+            self.field.run_until(arrived, 1)
 
     def close(self):
         self.watcher.close()
@@ -248,7 +290,9 @@ def test_forged_replayed_expired_out_of_envelope_and_foreign_commands_are_refuse
         for counter, frame, why in cases:
             room.send(frame)
             assert room.ack(counter).result == why, why
-        # every command got its event: one accepted, the five refused with their reasons
+        # every command got its event: one accepted, the five refused with their reasons (the
+        # events come through the outbox, after their acks)
+        room.wait_events(6, P.EventCode.COMMAND_ACCEPTED, P.EventCode.COMMAND_REJECTED)
         assert len(room.events(P.EventCode.COMMAND_ACCEPTED)) == 1
         rejected = [e.value for e in room.events(P.EventCode.COMMAND_REJECTED)]
         assert sorted(rejected) == sorted(int(w) for _, _, w in cases)
@@ -273,6 +317,7 @@ def test_an_accepted_setpoint_moves_the_held_dp_and_a_config_change_applies_live
         field.run(240)
         dp = statistics.fmean(s[3] for s in field.samples[-30:])
         assert abs(dp - 130.0) < 3.0
+        room.wait_events(1, P.EventCode.COMMAND_ACCEPTED)
         (ev,) = room.events(P.EventCode.COMMAND_ACCEPTED)
         assert ev.value == P.CommandType.SETPOINT
 
@@ -293,7 +338,7 @@ def test_an_accepted_setpoint_moves_the_held_dp_and_a_config_change_applies_live
         assert agent.control.setpoint.fixed_kpa == 130.0  # the remote setpoint kept
         dp = statistics.fmean(s[3] for s in field.samples[-30:])
         assert abs(dp - 130.0) < 3.0
-        assert room.events(P.EventCode.CONFIG_APPLIED)
+        room.wait_events(1, P.EventCode.CONFIG_APPLIED)
         # a config value the schema refuses: out of envelope, nothing stored
         room.send(sign(3, P.CommandType.CONFIG_CHANGE, {"key": 4, "value": -5}, field.wall_s))
         assert room.ack(3).result == P.AckResult.OUT_OF_ENVELOPE
@@ -411,9 +456,10 @@ def test_an_outage_longer_than_the_outbox_drops_the_oldest_telemetry_and_reports
         dropped = box.dropped_telemetry
         assert dropped >= 180 - 77 and box.dropped_events == 0
         broker.start()
-        watcher.wait(lambda: watcher.subscribed > before, timeout=10, what="re-subscribed")
+        watcher.wait(lambda: watcher.subscribed > before, WALL_S, "re-subscribed")
         assert field.run_until(lambda: box.pending == 0, 600), "outbox not emptied"
         field.run(20)
+        wait_delivered(watcher, box)
         got, _ = first_seen(watcher)
         reports = [
             f for _, k, f in got if k == P.Kind.EVENT and f.code == P.EventCode.TELEMETRY_DROPPED
