@@ -1,7 +1,9 @@
 """pumpsim: the simulated relay pump station, the firmware agent in control.
 
-    pumpsim [run] [--scenario FILE] [--hours H] [--seed N] [--out DIR]
+    pumpsim [run] [--scenario FILE] [--hours H] [--seed N] [--out DIR] [--record-trace]
     pumpsim serve --port DEVICE [--scenario FILE] [--baud B] [--hours H]
+    pumpsim trace TRACE [...]                   a sensor trace replayed (trace_cli.py)
+    pumpsim diff TRACE --old DIR --new DIR      two firmware versions on one trace (trace_cli.py)
 
 `run` (the default) simulates in virtual time and writes the KPI table, the plot and the telemetry
 log; `serve` makes the simulated drives and I/O module answer on a serial port in real time.
@@ -170,8 +172,17 @@ def simulate(args: argparse.Namespace) -> int:
     controller = agent_for(chosen)
     make_out(out)
     print(f"pumpsim: {chosen.name}, {hours:g} h, seed {chosen.seed}, the firmware agent in control")
+    station = writer = None
+    if args.record_trace:  # what the I/O module's card reads, every second (trace.py)
+        from host_tools.sim.trace_replay import recording
+
+        controller, station, writer = recording(chosen, controller, out / "trace.csv")
     started = time.monotonic()
-    result = run(chosen, controller, hours=hours, progress=progress_bar())
+    try:
+        result = run(chosen, controller, hours=hours, progress=progress_bar(), station=station)
+    finally:
+        if writer is not None:
+            writer.close()
     wall = max(time.monotonic() - started, 1e-9)
     simulated_h = result.kpis.get("hours", hours)
     frames = result.telemetry or telemetry_log.station_frames(result)
@@ -184,6 +195,8 @@ def simulate(args: argparse.Namespace) -> int:
     print(
         f"wrote {out / 'kpi.txt'}, {out / 'day.png'}, {out / 'telemetry.bin'} ({len(frames)} frames)"
     )
+    if writer is not None:
+        print(f"wrote {writer.path} ({writer.rows} rows)")
     if getattr(result, "interrupted", False):
         print(f"pumpsim: interrupted after {simulated_h:.2f} h of {hours:g} h", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -247,7 +260,7 @@ def parser() -> argparse.ArgumentParser:
         "Modbus RTU), the firmware agent in control. Without a command: run.",
         epilog="pumpsim run --help and pumpsim serve --help describe each command.",
     )
-    commands = top.add_subparsers(dest="command", metavar="{run,serve}")
+    commands = top.add_subparsers(dest="command", metavar="{run,serve,trace,diff}")
     run_cmd = commands.add_parser(
         "run",
         help="simulate in virtual time; write kpi.txt, day.png, telemetry.bin (the default)",
@@ -290,6 +303,12 @@ def parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="output folder, created if missing (default: build/sim)",
     )
+    run_cmd.add_argument(
+        "--record-trace",
+        action="store_true",
+        help="also write trace.csv: the I/O module's inputs as its card read them, every second "
+        "(a sensor trace for pumpsim trace / diff)",
+    )
     serve_cmd.add_argument(
         "--port", required=True, metavar="DEVICE", help="serial device, e.g. /dev/ttyUSB0"
     )
@@ -307,15 +326,23 @@ def parser() -> argparse.ArgumentParser:
         metavar="H",
         help="stop after H hours of real time (default: until Ctrl-C)",
     )
+    from host_tools.sim import trace_cli
+
+    trace_cli.add_commands(commands, default_scenario)
     return top
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("run", "serve", "-h", "--help"):
+    if not argv or argv[0] not in ("run", "serve", "trace", "diff", "-h", "--help"):
         argv.insert(0, "run")
     args = parser().parse_args(argv)
     try:
+        if args.command in ("trace", "diff"):
+            from host_tools.sim import trace_cli
+
+            command = trace_cli.run_trace if args.command == "trace" else trace_cli.run_diff
+            return command(args)
         return serve(args) if args.command == "serve" else simulate(args)
     except Refused as exc:
         print(f"pumpsim: {exc}", file=sys.stderr)
