@@ -210,9 +210,11 @@ class Bridge:
         """One message from the broker: the messages it causes."""
         parts = topic.split("/")
         if parts[0] == sp.NAMESPACE:
-            if parts[2:3] == ["NCMD"]:
+            if len(parts) < 4 or parts[1] != self.group or parts[3] != self.node:
+                return []  # another edge node's
+            if parts[2] == "NCMD" and len(parts) == 4:
                 return self._ncmd(payload, now)
-            if parts[2:3] == ["DCMD"] and len(parts) == 5:
+            if parts[2] == "DCMD" and len(parts) == 5:
                 return self._dcmd(parts[4], payload, now)
             return []
         t = broker.parse_topic(topic)

@@ -108,6 +108,8 @@ class Payload:
 
 # --- encoding --------------------------------------------------------------------------------
 def _varint(n: int) -> bytes:
+    if 0 <= n < 0x80:
+        return _SMALL[n]
     if n < 0:
         n += 1 << 64  # protobuf's encoding of a negative int64
     out = bytearray()
@@ -118,16 +120,23 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
+_SMALL = [bytes((n,)) for n in range(0x80)]
+
+
 def _key(number: int, wire_type: int) -> bytes:
     return _varint(number << 3 | wire_type)
 
 
+# every key we write, made once: (number, wire type) -> bytes
+_KEYS = {(n, w): _key(n, w) for n in range(1, 20) for w in (0, 1, 2, 5)}
+
+
 def _len_field(number: int, data: bytes) -> bytes:
-    return _key(number, 2) + _varint(len(data)) + data
+    return _KEYS[number, 2] + _varint(len(data)) + data
 
 
 def _varint_field(number: int, n: int) -> bytes:
-    return _key(number, 0) + _varint(n)
+    return _KEYS[number, 0] + _varint(n)
 
 
 _DOUBLE_KEY = _key(_DOUBLE_FIELD, 1)
