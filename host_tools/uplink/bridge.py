@@ -31,7 +31,8 @@ Rules:
   counters in --state-dir shared with pumpctl under its lock, expiry now + --ttl) and published
   QoS 1 on relaypump/SITE/STATION/cmd. ``Command/Last Command`` and ``Command/Last Result``
   (DDATA) say what was sent and how it ended: the station's ack result (OK, OUT_OF_ENVELOPE,
-  ...), "no ack within N s", or "refused: why" for a write the bridge will not send (unknown or
+  ...), "no ack within N s" (the broker may still deliver it: an ack that comes later is
+  reported with "(late)"), or "refused: why" for a write the bridge will not send (unknown or
   read-only metric, a value of the wrong type or out of range); nothing is sent then.
 - Exit status: 0 stopped (SIGTERM, SIGINT, --duration), 2 a usage or key file problem,
   4 the broker could not be reached or refused the connection.
@@ -132,6 +133,7 @@ class Bridge:
         self.duplicates = 0
         self.devices: dict[str, Device] = {}
         self.pending: dict[tuple[str, int], tuple[str, float]] = {}  # (station, counter)
+        self.overdue: dict[tuple[str, int], str] = {}  # timed out, a late ack still reported
 
     # --- Sparkplug messages ------------------------------------------------------------------
     def _next_seq(self) -> int:
@@ -300,14 +302,16 @@ class Bridge:
         return [self._ddata(d, [s.name for s in st.EVENT_SPECS], now, self._stamp(frame, now))]
 
     def _ack(self, d: Device, frame: dict, now: float) -> list[Out]:
-        entry = self.pending.pop((d.station, frame["command_counter"]), None)
-        if entry is None:
-            return []  # not the bridge's command (pumpctl's, or answered after its time)
+        key = (d.station, frame["command_counter"])
+        late = key in self.overdue
+        command = self.pending.pop(key, (None,))[0] or self.overdue.pop(key, None)
+        if command is None:
+            return []  # not the bridge's command (pumpctl's)
         try:
             result = uplink.AckResult(frame["result"]).name
         except ValueError:
             result = f"result {frame['result']}"
-        return self._command_result(d, entry[0], result, now)
+        return self._command_result(d, command, result + (" (late)" if late else ""), now)
 
     def _command_result(self, d: Device, command: str, result: str, now: float) -> list[Out]:
         d.values[st.LAST_COMMAND] = command
@@ -322,6 +326,9 @@ class Bridge:
         for (station, counter), (command, deadline) in list(self.pending.items()):
             if now >= deadline:
                 del self.pending[(station, counter)]
+                self.overdue[(station, counter)] = command
+                if len(self.overdue) > RECENT_FRAMES:
+                    del self.overdue[next(iter(self.overdue))]
                 result = f"no ack within {self.ack_timeout_s:g} s"
                 out += self._command_result(self.devices[station], command, result, now)
         return out

@@ -147,6 +147,9 @@ def test_commands_signed_sent_and_their_ack_or_its_absence_reported(bridge):
     assert bridge.tick(13.9) == []
     ((_, late),) = decoded(bridge.tick(14.0))
     assert values(late)["Command/Last Result"] == "no ack within 10 s"
+    ((_, later),) = decoded(bridge.feed(TOPIC + "ack", ack(2), 20.0))  # the broker kept it
+    assert values(later) == {"Command/Last Command": "reset station, counter 2",
+                             "Command/Last Result": "OK (late)"}  # fmt: skip
     assert (tmp := bridge.state_dir / "pumpctl-jia-relay1.json").exists(), tmp  # pumpctl's
 
 

@@ -313,3 +313,23 @@ def test_writes_the_bridge_refuses_send_nothing(scenario, broker, peer, bridge):
         assert commands.payloads(topic("cmd")) == []  # nothing went to the station
     finally:
         commands.close()
+
+
+def test_after_a_broker_restart_the_bridge_is_born_again_with_the_next_bd_seq(
+    scenario, broker, peer, bridge
+):
+    first = peer.wait(of("NBIRTH"), what="NBIRTH")
+    assert metrics(first)["bdSeq"]["value"] == 0
+    field = make_field(scenario, broker)
+    field.run(60)
+    peer.wait(of("DBIRTH", "relay1"), what="DBIRTH")
+    mark = peer.mark()
+    broker.stop()
+    broker.start()  # same port; the bridge and the peer reconnect by themselves
+    birth = peer.wait(of("NBIRTH"), start=mark, timeout=30, what="NBIRTH after the restart")
+    assert metrics(birth)["bdSeq"]["value"] == 1 and birth["seq"] == 0  # a new session
+    after = peer.messages.index(birth)
+    # Mosquitto sent the wills of its clients as it stopped, the station's "offline" too: the
+    # bridge took the station for dead; it is born again when the station is back
+    assert run_field_until(field, lambda: bool(peer.find(of("DBIRTH", "relay1"), start=after)))
+    node_seqs_are_consecutive(peer)
