@@ -258,7 +258,8 @@ def parser() -> argparse.ArgumentParser:
         prog="pumpsim",
         description="The simulated relay pump station (pumps, network, drives, I/O module on "
         "Modbus RTU), the firmware agent in control. Without a command: run.",
-        epilog="pumpsim run --help and pumpsim serve --help describe each command.",
+        epilog="pumpsim run --help, serve --help, trace --help and diff --help describe each "
+        "command.",
     )
     commands = top.add_subparsers(dest="command", metavar="{run,serve,trace,diff}")
     run_cmd = commands.add_parser(

@@ -63,7 +63,12 @@ def add_commands(commands, default_scenario: str) -> None:
             metavar="A,B",
             help="replay only these sensors (default: every one the trace has readings of)",
         )
-        cmd.add_argument("--between", choices=trace.BETWEEN, default="hold", help="(default hold)")
+        cmd.add_argument(
+            "--between",
+            choices=trace.BETWEEN,
+            default="hold",
+            help="between samples: hold the last one, or interpolate (default hold)",
+        )
         cmd.add_argument(
             "--max-hold",
             type=cli.number,
@@ -76,9 +81,11 @@ def add_commands(commands, default_scenario: str) -> None:
             type=cli.number,
             default=None,
             metavar="H",
-            help="(default: the trace's span)",
+            help="simulated hours (default: the trace's span, its first row to its last)",
         )
-        cmd.add_argument("--seed", type=cli.whole, default=None, metavar="N")
+        cmd.add_argument(
+            "--seed", type=cli.whole, default=None, metavar="N", help="(default: the scenario's)"
+        )
         cmd.add_argument(
             "--station", default=None, metavar="SITE/STATION", help="a log's station, if several"
         )
