@@ -128,3 +128,19 @@ def test_pumpsim_trace_refusals_are_one_line(tmp_path, capsys, extra, says):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("pumpsim: ") and says in err, err
     assert not out.exists()
+
+
+def test_an_agent_without_the_board_runtime_is_driven_directly(tmp_path, monkeypatch):
+    """Firmware before runtime.py's board interface (older than a49b304) is driven as the
+    simulator drove it then; the present agent still offers that face, so it shows the driver
+    works: the same dip, the same protection."""
+    from host_tools.sim import trace_replay
+
+    monkeypatch.setattr(trace_replay, "agent_controller", trace_replay.DirectAgentController)
+    rows = [(t, 300 if t < 120 else max(150, 300 - 1.5 * (t - 120))) for t in range(241)]
+    done = replay(
+        scenario.load(scenario.DEFAULT_SCENARIO), csv_trace(tmp_path, "t_s,suction_kpa", rows)
+    )
+    codes = [r["code"] for r in done.records if r["kind"] == "event"]
+    assert codes[0] == "AGENT_STARTED" and "SUCTION_TRIP" in codes, codes
+    assert [r["pump"] for r in done.records if r["kind"] == "start"][:1] == [1]
