@@ -25,6 +25,11 @@ Rules:
 - The station's status message "offline" (its last will; also a retained one) gives a DDEATH
   of a born device; its next telemetry frame gives a DBIRTH again.
 - NCMD ``Node Control/Rebirth`` = true: NBIRTH and every DBIRTH again (same bdSeq).
+- --primary-host ID (Sparkplug 3.0 primary host application): the bridge subscribes to
+  spBv1.0/STATE/ID and publishes its births only once that host's STATE (JSON online, timestamp)
+  says online; a STATE offline (not older than the last taken) makes it publish its NDEATH,
+  disconnect and connect again (the next bdSeq), to wait for the host. Until its births no
+  Sparkplug message goes out and commands are ignored; the stations' values are kept.
 - DCMD: only metrics declared writable in the DBIRTH (setpoint, mode, Command/pump_enable,
   Command/pump_disable, Command/reset; none for a station without a key). Each is turned into a
   command built and signed by pumpctl's code (key file lines ``SITE/STATION STATION_ID KEY_HEX``,
@@ -118,6 +123,7 @@ class Bridge:
         ttl_s: int = 60,
         ack_timeout_s: float = 10.0,
         log=None,
+        primary_host: str | None = None,
     ):
         self.group = sp.check_id("group", group)
         self.node = sp.check_id("edge node", node)
@@ -134,6 +140,10 @@ class Bridge:
         self.devices: dict[str, Device] = {}
         self.pending: dict[tuple[str, int], tuple[str, float]] = {}  # (station, counter)
         self.overdue: dict[tuple[str, int], str] = {}  # timed out, a late ack still reported
+        self.primary_host = primary_host and sp.check_id("primary host", primary_host)
+        self.live = False  # NBIRTH published in this MQTT session: Sparkplug messages may go
+        self.host_ms = -1  # timestamp of the last STATE taken
+        self.host_lost = False  # the primary host went offline: NDEATH, disconnect, reconnect
 
     # --- Sparkplug messages ------------------------------------------------------------------
     def _next_seq(self) -> int:
@@ -150,9 +160,19 @@ class Bridge:
         payload = sp.Payload(metrics=[sp.Metric("bdSeq", sp.DataType.UINT64, self.bd_seq)])
         return Out(sp.topic(self.group, "NDEATH", self.node), sp.encode(payload), qos=1)
 
+    def state_topic(self) -> str | None:
+        return None if self.primary_host is None else f"{sp.NAMESPACE}/STATE/{self.primary_host}"
+
+    def connected(self, now: float) -> list[Out]:
+        """A new MQTT session: the births now, or when the primary host is online."""
+        self.live = False
+        self.host_lost = False
+        return self.births(now) if self.primary_host is None else []
+
     def births(self, now: float) -> list[Out]:
         """NBIRTH (seq 0) and the DBIRTH of every device that has values."""
         self.seq = 0
+        self.live = True
         metrics = [
             sp.Metric("bdSeq", sp.DataType.UINT64, self.bd_seq),
             sp.Metric(REBIRTH, sp.DataType.BOOLEAN, False, properties={"readOnly": False}),
@@ -209,11 +229,41 @@ class Bridge:
         return d
 
     def feed(self, topic: str, payload: bytes, now: float) -> list[Out]:
-        """One message from the broker: the messages it causes."""
+        """One message from the broker: the messages it causes (no Sparkplug message before
+        the NBIRTH of the session: the station's values are kept for the births)."""
+        if topic == self.state_topic():
+            return self._host_state(payload, now)
+        out = self._feed(topic, payload, now)
+        return out if self.live else [o for o in out if not o.topic.startswith(sp.NAMESPACE)]
+
+    def _host_state(self, payload: bytes, now: float) -> list[Out]:
+        try:
+            state = json.loads(payload)
+            online, stamp = state["online"], state["timestamp"]
+            if not isinstance(online, bool) or not isinstance(stamp, int):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            self.log(f"STATE of {self.primary_host}: not {{online: bool, timestamp: int}}")
+            return []
+        if stamp < self.host_ms:
+            return []  # older than the one taken: a stale retained message
+        self.host_ms = stamp
+        if online and not self.live:
+            return self.births(now)
+        if not online and self.live:
+            self.live = False
+            self.host_lost = True
+            return [self.ndeath()]
+        return []
+
+    def _feed(self, topic: str, payload: bytes, now: float) -> list[Out]:
         parts = topic.split("/")
         if parts[0] == sp.NAMESPACE:
             if len(parts) < 4 or parts[1] != self.group or parts[3] != self.node:
                 return []  # another edge node's
+            if not self.live:
+                self.log(f"{topic}: before the NBIRTH of this session: ignored")
+                return []
             if parts[2] == "NCMD" and len(parts) == 4:
                 return self._ncmd(payload, now)
             if parts[2] == "DCMD" and len(parts) == 5:
@@ -322,7 +372,7 @@ class Bridge:
 
     def tick(self, now: float) -> list[Out]:
         """Commands whose ack is overdue."""
-        out = []
+        out: list[Out] = []
         for (station, counter), (command, deadline) in list(self.pending.items()):
             if now >= deadline:
                 del self.pending[(station, counter)]
@@ -331,7 +381,7 @@ class Bridge:
                     del self.overdue[next(iter(self.overdue))]
                 result = f"no ack within {self.ack_timeout_s:g} s"
                 out += self._command_result(self.devices[station], command, result, now)
-        return out
+        return out if self.live else []
 
     # --- commands ----------------------------------------------------------------------------
     def _ncmd(self, payload: bytes, now: float) -> list[Out]:
@@ -449,7 +499,10 @@ def run(args) -> int:
     keys = pumpctl.load_keys(args.keys) if args.keys else {}
     state = pumpctl.state_dir(args)
     group = args.group or args.site
-    bridge = Bridge(group, args.node, args.site, keys, state, args.ttl, args.ack_timeout)
+    bridge = Bridge(
+        group, args.node, args.site, keys, state, args.ttl, args.ack_timeout,
+        primary_host=args.primary_host,
+    )  # fmt: skip
     client = broker.make_client(args)
     lock = threading.Lock()
     stopping = threading.Event()
@@ -469,7 +522,9 @@ def run(args) -> int:
         with lock:
             client.subscribe(sp.topic(group, "NCMD", args.node), qos=1)
             client.subscribe(sp.topic(group, "DCMD", args.node, "+"), qos=1)
-            publish(bridge.births(time.time()))
+            if bridge.state_topic() is not None:
+                client.subscribe(bridge.state_topic(), qos=1)
+            publish(bridge.connected(time.time()))
             client.subscribe(broker.topic(args.site, "+", "+"), qos=1)
 
     def on_disconnect(client, userdata, flags, reason_code, properties):
@@ -501,12 +556,19 @@ def run(args) -> int:
                 break
             with lock:
                 publish(bridge.tick(time.time()))
+            if bridge.host_lost:  # its NDEATH is out: a new session, births when it is back
+                bridge.host_lost = False
+                client.disconnect()
+                client.loop_stop()  # on_disconnect gave the will the next bdSeq
+                client.connect_async(args.host, broker.port_of(args), keepalive=args.keepalive)
+                client.loop_start()
     finally:
         stopping.set()
         with lock:
             death = bridge.ndeath()
-            info = client.publish(death.topic, death.payload, qos=1)
-        info.wait_for_publish(5)
+            info = client.publish(death.topic, death.payload, qos=1) if bridge.live else None
+        if info is not None:
+            info.wait_for_publish(5)
         client.disconnect()
         client.loop_stop()
     return EXIT_OK
@@ -522,6 +584,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--group", default=None, help="Sparkplug group id (default: the site)")
     p.add_argument("--node", default="pumpbridge", help="Sparkplug edge node id (pumpbridge)")
     p.add_argument("--keys", default=None, help="key file: stations that take commands")
+    p.add_argument(
+        "--primary-host",
+        default=None,
+        help="Sparkplug host id: births only while its STATE is online",
+    )
     p.add_argument("--state-dir", default=None, help=f"counters, bdSeq (else ${pumpctl.STATE_ENV})")
     p.add_argument("--ttl", type=int, default=60, help="seconds until a command expires (60)")
     p.add_argument("--ack-timeout", type=float, default=10.0, help="seconds to wait for an ack")

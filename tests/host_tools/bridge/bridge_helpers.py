@@ -3,7 +3,6 @@ independent peer (peer_host.py on pysparkplug, in .venv-peer, made by `make setu
 as subprocesses, and the simulated station run in wall time."""
 
 import json
-import queue
 import signal
 import subprocess
 import sys
@@ -92,14 +91,13 @@ class Peer:
 class BridgeProcess:
     """pumpbridge in a process of its own (python -m host_tools.uplink.bridge)."""
 
-    def __init__(self, port: int, password_file: str, keys: Path, state: Path, log: Path):
+    def __init__(self, port: int, password_file: str, keys: Path, state: Path, log: Path, extra=()):
         self.argv = [sys.executable, "-m", "host_tools.uplink.bridge", "--site", "jia",
                      "--port", str(port), "--user", "bridge", "--password-file", password_file,
                      "--keys", str(keys), "--state-dir", str(state), "--ack-timeout", "20",
-                     "--keepalive", "5"]  # fmt: skip
+                     "--keepalive", "5", *extra]  # fmt: skip
         self.log = log
         self.proc: subprocess.Popen | None = None
-        self.lines: queue.Queue = queue.Queue()
 
     def start(self) -> str:
         """Started; returns its first line (it names the bdSeq)."""

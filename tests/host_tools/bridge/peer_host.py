@@ -4,15 +4,15 @@ pysparkplug 0.6.1 (its own payload codec, generated from the Sparkplug B schema)
 
     .venv-peer/bin/python peer_host.py --port P --user U --password-file F --group G --host-id H
 
-- Publishes its STATE (retained JSON, online; its will says offline) and subscribes to
-  spBv1.0/G/#. Every message it decodes is one JSON line on stdout: type (NBIRTH, DDATA, ...),
+- Subscribes to spBv1.0/G/#, then publishes its STATE (retained JSON, online; its will says
+  offline). Every message it decodes is one JSON line on stdout: type (NBIRTH, DDATA, ...),
   node, device, seq, timestamp and its metrics (name, datatype name, value, is_null,
   timestamp, description, properties). Properties (engUnit, readOnly) are read from the raw
   payload with pysparkplug's generated protobuf classes, as pysparkplug's Metric leaves them out.
   A payload pysparkplug cannot decode is a line {"type": "UNDECODABLE", "topic", "error"}.
 - Reads JSON lines on stdin and publishes with pysparkplug's encoder:
   {"op": "dcmd", "node": N, "device": D, "metrics": [{"name", "datatype", "value"}]} and
-  {"op": "rebirth", "node": N}. It prints {"type": "READY"} once subscribed.
+  {"op": "rebirth", "node": N}, {"op": "state", "online": bool}. It prints {"type": "READY"} once subscribed.
 """
 
 import argparse
@@ -116,9 +116,10 @@ def main() -> int:
     if not connected.wait(10):
         emit({"type": "ERROR", "error": "no CONNACK"})
         return 1
-    client.publish(
-        sp.Message(state, sp.State(sp.get_current_timestamp(), True), sp.QoS.AT_LEAST_ONCE, True)
-    )
+
+    def publish_state(online: bool) -> None:
+        now = sp.get_current_timestamp()
+        client.publish(sp.Message(state, sp.State(now, online), sp.QoS.AT_LEAST_ONCE, True))
 
     def safe(c, m):
         try:
@@ -131,13 +132,16 @@ def main() -> int:
     if not subscribed.wait(10):
         emit({"type": "ERROR", "error": "no SUBACK"})
         return 1
+    publish_state(True)  # after the subscription, as a primary host does
     emit({"type": "READY"})
     for line in sys.stdin:
         if not line.strip():
             continue
         order = json.loads(line)
         now = sp.get_current_timestamp()
-        if order["op"] == "rebirth":
+        if order["op"] == "state":
+            publish_state(order["online"])
+        elif order["op"] == "rebirth":
             metric = sp.Metric(now, "Node Control/Rebirth", sp.DataType.BOOLEAN, value=True)
             topic = sp.Topic(
                 group_id=args.group, message_type=sp.MessageType.NCMD, edge_node_id=order["node"]

@@ -3,6 +3,8 @@ broker test reaches only by luck or at length. Frames are built with protocol/up
 construct schema; what the bridge returns is decoded with our codec (proven against the peer in
 test_sparkplug_codec.py)."""
 
+import json
+
 import pytest
 
 from host_tools.uplink import sparkplug as sp
@@ -45,6 +47,8 @@ def bridge(tmp_path):
     log = []
     b = Bridge("jia", "pumpbridge", "jia", keys, tmp_path, ack_timeout_s=10, log=log.append)
     b.logged = log
+    ((kind, nbirth),) = decoded(b.connected(0.0))  # no primary host: born at once
+    assert kind == "NBIRTH" and nbirth.seq == 0
     return b
 
 
@@ -70,7 +74,7 @@ def test_the_catalogue_has_one_metric_per_field_and_no_hand_list():
 
 def test_birth_then_changes_only_and_duplicates_skipped(bridge):
     ((kind, birth),) = decoded(bridge.feed(TOPIC + "telemetry", telemetry(1), 1.0))
-    assert kind == "DBIRTH" and birth.seq == 0  # no NBIRTH asked for yet: seq starts at 0
+    assert kind == "DBIRTH" and birth.seq == 1  # after the NBIRTH
     v = values(birth)
     assert v["suction"] == 123.4 and v["remote_dp"] is None and v["station_id"] == 7
     assert v["setpoint"] == 111.0 and v["pump2/speed"] == 50.0 and v["alarm/SAFE_STATE"] is False
@@ -81,7 +85,7 @@ def test_birth_then_changes_only_and_duplicates_skipped(bridge):
     ((kind, data),) = decoded(
         bridge.feed(TOPIC + "telemetry", telemetry(3, suction=1300, alarm_bits=1 << 7), 3.0)
     )
-    assert kind == "DDATA" and data.seq == 1
+    assert kind == "DDATA" and data.seq == 2
     assert values(data) == {"suction": 130.0, "alarm_bits": 128, "alarm/SAFE_STATE": True}
 
 
@@ -118,7 +122,7 @@ def test_ddeath_on_offline_and_a_new_birth_after(bridge):
     assert bridge.feed(TOPIC + "status", b"offline", 0.5) == []  # never born: nothing to end
     bridge.feed(TOPIC + "telemetry", telemetry(1), 1.0)
     ((kind, death),) = decoded(bridge.feed(TOPIC + "status", b"offline", 2.0))
-    assert kind == "DDEATH" and death.metrics == [] and death.seq == 1
+    assert kind == "DDEATH" and death.metrics == [] and death.seq == 2
     assert bridge.feed(TOPIC + "status", b"offline", 2.5) == []  # already dead
     assert bridge.feed(TOPIC + "status", b"online", 3.0) == []
     ((kind, _),) = decoded(bridge.feed(TOPIC + "telemetry", telemetry(2), 4.0))
@@ -199,3 +203,30 @@ def test_the_command_line_refuses_bad_input_with_one_clear_line(tmp_path, capsys
     assert "line 1: the key must be at least 16 bytes" in capsys.readouterr().err
     assert main(["--site", "jia", "--port", str(free_port()), *state]) == 4
     assert "cannot reach the broker" in capsys.readouterr().err
+
+
+def state(online, stamp):
+    return json.dumps({"online": online, "timestamp": stamp}).encode()
+
+
+def test_with_a_primary_host_births_wait_for_its_state_online(tmp_path):
+    b = Bridge("jia", "pumpbridge", "jia", {}, tmp_path, log=[].append, primary_host="scada")
+    host = "spBv1.0/STATE/scada"
+    assert b.state_topic() == host
+    assert b.connected(0.0) == []  # waits for the host
+    assert b.feed(TOPIC + "telemetry", telemetry(1), 1.0) == []  # kept, not sent
+    assert b.feed(host, b"not json", 1.5) == []
+    kinds = [k for k, _ in decoded(b.feed(host, state(True, 1000), 2.0))]
+    assert kinds == ["NBIRTH", "DBIRTH"]
+    assert [k for k, _ in decoded(b.feed(TOPIC + "telemetry", telemetry(2, 1), 3.0))] == ["DDATA"]
+    assert b.feed(host, state(False, 999), 4.0) == [] and b.live  # older than the one taken
+    ((kind, death),) = decoded(b.feed(host, state(False, 1001), 5.0))
+    assert kind == "NDEATH" and values(death) == {"bdSeq": 0}
+    assert b.host_lost and not b.live
+    assert b.feed(TOPIC + "telemetry", telemetry(3, 2), 6.0) == []
+    rebirth = sp.encode(sp.Payload(1, None, [sp.Metric("Node Control/Rebirth", 11, True)]))
+    assert b.feed("spBv1.0/jia/NCMD/pumpbridge", rebirth, 6.5) == []  # not live: ignored
+    b.bd_seq = 1  # the runner's new session
+    assert b.connected(7.0) == [] and not b.host_lost
+    ((_, nbirth), (_, dbirth)) = decoded(b.feed(host, state(True, 1002), 8.0))
+    assert values(nbirth)["bdSeq"] == 1 and values(dbirth)["suction"] == 0.2  # the kept value

@@ -12,9 +12,10 @@ reported back; writes the bridge refuses (read-only metric, mode LOCAL, wrong da
 """
 
 import socket
+import time
 
 import pytest
-from bridge_helpers import NODE, run_field_until
+from bridge_helpers import NODE, BridgeProcess, run_field_until
 from mosquitto_broker import PASSWORDS, Watcher
 
 from host_tools.sim import scenario as scenarios
@@ -333,3 +334,32 @@ def test_after_a_broker_restart_the_bridge_is_born_again_with_the_next_bd_seq(
     # bridge took the station for dead; it is born again when the station is back
     assert run_field_until(field, lambda: bool(peer.find(of("DBIRTH", "relay1"), start=after)))
     node_seqs_are_consecutive(peer)
+
+
+def test_with_a_primary_host_the_bridge_is_born_only_while_the_host_is_online(
+    scenario, broker, peer, password_file, key_file, tmp_path
+):
+    b = BridgeProcess(broker.port, password_file("bridge"), key_file, tmp_path / "state",
+                      tmp_path / "bridge.err", extra=["--primary-host", "peer-scada"])  # fmt: skip
+    try:
+        b.start()  # the host's retained STATE says online: births
+        first = peer.wait(of("NBIRTH"), what="NBIRTH")
+        assert metrics(first)["bdSeq"]["value"] == 0
+        field = make_field(scenario, broker)
+        field.run(60)
+        peer.wait(of("DBIRTH", "relay1"), what="DBIRTH")
+        mark = peer.mark()
+        peer.send({"op": "state", "online": False})
+        death = peer.wait(of("NDEATH"), start=mark, what="NDEATH when the host went offline")
+        assert metrics(death)["bdSeq"]["value"] == 0
+        after = peer.messages.index(death) + 1
+        field.run(120)  # the station goes on; the bridge keeps its values and keeps quiet
+        time.sleep(1.0)
+        assert peer.find(lambda m: m["type"] in ("NBIRTH", "DBIRTH", "DDATA"), start=after) == []
+        peer.send({"op": "state", "online": True})
+        birth = peer.wait(of("NBIRTH"), start=after, what="NBIRTH when the host is back")
+        assert metrics(birth)["bdSeq"]["value"] == 1  # a new MQTT session
+        dbirth = peer.wait(of("DBIRTH", "relay1"), start=after, what="DBIRTH when the host is back")
+        assert dbirth["seq"] == 1
+    finally:
+        b.close()
