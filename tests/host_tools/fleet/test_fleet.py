@@ -90,7 +90,7 @@ class Client:
             self.subacks += 1
             self.cond.notify_all()
 
-    def wait(self, predicate, what, timeout=10):
+    def wait(self, predicate, what, timeout=30):  # wall time, a loaded CI host
         with self.cond:
             assert self.cond.wait_for(predicate, timeout), f"timed out waiting for {what}"
 

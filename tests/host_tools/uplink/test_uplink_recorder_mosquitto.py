@@ -191,16 +191,21 @@ def test_qos1_redelivery_of_written_but_unacknowledged_frames_is_dropped(
     client = tools_broker.make_client(Args, clean_session=False, manual_ack=True)
     session = Session(Recorder(writer), client, subscription("fleet"), batch=10_000, fsync=False)
     client.connect("127.0.0.1", broker.port)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not session.subscribed and time.monotonic() < deadline:
         session.step(0.05)
     station = Station(broker.port, "relay1", 1)
     station.publish(50)
     station.wait()
-    deadline = time.monotonic() + 2  # read, never commit: nothing is acknowledged
-    while time.monotonic() < deadline:
-        client.loop_read()
-        time.sleep(0.001)
+
+    def read(until, seconds):  # read, never commit: nothing is acknowledged
+        end = time.monotonic() + seconds
+        while not until() and time.monotonic() < end:
+            client.loop_read()
+            time.sleep(0.001)
+
+    read(lambda: session.received >= 20, 30)  # the 20 (30 s: a bound for a loaded machine)
+    read(lambda: False, 0.3)  # and no more come
     # the broker sends at most max_inflight_messages (20) unacknowledged, and waits
     assert session.received == 20 and len(session.pending) == 20
     writer.flush()  # written, not acknowledged: the moment a crash makes duplicates
@@ -212,12 +217,12 @@ def test_qos1_redelivery_of_written_but_unacknowledged_frames_is_dropped(
     client = tools_broker.make_client(Args, clean_session=False, manual_ack=True)
     session = Session(recorder, client, subscription("fleet"), batch=1000, fsync=False)
     client.connect("127.0.0.1", broker.port)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while recorder.recorded < 30 and time.monotonic() < deadline:
         session.step(0.05)
     station.publish(5)  # and the stream goes on
     station.wait()
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while recorder.recorded < 35 and time.monotonic() < deadline:
         session.step(0.05)
     session.commit()
@@ -297,13 +302,13 @@ def test_the_recorder_over_tls_acknowledges_in_batches(tmp_path, tls_broker, pas
     client = tools_broker.make_client(Args, clean_session=False, manual_ack=True)
     session = Session(recorder, client, subscription("fleet"), batch=1000, fsync=True)
     client.connect("127.0.0.1", tls_broker.tls_port)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while not session.subscribed and time.monotonic() < deadline:
         session.step(0.05)
     station = Station(tls_broker.port, "relay1", 1)
     station.publish(100)
     station.wait()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 30
     while recorder.recorded < 100 and time.monotonic() < deadline:
         session.step(0.05)
     session.commit()

@@ -49,7 +49,7 @@ class SntpServer:
         self.sock.close()
 
 
-def wait_for(predicate, timeout=3.0):
+def wait_for(predicate, timeout=30.0):  # wall time: generous for a loaded CI host
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, "timed out"
@@ -67,7 +67,7 @@ def test_the_clock_is_set_from_an_sntp_server_without_blocking():
     try:
         link.step(ticks())  # the request; the reply cannot be there yet
         assert server.requests <= 1 and not clock.synced
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 30
         while not clock.synced and time.monotonic() < deadline:
             link.step(ticks())  # non-blocking reads until the reply is there
             time.sleep(0.005)

@@ -124,7 +124,7 @@ class Bridge:
                 news = 2
             self.call(news)
 
-    def run(self, until, timeout=20.0, what="the condition"):
+    def run(self, until, timeout=30.0, what="the condition"):  # wall time, a loaded CI host
         deadline = time.monotonic() + timeout
         while not until():
             if time.monotonic() > deadline:
