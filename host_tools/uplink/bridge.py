@@ -1,16 +1,16 @@
 """pumpbridge: the stations of a site, republished as Sparkplug B for SCADA (Ignition and others).
 
     pumpbridge --site jia [--group G] [--node pumpbridge] [--keys FILE] [--state-dir DIR]
-               [--ttl S] [--ack-timeout S] [--duration S] + broker options
+               [--primary-host ID] [--ttl S] [--ack-timeout S] [--duration S] + broker options
 
 Rules:
 - Sparkplug B 3.0 (namespace spBv1.0): one edge node (group --group, default the site; node id
   --node), one device per station (device id = the station's name). Payloads: sparkplug.py;
   metrics: sparkplug_station.py (derived from protocol/uplink.py).
 - Session: the NDEATH (metric bdSeq) is the bridge's MQTT will (QoS 1); on every CONNACK the
-  bridge publishes NBIRTH (seq 0, bdSeq, ``Node Control/Rebirth``, its frame counters) and a
-  DBIRTH of every station it has values of, then subscribes to its NCMD and DCMD topics and to
-  relaypump/SITE/+/+. bdSeq is 0..255, one more on every new MQTT connection, and kept in
+  bridge subscribes to its NCMD and DCMD topics, publishes NBIRTH (seq 0, bdSeq, ``Node
+  Control/Rebirth``, its frame counters) and a DBIRTH of every station it has values of, then
+  subscribes to relaypump/SITE/+/+. bdSeq is 0..255, one more on every new MQTT connection, and kept in
   --state-dir (pumpbridge-GROUP-NODE.json) so a restarted bridge uses the next one. A bridge that
   stops on purpose publishes its NDEATH itself before it disconnects. Every NBIRTH, DBIRTH,
   DDATA, NDATA and DDEATH carries seq, 0..255 wrapping, from 0 at each NBIRTH. Sparkplug
