@@ -238,25 +238,6 @@ class Commands:
         return uplink.encode_event(buf, values)
 
 
-def validate_config(doc, path="commands"):
-    """The "commands" config section: {"key_file": path of the station's key on the board}.
-
-    The key itself never sits in the config (it is read from key_file, hex or raw bytes).
-    Returns a new dict with defaults filled; raises CommandConfigError naming the field.
-    """
-    if doc is None:
-        doc = {}
-    if type(doc) is not dict:
-        raise CommandConfigError("%s: must be an object" % path)
-    for name in doc:
-        if name != "key_file":
-            raise CommandConfigError("%s.%s: unknown key" % (path, name))
-    key_file = doc.get("key_file", "/station.key")
-    if type(key_file) is not str or not 0 < len(key_file) <= 64:
-        raise CommandConfigError("%s.key_file: must be a path of 1..64 characters" % path)
-    return {"key_file": key_file}
-
-
 def read_key(path, opener=open):
     """The station's key from its file: 32+ hex digits (one line) or 16+ raw bytes."""
     try:

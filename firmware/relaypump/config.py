@@ -26,8 +26,8 @@ Rules:
   it; curves have at least two points with strictly increasing x; the discharge fallback setpoint
   below the discharge trip; the discharge trip inside the discharge sensor's range; the supply
   temperature sensor inside 0..200 degC (the saturation table of protection.py).
-- Uplink sections (optional): "mqtt" (mqtt.validate_config), "outbox", "ntp", "commands" (their
-  modules' validate_config; defaults filled when "mqtt" is there). Without "mqtt" the station runs
+- Uplink sections (optional): "mqtt", "outbox", "ntp", "commands" (uplink_config.py; defaults
+  filled when "mqtt" is there). Without "mqtt" the station runs
   without an uplink and the other three are refused. A validated dict passes again unchanged
   (a config change of the uplink, station_uplink.py, runs the whole config through here).
 - Runs once at start-up on MicroPython: plain code, no schema objects kept in RAM afterwards.
@@ -757,15 +757,15 @@ def load_config(source):
 
 
 def _uplink(source, out):
-    """The uplink's sections (station_uplink.py), checked by the modules that use them; their
-    errors name the field. Without "mqtt" the station runs without an uplink."""
-    from . import commands, mqtt, outbox, wallclock
+    """The uplink's sections (station_uplink.py), checked by uplink_config.py; its errors name
+    the field. Without "mqtt" the station runs without an uplink."""
+    from . import uplink_config as sections
 
     try:
-        out["mqtt"] = mqtt.validate_config(source["mqtt"], "mqtt")
-        out["outbox"] = outbox.validate_config(source.get("outbox"))
-        out["ntp"] = wallclock.validate_config(source.get("ntp"))
-        out["commands"] = commands.validate_config(source.get("commands"))
+        out["mqtt"] = sections.mqtt_section(source["mqtt"], "mqtt")
+        out["outbox"] = sections.outbox_section(source.get("outbox"))
+        out["ntp"] = sections.ntp_section(source.get("ntp"))
+        out["commands"] = sections.commands_section(source.get("commands"))
     except ValueError as err:
         raise ConfigError(str(err)) from None
 

@@ -929,93 +929,6 @@ class Session:
         return True
 
 
-# -- the config section -------------------------------------------------------------------------
-
-_KEYS = (
-    "host",
-    "port",
-    "tls",
-    "ca_file",
-    "server_hostname",
-    "site",
-    "station",
-    "client_id",
-    "username",
-    "password",
-    "keepalive_s",
-    "clean_session",
-    "inflight",
-    "max_packet",
-    "retry_s",
-    "connect_timeout_s",
-    "backoff_min_s",
-    "backoff_max_s",
-)
-
-
-def _cfg_fail(path, key, why):
-    raise MqttConfigError("%s.%s: %s" % (path, key, why))
-
-
-def _cfg_int(doc, out, path, key, lo, hi, default):
-    value = doc.get(key, default)
-    if type(value) is not int or not lo <= value <= hi:
-        _cfg_fail(path, key, "must be a whole number in %d..%d, not %r" % (lo, hi, value))
-    out[key] = value
-
-
-def _cfg_text(doc, out, path, key, default):
-    value = doc.get(key, default)
-    if value is not None and (type(value) is not str or not value or len(value) > 255):
-        _cfg_fail(path, key, "must be a text of 1 to 255 characters, not %r" % (value,))
-    out[key] = value
-
-
-def validate_config(doc, path="mqtt"):
-    """The ``mqtt`` section checked and completed with its defaults (a new dict); MqttConfigError
-    names the field. Keys: host (required), port (1883, 8883 with tls), tls (false), ca_file
-    (required with tls: the broker's CA, PEM), server_hostname (host), site and station (required;
-    topic levels), client_id (rp-<site>-<station>), username, password, keepalive_s (60, 5..3600),
-    clean_session (false: the broker keeps QoS 1 commands for an offline station), inflight (4),
-    max_packet (256: the largest packet taken in; a command is at most 63 B + its topic, ~150 B),
-    retry_s (20), connect_timeout_s (15), backoff_min_s (1), backoff_max_s (30)."""
-    if type(doc) is not dict:
-        raise MqttConfigError("%s: must be an object" % path)
-    for key in doc:
-        if key not in _KEYS:
-            _cfg_fail(path, key, "unknown key")
-    out = {}  # type: dict
-    for key in ("host", "site", "station"):
-        if key not in doc:
-            _cfg_fail(path, key, "missing")
-    _cfg_text(doc, out, path, "host", None)
-    out["site"] = check_name(doc["site"], path + ".site")
-    out["station"] = check_name(doc["station"], path + ".station")
-    for key in ("tls", "clean_session"):
-        value = doc.get(key, False)
-        if type(value) is not bool:
-            _cfg_fail(path, key, "must be true or false, not %r" % (value,))
-        out[key] = value
-    _cfg_int(doc, out, path, "port", 1, 65535, 8883 if out["tls"] else 1883)
-    _cfg_text(doc, out, path, "ca_file", None)
-    if out["tls"] and out["ca_file"] is None:
-        _cfg_fail(path, "ca_file", "missing (tls needs the broker's CA)")
-    _cfg_text(doc, out, path, "server_hostname", out["host"])
-    _cfg_text(doc, out, path, "client_id", "rp-%s-%s" % (out["site"], out["station"]))
-    if len(out["client_id"]) > 23:
-        _cfg_fail(path, "client_id", "longer than 23 characters (not every broker takes more)")
-    _cfg_text(doc, out, path, "username", None)
-    _cfg_text(doc, out, path, "password", None)
-    _cfg_int(doc, out, path, "keepalive_s", 5, 3600, 60)
-    _cfg_int(doc, out, path, "inflight", 1, 32, 4)
-    _cfg_int(doc, out, path, "max_packet", 128, 8192, 256)
-    _cfg_int(doc, out, path, "retry_s", 1, 3600, 20)
-    _cfg_int(doc, out, path, "connect_timeout_s", 1, 300, 15)
-    _cfg_int(doc, out, path, "backoff_min_s", 1, 600, 1)
-    _cfg_int(doc, out, path, "backoff_max_s", out["backoff_min_s"], 3600, 30)
-    return out
-
-
 def publish_size(topic_len, payload_len):
     """Bytes of a QoS 1 PUBLISH of that topic and payload length."""
     rl = 2 + topic_len + 2 + payload_len
@@ -1023,7 +936,7 @@ def publish_size(topic_len, payload_len):
 
 
 def session_from_config(cfg, random_below=None, payload_max=0):
-    """A Session for a validated config section (validate_config). payload_max: the largest
+    """A Session for a checked config section (uplink_config.mqtt_section). payload_max: the largest
     payload the application publishes (0: up to max_packet); the slots are sized to it on the
     longest of the station's topics (telemetry) instead of max_packet (the uplink: 5 x 118 B
     instead of 5 x 512 B)."""

@@ -577,30 +577,3 @@ def _parse_header(payload):
     if extra < 0 or extra % 4 or extra > 4 * GONE_MAX:
         raise ValueError("outbox header of %d bytes" % len(payload))
     return struct.unpack(_HEADER + "I" * (extra // 4), payload)
-
-
-def _cfg_int(doc, out, path, key, lo, hi, default):
-    value = doc.get(key, default)
-    if type(value) is not int or not lo <= value <= hi:
-        raise OutboxError("%s.%s: must be a whole number in %d..%d" % (path, key, lo, hi))
-    out[key] = value
-
-
-def validate_config(doc, path="outbox"):
-    """The "outbox" config section: segments (4 KiB each; 39 frames), save_s (ack mark),
-    hold_unsynced_s, telemetry_s (a telemetry frame every so many seconds: station_uplink.py).
-    Returns a new dict with defaults filled; raises OutboxError naming the field.
-    """
-    if doc is None:
-        doc = {}
-    if type(doc) is not dict:
-        raise OutboxError("%s: must be an object" % path)
-    for key in doc:
-        if key not in ("segments", "save_s", "hold_unsynced_s", "telemetry_s"):
-            raise OutboxError("%s.%s: unknown key" % (path, key))
-    out: dict = {}
-    _cfg_int(doc, out, path, "segments", 1, 64, 12)
-    _cfg_int(doc, out, path, "save_s", 1, 3600, 60)
-    _cfg_int(doc, out, path, "hold_unsynced_s", 0, 3600, 120)
-    _cfg_int(doc, out, path, "telemetry_s", 1, 3600, 10)
-    return out

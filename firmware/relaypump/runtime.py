@@ -56,8 +56,9 @@ lockstep) calls the two halves separately. Rules:
   file is picked up without a power cycle. Meanwhile the drives see no Modbus traffic and, after
   their own comm timeout, do what their comm-loss parameter says (station.json: safe_speed), which
   is the configured safe state of a station without a controller.
-- The validator (relaypump.config) is imported when a config is read; on MicroPython it is dropped
-  again once a config is accepted (its code is RAM on a board without frozen modules).
+- The validator (relaypump.config, with relaypump.uplink_config for an uplink) is imported when a
+  config is read; on MicroPython both are dropped again once a config is accepted (their code is
+  RAM on a board without frozen modules).
 - No pump slam after a reset: the agent decides nothing before its first complete poll cycle and
   adopts what runs (agent.py).
 - State: saved at once when ``state.urgent`` (a lockout, an accepted command counter), else every
@@ -102,10 +103,11 @@ def _forget_config_module():
     """Drop the validator once a config is accepted (MicroPython: its code is heap there)."""
     if not _MICROPYTHON:
         return  # CPython: others hold the module (and its exception classes)
-    sys.modules.pop("relaypump.config", None)
     package = sys.modules.get("relaypump")
-    if package is not None and "config" in package.__dict__:
-        delattr(package, "config")
+    for name in ("config", "uplink_config"):
+        sys.modules.pop("relaypump." + name, None)
+        if package is not None and name in package.__dict__:
+            delattr(package, name)
 
 
 class Runtime:

@@ -517,7 +517,7 @@ class Uplink:
         cmds.event(self._event_frame, 0, 0)  # seq and time: the outbox's
         self.box.append(self._event_frame, now_ms)
         if change:
-            _forget(("relaypump.config", "relaypump.config_keys"))
+            _forget(("relaypump.config", "relaypump.uplink_config", "relaypump.config_keys"))
 
     def _queue_ack(self, seq, stamp):
         if self._ack_count == ACK_QUEUE:

@@ -162,27 +162,3 @@ class WallClock:
             return None
         self._rebase(now_ms)
         return self._ref_s + (self._ref_ms + _ticks_diff(ticks_ms, self._ref_ticks)) // 1000
-
-
-def validate_config(doc, path="ntp"):
-    """The "ntp" config section: server (host name or address), resync_s, max_rtt_ms.
-
-    Returns a new dict with defaults filled; raises ValueError naming the field.
-    """
-    if doc is None:
-        doc = {}
-    if type(doc) is not dict:
-        raise ValueError("%s: must be an object" % path)
-    for key in doc:
-        if key not in ("server", "resync_s", "max_rtt_ms"):
-            raise ValueError("%s.%s: unknown key" % (path, key))
-    server = doc.get("server", "pool.ntp.org")
-    if type(server) is not str or not 0 < len(server) <= 64 or " " in server:
-        raise ValueError("%s.server: must be a host name of 1..64 characters" % path)
-    out: dict = {"server": server}
-    for key, lo, hi, default in (("resync_s", 60, 86400, 3600), ("max_rtt_ms", 100, 10000, 2000)):
-        value = doc.get(key, default)
-        if type(value) is not int or not lo <= value <= hi:
-            raise ValueError("%s.%s: must be a whole number in %d..%d" % (path, key, lo, hi))
-        out[key] = value
-    return out

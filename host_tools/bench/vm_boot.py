@@ -23,9 +23,10 @@ Figures (KiB; the VM runner's own ~4 KiB, which a board does not have, left out)
   creates no function, class or table): what each such import allocated, less the code any import
   runs once and drops (the module body and its class bodies, estimated from the .mpy layout:
   ``_dropped``), less what importing an empty module costs (module object and dict, which stay in
-  RAM when frozen too, and the file reader's leftovers). The config validator, which the boot
-  loads and drops again, counts with the qstrs it leaves behind (imported where the boot loads
-  it, dropped, the heap kept after a collection: ~0.7 KiB; frozen, they are in flash). Module
+  RAM when frozen too, and the file reader's leftovers). The config validator (with an uplink,
+  also uplink_config.py), which the boot loads and drops again, counts with the qstrs it leaves
+  behind (imported where the boot loads it, dropped, the heap kept after a collection: ~0.7
+  KiB; frozen, they are in flash). Module
   objects, their dicts, functions, classes and everything the agent builds are data. Good to about +-1.5 KiB: the raw-code record
   (_RAW_CODE_RECORD) is an estimate, and a module name's qstrs go with the empty module's.
 Goals (issue 8): data <= 32 KiB, boot from .mpy <= 96 KiB.
@@ -45,9 +46,10 @@ STEPS_S = 3.0
 GOAL_DATA_KIB = 32
 GOAL_BOOT_KIB = 96
 _RAW_CODE_RECORD = 32
-# The config validator: runtime.load_config imports it and drops it again (its code is heap on a
-# board that loads .mpy files), but the qstrs it interned stay: RAM from .mpy, flash when frozen.
-DROPPED_AT_BOOT = "relaypump.config"
+# The config validator (and its uplink sections, with an uplink): runtime.load_config imports it
+# and drops it again (its code is heap on a board that loads .mpy files), but the qstrs it
+# interned stay: RAM from .mpy, flash when frozen.
+DROPPED_AT_BOOT = ("relaypump.config", "relaypump.uplink_config")
 
 _OURS = "[m for m in __import__('sys').modules if m.split('.')[0] in ('relaypump', 'boards')]"
 # main.py as a board without frozen modules runs it (compiled from source), or as bytecode: the
@@ -95,7 +97,7 @@ def _boot(flash: Path, main: str) -> dict:
         request("board = _main['make_board']()")
         request("_steps = _main['boot'](board)")
         request("rt = next(_steps)")  # main.boot's first step: the runtime
-        loaded.append(DROPPED_AT_BOOT)  # the second (load_config) loads it and drops it again
+        at = len(loaded)  # the second (load_config) loads the validator and drops it again
         while True:  # main.boot: one step per request, as main() collects between them
             request("rt = next(_steps)")
             if vm.eval("rt is not None"):
@@ -104,6 +106,8 @@ def _boot(flash: Path, main: str) -> dict:
         live = vm.stats()["alloc"]
         alive = vm.eval(_OURS)
         modules = [name for name in loaded if name in alive]
+        uplink = "relaypump.mqtt" in loaded  # then the validator loaded the uplink's sections
+        loaded[at:at] = DROPPED_AT_BOOT if uplink else DROPPED_AT_BOOT[:1]
         vm.exec("import gc\ngc.threshold(gc.mem_free() // 3)")
         step_max = 0
         ends = time.monotonic() + STEPS_S
@@ -136,7 +140,7 @@ def _dropped(data: bytes) -> int:
 
 
 def code_share(
-    flash: Path, modules: list[str], root: Path, dropped: tuple[str, ...] = (DROPPED_AT_BOOT,)
+    flash: Path, modules: list[str], root: Path, dropped: tuple[str, ...] = DROPPED_AT_BOOT
 ) -> int:
     """Bytes of heap the bytecode of `modules` (imported in this order from the .mpy files in
     `flash`) takes, as the module docstring describes; `root` is a scratch directory. A module

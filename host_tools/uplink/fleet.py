@@ -81,7 +81,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from relaypump import mqtt, netio, outbox, uplink
+from relaypump import mqtt, netio, outbox, uplink, uplink_config
 from relaypump.ticks import TICKS_MASK
 from relaypump.wallclock import WallClock
 
@@ -506,7 +506,7 @@ class Station:
     ):
         self.name = station_name(index)
         self.station_id = index + 1
-        cfg = mqtt.validate_config(
+        cfg = uplink_config.mqtt_section(
             dict(
                 session,
                 host="127.0.0.1",

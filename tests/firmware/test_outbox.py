@@ -743,3 +743,29 @@ def test_random_operations_match_a_plain_model():
         assert (box.dropped_telemetry, box.dropped_events) == tuple(dropped), step
     box.rewind()
     assert [(f[0], f[1]) for f in drain(box)] == [(e[1], e[0]) for e in model]
+
+
+def test_config_section():  # last: it loads the config's code (VM heap)
+    from relaypump import uplink_config
+
+    assert uplink_config.outbox_section(None) == {
+        "segments": 12,
+        "save_s": 60,
+        "hold_unsynced_s": 120,
+        "telemetry_s": 10,
+    }
+    assert uplink_config.outbox_section({"segments": 2, "hold_unsynced_s": 0})["segments"] == 2
+    bad = [
+        ([], "outbox: must be an object"),
+        ({"segment": 2}, "outbox.segment: unknown key"),
+        ({"segments": 0}, "outbox.segments: must be a whole number in 1..64"),
+        ({"telemetry_s": 1.5}, "outbox.telemetry_s: must be a whole number in 1..3600"),
+        ({"save_s": True}, "outbox.save_s: must be a whole number"),
+    ]
+    for doc, start in bad:
+        try:
+            uplink_config.outbox_section(doc)
+        except outbox.OutboxError as e:
+            assert str(e).startswith(start), str(e)
+            continue
+        raise AssertionError("took %r" % (doc,))
