@@ -11,8 +11,9 @@ Rules:
 - Speeds: the minute samples; they diverge where a pump runs in one and not the other, a
   running pump's reference differs by more than ``speed_tolerance_pct`` (default 2 %), or the
   setpoints differ by more than 1 kPa. The first such minute is reported apart.
-- Differing decisions: the two sequences aligned (difflib, on what a decision is, times aside);
-  every decision only one version made is listed (the first ``LIST_MAX``), with its time.
+- Differing decisions: each decision is paired with the other version's earliest unpaired one
+  of the same kind within ``tolerance_s``; the decisions left unpaired are those only one version
+  made, listed in time order (the first ``LIST_MAX``).
 - Counts per kind (pump starts and stops per pump, trips, resets, each event code), the station's
   starts and stops and the plant KPIs (energy, DP in band, unserved, suction margin) of each, and
   the difference.
@@ -24,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import difflib
 import json
 import sys
 from dataclasses import dataclass
@@ -93,7 +93,11 @@ def describe(record: dict[str, Any] | None) -> str:
         return "nothing more"
     kind = record["kind"]
     if kind == "event":
-        subject = f"pump {record['subject']}" if record["subject"] else "station"
+        code, subject = record["code"], record["subject"]
+        if code.startswith(("PUMP_", "DRIVE_")):
+            subject = f"pump {subject}"
+        else:
+            subject = f"subject {subject}" if subject else "station"
         return f"event {record['code']} ({subject}, value {record['value']})"
     if kind == "stop":
         return f"stop pump {record['pump']} (by {record.get('by')})"
@@ -148,15 +152,30 @@ def first_speed_divergence(
     return None
 
 
-def only_in_one(old: list[dict], new: list[dict]) -> tuple[list[dict], list[dict]]:
-    """The decisions only old made and only new made, aligned on what they are."""
-    matcher = difflib.SequenceMatcher(None, [what(r) for r in old], [what(r) for r in new], False)
+def only_in_one(
+    old: list[dict], new: list[dict], tolerance_s: float
+) -> tuple[list[dict], list[dict]]:
+    """The decisions only old made and only new made: each decision is paired with the other
+    version's earliest unpaired one of the same kind (what) within tolerance_s."""
+    by_what: dict[tuple, tuple[list[dict], list[dict]]] = {}
+    for side, records in ((0, old), (1, new)):
+        for r in records:
+            by_what.setdefault(what(r), ([], []))[side].append(r)
     gone, added = [], []
-    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
-        if tag != "equal":
-            gone += old[i1:i2]
-            added += new[j1:j2]
-    return gone, added
+    for a, b in by_what.values():
+        i = j = 0
+        while i < len(a) and j < len(b):
+            if abs(a[i]["t"] - b[j]["t"]) <= tolerance_s:
+                i, j = i + 1, j + 1
+            elif a[i]["t"] < b[j]["t"]:
+                gone.append(a[i])
+                i += 1
+            else:
+                added.append(b[j])
+                j += 1
+        gone += a[i:]
+        added += b[j:]
+    return sorted(gone, key=lambda r: r["t"]), sorted(added, key=lambda r: r["t"])
 
 
 def _counts(run: Decisions) -> dict[str, int]:
@@ -239,7 +258,7 @@ def report(
         )
     else:
         lines.append(f"First speed divergence: {clock(speed[0])}: {speed[1]}")
-    gone, added = only_in_one(old.decisions, new.decisions)
+    gone, added = only_in_one(old.decisions, new.decisions, tolerance_s)
     if gone or added:
         lines += ["", f"Decisions only one version made: old {len(gone)}, new {len(added)}"]
         merged = sorted(

@@ -85,5 +85,7 @@ def test_first_divergence_rules():
     other = [record(1.0, "start", pump=2)]
     assert trace_diff.first_divergence(a, other, 1.0) == (0, a[0], other[0])
     assert trace_diff.first_divergence(a, a[:1], 1.0) == (1, a[1], None)
-    gone, added = trace_diff.only_in_one(a, a[1:])
+    gone, added = trace_diff.only_in_one(a, a[1:], 1.0)
     assert gone == a[:1] and added == []
+    gone, added = trace_diff.only_in_one(a, same_later, 0.5)  # too late to pair: both listed
+    assert gone == a[:1] and added == same_later[:1]
