@@ -288,6 +288,11 @@ def report(
     for key, label in rows:
         x, y = old.summary.get(key), new.summary.get(key)
         lines.append(f"  {label:<42}{_number(x):>12}{_number(y):>12}{_delta(x, y):>10}")
+    if "remote_dp_kpa" in h["channels"]:
+        lines.append(
+            "  (the agents regulated on the traced remote DP: the plant's DP figures say how their"
+            " speeds served the simulated network, open loop)"
+        )
     differ = first is not None or speed is not None
     verdict = "the decisions differ" if differ else "no divergence"
     if not differ and any(old.summary.get(k) != new.summary.get(k) for k, _ in rows):
