@@ -1,31 +1,29 @@
 """A Mosquitto broker of the test's own, and a paho-mqtt 2 client to watch it.
 
 Rules:
-- The broker listens on 127.0.0.1 only, on a free port chosen once (a restart keeps it), with no
-  anonymous access: a password file (mosquitto_passwd) and an ACL, both written into the test's
-  directory. Each station may publish only its own topics and read only its own command topic;
-  the recorder reads everything; only the control room may publish commands.
+- The broker is host_tools/uplink/broker_process.py's (127.0.0.1 only, a free port chosen once,
+  no anonymous access, ``start``/``stop``/``freeze``/``thaw``/``kill``; its rules are there) with
+  the users of PASSWORDS and this ACL: each station may publish only its own topics and read only
+  its own command topic; the recorder reads everything; only the control room may publish
+  commands. A subclass changes ``passwords``, ``settings`` or ``acl()``.
 - TLS (optional): a second listener with a CA and server certificate made in the test with the
-  openssl CLI (the server certificate names 127.0.0.1 and localhost).
-- ``start()`` returns once the port accepts connections (or raises with the broker's log);
-  ``stop()`` ends it (SIGTERM, then SIGKILL after 5 s); ``freeze()``/``thaw()`` stop and continue
-  the process (a broker that is there but silent); ``kill()`` is SIGKILL.
-- Started as root, the broker keeps root (``user root``) so it can read the test's files.
+  openssl CLI (``make_tls``; the server certificate names 127.0.0.1 and localhost).
+- Waits are in wall time with a bound for a loaded CI machine (30 s): a passing test never
+  waits for it.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import socket
 import subprocess
 import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import paho.mqtt.client as paho
+
+from host_tools.uplink.broker_process import BrokerProcess, TlsFiles, free_port, mosquitto_path
+
+__all__ = ["PASSWORDS", "SITE", "Mosquitto", "TlsFiles", "Watcher", "acl_text", "free_port",
+           "make_tls", "mosquitto_path"]  # fmt: skip
 
 SITE = "jia"
 STATIONS = ("relay1", "relay2")
@@ -35,18 +33,7 @@ PASSWORDS = {
     "recorder": "pw-recorder",
     "controlroom": "pw-controlroom",
 }
-
-
-def mosquitto_path() -> str | None:
-    return shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+WAIT_S = 30.0
 
 
 def acl_text(site: str = SITE, stations: tuple[str, ...] = STATIONS) -> str:
@@ -59,13 +46,6 @@ def acl_text(site: str = SITE, stations: tuple[str, ...] = STATIONS) -> str:
             lines.append(f"topic write {base}/{kind}")
         lines += [f"topic read {base}/cmd", ""]
     return "\n".join(lines)
-
-
-@dataclass(frozen=True)
-class TlsFiles:
-    ca: Path
-    cert: Path
-    key: Path
 
 
 def make_tls(directory: Path, name: str = "relaypump-test") -> TlsFiles:
@@ -93,96 +73,15 @@ def make_tls(directory: Path, name: str = "relaypump-test") -> TlsFiles:
     return TlsFiles(ca, cert, key)
 
 
-class Mosquitto:
+class Mosquitto(BrokerProcess):
+    passwords = PASSWORDS
+    settings: tuple[str, ...] = ("persistence false", "log_type all")
+
     def __init__(self, directory: Path, tls: TlsFiles | None = None):
-        exe = mosquitto_path()
-        if exe is None:
-            raise RuntimeError("mosquitto is not installed (make system-packages)")
-        self.exe = exe
-        self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.tls_port = free_port() if tls else None
-        self.tls = tls
-        self.log_path = self.dir / "mosquitto.log"
-        self.proc: subprocess.Popen | None = None
-        self._write_files()
+        super().__init__(directory, self.passwords, self.acl(), self.settings, tls)
 
-    def _write_files(self) -> None:
-        passwd = self.dir / "passwd"
-        passwd.write_text("".join(f"{u}:{p}\n" for u, p in PASSWORDS.items()))
-        subprocess.run(["mosquitto_passwd", "-U", str(passwd)], check=True, capture_output=True)
-        (self.dir / "acl").write_text(acl_text())
-        conf = [
-            "per_listener_settings false",
-            "allow_anonymous false",
-            f"password_file {passwd}",
-            f"acl_file {self.dir / 'acl'}",
-            "persistence false",
-            "log_type all",
-            f"listener {self.port} 127.0.0.1",
-        ]
-        if os.geteuid() == 0:
-            conf.insert(0, "user root")
-        if self.tls:
-            conf += [
-                f"listener {self.tls_port} 127.0.0.1",
-                f"cafile {self.tls.ca}",
-                f"certfile {self.tls.cert}",
-                f"keyfile {self.tls.key}",
-            ]
-        self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text("\n".join(conf) + "\n")
-
-    def start(self, timeout: float = 5.0) -> None:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [self.exe, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited ({self.proc.returncode}):\n{self.log()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"mosquitto did not listen:\n{self.log()}") from None
-                time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        self.thaw()
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(5)
-            self.proc = None
-
-    def freeze(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGCONT)
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+    def acl(self) -> str:
+        return acl_text()
 
 
 class Watcher:
@@ -238,7 +137,7 @@ class Watcher:
             self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
             self._cond.notify_all()
 
-    def wait(self, predicate, timeout=5.0, what="the condition"):
+    def wait(self, predicate, timeout=WAIT_S, what="the condition"):
         with self._cond:
             if not self._cond.wait_for(predicate, timeout):
                 raise AssertionError(f"timed out waiting for {what}; got {self.messages!r}")
@@ -249,7 +148,7 @@ class Watcher:
 
     def publish(self, topic, payload, qos=1):
         info = self.client.publish(topic, payload, qos=qos)
-        info.wait_for_publish(5)
+        info.wait_for_publish(WAIT_S)
         return info
 
     def close(self):

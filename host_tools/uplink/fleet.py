@@ -68,13 +68,10 @@ TAIL_EVERY_S).
 from __future__ import annotations
 
 import collections
-import os
 import random
 import secrets
 import selectors
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -85,6 +82,8 @@ from relaypump import mqtt, netio, outbox, uplink, uplink_config
 from relaypump.ticks import TICKS_MASK
 from relaypump.wallclock import WallClock
 
+from host_tools.uplink.broker_process import BrokerProcess
+from host_tools.uplink.broker_process import mosquitto_path as mosquitto_path  # the callers' check
 from host_tools.uplink.logfile import KIND_TELEMETRY, MAGIC, Record, decode_at
 
 SITE = "fleet"
@@ -229,47 +228,20 @@ def acl_text(site: str = SITE) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def mosquitto_path() -> str | None:
-    return shutil.which("mosquitto") or (
-        "/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None
-    )
-
-
-class FleetBroker:
+class FleetBroker(BrokerProcess):
     """Mosquitto for the fleet (see the module's rules): start, stop (SIGTERM: the database is
-    saved), start again on the same port."""
+    saved), start again on the same port (broker_process.py)."""
 
     def __init__(self, directory: Path, stations: int, queue_limit: int, inflight: int = 1000):
-        exe = mosquitto_path()
-        if exe is None:
-            raise RuntimeError("mosquitto is not installed (make system-packages)")
-        self.exe = exe
-        self.dir = Path(directory)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
         self.passwords = {station_name(i): secrets.token_hex(12) for i in range(stations)}
         self.passwords.update({user: secrets.token_hex(12) for user in SERVICE_USERS})
         if set(self.passwords) & set(SERVICE_USERS) != set(SERVICE_USERS) or len(
             self.passwords
         ) != stations + len(SERVICE_USERS):
             raise ValueError("a station may not be named like a service user")
-        passwd = self.dir / "passwd"
-        passwd.write_text("".join(f"{u}:{p}\n" for u, p in self.passwords.items()))
-        subprocess.run(["mosquitto_passwd", "-U", str(passwd)], check=True, capture_output=True)
-        (self.dir / "acl").write_text(acl_text())
-        conf = [
-            "per_listener_settings false",
-            "allow_anonymous false",
-            f"password_file {passwd}",
-            f"acl_file {self.dir / 'acl'}",
+        settings = [
             "persistence true",
-            f"persistence_location {self.dir}/",
+            f"persistence_location {Path(directory)}/",
             f"max_queued_messages {queue_limit}",
             f"max_inflight_messages {inflight}",
             "log_type error",
@@ -277,14 +249,8 @@ class FleetBroker:
             "log_type notice",
             "log_type information",
             "log_type subscribe",
-            f"listener {self.port} 127.0.0.1",
         ]
-        if os.geteuid() == 0:
-            conf.insert(0, "user root")  # root keeps root, to read and write the test's files
-        self.conf = self.dir / "mosquitto.conf"
-        self.conf.write_text("\n".join(conf) + "\n")
-        self.log_path = self.dir / "mosquitto.log"
-        self.proc: subprocess.Popen | None = None
+        super().__init__(directory, self.passwords, acl_text(), settings)
 
     def password_file(self, user: str) -> Path:
         path = self.dir / f"{user}.password"
@@ -292,66 +258,9 @@ class FleetBroker:
         path.chmod(0o600)
         return path
 
-    def start(self, timeout: float = 30.0) -> None:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                [self.exe, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited ({self.proc.returncode}):\n{self.log()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"mosquitto did not listen:\n{self.log()}") from None
-                time.sleep(0.01)
-
-    def freeze(self) -> None:
-        """SIGSTOP: the broker is there (the kernel still accepts connections) but silent."""
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGCONT)
-
-    def terminate(self) -> None:
-        """SIGTERM without waiting: the broker saves its database and exits (``running``)."""
-        if self.proc is not None:
-            self.proc.terminate()
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 60.0) -> None:
-        if self.proc is None:
-            return
-        self.thaw()
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
-        self.proc = None
-
-    def log(self, last: int = 40) -> str:
-        try:
-            lines = self.log_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return ""
-        return "\n".join(lines[-last:])
-
     def warnings(self) -> list[str]:
         """The broker's log lines that say it dropped or refused something."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return []
+        text = self.log()
         words = ("dropped", "Denied", "denied", "Error", "error", "Warning: Unable")
         return [line for line in text.splitlines() if any(w in line for w in words)]
 
@@ -404,14 +313,14 @@ class Recorders:
         prefix = f"$share/{self.group}/" if self.group else "relaypump/"
         want = [f"{name} 1 {prefix}" for name in RECORDERS]
         while True:
-            text = self.broker.log(last=100_000)
+            text = self.broker.log()
             if all(w in text for w in want):
                 return
             for p in self.procs:
                 if p.poll() is not None:
                     raise RuntimeError(f"a recorder exited ({p.returncode}):\n{self.errors()}")
             if time.monotonic() > deadline:
-                raise FleetTimeout(f"the recorders did not subscribe:\n{self.broker.log()}")
+                raise FleetTimeout(f"the recorders did not subscribe:\n{self.broker.log(40)}")
             time.sleep(0.05)
 
     def stop(self) -> list[int]:

@@ -3,7 +3,6 @@
 back), beside the stations, the recorder and the control room of the uplink tests; and no limit
 on the messages queued for a subscriber."""
 
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,17 +16,13 @@ REPLAYER_PASSWORD = "pw-replayer"
 
 
 class ReplayBroker(Mosquitto):
-    def _write_files(self) -> None:
-        super()._write_files()
-        passwd = self.dir / "passwd"
-        users = {**PASSWORDS, "replayer": REPLAYER_PASSWORD}
-        passwd.write_text("".join(f"{u}:{p}\n" for u, p in users.items()))
-        subprocess.run(["mosquitto_passwd", "-U", str(passwd)], check=True, capture_output=True)
-        (self.dir / "acl").write_text(acl_text() + "\nuser replayer\ntopic write relaypump/#\n")
-        # a replay as fast as possible outruns a recorder: the broker queues for it without
-        # a limit (the default, 1000, drops QoS 1 messages past it, silently)
-        with open(self.conf, "a") as f:
-            f.write("max_queued_messages 0\n")
+    passwords = {**PASSWORDS, "replayer": REPLAYER_PASSWORD}
+    # a replay as fast as possible outruns a recorder: the broker queues for it without a limit
+    # (the default, 1000, drops QoS 1 messages past it, silently)
+    settings = (*Mosquitto.settings, "max_queued_messages 0")
+
+    def acl(self) -> str:
+        return acl_text() + "\nuser replayer\ntopic write relaypump/#\n"
 
 
 @pytest.fixture
@@ -37,4 +32,4 @@ def broker_class():
 
 @pytest.fixture
 def mqtt_passwords():
-    return {**PASSWORDS, "replayer": REPLAYER_PASSWORD}
+    return ReplayBroker.passwords
