@@ -166,3 +166,55 @@ def code_only(data: bytes) -> bytes:
     if at + len(RETURN_NONE) > start + size:
         raise MpyFormatError("module body shorter than return None")
     return data[:at] + RETURN_NONE + data[at + len(RETURN_NONE) :]
+
+
+def rom_resident(data: bytes) -> int:
+    """Heap a module keeps when its .mpy is imported from a memory-mapped ROMFS (MicroPython
+    >= 1.25, py/persistentcode.c): its bytecode, qstr texts and str/bytes data stay in flash, but
+    the module's qstr and object tables (2 B a qstr, 4 B an object), a 16 B object for each
+    constant (a str/bytes header pointing into flash, an int, a float; a tuple 16 B + 4 B an
+    item) and, for each function whose code has children (a comprehension, a nested function;
+    not the module or a class body, whose code goes after the import), the children table and
+    their raw-code records (16 B each) are in RAM. The qstrs' pool entries are not counted here
+    (the bench measures them). An estimate in 16-byte GC blocks: the VM has no ROMFS."""
+    r = _Reader(data)
+    if r.byte() != ord("M") or r.byte() != 6 or r.byte() != 0:
+        raise MpyFormatError("not a bytecode .mpy of format 6")
+    r.byte()
+    n_qstr, n_obj = r.uint(), r.uint()
+    for _ in range(n_qstr):
+        n = r.uint()
+        if not n & 1:
+            r.skip((n >> 1) + 1)
+
+    def blocks(n: int) -> int:
+        return (n + 15) // 16 * 16
+
+    total = blocks(2 * n_qstr) + blocks(4 * n_obj) + 16  # the tables, the context
+
+    def obj() -> int:
+        kind = r.byte()
+        if kind in _OBJ_SINGLETONS:
+            return 0
+        n = r.uint()
+        if kind == _OBJ_TUPLE:
+            return blocks(8 + 4 * n) + sum(obj() for _ in range(n))
+        r.skip(n + (1 if kind in (_OBJ_STR, _OBJ_BYTES) else 0))
+        return 16
+
+    total += sum(obj() for _ in range(n_obj))
+
+    def raw(kept: bool) -> int:
+        kind_len = r.uint()
+        start = r.pos
+        r.skip(kind_len >> 3)
+        n = r.uint() if kind_len & 4 else 0
+        # the module body and class bodies run once: their children tables go after the import
+        own = kept and not _is_class_body(data[start : start + (kind_len >> 3)])
+        cost = blocks(4 * n) + 16 * n if own and n else 0
+        return cost + sum(raw(True) for _ in range(n))
+
+    total += raw(False)
+    if r.pos != len(data):
+        raise MpyFormatError("unparsed bytes at the end of the .mpy")
+    return total
