@@ -435,7 +435,7 @@ def _pump_model(doc):
         "max_flow_ratio",
         "rated_kw",
     )
-    _section(doc, path, required, ("density_kg_m3", "npsh_bep_m"))
+    _section(doc, path, required, ("density_kg_m3", "npsh_bep_m", "runout_flow_ratio"))
     out: dict = {}
     _num(doc, out, path, "shutoff_head_m", 1.0, 500.0)
     _num(doc, out, path, "curve_k", 1e-9, 1.0)
@@ -444,6 +444,15 @@ def _pump_model(doc):
     _num(doc, out, path, "min_flow_ratio", 0.0, 2.0)
     _num(doc, out, path, "max_flow_ratio", 0.1, 2.0)
     _less(out, path, "min_flow_ratio", "max_flow_ratio")
+    # the pump's run-out limit (the end of its datasheet curve): one pump may run alone up to it
+    # when that is cheaper (staging), the run-out protection judges against it; default: the
+    # allowed window's top (nothing beyond it)
+    _num(doc, out, path, "runout_flow_ratio", 0.1, 2.0, out["max_flow_ratio"])
+    runout = out["runout_flow_ratio"]
+    if runout < out["max_flow_ratio"]:
+        top = _join(path, "max_flow_ratio")
+        why = "%s < %s %s, must not be below" % (_fmt(runout), top, _fmt(out["max_flow_ratio"]))
+        _fail(_join(path, "runout_flow_ratio"), why)
     _num(doc, out, path, "rated_kw", 0.1, 5000.0)
     _num(doc, out, path, "density_kg_m3", 800.0, 1100.0, 943.0)
     _num(doc, out, path, "npsh_bep_m", 0.0, 30.0, 4.0)
@@ -561,6 +570,7 @@ def _staging(doc, pump_count):
             "feasibility_margin",
             "handover_s",
             "max_running",
+            "restart_as_before",
         ),
     )
     out: dict = {}
@@ -575,6 +585,7 @@ def _staging(doc, pump_count):
     _int(doc, out, path, "settle_s", 0, 3600, 120)
     _num(doc, out, path, "feasibility_margin", 0.0, 0.5, 0.03)
     _int(doc, out, path, "handover_s", 1, 3600, 90)
+    _bool(doc, out, path, "restart_as_before", True)  # staging.py "Restart"
     if "max_running" in doc:  # staging.py: else pumps - 1 (one standby)
         _int(doc, out, path, "max_running", 1, pump_count)
     return out
@@ -589,6 +600,7 @@ def _protection(doc, channels, plausibility):
         (
             "suction_margin_kpa",
             "suction_slowdown_kpa",
+            "suction_hold_kpa",
             "suction_stop_delay_s",
             "suction_lockout_trips",
             "suction_lockout_window_s",
@@ -613,6 +625,7 @@ def _protection(doc, channels, plausibility):
     out: dict = {}
     _num(doc, out, path, "suction_margin_kpa", 0.0, 500.0, 0.0)
     _num(doc, out, path, "suction_slowdown_kpa", 0.0, 500.0, 30.0)
+    _num(doc, out, path, "suction_hold_kpa", 0.0, 500.0, 5.0)  # protection.py "Suction"
     _int(doc, out, path, "suction_stop_delay_s", 0, 600, 10)
     _int(doc, out, path, "suction_lockout_trips", 1, 20, 3)
     _int(doc, out, path, "suction_lockout_window_s", 60, 86400, 3600)

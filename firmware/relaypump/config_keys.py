@@ -50,6 +50,7 @@ CONFIG_KEYS = (
     (57, "staging", "feasibility_margin", 1000, NUMBER),
     (58, "staging", "handover_s", 1, INTEGER),
     (59, "staging", "max_running", 1, INTEGER),
+    (60, "staging", "restart_as_before", 1, BOOLEAN),
     (64, "protection", "suction_margin_kpa", 10, NUMBER),
     (65, "protection", "suction_slowdown_kpa", 10, NUMBER),
     (66, "protection", "suction_stop_delay_s", 1, INTEGER),
@@ -73,6 +74,7 @@ CONFIG_KEYS = (
     (84, "protection", "drive_resets_per_hour", 1, INTEGER),
     (85, "protection", "atmosphere_kpa", 10, NUMBER),
     (86, "protection", "substitute_margin_kpa", 10, NUMBER),
+    (87, "protection", "suction_hold_kpa", 10, NUMBER),
 )
 RETIRED_KEY_IDS = ()  # ids of keys dropped from the schema: never given to another key
 NOT_REMOTE = ("setpoint.mode", "setpoint.network_loss_m_per_m3h2")  # scalars kept local

@@ -22,7 +22,7 @@ Checks (thresholds in config io.plausibility and io.channels.<name>.frozen_s):
   dry-run protection's case, not a lying transmitter).
 - The flow substitute (a flow_m3h channel with fallback "model"): the sum over the running pumps
   of the flow each gives at its measured speed against the measured head, q = sqrt((h0 s^2 -
-  H) / k), at most max_flow_ratio * bep_flow * s (run-out), 0 below its check valve's cut-off;
+  H) / k), at most runout_flow_ratio * bep_flow * s (run-out), 0 below its check valve's cut-off;
   written to ``sensors.estimate_x10`` every tick (-1 while the head is not usable).
 - The pressure substitutes (suction_kpa / discharge_kpa with fallback "model"): the running
   pumps' head H at their measured speeds and the measured flow (GOOD or HELD: the flow
@@ -149,7 +149,8 @@ class Plausibility:
         self._min_x100 = int(config["speed"]["min_pct"] * 100.0 + 0.5)
         # flow substitute: q_x10^2 = (shutoff - H)_x10 * _q_mul; run-out q_x10 = _q_max * s // 10000
         self._q_mul = int(100.0 / (model["curve_k"] * kpa_per_m * 10.0) + 0.5)
-        self._q_max = int(model["max_flow_ratio"] * model["bep_flow_m3h"] * 10.0 + 0.5)
+        runout = model.get("runout_flow_ratio", model["max_flow_ratio"])
+        self._q_max = int(runout * model["bep_flow_m3h"] * 10.0 + 0.5)
         f = self._flow
         self._estimate = f >= 0 and sensors.fallback[f] == FALLBACK_MODEL
         su = self._suction

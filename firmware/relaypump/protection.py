@@ -18,7 +18,7 @@ Outputs (attributes, updated in place):
 - ``lost_running`` (bitmask): drives lost while running, assumed to go on at their comm-loss speed;
   ``lost_flow_m3h()`` what they are estimated to deliver and ``lost_delivering`` how many of them
   deliver at all (staging counts them); ``runout``: a controlled pump runs beyond its run-out
-  limit (max_flow_ratio: staging brings in another pump).
+  limit (pump_model.runout_flow_ratio: staging brings in another pump).
 - ``max_speed_pct``: speed cap for every pump (slow-down); speed.max_pct when nothing caps.
 - ``allowed[i]`` (False: pump locked out, keep it stopped), ``pump_locked[i]``, ``locked_out``.
 - ``alarm_bits``: ALARM_* bits for telemetry; ``suction_limit_kpa()`` for telemetry and KPIs.
@@ -59,7 +59,14 @@ Protections (units kPa gauge, degC, m3/h, % speed; delays in the config in s):
   + suction_margin_kpa, NPSHr = npsh_bep_m * max(0.6 s, q/Q_bep)^2, the largest of the running
   pumps at their speed and flow share (no pump running: NPSHr at BEP, full speed, the start
   condition). Above limit + suction_slowdown_kpa: no cap. Inside that band the cap falls linearly
-  from max_pct to min_pct. Below the limit: min_pct; starts only if the limit with one more pump
+  from max_pct to min_pct, plus a hold term: while the cap is what holds the pumps (the fastest
+  within 1 % of it) and the margin lies above suction_hold_kpa, the term grows by 0.01 %/s per
+  kPa the margin lies above it; below it, it shrinks at the same rate (never below 0, never
+  past max_pct). So a long dip settles at suction_hold_kpa above the limit (the limit already
+  holds its NPSH margin) instead of wherever the linear band balances (about two thirds into a
+  30 kPa band: the DP held lower than the suction needs). The term is dropped above the band and
+  below the limit; suction_hold_kpa >= suction_slowdown_kpa: the linear band alone. Below the
+  limit: min_pct; starts only if the limit with one more pump
   sharing the flow equally (the model's judgement: a start lowers each pump's NPSHr) lies at or
   below the suction. A trip (all stop) only when slowing down cannot help: below the limit with a
   pump running for suction_stop_delay_s while the suction is also below the vaporization floor
@@ -87,7 +94,7 @@ Protections (units kPa gauge, degC, m3/h, % speed; delays in the config in s):
   sensor has been good for restart_delay_s (a glitch is not a stop). A number is used
   as the value. "hold": suction/discharge -> speed capped at speed.safe_pct and no starts (the
   protection is blind); supply temperature -> the last good value (none yet: the sensor's top of
-  range, the worst case); flow -> dry-run timing paused and NPSHr taken at max_flow_ratio.
+  range, the worst case); flow -> dry-run timing paused and NPSHr taken at runout_flow_ratio.
   "model": flow -> the pumps' flow from their curves (plausibility.py) as a SUBSTITUTE, and
   as "hold" while it cannot be had. Suction / discharge -> the other pressure -/+ the running
   pumps' head at their speeds and the measured flow (plausibility.py) as a SUBSTITUTE, judged
@@ -238,6 +245,8 @@ class Protection:
         # configuration as scaled integers
         self._margin_x10 = _x10(p["suction_margin_kpa"]) - _x10(p["atmosphere_kpa"])
         self._suction_band_x10 = _x10(p["suction_slowdown_kpa"])
+        self._suction_hold_x10 = _x10(p.get("suction_hold_kpa", 5.0))
+        self._hold_x1e6 = 0  # the slow-down's hold term (1e-6 %: 0.01 %/s per kPa, 1 ms ticks)
         self._suction_delay_ms = p["suction_stop_delay_s"] * 1000
         self._lockout_trips = p["suction_lockout_trips"]
         self._lockout_window_ms = p["suction_lockout_window_s"] * 1000
@@ -264,7 +273,8 @@ class Protection:
         self._min_pct = speed["min_pct"]
         self._npsh_bep_mm = int(model["npsh_bep_m"] * 1000.0 + 0.5)
         self._bep_flow_x10 = _x10(model["bep_flow_m3h"])
-        self._max_flow_permil = int(model["max_flow_ratio"] * 1000.0 + 0.5)
+        runout = model.get("runout_flow_ratio", model["max_flow_ratio"])  # (the run-out limit)
+        self._max_flow_permil = int(runout * 1000.0 + 0.5)
         self._rho_g = int(model["density_kg_m3"] * 9.80665 + 0.5)  # Pa per m of water column
         self._h0_mm = int(model["shutoff_head_m"] * 1000.0 + 0.5)
         # a staggered stop waits for a stopping pump at most its drive's ramp from max speed
@@ -510,7 +520,7 @@ class Protection:
         if suction != _NONE:
             floor = saturation_kpa_x10(temp) + 500 + self._margin_x10  # NPSH-free: p_sat + 50
             hopeless = suction < floor or fastest <= self._min_x100 + 100
-            c = self._suction(suction - limit, n_run, dt, now, suction, hopeless)
+            c = self._suction(suction - limit, n_run, dt, now, suction, hopeless, fastest)
             if c < cap:
                 cap = c
             if suction < limit:
@@ -658,7 +668,7 @@ class Protection:
             if lost & (1 << i):
                 lost_flow += q
                 lost_deliver += 1
-            elif speeds[i] > 0:  # run-out: q / s beyond max_flow_ratio x BEP
+            elif speeds[i] > 0:  # run-out: q / s beyond runout_flow_ratio x BEP
                 x = q * 1000 // self._bep_flow_x10 * 10000 // speeds[i]
                 if x > self._max_flow_permil:
                     runout = True
@@ -701,7 +711,7 @@ class Protection:
             need_x10 = 500  # p_sat + 50 kPa at least
         return saturation_kpa_x10(temp_x100) + need_x10 + self._margin_x10
 
-    def _suction(self, margin, n_run, dt, now, suction, hopeless=True):
+    def _suction(self, margin, n_run, dt, now, suction, hopeless=True, fastest=0):
         """Suction state machine; returns its speed cap (0.01 %). hopeless: no slower speed can
         help (below the vaporization floor, or the drives at min speed already)."""
         band = self._suction_band_x10
@@ -742,11 +752,23 @@ class Protection:
             self._lock_age = _timer(self._lock_age, True, dt)
             if self._suction_auto_reset and self._lock_age >= self._lockout_reset_ms and above_band:
                 self._unlock_station(0, now)
-        if margin < 0:
-            return self._min_x100
-        if margin < band:
-            return self._min_x100 + (self._max_x100 - self._min_x100) * margin // band
-        return self._max_x100
+        if margin < 0 or margin >= band:
+            self._hold_x1e6 = 0
+            return self._min_x100 if margin < 0 else self._max_x100
+        span = self._max_x100 - self._min_x100
+        cap = self._min_x100 + span * margin // band
+        # the hold term (rules): 0.1 kPa x ms x 1 = 1e-6 %, i.e. 0.01 %/s per kPa
+        error = margin - self._suction_hold_x10
+        hold = self._hold_x1e6
+        if error < 0 or fastest + 100 >= self._cap_x100:
+            hold += error * dt
+            if hold < 0:
+                hold = 0
+            elif hold > span * 10000:
+                hold = span * 10000
+            self._hold_x1e6 = hold
+        cap += hold // 10000
+        return cap if cap < self._max_x100 else self._max_x100
 
     def _suction_trip(self, now, suction):
         self._suction_below = _OFF

@@ -7,7 +7,10 @@ Rules (station-reference.md; the simulator's plant uses the same figures):
 - shaft       P = rho g Q H / eta', at least the dead-head power rho g h0 s^2 (q_bep s)/(2 eta_bep)
 - electrical  P / (eta_motor(lambda) eta_vfd(lambda)), lambda = P / rated_kw, linear in the
               tables below, held at the end values outside 0.1..1.0
-- allowed     min_flow_ratio <= x <= max_flow_ratio and min_pct <= 100 s <= max_pct
+- allowed     min_flow_ratio <= x <= max_flow_ratio and min_pct <= 100 s <= max_pct; a pump
+              running alone (n = 1 in the station_* helpers) up to runout_flow_ratio, the end of
+              its datasheet curve: beyond the preferred window, but one pump there is often
+              cheaper than two in it (350..440 m3/h on the reference pumps, ~10 %)
 Identical pumps share the flow equally at the optimum, so a count n at station flow Q and head H
 runs each pump at q = Q/n and the speed the curve gives for (q, H).
 
@@ -85,6 +88,7 @@ class PumpModel:
         self.efficiency_factor = 1.0
         self.x_min = float(pm["min_flow_ratio"])
         self.x_max = float(pm["max_flow_ratio"])
+        self.x_runout = float(pm.get("runout_flow_ratio", self.x_max))
         self.rated_kw = float(pm["rated_kw"])
         self.rho_g = float(pm["density_kg_m3"]) * G_M_S2  # N/m3 = Pa per m of head
         self.kpa_per_m = self.rho_g / 1000.0
@@ -108,6 +112,7 @@ class PumpModel:
         self._s_hi = self.s_max
         self._x_lo = self.x_min
         self._x_hi = self.x_max
+        self._x_run_hi = self.x_runout
 
     def _derive(self):
         """The constants taken from h0 and eta_bep (a calibration rebuilds them: 12 floats)."""
@@ -199,6 +204,7 @@ class PumpModel:
         self._s_hi = self.s_max * (1.0 - margin)
         self._x_lo = self.x_min * (1.0 + margin)
         self._x_hi = self.x_max * (1.0 - margin)
+        self._x_run_hi = self.x_runout * (1.0 - margin)
 
     def _window_x(self, q, s, margin):
         """The flow ratio x = (q/s)/q_bep when (q, s) lies inside the window shrunk by margin,
@@ -249,8 +255,29 @@ class PumpModel:
             return -1.0
         x = self._window_x(q, s, margin)
         if x is None:
-            return -1.0
+            if n != 1:
+                return -1.0
+            x = self._alone_x(q, s, margin)
+            if x is None:
+                return -1.0
         return self._shaft_kw(q, s, head_m, x)
+
+    def _alone_x(self, q, s, margin):
+        """x of a pump running alone beyond the window's top, up to its run-out limit (shrunk
+        by margin), inside the speed window; else None."""
+        if self.x_runout <= self.x_max:
+            return None
+        if margin != 0.0 and margin != self._margin:
+            self.use_margin(margin)
+        if margin == 0.0:
+            if s < self.s_min or s > self.s_max:
+                return None
+            x = q / s / self.q_bep
+            return x if self.x_max < x <= self.x_runout else None
+        if s < self._s_lo or s > self._s_hi:
+            return None
+        x = q / s / self.q_bep
+        return x if self._x_hi < x <= self._x_run_hi else None
 
     def station_kw_of(self, n, shaft_kw):
         kw = self._electrical_kw(shaft_kw)

@@ -22,6 +22,15 @@ Rules:
   `hysteresis` (a fraction) of the present power. If no count fits, the one least outside the
   window is taken (too much flow -> more pumps, too little -> fewer). With no pump running the
   station starts a pump at once (any count starts with its first pump; no power is computed).
+- Restart: a station stop (station off: the source pumps stopped, a trip) remembers how many pumps
+  ran. When the station may run again, with restart_as_before (default true) it starts that many
+  (at most max_running and the available ones), one each eval_period_s, without waiting for
+  settle_s: while the network refills there is no flow to judge a count by, and one pump alone
+  runs out and past its motor rating before a second one would be judged (then it still needs
+  its ramp to minimum speed). Starts per hour and min_stop_s hold as for any demand start; the
+  next regular evaluation (settle_s after the last start) corrects a count the demand no longer
+  needs. While no pump may start (protection blocks starts, min_stop_s) the restart waits; it ends
+  when its count runs, or settle_s after its last start (the regular evaluation takes over).
 - Spread evaluation (floats are heap objects on MicroPython; one candidate's power is up to 32 of
   them, and the whole agent may allocate 1 KiB a tick): the tick an evaluation begins takes the
   flow, the head, the present count and the count range n_max and computes nothing else; then
@@ -183,6 +192,7 @@ class Staging:
         self.margin = float(st.get("feasibility_margin", DEFAULTS["feasibility_margin"]))
         self.handover_s = int(st.get("handover_s", DEFAULTS["handover_s"]))
         self.max_running = int(st.get("max_running", n - 1 if n > 1 else 1))
+        self.restart_as_before = bool(st.get("restart_as_before", True))
         # state (ints only)
         self.mask = 0
         self.exercise_mask = 0
@@ -207,6 +217,7 @@ class Staging:
         self._exercise_run_s = _NEVER
         self.wanted_count = 0  # the count the last evaluation chose (telemetry, tests)
         self._urgent = False  # the evaluation in progress began on an overload
+        self._restart_count = 0  # pumps to run again after a station stop (0: no restart)
         # the count evaluation in progress, one candidate per tick (see "Spread evaluation")
         self._choice = CountChoice(self.model, self.margin, self.hysteresis)
         if self.margin > 0.0:
@@ -290,6 +301,7 @@ class Staging:
         """After an agent reset: keep the pumps that still run (they count as long started)."""
         self.mask = running_mask & available_mask & self.all_mask
         self._next_n = 0
+        self._restart_count = 0  # (a stop called off: the count is judged as usual)
 
     # --- per tick ------------------------------------------------------------------------------
     def update(
@@ -317,6 +329,8 @@ class Staging:
         available &= self.all_mask
         now = self.now_s
 
+        if not station_on and self.mask and self.restart_as_before:
+            self._restart_count = popcount(self.mask)  # (before the unavailable ones leave)
         # pumps that are gone leave at once; count them for failover
         lost = 0
         gone = self.mask & ~available
@@ -354,6 +368,8 @@ class Staging:
 
         self._rotation(available, running, run_s)
 
+        if self._restart_count and self.mask and now - self._last_change_s >= self.settle_s:
+            self._restart_count = 0  # (a restart that could not complete: the count is judged)
         if self._next_n:
             self._evaluate_next(flow_ok, available, run_s)
         elif (
@@ -361,12 +377,19 @@ class Staging:
             # settle_s spaces count changes of a running station; a stopped one starts its
             # first pump as soon as it may (the network has no pressure meanwhile), an
             # overloaded one is judged at once
-            and (now - self._last_change_s >= self.settle_s or not self.mask or overloaded)
+            and (
+                now - self._last_change_s >= self.settle_s
+                or not self.mask
+                or overloaded
+                or self._restart_count
+            )
             and self._swap_in < 0
         ):
             self._last_eval_s = now
             if not self.mask:
                 self._first_start(available, run_s)
+            elif self._restart_count:
+                self._restart_next(available, run_s)
             elif flow_ok:
                 if callable(head_m):
                     head_m = head_m(flow_m3h)
@@ -403,6 +426,21 @@ class Staging:
         self.wanted_count = 1
         i = self._pick_start(available, run_s, False)
         if i >= 0:
+            self._start(i, REASON_DEMAND)
+            self._last_change_s = self.now_s
+
+    def _restart_next(self, available, run_s):
+        """The restart's next pump (module rule "Restart"), or its end."""
+        want = self._restart_count
+        n_max = self._count_range(available)
+        if want > n_max:
+            want = n_max
+        if popcount(self.mask) >= want:
+            self._restart_count = 0
+            return
+        i = self._pick_start(available, run_s, False)
+        if i >= 0:
+            self.wanted_count = want
             self._start(i, REASON_DEMAND)
             self._last_change_s = self.now_s
 

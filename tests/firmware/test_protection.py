@@ -24,7 +24,7 @@ from relaypump.snapshot import (
 from relaypump.state import StationState
 from support import ON_MICROPYTHON, bytes_allocated, station_json
 
-VM_HEAP_KIB = 192
+VM_HEAP_KIB = 512  # (the long-dip test steps a suction model for 20 virtual minutes, 1 s ticks)
 
 SHIPPED = station_json()
 
@@ -187,7 +187,7 @@ def test_limit_follows_npsh_required_at_high_flow():
 
 
 def test_suction_inside_the_band_caps_speed_proportionally_with_one_event():
-    st = Station()
+    st = Station(config(suction_hold_kpa=30.0))  # the band alone (the hold term: next test)
     st.run()
     st.drain()
     limit = st.prot.suction_limit_kpa()
@@ -208,6 +208,39 @@ def test_suction_inside_the_band_caps_speed_proportionally_with_one_event():
     st.tick()
     assert st.drain() == [(codes.EVENT_PROTECTION_CLEARED, 0, codes.EVENT_SUCTION_LOW)]
     assert not st.prot.alarm_bits & (1 << codes.ALARM_SUCTION_LOW)
+
+
+def _dip(st, seconds, depth_kpa):
+    """A suction that falls with the pumps' speed (the upstream line's loss: 2 kPa per %; 30 kPa
+    above the limit at full speed without a dip), the pumps at the protection's cap (the PI
+    wants more: a long dip at high demand)."""
+    limit = st.prot.suction_limit_kpa()
+    margins = []
+    for _ in range(seconds):
+        speed = st.prot.max_speed_pct
+        st.run(speed=speed)
+        st.snap.suction_kpa.value = limit + 90.0 - depth_kpa - 2.0 * (speed - 70.0)
+        st.tick()
+        margins.append(st.snap.suction_kpa.value - limit)
+    return margins
+
+
+def test_a_long_dip_settles_the_slow_down_at_the_hold_margin_not_deep_in_the_band():
+    # the linear band alone balances where cap = 50 + 50 % x margin / 30 kPa meets the line's
+    # loss: 23 kPa above the limit, the pumps slower than the suction needs; the hold term takes
+    # them to suction_hold_kpa (5) above it, never below the limit
+    plain = _dip(Station(config(suction_hold_kpa=30.0)), 300, 30.0)
+    st = Station(config(suction_hold_kpa=5.0))
+    held = _dip(st, 900, 30.0)
+    assert abs(sum(plain[-60:]) / 60 - 23.1) < 1.0
+    assert abs(sum(held[-60:]) / 60 - 5.0) < 1.0
+    assert min(held) >= 0.0
+    # a deeper dip still takes the cap down at once (the band acts, the hold term shrinks), and
+    # below the limit the hold term is dropped: min speed, as before
+    before = st.prot.max_speed_pct
+    after = _dip(st, 90, 45.0)
+    assert st.prot.max_speed_pct < before - 5.0
+    assert min(after[-60:]) >= 0.0
 
 
 def test_suction_below_the_limit_stops_after_the_delay_and_restarts_after_recovery():

@@ -2,7 +2,8 @@
 
 Reference figures checked: at 800 m3/h and 55 m two pumps take about 146 kW and three about
 168 kW; along the reference system curve the cheapest count switches 1 -> 2 between 300 and
-350 m3/h. The brute-force check finds each count's speed by bisection on the head curve (not the
+350 m3/h inside the allowed window (0.3..1.25 x BEP), and where the lone pump reaches its run-out
+limit (runout_flow_ratio, shipped 1.4) when it may run beyond the window. The brute-force check finds each count's speed by bisection on the head curve (not the
 closed form the model uses) and compares the cheapest count with the model's.
 """
 
@@ -10,6 +11,15 @@ from relaypump.pumpmodel import PumpModel
 from support import ON_MICROPYTHON, bytes_allocated, station_config
 
 MODEL = PumpModel(station_config())
+
+
+def _window_only():
+    cfg = station_config()
+    cfg["pump_model"]["runout_flow_ratio"] = cfg["pump_model"]["max_flow_ratio"]
+    return PumpModel(cfg)
+
+
+WINDOW = _window_only()  # the reference's allowed window, no pump beyond it
 # The brute-force search and the calibration runs build many floats (the VM collects only between
 # tests).
 VM_HEAP_KIB = 4096
@@ -79,13 +89,13 @@ def speed_by_bisection(q, head):
     return 0.5 * (lo + hi)
 
 
-def brute_force_best(flow, head):
+def brute_force_best(flow, head, runout=1.25):
     best = 0
     best_kw = 0.0
     for n in (1, 2, 3):
         q = flow / n
         s = speed_by_bisection(q, head)
-        if not (0.5 <= s <= 1.0 and 0.3 <= q / s / 450.0 <= 1.25):
+        if not (0.5 <= s <= 1.0 and 0.3 <= q / s / 450.0 <= (runout if n == 1 else 1.25)):
             continue
         kw = n * MODEL.electrical_kw(q, s, head)
         if best == 0 or kw < best_kw:
@@ -93,11 +103,11 @@ def brute_force_best(flow, head):
     return best, best_kw
 
 
-def model_best(flow, head):
+def model_best(flow, head, model=MODEL):
     best = 0
     best_kw = 0.0
     for n in (1, 2, 3):
-        kw = MODEL.station_kw(n, flow, head)
+        kw = model.station_kw(n, flow, head)
         if kw > 0.0 and (best == 0 or kw < best_kw):
             best, best_kw = n, kw
     return best, best_kw
@@ -107,22 +117,43 @@ def test_cheapest_count_matches_brute_force_at_reference_points():
     points = [(800.0, 55.0), (840.0, system_head_m(840.0)), (600.0, system_head_m(600.0))]
     points += [(q, system_head_m(q)) for q in (240.0, 300.0, 330.0, 350.0, 450.0, 700.0)]
     points += [(500.0, 55.0), (300.0, 40.0), (900.0, 60.0)]
-    for flow, head in points:
-        n_ref, kw_ref = brute_force_best(flow, head)
-        n, kw = model_best(flow, head)
-        assert n == n_ref, (flow, head, n, n_ref)
-        assert close(kw, kw_ref, 1e-3 * kw_ref + 1e-6), (flow, head, kw, kw_ref)
+    points += [(q, system_head_m(q)) for q in (380.0, 420.0, 440.0)]
+    for model, runout in ((WINDOW, 1.25), (MODEL, MODEL.x_runout)):
+        for flow, head in points:
+            n_ref, kw_ref = brute_force_best(flow, head, runout)
+            n, kw = model_best(flow, head, model)
+            assert n == n_ref, (flow, head, n, n_ref)
+            assert close(kw, kw_ref, 1e-3 * kw_ref + 1e-6), (flow, head, kw, kw_ref)
 
 
-def test_one_to_two_switch_lies_between_300_and_350_m3h():
-    switch = 0.0
+def _switch(model):
     q = 280.0
-    while q < 400.0:
-        if model_best(q, system_head_m(q))[0] == 2:
-            switch = q
-            break
+    while q < 500.0:
+        if model_best(q, system_head_m(q), model)[0] == 2:
+            return q
         q += 2.0
-    assert 300.0 <= switch <= 350.0, switch
+    return 0.0
+
+
+def test_one_to_two_switch_lies_between_300_and_350_m3h_inside_the_window():
+    assert 300.0 <= _switch(WINDOW) <= 350.0, _switch(WINDOW)
+
+
+def test_one_pump_alone_runs_up_to_its_run_out_limit_where_that_is_cheaper():
+    # beyond the window's 1.25 x BEP, one pump is cheaper than two up to its run-out limit
+    # (the true lower bound's finding, host_tools/sim/optimal.py): the switch moves there
+    assert MODEL.x_runout == 1.4
+    switch = _switch(MODEL)
+    q = switch - 2.0
+    s = MODEL.speed_for(q, system_head_m(q))
+    assert 420.0 <= switch <= 450.0 and 1.3 < q / s / 450.0 <= 1.4, switch
+    for q in (360.0, 400.0, 430.0):
+        one = MODEL.station_kw(1, q, system_head_m(q))
+        two = MODEL.station_kw(2, q, system_head_m(q))
+        assert 0.0 < one < two, (q, one, two)
+        assert WINDOW.station_kw(1, q, system_head_m(q)) == -1.0  # outside the window
+    # only a pump alone: two pumps beyond the window stay outside
+    assert MODEL.station_kw(2, 1200.0, 30.0) == -1.0
 
 
 def test_allowed_window_and_margin():

@@ -96,7 +96,9 @@ def test_count_by_least_power_at_design_flow():
 
 
 def test_choose_count_matches_the_reference_crossover():
-    st = Staging(station_config())
+    cfg = station_config()
+    cfg["pump_model"]["runout_flow_ratio"] = cfg["pump_model"]["max_flow_ratio"]  # window only
+    st = Staging(cfg)
     assert st.choose_count(800.0, 55.0, 0, 3) == 2
     assert st.choose_count(800.0, 55.0, 3, 3) == 2  # 168 -> 146 kW saves well over 5 %
     assert st.choose_count(300.0, head(300.0), 0, 2) == 1
@@ -105,6 +107,11 @@ def test_choose_count_matches_the_reference_crossover():
     assert st.choose_count(800.0, 55.0, 1, 1) == 1  # only one available: least violation
     assert st.choose_count(800.0, 55.0, 2, 0) == 0
     assert st.choose_count(1200.0, 60.0, 2, 3) == 3  # too much flow for any: the most pumps
+    # the shipped run-out limit: one pump alone beyond the window where that is cheaper
+    st = Staging(station_config())
+    assert st.choose_count(360.0, head(360.0), 1, 2) == 1
+    assert st.choose_count(400.0, head(400.0), 2, 2) == 1
+    assert st.choose_count(460.0, head(460.0), 1, 2) == 2  # beyond its run-out
 
 
 def test_hysteresis_prevents_chatter_near_an_even_power_point():
@@ -240,6 +247,49 @@ def test_station_off_stops_everything_and_restarts_after():
     assert len(s.stops(REASON_STATION_OFF)) == 2
     s.run(800.0, 1200, step_s=5)
     assert popcount(s.st.mask) == 2
+
+
+def test_a_restart_after_a_station_stop_starts_as_many_pumps_as_ran_before():
+    # the network is empty when the station may run again: no flow to judge a count by, so
+    # the count from before the stop comes back, one pump per eval_period_s, not settle_s apart
+    for as_before in (True, False):
+        s = Station(config(restart_as_before=as_before, eval_period_s=10))
+        s.run(800.0, 300, step_s=5)
+        assert popcount(s.st.mask) == 2
+        s.available = 0  # (the agent offers no pump while protection stops the station)
+        s.tick(800.0, station_on=False)
+        s.run(0.0, 600, step_s=5, station_on=False)
+        assert s.st.mask == 0
+        s.available = 0b111
+        starts = len(s.starts())
+        s.run(0.0, 30, step_s=5)
+        restarted = s.starts()[starts:]
+        if as_before:
+            assert len(restarted) == 2 and popcount(s.st.mask) == 2
+            assert restarted[1][0] - restarted[0][0] <= 10
+            assert all(e[3] == REASON_DEMAND for e in restarted)
+        else:
+            assert len(restarted) == 1 and popcount(s.st.mask) == 1
+
+
+def test_a_restart_never_starts_more_than_max_running_nor_a_pump_in_its_min_stop():
+    s = Station(config(max_running=3, min_stop_s=300, settle_s=120))
+    s.run(1000.0, 400, step_s=5)
+    ran = popcount(s.st.mask)
+    assert ran >= 2
+    s.tick(0.0, station_on=False)
+    s.run(0.0, 100, step_s=5, station_on=False)  # back before min_stop_s: no start yet
+    s.run(0.0, 150, step_s=5)
+    assert s.st.mask == 0
+    s.run(0.0, 90, step_s=5)  # min_stop_s over: the count of before, within max_running
+    assert popcount(s.st.mask) == ran
+    s = Station(config(max_running=3))
+    s.run(1000.0, 400, step_s=5)
+    s.tick(0.0, station_on=False)
+    s.run(0.0, 600, step_s=5, station_on=False)
+    s.available = 0b001  # one pump left to start
+    s.run(0.0, 60, step_s=5)
+    assert s.st.mask == 0b001
 
 
 def test_a_station_stop_called_off_resumes_the_pumps_still_running_without_a_start():
