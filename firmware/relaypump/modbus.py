@@ -42,8 +42,6 @@ which request it answers):
   allocates nothing.
 """
 
-from array import array
-
 from micropython import const
 
 from relaypump.ticks import ticks_diff as _ticks_diff
@@ -101,28 +99,36 @@ class UnexpectedResponse(ModbusError):
     """A valid frame that does not answer our request (other unit, function, length or echo)."""
 
 
-def _crc_table():
-    table = array("H", bytes(512))
+def _crc_tables():
+    """The byte table of CRC-16/MODBUS split into its low and high bytes: with the CRC kept as two
+    bytes, a step is two lookups and two xors, every value a byte (no shift or mask, and in
+    CPython no int object made per byte)."""
+    low = bytearray(256)
+    high = bytearray(256)
     for i in range(256):
         crc = i
         for _ in range(8):
             crc = (crc >> 1) ^ 0xA001 if crc & 1 else crc >> 1
-        table[i] = crc
-    return table
+        low[i] = crc & 0xFF
+        high[i] = crc >> 8
+    return bytes(low), bytes(high)
 
 
-_CRC_TABLE = _crc_table()
+_CRC_LOW, _CRC_HIGH = _crc_tables()
 
 
 def crc16(data, start=0, end=-1):
     """CRC-16/MODBUS of data[start:end] (end -1 = to the end) without slicing."""
     if end < 0:
         end = len(data)
-    table = _CRC_TABLE
-    crc = 0xFFFF
+    low_table = _CRC_LOW
+    high_table = _CRC_HIGH
+    low = high = 0xFF
     for i in range(start, end):
-        crc = (crc >> 8) ^ table[(crc ^ data[i]) & 0xFF]
-    return crc
+        k = low ^ data[i]
+        low = high ^ low_table[k]
+        high = high_table[k]
+    return high << 8 | low
 
 
 def _crc_ok(buf, start, length):
@@ -296,7 +302,9 @@ class RtuMaster:
             if self._rx_len == _RX_SIZE:
                 self._compact()
             at = self._rx_len
-            n = min(total - taken, _RX_SIZE - at)
+            n = total - taken
+            if n > _RX_SIZE - at:
+                n = _RX_SIZE - at
             if n == total:  # all of data: a slice assignment copies it without allocating
                 rx[at : at + n] = data
             else:  # byte by byte: a slice of data would allocate
@@ -362,7 +370,9 @@ class RtuMaster:
                 continue
             if self._rx_len - i < length:
                 return  # wait for the rest
-            if _crc_ok(rx, i, length):
+            end = i + length - 2
+            crc = crc16(rx, i, end)  # (_crc_ok, inline: every response)
+            if rx[end] == crc & 0xFF and rx[end + 1] == crc >> 8:
                 self._accept(i, length)
                 return
             if self._is_echo(i, self._tx_len):

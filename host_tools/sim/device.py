@@ -128,16 +128,17 @@ class RegisterBank:
                     )
                 found.append(register)
             targets = self._targets[key] = tuple(found)
-        for offset, (register, value) in enumerate(zip(targets, values, strict=True)):
-            if not 0 <= value <= 0xFFFF or (
-                register.valid is not None and not register.valid(value)
-            ):
+        for offset in range(count):  # (targets has count registers: the key says so)
+            value = values[offset]
+            valid = targets[offset].valid
+            if not 0 <= value <= 0xFFFF or (valid is not None and not valid(value)):
                 raise ModbusException(
                     ILLEGAL_DATA_VALUE, f"value {value} refused by register {address + offset}"
                 )
-        for register, value in zip(targets, values, strict=True):
-            assert register.write is not None
-            register.write(value)
+        for offset in range(count):
+            write = targets[offset].write
+            assert write is not None
+            write(values[offset])
 
 
 class Device:

@@ -109,24 +109,43 @@ class ProfidriveDrive(Drive):
     def common_status_bits(self) -> int:
         st = self.state
         cw = self.control_word
-        bits = 0
-        if st in _PULSES_ON or st in (READY_TO_SWITCH_ON, READY_TO_OPERATE):
-            bits |= 0x0001
-        if st in _PULSES_ON or st == READY_TO_OPERATE:
-            bits |= 0x0002
-        if st in _PULSES_ON:
-            bits |= 0x0004
+        bits = _STATE_BITS[st] | 0x0200  # 0x0200: under fieldbus control
         if self.tripped:
             bits |= 0x0008
         if cw & CW_NO_OFF2:
             bits |= 0x0010
         if cw & CW_NO_OFF3 and st != OFF3_ACTIVE:
             bits |= 0x0020
-        if st == SWITCH_ON_INHIBITED:
-            bits |= 0x0040
         if self.alarm:
             bits |= 0x0080
         if self.at_setpoint:
             bits |= 0x0100
-        bits |= 0x0200  # under fieldbus control
         return bits
+
+
+def _state_bits(st: str) -> int:
+    """Status bits 0, 1, 2 and 6: the state's alone."""
+    bits = 0
+    if st in _PULSES_ON or st in (READY_TO_SWITCH_ON, READY_TO_OPERATE):
+        bits |= 0x0001
+    if st in _PULSES_ON or st == READY_TO_OPERATE:
+        bits |= 0x0002
+    if st in _PULSES_ON:
+        bits |= 0x0004
+    if st == SWITCH_ON_INHIBITED:
+        bits |= 0x0040
+    return bits
+
+
+_STATE_BITS = {
+    st: _state_bits(st)
+    for st in (
+        SWITCH_ON_INHIBITED,
+        READY_TO_SWITCH_ON,
+        READY_TO_OPERATE,
+        OPERATION_ENABLED,
+        OFF1_ACTIVE,
+        OFF3_ACTIVE,
+        FAULT,
+    )
+}
