@@ -31,7 +31,9 @@ Figures (definitions of the per-sample rules in host_tools/sim/kpis.py):
   campaign that no source-pump stop, true suction below its limit or drive trip of every running
   pump demanded (kpis.py, "Spurious station stop", states the rule exactly).
 - max_pump_power_vs_rated: worst sliding 10 s mean electrical power of a pump over its rated
-  electrical input, over every day.
+  electrical input, over every day; where it happened (the day, the pump, the time the window
+  ended, that pump's speed, the station's flow and pump count, suction and remote DP) is printed
+  on stderr with the day lines.
 - stuck_sensor_detect_s: worst time from a stuck fault's start to the agent's first event flagging
   that channel (SENSOR_SUSPECT-like code, or SENSOR_FAULT) while the fault lasts, read from the
   agent's event ring (drained after every bus step, as an uplink would). "n/a" with the reason when
@@ -418,6 +420,7 @@ def _simulate_day(kind: str, doc: dict, config: dict) -> dict:
         "stop_causes": k["station_stop_causes"],
         "spurious_station_stops": k["spurious_station_stops"],
         "max_power_vs_rated": k["max_power_vs_rated"],
+        "max_power_at": _power_context(result, k["max_power_pump"], k["max_power_t_s"]),
         "recoveries": [
             (_label(f), r) for f, (_, r) in zip(chosen.faults, k["fault_recoveries"], strict=False)
         ],
@@ -427,6 +430,25 @@ def _simulate_day(kind: str, doc: dict, config: dict) -> dict:
     if kind != "fault":
         figures.update(_energy(station, result))
     return figures
+
+
+def _power_context(result, pump: int, t_s: float) -> dict:
+    """Where the worst 10 s power mean ended: pump (1-based), time, that pump's speed, the
+    station's flow, the pumps running, suction and remote DP (to tell what caused it)."""
+    s = result.samples
+    if not pump or not s["t_s"]:
+        return {}
+    i = min(range(len(s["t_s"])), key=lambda j: abs(s["t_s"][j] - t_s))
+    return {
+        "pump": pump,
+        "t_s": t_s,
+        "speed_pct": result.speeds[pump - 1][i],
+        "flow_m3h": s["flow_m3h"][i],
+        "running": sum(r[i] for r in result.running),
+        "suction_kpa": s["suction_kpa"][i],
+        "remote_dp_kpa": s["remote_dp_kpa"][i],
+        "setpoint_kpa": s["setpoint_kpa"][i],
+    }
 
 
 def _label(fault: scenario.FaultSpec) -> str:
@@ -667,10 +689,27 @@ def print_days(days: list[dict]) -> None:
         print(
             f"campaign: {d['name']}: band {kpis.fmt(d['dp_in_band_pct'], '%')}, "
             f"unserved {d['unserved_min']:.1f} min, pump starts {d['pump_starts']}, stops {stops}, "
-            f"power/rated {kpis.fmt(d['max_power_vs_rated'], '', 3)}, stuck {d['stuck']}, "
+            f"power/rated {kpis.fmt(d['max_power_vs_rated'], '', 3)}{_power_where(d)}, "
+            f"stuck {d['stuck']}, "
             f"{recoveries}{energy}",
             file=sys.stderr,
         )
+
+
+def _worst_power_day(days: list[dict]) -> dict | None:
+    numbers = [d for d in days if not isinstance(d["max_power_vs_rated"], kpis.NotComputed)]
+    return max(numbers, key=lambda d: d["max_power_vs_rated"]) if numbers else None
+
+
+def _power_where(day: dict) -> str:
+    at = day.get("max_power_at")  # a log written before the context was recorded has none
+    if not at:
+        return ""
+    return (
+        f" (pump {at['pump']} at {_clock(at['t_s'])}:{int(at['t_s']) % 60:02d}, "
+        f"{at['speed_pct']:.1f} %, station {at['flow_m3h']:.0f} m3/h on {at['running']} pumps, "
+        f"suction {at['suction_kpa']:.0f} kPa, DP {at['remote_dp_kpa']:.0f}/{at['setpoint_kpa']:.0f} kPa)"
+    )
 
 
 def run(report, plan: Plan = Plan(), log: str | None = None) -> None:
@@ -685,6 +724,12 @@ def summarise(report, days: list[dict]) -> None:
     print_notes(days)
     print_days(days)
     report("campaign_failed_days", len(failed), "")
+    worst = _worst_power_day(days)
+    if worst is not None:
+        print(
+            f"campaign: max_pump_power_vs_rated on {worst['name']}{_power_where(worst)}",
+            file=sys.stderr,
+        )
     for name, value, unit in figures(days):
         report(name, value, unit)
 

@@ -82,6 +82,21 @@ def test_a_short_campaign_computes_every_figure(short_campaign):
     assert figures["campaign_days"] == 4
 
 
+def test_each_day_says_where_its_worst_pump_power_happened(short_campaign, capsys):
+    for day in short_campaign:
+        at = day["max_power_at"]
+        assert 1 <= at["pump"] <= 3
+        assert 0.0 < at["t_s"] <= day["hours"] * 3600.0
+        assert at["speed_pct"] > 0.0 and at["flow_m3h"] > 0.0 and at["running"] >= 1
+    campaign.print_days(short_campaign)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == len(short_campaign)
+    assert all(
+        f"(pump {d['max_power_at']['pump']} at " in line
+        for d, line in zip(short_campaign, lines, strict=True)
+    )
+
+
 def test_the_bench_lines_are_name_value_unit(short_campaign, capsys):
     from host_tools.bench.__main__ import report
 
