@@ -11,7 +11,10 @@ twice: with main.py compiled from source, as a board without frozen modules runs
 vm_heap_boot), and with main.py as bytecode, the form it is frozen in (for vm_heap_data; compiled
 from source it leaves ~2.5 KiB more behind).
 
-Figures (KiB; the VM runner's own ~4 KiB, which a board does not have, left out):
+Figures (KiB; the VM runner's own ~4 KiB, which a board does not have, left out, and so are the
+VM port's modules the boot imports that are Python files in this port but built into the firmware
+of ESP32 and RP2 boards: binascii, os, time and the virtual board's machine.py, ~3.5 KiB, weighed
+in a fresh VM, ``port_modules``):
 - ``vm_heap_boot``: the most the heap held at once: the highest request of the boot (garbage of
   that request included, as nothing is collected inside it) or the live heap after the boot plus
   the largest step. What a board that loads the modules from .mpy (not frozen) must have free.
@@ -26,8 +29,8 @@ Figures (KiB; the VM runner's own ~4 KiB, which a board does not have, left out)
   RAM when frozen too, and the file reader's leftovers). The config validator (with an uplink,
   also uplink_config.py), which the boot loads and drops again, counts with the qstrs it leaves
   behind (imported where the boot loads it, dropped, the heap kept after a collection: ~0.7
-  KiB; frozen, they are in flash). Module
-  objects, their dicts, functions, classes and everything the agent builds are data. Good to about +-1.5 KiB: the raw-code record
+  KiB; frozen, they are in flash). Module objects, their dicts, functions, classes and
+  everything the agent builds are data. Good to about +-1.5 KiB: the raw-code record
   (_RAW_CODE_RECORD) is an estimate, and a module name's qstrs go with the empty module's.
 - ``vm_heap_romfs_est``: an estimate (the VM has no ROMFS, MicroPython >= 1.25): the heap of a
   board that imports the bundle from a ROMFS partition, where bytecode, qstr texts and str/bytes
@@ -60,6 +63,7 @@ _RAW_CODE_RECORD = 32
 DROPPED_AT_BOOT = ("relaypump.config", "relaypump.uplink_config")
 
 _OURS = "[m for m in __import__('sys').modules if m.split('.')[0] in ('relaypump', 'boards')]"
+_ALL = "list(__import__('sys').modules)"
 # main.py as a board without frozen modules runs it (compiled from source), or as bytecode: the
 # form it has when frozen (main_code.mpy, made by _flash).
 _LOAD_MAIN = {
@@ -90,6 +94,7 @@ def _boot(flash: Path, main: str) -> dict:
     ) as vm:
         base = vm.stats()["alloc"]
         pool = _qstr_pool(vm)
+        at_base = set(vm.eval(_ALL))
         peaks = []
 
         loaded: list[str] = []  # ours, in the order the boot loaded them
@@ -116,6 +121,9 @@ def _boot(flash: Path, main: str) -> dict:
         pool = _qstr_pool(vm) - pool
         alive = vm.eval(_OURS)
         modules = [name for name in loaded if name in alive]
+        port = [
+            m for m in vm.eval(_ALL) if m not in at_base and m not in alive and m != "main_code"
+        ]
         uplink = "relaypump.mqtt" in loaded  # then the validator loaded the uplink's sections
         loaded[at:at] = DROPPED_AT_BOOT if uplink else DROPPED_AT_BOOT[:1]
         vm.exec("import gc\ngc.threshold(gc.mem_free() // 3)")
@@ -134,7 +142,24 @@ def _boot(flash: Path, main: str) -> dict:
             "loaded": loaded,
             "step": step_max,
             "qstr_pool": pool,
+            "port": port,
         }
+
+
+def port_modules(flash: Path, names: list[str]) -> int:
+    """Heap the VM port's own modules that the boot imported keep (binascii, os, time as Python
+    files in this port, the virtual board's machine.py): built into the firmware of ESP32 and
+    RP2 boards, so no heap there; weighed in a fresh VM, left out like the runner's own."""
+    from host_tools.deploy.virtual_board import VM_SIDE
+    from host_tools.mpvm import MicroPythonVM
+
+    with MicroPythonVM(
+        heap_kib=HEAP_KIB, mounts={flash: "/", VM_SIDE: "/.vboard"}, paths=("/.vboard",)
+    ) as vm:
+        before = vm.stats()["alloc"]
+        for name in names:
+            vm.exec(f"import {name}")
+        return vm.stats()["alloc"] - before
 
 
 def _qstr_pool(vm) -> int:
@@ -223,25 +248,32 @@ def code_share(
     return code
 
 
-def measure() -> dict:
-    with tempfile.TemporaryDirectory(prefix="vm_boot_") as tmp:
-        root = Path(tmp)
-        flash = _flash(root)
-        boot = _boot(flash, "source")  # a board that loads the bundle
-        frozen = _boot(flash, "bytecode")  # main.py in the form it is frozen in
-        code = code_share(flash, ["main_code", *frozen["loaded"]], root)  # main.py's first
-        romfs = romfs_estimate(flash, frozen, code, root)
-    live = boot["live"] - boot["base"]
-    frozen_live = frozen["live"] - frozen["base"]
+def figures(flash: Path, root: Path) -> dict:
+    """The figures of the bundle in `flash` (its station.json decides the uplink); `root` is a
+    scratch directory. Bytes; modules: the agent's modules alive after the boot."""
+    boot = _boot(flash, "source")  # a board that loads the bundle
+    frozen = _boot(flash, "bytecode")  # main.py in the form it is frozen in
+    code = code_share(flash, ["main_code", *frozen["loaded"]], root)  # main.py's first
+    port = port_modules(flash, frozen["port"])
+    romfs = romfs_estimate(flash, frozen, code, root) - port
+    live = boot["live"] - boot["base"] - port
     return {
-        "boot": max(boot["peak"] - boot["base"], live + boot["step"]),
+        "boot": max(boot["peak"] - boot["base"] - port, live + boot["step"]),
         "live": live,
         "code": code,
         "step": frozen["step"],
-        "data": frozen_live - code + frozen["step"],
-        "modules": len(frozen["modules"]),
+        "data": frozen["live"] - frozen["base"] - port - code + frozen["step"],
+        "modules": frozen["modules"],
         "romfs": romfs,
+        "port": port,
+        "port_names": frozen["port"],
     }
+
+
+def measure() -> dict:
+    with tempfile.TemporaryDirectory(prefix="vm_boot_") as tmp:
+        root = Path(tmp)
+        return figures(_flash(root), root)
 
 
 def run(report) -> None:
@@ -255,12 +287,15 @@ def run(report) -> None:
         "vm_heap_boot",
         fig["boot"] / kib,
         f"KiB (goal <= {GOAL_BOOT_KIB}; booted from .mpy as main.py does, in stages; live after "
-        f"boot {fig['live'] / kib:.1f} KiB, of it bytecode {fig['code'] / kib:.1f} KiB)",
+        f"boot {fig['live'] / kib:.1f} KiB, of it bytecode {fig['code'] / kib:.1f} KiB; the VM "
+        f"port's {', '.join(fig['port_names'])} left out: {fig['port'] / kib:.1f} KiB, built "
+        f"in on a board)",
     )
     report(
         "vm_heap_data",
         fig["data"] / kib,
-        f"KiB (goal <= {GOAL_DATA_KIB}; live after boot without the bytecode of {fig['modules']} "
+        f"KiB (goal <= {GOAL_DATA_KIB}; live after boot without the bytecode of "
+        f"{len(fig['modules'])} "
         f"modules, plus the largest step {fig['step']} B: what a frozen board needs)",
     )
     report(
