@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from relaypump.control import SOURCE_DISCHARGE, SOURCE_REMOTE
 from relaypump.snapshot import CMD_RUN, CMD_STOP, DRIVE_READY, DRIVE_TRIPPED
-from relaypump.staging import REASON_FAILOVER
+from relaypump.staging import REASON_DEMAND, REASON_FAILOVER
 
 from host_tools.sim import scenario as scenarios
 from host_tools.sim.agent_controller import AgentController, load_agent_config
@@ -461,6 +461,28 @@ def test_suction_dip_slows_the_pumps_and_keeps_suction_above_its_limit():
     # after the dip the cap is lifted and the DP is back in band within two minutes
     assert o.rec.log[-1].cap_pct == o.config["speed"]["max_pct"]
     assert o.back_in_band_s(fault.end_s, o.t[-1]) <= 120.0
+
+
+def test_a_long_suction_dip_settles_at_the_hold_margin_above_the_limit():
+    # the slow-down's hold term (protection.suction_hold_kpa): the last 5 minutes of the 10 min
+    # dip sit that far above the NPSH limit (the linear band alone held them ~10 kPa above it,
+    # the pumps slower than the suction needed), never below it
+    o = outcome("suction_dip")
+    fault = o.fault
+    hold = setting(o, "suction_hold_kpa")
+    margins = o.series("suction_margin_kpa", fault.end_s - 300.0, fault.end_s)
+    assert abs(sum(margins) / len(margins) - hold) <= 2.0, sum(margins) / len(margins)
+    assert min(o.result.samples["suction_margin_kpa"]) > 0.0
+
+
+def test_a_restart_after_a_source_stop_starts_both_pumps_that_ran_before():
+    # no flow to judge a count by while the network refills: the two pumps of before come back
+    # one evaluation period apart, not the second one only once the first runs out
+    o = outcome("source_stop")
+    left_s, _, _ = o.first(E.SAFE_STATE_LEFT)
+    starts = o.events(E.PUMP_STARTED, after_s=left_s - 1.0)
+    assert len(starts) == 2 and all(v == REASON_DEMAND for _, _, v in starts)  # not overload
+    assert starts[1][0] - starts[0][0] <= o.config["staging"]["eval_period_s"] + LAG_S
 
 
 def test_suction_slowdown_acts_from_the_present_speed():
