@@ -27,7 +27,8 @@ with ``station`` when the log has several) or a ``pumpsim`` telemetry.bin (uplin
 back). Each telemetry frame is a row at its timestamp_s, its analog fields the sensor cells in
 engineering units (suction_kpa, discharge_kpa, remote_dp_kpa, supply_temp_c, flow_m3h; a "no
 reading" field is an empty cell). Frames are taken in timestamp order; a repeated timestamp keeps
-the first frame.
+the first frame; a frame made before the station's clock was set (timestamp_s below 1e9) is left
+out.
 
 Between samples (``between``): ``hold`` (the default: a sample stands until the channel's next
 row) or ``linear`` (interpolated towards the next row's value when both are values, not
@@ -327,7 +328,8 @@ def read_telemetry(path: Path | str, station: tuple[str, str] | None = None) -> 
             frame = fast.decode_telemetry(payload)
         except UplinkError:
             continue
-        decoded.setdefault(frame["timestamp_s"], frame)
+        if frame["timestamp_s"] >= logfile.UNSYNCED_BELOW:  # else made before the clock was set
+            decoded.setdefault(frame["timestamp_s"], frame)
     if not decoded:
         raise TraceError(f"{path}: no telemetry frame")
     stamps = sorted(decoded)

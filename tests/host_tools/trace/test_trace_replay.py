@@ -144,3 +144,20 @@ def test_an_agent_without_the_board_runtime_is_driven_directly(tmp_path, monkeyp
     codes = [r["code"] for r in done.records if r["kind"] == "event"]
     assert codes[0] == "AGENT_STARTED" and "SUCTION_TRIP" in codes, codes
     assert [r["pump"] for r in done.records if r["kind"] == "start"][:1] == [1]
+
+
+def test_a_telemetry_file_drives_the_agent(tmp_path):
+    """pumpsim's telemetry.bin (10 s frames) as the trace: its five analog channels replayed."""
+    out = tmp_path / "run"
+    assert cli.main(["--hours", "0.05", "--out", str(out)]) == 0
+    got = trace.read(out / "telemetry.bin")
+    done = replay(scenario.load(scenario.DEFAULT_SCENARIO), got)
+    assert done.header["channels"] == [
+        "suction_kpa",
+        "discharge_kpa",
+        "remote_dp_kpa",
+        "supply_temp_c",
+        "flow_m3h",
+    ]
+    assert done.header["trace_start_utc"].startswith("2026-01-15T00:00")
+    assert [r["pump"] for r in done.records if r["kind"] == "start"][:1] == [1]
