@@ -279,3 +279,18 @@ def test_keys_of_the_other_modules_are_validated_and_defaulted():
     refused(variant(["speed", "follow_band_pct"], 60), "speed.follow_band_pct: 60 outside")
     refused(variant(["setpoint", "network_loss_m_per_m3h2"], -1), "setpoint.network_loss_m_per")
     assert load_config(variant(["staging", "max_running"], 2))["staging"]["max_running"] == 2
+
+
+def test_the_run_out_limit_suction_hold_and_restart_count_keys():
+    config = load_config(SHIPPED_TEXT)
+    assert config["pump_model"]["runout_flow_ratio"] == 1.4  # shipped: the curve's end
+    assert config["protection"]["suction_hold_kpa"] == 5.0
+    assert config["staging"]["restart_as_before"] is True
+    window = load_config(variant(["pump_model", "runout_flow_ratio"], DELETE))["pump_model"]
+    assert window["runout_flow_ratio"] == window["max_flow_ratio"]  # default: nothing beyond
+    refused(
+        variant(["pump_model", "runout_flow_ratio"], 1.2),
+        "pump_model.runout_flow_ratio: 1.2 < pump_model.max_flow_ratio 1.25",
+    )
+    refused(variant(["protection", "suction_hold_kpa"], -1), "protection.suction_hold_kpa: -1")
+    refused(variant(["staging", "restart_as_before"], 1), "staging.restart_as_before: must be")
