@@ -1,7 +1,8 @@
 """The durable outbox: telemetry and event frames wait on flash until the broker acknowledges them.
 
     box = Outbox(fs, "/outbox", station_id, clock)   # loads what the last boot left
-    box.append(frame, now_ms)     # a telemetry or event frame; the outbox sets its seq and time
+    box.append(frame, at_ms)      # a telemetry or event frame made at tick at_ms (now, or an
+                                  # event's own tick); the outbox sets its seq and its time
     token = box.take(now_ms)      # the oldest frame not yet handed out: box.frame (memoryview)
     box.acked(token)              # its PUBACK came: it leaves the ring
     box.give_back(token)          # the session had no room for it: it waits again, in order

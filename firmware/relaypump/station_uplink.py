@@ -34,8 +34,10 @@ Rules:
   the outbox at its PUBACK only.
 - The session lives as long as the uplink and keeps its own window across reconnects (it resends
   with DUP), so the outbox is never rewound; a reboot loads the outbox with nothing handed out.
-- Events: the agent's event ring is drained into event frames at every step (their time is the
-  step's, at most STEP_MS after the event).
+- Events: the agent's event ring is drained into event frames, at most EVENTS_PER_STEP a step
+  (each is a flash block write: a burst is spread over steps instead of holding up the loop;
+  the ring, 64 events, drains at 40 a second); each frame carries the time of the event's own
+  tick.
 - Commands: every message on the session is a command (the session subscribes to the station's
   command topic only). commands.handle judges it; when it consumed the counter, the counter is
   stored (state.accept_command) and the state saved at once, before anything acts (a save that
@@ -114,6 +116,7 @@ if TYPE_CHECKING:  # mypy only (MicroPython has no typing)
     from typing import Any  # noqa: F401  (used in type comments)
 
 STEP_MS = const(50)
+EVENTS_PER_STEP = const(2)  # event frames appended per step: a flash block write each
 ACK_QUEUE = const(4)
 HELD_RETRY_MS = const(1000)  # the outbox asked again at most this often while the clock is unset
 OUTBOX_BASE = "/outbox"
@@ -345,7 +348,7 @@ class Uplink:
                 busy = True
         if self.ntp is not None:
             self.ntp.step(now_ms)
-        self._drain_events(now_ms)
+        self._drain_events()
         if _ticks_diff(now_ms, self._next_ms) >= 0:
             self._next_ms = _ticks_add(self._next_ms, self.period_ms)
             if _ticks_diff(now_ms, self._next_ms) >= 0:  # fell behind: the next one period on
@@ -404,19 +407,20 @@ class Uplink:
                 self.frames += 1
                 return
 
-    def _drain_events(self, now_ms):
+    def _drain_events(self, most=EVENTS_PER_STEP):
         agent = self.runtime.agent
         ring = agent.events
         ev = self._event
         peek = self._peek
-        while ring.peek_into(peek, 0):
+        while most and ring.peek_into(peek, 0):
             ev[3] = peek[0]
             ev[4] = peek[1]
             ev[5] = peek[2]
             ev[6] = peek[3]
             uplink.encode_event(self._event_frame, ev)
-            self.box.append(self._event_frame, now_ms)
+            self.box.append(self._event_frame, peek[4])  # stamped with the event's own tick
             ring.discard()
+            most -= 1
 
     # --- telemetry ----------------------------------------------------------------------------
     def mode(self):
@@ -600,7 +604,7 @@ class Uplink:
         config = self.commands.config  # type: Any
         if 2 * config["pid"]["period_ms"] > board.wdt_timeout_ms:
             return ACK_OUT_OF_ENVELOPE
-        self._drain_events(now_ms)  # the old agent's events, before it goes
+        self._drain_events(runtime.agent.events.count)  # the old agent's, before it goes
         try:
             storage.atomic_write(
                 board.fs, runtime.config_path, json.dumps(config).encode(), board.open

@@ -285,6 +285,48 @@ def test_a_failing_flash_under_the_outbox_never_stops_the_control():
         remove_dir(directory)
 
 
+def test_a_burst_of_events_is_spread_over_steps_each_with_its_own_time():
+    from relaypump.codes import EVENT_CONFIG_APPLIED, SEVERITY_NOTICE
+    from relaypump.station_uplink import EVENTS_PER_STEP
+
+    directory = make_dir()
+    try:
+        runtime, board = start(directory)
+        run(runtime, board, 3000)
+        up = runtime.uplink
+        up.link = None  # the frames stay in the outbox
+        now = board.ticks_ms()
+        up.step(now)
+        ring = runtime.agent.events
+        while ring.count:  # the start's events, as many steps as they take
+            up.step(now)
+        box = up.box
+        before = box.pending
+        burst = 5
+        for k in range(burst):  # a burst at five ticks, 100 ms apart, 1 s ago
+            ring.push(EVENT_CONFIG_APPLIED, SEVERITY_NOTICE, 0, k, now - 1000 + 100 * k)
+        steps = 0
+        while ring.count:
+            up.step(now)
+            steps += 1
+            assert box.pending - before == min(burst, steps * EVENTS_PER_STEP)
+        assert steps == (burst + EVENTS_PER_STEP - 1) // EVENTS_PER_STEP
+        got = []
+        box.rewind()  # what the session was handed waits again: every frame, in order
+        while True:
+            token = box.take(now)
+            if not token:
+                break
+            frame = uplink.decode_event(box.frame)
+            if frame[uplink.I_EVENT_CODE] == EVENT_CONFIG_APPLIED:
+                got.append((frame[uplink.I_EVENT_VALUE], frame[uplink.I_EVENT_TIMESTAMP_S]))
+            box.acked(token)
+        stamp = up.clock.stamp
+        assert got == [(k, stamp(now - 1000 + 100 * k)) for k in range(burst)]
+    finally:
+        remove_dir(directory)
+
+
 def test_a_step_with_nothing_due_allocates_nothing():
     directory = make_dir()
     try:
