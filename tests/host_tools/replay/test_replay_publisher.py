@@ -1,0 +1,110 @@
+"""pumpreplay's own MQTT 3.1.1 QoS 1 publisher (host_tools/uplink/publisher.py): against the real
+Mosquitto (a refused login, keepalive through an idle spell, packet ids that wrap, every frame
+arriving in order at a subscriber), and against a peer that breaks the protocol."""
+
+import socket
+import threading
+import time
+from types import SimpleNamespace
+
+import paho.mqtt.client as paho
+import pytest
+
+from host_tools.uplink import broker as uplink_broker
+from host_tools.uplink.publisher import Publisher, connect_packet
+
+
+def args(user=None, password_file=None, ca=None, client_id="replay-test"):
+    return SimpleNamespace(user=user, password_file=password_file, ca=ca, client_id=client_id)
+
+
+def test_a_wrong_password_is_a_refusal_naming_the_reason(broker, tmp_path):
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-it\n")
+    pub = Publisher(args("replayer", str(wrong)), window=10)
+    with pytest.raises(uplink_broker.ToolError) as err:
+        pub.connect("127.0.0.1", broker.port, 30)
+    assert err.value.code == 4
+    assert str(err.value).startswith("the broker refused the connection: ")
+    assert "not authorized" in str(err.value) or "bad user name" in str(err.value)
+
+
+def test_frames_arrive_in_order_across_the_packet_id_wrap_and_an_idle_spell(broker, password_file):
+    got: list[bytes] = []
+    sub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="sub", protocol=paho.MQTTv311)
+    sub.username_pw_set("recorder", open(password_file("recorder")).read().strip())
+    subscribed = threading.Event()
+    sub.on_connect = lambda c, *a: c.subscribe("relaypump/+/+/telemetry", qos=1)
+    sub.on_subscribe = lambda *a: subscribed.set()
+    sub.on_message = lambda c, u, m: got.append(m.payload)
+    sub.connect("127.0.0.1", broker.port)
+    sub.loop_start()
+    try:
+        assert subscribed.wait(30)
+        pub = Publisher(args("replayer", password_file("replayer")), window=1000)
+        pub.connect("127.0.0.1", broker.port, keepalive=1)
+        count = 70_000  # packet ids 1..65535, then from 1 again
+        for i in range(count):
+            pub.publish("relaypump/jia/relay1/telemetry", i.to_bytes(4, "big"))
+        assert pub.drain(60) and pub.acked == count
+        idle_until = time.monotonic() + 2.5  # Mosquitto drops a client silent for 1.5 keepalives
+        while time.monotonic() < idle_until:
+            pub.pump(0.2)
+        pub.publish("relaypump/jia/relay1/telemetry", count.to_bytes(4, "big"))
+        assert pub.drain(10) and pub.acked == count + 1
+        pub.disconnect()
+        deadline = time.monotonic() + 30
+        while len(got) < count + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        sub.loop_stop()
+        sub.disconnect()
+    assert got == [i.to_bytes(4, "big") for i in range(count + 1)]
+
+
+class BadPeer:
+    """Accepts one client, answers its CONNECT with CONNACK, then sends `then` and closes."""
+
+    def __init__(self, then: bytes):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.then = then
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.server.accept()
+        with conn:
+            conn.recv(1024)
+            conn.sendall(b"\x20\x02\x00\x00")
+            conn.recv(1024)  # the publish (read: a close with unread bytes is a reset)
+            conn.sendall(self.then)
+            time.sleep(0.2)
+        self.server.close()
+
+
+@pytest.mark.parametrize(
+    "then, why",
+    [
+        (b"\x40\x02\x00\x4d", "PUBACK for packet id 77, which is not in flight"),
+        (b"\x30\x05\x00\x01ab", "unexpected packet 300500016162"),
+        (b"", "the broker closed the connection"),
+    ],
+)
+def test_a_peer_breaking_the_protocol_is_a_lost_broker(then, why):
+    peer = BadPeer(then)
+    pub = Publisher(args(), window=10)
+    pub.connect("127.0.0.1", peer.port, 30)
+    pub.publish("relaypump/jia/relay1/telemetry", b"x")
+    with pytest.raises(uplink_broker.ToolError) as err:
+        pub.drain(5)
+    assert str(err.value) == f"lost the broker after 0 acknowledged messages ({why})"
+    assert err.value.code == 4
+
+
+def test_connect_packet_layout():
+    raw = connect_packet("c1", 30, "u", "pw")
+    assert raw == (
+        b"\x10\x15\x00\x04MQTT\x04\xc2\x00\x1e" + b"\x00\x02c1" + b"\x00\x01u" + b"\x00\x02pw"
+    )
+    assert connect_packet("", 60, None, None) == b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00"
