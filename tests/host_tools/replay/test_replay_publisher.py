@@ -11,7 +11,7 @@ import paho.mqtt.client as paho
 import pytest
 
 from host_tools.uplink import broker as uplink_broker
-from host_tools.uplink.publisher import Publisher, connect_packet
+from host_tools.uplink.publisher import Publisher, _remaining, connect_packet
 
 
 def args(user=None, password_file=None, ca=None, client_id="replay-test"):
@@ -36,7 +36,7 @@ def test_frames_arrive_in_order_across_the_packet_id_wrap_and_an_idle_spell(brok
     subscribed = threading.Event()
     sub.on_connect = lambda c, *a: c.subscribe("relaypump/+/+/telemetry", qos=1)
     sub.on_subscribe = lambda *a: subscribed.set()
-    sub.on_message = lambda c, u, m: got.append(m.payload)
+    sub.on_message = lambda c, u, m: got.append((m.qos, m.payload))  # QoS 1 both ways: 1
     sub.connect("127.0.0.1", broker.port)
     sub.loop_start()
     try:
@@ -59,25 +59,29 @@ def test_frames_arrive_in_order_across_the_packet_id_wrap_and_an_idle_spell(brok
     finally:
         sub.loop_stop()
         sub.disconnect()
-    assert got == [i.to_bytes(4, "big") for i in range(count + 1)]
+    assert got == [(1, i.to_bytes(4, "big")) for i in range(count + 1)]
 
 
 class BadPeer:
-    """Accepts one client, answers its CONNECT with CONNACK, then sends `then` and closes."""
+    """Accepts one client, answers its CONNECT with CONNACK, then sends `then` and closes;
+    ``heard``: the bytes it received."""
 
     def __init__(self, then: bytes):
         self.server = socket.create_server(("127.0.0.1", 0))
         self.port = self.server.getsockname()[1]
         self.then = then
+        self.heard = b""
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
 
     def _serve(self) -> None:
         conn, _ = self.server.accept()
         with conn:
-            conn.recv(1024)
+            self.heard += conn.recv(1024)
             conn.sendall(b"\x20\x02\x00\x00")
-            conn.recv(1024)  # the publish (read: a close with unread bytes is a reset)
+            self.heard += conn.recv(
+                1024
+            )  # the publish (read: a close with unread bytes is a reset)
             conn.sendall(self.then)
             time.sleep(0.2)
         self.server.close()
@@ -102,9 +106,25 @@ def test_a_peer_breaking_the_protocol_is_a_lost_broker(then, why):
     assert err.value.code == 4
 
 
+def test_the_bytes_on_the_wire():
+    peer = BadPeer(b"\x40\x02\x00\x01")  # PUBACK of packet id 1
+    pub = Publisher(args(client_id="c1"), window=10)
+    pub.connect("127.0.0.1", peer.port, 30)
+    pub.publish("relaypump/jia/relay1/telemetry", b"frame")
+    assert pub.drain(5) and pub.acked == 1
+    topic = b"relaypump/jia/relay1/telemetry"
+    publish = b"\x32" + bytes([2 + len(topic) + 2 + 5]) + b"\x00\x1e" + topic + b"\x00\x01frame"
+    assert peer.heard == connect_packet("c1", 30, None, None) + publish  # QoS 1, retain off
+
+
 def test_connect_packet_layout():
     raw = connect_packet("c1", 30, "u", "pw")
     assert raw == (
         b"\x10\x15\x00\x04MQTT\x04\xc2\x00\x1e" + b"\x00\x02c1" + b"\x00\x01u" + b"\x00\x02pw"
     )
     assert connect_packet("", 60, None, None) == b"\x10\x0c\x00\x04MQTT\x04\x02\x00\x3c\x00\x00"
+
+
+def test_remaining_length_is_the_specs_variable_length():  # MQTT 3.1.1, 2.2.3
+    cases = {0: "00", 127: "7f", 128: "8001", 16383: "ff7f", 16384: "808001", 2097152: "80808001"}
+    assert {n: _remaining(n).hex() for n in cases} == cases
