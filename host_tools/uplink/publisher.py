@@ -121,12 +121,16 @@ class Publisher:
             sock.sendall(self._out)
             del self._out[:]
             connack = self._read_exactly(4, timeout)
+        except TimeoutError:
+            raise broker.ToolError(
+                f"no answer from the broker within {timeout:g} s", code=4
+            ) from None
         except OSError as err:
             raise broker.ToolError(
                 f"the broker went away while connecting: {err}", code=4
             ) from None
         if connack is None:
-            raise broker.ToolError(f"no answer from the broker within {timeout:g} s", code=4)
+            raise broker.ToolError("the broker closed the connection before its CONNACK", code=4)
         if connack[0] != 0x20 or connack[1] != 2:
             raise broker.ToolError(f"the broker answered CONNECT with {connack.hex()}", code=4)
         if connack[3]:
@@ -136,17 +140,15 @@ class Publisher:
         self._last_sent = time.monotonic()
 
     def _read_exactly(self, n: int, timeout: float) -> bytes | None:
+        """n bytes, None when the broker closes first (TimeoutError after timeout s)."""
         assert self.sock is not None
         self.sock.settimeout(timeout)
         got = b""
-        try:
-            while len(got) < n:
-                part = self.sock.recv(n - len(got))
-                if not part:
-                    return None
-                got += part
-        except TimeoutError:
-            return None
+        while len(got) < n:
+            part = self.sock.recv(n - len(got))
+            if not part:
+                return None
+            got += part
         return got
 
     def _lost(self, why: str) -> broker.ToolError:
