@@ -616,6 +616,7 @@ def _protection(doc, channels, plausibility):
             "dry_run_delay_s",
             "dry_run_auto_reset",
             "source_stop_delay_s",
+            "source_restart_delay_s",
             "sensor_stop_delay_s",
             "substitute_margin_kpa",
             "drive_reset_delay_s",
@@ -667,6 +668,7 @@ def _protection(doc, channels, plausibility):
         )
     _bool(doc, out, path, "dry_run_auto_reset", False)
     _int(doc, out, path, "source_stop_delay_s", 0, 600, 5)
+    _int(doc, out, path, "source_restart_delay_s", 0, 3600, 10)  # protection.py "Source"
     # a protection sensor with fallback "stop" BAD this long stops the station (protection.py)
     _int(doc, out, path, "sensor_stop_delay_s", 0, 600, 10)
     # a pressure on its model substitute is judged this much on the unsafe side (protection.py)

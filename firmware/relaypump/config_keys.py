@@ -75,6 +75,7 @@ CONFIG_KEYS = (
     (85, "protection", "atmosphere_kpa", 10, NUMBER),
     (86, "protection", "substitute_margin_kpa", 10, NUMBER),
     (87, "protection", "suction_hold_kpa", 10, NUMBER),
+    (88, "protection", "source_restart_delay_s", 1, INTEGER),
 )
 RETIRED_KEY_IDS = ()  # ids of keys dropped from the schema: never given to another key
 NOT_REMOTE = ("setpoint.mode", "setpoint.network_loss_m_per_m3h2")  # scalars kept local

@@ -87,7 +87,11 @@ Protections (units kPa gauge, degC, m3/h, % speed; delays in the config in s):
   deliver) pauses the timer, so a lying flow transmitter never locks out healthy pumps.
 - Source interlock: the source-running input off (or unreadable) blocks starts at once; off
   for source_stop_delay_s stops all pumps (unreadable: SENSOR_FAULT, no stop); pumps may run
-  again once it has read on for restart_delay_s.
+  again once it has read on for source_restart_delay_s (default 10 s: the source pumps' run-up;
+  the suction protection guards the start, which waits until the suction lies above its limit
+  with one more pump). While the station stops for the source, a suction below its limit is no
+  suction trip (the source explains it; a trip would count towards the lockout and hold the
+  restart for restart_delay_s more): starts wait for the suction as above.
 - Sensor faults (quality BAD) of suction, discharge, supply temperature and flow follow the
   channel's configured fallback. "stop" (and a sensor-name fallback: no other sensor can stand in
   for these): blind as "hold" below for sensor_stop_delay_s, then all pumps stop until the
@@ -264,6 +268,7 @@ class Protection:
         self._dry_delay_ms = p["dry_run_delay_s"] * 1000
         self._dry_auto_reset = p["dry_run_auto_reset"]
         self._source_delay_ms = p["source_stop_delay_s"] * 1000
+        self._source_restart_ms = p.get("source_restart_delay_s", 10) * 1000
         self._sensor_delay_ms = p["sensor_stop_delay_s"] * 1000
         self._sub_margin_x10 = _x10(p.get("substitute_margin_kpa", 30.0))
         self._min_x100 = int(speed["min_pct"] * 100.0 + 0.5)
@@ -553,7 +558,7 @@ class Protection:
             if not self._source_open and self._source_off >= self._source_delay_ms:
                 self._source_open = True
                 self._emit(codes.EVENT_SOURCE_INTERLOCK_OPEN, codes.SEVERITY_ALARM, 0, 0, now)
-        elif self._source_open and self._source_on >= self._restart_ms:
+        elif self._source_open and self._source_on >= self._source_restart_ms:
             self._source_open = False
             self._source_on = _OFF
             self._emit(
@@ -732,7 +737,7 @@ class Protection:
         state = self._suction_state
         above_band = margin >= band
         if state == _OK:
-            below = margin < 0 and n_run > 0 and hopeless
+            below = margin < 0 and n_run > 0 and hopeless and not self._source_open
             self._suction_below = _timer(self._suction_below, below, dt)
             if self._suction_below >= self._suction_delay_ms:
                 self._suction_trip(now, suction)

@@ -455,10 +455,40 @@ def test_source_pumps_stopped_stop_the_relay_pumps():
     assert st.codes() == [codes.EVENT_SOURCE_INTERLOCK_OPEN, codes.EVENT_SAFE_STATE_ENTERED]
     st.run(pumps=())
     st.snap.source_running.value = 1.0
-    st.tick(30)
+    st.tick(10)  # source_restart_delay_s
     assert st.prot.stop_all
     st.tick()
     assert not st.prot.stop_all and st.prot.start_allowed
+
+
+def test_a_suction_falling_with_the_source_stopped_is_no_trip_and_starts_wait_for_it():
+    # the source stopped: the suction falls below its limit while the pumps ramp down; that is
+    # the source's stop, not a suction trip (no lockout count, no restart_delay_s of its own)
+    st = Station()
+    st.run()
+    st.drain()
+    limit = st.prot.suction_limit_kpa()
+    st.snap.source_running.value = 0.0
+    st.tick(6)
+    assert st.prot.stop_all and st.prot.stop_reason == codes.EVENT_SOURCE_INTERLOCK_OPEN
+    st.snap.suction_kpa.value = limit - 80.0  # below the vaporization floor too: hopeless
+    st.tick(60)
+    st.run(pumps=())
+    st.tick(60)
+    assert codes.EVENT_SUCTION_TRIP not in st.codes()
+    assert not st.prot.locked_out
+    st.snap.source_running.value = 1.0  # back; the suction still low for a while
+    st.tick(11)
+    assert not st.prot.stop_all and not st.prot.start_allowed  # the suction holds the start
+    st.snap.suction_kpa.value = limit + 40.0
+    st.tick()
+    assert st.prot.start_allowed
+    # without a source stop the same suction trips as before
+    st = Station()
+    st.run(speed=50.0)  # at min speed: slowing down cannot help
+    st.snap.suction_kpa.value = limit - 80.0
+    st.tick(12)
+    assert st.prot.stop_reason == codes.EVENT_SUCTION_TRIP
 
 
 def test_an_unreadable_source_input_blocks_starts_but_stops_nothing():
