@@ -53,6 +53,11 @@ Persistence (``fs``/``opener`` as storage.py: an os-like module and an open-like
   the next) drops its oldest telemetry again, which that append had already counted.
 - A slot that fails its CRC when it is read back for sending (flash decay) is discarded and
   counted in ``corrupt``.
+- Span: RAM keeps serials mod 2**16, so no entry may be more than 65535 serials older than the
+  next one. Only a frame the broker never acknowledges while 65535 others go through gets that
+  old (7.6 days of telemetry); then, as when the ring is full, the oldest telemetry is dropped, or,
+  when the oldest is an event, the new frame is refused (both counted). A ring loaded with
+  entries beyond the span drops them (counted).
 
 Cost (default: 12 segments = 468 slots, 467 frames = 77 min of telemetry at 10 s, 48 KiB flash):
 - Per frame appended: 104 bytes written to one segment file, one sync. On littlefs (RP2, ESP32)
@@ -77,10 +82,10 @@ Cost (default: 12 segments = 468 slots, 467 frames = 77 min of telemetry at 10 s
   day, ~15 years. A write-behind of telemetry while the broker acknowledges promptly would cut
   this ~100-fold at the price of the last seconds of telemetry on a power loss; not done: the
   issue asks that nothing be lost across a reboot.
-- RAM: per slot a serial (4 B in a list), a state byte (waiting / handed out, telemetry or
-  event) and its place in the serial-order ring (2 B): 7 B a slot, 3.3 KiB for 468 slots, plus
+- RAM: per slot its serial mod 2**16 (2 B), a state byte (waiting / handed out, telemetry or
+  event) and its place in the serial-order ring (2 B): 5 B a slot, 2.3 KiB for 468 slots, plus
   one slot buffer (104 B) that append writes and take reads back (``frame`` is a view into it):
-  4.1 KiB in all in the VM.
+  3.2 KiB in all in the VM. Loading reads the segments twice (the newest serial first).
 - Time per frame: ``outbox_write_ms`` (host_tools/bench/outbox.py, in the VM on MEMFS: CPU only;
   a board adds its flash erase, ~45 ms for a 4 KiB sector on an RP2's QSPI flash, and programs).
 """
@@ -112,6 +117,7 @@ _VALUE_AT = const(20)
 _SEQ_LAST = 0xFFFFFFFF
 _KIND_TELEMETRY = const(1)
 _KIND_EVENT = const(2)
+_SPAN = const(65535)  # serials an entry may be older than the next one (RAM keeps them mod 2**16)
 
 # slot states in RAM: the state in bits 0-1, bit 2 set for a telemetry frame
 _FREE = const(0)
@@ -151,7 +157,7 @@ class Outbox:
         n = segments * SEGMENT_SLOTS
         self.slots = n
         self.capacity = n - 1
-        self._serial = [0] * n
+        self._serial = array("H", bytes(2 * n))  # mod 2**16: _full() makes the whole serial
         self._state = bytearray(n)
         # one slot's bytes, written by append, read back by take: box.frame is a view into it
         self._buf = bytearray(SLOT_SIZE)
@@ -199,23 +205,15 @@ class Outbox:
         self._seq = lease
         self._lease = lease
         self._mark = mark
-        top = mark
         self._top_seq = -1
         self._top_boot = boot
-        for k in range(self.segments):
-            data = storage.read_file(self.segment_path(k), self.opener)
-            if data is None:
-                continue
-            self._made[k] = 1
-            for j in range(SEGMENT_SLOTS):
-                at = j * SLOT_SIZE
-                if at + SLOT_SIZE > len(data):
-                    break
-                top = self._load_slot(k * SEGMENT_SLOTS + j, memoryview(data)[at:], top)
-        self._next_serial = top + 1
-        waiting = [i for i in range(self.slots) if self._state[i] != _FREE]
+        # two passes: the newest serial first, so that the entries can be kept mod 2**16
+        self._next_serial = self._read_slots(mark, None) + 1
+        self._read_slots(mark, self._load_slot)
+        full = self._full
         serials = self._serial
-        waiting.sort(key=lambda i: serials[i])
+        waiting = [i for i in range(self.slots) if self._state[i] != _FREE]
+        waiting.sort(key=lambda i: full(serials[i]))
         for i in waiting:
             self._push(i)
         # this boot's number: above any the slots carry (ticks of another boot are never used)
@@ -226,29 +224,48 @@ class Outbox:
             self._drop_oldest_telemetry(False)
         self._save_header(now_ms, (self._seq + LEASE) & 0xFFFFFFFF)
 
-    def _load_slot(self, i, slot, top):
-        if storage.crc32(slot[:_CRC_AT]) != struct.unpack_from(">I", slot, _CRC_AT)[0]:
-            return top
+    def _read_slots(self, top, load):
+        """Every slot whose CRC holds: the highest serial (from `top` up), or each to `load`."""
+        for k in range(self.segments):
+            data = storage.read_file(self.segment_path(k), self.opener)
+            if data is None:
+                continue
+            self._made[k] = 1
+            for j in range(SEGMENT_SLOTS):
+                at = j * SLOT_SIZE
+                if at + SLOT_SIZE > len(data):
+                    break
+                slot = memoryview(data)[at:]
+                if storage.crc32(slot[:_CRC_AT]) != struct.unpack_from(">I", slot, _CRC_AT)[0]:
+                    continue
+                if load is not None:
+                    load(k * SEGMENT_SLOTS + j, slot)
+                elif struct.unpack_from(">I", slot, 0)[0] > top:
+                    top = struct.unpack_from(">I", slot, 0)[0]
+        return top
+
+    def _load_slot(self, i, slot):
         serial, _, boot, _, length, dropped_t, dropped_e = struct.unpack_from(_META, slot, 0)
         if serial == 0:
-            return top
+            return
         if boot > self._top_boot:
             self._top_boot = boot
         self.dropped_telemetry = max(self.dropped_telemetry, dropped_t)
         self.dropped_events = max(self.dropped_events, dropped_e)
-        if serial > top:
-            top = serial
         seq = struct.unpack_from(">I", slot, _FRAME_AT + _SEQ_AT)[0]
         if seq > self._top_seq:
             self._top_seq = seq
         kind = slot[_FRAME_AT + _KIND_AT]
         if serial <= self._mark or serial in self._gone:
-            return top
+            return
         if kind not in (_KIND_TELEMETRY, _KIND_EVENT):
-            return top
+            return
         if length != (uplink.TELEMETRY_SIZE if kind == _KIND_TELEMETRY else uplink.EVENT_SIZE):
-            return top
-        self._serial[i] = serial
+            return
+        if self._next_serial - serial > _SPAN:  # beyond the span (rules): counted as dropped
+            self._refuse(kind)
+            return
+        self._serial[i] = serial & 0xFFFF
         self._state[i] = _WAITING | (_TELEMETRY if kind == _KIND_TELEMETRY else 0)
         self.pending += 1
         if kind == _KIND_EVENT:
@@ -258,7 +275,6 @@ class Outbox:
                 self._reported_telemetry = value
             elif code == EVENT_EVENTS_DROPPED and value > self._reported_events:
                 self._reported_events = value
-        return top
 
     def segment_path(self, k):
         return "%s.%d" % (self.base, k)
@@ -340,13 +356,13 @@ class Outbox:
         self._append(self._report, uplink.EVENT_SIZE, _KIND_EVENT, now_ms)
 
     def _append(self, frame, n, kind, now_ms):
-        if self.pending >= self.capacity:
-            if not self._drop_oldest_telemetry(True):
-                if kind == _KIND_TELEMETRY:
-                    self.dropped_telemetry += 1
-                else:
-                    self.dropped_events += 1
-                return False
+        if self.pending >= self.capacity and not self._drop_oldest_telemetry(True):
+            return self._refuse(kind)
+        while self._used and self._next_serial - self._head_serial() >= _SPAN:
+            if not self._state[self._order[self._head]] & _TELEMETRY:
+                return self._refuse(kind)  # an event that old is never dropped
+            self._release(0)  # the oldest telemetry, too old to keep
+            self.dropped_telemetry += 1
         i = self._free_slot()
         self._forget_gone(self._serial[i])  # its old entry can no longer come back
         slot = self._buf
@@ -373,12 +389,27 @@ class Outbox:
         struct.pack_into(">I", slot, _CRC_AT, storage.crc32(self._crc_view))
         self._write_slot(i, slot)
         self._next_serial = serial + 1
-        self._serial[i] = serial
+        self._serial[i] = serial & 0xFFFF
         self._state[i] = _WAITING | (_TELEMETRY if kind == _KIND_TELEMETRY else 0)
         self._last_written = i
         self.pending += 1
         self._push(i)
         return True
+
+    def _refuse(self, kind):
+        if kind == _KIND_TELEMETRY:
+            self.dropped_telemetry += 1
+        else:
+            self.dropped_events += 1
+        return False
+
+    def _full(self, low):
+        """The whole serial of an entry in the ring from its 16 bits (it is within _SPAN)."""
+        n = self._next_serial
+        return n - ((n - low) & 0xFFFF)
+
+    def _head_serial(self):
+        return self._full(self._serial[self._order[self._head]])
 
     def _free_slot(self):
         n = self.slots
@@ -419,13 +450,14 @@ class Outbox:
         serials = self._serial
         lo = 0
         hi = self._used
+        full = self._full
         while lo < hi:
             mid = (lo + hi) >> 1
-            if serials[order[self._pos(mid)]] < token:
+            if full(serials[order[self._pos(mid)]]) < token:
                 lo = mid + 1
             else:
                 hi = mid
-        if lo < self._used and serials[order[self._pos(lo)]] == token:
+        if lo < self._used and full(serials[order[self._pos(lo)]]) == token:
             return lo
         return -1
 
@@ -443,6 +475,7 @@ class Outbox:
         order = self._order
         pos = self._pos
         i = order[pos(k)]
+        serial = self._full(self._serial[i])
         self._state[i] = _FREE
         self.pending -= 1
         used = self._used - 1
@@ -458,7 +491,7 @@ class Outbox:
         self._used = used
         # the ack mark: just below the oldest entry still in the ring
         if used:
-            mark = self._serial[order[self._head]] - 1
+            mark = self._head_serial() - 1
         else:
             mark = self._next_serial - 1
         if mark != self._mark:
@@ -467,7 +500,6 @@ class Outbox:
             for g in range(GONE_MAX):
                 if self._gone[g] and self._gone[g] <= mark:
                     self._gone[g] = 0  # the mark covers it now
-        serial = self._serial[i]
         if serial > mark:  # left out of order: remembered, or it would come back after a reset
             for g in range(GONE_MAX):
                 if not self._gone[g]:
@@ -476,10 +508,13 @@ class Outbox:
                     return
             self.gone_overflow += 1
 
-    def _forget_gone(self, serial):
-        if serial:
+    def _forget_gone(self, low):
+        """The slot's last entry (its serial mod 2**16) can no longer come back: its gone mark
+        goes. A mark of another serial with the same 16 bits may go too: that entry would then
+        be sent again after a power loss, which receivers drop (at least once)."""
+        if low:
             for g in range(GONE_MAX):
-                if self._gone[g] == serial:
+                if self._gone[g] & 0xFFFF == low:
                     self._gone[g] = 0  # the saved list may keep it: harmless, serials never repeat
 
     # --- sending --------------------------------------------------------------------------------
@@ -519,7 +554,7 @@ class Outbox:
         if (
             not ok
             or storage.crc32(self._crc_view) != struct.unpack_from(">I", slot, _CRC_AT)[0]
-            or struct.unpack_from(">I", slot, 0)[0] != self._serial[i]
+            or struct.unpack_from(">I", slot, 0)[0] & 0xFFFF != self._serial[i]
         ):
             self.corrupt += 1
             self._release(k)
@@ -535,7 +570,7 @@ class Outbox:
         state = self._state
         state[i] = _OUT | (state[i] & _TELEMETRY)
         self.frame = self._telemetry_view if n == uplink.TELEMETRY_SIZE else self._event_view
-        return self._serial[i]
+        return self._full(self._serial[i])
 
     def acked(self, token):
         """The frame handed out as token was acknowledged: it leaves. False if not in the ring."""

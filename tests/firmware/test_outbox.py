@@ -450,6 +450,63 @@ def test_a_corrupt_slot_read_back_is_skipped_and_counted():
     assert box.corrupt == 1
 
 
+def _set_serial(fs, slot, serial):
+    """Give a stored slot another serial (its CRC made again), as a long-lived ring would have."""
+    import struct
+
+    from relaypump import storage
+
+    data = fs.files["/ob.0"]
+    at = slot * outbox.SLOT_SIZE
+    struct.pack_into(">I", data, at, serial)
+    struct.pack_into(">I", data, at + 100, storage.crc32(bytes(data[at : at + 100])))
+
+
+def test_the_ring_spans_at_most_65535_serials():
+    # RAM keeps serials mod 2**16: an entry may not be older than 65535 serials. Reached only by
+    # a frame the broker never acknowledges while 65535 others go through; made here on flash.
+    fs = FlashFS()
+    box = open_box(fs)
+    box.append(event(1), 0)
+    box.append(telemetry(2), 0)
+    box.append(telemetry(3), 0)
+    _set_serial(fs, 0, 100)
+    _set_serial(fs, 1, 100 + 65534)  # the oldest may be 65534 older than the newest
+    _set_serial(fs, 2, 100 + 65534 + 70000)  # here the first two are beyond the span
+    box = open_box(fs.copy())
+    assert box.pending == 1 and box.dropped_events == 1 and box.dropped_telemetry == 1
+    token = box.take(0)
+    assert token == 100 + 65534 + 70000 and describe(box.frame)[:2] == ("T", 3)
+    fs.files["/ob.0"][2 * outbox.SLOT_SIZE : 3 * outbox.SLOT_SIZE] = bytes(outbox.SLOT_SIZE)
+    box = open_box(fs)  # the event 65534 older than the telemetry: both kept
+    assert box.pending == 2 and box.dropped_events == 0
+    token = box.take(0)
+    assert token == 100 and describe(box.frame)[:2] == ("E", 1)
+    # one more would make the event too old: the new frame is refused (an event never drops)
+    assert not box.append(telemetry(4), 0) and box.dropped_telemetry == 1
+    assert box.acked(token)
+    assert box.append(telemetry(5), 0)  # the telemetry is now the oldest: within the span
+    got = []
+    while True:
+        token = box.take(0)
+        if not token:
+            break
+        got.append((token, describe(box.frame)[:2]))
+        box.acked(token)
+    report = ("E", 1)  # TELEMETRY_DROPPED, total 1: ahead of the next frame
+    assert got == [(100 + 65534, ("T", 2)), (100 + 65535, report), (100 + 65536, ("T", 5))]
+    # when the oldest is telemetry, it is dropped (and counted) to keep the span
+    fs2 = FlashFS()
+    box = open_box(fs2)
+    box.append(telemetry(6), 0)
+    box.append(telemetry(7), 0)
+    _set_serial(fs2, 0, 100)
+    _set_serial(fs2, 1, 100 + 65534)
+    box = open_box(fs2)
+    assert box.append(telemetry(8), 0) and box.dropped_telemetry == 1
+    assert marks(drain(box)) == [("T", 7), ("T", 8)]
+
+
 def test_frames_before_the_first_sync_are_held_then_corrected():
     fs = FlashFS()
     clock = WallClock()
