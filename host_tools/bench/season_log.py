@@ -9,8 +9,8 @@
   records(start_s=hour) read up to the first record of that hour.
 - replay_frames_per_s: REPLAY_FRAMES of the season read from the log and published by
   pumpreplay's replay loop and Publisher (host_tools/uplink/publisher.py: QoS 1, in-flight
-  window REPLAY_WINDOW, as ``pumpreplay --as-fast-as-possible --window 10000``) into a local
-  Mosquitto, until the last PUBACK; n/a when mosquitto is not installed.
+  window 10,000 as ``pumpreplay --as-fast-as-possible`` has by default) into a local Mosquitto,
+  until the last PUBACK; n/a when mosquitto is not installed.
   replay_frames_per_cpu_s: the same frames per CPU second of the replaying process;
   replay_broker_frames_per_cpu_s: per CPU second of the broker (from /proc). On a machine with a
   core for each, the wall figure is the lower of the two; on a loaded one it is the number of
@@ -44,7 +44,6 @@ PERIOD_S = 10
 SEASON_START = 1_790_812_800  # 2026-10-01T00:00:00Z
 SEEKS = 20
 REPLAY_FRAMES = 100_000
-REPLAY_WINDOW = 10_000
 SITE, STATION = "jia", "relay1"
 
 
@@ -121,13 +120,13 @@ def replay_rate(path: Path, frames: int) -> tuple[float, float, float]:
     """Frames published and acknowledged by a local Mosquitto per wall second, per CPU second of
     this process (the figure a loaded machine moves least), and per CPU second of the broker."""
     from host_tools.bench.uplink_host import _Mosquitto
-    from host_tools.uplink.replay import Progress, Publisher, Topics, replay
+    from host_tools.uplink.replay import FAST_WINDOW, Progress, Publisher, Topics, replay
 
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
         mosq = _Mosquitto(Path(tmp))
         try:
             args = SimpleArgs(mosq.port)
-            publisher = Publisher(args, window=REPLAY_WINDOW)
+            publisher = Publisher(args, window=FAST_WINDOW)
             publisher.connect("127.0.0.1", mosq.port, 60)
             reader = LogReader(path)
             end = SEASON_START + frames * PERIOD_S

@@ -1,13 +1,22 @@
 """pumpreplay's pieces without a broker: times of --from/--to, --map and --kinds parsing, the
-topic of a record, the progress line on a terminal and into a pipe."""
+topic of a record, the progress line on a terminal and into a pipe, the window's default."""
 
 import argparse
 import io
 
 import pytest
 
+from host_tools.uplink.broker import ToolError
 from host_tools.uplink.logfile import KIND_OTHER, Record
-from host_tools.uplink.replay import Progress, Topics, kinds_arg, mapping_arg, parse_when
+from host_tools.uplink.replay import (
+    Progress,
+    Topics,
+    kinds_arg,
+    mapping_arg,
+    parse_when,
+    parser,
+    window_of,
+)
 
 
 def test_times_are_unix_seconds_iso_or_offsets_from_the_first_record():
@@ -70,3 +79,15 @@ def test_progress_on_a_terminal_redraws_one_line():
     assert calls <= 1001  # not a call per frame
     assert "\n" not in text[:-1] and text.endswith("\n")
     assert text.rstrip("\n").rsplit("\r", 1)[-1] == f"[{'#' * 20}] 100.0 %  2000/2000 frames"
+
+
+def test_the_window_defaults_to_the_pace():
+    def window(*argv):
+        return window_of(parser().parse_args(["x.rplog", *argv]))
+
+    assert window() == window("--speed", "60") == 100
+    assert window("--as-fast-as-possible") == 10_000  # round trips cost a loaded machine most
+    assert window("--as-fast-as-possible", "--window", "50") == window("--window", "50") == 50
+    for bad in ("0", "65536"):
+        with pytest.raises(ToolError, match="--window must be 1..65535"):
+            window("--window", bad)
