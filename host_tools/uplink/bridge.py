@@ -38,15 +38,22 @@ Rules:
   (DDATA) say what was sent and how it ended: the station's ack result (OK, OUT_OF_ENVELOPE,
   ...), "no ack within N s" (the broker may still deliver it: an ack that comes later is
   reported with "(late)"), or "refused: why" for a write the bridge will not send (unknown or
-  read-only metric, a value of the wrong type or out of range); nothing is sent then.
-- Exit status: 0 stopped (SIGTERM, SIGINT, --duration), 2 a usage or key file problem,
-  4 the broker could not be reached or refused the connection.
+  read-only metric, a value of the wrong type, out of range or not finite); nothing is sent then.
+  A message the bridge cannot handle is logged (one line) and skipped; the bridge goes on.
+- A lost broker is logged (one line) and reconnected to with the next bdSeq (its will is the
+  NDEATH), "connected again" when it is back. A connection the broker closes as soon as it is
+  made, 3 times in a row (within 5 s of its CONNACK), is another client with the same client id
+  taking it over: the bridge stops (exit 4) rather than flap NBIRTH/NDEATH with it.
+- Exit status: 0 stopped (SIGTERM, SIGINT, --duration; the NDEATH published first when
+  connected), 2 a usage, key file or state dir problem, 4 the broker could not be reached,
+  refused the connection or kept closing it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -56,6 +63,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
+
+import paho.mqtt.client as paho
 
 from host_tools.uplink import broker, pumpctl
 from host_tools.uplink import sparkplug as sp
@@ -69,6 +78,7 @@ REBIRTH = "Node Control/Rebirth"
 MALFORMED = "Bridge/Malformed Frames"
 DUPLICATES = "Bridge/Duplicate Frames"
 RECENT_FRAMES = 256
+TAKEOVER_S, TAKEOVERS = 5.0, 3  # connections lost this soon after CONNACK, this many in a row
 
 
 @dataclass(frozen=True)
@@ -447,6 +457,8 @@ class Bridge:
         """(CommandType, arguments, description) by pumpctl's rules, ToolError when refused."""
         t = uplink.CommandType
         if spec.command == t.SETPOINT:
+            if not math.isfinite(value):
+                raise ToolError(f"setpoint {value}: not a finite number of kPa")
             return pumpctl.command_values(SimpleNamespace(command="setpoint", kpa=value))
         if spec.command == t.MODE:
             try:
@@ -476,21 +488,24 @@ class Bridge:
 # --- bdSeq across restarts -------------------------------------------------------------------
 def next_bd_seq(directory: Path, group: str, node: str) -> int:
     """The bdSeq of the next connection (one more than the last stored, 0..255), stored first."""
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"pumpbridge-{group}-{node}.json"
     last = -1
-    if path.exists():
-        try:
-            last = int(json.loads(path.read_text())["bd_seq"])
-        except (ValueError, KeyError, TypeError):
-            raise ToolError(f"bdSeq state {path} is unreadable; fix or remove it") from None
-    bd_seq = (last + 1) % 256
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w") as f:
-        json.dump({"bd_seq": bd_seq}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            try:
+                last = int(json.loads(path.read_text())["bd_seq"])
+            except (ValueError, KeyError, TypeError):
+                raise ToolError(f"bdSeq state {path} is unreadable; fix or remove it") from None
+        bd_seq = (last + 1) % 256
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w") as f:
+            json.dump({"bd_seq": bd_seq}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:  # not a folder, not writable
+        raise ToolError(f"state dir {directory}: {err.strerror or err}") from None
     return bd_seq
 
 
@@ -506,6 +521,7 @@ def run(args) -> int:
     client = broker.make_client(args)
     lock = threading.Lock()
     stopping = threading.Event()
+    link = SimpleNamespace(connected_at=None, short=0, fatal=None)  # the connection's history
 
     def publish(outs: list[Out]) -> None:
         for o in outs:
@@ -520,6 +536,9 @@ def run(args) -> int:
         if reason_code.is_failure:
             return
         with lock:
+            if link.connected_at is not None or link.short:
+                bridge.log(f"connected again to {args.host}:{broker.port_of(args)}")
+            link.connected_at = time.monotonic()
             client.subscribe(sp.topic(group, "NCMD", args.node), qos=1)
             client.subscribe(sp.topic(group, "DCMD", args.node, "+"), qos=1)
             if bridge.state_topic() is not None:
@@ -528,13 +547,35 @@ def run(args) -> int:
             client.subscribe(broker.topic(args.site, "+", "+"), qos=1)
 
     def on_disconnect(client, userdata, flags, reason_code, properties):
-        if not stopping.is_set():
-            with lock:
-                new_session()  # the reconnect carries the next bdSeq in its will
+        if stopping.is_set():
+            return
+        with lock:
+            bridge.live = False  # no NDEATH of ours on a dead connection: the broker has the will
+            lasted = time.monotonic() - (link.connected_at or 0.0)
+            link.connected_at = None
+            if reason_code.is_failure:
+                bridge.log(f"lost the broker ({reason_code}); connecting again")
+                # closed as soon as made, again and again: another client took over the
+                # client id (a second bridge); both would flap NBIRTH/NDEATH forever
+                link.short = link.short + 1 if lasted < TAKEOVER_S else 0
+                if link.short >= TAKEOVERS:
+                    link.fatal = (
+                        f"the broker closed the connection {link.short} times as soon as it was "
+                        f"made: is another client using client id {args.client_id!r} (a second "
+                        "pumpbridge)? give each bridge its own --client-id and --node"
+                    )
+                    stopping.set()
+                    return
+            new_session()  # the reconnect carries the next bdSeq in its will
 
     def on_message(client, userdata, msg):
         with lock:
-            publish(bridge.feed(msg.topic, msg.payload, time.time()))
+            try:
+                outs = bridge.feed(msg.topic, msg.payload, time.time())
+            except Exception as err:  # noqa: BLE001 - one bad message must not stop the bridge
+                bridge.log(f"{msg.topic}: not handled ({type(err).__name__}: {err})")
+                return
+            publish(outs)
 
     client.on_connect = on_connect
     client.on_disconnect = on_disconnect
@@ -567,32 +608,77 @@ def run(args) -> int:
         with lock:
             death = bridge.ndeath()
             info = client.publish(death.topic, death.payload, qos=1) if bridge.live else None
-        if info is not None:
-            info.wait_for_publish(5)
+        if info is not None and info.rc == paho.MQTT_ERR_SUCCESS:
+            try:
+                info.wait_for_publish(5)
+            except (RuntimeError, ValueError):  # the connection went meanwhile: the will goes
+                pass
         client.disconnect()
         client.loop_stop()
+    if link.fatal:
+        raise ToolError(link.fatal, code=EXIT_BROKER)
     return EXIT_OK
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (math.isfinite(value) and value > 0):
+            raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
+        return value
+
+    return parse
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="pumpbridge",
         description="Republish a site's stations as Sparkplug B (one edge node, a device each).",
-        epilog="Exit status: 0 stopped, 2 usage or key file problem, 4 broker unreachable.",
+        epilog="Exit status: 0 stopped, 2 usage, key file or state dir problem, 4 broker "
+        "unreachable, refusing, or another client took the client id.",
     )
-    p.add_argument("--site", required=True, help="the site whose stations are bridged")
-    p.add_argument("--group", default=None, help="Sparkplug group id (default: the site)")
-    p.add_argument("--node", default="pumpbridge", help="Sparkplug edge node id (pumpbridge)")
-    p.add_argument("--keys", default=None, help="key file: stations that take commands")
+    p.add_argument(
+        "--site", required=True, metavar="SITE", help="the site whose stations are bridged"
+    )
+    p.add_argument("--group", metavar="ID", help="Sparkplug group id (default: the site)")
+    p.add_argument(
+        "--node",
+        default="pumpbridge",
+        metavar="ID",
+        help="Sparkplug edge node id (default pumpbridge)",
+    )
+    p.add_argument(
+        "--keys",
+        metavar="FILE",
+        help="key file (SITE/STATION STATION_ID KEY_HEX lines, not readable by others): the "
+        "stations that take commands (default: none, every metric read-only)",
+    )
     p.add_argument(
         "--primary-host",
-        default=None,
-        help="Sparkplug host id: births only while its STATE is online",
+        metavar="ID",
+        help="Sparkplug host id: births only while its STATE is online (default: births at once)",
     )
-    p.add_argument("--state-dir", default=None, help=f"counters, bdSeq (else ${pumpctl.STATE_ENV})")
-    p.add_argument("--ttl", type=int, default=60, help="seconds until a command expires (60)")
-    p.add_argument("--ack-timeout", type=float, default=10.0, help="seconds to wait for an ack")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help=f"command counters and bdSeq (default ${pumpctl.STATE_ENV}, else "
+        "~/.local/state/relaypump)",
+    )
+    p.add_argument(
+        "--ttl", type=_positive(int), default=60, metavar="S",
+        help="seconds until a command expires (default 60)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ack-timeout", type=_positive(float), default=10.0, metavar="S",
+        help="seconds to wait for a station's ack (default 10)",
+    )  # fmt: skip
+    p.add_argument(
+        "--duration", type=_positive(float), default=None, metavar="S",
+        help="stop after this many seconds (default: run until SIGINT/SIGTERM)",
+    )  # fmt: skip
     broker.add_connection_options(p, client_id="pumpbridge")
     return p
 
@@ -600,7 +686,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        sp.check_id("group", args.group or args.site)
+        sp.check_id("site" if args.group is None else "group", args.group or args.site)
         sp.check_id("edge node", args.node)
         return run(args)
     except sp.SparkplugError as err:
