@@ -62,6 +62,18 @@ def test_frames_arrive_in_order_across_the_packet_id_wrap_and_an_idle_spell(brok
     assert got == [(1, i.to_bytes(4, "big")) for i in range(count + 1)]
 
 
+def test_a_bulk_over_tls_is_acknowledged_whole(tls_broker, password_file):
+    """Partial TLS writes and reads of a non-blocking socket: 30,000 frames, window 10,000."""
+    pub = Publisher(
+        args("replayer", password_file("replayer"), ca=str(tls_broker.tls.ca)), window=10_000
+    )
+    pub.connect("127.0.0.1", tls_broker.tls_port, 30)
+    for i in range(30_000):
+        pub.publish(f"relaypump/jia/relay{i % 3}/telemetry", bytes(80) + i.to_bytes(4, "big"))
+    assert pub.drain(60) and pub.acked == pub.published == 30_000
+    pub.disconnect()
+
+
 class BadPeer:
     """Accepts one client, answers its CONNECT with CONNACK, then sends `then` and closes;
     ``heard``: the bytes it received."""
