@@ -76,7 +76,7 @@ floats, the slot write); a command a few hundred bytes (HMAC), a config change l
 for that command only. Heap it keeps (measured in the VM, host_tools/bench/uplink_e2e.py):
 the session 2.1 KiB (5 slots sized to the largest frame on the telemetry topic, 118 B for
 "jia/relay1", not max_packet; rx of max_packet, 256 B; tx one slot + 128 B), the outbox's index
-4.1 KiB for 468 slots (outbox.py), the rest of the uplink 1.8 KiB, the modules' code (.mpy,
+3.3 KiB for 468 slots (outbox.py), the rest of the uplink 1.8 KiB, the modules' code (.mpy,
 ~38 KiB; in flash when frozen).
 """
 
