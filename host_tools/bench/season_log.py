@@ -15,7 +15,7 @@
   replay_broker_frames_per_cpu_s: per CPU second of the broker (from /proc). On a machine with a
   core for each, the wall figure is the lower of the two; on a loaded one it is the number of
   window round trips times the scheduler's latency (each half window waits for the broker to
-  run, then for the replay to run again), hence the window of 10,000: 1,000 gives about half
+  run, then for the replay to run again), hence the window of 10,000: 1,000 gives about a third of
   the wall rate there, the same CPU figures. The broker needs nothing for it (no subscriber;
   max_inflight_messages limits what Mosquitto sends, not what it takes).
 
