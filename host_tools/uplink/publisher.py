@@ -260,10 +260,10 @@ class Publisher:
         if self.sock is None:
             return
         try:
-            self.sock.setblocking(True)
-            self.sock.settimeout(1.0)
-            self.sock.sendall(bytes(self._out) + b"\xe0\x00")  # DISCONNECT
-            self.sock.close()
+            self.sock.settimeout(1.0)  # what is still queued, then DISCONNECT
+            self.sock.sendall(bytes(self._out) + b"\xe0\x00")
         except OSError:
             pass
-        self.sock = None
+        finally:
+            self.sock.close()
+            self.sock = None
