@@ -480,19 +480,26 @@ class LogReader:
     def records(self, start_s: int | None = None, end_s: int | None = None) -> Iterator[Record]:
         """Records in log order; with start_s/end_s only those with start_s <= time_s < end_s
         (whole index blocks outside the range are skipped)."""
+        lo, hi = _bounds(start_s, end_s)
+        for pos, stop in self._spans(lo, hi):
+            yield from self._scan(pos, stop, lo, hi)
+
+    def count(self, kinds, start_s: int | None = None, end_s: int | None = None) -> int:
+        """How many of records(start_s, end_s) are of `kinds`, each CRC-checked as records()
+        checks it (CorruptRecord; tail_bytes), without making a Record of each."""
+        lo, hi = _bounds(start_s, end_s)
+        return sum(self._count(pos, stop, lo, hi, kinds) for pos, stop in self._spans(lo, hi))
+
+    def _spans(self, lo: int | None, hi: int | None) -> Iterator[tuple[int, int]]:
+        """(from, to) of the parts of the log that may hold records with lo <= time < hi, in
+        log order: the indexed blocks that overlap the range, then the open block."""
         pos = len(MAGIC)
-        if start_s is not None or end_s is not None:
-            lo = start_s if start_s is not None else 0
-            hi = end_s if end_s is not None else 1 << 32
+        if lo is not None and hi is not None:
             for entry in self.index:
-                if entry.max_s < lo or entry.min_s >= hi:
-                    pos = entry.offset + entry.length
-                    continue
-                yield from self._scan(entry.offset, entry.offset + entry.length, lo, hi)
+                if entry.max_s >= lo and entry.min_s < hi:
+                    yield entry.offset, entry.offset + entry.length
                 pos = entry.offset + entry.length
-            yield from self._scan(pos, len(self.data), lo, hi)
-            return
-        yield from self._scan(pos, len(self.data), None, None)
+        yield pos, len(self.data)
 
     def records_from(self, offset: int) -> Iterator[Record]:
         """Records from a record boundary (an index entry's offset) to the end."""
@@ -517,8 +524,65 @@ class LogReader:
                 yield record
             pos = nxt
 
+    def _count(self, pos: int, stop: int, lo, hi, kinds) -> int:
+        """_scan's records of `kinds` counted: the fixed head by struct, the CRC on a memoryview
+        (as verify); what that does not take whole is decode_at's to judge."""
+        data = self.data
+        end, total = len(data), 0
+        head, crc_of, stamp_of, crc32 = (
+            _VERIFY_HEAD.unpack_from,
+            CRC.unpack_from,
+            _SEQ_TS.unpack_from,
+            zlib.crc32,
+        )
+        with memoryview(data) as view:
+            while pos < stop:
+                if pos + _VERIFY_HEAD.size <= end:
+                    length, receive_us, kind, _, s = head(data, pos)
+                    nxt = pos + HEAD.size + length + CRC.size
+                    n_at = pos + HEAD.size + BODY_FIXED.size + s
+                    crc_at = nxt - CRC.size
+                    if (
+                        BODY_MIN <= length <= BODY_MAX
+                        and nxt <= end
+                        and n_at < crc_at
+                        and n_at + 1 + data[n_at] <= crc_at
+                        and crc32(view[pos:crc_at]) == crc_of(data, crc_at)[0]
+                    ):
+                        if kind in kinds:
+                            if lo is None:
+                                total += 1
+                            else:
+                                at = n_at + 1 + data[n_at]  # the payload
+                                t = receive_us // 1_000_000
+                                if (
+                                    kind != KIND_OTHER
+                                    and crc_at - at >= _FRAME_HEAD.size
+                                    and data[at] == 0x52  # b"RP"
+                                    and data[at + 1] == 0x50
+                                ):
+                                    stamp = stamp_of(data, at + _SEQ_AT)[1]
+                                    if stamp >= UNSYNCED_BELOW:
+                                        t = stamp
+                                total += lo <= t < hi
+                        pos = nxt
+                        continue
+                record, _ = decode_at(data, pos)  # raises CorruptRecord for damage
+                if record is None:
+                    self.tail_bytes = end - pos
+                    return total
+                raise AssertionError(f"count's fast path refused the sound record at {pos}")
+        return total
+
     def __iter__(self) -> Iterator[Record]:
         return self.records()
+
+
+def _bounds(start_s: int | None, end_s: int | None) -> tuple[int | None, int | None]:
+    """A time range's bounds: (None, None) for none, else both (open ends made wide)."""
+    if start_s is None and end_s is None:
+        return None, None
+    return (0 if start_s is None else start_s), (1 << 32 if end_s is None else end_s)
 
 
 @dataclass

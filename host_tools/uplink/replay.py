@@ -227,7 +227,7 @@ def replay(reader, publisher: Publisher, topics: Topics, kinds, lo, hi, speed, p
 
 def count_selected(reader: LogReader, kinds, lo, hi) -> int:
     """Records to replay; reads (and so CRC-checks) every one of them before the first publish."""
-    return sum(1 for r in reader.records(start_s=lo, end_s=hi) if r.kind in kinds)
+    return reader.count(kinds, lo, hi)
 
 
 def window_of(args) -> int:

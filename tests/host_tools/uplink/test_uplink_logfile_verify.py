@@ -1,6 +1,7 @@
 """logfile.verify's one pass over the mapped log against the plain record-by-record reading it
 replaced (decode_at, Record, a set per stream): the same Report for sound logs and for every kind
-of damage; and the fixed offsets it reads a frame's head at are protocol/uplink.py's."""
+of damage; LogReader.count against counting records(); and the fixed offsets they read a frame's
+head at are protocol/uplink.py's."""
 
 import random
 import zlib
@@ -146,6 +147,28 @@ def test_verify_gives_the_record_by_record_report(tmp_path, how, seed):
     assert verify(path) == expected
     if how == "none":
         assert expected.records and (expected.duplicates or expected.gaps)
+
+
+@pytest.mark.parametrize("how", ["none", "bits", "torn", "length"])
+@pytest.mark.parametrize("seed", range(4))
+def test_count_is_what_records_yields_and_refuses_what_it_refuses(tmp_path, how, seed):
+    rng = random.Random(f"count{how}{seed}")
+    path = random_log(tmp_path / "a.rplog", rng, rng.randrange(60, 600), rng.choice([7, 50]))
+    damage(path, rng, how)
+    times = [T0 + rng.randrange(-100, 7000) for _ in range(2)]
+    kinds_choices = [{KIND_TELEMETRY}, {KIND_STATUS, KIND_EVENT, KIND_ACK, KIND_OTHER}]
+    for lo, hi in [(None, None), (min(times), None), (None, max(times)), sorted(times)]:
+        for kinds in kinds_choices:
+            counted, listed = LogReader(path), LogReader(path)
+            try:
+                want = sum(1 for r in listed.records(lo, hi) if r.kind in kinds)
+            except CorruptRecord as err:
+                with pytest.raises(CorruptRecord) as got:
+                    counted.count(kinds, lo, hi)
+                assert got.value.offset == err.offset
+                continue
+            assert counted.count(kinds, lo, hi) == want
+            assert counted.tail_bytes == listed.tail_bytes
 
 
 def test_a_long_clean_run_and_a_wrapped_counter_need_no_set(tmp_path):
