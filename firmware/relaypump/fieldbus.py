@@ -590,7 +590,12 @@ class Fieldbus:
     def _done(self, now_ms):
         slot = self._slot
         kind = self.plan_kinds[slot]
-        dev = self._target(kind, slot)
+        if kind == K_AUX:  # _target, inline: every transaction
+            dev = self._aux_target
+        elif kind == K_RAMP:
+            dev = self._ramp_target
+        else:
+            dev = self.plan_devices[slot]
         m = self.master
         if kind == K_STATUS:
             p = self.profiles[dev]

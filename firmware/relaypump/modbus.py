@@ -216,7 +216,20 @@ class RtuMaster:
         return self._finish(7 + nbytes, 8)
 
     def _read(self, unit, function, address, count, most):
-        self._header(unit, function, address, count, most)
+        # _header, inline: reads are most of a poll cycle
+        if not (1 <= unit <= 247 and 0 <= address <= 0xFFFF and 1 <= count <= most):
+            self._header(unit, function, address, count, most)  # raises, naming the field
+        tx = self._tx
+        tx[0] = unit
+        tx[1] = function
+        tx[2] = address >> 8
+        tx[3] = address & 0xFF
+        tx[4] = count >> 8
+        tx[5] = count & 0xFF
+        self._unit = unit
+        self._function = function
+        self._address = address
+        self._count = count
         nbytes = 2 * count if function >= READ_HOLDING_REGISTERS else (count + 7) >> 3
         return self._finish(6, 5 + nbytes)
 
@@ -245,9 +258,10 @@ class RtuMaster:
         return tx
 
     def _finish(self, length, response_len):
-        crc = crc16(self._tx, 0, length)
-        self._tx[length] = crc & 0xFF
-        self._tx[length + 1] = crc >> 8
+        tx = self._tx
+        crc = crc16(tx, 0, length)
+        tx[length] = crc & 0xFF
+        tx[length + 1] = crc >> 8
         self._tx_len = length + 2
         self._response_len = response_len
         self._rx_len = 0

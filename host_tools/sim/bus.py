@@ -51,28 +51,11 @@ class SimulatedBus:
 
     def send(self, frame: bytes, now_s: float) -> float:
         """The master starts sending at now_s; returns when the last byte has left."""
-        start = max(now_s, self.busy_until_s)
-        end = start + len(frame) * self.char_s  # frame_time_s, inline
-        self.wire_time_s += end - start
-        self._response, self._delivered = b"", 0
-        self.busy_until_s = end
-        response = self.exchange(frame, end)
-        if response is not None:
-            self._response = response
-            self._response_start_s = end + 3.5 * self.char_s + self.turnaround_s
-            self.busy_until_s = self._response_start_s + self.frame_time_s(len(response))
-            self.wire_time_s += self.frame_time_s(len(response))
-        return end
-
-    def transact(self, frame: bytes, now_s: float) -> tuple[bytes, float] | None:
-        """``send``, then the whole response at once: (response, the instant its last byte has
-        arrived), or None when no response is coming. The same as send(frame, now_s), then
-        receive(response_complete_at()), in one call (a board that hands a UART frame over whole).
-        ``send``'s steps are written out here, the same expressions: this runs for every frame."""
         char_s = self.char_s
         start = max(now_s, self.busy_until_s)
-        end = start + len(frame) * char_s
+        end = start + len(frame) * char_s  # frame_time_s, inline (as below): every frame
         self.wire_time_s += end - start
+        self._response, self._delivered = b"", 0
         self.busy_until_s = end
         if self.noise_probability > 0.0 or self.cut_units:
             response = self.exchange(frame, end)
@@ -81,16 +64,25 @@ class SimulatedBus:
             response = self.slaves.answer(frame, end)
             if response is not None:
                 self.responses += 1
+        if response is not None:
+            n = len(response)
+            self._response = response
+            at = self._response_start_s = end + 3.5 * char_s + self.turnaround_s
+            self.busy_until_s = at + n * char_s
+            self.wire_time_s += n * char_s
+        return end
+
+    def transact(self, frame: bytes, now_s: float) -> tuple[bytes, float] | None:
+        """``send``, then the whole response at once: (response, the instant its last byte has
+        arrived), or None when no response is coming. The same as send(frame, now_s), then
+        receive(response_complete_at()), in one call (a board that hands a UART frame over whole)."""
+        self.send(frame, now_s)
+        response = self._response
         if not response:
-            self._response, self._delivered = b"", 0
             return None
         n = len(response)
-        at = self._response_start_s = end + 3.5 * char_s + self.turnaround_s
-        self.busy_until_s = at + n * char_s
-        self.wire_time_s += n * char_s
-        self._response = response
         self._delivered = n
-        return response, at + n * char_s
+        return response, self._response_start_s + n * self.char_s
 
     def exchange(self, frame: bytes, now_s: float) -> bytes | None:
         """The wire's faults around one request whose last byte arrived at now_s: the response

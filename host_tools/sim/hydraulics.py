@@ -45,11 +45,13 @@ def solve_station(
     c_common = 0.0
     uniform = True
     active = 0
+    turning = []  # (index, shut-off head, curve) of each turning pump: a stopped one passes nothing
     for i in range(n):
         s = speeds[i]
         if s > 0.0:
             active += 1
             h = shutoff_m[i] * s * s
+            turning.append((i, h, curve_coeff[i]))
             if h > h_max:
                 h_max = h
             if h_common < 0.0:
@@ -80,19 +82,18 @@ def solve_station(
     hi = h_max if h_max > 0.0 else 0.0
     head = guess_m if lo < guess_m < hi else 0.5 * (lo + hi)
     dq_dh = -1.0
+    sqrt = math.sqrt
     for _ in range(60):
         total = 0.0
         dq_dh = 0.0
-        for i in range(n):
-            s = speeds[i]
-            dh = shutoff_m[i] * s * s - head if s > 0.0 else 0.0
+        for _i, h, ci in turning:
+            dh = h - head
             if dh > 0.0:
-                ci = curve_coeff[i]
-                qi = math.sqrt(dh / ci)
+                qi = sqrt(dh / ci)
                 total += qi
                 dq_dh -= 0.5 / (ci * qi)
         if head < 0.0:
-            qb = math.sqrt(-head / bypass_coeff)
+            qb = sqrt(-head / bypass_coeff)
             total += qb
             dq_dh -= 0.5 / (bypass_coeff * qb)
         err = total - q
@@ -106,11 +107,12 @@ def solve_station(
         head = step_to if lo < step_to < hi else 0.5 * (lo + hi)
     bypass = 0.0
     for i in range(n):
-        s = speeds[i]
-        dh = shutoff_m[i] * s * s - head if s > 0.0 else 0.0
-        pump_q[i] = math.sqrt(dh / curve_coeff[i]) if dh > 0.0 else 0.0
+        pump_q[i] = 0.0
+    for i, h, ci in turning:
+        dh = h - head
+        pump_q[i] = sqrt(dh / ci) if dh > 0.0 else 0.0
     if head < 0.0:
-        bypass = math.sqrt(-head / bypass_coeff)
+        bypass = sqrt(-head / bypass_coeff)
     out.head_m = head
     out.bypass_flow_m3h = bypass
     out.dhead_dflow = 1.0 / dq_dh if dq_dh < 0.0 else 0.0

@@ -150,7 +150,9 @@ class IoModule(Device):
         index = self._analog_index.get(name)
         if index is None:
             index = self._index(name)  # raises, naming the channels there are
-        self._healthy_ua[index] = max(UA_WIRE_BREAK, min(UA_SHORT, int(ua)))
+        if type(ua) is not int or not UA_WIRE_BREAK <= ua <= UA_SHORT:
+            ua = max(UA_WIRE_BREAK, min(UA_SHORT, int(ua)))
+        self._healthy_ua[index] = ua
 
     def set_input(self, name: str, on: bool) -> None:
         try:

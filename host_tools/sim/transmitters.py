@@ -165,7 +165,11 @@ class Transmitter:
         if q > 0:
             measured = lo + round((measured - lo) / q) * q
         ua = 4000.0 + (measured - lo) * self._ua_per_unit
-        ua = round(UA_MAX_MEASURING if ua > UA_MAX_MEASURING else max(UA_MIN_MEASURING, ua))
+        ua = round(
+            UA_MAX_MEASURING
+            if ua > UA_MAX_MEASURING
+            else (ua if ua > UA_MIN_MEASURING else UA_MIN_MEASURING)  # max(), without the call
+        )
         if mode == "intermittent" and self._in_burst(now_s):
             ua = UA_WIRE_BREAK
         self.ua = ua
