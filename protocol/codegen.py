@@ -86,10 +86,11 @@ class UplinkError(ValueError):
 '''
 
 HELPERS = '''
-# struct code (as a byte) -> (lowest, highest) value it holds
-_RANGES = {
+# (struct code as a byte, lowest, highest value it holds): a tuple, a constant of the code (a
+# dict would be built on the heap at import)
+_RANGES = (
 @RANGES@
-}
+)
 
 
 def _check_header(frame, kind):
@@ -114,9 +115,11 @@ def _check_values(values, codes):
     if len(values) != len(codes):
         raise FieldRange(f"{len(values)} values, expected {len(codes)}")
     for i in range(len(codes)):
-        low, high = _RANGES[codes[i]]
+        for field in _RANGES:
+            if field[0] == codes[i]:
+                break
         value = values[i]
-        if not isinstance(value, int) or value < low or value > high:
+        if not isinstance(value, int) or value < field[1] or value > field[2]:
             raise FieldRange(f"value {i} out of range: {value!r}")
 
 
@@ -410,7 +413,7 @@ def generate() -> str:
     lines += ERRORS.rstrip("\n").splitlines() + ["", ""]
     lines += _error_classes()
     ranges = "\n".join(
-        f"    {ord(code)}: ({lo}, {hi}),  # {code}"
+        f"    ({ord(code)}, {lo}, {hi}),  # {code}"
         for code, (lo, hi) in sorted(layout_mod.CODE_RANGES.items())
     )
     lines += HELPERS.replace("@RANGES@", ranges).strip("\n").splitlines()

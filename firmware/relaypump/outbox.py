@@ -381,7 +381,7 @@ class Outbox:
             self.dropped_telemetry,
             self.dropped_events,
         )
-        slot[_FRAME_AT : _FRAME_AT + n] = frame[:n]
+        slot[_FRAME_AT : _FRAME_AT + n] = frame  # n is its length (frame[:n] is a copy)
         for j in range(_FRAME_AT + n, _CRC_AT):
             slot[j] = 0
         struct.pack_into(">I", slot, _FRAME_AT + _SEQ_AT, self.next_seq(now_ms))

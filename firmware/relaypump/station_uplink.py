@@ -35,9 +35,10 @@ Rules:
 - The session lives as long as the uplink and keeps its own window across reconnects (it resends
   with DUP), so the outbox is never rewound; a reboot loads the outbox with nothing handed out.
 - Events: the agent's event ring is drained into event frames, at most EVENTS_PER_STEP a step
-  (each is a flash block write: a burst is spread over steps instead of holding up the loop;
-  the ring, 64 events, drains at 40 a second); each frame carries the time of the event's own
-  tick.
+  and none in a step that appends a telemetry frame (each append is a flash block write and
+  ~0.2 KiB of heap: a burst is spread over steps instead of holding up the loop, and a step's
+  heap peak is one append; the ring, 64 events, drains at 20 a second); each frame carries the
+  time of the event's own tick.
 - Commands: every message on the session is a command (the session subscribes to the station's
   command topic only). commands.handle judges it; when it consumed the counter, the counter is
   stored (state.accept_command) and the state saved at once, before anything acts (a save that
@@ -116,7 +117,7 @@ if TYPE_CHECKING:  # mypy only (MicroPython has no typing)
     from typing import Any  # noqa: F401  (used in type comments)
 
 STEP_MS = const(50)
-EVENTS_PER_STEP = const(2)  # event frames appended per step: a flash block write each
+EVENTS_PER_STEP = const(1)  # event frames appended per step: a flash block write each
 ACK_QUEUE = const(4)
 HELD_RETRY_MS = const(1000)  # the outbox asked again at most this often while the clock is unset
 OUTBOX_BASE = "/outbox"
@@ -348,15 +349,17 @@ class Uplink:
                 busy = True
         if self.ntp is not None:
             self.ntp.step(now_ms)
-        self._drain_events()
         if _ticks_diff(now_ms, self._next_ms) >= 0:
             self._next_ms = _ticks_add(self._next_ms, self.period_ms)
             if _ticks_diff(now_ms, self._next_ms) >= 0:  # fell behind: the next one period on
                 self._next_ms = _ticks_add(now_ms, self.period_ms)
             self._telemetry(now_ms)
+            appended = True
+        else:  # one append a step: the events wait for the next
+            appended = self._drain_events() > 0
         if self._send_acks():
             busy = True
-        if self._feed(now_ms):
+        if self._feed(now_ms, appended):
             busy = True
         if busy and link is not None:
             link.step(now_ms)  # out now, not a step later
@@ -366,13 +369,15 @@ class Uplink:
         self.box.flush(now_ms)
 
     # --- outbox <-> session -------------------------------------------------------------------
-    def _feed(self, now_ms):
+    def _feed(self, now_ms, appended=False):
         s = self.session
         box = self.box
         pids = self._pids
         sent = False
-        if not self.clock.synced and _ticks_diff(now_ms, self._held_until) < 0:
-            return False  # the outbox holds back frames made before the clock was set
+        if not self.clock.synced and (appended or _ticks_diff(now_ms, self._held_until) < 0):
+            # the outbox holds back frames made before the clock was set; a step that appended
+            # a frame does not ask it (a held take reads a slot: one flash access a step)
+            return False
         while s.in_flight < s.inflight:
             free = -1
             for i in range(len(pids)):
@@ -408,11 +413,13 @@ class Uplink:
                 return
 
     def _drain_events(self, most=EVENTS_PER_STEP):
+        """Up to `most` events of the ring into the outbox; how many."""
         agent = self.runtime.agent
         ring = agent.events
         ev = self._event
         peek = self._peek
-        while most and ring.peek_into(peek, 0):
+        left = most
+        while left and ring.peek_into(peek, 0):
             ev[3] = peek[0]
             ev[4] = peek[1]
             ev[5] = peek[2]
@@ -420,7 +427,8 @@ class Uplink:
             uplink.encode_event(self._event_frame, ev)
             self.box.append(self._event_frame, peek[4])  # stamped with the event's own tick
             ring.discard()
-            most -= 1
+            left -= 1
+        return most - left
 
     # --- telemetry ----------------------------------------------------------------------------
     def mode(self):

@@ -91,15 +91,16 @@ class FieldRange(UplinkError):
     """Encoding only: a value does not fit its field."""
 
 
-# struct code (as a byte) -> (lowest, highest) value it holds
-_RANGES = {
-    66: (0, 255),  # B
-    72: (0, 65535),  # H
-    73: (0, 4294967295),  # I
-    98: (-128, 127),  # b
-    104: (-32768, 32767),  # h
-    105: (-2147483648, 2147483647),  # i
-}
+# (struct code as a byte, lowest, highest value it holds): a tuple, a constant of the code (a
+# dict would be built on the heap at import)
+_RANGES = (
+    (66, 0, 255),  # B
+    (72, 0, 65535),  # H
+    (73, 0, 4294967295),  # I
+    (98, -128, 127),  # b
+    (104, -32768, 32767),  # h
+    (105, -2147483648, 2147483647),  # i
+)
 
 
 def _check_header(frame, kind):
@@ -124,9 +125,11 @@ def _check_values(values, codes):
     if len(values) != len(codes):
         raise FieldRange(f"{len(values)} values, expected {len(codes)}")
     for i in range(len(codes)):
-        low, high = _RANGES[codes[i]]
+        for field in _RANGES:
+            if field[0] == codes[i]:
+                break
         value = values[i]
-        if not isinstance(value, int) or value < low or value > high:
+        if not isinstance(value, int) or value < field[1] or value > field[2]:
             raise FieldRange(f"value {i} out of range: {value!r}")
 
 
