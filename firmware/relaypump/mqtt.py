@@ -89,7 +89,7 @@ FULL = const(-1)
 TOO_BIG = const(-2)
 OFFLINE = const(-3)
 
-MAX_REMAINING = const(268435455)
+_MAX_REMAINING = const(268435455)
 
 # packet types (high nibble of the first byte)
 _CONNACK = const(2)
@@ -146,7 +146,7 @@ def length_size(n):
 def encode_length(buf, pos, n):
     """Write n as a remaining length (7 bits a byte, least significant first, bit 7 = more) at
     buf[pos]; returns the position after it."""
-    if not 0 <= n <= MAX_REMAINING:
+    if not 0 <= n <= _MAX_REMAINING:
         raise ValueError("remaining length %d outside 0..268435455" % n)
     while n >= 128:
         buf[pos] = (n & 0x7F) | 0x80

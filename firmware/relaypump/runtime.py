@@ -52,10 +52,10 @@ lockstep) calls the two halves separately. Rules:
 - A bad config (ConfigError, or any ValueError of building the agent, or a control period the
   watchdog cannot cover) is refused: the error naming the field is logged, nothing is sent on the
   bus (the UART is not even opened, the DE line stays low), the watchdog is kept fed (a reset would
-  only read the same file again), and the file is read again every CONFIG_RETRY_MS, so a corrected
-  file is picked up without a power cycle. Meanwhile the drives see no Modbus traffic and, after
-  their own comm timeout, do what their comm-loss parameter says (station.json: safe_speed), which
-  is the configured safe state of a station without a controller.
+  only read the same file again), and the file is read again every 10 s (_CONFIG_RETRY_MS), so a
+  corrected file is picked up without a power cycle. Meanwhile the drives see no Modbus traffic
+  and, after their own comm timeout, do what their comm-loss parameter says (station.json:
+  safe_speed), which is the configured safe state of a station without a controller.
 - The validator (relaypump.config, with relaypump.uplink_config for an uplink) is imported when a
   config is read; on MicroPython both are dropped again once a config is accepted (their code is
   RAM on a board without frozen modules).
@@ -63,7 +63,7 @@ lockstep) calls the two halves separately. Rules:
   adopts what runs (agent.py).
 - State: saved at once when ``state.urgent`` (a lockout, an accepted command counter), else every
   save_period_ms while ``state.dirty`` (run time, starts, energy). Generation seq = loaded + 1, + 1
-  per save. A failing save is logged and retried after SAVE_RETRY_MS; the loop goes on.
+  per save. A failing save is logged and retried after 10 s (_SAVE_RETRY_MS); the loop goes on.
 - An exception from the agent is not caught here: main.py logs it and resets the board.
 The uplink (station_uplink.py; only with an "mqtt" section in the config): built after the agent
 (by ``build``, or by ``start_uplink`` after ``build(uplink=False)``: main.py collects between the
@@ -85,9 +85,9 @@ from . import state as state_mod
 CONFIG_PATH = "/station.json"
 STATE_BASE = "/state"
 SAVE_PERIOD_MS = const(600000)  # run time and energy: at most 10 min lost on a power cut
-SAVE_RETRY_MS = const(10000)
-CONFIG_RETRY_MS = const(10000)
-HOLD_WAIT_US = const(200000)  # loop period while a bad config is held
+_SAVE_RETRY_MS = const(10000)
+_CONFIG_RETRY_MS = const(10000)
+_HOLD_WAIT_US = const(200000)  # loop period while a bad config is held
 _RX_SIZE = const(256)
 _IDLE = const(0)  # fieldbus.IDLE (the fieldbus is imported with the agent, by build)
 _MICROPYTHON = sys.implementation.name == "micropython"
@@ -162,7 +162,7 @@ class Runtime:
     def load_config(self):
         """First half of ``start``: the config file read and validated, the validator dropped."""
         board = self.board
-        self._retry_ms = board.ticks_add(board.ticks_ms(), CONFIG_RETRY_MS)
+        self._retry_ms = board.ticks_add(board.ticks_ms(), _CONFIG_RETRY_MS)
         try:
             config = _load_config(self.config_path, board.open)
             period = config["pid"]["period_ms"]
@@ -355,7 +355,7 @@ class Runtime:
         self.feeds += 1
         if board.ticks_diff(now_ms, self._retry_ms) >= 0:
             self.start()
-        return HOLD_WAIT_US
+        return _HOLD_WAIT_US
 
     def _maybe_save(self, agent, now_ms):
         state = agent.state
@@ -373,8 +373,8 @@ class Runtime:
         except OSError as err:
             self.save_errors += 1
             self._save_failed = True
-            self._save_retry_ms = board.ticks_add(now_ms, SAVE_RETRY_MS)
-            board.log("runtime: state not saved (%s), retry in %d ms" % (err, SAVE_RETRY_MS))
+            self._save_retry_ms = board.ticks_add(now_ms, _SAVE_RETRY_MS)
+            board.log("runtime: state not saved (%s), retry in %d ms" % (err, _SAVE_RETRY_MS))
             return False
         self.seq += 1
         self.saves += 1

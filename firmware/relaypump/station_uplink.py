@@ -86,26 +86,7 @@ from array import array
 
 from micropython import const
 
-from relaypump import mqtt, uplink
-from relaypump.codes import (
-    ACK_FAILED,
-    ACK_OK,
-    ACK_OUT_OF_ENVELOPE,
-    EVENT_CONFIG_APPLIED,
-    MODE_DISCHARGE,
-    MODE_MANUAL_SPEED,
-    MODE_OFF,
-    MODE_REMOTE_DP,
-    PUMP_ABSENT,
-    PUMP_LOCKOUT,
-    PUMP_OFF,
-    PUMP_RUNNING,
-    PUMP_STANDBY,
-    PUMP_STARTING,
-    PUMP_STOPPING,
-    PUMP_TRIPPED,
-    SEVERITY_NOTICE,
-)
+from relaypump import codes, mqtt, uplink  # codes.X: an imported name is a slot of our dict
 from relaypump.commands import Commands, read_key
 from relaypump.outbox import Outbox
 from relaypump.ticks import TICKS_MASK as _TICKS_MASK
@@ -433,7 +414,7 @@ class Uplink:
     # --- telemetry ----------------------------------------------------------------------------
     def mode(self):
         if self.off:
-            return MODE_OFF
+            return codes.MODE_OFF
         return self.runtime.agent.control.telemetry_mode()
 
     def _telemetry(self, now_ms):
@@ -457,7 +438,7 @@ class Uplink:
         v[7] = uplink.NO_READING_S16  # return temperature: not measured
         control = agent.control
         mode = self.mode()
-        sp = control.sp_kpa if mode == MODE_DISCHARGE else control.dp_setpoint_kpa
+        sp = control.sp_kpa if mode == codes.MODE_DISCHARGE else control.dp_setpoint_kpa
         v[9] = _clamp(round(sp * 10.0), -32767, 32767)
         v[10] = mode
         state = agent.state
@@ -470,7 +451,7 @@ class Uplink:
             at = 13 + 6 * i
             if i >= agent.pump_count:
                 v[at] = v[at + 1] = v[at + 2] = v[at + 4] = v[at + 5] = 0
-                v[at + 3] = PUMP_ABSENT
+                v[at + 3] = codes.PUMP_ABSENT
                 continue
             p = snap.pumps[i]
             v[at] = _clamp(round(p.speed_pct * 100.0), 0, 65535)
@@ -489,16 +470,16 @@ class Uplink:
 
     def _pump_state(self, agent, i, p):
         if agent.protection.pump_locked[i] or agent.state.pump_lockout[i]:
-            return PUMP_LOCKOUT
+            return codes.PUMP_LOCKOUT
         running = p.online and p.state == _DRIVE_RUNNING
         if p.online and p.state == _DRIVE_TRIPPED:
-            return PUMP_TRIPPED
+            return codes.PUMP_TRIPPED
         told = agent.snapshot.commands[i].command == _CMD_RUN
         if running:
-            return PUMP_RUNNING if told else PUMP_STOPPING
+            return codes.PUMP_RUNNING if told else codes.PUMP_STOPPING
         if told:
-            return PUMP_STARTING
-        return PUMP_STANDBY if agent.enabled & (1 << i) else PUMP_OFF
+            return codes.PUMP_STARTING
+        return codes.PUMP_STANDBY if agent.enabled & (1 << i) else codes.PUMP_OFF
 
     # --- commands -----------------------------------------------------------------------------
     def _command(self, payload, now_ms):
@@ -514,13 +495,13 @@ class Uplink:
         try:
             result = cmds.handle(payload, now_ms, agent.state.command_counter, self.mode())
         except KeyError:  # a config change while the config file cannot be read
-            result = ACK_FAILED
+            result = codes.ACK_FAILED
         cmds.use_config(self._envelope)
         if cmds.consumed:
             agent.state.accept_command(cmds.counter)
             if not runtime.save(agent, now_ms):  # the counter on flash before anything acts
-                result = ACK_FAILED
-        if result == ACK_OK:
+                result = codes.ACK_FAILED
+        if result == codes.ACK_OK:
             result = self._act(now_ms)
         cmds.result = result
         seq = self.box.next_seq(now_ms)
@@ -560,13 +541,13 @@ class Uplink:
         if kind == uplink.COMMAND_SETPOINT:
             self.remote_kpa = arg / 10
         elif kind == uplink.COMMAND_MODE:
-            if arg == MODE_DISCHARGE:
-                return ACK_FAILED
-            self.off = arg == MODE_OFF
-            if arg == MODE_MANUAL_SPEED:
+            if arg == codes.MODE_DISCHARGE:
+                return codes.ACK_FAILED
+            self.off = arg == codes.MODE_OFF
+            if arg == codes.MODE_MANUAL_SPEED:
                 self.manual = True
                 agent.control.set_manual(agent.control.common_pct)
-            elif arg == MODE_REMOTE_DP:
+            elif arg == codes.MODE_REMOTE_DP:
                 self.manual = False
                 agent.control.set_auto()
         elif kind == uplink.COMMAND_PUMP_ENABLE or kind == uplink.COMMAND_PUMP_DISABLE:
@@ -582,7 +563,7 @@ class Uplink:
         else:
             return self._config_change(now_ms)
         self._apply(agent)
-        return ACK_OK
+        return codes.ACK_OK
 
     def _apply(self, agent):
         """The remote settings onto the agent (at start, after a command, after a rebuild) and
@@ -611,14 +592,14 @@ class Uplink:
         board = runtime.board
         config = self.commands.config  # type: Any
         if 2 * config["pid"]["period_ms"] > board.wdt_timeout_ms:
-            return ACK_OUT_OF_ENVELOPE
+            return codes.ACK_OUT_OF_ENVELOPE
         self._drain_events(runtime.agent.events.count)  # the old agent's, before it goes
         try:
             storage.atomic_write(
                 board.fs, runtime.config_path, json.dumps(config).encode(), board.open
             )
         except OSError:
-            return ACK_FAILED
+            return codes.ACK_FAILED
         key = self.commands.arg
         if key == 1:  # setpoint.dp_kpa: the configured setpoint replaces a remote one
             self.remote_kpa = None
@@ -626,5 +607,7 @@ class Uplink:
         agent = runtime.adopt_config(config, now_ms)
         self._envelope = envelope(config)
         self._apply(agent)
-        agent.events.push(EVENT_CONFIG_APPLIED, SEVERITY_NOTICE, 0, self.commands.counter, now_ms)
-        return ACK_OK
+        agent.events.push(
+            codes.EVENT_CONFIG_APPLIED, codes.SEVERITY_NOTICE, 0, self.commands.counter, now_ms
+        )
+        return codes.ACK_OK
