@@ -4,7 +4,10 @@ A trace replaces, channel by channel, what the simulated transmitters would give
 (iomodule.py), so the agent reads over Modbus what a real station saw, while the drives and the
 hydraulics stay simulated, and so do the channels the trace is silent on. Two sources:
 
-CSV trace (any name; ``.csv`` by convention), UTF-8, comma-separated, a header row:
+CSV trace (any name; ``.csv`` by convention), UTF-8 (a BOM is allowed), a header row, cells
+separated by commas, or by semicolons or tabs (the header's separator: a spreadsheet's export
+where the decimal sign is a comma); a number may have a decimal comma (``299,5``) where commas do
+not separate the cells, or in a quoted cell; any line ending:
     time column   the first column named ``t_s`` (seconds, a number: 0, 0.5, 86399.8) or ``time``,
                   ``time_utc``, ``timestamp`` (ISO 8601, UTC when it has no zone: 2026-01-15T14:00:00,
                   2026-01-15 14:00:00+08:00; or Unix seconds). Rows in strictly increasing time.
@@ -22,6 +25,8 @@ CSV trace (any name; ``.csv`` by convention), UTF-8, comma-separated, a header r
     empty cell    no reading: the channel is silent from that row to its next non-empty cell.
     other columns  (a ``pumplog export --csv`` has many) are not replayed; ``Trace.ignored``
                   names them.
+    site, station  (a ``pumplog export --csv`` of several stations) the rows of ``station``
+                  only; without it, rows of a second station are refused.
 Telemetry: a telemetry log (host_tools/uplink/logfile.py; one station's telemetry records, chosen
 with ``station`` when the log has several) or a ``pumpsim`` telemetry.bin (uplink frames back to
 back). Each telemetry frame is a row at its timestamp_s, its analog fields the sensor cells in
@@ -154,6 +159,8 @@ def _utc(text: str) -> dt.datetime:
 
 def _time_of(text: str, seconds: bool) -> tuple[float, dt.datetime | None]:
     """(seconds, the UTC time when the cell gave one); ValueError when it is neither."""
+    if "," in text:  # a decimal comma (never in a comma-separated file's cell)
+        text = text.replace(",", ".")
     if not seconds:
         try:
             stamp = _utc(text)
@@ -169,6 +176,7 @@ def _time_of(text: str, seconds: bool) -> tuple[float, dt.datetime | None]:
 
 
 def _analog_cell(text: str) -> Cell:
+    text = text.replace(",", ".")  # a decimal comma (never in a comma-separated file's cell)
     if text.lower().endswith("ma"):
         ma = float(text[:-2])
         if not 0.0 <= ma <= UA_SHORT / 1000.0:
@@ -189,16 +197,34 @@ def _digital_cell(text: str) -> Cell:
     raise ValueError(f"not a digital value (0/1, true/false, on/off): {text!r}")
 
 
-def read_csv(path: Path | str, names: dict[str, str], digital: Iterable[str] = DEFAULT_DIGITAL):
-    """A CSV trace (module docstring); ``names``: column name -> channel (sensor_names)."""
+def _separator(handle) -> str:
+    """The header line's separator: a comma, else a semicolon or a tab (a spreadsheet's export
+    where the decimal sign is a comma)."""
+    header = handle.readline()
+    handle.seek(0)
+    return next((c for c in ",;\t" if c in header), ",")
+
+
+def read_csv(
+    path: Path | str,
+    names: dict[str, str],
+    digital: Iterable[str] = DEFAULT_DIGITAL,
+    station: tuple[str, str] | None = None,
+):
+    """A CSV trace (module docstring); ``names``: column name -> channel (sensor_names);
+    ``station``: the rows of that station when the file has ``site`` and ``station`` columns."""
     path = Path(path)
     digital = set(digital)
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        handle = path.open(newline="", encoding="utf-8-sig")  # -sig: a BOM is not the header's
     except OSError as exc:
         raise TraceError(f"{path}: {exc.strerror}") from exc
     with handle:
-        rows = csv.reader(handle)
+        try:
+            separator = _separator(handle)
+        except UnicodeDecodeError as exc:
+            raise TraceError(f"{path}:1: not a CSV header, not UTF-8 text ({exc})") from None
+        rows = csv.reader(handle, delimiter=separator)
         try:
             header = [h.strip() for h in next(rows)]
         except StopIteration:
@@ -209,6 +235,8 @@ def read_csv(path: Path | str, names: dict[str, str], digital: Iterable[str] = D
         columns = [(i, names[h], h) for i, h in enumerate(header) if h in names]
         time_at = 0
         seconds = header[0] == SECONDS_COLUMN
+        whose = [header.index(c) for c in ("site", "station") if c in header]
+        chosen = station if len(whose) == 2 else None  # else one station's file
         first: float | None = None
         previous = -math.inf
         line = 1
@@ -218,9 +246,23 @@ def read_csv(path: Path | str, names: dict[str, str], digital: Iterable[str] = D
                 if not row or all(not c.strip() for c in row):
                     continue  # a blank line
                 if len(row) != len(header):
+                    hint = ""
+                    if separator == "," and len(row) > len(header):
+                        hint = " (decimal commas? with ',' between cells, numbers take a point)"
                     raise TraceError(
-                        f"{path}:{line}: {len(row)} cells, the header has {len(header)}"
+                        f"{path}:{line}: {len(row)} cells, the header has {len(header)}{hint}"
                     )
+                if len(whose) == 2:  # a pumplog export: one station's rows
+                    of = (row[whose[0]].strip(), row[whose[1]].strip())
+                    if chosen is None:
+                        chosen = of
+                    if of != chosen:
+                        if station is not None:
+                            continue
+                        raise TraceError(
+                            f"{path}:{line}: rows of more than one station ({chosen[0]}/"
+                            f"{chosen[1]}, {of[0]}/{of[1]}): name one (--station SITE/STATION)"
+                        )
                 text = row[time_at].strip()
                 try:
                     t, stamp = _time_of(text, seconds)
@@ -252,6 +294,8 @@ def read_csv(path: Path | str, names: dict[str, str], digital: Iterable[str] = D
         except (csv.Error, UnicodeDecodeError) as exc:
             raise TraceError(f"{path}:{line + 1}: not CSV ({exc})") from None
     if not trace.times:
+        if station is not None and len(whose) == 2:
+            raise TraceError(f"{path}: no rows of {station[0]}/{station[1]}")
         raise TraceError(f"{path}: a header and no rows")
     return trace
 
@@ -310,7 +354,10 @@ def read_telemetry(path: Path | str, station: tuple[str, str] | None = None) -> 
         stations = sorted({(r.site, r.station) for r in records})
         if station is None and len(stations) > 1:
             listed = ", ".join(f"{s}/{n}" for s, n in stations)
-            raise TraceError(f"{path}: telemetry of {len(stations)} stations ({listed}): name one")
+            raise TraceError(
+                f"{path}: telemetry of {len(stations)} stations ({listed}): name one "
+                "(--station SITE/STATION)"
+            )
         if station is not None and station not in stations:
             raise TraceError(f"{path}: no telemetry of {station[0]}/{station[1]}")
         payloads = [bytes(r.payload) for r in records if station in (None, (r.site, r.station))]
@@ -358,7 +405,7 @@ def read(
         raise TraceError(f"{path}: {exc.strerror}") from exc
     if head.startswith(b"RPLOG") or head.startswith(b"RP\x01"):
         return read_telemetry(path, station)
-    return read_csv(path, names if names is not None else sensor_names())
+    return read_csv(path, names if names is not None else sensor_names(), station=station)
 
 
 # ---- replay -------------------------------------------------------------------------------------

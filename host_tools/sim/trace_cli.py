@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import signal
 import subprocess
 import sys
 import tempfile
@@ -84,30 +86,67 @@ def add_commands(commands, default_scenario: str) -> None:
             help="simulated hours (default: the trace's span, its first row to its last)",
         )
         cmd.add_argument(
-            "--seed", type=cli.whole, default=None, metavar="N", help="(default: the scenario's)"
+            "--seed",
+            type=cli.whole,
+            default=None,
+            metavar="N",
+            help=f"seed of every random draw, 0..{cli.SEED_MAX} (default: the scenario's)",
         )
         cmd.add_argument(
-            "--station", default=None, metavar="SITE/STATION", help="a log's station, if several"
+            "--station",
+            default=None,
+            metavar="SITE/STATION",
+            help="the station to replay from a log or pumplog export of several (default: the "
+            "only one)",
         )
         cmd.add_argument(
-            "--config", default=None, metavar="FILE", help="the agent's config for every version"
+            "--config",
+            default=None,
+            metavar="FILE",
+            help="the agent's config, for every version (default: the firmware folder's "
+            "station.json)",
         )
     trace_cmd.add_argument(
-        "--firmware", default=None, metavar="DIR", help="a firmware folder (default: this one's)"
+        "--firmware",
+        default=None,
+        metavar="DIR",
+        help="a firmware folder or a checkout, run in a process of its own (default: this "
+        "checkout's firmware, in this process)",
     )
-    trace_cmd.add_argument("--out", default="build/trace", metavar="DIR")
-    diff_cmd.add_argument("--old", required=True, metavar="DIR", help="the old firmware folder")
-    diff_cmd.add_argument("--new", required=True, metavar="DIR", help="the new firmware folder")
+    trace_cmd.add_argument(
+        "--out",
+        default="build/trace",
+        metavar="DIR",
+        help="output folder, created if missing (default: build/trace)",
+    )
     diff_cmd.add_argument(
-        "--tolerance-s", type=cli.number, default=trace_diff.DEFAULT_TOLERANCE_S, metavar="S"
+        "--old", required=True, metavar="DIR", help="the old firmware folder (or its checkout)"
+    )
+    diff_cmd.add_argument(
+        "--new", required=True, metavar="DIR", help="the new firmware folder (or its checkout)"
+    )
+    diff_cmd.add_argument(
+        "--tolerance-s",
+        type=cli.number,
+        default=trace_diff.DEFAULT_TOLERANCE_S,
+        metavar="S",
+        help="two decisions this far apart or nearer are the same decision, s (default "
+        f"{trace_diff.DEFAULT_TOLERANCE_S:g})",
     )
     diff_cmd.add_argument(
         "--speed-tolerance",
         type=cli.number,
         default=trace_diff.DEFAULT_SPEED_TOLERANCE_PCT,
         metavar="P",
+        help="speed references this close are the same, % (default "
+        f"{trace_diff.DEFAULT_SPEED_TOLERANCE_PCT:g})",
     )
-    diff_cmd.add_argument("--out", default="build/trace-diff", metavar="DIR")
+    diff_cmd.add_argument(
+        "--out",
+        default="build/trace-diff",
+        metavar="DIR",
+        help="output folder, created if missing (default: build/trace-diff)",
+    )
 
 
 @dataclasses.dataclass
@@ -121,9 +160,17 @@ class Job:
 
 
 def check_firmware(folder: str, option: str) -> Path:
+    """A firmware folder (relaypump/ in it), or a checkout whose firmware/ is one."""
     path = Path(folder)
+    if not path.is_dir():
+        raise cli.Refused(f"{option} {folder}: no such folder")
     if not (path / "relaypump" / "__init__.py").is_file():
-        raise cli.Refused(f"{option} {folder}: no relaypump/ package in it (a firmware folder)")
+        if (path / "firmware" / "relaypump" / "__init__.py").is_file():
+            return (path / "firmware").resolve()
+        raise cli.Refused(
+            f"{option} {folder}: no relaypump/ package in it (a firmware folder, or a checkout "
+            "with one in firmware/)"
+        )
     return path.resolve()
 
 
@@ -144,13 +191,20 @@ def prepare(args: argparse.Namespace) -> Job:
         station = (site, name)
     try:
         source = trace.read(args.trace, trace.sensor_names(agent_config=names_config), station)
-        channels = [c.strip() for c in args.channels.split(",")] if args.channels else None
+        channels = [c.strip() for c in (args.channels or "").split(",") if c.strip()] or None
         trace.TraceInputs(source, IoModule(chosen.io_unit), channels, args.between, args.max_hold)
     except trace.TraceError as exc:
         raise cli.Refused(str(exc)) from exc
     hours = args.hours if args.hours is not None else source.span_s / 3600.0
-    if hours <= 0.0 and args.hours is None:
-        raise cli.Refused(f"{args.trace}: one row: a trace needs two rows to span any time")
+    if args.hours is None:
+        if hours <= 0.0:
+            raise cli.Refused(f"{args.trace}: one row: a trace needs two rows to span any time")
+        limit = cli.hours_limit(chosen)
+        if hours > limit:
+            raise cli.Refused(
+                f"{args.trace}: spans {hours:g} h, past the end of the heating season from "
+                f"{chosen.date} (at most {limit:g} h): give --hours"
+            )
     cli.check_hours(hours, chosen)
     cli.check_out(Path(args.out))
     return Job(chosen, source, channels, hours, station, config)
@@ -183,8 +237,19 @@ def start_worker(spec: dict, folder: Path) -> subprocess.Popen:
     )
 
 
+def stop_workers(procs) -> None:
+    """Kill the workers still running (a refusal or Ctrl-C of this process must not leave
+    them running on)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def finish_worker(proc: subprocess.Popen, label: str) -> None:
     _, err = proc.communicate()
+    if proc.returncode in (cli.EXIT_INTERRUPTED, -signal.SIGINT):
+        raise KeyboardInterrupt  # the worker's replay was cut short: no result to report
     if proc.returncode != 0:
         lines = [line for line in err.strip().splitlines() if line.strip()]
         raise cli.Refused(f"{label}: " + (lines[-1] if lines else f"exit {proc.returncode}"))
@@ -201,6 +266,19 @@ def print_summary(path: Path) -> None:
         print(f"  {key}: {count}")
 
 
+def print_notes(job: Job) -> None:
+    """What the first line does not say and a user should not miss."""
+    ignored = job.source.ignored
+    if ignored:
+        listed = ", ".join(ignored[:8]) + (f", ... ({len(ignored)} in all)" if ignored[8:] else "")
+        print(f"  columns not replayed (no sensor of that name): {listed}")
+    if job.hours * 3600.0 > job.source.span_s + 1.0:
+        print(
+            f"  the trace ends at {job.source.span_s / 3600.0:g} h: after it every channel is "
+            "simulated"
+        )
+
+
 def run_trace(args: argparse.Namespace) -> int:
     job = prepare(args)
     out = Path(args.out)
@@ -211,14 +289,17 @@ def run_trace(args: argparse.Namespace) -> int:
         f"pumpsim trace: {job.source.source} on {job.scenario.name}, {job.hours:g} h, "
         f"channels {', '.join(job.channels or job.source.channels())}"
     )
+    print_notes(job)
     if firmware is not None:
         with tempfile.TemporaryDirectory() as tmp:
             proc = start_worker(_worker_job(args, job, firmware, decisions), Path(tmp))
             try:
                 finish_worker(proc, str(firmware))
-            except cli.Refused:
+            except BaseException:  # refused or Ctrl-C: the folder goes if nothing is in it
                 cli.remove(made)
                 raise
+            finally:
+                stop_workers([proc])
         print_summary(decisions)
         print(f"wrote {decisions}")
         return 0
@@ -238,7 +319,10 @@ def run_trace(args: argparse.Namespace) -> int:
             config_path=job.config,
             progress=cli.progress_bar(),
         )
-    except (ConfigError, scenario.ScenarioError, trace.TraceError) as exc:
+    except ConfigError as exc:
+        cli.remove(made)
+        raise cli.Refused(f"{job.config or REPO / job.scenario.agent_config}: {exc}") from exc
+    except (scenario.ScenarioError, trace.TraceError) as exc:
         cli.remove(made)
         raise cli.Refused(str(exc)) from exc
     write_decisions(decisions, done)
@@ -247,16 +331,29 @@ def run_trace(args: argparse.Namespace) -> int:
     print(table)
     print_summary(decisions)
     print(f"wrote {decisions}, {out / 'kpi.txt'}")
+    if getattr(done.result, "interrupted", False):  # Ctrl-C: what was simulated is written
+        simulated = done.result.kpis.get("hours", 0.0)
+        print(f"pumpsim: interrupted after {simulated:.2f} h of {job.hours:g} h", file=sys.stderr)
+        return cli.EXIT_INTERRUPTED
     return 0
 
 
 def run_diff(args: argparse.Namespace) -> int:
     job = prepare(args)
+    for option, value in (
+        ("--tolerance-s", args.tolerance_s),
+        ("--speed-tolerance", args.speed_tolerance),
+    ):
+        if not (math.isfinite(value) and value >= 0.0):
+            raise cli.Refused(f"{option} must be a number >= 0, got {value:g}")
     old = check_firmware(args.old, "--old")
     new = check_firmware(args.new, "--new")
+    if old == new:
+        raise cli.Refused(f"--old and --new are the same folder ({old}): nothing to compare")
     out = Path(args.out)
     made = cli.make_out(out)
     print(f"pumpsim diff: {job.source.source}, {job.hours:g} h: {old} against {new}")
+    print_notes(job)
     logs = {"old": out / "old.jsonl", "new": out / "new.jsonl"}
     with tempfile.TemporaryDirectory() as tmp:
         procs = {
@@ -266,11 +363,8 @@ def run_diff(args: argparse.Namespace) -> int:
         try:
             for label, proc in procs.items():
                 finish_worker(proc, f"--{label} {args.old if label == 'old' else args.new}")
-        except cli.Refused:
-            for proc in procs.values():
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+        except BaseException:  # refused, or Ctrl-C: no half diff, no worker left running
+            stop_workers(procs.values())
             for log in logs.values():
                 log.unlink(missing_ok=True)
             cli.remove(made)

@@ -15,7 +15,8 @@ Firmware supported: one whose runtime.py has the board interface (wait_us; commi
 runtime" and later) runs in its own runtime (agent_controller.py); an older one is driven as the
 simulator drove it before (trace_replay.DirectAgentController: relaypump.agent.Agent with
 next_request, receive, tick; tried back to 50ddaf2). Both need relaypump/codes.py (event names).
-Exit 0 written, 2 refused (one line on stderr).
+Exit 0 written, 2 refused (one line on stderr), 130 interrupted (Ctrl-C; what was simulated
+is written).
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ def main(argv: list[str]) -> int:
         print(f"trace_worker: {folder}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     write_decisions(Path(job["decisions"]), result)
+    if getattr(result.result, "interrupted", False):  # Ctrl-C: a part, not a result to compare
+        print("trace_worker: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

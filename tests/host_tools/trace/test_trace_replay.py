@@ -117,7 +117,7 @@ def test_without_the_trace_the_same_run_does_not_protect(tmp_path):
         ([], "column suction_kpa (2): not a number"),
         (["--channels", "flow_m3h"], "no readings of 'flow_m3h'"),
         (["--max-hold", "0"], "max hold"),
-        (["--firmware", "/nonexistent"], "no relaypump/ package"),
+        (["--firmware", "/nonexistent"], "no such folder"),
     ],
 )
 def test_pumpsim_trace_refusals_are_one_line(tmp_path, capsys, extra, says):
