@@ -421,6 +421,7 @@ class Bridge:
         try:
             metrics = sp.decode(payload).metrics
         except sp.SparkplugError as err:
+            self.log(f"DCMD {station}: refused: {err}")
             return self._command_result(d, "DCMD", f"refused: {err}", now)
         out: list[Out] = []
         for m in metrics:

@@ -362,12 +362,17 @@ def decode(data: bytes) -> Payload:
     return p
 
 
+def _type_name(code: int) -> str:
+    return DataType(code).name if code in DataType._value2member_map_ else "unknown"
+
+
 def typed_value(m: Metric, datatype: int):
     """The metric's value read as `datatype` (signed integers sign-extended): SparkplugError when
     its field is not that datatype's or the value does not fit it."""
-    name = DataType(datatype).name if datatype in DataType._value2member_map_ else datatype
+    name = _type_name(datatype)
     if m.datatype not in (DataType.UNKNOWN, datatype):
-        raise SparkplugError(f"metric {m.name!r}: datatype {m.datatype}, expected {name}")
+        got = _type_name(m.datatype)
+        raise SparkplugError(f"metric {m.name!r}: datatype {m.datatype} ({got}), expected {name}")
     if m.is_null or m.value is None:
         raise SparkplugError(f"metric {m.name!r}: no value")
     number, bits = _VALUE_FIELDS[datatype]

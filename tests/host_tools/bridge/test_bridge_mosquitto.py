@@ -297,7 +297,7 @@ def test_writes_the_bridge_refuses_send_nothing(scenario, broker, peer, bridge):
             ({"name": "mode", "datatype": "UINT8", "value": int(P.Mode.LOCAL)},
              "refused: mode 4 (local) cannot be set remotely"),
             ({"name": "setpoint", "datatype": "INT32", "value": 120},
-             "refused: metric 'setpoint': datatype 3, expected DOUBLE"),
+             "refused: metric 'setpoint': datatype 3 (INT32), expected DOUBLE"),
             ({"name": "setpoint", "datatype": "DOUBLE", "value": 5000.0},
              "refused: setpoint 5000.0 kPa does not fit the frame (+-3276.7 kPa)"),
             ({"name": "Command/pump_enable", "datatype": "UINT8", "value": 4},

@@ -47,7 +47,7 @@ def test_values_that_do_not_fit_their_datatype_are_refused():
         with pytest.raises(sp.SparkplugError, match="does not fit"):
             sp.encode_metric(sp.Metric("m", datatype, value))
     (m,) = sp.decode(sp.encode(sp.Payload(metrics=[sp.Metric("m", D.UINT32, 300)]))).metrics
-    with pytest.raises(sp.SparkplugError, match="datatype 7, expected UINT8"):
+    with pytest.raises(sp.SparkplugError, match=r"datatype 7 \(UINT32\), expected UINT8"):
         sp.typed_value(m, D.UINT8)
     m.datatype = D.UNKNOWN  # a host that leaves the datatype out: the field must still fit
     with pytest.raises(sp.SparkplugError, match="300 does not fit UINT8"):
