@@ -522,7 +522,7 @@ def run(args) -> int:
     client = broker.make_client(args)
     lock = threading.Lock()
     stopping = threading.Event()
-    link = SimpleNamespace(connected_at=None, short=0, fatal=None)  # the connection's history
+    link = SimpleNamespace(connected_at=None, lost=False, short=0, fatal=None)  # its history
 
     def publish(outs: list[Out]) -> None:
         for o in outs:
@@ -537,8 +537,9 @@ def run(args) -> int:
         if reason_code.is_failure:
             return
         with lock:
-            if link.connected_at is not None or link.short:
+            if link.lost:
                 bridge.log(f"connected again to {args.host}:{broker.port_of(args)}")
+                link.lost = False
             link.connected_at = time.monotonic()
             client.subscribe(sp.topic(group, "NCMD", args.node), qos=1)
             client.subscribe(sp.topic(group, "DCMD", args.node, "+"), qos=1)
@@ -552,10 +553,11 @@ def run(args) -> int:
             return
         with lock:
             bridge.live = False  # no NDEATH of ours on a dead connection: the broker has the will
-            lasted = time.monotonic() - (link.connected_at or 0.0)
-            link.connected_at = None
-            if reason_code.is_failure:
+            since, link.connected_at = link.connected_at, None
+            if since is not None and reason_code.is_failure:  # not a refused CONNECT
+                lasted = time.monotonic() - since
                 bridge.log(f"lost the broker ({reason_code}); connecting again")
+                link.lost = True
                 # closed as soon as made, again and again: another client took over the
                 # client id (a second bridge); both would flap NBIRTH/NDEATH forever
                 link.short = link.short + 1 if lasted < TAKEOVER_S else 0

@@ -68,8 +68,33 @@ def test_a_bad_site_is_named_as_the_site(tmp_path, capsys):
 def test_the_broker_going_away_is_logged_and_a_stop_then_is_clean(broker, bridge):
     broker.stop()
     wait_for(lambda: "lost the broker" in bridge.stderr(), "line about the lost broker")
+    broker.start()
+    wait_for(lambda: "connected again" in bridge.stderr(), "line about the broker back")
+    broker.stop()
+    wait_for(lambda: bridge.stderr().count("lost the broker") == 2, "second lost line")
     assert bridge.stop() == 0  # SIGTERM while the broker is away: no NDEATH to publish
     assert "Traceback" not in bridge.stderr()
+
+
+def test_a_refused_login_is_one_line_exit_4(broker, tmp_path, capsys):
+    wrong = tmp_path / "wrong.pw"
+    wrong.write_text("not-the-password\n")
+    argv = ["--site", "jia", "--port", str(broker.port), "--user", "bridge", "--password-file"]
+    assert main([*argv, str(wrong), "--state-dir", str(tmp_path / "state")]) == 4
+    assert (
+        capsys.readouterr().err == "pumpbridge: the broker refused the connection: Not authorized\n"
+    )
+
+
+def test_an_undecodable_dcmd_is_logged_and_reported(tmp_path):
+    log = []
+    keys = {("jia", "relay1"): StationKey("jia", "relay1", 7, KEY)}
+    b = Bridge("jia", "pumpbridge", "jia", keys, tmp_path, log=log.append)
+    b.connected(0.0)
+    b.feed(TOPIC + "telemetry", telemetry(1), 1.0)
+    ((_, report),) = decoded(b.feed("spBv1.0/jia/DCMD/pumpbridge/relay1", b"\xff\xff", 2.0))
+    assert values(report)["Command/Last Result"].startswith("refused: payload")
+    assert log == ["DCMD relay1: refused: payload: truncated varint"]
 
 
 def test_a_second_bridge_with_the_same_client_id_stops_rather_than_flap(
