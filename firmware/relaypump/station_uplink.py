@@ -72,9 +72,9 @@ Rules:
   it again at most every HELD_RETRY_MS (a held take reads the slot from flash).
 Allocation (MicroPython VM, tests/firmware/test_station_uplink.py and host_tools/bench/
 uplink_e2e.py): ``sample`` builds its 5 float sums only (80 B a tick); a step with nothing due
-builds nothing (netio.Link's own reads and writes aside); a telemetry step ~1 KiB (the frame's
-floats, the slot write); a command a few hundred bytes (HMAC), a config change loads config.py
-for that command only. Heap it keeps (measured in the VM, host_tools/bench/uplink_e2e.py):
+builds nothing (netio.Link's own reads and writes aside); a telemetry step ~0.45 KiB (the
+frame's floats, the slot write: ~0.2 KiB, as an event's); a held take ~0.25 KiB (reads a slot); a
+command a few hundred bytes (HMAC), a config change loads config.py for that command only. Heap it keeps (measured in the VM, host_tools/bench/uplink_e2e.py):
 the session 2.1 KiB (5 slots sized to the largest frame on the telemetry topic, 118 B for
 "jia/relay1", not max_packet; rx of max_packet, 256 B; tx one slot + 128 B), the outbox's index
 3.3 KiB for 468 slots (outbox.py), the rest of the uplink 1.8 KiB, the modules' code (.mpy,

@@ -327,6 +327,42 @@ def test_a_burst_of_events_is_spread_over_steps_each_with_its_own_time():
         remove_dir(directory)
 
 
+def test_a_step_appends_one_frame_telemetry_first_then_the_events():
+    """One flash append a step (its heap peak one append): a step that makes the telemetry frame
+    leaves the waiting event for the next step."""
+    from relaypump.codes import EVENT_CONFIG_APPLIED, SEVERITY_NOTICE
+
+    directory = make_dir()
+    try:
+        runtime, board = start(directory)
+        run(runtime, board, 3000)
+        up = runtime.uplink
+        up.link = None  # the frames stay in the outbox
+        now = board.ticks_ms()
+        ring = runtime.agent.events
+        while ring.count:  # the start's events
+            up.step(now)
+        box = up.box
+        ring.push(EVENT_CONFIG_APPLIED, SEVERITY_NOTICE, 0, 7, now)
+        now = up._next_ms  # the telemetry frame is due
+        before = box.pending
+        up.step(now)
+        assert box.pending == before + 1 and ring.count == 1  # the telemetry frame only
+        up.step(now)
+        assert box.pending == before + 2 and ring.count == 0  # then the event
+        kinds = []
+        box.rewind()
+        while True:
+            token = box.take(now)
+            if not token:
+                break
+            kinds.append(box.frame[3])
+            box.acked(token)
+        assert kinds[-2:] == [uplink.KIND_TELEMETRY, uplink.KIND_EVENT]
+    finally:
+        remove_dir(directory)
+
+
 def test_a_step_with_nothing_due_allocates_nothing():
     directory = make_dir()
     try:
