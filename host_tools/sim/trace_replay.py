@@ -348,5 +348,10 @@ def write_decisions(path: Path, replay_: Replay) -> None:
 def recording(scenario: Scenario, controller: AgentController, path: Path):
     """(controller, station, writer) for a run that records its I/O module's inputs as a trace."""
     station = SimulatedStation(scenario)
-    writer = trace_mod.TraceWriter(path, station.io)
+    try:
+        writer = trace_mod.TraceWriter(path, station.io)
+    except OSError as exc:  # a folder of that name, a read-only file: refused as pumpsim refuses
+        from host_tools.sim.cli import Refused
+
+        raise Refused(f"{path}: cannot write the trace ({exc.strerror})") from exc
     return DecisionRecorder(controller, station, writer=writer), station, writer

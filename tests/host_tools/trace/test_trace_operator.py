@@ -197,3 +197,11 @@ def test_an_interrupted_worker_is_not_a_result(tmp_path, day_trace):
     assert proc.returncode == cli.EXIT_INTERRUPTED and "trace_worker: interrupted" in err, err
     with pytest.raises(KeyboardInterrupt):  # the parent reports no diff of it
         trace_cli.finish_worker(subprocess.Popen([sys.executable, "-c", "exit(130)"]), "--old x")
+
+
+def test_a_trace_csv_that_cannot_be_written_is_refused(tmp_path, capsys):
+    out = tmp_path / "out"
+    (out / "trace.csv").mkdir(parents=True)
+    code, _, err = run_cli(["--hours", "0.01", "--out", str(out), "--record-trace"], capsys)
+    assert code == cli.EXIT_REFUSED
+    assert err == f"pumpsim: {out / 'trace.csv'}: cannot write the trace (Is a directory)\n"
