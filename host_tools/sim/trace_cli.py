@@ -138,7 +138,7 @@ def add_commands(commands, default_scenario: str) -> None:
         type=cli.number,
         default=trace_diff.DEFAULT_SPEED_TOLERANCE_PCT,
         metavar="P",
-        help="speed references this close are the same, % (default "
+        help="speed references this close are the same, %% (default "
         f"{trace_diff.DEFAULT_SPEED_TOLERANCE_PCT:g})",
     )
     diff_cmd.add_argument(

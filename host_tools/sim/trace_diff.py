@@ -301,15 +301,40 @@ def report(
     return "\n".join(lines) + "\n", differ
 
 
+def _not_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value >= 0.0 or value == float("inf"):  # also NaN
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m host_tools.sim.trace_diff",
         description="Where two decisions logs of the same trace differ (pumpsim trace/diff).",
+        epilog="Exit status: 0 no divergence, 1 they differ, 2 a log that cannot be read.",
     )
-    parser.add_argument("old")
-    parser.add_argument("new")
-    parser.add_argument("--tolerance-s", type=float, default=DEFAULT_TOLERANCE_S)
-    parser.add_argument("--speed-tolerance", type=float, default=DEFAULT_SPEED_TOLERANCE_PCT)
+    parser.add_argument("old", metavar="OLD.jsonl", help="the old firmware's decisions log")
+    parser.add_argument("new", metavar="NEW.jsonl", help="the new firmware's decisions log")
+    parser.add_argument(
+        "--tolerance-s",
+        type=_not_negative,
+        default=DEFAULT_TOLERANCE_S,
+        metavar="S",
+        help=f"two decisions this far apart or nearer are the same, s (default "
+        f"{DEFAULT_TOLERANCE_S:g})",
+    )
+    parser.add_argument(
+        "--speed-tolerance",
+        type=_not_negative,
+        default=DEFAULT_SPEED_TOLERANCE_PCT,
+        metavar="P",
+        help=f"speed references this close are the same, %% (default "
+        f"{DEFAULT_SPEED_TOLERANCE_PCT:g})",
+    )
     args = parser.parse_args(argv)
     try:
         text, differ = report(

@@ -114,3 +114,14 @@ def test_a_second_bridge_with_the_same_client_id_stops_rather_than_flap(
         assert kept.proc.poll() is None  # the other one goes on
     finally:
         second.close()
+
+
+def test_every_bridge_option_says_its_default():
+    from host_tools.uplink.bridge import parser
+
+    p = parser()
+    p.format_help()
+    (own,) = [g for g in p._action_groups if g.title == "options"]  # the broker's are pumpctl's
+    for action in own._group_actions:
+        if action.dest not in ("help", "site"):  # --site is required
+            assert action.help and "default" in action.help, action.dest

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from host_tools.sim import cli, trace, trace_cli
+from host_tools.sim import cli, trace, trace_cli, trace_diff
 from host_tools.sim.agent_controller import REPO
 
 NAMES = trace.sensor_names(agent_config=REPO / "firmware" / "station.json")
@@ -205,3 +205,16 @@ def test_a_trace_csv_that_cannot_be_written_is_refused(tmp_path, capsys):
     code, _, err = run_cli(["--hours", "0.01", "--out", str(out), "--record-trace"], capsys)
     assert code == cli.EXIT_REFUSED
     assert err == f"pumpsim: {out / 'trace.csv'}: cannot write the trace (Is a directory)\n"
+
+
+def test_every_option_of_trace_and_diff_says_its_default(capsys):
+    (commands,) = [a for a in cli.parser()._actions if a.dest == "command"]
+    for parser in (commands.choices["trace"], commands.choices["diff"]):
+        parser.format_help()  # a stray % in a help text breaks it
+        for action in parser._actions:
+            if action.option_strings and action.dest != "help" and not action.required:
+                assert action.help and "default" in action.help, (parser.prog, action.dest)
+    with pytest.raises(SystemExit):
+        trace_diff.main(["--help"])
+    text = capsys.readouterr().out
+    assert "(default 1)" in text and "(default 2)" in text
