@@ -45,7 +45,7 @@ Rules:
   made, 3 times in a row (within 5 s of its CONNACK), is another client with the same client id
   taking it over: the bridge stops (exit 4) rather than flap NBIRTH/NDEATH with it.
 - Exit status: 0 stopped (SIGTERM, SIGINT, --duration; the NDEATH published first when
-  connected), 2 a usage, key file or state dir problem, 4 the broker could not be reached,
+  connected; Ctrl-C before the broker answered: one line), 2 a usage, key file or state dir problem, 4 the broker could not be reached,
   refused the connection or kept closing it.
 """
 
@@ -698,6 +698,9 @@ def main(argv: list[str] | None = None) -> int:
     except ToolError as err:
         print(f"pumpbridge: {err}", file=sys.stderr)
         return err.code
+    except KeyboardInterrupt:  # Ctrl-C while connecting (later it is a stop like SIGTERM)
+        print("pumpbridge: stopped before the broker answered", file=sys.stderr)
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -3,10 +3,15 @@ values, the broker going away, a second bridge with the same client id. Each end
 line and a documented exit status (or the right result), never a traceback or a silent stop."""
 
 import math
+import os
+import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
-from bridge_helpers import BridgeProcess
+from bridge_helpers import ROOT, BridgeProcess
 from test_bridge_core import KEY, TOPIC, decoded, telemetry, values
 
 from host_tools.uplink import sparkplug as sp
@@ -125,3 +130,31 @@ def test_every_bridge_option_says_its_default():
     for action in own._group_actions:
         if action.dest not in ("help", "site"):  # --site is required
             assert action.help and "default" in action.help, action.dest
+
+
+def has_socket(pid: int) -> bool:
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            if os.readlink(fd).startswith("socket:"):
+                return True
+        except OSError:  # closed meanwhile
+            pass
+    return False
+
+
+def test_ctrl_c_while_the_broker_does_not_answer_is_one_line(broker, tmp_path):
+    broker.freeze()  # accepts the connection (the kernel does), never answers it
+    try:
+        argv = [sys.executable, "-m", "host_tools.uplink.bridge", "--site", "jia", "--port"]
+        proc = subprocess.Popen(
+            [*argv, str(broker.port), "--state-dir", str(tmp_path / "state")],
+            cwd=ROOT, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        wait_for(lambda: has_socket(proc.pid), "socket of the connection")  # imports done
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        broker.thaw()
+    assert proc.returncode == 0
+    assert err == "pumpbridge: stopped before the broker answered\n"
