@@ -3,8 +3,9 @@ versions compared on it (the command-line side; trace.py, trace_replay.py, trace
 work).
 
     pumpsim trace TRACE [--scenario FILE] [--channels A,B] [--between hold|linear] [--max-hold S]
-                        [--hours H] [--seed N] [--station SITE/STATION] [--firmware DIR] [--out DIR]
-    pumpsim diff TRACE --old DIR --new DIR [the same options] [--tolerance-s S]
+                        [--hours H] [--seed N] [--station SITE/STATION] [--config FILE]
+                        [--firmware DIR] [--out DIR]
+    pumpsim diff TRACE --old DIR --new DIR [the same options but --firmware] [--tolerance-s S]
                         [--speed-tolerance P]
 
 ``trace`` writes decisions.jsonl (trace_replay.py) and, run in this process (no --firmware),
@@ -13,8 +14,11 @@ in a process of its own with DIR's relaypump (trace_worker.py). ``diff`` replays
 both firmware folders (two processes side by side), writes old.jsonl, new.jsonl and diff.txt
 (trace_diff.py) and prints the report: exit 0 when the decisions agree, 1 when they differ.
 A firmware folder is a checkout's firmware/ (relaypump/ and station.json): each version runs with
-its own station.json unless ``--config`` names one for both. Refusals as pumpsim's: one line,
-exit 2, nothing written.
+its own station.json unless ``--config`` names one for both; a checkout is taken for its
+firmware/, and the same folder as --old and --new is refused. Refusals as pumpsim's: one line,
+exit 2, nothing written. Ctrl-C: ``trace`` writes what was simulated and exits 130 (as ``run``);
+``diff`` stops its workers, writes no diff and exits 130 (a worker that was interrupted is no
+result either).
 """
 
 from __future__ import annotations
