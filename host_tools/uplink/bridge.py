@@ -45,8 +45,8 @@ Rules:
   made, 3 times in a row (within 5 s of its CONNACK), is another client with the same client id
   taking it over: the bridge stops (exit 4) rather than flap NBIRTH/NDEATH with it.
 - Exit status: 0 stopped (SIGTERM, SIGINT, --duration; the NDEATH published first when
-  connected; Ctrl-C before the broker answered: one line), 2 a usage, key file or state dir problem, 4 the broker could not be reached,
-  refused the connection or kept closing it.
+  connected; Ctrl-C before the broker answered: one line), 2 a usage, key file or state dir
+  problem, 4 the broker could not be reached, refused the connection or kept closing it.
 """
 
 from __future__ import annotations
