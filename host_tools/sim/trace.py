@@ -326,7 +326,7 @@ def _csv_columns(path: Path, header: list[str], names: dict[str, str]) -> Trace:
             f"{path}:1: no column names a sensor of the station (sensors: "
             f"{', '.join(sorted(names))})"
         )
-    ignored = [h for h in header[1:] if h not in names]
+    ignored = [h for h in header[1:] if h and h not in names]  # a trailing separator: no name
     return Trace(str(path), cells={c: [] for c in channels}, ignored=ignored)
 
 

@@ -218,3 +218,8 @@ def test_every_option_of_trace_and_diff_says_its_default(capsys):
         trace_diff.main(["--help"])
     text = capsys.readouterr().out
     assert "(default 1)" in text and "(default 2)" in text
+
+
+def test_a_trailing_separator_is_no_column(tmp_path):
+    got = read(tmp_path, "t_s,suction_kpa,\n0,300,\n1,301,\n")
+    assert got.ignored == [] and got.cells == {"suction_kpa": [300.0, 301.0]}
