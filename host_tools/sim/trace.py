@@ -184,7 +184,7 @@ def _analog_cell(text: str) -> Cell:
         return Current(round(ma * 1000.0))
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"not a finite number: {text!r}")
+        raise ValueError(f"not a finite number: {text!r} (an empty cell is no reading)")
     return value
 
 
@@ -287,8 +287,9 @@ def read_csv(
                     try:
                         value = _digital_cell(cell) if channel in digital else _analog_cell(cell)
                     except ValueError as exc:
-                        why = str(exc) if "current" in str(exc) or "digital" in str(exc) else None
-                        why = why or f"not a number (or a current in mA): {cell!r}"
+                        why = str(exc)  # ours, or float()'s "could not convert ..."
+                        if why.startswith("could not convert"):
+                            why = f"not a number (or a current in mA): {cell!r}"
                         raise TraceError(f"{path}:{line}, column {name} ({i + 1}): {why}") from None
                     trace.cells[channel].append(value)
         except (csv.Error, UnicodeDecodeError) as exc:

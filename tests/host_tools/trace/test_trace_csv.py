@@ -23,7 +23,11 @@ def read_text(tmp_path, text):
     "text, where, why",
     [
         ("t_s,suction_kpa\n0,300\n1,abc\n", ":3, column suction_kpa (2):", "not a number"),
-        ("t_s,flow_m3h\n0,nan\n", ":2, column flow_m3h (2):", "not a number"),
+        (
+            "t_s,flow_m3h\n0,nan\n",
+            ":2, column flow_m3h (2):",
+            "not a finite number: 'nan' (an empty",
+        ),
         ("t_s,suction_kpa\n0,300\n0,301\n", ":3, column t_s (1):", "not after the row before"),
         ("time,suction_kpa\n2026-01-15T00:00:00,3\nyesterday,1\n", ":3, column time (1):", "ISO"),
         ("t_s,suction_kpa\n0,300\n1,300,5\n", ":3:", "3 cells, the header has 2"),
