@@ -80,8 +80,11 @@ protocol: $(VENV_STAMP)
 protocol-check: $(VENV_STAMP)
 	$(PY) -m protocol.codegen --check
 
+# Two pytest-xdist workers, a test file's tests on one (tests/conftest.py says why and in what
+# order); PYTEST_WORKERS=0 runs the suite in one process.
+PYTEST_WORKERS ?= 2
 pytest: $(VENV_STAMP) $(NODE_STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 bench: setup
 	$(PY) -m host_tools.bench $(BENCH)

@@ -1,4 +1,11 @@
-"""Suite-wide settings: hypothesis profiles (CI runs more examples, never a deadline on these noisy machines)."""
+"""Suite-wide settings: hypothesis profiles (CI runs more examples, never a deadline on these noisy
+machines), and the order: the hardware-in-the-loop bench first.
+
+`make test` runs the suite on two pytest-xdist workers, a test file's tests on one worker
+(--dist loadfile: a module's VM, served pty or virtual board stays with it), files in collection
+order (--no-loadscope-reorder). The HIL bench (tests/host_tools/hil) is 4 min of real time at a few
+% of a core: first, it runs beside the rest on the other worker instead of after it.
+"""
 
 import os
 import sys
@@ -24,3 +31,10 @@ def pytest_addoption(parser):
         help="serial device (RS-485 adapter) of a real board running the agent, for the "
         "hardware-in-the-loop tests in tests/host_tools/hil (default: the virtual board)",
     )
+
+
+HIL = "tests/host_tools/hil/"
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: not item.nodeid.startswith(HIL))  # stable: the rest keeps its order
