@@ -52,7 +52,8 @@ class SimulatedBus:
     def send(self, frame: bytes, now_s: float) -> float:
         """The master starts sending at now_s; returns when the last byte has left."""
         char_s = self.char_s
-        start = max(now_s, self.busy_until_s)
+        busy = self.busy_until_s
+        start = busy if busy > now_s else now_s  # max(now_s, busy), without the call
         end = start + len(frame) * char_s  # frame_time_s, inline (as below): every frame
         self.wire_time_s += end - start
         self._response, self._delivered = b"", 0

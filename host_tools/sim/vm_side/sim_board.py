@@ -42,7 +42,10 @@ def ticks_add(t, delta):
 
 
 def ticks_diff(a, b):
-    return ((a - b + HALF) & MASK) - HALF
+    d = a - b
+    if -HALF <= d < HALF:  # the wrap leaves it as it is: no arithmetic (the loop's every step)
+        return d
+    return ((d + HALF) & MASK) - HALF
 
 
 class WatchdogExpired(Exception):
