@@ -88,7 +88,8 @@ SAVE_PERIOD_MS = const(600000)  # run time and energy: at most 10 min lost on a 
 _SAVE_RETRY_MS = const(10000)
 _CONFIG_RETRY_MS = const(10000)
 _HOLD_WAIT_US = const(200000)  # loop period while a bad config is held
-_RX_SIZE = const(256)
+# one read of the UART: the agent's longest response is ~25 B (5 + 2 per register); more waits a step
+_RX_SIZE = const(64)
 _IDLE = const(0)  # fieldbus.IDLE (the fieldbus is imported with the agent, by build)
 _MICROPYTHON = sys.implementation.name == "micropython"
 
