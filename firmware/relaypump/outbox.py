@@ -82,10 +82,12 @@ Cost (default: 12 segments = 468 slots, 467 frames = 77 min of telemetry at 10 s
   day, ~15 years. A write-behind of telemetry while the broker acknowledges promptly would cut
   this ~100-fold at the price of the last seconds of telemetry on a power loss; not done: the
   issue asks that nothing be lost across a reboot.
-- RAM: per slot its serial mod 2**16 (2 B), a state byte (waiting / handed out, telemetry or
-  event) and its place in the serial-order ring (2 B): 5 B a slot, 2.3 KiB for 468 slots, plus
-  one slot buffer (104 B) that append writes and take reads back (``frame`` is a view into it):
-  3.2 KiB in all in the VM. Loading reads the segments twice (the newest serial first).
+- RAM: per slot its serial mod 2**16 (2 B), its place in the serial-order ring (2 B: the slot
+  number, 12 bits, and the entry's state above it: waiting / handed out, telemetry or event) and
+  a bit saying it is in use: 4 B and a bit a slot, 1.9 KiB for 468 slots, plus one slot buffer
+  (104 B) that append writes and take reads back (``frame`` is a view into it): 2.9 KiB in all in
+  the VM (host_tools/bench/outbox.py: vm_heap_outbox_object). At most 4095 slots (105 segments).
+  Loading reads the segments twice (the newest serial first).
 - Time per frame: ``outbox_write_ms`` (host_tools/bench/outbox.py, in the VM on MEMFS: CPU only;
   a board adds its flash erase, ~45 ms for a 4 KiB sector on an RP2's QSPI flash, and programs).
 """
@@ -119,12 +121,14 @@ _KIND_TELEMETRY = const(1)
 _KIND_EVENT = const(2)
 _SPAN = const(65535)  # serials an entry may be older than the next one (RAM keeps them mod 2**16)
 
-# slot states in RAM: the state in bits 0-1, bit 2 set for a telemetry frame
-_FREE = const(0)
-_WAITING = const(1)
-_OUT = const(2)  # handed to the session, no PUBACK yet
-_STATE = const(3)
-_TELEMETRY = const(4)
+# an entry of the order ring: its slot in bits 0-11, its state above (a slot not in the ring is
+# free: a bit of _busy says so)
+_SLOT = const(0x0FFF)
+_MAX_SLOTS = const(4095)
+_WAITING = const(0x1000)
+_OUT = const(0x2000)  # handed to the session, no PUBACK yet
+_STATE = const(0x3000)
+_TELEMETRY = const(0x4000)
 
 
 class OutboxError(ValueError):
@@ -144,8 +148,8 @@ class Outbox:
         save_ms=60000,
         hold_unsynced_ms=120000,
     ):
-        if segments < 1:
-            raise ValueError("outbox segments must be at least 1")
+        if not 1 <= segments <= _MAX_SLOTS // SEGMENT_SLOTS:
+            raise ValueError("outbox segments must be 1..%d" % (_MAX_SLOTS // SEGMENT_SLOTS))
         self.fs = fs
         self.base = base
         self.station_id = station_id
@@ -158,7 +162,7 @@ class Outbox:
         self.slots = n
         self.capacity = n - 1
         self._serial = array("H", bytes(2 * n))  # mod 2**16: _full() makes the whole serial
-        self._state = bytearray(n)
+        self._busy = bytearray((n + 7) >> 3)  # a bit per slot: an entry is in it (the ring's)
         # one slot's bytes, written by append, read back by take: box.frame is a view into it
         self._buf = bytearray(SLOT_SIZE)
         view = memoryview(self._buf)
@@ -209,13 +213,14 @@ class Outbox:
         self._top_boot = boot
         # two passes: the newest serial first, so that the entries can be kept mod 2**16
         self._next_serial = self._read_slots(mark, None) + 1
-        self._read_slots(mark, self._load_slot)
+        kinds = bytearray(self.slots)  # each slot's entry: its _KIND_*, 0 for none
+        self._read_slots(mark, lambda i, slot: self._load_slot(i, slot, kinds))
         full = self._full
         serials = self._serial
-        waiting = [i for i in range(self.slots) if self._state[i] != _FREE]
+        waiting = [i for i in range(self.slots) if kinds[i]]
         waiting.sort(key=lambda i: full(serials[i]))
         for i in waiting:
-            self._push(i)
+            self._push(i | _WAITING | (_TELEMETRY if kinds[i] == _KIND_TELEMETRY else 0))
         # this boot's number: above any the slots carry (ticks of another boot are never used)
         self.boot = (self._top_boot + 1) & 0xFFFF
         if self._top_seq >= self._seq:  # a lost header must not make seq numbers repeat
@@ -244,7 +249,7 @@ class Outbox:
                     top = struct.unpack_from(">I", slot, 0)[0]
         return top
 
-    def _load_slot(self, i, slot):
+    def _load_slot(self, i, slot, kinds):
         serial, _, boot, _, length, dropped_t, dropped_e = struct.unpack_from(_META, slot, 0)
         if serial == 0:
             return
@@ -266,7 +271,7 @@ class Outbox:
             self._refuse(kind)
             return
         self._serial[i] = serial & 0xFFFF
-        self._state[i] = _WAITING | (_TELEMETRY if kind == _KIND_TELEMETRY else 0)
+        kinds[i] = kind
         self.pending += 1
         if kind == _KIND_EVENT:
             code = struct.unpack_from(">H", slot, _FRAME_AT + _CODE_AT)[0]
@@ -359,7 +364,7 @@ class Outbox:
         if self.pending >= self.capacity and not self._drop_oldest_telemetry(True):
             return self._refuse(kind)
         while self._used and self._next_serial - self._head_serial() >= _SPAN:
-            if not self._state[self._order[self._head]] & _TELEMETRY:
+            if not self._order[self._head] & _TELEMETRY:
                 return self._refuse(kind)  # an event that old is never dropped
             self._release(0)  # the oldest telemetry, too old to keep
             self.dropped_telemetry += 1
@@ -390,10 +395,9 @@ class Outbox:
         self._write_slot(i, slot)
         self._next_serial = serial + 1
         self._serial[i] = serial & 0xFFFF
-        self._state[i] = _WAITING | (_TELEMETRY if kind == _KIND_TELEMETRY else 0)
         self._last_written = i
         self.pending += 1
-        self._push(i)
+        self._push(i | _WAITING | (_TELEMETRY if kind == _KIND_TELEMETRY else 0))
         return True
 
     def _refuse(self, kind):
@@ -409,14 +413,15 @@ class Outbox:
         return n - ((n - low) & 0xFFFF)
 
     def _head_serial(self):
-        return self._full(self._serial[self._order[self._head]])
+        return self._full(self._serial[self._order[self._head] & _SLOT])
 
     def _free_slot(self):
         n = self.slots
+        busy = self._busy
         i = self._last_written
         for _ in range(n):
             i = i + 1 if i + 1 < n else 0
-            if self._state[i] == _FREE:
+            if not busy[i >> 3] & (1 << (i & 7)):
                 return i
         raise OutboxError("no free slot")  # unreachable: capacity keeps one free
 
@@ -440,9 +445,11 @@ class Outbox:
         p = self._head + k
         return p - self.slots if p >= self.slots else p
 
-    def _push(self, i):
-        self._order[self._pos(self._used)] = i
+    def _push(self, entry):
+        self._order[self._pos(self._used)] = entry
         self._used += 1
+        i = entry & _SLOT
+        self._busy[i >> 3] |= 1 << (i & 7)
 
     def _find(self, token):
         """The place (from the oldest) of the entry with serial `token` (binary search), or -1."""
@@ -453,17 +460,17 @@ class Outbox:
         full = self._full
         while lo < hi:
             mid = (lo + hi) >> 1
-            if full(serials[order[self._pos(mid)]]) < token:
+            if full(serials[order[self._pos(mid)] & _SLOT]) < token:
                 lo = mid + 1
             else:
                 hi = mid
-        if lo < self._used and full(serials[order[self._pos(lo)]]) == token:
+        if lo < self._used and full(serials[order[self._pos(lo)] & _SLOT]) == token:
             return lo
         return -1
 
     def _drop_oldest_telemetry(self, count):
         for k in range(self._used):
-            if self._state[self._order[self._pos(k)]] & _TELEMETRY:
+            if self._order[self._pos(k)] & _TELEMETRY:
                 self._release(k)
                 if count:
                     self.dropped_telemetry += 1
@@ -474,9 +481,9 @@ class Outbox:
         """The entry at place k (from the oldest) leaves the ring."""
         order = self._order
         pos = self._pos
-        i = order[pos(k)]
+        i = order[pos(k)] & _SLOT
         serial = self._full(self._serial[i])
-        self._state[i] = _FREE
+        self._busy[i >> 3] &= ~(1 << (i & 7))
         self.pending -= 1
         used = self._used - 1
         if k < used - k:  # the older ones move up one place
@@ -524,7 +531,7 @@ class Outbox:
         while True:
             best = -1
             for k in range(self._used):
-                if self._state[self._order[self._pos(k)]] & _STATE == _WAITING:
+                if self._order[self._pos(k)] & _STATE == _WAITING:
                     best = k
                     break
             if best < 0:
@@ -537,7 +544,9 @@ class Outbox:
             # -1: a corrupt slot was discarded; look again
 
     def _take_slot(self, k, now_ms):
-        i = self._order[self._pos(k)]
+        at = self._pos(k)
+        entry = self._order[at]
+        i = entry & _SLOT
         slot = self._buf
         self.frame = self._no_frame
         path = self.segment_path(i // SEGMENT_SLOTS)
@@ -567,8 +576,7 @@ class Outbox:
             else:  # the frame's time, in the buffer (its CRC is checked already)
                 wall = self.clock.wall_at(ticks, now_ms)
                 struct.pack_into(">I", slot, _FRAME_AT + _TIME_AT, wall)
-        state = self._state
-        state[i] = _OUT | (state[i] & _TELEMETRY)
+        self._order[at] = i | _OUT | (entry & _TELEMETRY)
         self.frame = self._telemetry_view if n == uplink.TELEMETRY_SIZE else self._event_view
         return self._full(self._serial[i])
 
@@ -585,25 +593,26 @@ class Outbox:
         k = self._find(token)
         if k < 0:
             return False
-        i = self._order[self._pos(k)]
-        state = self._state
-        if state[i] & _STATE != _OUT:
+        at = self._pos(k)
+        entry = self._order[at]
+        if entry & _STATE != _OUT:
             return False
-        state[i] = _WAITING | (state[i] & _TELEMETRY)
+        self._order[at] = entry ^ (_OUT | _WAITING)
         return True
 
     def rewind(self):
         """Every frame handed out and not acknowledged waits again (a new session)."""
-        state = self._state
-        for i in range(self.slots):
-            if state[i] & _STATE == _OUT:
-                state[i] = _WAITING | (state[i] & _TELEMETRY)
+        order = self._order
+        for k in range(self._used):
+            at = self._pos(k)
+            if order[at] & _STATE == _OUT:
+                order[at] ^= _OUT | _WAITING
 
     def waiting(self):
         """Entries not yet handed out."""
         count = 0
-        for i in range(self.slots):
-            if self._state[i] & _STATE == _WAITING:
+        for k in range(self._used):
+            if self._order[self._pos(k)] & _STATE == _WAITING:
                 count += 1
         return count
 

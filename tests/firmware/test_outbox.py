@@ -345,6 +345,28 @@ def test_bad_frames_are_refused_with_a_typed_error():
         assert "kind 4" in str(err)
 
 
+def test_segments_outside_what_the_ring_can_number_are_refused():
+    for segments in (0, 106):  # a ring entry numbers its slot in 12 bits: 105 x 39 = 4095 slots
+        try:
+            open_box(FlashFS(), segments=segments)
+        except ValueError as err:
+            assert "1..105" in str(err)
+            continue
+        raise AssertionError("took %d segments" % segments)
+
+
+def test_the_largest_ring_numbers_its_last_slot():
+    fs = FlashFS()
+    box = open_box(fs, segments=105)
+    box._last_written = box.slots - 3  # the next appends go into the last two slots, then slot 0
+    for mark in range(3):
+        box.append(event(mark) if mark == 1 else telemetry(mark), mark)
+    box.give_back(box.take(0))  # handed out and back: its state bits change, its slot does not
+    assert box.waiting() == 3
+    again = open_box(fs, segments=105)  # and as loaded from the segment files
+    assert marks(drain(box)) == marks(drain(again)) == [("T", 0), ("E", 1), ("T", 2)]
+
+
 def _state(fs):
     """What a reboot would send: marks in order, the dropped total."""
     box = open_box(fs.copy())
