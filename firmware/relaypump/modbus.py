@@ -216,20 +216,7 @@ class RtuMaster:
         return self._finish(7 + nbytes, 8)
 
     def _read(self, unit, function, address, count, most):
-        # _header, inline: reads are most of a poll cycle
-        if not (1 <= unit <= 247 and 0 <= address <= 0xFFFF and 1 <= count <= most):
-            self._header(unit, function, address, count, most)  # raises, naming the field
-        tx = self._tx
-        tx[0] = unit
-        tx[1] = function
-        tx[2] = address >> 8
-        tx[3] = address & 0xFF
-        tx[4] = count >> 8
-        tx[5] = count & 0xFF
-        self._unit = unit
-        self._function = function
-        self._address = address
-        self._count = count
+        self._header(unit, function, address, count, most)
         nbytes = 2 * count if function >= READ_HOLDING_REGISTERS else (count + 7) >> 3
         return self._finish(6, 5 + nbytes)
 
