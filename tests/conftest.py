@@ -9,8 +9,10 @@ order (--no-loadscope-reorder). The HIL bench (tests/host_tools/hil) is 4 min of
 
 import os
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile("dev", max_examples=100, deadline=None)
@@ -34,7 +36,22 @@ def pytest_addoption(parser):
 
 
 HIL = "tests/host_tools/hil/"
+HIL_KPIS = Path(__file__).resolve().parents[1] / "build" / "hil" / "kpis.txt"
+_STARTED = pytest.StashKey[float]()
 
 
 def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: not item.nodeid.startswith(HIL))  # stable: the rest keeps its order
+
+
+def pytest_sessionstart(session):
+    session.config.stash[_STARTED] = time.time()
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """The HIL bench's figures, when it ran in this session (from the file its fixture wrote: what
+    a pytest-xdist worker prints does not reach the terminal)."""
+    started = config.stash.get(_STARTED, None)
+    if started is not None and HIL_KPIS.exists() and HIL_KPIS.stat().st_mtime >= started:
+        terminalreporter.write_sep("-", "hardware-in-the-loop bench")
+        terminalreporter.write(HIL_KPIS.read_text())
