@@ -6,6 +6,7 @@ or a test) moves bytes and time in and out:
     session.poll(now_ms)  -> memoryview of bytes to send, or None; advances every timer
     session.sent(n)          n of those bytes left (a partial write is fine; the rest comes again)
     session.receive(data, n=-1) -> bytes taken (data[:n]; all of them while rx_room() allows)
+                             or, with no copy: n = read_into(session.rx_view()); session.received(n)
     session.next_event()  -> NONE, CONNECTED, MESSAGE, PUBACK, DISCONNECTED or SUBSCRIBE_REFUSED
                              (call until NONE after receiving; details in attributes, below)
     session.want_link        True while the session wants a connection to the broker open;
@@ -273,6 +274,8 @@ class Session:
         self._tx_end = 0
         self._rx = bytearray(max_packet)
         self._rxv = memoryview(self._rx)
+        self._free_view = self._rxv  # rx_view's, for the free room from _free_at
+        self._free_at = 0
         self._rx_start = 0
         self._rx_end = 0
         self._consumed = 0  # bytes of the packet last returned, released on the next call
@@ -503,6 +506,31 @@ class Session:
     def rx_room(self):
         """Bytes receive() can take now (draining events with next_event makes more)."""
         return len(self._rx) - (self._rx_end - self._rx_start)
+
+    def rx_view(self):
+        """Where a link reads the next bytes (then received(n)), so it needs no buffer of its own:
+        the receive buffer's free room, rx_room() bytes (a new view only when bytes came)."""
+        if self._rx_start:
+            self._compact()
+        end = self._rx_end
+        if end != self._free_at:
+            self._free_view = self._rxv[end:]
+            self._free_at = end
+        return self._free_view
+
+    def received(self, n):
+        """n bytes were read into the view rx_view() gave: taken as receive() takes them."""
+        if self._state not in (_CONNECTING, _CONNECTED, _CLOSING) or not n:
+            return  # nothing is listening: stale bytes of a dropped link
+        self._rx_seen = True
+        end = self._rx_end
+        if self._skip:
+            off = min(self._skip, n)
+            self._skip -= off
+            n -= off
+            if n:  # the rest of the packet skipped: what follows it moves down
+                self._rx[end : end + n] = self._rxv[end + off : end + off + n]
+        self._rx_end = end + n
 
     def receive(self, data, n=-1):
         """Take data[:n] (all of data when n < 0); returns how many bytes were taken."""

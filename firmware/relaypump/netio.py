@@ -22,9 +22,10 @@ Rules:
   server_hostname (default host); the context is made once. The handshake is non-blocking: with
   do_handshake() where the socket has it (CPython), else driven by the first reads and writes
   (MicroPython's ssl, which returns None while it would block).
-- Reads go through one preallocated buffer (READ_SIZE) into session.receive, no more than the
-  session's rx_room (events drained make room); writes are session.poll's view, partial writes
-  reported with session.sent(n). A read or write that would block is not an error.
+- Reads go straight into the session's receive buffer (session.rx_view / received: no buffer
+  of the link's own), no more than the session's rx_room (events drained make room); writes are
+  session.poll's view, partial writes reported with session.sent(n). A read or write that would
+  block is not an error.
 Allocation: a step with nothing to read or write allocates nothing on MicroPython (readinto
 returns None); CPython raises BlockingIOError for the same and allocates.
 """
@@ -38,8 +39,6 @@ from micropython import const
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # mypy only (MicroPython has no typing)
     from typing import Any  # noqa: F401  (used in type comments)
-
-READ_SIZE = const(256)
 
 _CLOSED = const(0)
 _CONNECTING = const(1)
@@ -82,8 +81,6 @@ class Link:
         self._state = _CLOSED
         self._epoch = 0
         self._lost = False  # a read ended the connection; link_down is due
-        self._buf = bytearray(READ_SIZE)
-        self._bufv = memoryview(self._buf)
         self._readinto = None  # type: Any
         self._write = None  # type: Any
         self._cpython = False
@@ -271,15 +268,12 @@ class Link:
     def _read(self, now_ms):
         s = self.session
         readinto = self._readinto
-        buf = self._buf
         for _ in range(8):
             room = s.rx_room()
             if not room:
                 return
-            if room > READ_SIZE:
-                room = READ_SIZE
             try:
-                n = readinto(buf, room)
+                n = readinto(s.rx_view(), room)
             except OSError as e:
                 if not self._would_block(e):
                     self._lose(e)
@@ -290,7 +284,7 @@ class Link:
                 self._lose(OSError("connection closed by the broker"))
                 return
             self.bytes_in += n
-            s.receive(buf, n)
+            s.received(n)
 
     def _flush(self, now_ms):
         s = self.session

@@ -605,6 +605,62 @@ def test_oversize_message_is_skipped_and_acknowledged():
     assert flush(s, 1000) == [(4, 0, b"\x00\x09"), (4, 0, b"\x00\x0a")]
 
 
+def read_in(s, data):
+    """A link reading straight into the session (netio.Link): data in reads of what fits."""
+    at = 0
+    while at < len(data):
+        room = s.rx_room()
+        if not room:
+            return at
+        n = min(room, len(data) - at)
+        s.rx_view()[:n] = data[at : at + n]
+        s.received(n)
+        at += n
+    return at
+
+
+def test_reads_straight_into_the_session_take_what_receive_takes():
+    stream = (
+        publish_in(CMD, b"cmd-1", qos=1, pid=7)
+        + publish_in(CMD, b"B" * 400, qos=1, pid=9)  # over max_packet: skipped, acknowledged
+        + PINGRESP
+        + publish_in(CMD, b"after", qos=1, pid=10)
+    )
+    want = [(mqtt.MESSAGE, CMD, b"cmd-1", 1), (mqtt.MESSAGE, CMD, b"after", 1)]
+    for chunk in (50, 97, 1000):
+        s = connected_session(max_packet=128)
+        got = []
+        for k in range(0, len(stream), chunk):
+            part = stream[k : k + chunk]
+            fed = 0
+            while fed < len(part):
+                fed += read_in(s, part[fed:])
+                got += events(s)
+        assert got == want, chunk
+        assert s.oversize == 1 and s.connected
+        assert flush(s, 1000) == [(4, 0, b"\x00\x07"), (4, 0, b"\x00\x09"), (4, 0, b"\x00\x0a")]
+    s.link_down(2000)  # nothing listens: the bytes of a dropped link are not kept
+    events(s)
+    room = s.rx_room()
+    late = publish_in(CMD, b"late", qos=1, pid=11)
+    assert read_in(s, late) == len(late)
+    assert events(s) == [] and s.rx_room() == room
+
+
+def test_an_idle_read_view_allocates_nothing():
+    s = connected_session()
+    read_in(s, publish_in(CMD, b"abc", qos=1, pid=3))
+    events(s)
+    s.rx_view()
+
+    def idle():
+        for _ in range(50):
+            s.rx_view()
+
+    used = bytes_allocated(idle)
+    assert used <= (0 if ON_MICROPYTHON else 600), used
+
+
 # -- malformed input ---------------------------------------------------------------------------
 
 
