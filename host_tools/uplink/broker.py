@@ -1,17 +1,26 @@
-"""What the uplink host tools share: topic names, the broker connection (paho-mqtt 2, MQTT 3.1.1).
+"""What the uplink host tools share: topic names, the broker options, the broker connection.
+
+pumpctl, pumprecord, pumpmon and pumpbridge connect with paho-mqtt 2 (MQTT 3.1.1) through
+make_client/connect below; pumpreplay has its own lean publisher (host_tools/uplink/publisher.py)
+and takes only the options and the password from here.
 
 Topics: relaypump/<site>/<station>/<kind>, kinds status, telemetry, event, ack (the station
 publishes them) and cmd (the control room publishes it); as firmware/relaypump/mqtt.py topic().
 
-Connection options (every tool): --host, --port, --user, --ca (TLS with that CA), --client-id.
-The password never comes from the command line (other users can read it there): it is read from
-the file named by --password-file or from the environment variable RELAYPUMP_MQTT_PASSWORD.
+Connection options (every tool): --host, --port, --user, --ca (TLS with that CA), --client-id,
+--keepalive; each one's default is in its --help. The password never comes from the command line
+(other users can read it there): it is read from the file named by --password-file or from the
+environment variable RELAYPUMP_MQTT_PASSWORD. A port outside 1..65535 or a keepalive outside
+0..65535 is a usage error; a CA file that cannot be read or holds no certificate is refused
+(ToolError, exit 2) before anything connects.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import ssl
+import sys
 import threading
 from dataclasses import dataclass
 
@@ -57,19 +66,70 @@ def station_arg(text: str) -> tuple[str, str]:
     return site, station
 
 
+def bounded_int(low: int, high: int):
+    """An argparse type: an integer low..high."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value}: must be {low}..{high}")
+        return value
+
+    return parse
+
+
 def add_connection_options(parser: argparse.ArgumentParser, client_id: str = "") -> None:
     g = parser.add_argument_group("broker")
     g.add_argument("--host", default="127.0.0.1", help="broker host (default 127.0.0.1)")
-    g.add_argument("--port", type=int, default=None, help="broker port (1883, 8883 with --ca)")
-    g.add_argument("--user", default=None, help="MQTT user name")
+    g.add_argument(
+        "--port",
+        type=bounded_int(1, 65535),
+        default=None,
+        help="broker port (default 1883, 8883 with --ca)",
+    )
+    g.add_argument("--user", default=None, help="MQTT user name (default: none, anonymous)")
     g.add_argument(
         "--password-file",
         default=None,
-        help=f"file holding the MQTT password (else the environment variable {PASSWORD_ENV})",
+        help=f"file holding the MQTT password (default: the environment variable {PASSWORD_ENV})",
     )
-    g.add_argument("--ca", default=None, help="CA certificate: connect with TLS")
-    g.add_argument("--client-id", default=client_id, help="MQTT client id")
-    g.add_argument("--keepalive", type=int, default=30, help="MQTT keepalive, s (default 30)")
+    g.add_argument(
+        "--ca", default=None, help="CA certificate (PEM): connect with TLS (default: no TLS)"
+    )
+    g.add_argument(
+        "--client-id",
+        default=client_id,
+        help=f"MQTT client id (default {client_id!r})"
+        if client_id
+        else "MQTT client id (default: none, the broker makes one)",
+    )
+    g.add_argument(
+        "--keepalive",
+        type=bounded_int(0, 65535),
+        default=30,
+        help="MQTT keepalive, s (default 30)",
+    )
+
+
+def ca_context(path: str) -> ssl.SSLContext:
+    """A TLS client context trusting the CA file; ToolError (exit 2) when it cannot be used."""
+    try:
+        return ssl.create_default_context(cafile=path)
+    except ssl.SSLError as err:  # an OSError too: first
+        raise ToolError(f"the CA file {path} holds no usable certificate ({err.reason})") from None
+    except OSError as err:
+        raise ToolError(f"cannot read the CA file {path}: {err.strerror or err}") from None
+
+
+def closed_stdout() -> int:
+    """stdout's reader went away (``| head``): stop quietly as Unix tools do, exit 141
+    (128 + SIGPIPE); stdout goes to /dev/null so Python's last flush does not complain."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 def password(args) -> str | None:
@@ -95,7 +155,7 @@ def make_client(args, clean_session: bool = True, manual_ack: bool = False) -> p
     if args.user:
         client.username_pw_set(args.user, password(args))
     if args.ca:
-        client.tls_set(ca_certs=args.ca)
+        client.tls_set_context(ca_context(args.ca))
     return client
 
 

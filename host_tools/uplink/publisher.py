@@ -101,10 +101,10 @@ class Publisher:
 
     def connect(self, host: str, port: int, keepalive: int, timeout: float = 10.0) -> None:
         args = self.args
+        context = broker.ca_context(args.ca) if args.ca else None  # a bad CA file: exit 2
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
-            if args.ca:
-                context = ssl.create_default_context(cafile=args.ca)
+            if context is not None:
                 sock = context.wrap_socket(sock, server_hostname=host)
         except (OSError, ssl.SSLError) as err:
             raise broker.ToolError(

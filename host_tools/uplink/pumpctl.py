@@ -24,10 +24,13 @@ Rules:
   when a send fails. --counter N uses N (it must be above the last used one).
 - Ack: pumpctl subscribes to relaypump/SITE/STATION/ack before it sends and waits for the ack with
   its station id and counter, at most --timeout seconds.
+- Values: a setpoint or a number of ``config`` must be a finite number that fits the frame
+  (``nan``, ``inf`` are usage errors); --ttl 1..86400 s; --timeout a number above 0.
 - One line on stdout for the result; a refusal is one line on stderr. Exit status: 0 the station
   carried it out (OK); 1 the station refused it (the ack's result says why); 2 a usage, key or
   state problem (nothing sent); 3 no ack within the timeout; 4 the broker could not be reached or
-  refused the connection.
+  refused the connection; 130 interrupted (Ctrl-C; a command already sent may still be carried
+  out: its counter is used).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import argparse
 import binascii
 import fcntl
 import json
+import math
 import os
 import stat
 import sys
@@ -76,8 +80,16 @@ def load_keys(path: str | os.PathLike) -> dict[tuple[str, str], StationKey]:
             f"key file {path} is open to other users (mode {stat.S_IMODE(mode):04o}): "
             f"refusing to use it; chmod o-rw {path}"
         )
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as err:
+        raise ToolError(f"cannot read the key file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise ToolError(
+            f"key file {path} is not text (SITE/STATION STATION_ID KEY_HEX lines)"
+        ) from None
     keys = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(lines, 1):
         text = line.split("#", 1)[0].split()
         if not text:
             continue
@@ -119,6 +131,16 @@ def state_dir(args) -> Path:
 def take_counter(directory: Path, site: str, station: str, wanted: int | None = None) -> int:
     """The next command counter of a station (above the last used; `wanted` if given and above
     it), stored before it is returned."""
+    try:
+        return _take_counter(directory, site, station, wanted)
+    except OSError as err:
+        where = err.filename or directory
+        raise ToolError(
+            f"counter state in {directory}: {where}: {err.strerror or err} (--state-dir)"
+        ) from None
+
+
+def _take_counter(directory: Path, site: str, station: str, wanted: int | None) -> int:
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"pumpctl-{site}-{station}.json"
     with open(directory / ".pumpctl.lock", "a") as lock:
@@ -167,7 +189,7 @@ def config_value(entry, text: str) -> int:
             raise ToolError(f"{section}.{key}: expected true/false, got {text!r}")
         return values[text.lower()]
     try:
-        raw = int(text) if kind == INTEGER else round(float(text) * scale)
+        raw = int(text) if kind == INTEGER else round(finite(text) * scale)
     except ValueError:
         raise ToolError(f"{section}.{key}: expected a number, got {text!r}") from None
     if not -(2**31) <= raw < 2**31:
@@ -175,10 +197,20 @@ def config_value(entry, text: str) -> int:
     return raw
 
 
+def finite(text: str) -> float:
+    """A finite float of the command line (ValueError for nan, inf and what is not a number)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text!r} is not a finite number")
+    return value
+
+
 def command_values(args) -> tuple[uplink.CommandType, dict, str]:
     """(command type, construct args, a description) of the parsed command line."""
     c = args.command
     if c == "setpoint":
+        if not math.isfinite(args.kpa):
+            raise ToolError(f"setpoint {args.kpa}: expected a finite number of kPa")
         raw = round(args.kpa * 10)
         if not -32767 <= raw <= 32767:
             raise ToolError(f"setpoint {args.kpa} kPa does not fit the frame (+-3276.7 kPa)")
@@ -322,34 +354,81 @@ def parser() -> argparse.ArgumentParser:
         "3 no ack in time, 4 broker unreachable.",
     )
     p.add_argument("station", help="SITE/STATION (or config-keys: list the config keys)")
-    p.add_argument("--keys", default=None, help=f"key file (else ${KEYS_ENV})")
-    p.add_argument("--state-dir", default=None, help=f"counter state (else ${STATE_ENV})")
-    p.add_argument("--ttl", type=int, default=60, help="seconds until the command expires (60)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the ack (10)")
-    p.add_argument("--counter", type=int, default=None, help="use this counter (above the last)")
+    p.add_argument("--keys", default=None, help=f"key file (default ${KEYS_ENV})")
+    p.add_argument(
+        "--state-dir",
+        default=None,
+        help=f"counter state (default ${STATE_ENV}, else ~/.local/state/relaypump)",
+    )
+    p.add_argument(
+        "--ttl",
+        type=broker.bounded_int(1, 86400),
+        default=60,
+        help="seconds until the command expires (default 60)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=10.0,
+        help="seconds to wait for the broker and the ack (default 10)",
+    )
+    p.add_argument(
+        "--counter",
+        type=int,
+        default=None,
+        help="use this counter, above the last one used (default: the last one + 1)",
+    )
     broker.add_connection_options(p)
     sub = p.add_subparsers(dest="command")
     s = sub.add_parser("setpoint", help="setpoint of the active pressure mode, kPa")
-    s.add_argument("kpa", type=float)
+    s.add_argument("kpa", type=float, help="the setpoint, kPa (e.g. 120.5)")
     s = sub.add_parser("mode", help="operating mode")
-    s.add_argument("mode", choices=sorted(MODES))
+    s.add_argument("mode", choices=sorted(MODES), help="the mode to set")
     for name in ("pump-enable", "pump-disable"):
         s = sub.add_parser(name, help="pump number 1..3")
-        s.add_argument("pump", type=int, choices=(1, 2, 3))
+        s.add_argument("pump", type=int, choices=(1, 2, 3), help="the pump, 1..3")
     s = sub.add_parser("reset", help="clear trips and lockouts (0: station and all pumps)")
-    s.add_argument("pump", type=int, nargs="?", default=0, choices=(0, 1, 2, 3))
+    s.add_argument(
+        "pump",
+        type=int,
+        nargs="?",
+        default=0,
+        choices=(0, 1, 2, 3),
+        help="the pump 1..3, or 0: the station and every pump (default 0)",
+    )
     s = sub.add_parser("config", help="change one config key (pumpctl config-keys lists them)")
     s.add_argument("key", help="section.name or the key's id")
-    s.add_argument("value")
+    s.add_argument("value", help="the new value (a number, or true/false)")
     return p
 
 
+def positive_seconds(text: str) -> float:
+    try:
+        value = finite(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be above 0")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:
+        return broker.closed_stdout()
+    except KeyboardInterrupt:
+        print("pumpctl: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["config-keys"]:
         return list_config_keys()
     p = parser()
     args = p.parse_args(argv)
+    if args.station == "config-keys" and args.command is None:  # after options: still the list
+        return list_config_keys()
     try:
         args.station = broker.station_arg(args.station)
     except argparse.ArgumentTypeError as err:

@@ -253,3 +253,96 @@ def test_pumpctl_over_tls_with_the_brokers_ca(tmp_path, tls_broker, password_fil
         assert "certificate verify failed" in out.stderr
     finally:
         st.close()
+
+
+# --- an operator's bad input: one line, exit 2, nothing sent (no broker needed: all refused
+# before pumpctl connects; --port 1 would be refused at once if it got that far) -------------
+
+
+def pumpctl_main(capsys, tmp_path, *args, keys=None):
+    keys = keys or write_keys(tmp_path / "keys")
+    argv = ["--keys", str(keys), "--state-dir", str(tmp_path / "state"), "--port", "1", *args]
+    code = pumpctl.main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["setpoint", "nan"],
+        ["setpoint", "inf"],
+        ["config", "setpoint.dp_kpa", "inf"],
+        ["config", "setpoint.dp_kpa", "nan"],
+    ],
+)
+def test_a_value_that_is_not_a_finite_number_is_refused_in_one_line(capsys, tmp_path, command):
+    code, out, err = pumpctl_main(capsys, tmp_path, f"{SITE}/relay1", *command)
+    assert code == pumpctl.EXIT_USAGE and out == ""
+    assert err.count("\n") == 1 and err.startswith("pumpctl: ")
+    assert "finite number" in err or "expected a number" in err
+    assert not (tmp_path / "state").exists()  # no counter used
+
+
+def test_a_key_file_that_cannot_be_read_as_text_is_one_line(capsys, tmp_path):
+    binary = tmp_path / "binary-keys"
+    binary.write_bytes(b"\xff\xfe\x00 not text\n")
+    binary.chmod(0o600)
+    code, _, err = pumpctl_main(capsys, tmp_path, f"{SITE}/relay1", "reset", keys=binary)
+    assert code == 2 and err == f"pumpctl: key file {binary} is not text" + (
+        " (SITE/STATION STATION_ID KEY_HEX lines)\n"
+    )
+    directory = tmp_path / "keys-dir"
+    directory.mkdir(mode=0o700)
+    code, _, err = pumpctl_main(capsys, tmp_path, f"{SITE}/relay1", "reset", keys=directory)
+    assert code == 2 and err == f"pumpctl: cannot read the key file {directory}: Is a directory\n"
+
+
+def test_a_state_dir_that_cannot_be_made_is_a_tool_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(pumpctl.ToolError, match="counter state in .*a-file.*--state-dir") as err:
+        pumpctl.take_counter(blocker, SITE, "relay1")
+    assert err.value.code == 2
+
+
+def test_a_ca_file_that_is_not_a_certificate_is_exit_2_before_connecting(capsys, tmp_path):
+    keys = write_keys(tmp_path / "keys")
+    code, _, err = pumpctl_main(capsys, tmp_path, "--ca", str(keys), f"{SITE}/relay1", "reset")
+    assert code == 2
+    assert (
+        err
+        == f"pumpctl: the CA file {keys} holds no usable certificate (NO_CERTIFICATE_OR_CRL_FOUND)\n"
+    )
+    code, _, err = pumpctl_main(
+        capsys, tmp_path, "--ca", str(tmp_path / "no"), f"{SITE}/relay1", "reset"
+    )
+    assert (
+        code == 2
+        and err
+        == f"pumpctl: cannot read the CA file {tmp_path / 'no'}: No such file or directory\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "option",
+    [
+        ["--ttl", "0"],
+        ["--ttl", "100000"],
+        ["--timeout", "0"],
+        ["--timeout", "nan"],
+        ["--port", "70000"],
+        ["--keepalive", "-1"],
+    ],
+)
+def test_options_out_of_range_are_usage_errors(capsys, tmp_path, option):
+    with pytest.raises(SystemExit) as exit_:
+        pumpctl_main(capsys, tmp_path, *option, f"{SITE}/relay1", "reset")
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option[0]}: " in err and "Traceback" not in err
+
+
+def test_config_keys_lists_the_keys_after_options_too(capsys, tmp_path):
+    code, out, _ = pumpctl_main(capsys, tmp_path, "config-keys")
+    assert code == 0 and out.splitlines()[0].split()[:2] == ["1", "setpoint.dp_kpa"]
