@@ -16,7 +16,8 @@ out with ticks_us; the simulator's runner schedules it in virtual time).
 The cycle (built once from the config, ``plan`` below), per drive in config order:
 - one read of the profile's fast block: status word, and the actual speed (and ABB's ACT2 power)
   when adjacent; Danfoss FC needs a second read for its main actual value;
-- one write of control word + reference (fc16 when adjacent, else two fc06 writes). The words
+- one write of control word + reference (fc16 when adjacent, else two fc06 writes, the reference
+  first: a RUN word must never reach a drive whose reference is still the old one). The words
   come from the drive profile (drives.py), driven by the status read just before, from the
   Snapshot's DriveCommand of this pump. A reset request (DriveCommand.reset) is consumed (set back
   to False) once the reset edge has been written, or at once if the drive is not tripped;
@@ -236,7 +237,7 @@ class Fieldbus:
                 devs.append(i)
                 firsts.append(0)
             else:
-                kinds.extend(bytes((K_WRITE_CONTROL, K_WRITE_REFERENCE)))
+                kinds.extend(bytes((K_WRITE_REFERENCE, K_WRITE_CONTROL)))
                 devs.extend(bytes((i, i)))
                 firsts.extend(b"\x00\x00")
             for k in range(len(p.AUX_BLOCKS)):
@@ -468,7 +469,7 @@ class Fieldbus:
                 return m.write_registers(unit, p.ramp_blocks[step], p.ramp_values[step])
             step -= blocks
             return m.read_holding_registers(unit, p.ramp_blocks[step], len(p.ramp_values[step]))
-        if self._attempt == 0 and kind != K_WRITE_REFERENCE:
+        if self._attempt == 0 and kind != K_WRITE_CONTROL:  # the pair's words: made once
             self._make_command(dev)
         if kind == K_WRITE:
             values = self._values

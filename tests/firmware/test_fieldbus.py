@@ -160,8 +160,8 @@ def test_the_plan_of_one_cycle():
         (1, 16, 0),  # control word + REF1
         (2, 3, 50199),  # Danfoss status word
         (2, 3, 50209),  # main actual value
+        (2, 6, 50009),  # reference first: RUN never meets an old reference
         (2, 6, 49999),  # control word
-        (2, 6, 50009),  # reference
         (3, 3, 109),  # G120 ZSW1 + HIW
         (3, 16, 99),  # STW1 + setpoint
         (10, 4, 0),  # analog block 0..4
@@ -209,7 +209,7 @@ def test_commands_become_words_and_references():
         cmd.speed_pct = 50.0
     sent = one_cycle(fb, 0, Drives())
     assert (word(sent[1], 7), word(sent[1], 9)) == (0x047F, 10000)  # ABB: running status
-    assert word(sent[4], 4) == 0x047C and word(sent[5], 4) == 0x2000  # Danfoss
+    assert word(sent[4], 4) == 0x2000 and word(sent[5], 4) == 0x047C  # Danfoss: reference, RUN
     assert (word(sent[7], 7), word(sent[7], 9)) == (0x047F, 0x2000)  # G120
     snap.commands[0].command = CMD_STOP
     snap.commands[0].speed_pct = 0.0
