@@ -19,6 +19,9 @@ Rules:
   decode is counted per station and shown, never dropped silently.
 - On a terminal the screen is redrawn (plain ANSI: home + clear) at most once a second and on
   each update; into a pipe or a file, one line is printed per message.
+- Stop: Ctrl-C or SIGTERM ends it, exit 0 (--duration S: after S seconds; 130 for a Ctrl-C
+  before the broker answered); output into a closed pipe (``| head``) ends it quietly, exit 141.
+  Exit 2 bad usage, 4 no broker or a refused login.
 - The view is a library: Model.feed(topic, payload, retained, now) returns that line, and
   Model.render(now) returns the screen as text.
 """
@@ -28,6 +31,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import math
+import signal
 import sys
 import threading
 import time
@@ -260,22 +265,29 @@ def run(args) -> int:
         for f in filters:
             client.subscribe(f, qos=1)
 
+    closed: list[int] = []  # stdout's reader went away (| head), or a signal asked to stop
+
     def on_message(client, userdata, msg):
         with lock:
             line = model.feed(msg.topic, msg.payload, msg.retain)
-        if line is None:
+        if line is None or closed:
             return
         if tty:
             changed.set()
-        else:
+            return
+        try:
             print(line, flush=True)
+        except BrokenPipeError:  # in paho's thread: tell the main loop, which ends the run
+            closed.append(141)
+            changed.set()
 
     client.on_connect = on_connect
     client.on_message = on_message
+    signal.signal(signal.SIGTERM, lambda *_: (closed.append(0), changed.set()))
     broker.connect(client, args)
     end = time.monotonic() + args.duration if args.duration else None
     try:
-        while end is None or time.monotonic() < end:
+        while not closed and (end is None or time.monotonic() < end):
             changed.wait(1.0)
             changed.clear()
             if tty:
@@ -288,23 +300,59 @@ def run(args) -> int:
     finally:
         client.disconnect()
         client.loop_stop()
+    if closed and closed[0] == 141:
+        return broker.closed_stdout()
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="pumpmon", description="Live view of relay pump stations.")
-    p.add_argument("stations", nargs="*", help="SITE/STATION (+ for any); default every station")
-    p.add_argument(
-        "--stale", type=float, default=35.0, help="telemetry older than this is STALE (s)"
+def seconds(text: str) -> float:
+    """A number of seconds above 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected seconds above 0")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="pumpmon",
+        description="Live view of relay pump stations.",
+        epilog="Exit: 0 stopped (Ctrl-C, --duration), 2 bad usage, 4 no broker.",
     )
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    p.add_argument(
+        "stations",
+        nargs="*",
+        help="SITE/STATION, either may be + for any (default: every station, +/+)",
+    )
+    p.add_argument(
+        "--stale",
+        type=seconds,
+        default=35.0,
+        help="telemetry older than this many seconds is STALE (default 35)",
+    )
+    p.add_argument(
+        "--duration",
+        type=seconds,
+        default=None,
+        help="stop after this many seconds (default: run until Ctrl-C)",
+    )
     broker.add_connection_options(p)
-    args = p.parse_args(argv)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
         return run(args)
     except broker.ToolError as err:
         print(f"pumpmon: {err}", file=sys.stderr)
         return err.code
+    except KeyboardInterrupt:  # while connecting (the view's own loop ends with exit 0)
+        print("pumpmon: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@
     pumplog import FRAMES --site SITE --station STATION -o OUT   pumpsim's telemetry.bin as a log
 
 T as pumpreplay takes it: Unix seconds, ISO 8601 (UTC when no zone), or +N[smhd] from the log's
-first record time.
+first record time; a time outside 1970..2106, or --to not after --from, is bad usage (exit 2).
 
 Rules:
 - A damaged log (a record failing its CRC, an impossible length, not a log at all) is refused with
@@ -40,6 +40,9 @@ Rules:
   size) become records of SITE/STATION, received at the frame's timestamp_s, so a simulated run
   can be listed, exported, plotted and replayed like a recorded one. Bytes that are not a whole
   frame are refused (exit 3, naming the offset), nothing written.
+- A file that cannot be read or written is one line naming it and the reason, exit 2. Ctrl-C:
+  exit 130 (a new log cut short stays as it is: ``verify`` shows how far it got); output into a
+  closed pipe (``| head``): exit 141, quietly.
 Exit: 0 done, 1 verify found problems, 2 bad usage, 3 a damaged log (or frame file).
 """
 
@@ -64,6 +67,7 @@ from host_tools.uplink.logfile import (
     KIND_OTHER,
     KIND_STATUS,
     KIND_TELEMETRY,
+    NAME_MAX,
     LogError,
     LogReader,
     LogWriter,
@@ -121,7 +125,10 @@ def _new_log(path: Path, inputs) -> LogWriter:
     out = Path(path)
     if out.exists() or any(out.resolve() == Path(i).resolve() for i in inputs):
         raise Refused(f"{out}: exists; pumplog writes new logs only")
-    return LogWriter(out)
+    try:
+        return LogWriter(out)
+    except OSError as err:
+        raise Refused(f"cannot write {out}: {err.strerror or err}") from None
 
 
 # ---- list ---------------------------------------------------------------------------------------
@@ -268,6 +275,14 @@ def _telemetry(reader: LogReader, lo, hi, station):
         print(f"pumplog: {bad} telemetry payloads are not valid frames (left out)", file=sys.stderr)
 
 
+def _writing(path, text: bool = True):
+    """An output file opened for writing; Refused (one line, exit 2) when it cannot be."""
+    try:
+        return open(path, "w", newline="") if text else open(path, "wb")
+    except OSError as err:
+        raise Refused(f"cannot write {path}: {err.strerror or err}") from None
+
+
 def cmd_export(args) -> int:
     reader = _open(args.log)
     lo, hi = _range(reader, args)
@@ -275,7 +290,7 @@ def cmd_export(args) -> int:
     columns = telemetry_columns()
     at_ts = [c.name for c in columns].index("timestamp_s")
     rows = 0
-    with open(args.csv, "w", newline="") as f:
+    with _writing(args.csv) as f:
         out = csv.writer(f)
         out.writerow(["time_utc", "site", "station"] + [c.name for c in columns])
         for r, values in _telemetry(reader, lo, hi, args.station):
@@ -284,6 +299,8 @@ def cmd_export(args) -> int:
             out.writerow(cells)
             rows += 1
     print(f"{args.csv}: {rows} telemetry rows, {len(columns) + 3} columns")
+    if rows == 0 and args.station:
+        print(f"pumplog: no telemetry of {'/'.join(args.station)} in the range", file=sys.stderr)
     return 0
 
 
@@ -351,6 +368,7 @@ def cmd_plot(args) -> int:
     lo, hi = _range(reader, args)
     _checked(reader, lo, hi)
     run = rebuild_run(reader, lo, hi, args.station)
+    _writing(args.out, text=False).close()  # an unwritable path: one line, before the drawing
     plot(run, Path(args.out))  # type: ignore[arg-type]  # the fields plot reads, rebuilt
     print(f"{args.out}: {len(run.samples['t_s'])} samples of {run.scenario.name}")
     return 0
@@ -404,47 +422,82 @@ def _station(text: str) -> tuple[str, str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pumplog", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="pumplog",
+        description=__doc__.split("\n\n")[0],
+        epilog="T: Unix seconds, ISO 8601 (UTC when no zone) or +N[smhd] from the first record. "
+        "Exit: 0 done, 1 verify found problems, 2 bad usage, 3 a damaged log, 130 Ctrl-C.",
+    )
     sub = p.add_subparsers(dest="command", required=True)
+    station_help = "only this station's telemetry, SITE/STATION (default: every station)"
 
     def ranged(q):
-        q.add_argument("--from", dest="start", default=None, help="record time from (incl.)")
-        q.add_argument("--to", dest="end", default=None, help="record time before")
+        q.add_argument(
+            "--from",
+            dest="start",
+            default=None,
+            metavar="T",
+            help="records with time >= T (default: from the first)",
+        )
+        q.add_argument(
+            "--to",
+            dest="end",
+            default=None,
+            metavar="T",
+            help="records with time < T (default: to the last)",
+        )
+
+    def source(q):
+        q.add_argument("log", help="the telemetry log (pumprecord's, or pumplog's)")
 
     q = sub.add_parser("list", help="stations, time span, records per kind")
-    q.add_argument("log")
+    source(q)
     q.set_defaults(run=cmd_list)
     q = sub.add_parser("cut", help="a time slice into a new log")
-    q.add_argument("log")
+    source(q)
     ranged(q)
-    q.add_argument("-o", "--out", required=True, help="the new log")
+    q.add_argument("-o", "--out", required=True, help="the new log (must not exist)")
     q.set_defaults(run=cmd_cut)
     q = sub.add_parser("merge", help="logs into one, time order, duplicates dropped")
-    q.add_argument("logs", nargs="+")
-    q.add_argument("-o", "--out", required=True, help="the new log")
+    q.add_argument("logs", nargs="+", help="the telemetry logs to merge")
+    q.add_argument("-o", "--out", required=True, help="the new log (must not exist)")
     q.set_defaults(run=cmd_merge)
     q = sub.add_parser("verify", help="CRC, index, gaps, duplicates")
-    q.add_argument("log")
+    source(q)
     q.set_defaults(run=cmd_verify)
     q = sub.add_parser("export", help="telemetry as CSV in engineering units")
-    q.add_argument("log")
-    q.add_argument("--csv", required=True, help="the CSV file to write")
-    q.add_argument("--station", type=_station, default=None, help="SITE/STATION only")
+    source(q)
+    q.add_argument("--csv", required=True, help="the CSV file to write (replaced if it exists)")
+    q.add_argument("--station", type=_station, default=None, help=station_help)
     ranged(q)
     q.set_defaults(run=cmd_export)
     q = sub.add_parser("plot", help="a period as the picture pumpsim draws (PNG)")
-    q.add_argument("log")
+    source(q)
     q.add_argument("-o", "--out", required=True, help="the PNG file")
-    q.add_argument("--station", type=_station, default=None, help="SITE/STATION")
+    q.add_argument(
+        "--station",
+        type=_station,
+        default=None,
+        help="the station to draw, SITE/STATION (default: the log's only one)",
+    )
     ranged(q)
     q.set_defaults(run=cmd_plot)
     q = sub.add_parser("import", help="uplink frames back to back (pumpsim's telemetry.bin)")
-    q.add_argument("frames")
-    q.add_argument("--site", required=True, help="the site name of the records")
-    q.add_argument("--station", required=True, help="the station name of the records")
-    q.add_argument("-o", "--out", required=True, help="the new log")
+    q.add_argument("frames", help="the frame file (pumpsim's telemetry.bin)")
+    q.add_argument("--site", type=_name, required=True, help="the site name of the records")
+    q.add_argument("--station", type=_name, required=True, help="the station name of the records")
+    q.add_argument("-o", "--out", required=True, help="the new log (must not exist)")
     q.set_defaults(run=cmd_import)
     return p
+
+
+def _name(text: str) -> str:
+    """A site or station name: one MQTT topic level."""
+    if not text or any(c in text for c in "/+#") or len(text.encode()) > NAME_MAX:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a name of 1..{NAME_MAX} bytes without /, + or #"
+        )
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -457,9 +510,15 @@ def main(argv: list[str] | None = None) -> int:
     except LogError as err:
         print(f"pumplog: {err}", file=sys.stderr)
         return 3
+    except BrokenPipeError:
+        return broker.closed_stdout()
     except OSError as err:
-        print(f"pumplog: {err}", file=sys.stderr)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"pumplog: {where}{err.strerror or err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("pumplog: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -29,9 +29,13 @@ Rules:
   (messages a second x seconds, shared between the group), and max_inflight_messages (default
   20) at least --batch: with 20 the broker waits for PUBACKs every 20 messages.
 - A broker that is not there (at start too) or goes away is retried: at once, then after 0.5 s,
-  doubling up to 10 s, each failure one line on stderr.
+  doubling up to 10 s, each failure one line on stderr. A login the broker refuses (bad user
+  name or password, not authorized, client id not valid) does not come right by retrying: one
+  line, exit 4.
 - SIGINT / SIGTERM: the batch is written and acknowledged, the log synced, exit 0; the totals go
   to stderr.
+- Exit: 0 stopped (or dump/verify done), 1 verify found problems, 2 bad usage or a file that
+  cannot be read or written, 3 not a log or a damaged one, 4 a refused login; ``dump`` into a closed pipe (``| head``): 141.
 """
 
 from __future__ import annotations
@@ -58,15 +62,18 @@ from host_tools.uplink.logfile import (
     KINDS,
     NAME_MAX,
     UNSYNCED_BELOW,
+    LogError,
     LogReader,
     LogWriter,
     frame_head,
     verify,
 )
+from host_tools.uplink.replay import parse_when
 
 _MASK = 0xFFFFFFFF
 _PUBACK = struct.Struct(">BBH")  # MQTT 3.1.1 PUBACK: type, remaining length 2, packet id
 _HALF = 1 << 31
+_LOGIN_REFUSED = (133, 134, 135)  # CONNACK: client id not valid, bad user/password, not authorized
 
 
 class SeqWindow:
@@ -197,6 +204,7 @@ class Session:
         self.pending: list[int] = []
         self.received = 0
         self.subscribed = False
+        self.refused: str | None = None  # a login the broker refused: the run ends
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
@@ -204,6 +212,9 @@ class Session:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
+            if reason_code.value in _LOGIN_REFUSED:
+                self.refused = str(reason_code)
+                return
             print(f"pumprecord: the broker refused the connection: {reason_code}", file=sys.stderr)
         else:
             client.subscribe(self.subscription, qos=1)
@@ -288,6 +299,8 @@ def subscription(group: str) -> str:
 def record(args) -> int:
     if not args.client_id:
         raise broker.ToolError("pumprecord record: --client-id is required (a persistent session)")
+    if args.window < 1 or args.window & (args.window - 1):
+        raise broker.ToolError(f"--window {args.window}: must be a power of two (e.g. 4096)")
     if not 1 <= args.batch <= 2 * args.index_every:
         raise broker.ToolError("--batch must be 1..2 x --index-every (the window rebuilt at start)")
     writer = LogWriter(args.log, index_every=args.index_every)
@@ -310,9 +323,14 @@ def record(args) -> int:
                 try:
                     client.reconnect()
                 except OSError as err:
-                    print(f"pumprecord: broker {where}: {err}; retrying", file=sys.stderr)
+                    why = err.strerror or err
+                    print(f"pumprecord: broker {where}: {why}; retrying", file=sys.stderr)
                 continue
             session.step(0.2)
+            if session.refused:
+                raise broker.ToolError(
+                    f"the broker at {where} refused the login: {session.refused}", code=4
+                )
             if session.subscribed:
                 backoff = 0.0
         session.commit()
@@ -335,17 +353,13 @@ def _sleep(seconds: float, stop: list) -> None:
 
 
 def _time(text: str) -> int:
+    """--from/--to of dump: Unix seconds or an ISO time (pumpreplay's rules, without offsets)."""
+    if text.strip().startswith("+"):
+        raise argparse.ArgumentTypeError(f"{text!r}: dump takes Unix seconds or an ISO time")
     try:
-        return int(float(text))
-    except ValueError:
-        pass
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: not Unix seconds nor an ISO time") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return int(when.timestamp())
+        return parse_when(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def dump(args) -> int:
@@ -370,24 +384,59 @@ def check(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pumprecord", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="pumprecord",
+        description=__doc__.split("\n\n")[0],
+        epilog="Exit: 0 stopped or done, 1 verify found problems, 2 bad usage or file, "
+        "3 a damaged log, 4 a refused login.",
+    )
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("record", help="record from the broker into a log")
-    r.add_argument("--log", required=True, help="the log file (made when missing)")
-    r.add_argument("--group", default="recorders", help="shared subscription group ('' = none)")
-    r.add_argument("--window", type=int, default=4096, help="seq window per station (power of 2)")
-    r.add_argument("--batch", type=int, default=1000, help="messages per write+acknowledge")
-    r.add_argument("--index-every", type=int, default=INDEX_EVERY, help="records per index block")
+    r.add_argument("--log", required=True, help="the log file (made when missing, else appended)")
+    r.add_argument(
+        "--group",
+        default="recorders",
+        help="shared subscription group, '' for none (default recorders)",
+    )
+    r.add_argument(
+        "--window",
+        type=int,
+        default=4096,
+        help="seq window per station, a power of 2 (default 4096)",
+    )
+    r.add_argument(
+        "--batch", type=int, default=1000, help="messages per write+acknowledge (default 1000)"
+    )
+    r.add_argument(
+        "--index-every",
+        type=int,
+        default=INDEX_EVERY,
+        help=f"records per index block (default {INDEX_EVERY})",
+    )
     r.add_argument("--fsync", action="store_true", help="fsync before acknowledging")
     broker.add_connection_options(r)
     r.set_defaults(run=record)
     v = sub.add_parser("verify", help="check a log")
-    v.add_argument("log")
+    v.add_argument("log", help="the telemetry log")
     v.set_defaults(run=check)
     d = sub.add_parser("dump", help="list a log's records")
-    d.add_argument("log")
-    d.add_argument("--from", dest="start", type=_time, default=None, help="record time from")
-    d.add_argument("--to", dest="end", type=_time, default=None, help="record time before")
+    d.add_argument("log", help="the telemetry log")
+    d.add_argument(
+        "--from",
+        dest="start",
+        type=_time,
+        default=None,
+        metavar="T",
+        help="records with time >= T, Unix s or ISO (default: from the first)",
+    )
+    d.add_argument(
+        "--to",
+        dest="end",
+        type=_time,
+        default=None,
+        metavar="T",
+        help="records with time < T (default: to the last)",
+    )
     d.set_defaults(run=dump)
     return p
 
@@ -399,9 +448,21 @@ def main(argv: list[str] | None = None) -> int:
     except broker.ToolError as err:
         print(f"pumprecord: {err}", file=sys.stderr)
         return err.code
-    except (OSError, ValueError) as err:
+    except BrokenPipeError:
+        return broker.closed_stdout()
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"pumprecord: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
+    except LogError as err:  # not a log, or damaged (dump; record refuses to append to it)
+        print(f"pumprecord: {err}", file=sys.stderr)
+        return 3
+    except ValueError as err:
         print(f"pumprecord: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # dump, verify (record stops on its own signal handler)
+        print("pumprecord: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

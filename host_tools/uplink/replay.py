@@ -29,7 +29,9 @@ Rules:
 - Seeking: ``--from``/``--to`` select records by record time (the frame's timestamp, see
   logfile.py) with from <= time < to, through the log's index (whole blocks outside are skipped).
   T is Unix seconds, an ISO 8601 time (UTC when no zone is given), or an offset from the log's
-  first record time: ``+90s``, ``+15m``, ``+2h``, ``+1d`` (a bare ``+N`` is seconds).
+  first record time: ``+90s``, ``+15m``, ``+2h``, ``+1d`` (a bare ``+N`` is seconds). A time
+  before 1970 or after 2106 (what a frame's 32-bit timestamp holds), or --to not after --from,
+  is a usage error (exit 2) naming the times as given.
 - Identities: the topic's site and station are those recorded (the identity the broker vouched
   for); ``--map SITE/STATION=SITE2/STATION2`` (repeatable) publishes that station's records under
   the other names. The frames are sent unchanged (their station_id, seq and timestamp too).
@@ -65,21 +67,31 @@ FAST_WINDOW = 10_000  # --window's default with --as-fast-as-possible
 DRAIN_S = 5.0  # the in-flight messages' time for their PUBACK after a stop
 _OFFSET = re.compile(r"^\+(\d+(?:\.\d*)?)([smhd]?)$")
 _UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+TIME_END_S = 2**32  # a frame's timestamp_s is 32 bits: no record time reaches it
 
 
 def parse_when(text: str, origin_s: int | None = None) -> int:
     """Unix seconds of a --from/--to value: Unix seconds, ISO 8601 (UTC when no zone), or an
     offset +N[smhd] from origin_s (the log's first record time)."""
-    text = text.strip()
+    t = _seconds(text.strip(), origin_s)
+    if not 0 <= t < TIME_END_S:
+        raise ValueError(f"{text!r}: outside the times a log holds (1970 .. 2106)")
+    return t
+
+
+def _seconds(text: str, origin_s: int | None) -> int:
     offset = _OFFSET.match(text)
     if offset:
         if origin_s is None:
             raise ValueError(f"{text!r}: an offset needs a log with a first record")
         return origin_s + int(float(offset.group(1)) * _UNIT_S[offset.group(2)])
     try:
-        return int(float(text))
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if math.isfinite(value):
+            return int(value)
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
@@ -132,7 +144,7 @@ def time_range(
     lo = parse_when(start, origin) if start is not None else None
     hi = parse_when(end, origin) if end is not None else None
     if lo is not None and hi is not None and hi <= lo:
-        raise ValueError(f"--to ({hi}) is not after --from ({lo})")
+        raise ValueError(f"--to {end} is not after --from {start}")
     return lo, hi
 
 
@@ -290,19 +302,38 @@ def run(args) -> int:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pumpreplay", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="pumpreplay",
+        description=__doc__.split("\n\n")[0],
+        epilog="Exit: 0 all published and acknowledged, 2 bad usage, 3 a damaged log, "
+        "4 the broker refused or went away, 130 interrupted.",
+    )
     p.add_argument("log", help="the telemetry log (pumprecord's)")
     pace = p.add_mutually_exclusive_group()
     pace.add_argument("--speed", type=float, default=None, help="N x real time (default 1)")
-    pace.add_argument("--as-fast-as-possible", action="store_true", help="no waiting")
-    p.add_argument("--from", dest="start", default=None, help="record time from (incl.)")
-    p.add_argument("--to", dest="end", default=None, help="record time before")
+    pace.add_argument(
+        "--as-fast-as-possible", action="store_true", help="no waiting, only the window"
+    )
+    p.add_argument(
+        "--from",
+        dest="start",
+        default=None,
+        metavar="T",
+        help="records with time >= T: Unix s, ISO 8601 or +N[smhd] (default: from the first)",
+    )
+    p.add_argument(
+        "--to",
+        dest="end",
+        default=None,
+        metavar="T",
+        help="records with time < T (default: to the last)",
+    )
     p.add_argument(
         "--map",
         action="append",
         type=mapping_arg,
         metavar="SITE/STATION=SITE2/STATION2",
-        help="publish a station's records under other names (repeatable)",
+        help="publish a station's records under other names (repeatable; default: as recorded)",
     )
     p.add_argument(
         "--kinds",

@@ -180,3 +180,56 @@ def test_plot_draws_the_simulator_picture_from_telemetry(log, tmp_path):
     assert len(run.speeds) == 2  # slot 3 is absent in every frame
     several = pumplog_run("plot", path, "-o", out)
     assert several.returncode == 2 and "2 stations" in several.stderr
+
+
+# ---- an operator's mistakes: one line naming what is wrong, a documented exit status ------------
+
+
+def pumplog_main(capsys, *args):
+    code = pumplog.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_an_output_that_cannot_be_written_is_one_line_naming_it(log, tmp_path, capsys):
+    path, _ = log
+    missing = tmp_path / "no-such-dir"
+    for command in (
+        ("export", path, "--csv", missing / "x.csv"),
+        ("cut", path, "-o", missing / "c.rplog"),
+        ("plot", path, "--station", "jia/relay1", "-o", missing / "p.png"),
+    ):
+        code, _, err = pumplog_main(capsys, *command)
+        assert code == 2
+        assert err == f"pumplog: cannot write {command[-1]}: No such file or directory\n"
+    code, _, err = pumplog_main(capsys, "export", path, "--csv", tmp_path)
+    assert code == 2 and err == f"pumplog: cannot write {tmp_path}: Is a directory\n"
+    code, _, err = pumplog_main(capsys, "list", tmp_path)
+    assert code == 2 and err == f"pumplog: {tmp_path}: Is a directory\n"
+
+
+def test_cut_with_to_before_from_names_the_times_as_given(log, tmp_path, capsys):
+    path, _ = log
+    out = tmp_path / "cut.rplog"
+    args = ("--from", "2026-05-28T20:40", "--to", "2026-05-28T20:30:00Z", "-o", out)
+    code, _, err = pumplog_main(capsys, "cut", path, *args)
+    assert code == 2
+    assert err == "pumplog: --to 2026-05-28T20:30:00Z is not after --from 2026-05-28T20:40\n"
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("when", ["1e30", "inf", "-5", "+99999999999d", "5000-01-01"])
+def test_a_time_outside_what_a_log_holds_is_a_usage_error(log, tmp_path, capsys, when):
+    path, _ = log
+    code, _, err = pumplog_main(capsys, "cut", path, "--from", when, "-o", tmp_path / "c.rplog")
+    assert code == 2 and err.count("\n") == 1 and err.startswith(f"pumplog: {when!r}: ")
+
+
+def test_import_names_must_be_one_topic_level(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        pumplog.main(["import", str(tmp_path / "t.bin"), "--site", "jia/x", "--station", "r1",
+                      "-o", str(tmp_path / "i.rplog")])  # fmt: skip
+    assert exit_.value.code == 2
+    assert "argument --site: 'jia/x': a name of 1..255 bytes without /, + or #" in (
+        capsys.readouterr().err
+    )

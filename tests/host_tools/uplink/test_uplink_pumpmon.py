@@ -171,3 +171,29 @@ def test_pumpmon_redraws_the_screen_on_a_terminal(broker, password_file):
     assert len(screens) >= 2
     assert any(f"{SITE}/relay1  ONLINE  no telemetry yet".encode() in s for s in screens)
     assert alarms in screens[-1]
+
+
+def test_pumpmon_into_a_closed_pipe_ends_quietly_with_exit_141(broker, password_file):
+    """`pumpmon | head -1`: once head is gone, the next line ends pumpmon (it used to die in
+    paho's thread and hang until --duration)."""
+    relay1 = station_with_will(broker.port, "relay1")
+    proc = subprocess.Popen(
+        [PUMPMON, f"{SITE}/+", "--duration", "60", "--port", str(broker.port),
+         "--user", "controlroom", "--password-file", password_file("controlroom")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout.readline() == f"{SITE}/relay1 status online (retained)\n"
+        proc.stdout.close()  # the reader goes away
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            relay1.publish(f"relaypump/{SITE}/relay1/telemetry", frame(), qos=1)
+            time.sleep(0.2)
+    finally:
+        relay1.disconnect()
+        relay1.loop_stop()
+        if proc.poll() is None:
+            proc.kill()
+        err = proc.stderr.read()
+        proc.wait(10)
+    assert proc.returncode == 141 and err == ""

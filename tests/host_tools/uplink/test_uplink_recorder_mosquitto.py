@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as paho
+import pytest
 from mosquitto_broker import PASSWORDS, SITE
 from uplink_frames import T0, event, telemetry, with_header
 
@@ -316,3 +317,21 @@ def test_the_recorder_over_tls_acknowledges_in_batches(tmp_path, tls_broker, pas
     writer.close()
     station.close()
     assert [r.frame_seq for r in LogReader(log)] == list(range(100))
+
+
+def test_a_refused_login_is_one_line_and_exit_4_not_retried_forever(broker, tmp_path):
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password\n")
+    wrong.chmod(0o600)
+    rec = start_recorder(broker.port, tmp_path / "r.rplog", "rec-refused", str(wrong))
+    try:
+        _, err = rec.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        rec.kill()
+        rec.communicate()
+        pytest.fail("pumprecord kept retrying a refused login")
+    assert rec.returncode == 4
+    refusal = [line for line in err.splitlines() if "refused" in line]
+    assert refusal == [
+        f"pumprecord: the broker at 127.0.0.1:{broker.port} refused the login: Not authorized"
+    ]
