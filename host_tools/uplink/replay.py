@@ -35,6 +35,7 @@ Rules:
 - Identities: the topic's site and station are those recorded (the identity the broker vouched
   for); ``--map SITE/STATION=SITE2/STATION2`` (repeatable) publishes that station's records under
   the other names. The frames are sent unchanged (their station_id, seq and timestamp too).
+  A --map whose station had no record in the replay is named on stderr (a typo renames nothing).
 - Kinds: ``--kinds`` (default status,telemetry,event,ack: what stations publish). ``cmd`` (signed
   commands: never replayed at stations by default) and ``other`` (records of topics outside
   relaypump/<site>/<station>/<kind>, published to their own topic) only when named.
@@ -154,6 +155,15 @@ class Topics:
     def __init__(self, mapping: dict[tuple[str, str], tuple[str, str]]):
         self.mapping = mapping
         self._cache: dict[tuple[int, str, str], str] = {}
+        self.seen: set[tuple[str, str]] = set()  # stations of the records replayed
+
+    def unused(self) -> list[str]:
+        """A line for each --map whose station had no record replayed."""
+        return [
+            f"--map {'/'.join(old)}={'/'.join(new)}: no record of {'/'.join(old)} replayed"
+            for old, new in sorted(self.mapping.items())
+            if old not in self.seen
+        ]
 
     def of(self, record) -> str:
         if record.kind == KIND_OTHER:
@@ -161,6 +171,7 @@ class Topics:
         key = (record.kind, record.site, record.station)
         topic = self._cache.get(key)
         if topic is None:
+            self.seen.add(key[1:])
             site, station = self.mapping.get((record.site, record.station), key[1:])
             topic = self._cache[key] = broker.topic(site, station, KIND_NAMES[record.kind])
         return topic
@@ -296,6 +307,8 @@ def run(args) -> int:
     )
     if interrupted:
         return 130
+    for line in topics.unused():
+        print(f"pumpreplay: {line}", file=sys.stderr)
     if not complete:
         raise broker.ToolError(f"{publisher.inflight} messages never acknowledged", code=4)
     return 0

@@ -51,6 +51,15 @@ def test_topics_keep_or_map_identities():
     assert topics.of(rec(1, "jia", "relay1")) == "relaypump/kvv/relay9/telemetry"
     assert topics.of(rec(0, "jia", "relay2")) == "relaypump/jia/relay2/status"
     assert topics.of(rec(KIND_OTHER, "", "", b"a/b\0x")) == "a/b"
+    assert topics.unused() == []
+
+
+def test_a_map_of_a_station_without_records_is_named():
+    """A typo in --map renames nothing: said on stderr after the replay."""
+    topics = Topics({("jia", "relay1"): ("kvv", "relay9"), ("jia", "rleay2"): ("kvv", "r2")})
+    topics.of(Record(0, 0, 1, 0, "jia", "relay1", b""))
+    topics.of(Record(0, 0, 1, 0, "jia", "relay2", b""))
+    assert topics.unused() == ["--map jia/rleay2=kvv/r2: no record of jia/rleay2 replayed"]
 
 
 def test_progress_into_a_pipe_is_a_line_per_ten_percent():
