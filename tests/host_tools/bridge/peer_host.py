@@ -13,6 +13,10 @@ pysparkplug 0.6.1 (its own payload codec, generated from the Sparkplug B schema)
 - Reads JSON lines on stdin and publishes with pysparkplug's encoder:
   {"op": "dcmd", "node": N, "device": D, "metrics": [{"name", "datatype", "value"}]} and
   {"op": "rebirth", "node": N}, {"op": "state", "online": bool}. It prints {"type": "READY"} once subscribed.
+- After a reconnect (pysparkplug subscribes again) it does what a primary host does, as the
+  broker kept nothing for it: publishes its STATE again and asks every edge node it had seen born
+  for a rebirth (a birth published before its new subscription is lost to it), then prints
+  {"type": "RESUBSCRIBED"}.
 """
 
 import argparse
@@ -110,7 +114,18 @@ def main() -> int:
         sp.Message(state, sp.State(sp.get_current_timestamp(), False), sp.QoS.AT_LEAST_ONCE, True)
     )
     subscribed = threading.Event()
-    client._client.on_subscribe = lambda *a: subscribed.set()
+    born: set[str] = set()  # edge nodes seen born: asked for a rebirth after a reconnect
+
+    def on_subscribe(*_):
+        if not subscribed.is_set():
+            subscribed.set()
+            return
+        publish_state(True)
+        for node in sorted(born):
+            request_rebirth(node)
+        emit({"type": "RESUBSCRIBED"})
+
+    client._client.on_subscribe = on_subscribe
     connected = threading.Event()
     client.connect("127.0.0.1", port=args.port, callback=lambda c: connected.set())
     if not connected.wait(10):
@@ -121,8 +136,19 @@ def main() -> int:
         now = sp.get_current_timestamp()
         client.publish(sp.Message(state, sp.State(now, online), sp.QoS.AT_LEAST_ONCE, True))
 
+    def request_rebirth(node: str) -> None:
+        now = sp.get_current_timestamp()
+        metric = sp.Metric(now, "Node Control/Rebirth", sp.DataType.BOOLEAN, value=True)
+        topic = sp.Topic(group_id=args.group, message_type=sp.MessageType.NCMD, edge_node_id=node)
+        client.publish(
+            sp.Message(topic, sp.NCmd(now, (metric,)), sp.QoS.AT_MOST_ONCE, False),
+            include_dtypes=True,
+        )
+
     def safe(c, m):
         try:
+            if m.topic.message_type == sp.MessageType.NBIRTH:
+                born.add(m.topic.edge_node_id)
             on_message(c, m)
         except Exception as err:  # a payload pysparkplug refuses is a finding, not a crash
             emit({"type": "UNDECODABLE", "error": f"{type(err).__name__}: {err}"})
@@ -142,14 +168,7 @@ def main() -> int:
         if order["op"] == "state":
             publish_state(order["online"])
         elif order["op"] == "rebirth":
-            metric = sp.Metric(now, "Node Control/Rebirth", sp.DataType.BOOLEAN, value=True)
-            topic = sp.Topic(
-                group_id=args.group, message_type=sp.MessageType.NCMD, edge_node_id=order["node"]
-            )
-            client.publish(
-                sp.Message(topic, sp.NCmd(now, (metric,)), sp.QoS.AT_MOST_ONCE, False),
-                include_dtypes=True,
-            )
+            request_rebirth(order["node"])
         elif order["op"] == "dcmd":
             metrics = tuple(
                 sp.Metric(now, m["name"], sp.DataType[m["datatype"]], value=m["value"])
