@@ -299,6 +299,10 @@ def subscription(group: str) -> str:
 def record(args) -> int:
     if not args.client_id:
         raise broker.ToolError("pumprecord record: --client-id is required (a persistent session)")
+    if any(c in args.group for c in "/+#"):  # MQTT: a share name is one level, no wildcard
+        raise broker.ToolError(f"--group {args.group!r}: a name without /, + or #")
+    if args.index_every < 1:
+        raise broker.ToolError(f"--index-every {args.index_every}: must be 1 or more")
     if args.window < 1 or args.window & (args.window - 1):
         raise broker.ToolError(f"--window {args.window}: must be a power of two (e.g. 4096)")
     if not 1 <= args.batch <= 2 * args.index_every:
@@ -396,7 +400,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument(
         "--group",
         default="recorders",
-        help="shared subscription group, '' for none (default recorders)",
+        help="shared subscription group (no /, + or #), '' for none (default recorders)",
     )
     r.add_argument(
         "--window",

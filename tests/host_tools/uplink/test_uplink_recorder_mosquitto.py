@@ -335,3 +335,23 @@ def test_a_refused_login_is_one_line_and_exit_4_not_retried_forever(broker, tmp_
     assert refusal == [
         f"pumprecord: the broker at 127.0.0.1:{broker.port} refused the login: Not authorized"
     ]
+
+
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--group", "a/b"], "--group 'a/b': a name without /, + or #"),
+        (["--group", "+"], "--group '+': a name without /, + or #"),
+        (["--index-every", "0"], "--index-every 0: must be 1 or more"),
+        (["--window", "3"], "--window 3: must be a power of two (e.g. 4096)"),
+    ],
+)
+def test_bad_record_options_are_refused_before_anything_starts(tmp_path, option, message):
+    """A share name with / or a wildcard would subscribe to other topics than relaypump's (the
+    broker takes it): refused, as are an index block of no records and a window Recorder cannot
+    use; no log is made, no broker is needed (port 1)."""
+    log = tmp_path / "r.rplog"
+    argv = ["record", "--log", str(log), "--client-id", "r", "--port", "1", *option]
+    proc = subprocess.run([PUMPRECORD, *argv], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and proc.stderr == f"pumprecord: {message}\n"
+    assert not log.exists()
