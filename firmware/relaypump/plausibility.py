@@ -8,8 +8,11 @@ remote DP -> control on the discharge pressure, flow "hold" -> BAD, the dry run 
 Checks (thresholds in config io.plausibility and io.channels.<name>.frozen_s):
 - Frozen: a channel with frozen_s > 0 whose raw loop current stays within frozen_band_ua of one
   value for frozen_s after the plant moved - the running pumps' speeds summed moved by
-  move_speed_pct, or another checked transmitter by move_ua - is frozen (a live transmitter
-  shows its noise and follows the plant). A current pinned at the NE43 saturation limits
+  move_speed_pct, up and down counted alike (the PI trimming a steady plant by a few 0.01 %
+  moves the flow and the pressures a live transmitter follows; counting only the net move,
+  one pump holding a flat load never "moved" and a frozen flow went unflagged for 11 min), or
+  another checked transmitter by move_ua - is frozen (a live transmitter shows its noise and
+  follows the plant). A current pinned at the NE43 saturation limits
   (<= 3.8 or >= 20.5 mA) is not judged: the range, not the transmitter, is the limit.
 - Remote DP against its estimate from the station: discharge - suction - network loss
   (setpoint.network_loss_m_per_m3h2 * Q^2, the same system curve the discharge fallback uses);
@@ -17,9 +20,13 @@ Checks (thresholds in config io.plausibility and io.channels.<name>.frozen_s):
 - Flow against the pump model (pump_model: H = h0 s^2 - k q^2): the station head discharge -
   suction against the head the running pumps give at their measured speed with the measured flow
   shared equally, off by more than head_tolerance_ratio * h0 s^2 + head_tolerance_kpa. Judged
-  only while every running pump turns within 2 % of the others, the bypass is shut, and the head
+  only while every running pump turns within 2 % of the others, the bypass is shut, the head
   is at least min_head_ratio * h0 s^2 (a pump running dry gives no head and no flow: that is the
-  dry-run protection's case, not a lying transmitter).
+  dry-run protection's case, not a lying transmitter), and the pumps' point by the model (their
+  flow at the measured speed and head, not the transmitter's) lies inside the allowed window,
+  at most max_flow_ratio * bep_flow * s: beyond it, towards run-out, the datasheet curve is no
+  reference a real pump keeps to (a pump 8 % off in flow, ISO 9906 grade 2B, is ~1 m off in
+  head at 1.3 x BEP: one pump there, staging's choice, was flagged on a healthy transmitter).
 - The flow substitute (a flow_m3h channel with fallback "model"): the sum over the running pumps
   of the flow each gives at its measured speed against the measured head, q = sqrt((h0 s^2 -
   H) / k), at most runout_flow_ratio * bep_flow * s (run-out), 0 below its check valve's cut-off;
@@ -149,6 +156,8 @@ class Plausibility:
         self._min_x100 = int(config["speed"]["min_pct"] * 100.0 + 0.5)
         # flow substitute: q_x10^2 = (shutoff - H)_x10 * _q_mul; run-out q_x10 = _q_max * s // 10000
         self._q_mul = int(100.0 / (model["curve_k"] * kpa_per_m * 10.0) + 0.5)
+        # the window's top (0.1 m3/h at full speed): the flow check is judged inside it only
+        self._q_win = int(model["max_flow_ratio"] * model["bep_flow_m3h"] * 10.0 + 0.5)
         runout = model.get("runout_flow_ratio", model["max_flow_ratio"])
         self._q_max = int(runout * model["bep_flow_m3h"] * 10.0 + 0.5)
         f = self._flow
@@ -170,6 +179,7 @@ class Plausibility:
         self._ref_ua = [0] * n
         self._moved = [_OFF] * n  # ms frozen since the plant moved
         self._sig_speed = [0] * n
+        self._path = [0] * n  # the speeds' summed path since the reference (0.01 %)
         self._sig_ua = [0] * (n * n)  # [k * n + j]: channel j's current when k's froze
         self._bad = [_OFF] * n  # model disagreement timer
         self._good = [_OFF] * n  # agreement timer of a suspect channel
@@ -278,7 +288,10 @@ class Plausibility:
             s = speed_sum // n_run
             shutoff = self._h0_x10 * s // 10000 * s // 10000
             head = self._x10(self._discharge) - self._x10(self._suction)
-            if head * 1000 >= self._min_head * shutoff:
+            q_win = self._q_win * s // 10000  # (the pumps' own point: from speed and head)
+            if head * 1000 >= self._min_head * shutoff and (
+                head >= shutoff or (shutoff - head) * self._q_mul <= q_win * q_win
+            ):
                 q = self._x10(f) // n_run
                 if q < 0:
                     q = 0
@@ -391,14 +404,17 @@ class Plausibility:
             self._ref_ua[i] = raw
             self._moved[i] = _OFF
             self._sig_speed[i] = speed_sum
+            self._path[i] = 0
             for j in self._watched:
                 self._sig_ua[base + j] = sensors.raw_ua[j]
             if self.suspect_by[i] == CHECK_FROZEN:
                 self._clear(i, now_ms)
             return
         if self._moved[i] < 0:
-            d = speed_sum - self._sig_speed[i]
-            moved = d >= self._move_speed or -d >= self._move_speed
+            d = speed_sum - self._sig_speed[i]  # (the last tick's sum: the path, both ways)
+            self._sig_speed[i] = speed_sum
+            self._path[i] += d if d >= 0 else -d
+            moved = self._path[i] >= self._move_speed
             if not moved:
                 for j in self._watched:
                     if j != i:

@@ -140,6 +140,40 @@ def test_a_frozen_remote_dp_is_suspect_within_frozen_s_of_the_plant_moving():
     assert plant.snap.remote_dp_kpa.quality == GOOD
 
 
+def test_a_frozen_flow_is_suspect_while_one_pump_holds_a_flat_load():
+    # the PI trims the one pump's speed by a few 0.01 % up and down: no net move of the plant,
+    # but a live flow transmitter would follow (and shows its noise); the frozen one does not
+    plant = Plant()
+    plant.set(1, 65.0, flow_per_pump=350.0)
+    plant.tick(60)
+    plant.frozen[FLOW] = plant.ua[FLOW]
+    start = plant.now // 1000
+    for k in range(60):  # (the other transmitters follow by less than move_ua)
+        plant.set(1, 65.0 + (0.03 if k % 2 else 0.0), flow_per_pump=350.0)
+        plant.tick(3)
+    frozen_s = int(plant.cfg["io"]["channels"]["flow_m3h"]["frozen_s"])
+    events = plant.drain()
+    assert events and events[0][:3] == (codes.EVENT_SENSOR_SUSPECT, CHECK_FROZEN, 5), events
+    assert events[0][3] - start <= frozen_s + 60
+
+
+def test_the_flow_check_judges_inside_the_allowed_window_only():
+    # one pump beyond 1.25 x BEP (up to its run-out limit, where staging may run it alone):
+    # the datasheet curve is no tolerance-grade reference there, a reading 30 % low passes
+    plant = Plant()
+    checks = plant.cfg["io"]["plausibility"]
+    plant.set(1, 70.0, flow_per_pump=1.3 * 450.0 * 0.7)
+    plant.tick(30)
+    plant.flow_factor = 0.7
+    plant.tick(checks["check_s"] + 30)
+    assert plant.drain() == [] and not plant.sensors.suspect[FLOW]
+    # inside the window the same check holds the transmitter to the curve
+    plant.set(1, 70.0, flow_per_pump=300.0)
+    plant.flow_factor = 0.3
+    plant.tick(checks["check_s"] + 30)
+    assert plant.drain()[0][:3] == (codes.EVENT_SENSOR_SUSPECT, CHECK_MODEL, 5)
+
+
 def test_a_remote_dp_off_its_estimate_is_suspect_after_dp_check_s():
     plant = Plant()
     plant.tick(60)
