@@ -185,12 +185,36 @@ def test_the_faults_reached_the_wire_and_the_agent_answered_them(runs):
     assert any(bench.result.running[standby][i] for i in inside)
 
 
+BAND_KPA = 0.5 * 9.80665 * 0.98  # ±0.5 m of hot water (the KPIs' band, rounded down)
+
+
+def reached_band_s(outcome) -> float:
+    s = outcome.result.samples
+    for t, dp, sp in zip(s["t_s"], s["remote_dp_kpa"], s["setpoint_kpa"], strict=True):
+        if abs(dp - sp) <= BAND_KPA:
+            return t
+    raise AssertionError(f"{outcome.name}: the remote DP never reached the band")
+
+
+def in_band_since_pct(outcome, since_s: float) -> float:
+    s = outcome.result.samples
+    rows = [(dp, sp) for t, dp, sp in zip(s["t_s"], s["remote_dp_kpa"], s["setpoint_kpa"],
+                                          strict=True) if t >= since_s]  # fmt: skip
+    return 100.0 * sum(abs(dp - sp) <= BAND_KPA for dp, sp in rows) / max(1, len(rows))
+
+
 def test_kpis_match_the_in_process_closed_loop(runs):
     bench, reference = runs
     b, r = bench.kpis, reference.kpis
     assert b["starts"] == r["starts"]
     assert b["station_starts"] == r["station_starts"]
-    assert abs(b["dp_in_band_pct"] - r["dp_in_band_pct"]) <= 10.0
+    # DP in band over 4 min from standstill is mostly the start-up: each % is 2.4 s of when the
+    # board's staging decisions fell on the wall clock (under CI load the whole-run figures
+    # differed by 6-10 points). So: when the DP first reached the band, then the band from there.
+    reached_b, reached_r = reached_band_s(bench), reached_band_s(reference)
+    assert abs(reached_b - reached_r) <= 30.0, (reached_b, reached_r)
+    since = max(reached_b, reached_r)
+    assert abs(in_band_since_pct(bench, since) - in_band_since_pct(reference, since)) <= 10.0
     assert abs(b["unserved_min"] - r["unserved_min"]) <= 0.5
     assert abs(b["energy_kwh"] - r["energy_kwh"]) <= 0.05 * r["energy_kwh"]
     assert abs(b["min_suction_margin_kpa"] - r["min_suction_margin_kpa"]) <= 10.0
