@@ -96,7 +96,7 @@ class _Profile:
     AUX_BLOCKS: tuple = ()
     CURRENT_SCALE = 0.1  # A per bit
     POWER_SCALE = 0.1  # kW per bit
-    FAULTS: dict = {}
+    FAULTS: tuple = ()  # (vendor code, FAULT_*) pairs: a constant, no dict built at import
     # Ramp-time parameters: wire addresses, registers per value (2: high word first), units per
     # second, largest time the register takes.
     RAMP_UP_ADDRESS = 0
@@ -161,7 +161,10 @@ class _Profile:
     def fault_meaning(self, code):
         if not code:
             return FAULT_NONE
-        return self.FAULTS.get(code, FAULT_OTHER)
+        for known, meaning in self.FAULTS:
+            if known == code:
+                return meaning
+        return FAULT_OTHER
 
     def decode_status(self, word):
         raise NotImplementedError
@@ -195,18 +198,18 @@ class ProfidriveProfile(_Profile):
     RAMP_DOWN_ADDRESS = 322
     RAMP_PER_S = 100
     RAMP_MAX_S = 650.0
-    FAULTS = {
-        30001: FAULT_OVERCURRENT,
-        30017: FAULT_OVERCURRENT,  # hardware current limit
-        7801: FAULT_OVERCURRENT,  # motor overcurrent
-        30002: FAULT_DC_OVERVOLTAGE,
-        7901: FAULT_OTHER,
-        30004: FAULT_OVERTEMPERATURE,
-        30005: FAULT_OVERTEMPERATURE,  # power unit I2t overload
-        7011: FAULT_OVERTEMPERATURE,  # motor overtemperature
-        1910: FAULT_COMM_LOSS,  # fieldbus setpoint timeout
-        8501: FAULT_COMM_LOSS,
-    }
+    FAULTS: tuple = (
+        (30001, FAULT_OVERCURRENT),
+        (30017, FAULT_OVERCURRENT),  # hardware current limit
+        (7801, FAULT_OVERCURRENT),  # motor overcurrent
+        (30002, FAULT_DC_OVERVOLTAGE),
+        (7901, FAULT_OTHER),
+        (30004, FAULT_OVERTEMPERATURE),
+        (30005, FAULT_OVERTEMPERATURE),  # power unit I2t overload
+        (7011, FAULT_OVERTEMPERATURE),  # motor overtemperature
+        (1910, FAULT_COMM_LOSS),  # fieldbus setpoint timeout
+        (8501, FAULT_COMM_LOSS),
+    )
 
     WORD_IDLE = 0x0476  # OFF1 with pulses disabled: READY TO SWITCH ON
     WORD_SWITCH_ON = 0x0477
@@ -267,16 +270,16 @@ class AbbProfile(ProfidriveProfile):
     RAMP_DOWN_ADDRESS = 2312
     RAMP_PER_S = 10
     RAMP_MAX_S = 1800.0
-    FAULTS = {
-        0x2310: FAULT_OVERCURRENT,
-        0x2340: FAULT_OVERCURRENT,  # short circuit
-        0x3210: FAULT_DC_OVERVOLTAGE,
-        0x4210: FAULT_OVERTEMPERATURE,  # IGBT
-        0x4310: FAULT_OVERTEMPERATURE,  # excess temperature
-        0x4981: FAULT_OVERTEMPERATURE,  # external temperature
-        0x7510: FAULT_COMM_LOSS,  # FBA A communication
-        0x6681: FAULT_COMM_LOSS,  # EFB communication loss
-    }
+    FAULTS: tuple = (
+        (0x2310, FAULT_OVERCURRENT),
+        (0x2340, FAULT_OVERCURRENT),  # short circuit
+        (0x3210, FAULT_DC_OVERVOLTAGE),
+        (0x4210, FAULT_OVERTEMPERATURE),  # IGBT
+        (0x4310, FAULT_OVERTEMPERATURE),  # excess temperature
+        (0x4981, FAULT_OVERTEMPERATURE),  # external temperature
+        (0x7510, FAULT_COMM_LOSS),  # FBA A communication
+        (0x6681, FAULT_COMM_LOSS),  # EFB communication loss
+    )
 
     def __init__(self, full_scale=0, rated_kw=0.0, ramp_up_s=100.0, ramp_down_s=100.0):
         super().__init__(full_scale, rated_kw, ramp_up_s, ramp_down_s)
@@ -301,14 +304,14 @@ class DanfossProfile(_Profile):
     RAMP_WORDS = 2
     RAMP_PER_S = 100
     RAMP_MAX_S = 3600.0
-    FAULTS = {
-        13: FAULT_OVERCURRENT,
-        16: FAULT_OVERCURRENT,  # short circuit
-        7: FAULT_DC_OVERVOLTAGE,
-        29: FAULT_OVERTEMPERATURE,  # heat sink
-        65: FAULT_OVERTEMPERATURE,  # control card
-        17: FAULT_COMM_LOSS,  # control word timeout
-    }
+    FAULTS: tuple = (
+        (13, FAULT_OVERCURRENT),
+        (16, FAULT_OVERCURRENT),  # short circuit
+        (7, FAULT_DC_OVERVOLTAGE),
+        (29, FAULT_OVERTEMPERATURE),  # heat sink
+        (65, FAULT_OVERTEMPERATURE),  # control card
+        (17, FAULT_COMM_LOSS),  # control word timeout
+    )
 
     WORD_RUN = 0x047C
     WORD_RAMP_STOP = 0x043C
