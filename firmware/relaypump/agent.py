@@ -55,7 +55,7 @@ from .state import StationState
 from .ticks import ticks_diff as _ticks_diff
 
 _G = 9.80665
-_EVENT_CAPACITY = const(64)
+_EVENT_CAPACITY = const(32)  # the uplink drains 20 a second (station_uplink.EVENTS_PER_STEP)
 _HOUR_MS = const(3600000)
 
 
