@@ -37,7 +37,7 @@ Rules:
 - Events: the agent's event ring is drained into event frames, at most EVENTS_PER_STEP a step
   and none in a step that appends a telemetry frame (each append is a flash block write and
   ~0.2 KiB of heap: a burst is spread over steps instead of holding up the loop, and a step's
-  heap peak is one append; the ring, 64 events, drains at 20 a second); each frame carries the
+  heap peak is one append; the ring, 32 events, drains at 20 a second); each frame carries the
   time of the event's own tick.
 - Commands: every message on the session is a command (the session subscribes to the station's
   command topic only). commands.handle judges it; when it consumed the counter, the counter is
