@@ -17,7 +17,10 @@ a wall second on a shared machine. This client does only what a replay needs:
 - Output is buffered: it leaves when 64 KiB are queued and at every ``pump`` (every wait), so a
   burst goes out in full segments and nothing is held back while the replay waits.
 - Keepalive: a PINGREQ after keepalive/2 s without sending; the broker closing the connection,
-  or an error on it, is a ToolError naming how many messages were acknowledged.
+  or an error on it, is a ToolError naming how many messages were acknowledged. So is a broker
+  that stays silent (frozen: its kernel still takes the bytes) for 1.5 x keepalive (60 s with
+  keepalive 0) while a PUBACK or a PINGRESP is awaited, as MQTT's keepalive rule has it for the
+  server; the replay would otherwise wait for the window forever.
 - ``stop``: a list a signal handler appends to; a full window waits for the broker only until
   then (Interrupted), so a broker that stopped acknowledging cannot hold a Ctrl-C.
 """
@@ -96,6 +99,8 @@ class Publisher:
         self._heads: dict[str, bytes] = {}  # topic -> its PUBLISH's topic name field
         self._keepalive = 0
         self._last_sent = 0.0
+        self._ping_out = False  # a PINGREQ awaits its PINGRESP
+        self._heard = 0.0  # the broker's last bytes, or when the wait for them began
 
     # ---- connection -----------------------------------------------------------------------
 
@@ -114,6 +119,7 @@ class Publisher:
         user = args.user
         self.sock = sock
         self._keepalive = keepalive
+        self._answer_s = 1.5 * keepalive if keepalive else 60.0
         self._out += connect_packet(
             args.client_id or "", keepalive, user, broker.password(args) if user else None
         )
@@ -185,6 +191,7 @@ class Publisher:
             if not data:
                 raise self._lost("the broker closed the connection")
             buf += data
+            self._heard = time.monotonic()
         waiting = self._waiting
         pos, end = 0, len(buf)
         while end - pos >= 2:
@@ -198,6 +205,7 @@ class Publisher:
                 waiting.discard(mid)
                 pos += 4
             elif kind == _PINGRESP and length == 0:
+                self._ping_out = False
                 pos += 2
             else:
                 raise self._lost(f"unexpected packet {bytes(buf[pos : pos + 8]).hex()}")
@@ -209,7 +217,10 @@ class Publisher:
         """Send what is queued, wait up to timeout for the broker, read what it sent, keepalive."""
         if self.sock is None:
             raise self._lost("not connected")
-        if self._keepalive and time.monotonic() - self._last_sent >= self._keepalive / 2:
+        now = time.monotonic()
+        if self._keepalive and now - self._last_sent >= self._keepalive / 2:
+            self._awaiting(now)
+            self._ping_out = True
             self._out += b"\xc0\x00"  # PINGREQ
         self._send()
         pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()
@@ -218,6 +229,13 @@ class Publisher:
         if ready or pending:
             self._receive()
         self._send()
+        if (self.inflight or self._ping_out) and time.monotonic() - self._heard > self._answer_s:
+            raise self._lost(f"no answer for {self._answer_s:g} s")
+
+    def _awaiting(self, now: float) -> None:
+        """Something is sent that wants an answer: when nothing else did, the wait starts now."""
+        if not self.inflight and not self._ping_out:
+            self._heard = now
 
     # ---- publishing -----------------------------------------------------------------------
 
@@ -227,6 +245,8 @@ class Publisher:
                 self.pump(0.5)
                 if self.stop:
                     raise Interrupted
+        if not self.inflight and not self._ping_out:
+            self._heard = time.monotonic()
         head = self._heads.get(topic)
         if head is None:
             head = self._heads[topic] = _str16(topic)

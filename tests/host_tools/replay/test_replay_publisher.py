@@ -140,3 +140,44 @@ def test_connect_packet_layout():
 def test_remaining_length_is_the_specs_variable_length():  # MQTT 3.1.1, 2.2.3
     cases = {0: "00", 127: "7f", 128: "8001", 16383: "ff7f", 16384: "808001", 2097152: "80808001"}
     assert {n: _remaining(n).hex() for n in cases} == cases
+
+
+class SilentPeer:
+    """Answers CONNECT, then reads everything and answers nothing: a frozen broker (its kernel
+    still takes the bytes)."""
+
+    def __init__(self):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        self.done = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        conn, _ = self.server.accept()
+        with conn:
+            conn.recv(1024)
+            conn.sendall(b"\x20\x02\x00\x00")
+            conn.settimeout(0.1)
+            while not self.done.is_set():
+                try:
+                    conn.recv(1 << 16)
+                except TimeoutError:
+                    pass
+        self.server.close()
+
+
+def test_a_broker_that_stops_answering_is_lost_after_one_and_a_half_keepalives():
+    """A full window used to wait for PUBACKs forever (pumpreplay hung on a frozen broker)."""
+    peer = SilentPeer()
+    pub = Publisher(args(), window=4)
+    pub.connect("127.0.0.1", peer.port, 2)  # keepalive 2 s: lost after 3 s of silence
+    start = time.monotonic()
+    try:
+        with pytest.raises(uplink_broker.ToolError) as err:
+            for _ in range(10):
+                pub.publish("relaypump/jia/relay1/telemetry", b"x")
+    finally:
+        peer.done.set()
+        pub.disconnect()
+    assert str(err.value) == "lost the broker after 0 acknowledged messages (no answer for 3 s)"
+    assert err.value.code == 4 and 3 <= time.monotonic() - start < 10
