@@ -586,13 +586,14 @@ def run(args) -> int:
     with lock:
         new_session()
     broker.connect(client, args)
+    # before the line that says it runs: a SIGTERM right after it must be a clean stop
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
     print(
         f"pumpbridge: edge node {group}/{args.node} (bdSeq {bridge.bd_seq}) on "
         f"{args.host}:{broker.port_of(args)}, stations of {args.site}",
         flush=True,
     )
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stopping.set())
     end = time.monotonic() + args.duration if args.duration else None
     try:
         while not stopping.wait(0.2):

@@ -37,6 +37,27 @@ def make_field(scenario, broker):
     return Field(scenario, cfg)
 
 
+def settled(count, quiet_s: float = 1.0, wall_s: float = 30.0) -> None:
+    """Until count() has not changed for quiet_s (bounded by wall_s)."""
+    deadline = time.monotonic() + wall_s
+    seen, since = count(), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - since < quiet_s:
+        time.sleep(0.05)
+        now = count()
+        if now != seen:
+            seen, since = now, time.monotonic()
+
+
+def last_frame(field, station):
+    """The station's last telemetry frame once nothing more is on its way. Its outbox runs in
+    wall time behind the virtual run: it must empty, and the watcher take what is still in
+    transit, or a later frame would move the peer past the values awaited."""
+    box = field.uplink.box
+    assert run_field_until(field, lambda: box.pending == 0, 60), "outbox not emptied"
+    settled(lambda: len(station.payloads(topic("telemetry"))))
+    return P.parse_any(station.payloads(topic("telemetry"))[-1])[1]
+
+
 def of(kind, device=None):
     return lambda m: m["type"] == kind and m.get("device") == device
 
@@ -131,7 +152,7 @@ def test_births_data_and_malformed_frames_as_the_peer_decodes_them(scenario, bro
                 assert born[short]["properties"]["engUnit"] == P.SCALES[name][0], name
 
         # data: the peer's view equals the station's last frame (decoded by construct)
-        last = P.parse_any(station.payloads(topic("telemetry"))[-1])[1]
+        last = last_frame(field, station)
         want = expected_values(last)
         peer.wait(lambda m: all(device_state(peer).get(k) == v for k, v in want.items()),
                   what="the last frame's values")  # fmt: skip
@@ -149,7 +170,7 @@ def test_births_data_and_malformed_frames_as_the_peer_decodes_them(scenario, bro
         assert metrics(ndata)["Bridge/Malformed Frames"]["value"] == 1
         # seq wraps: long enough for more than 256 messages
         field.run(2700)
-        last = P.parse_any(station.payloads(topic("telemetry"))[-1])[1]
+        last = last_frame(field, station)
         want = expected_values(last)
         peer.wait(lambda m: all(device_state(peer).get(k) == v for k, v in want.items()),
                   timeout=30, what="the values after the wrap")  # fmt: skip
@@ -186,7 +207,7 @@ def test_a_rebirth_request_gives_nbirth_and_dbirth_again(scenario, broker, peer,
     station = Watcher(broker.port, "recorder", [topic("telemetry")])
     field = make_field(scenario, broker)
     field.run(60)
-    last = P.parse_any(station.payloads(topic("telemetry"))[-1])[1]
+    last = last_frame(field, station)
     want = expected_values(last)
     peer.wait(lambda m: all(device_state(peer).get(k) == v for k, v in want.items()),
               what="the last frame's values")  # fmt: skip
