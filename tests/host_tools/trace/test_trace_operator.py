@@ -161,6 +161,9 @@ def test_ctrl_c_of_a_diff_leaves_no_worker_running(tmp_path, day_trace):
     (old / "relaypump").mkdir(parents=True)
     for f in (REPO / "firmware" / "relaypump").glob("*.py"):
         (old / "relaypump" / f.name).write_bytes(f.read_bytes())
+    # a whole firmware folder: without its station.json the worker stopped on its own, at
+    # times before the Ctrl-C came (exit 1, not 130)
+    (old / "station.json").write_bytes((REPO / "firmware" / "station.json").read_bytes())
     argv = ["-m", "host_tools.sim.cli", "diff", str(day_trace), "--old", str(old), "--new"]
     proc = start([*argv, str(REPO / "firmware"), "--out", str(out)])
     try:
