@@ -61,3 +61,32 @@ def bytes_allocated(fn):
 
 
 ON_MICROPYTHON = hasattr(gc, "mem_alloc")
+
+
+def broker_answer(data):
+    """A played broker's answer to the client packets in data: CONNACK, SUBACK, PINGRESP, and a
+    PUBACK for every QoS 1 PUBLISH. Returns (reply, [(topic, payload) of each PUBLISH])."""
+    from relaypump import mqtt
+
+    reply = b""
+    published = []
+    pos = 0
+    while pos < len(data):
+        rl = mqtt.decode_length(data, pos + 1, len(data))
+        start = pos + 1 + mqtt.length_size(rl)
+        kind, flags, body = data[pos] >> 4, data[pos] & 15, data[start : start + rl]
+        pos = start + rl
+        if kind == 1:
+            reply += b"\x20\x02\x00\x00"
+        elif kind == 8:
+            reply += bytes([0x90, 3, body[0], body[1], 1])
+        elif kind == 12:
+            reply += b"\xd0\x00"
+        elif kind == 3:
+            tlen = (body[0] << 8) | body[1]
+            p = 2 + tlen
+            if (flags >> 1) & 3:
+                reply += bytes([0x40, 2, body[p], body[p + 1]])
+                p += 2
+            published.append((bytes(body[2 : 2 + tlen]), bytes(body[p:])))
+    return reply, published

@@ -10,7 +10,7 @@ import os
 from relaypump import outbox, uplink
 from relaypump.codes import EVENT_PUMP_STARTED, EVENT_TELEMETRY_DROPPED
 from relaypump.wallclock import UNSYNCED_LIMIT, WallClock
-from support import ON_MICROPYTHON, bytes_allocated
+from support import ON_MICROPYTHON, broker_answer, bytes_allocated
 
 VM_HEAP_KIB = 512  # the fake flash copies whole files and the VM cannot collect inside a test
 STATION = 7
@@ -641,36 +641,13 @@ class Broker:
         self.frames = []
 
     def serve(self, s, now):
-        from relaypump import mqtt
-
         for _ in range(50):
             out = s.poll(now)
             if out is None:
                 return
-            data = bytes(out)
             s.sent(len(out))
-            reply = b""
-            pos = 0
-            while pos < len(data):
-                rl = mqtt.decode_length(data, pos + 1, len(data))
-                start = pos + 1 + mqtt.length_size(rl)
-                kind, flags, body = data[pos] >> 4, data[pos] & 15, data[start : start + rl]
-                pos = start + rl
-                if kind == 1:
-                    reply += b"\x20\x02\x00\x00"
-                elif kind == 8:
-                    reply += bytes([0x90, 3, body[0], body[1], 1])
-                elif kind == 12:
-                    reply += b"\xd0\x00"
-                elif kind == 3:
-                    tlen = (body[0] << 8) | body[1]
-                    topic = body[2 : 2 + tlen]
-                    p = 2 + tlen
-                    if (flags >> 1) & 3:
-                        reply += bytes([0x40, 2, body[p], body[p + 1]])
-                        p += 2
-                    if topic == TOPIC:
-                        self.frames.append(body[p:])
+            reply, published = broker_answer(bytes(out))
+            self.frames += [payload for topic, payload in published if topic == TOPIC]
             if reply:
                 s.receive(reply)
 

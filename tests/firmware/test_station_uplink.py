@@ -11,9 +11,9 @@ tests/host_tools/uplink_e2e.
 import json
 import struct
 
-from relaypump import mqtt, uplink
+from relaypump import uplink
 from relaypump.codes import ACK_OK, ACK_OUT_OF_ENVELOPE, ACK_REPLAYED
-from support import ON_MICROPYTHON, bytes_allocated
+from support import ON_MICROPYTHON, broker_answer, bytes_allocated
 from test_runtime import Bus, WireBoard, make_dir, remove_dir, run, write_config
 
 VM_HEAP_KIB = 2048  # one VM call per test: the bus double's garbage stays until it returns
@@ -65,26 +65,8 @@ class PlayedBroker:
         self._inbound = self._inbound[taken:]
 
     def _answer(self, data):
-        reply = b""
-        pos = 0
-        while pos < len(data):
-            rl = mqtt.decode_length(data, pos + 1, len(data))
-            start = pos + 1 + mqtt.length_size(rl)
-            kind, flags, body = data[pos] >> 4, data[pos] & 15, data[start : start + rl]
-            pos = start + rl
-            if kind == 1:
-                reply += b"\x20\x02\x00\x00"
-            elif kind == 8:
-                reply += bytes([0x90, 3, body[0], body[1], 1])
-            elif kind == 12:
-                reply += b"\xd0\x00"
-            elif kind == 3:
-                tlen = (body[0] << 8) | body[1]
-                p = 2 + tlen
-                if (flags >> 1) & 3:
-                    reply += bytes([0x40, 2, body[p], body[p + 1]])
-                    p += 2
-                self.published.append((bytes(body[2 : 2 + tlen]).decode(), bytes(body[p:])))
+        reply, published = broker_answer(data)
+        self.published += [(topic.decode(), payload) for topic, payload in published]
         return reply
 
     def frames(self, kind):
