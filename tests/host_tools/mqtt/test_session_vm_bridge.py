@@ -4,14 +4,13 @@ socket): connect with credentials, QoS 1 telemetry to a paho subscriber, a comma
 publisher, a broker killed with frames in flight and restarted (resent with DUP, nothing lost),
 and the VM's heap: what the session holds, what a bridged step allocates, no growth."""
 
-import select
-import socket
 import struct
 import subprocess
 import time
 
 import pytest
 from mosquitto_broker import PASSWORDS, SITE, Watcher
+from vm_link import VMSocketBridge
 
 from host_tools.deploy.bundle import mpy_cross
 from host_tools.mpvm import MicroPythonVM
@@ -74,63 +73,19 @@ def ticks_ms():
     return int(time.monotonic() * 1000) & 0x3FFFFFFF
 
 
-class Bridge:
-    """The host's half: a blocking-connect socket, select() with a short timeout, all bytes to
-    and from the VM's step()."""
+class Bridge(VMSocketBridge):
+    """The host's half (tests/vm_link.py), with the heap each VM step allocated."""
 
     def __init__(self, vm, port):
+        super().__init__(self._vm_step, port)
         self.vm = vm
-        self.port = port
-        self.sock = None
-        self.epoch = -1
         self.step_alloc = []  # bytes each step allocated in the VM
 
-    def _vm_step(self, news, data=b""):
+    def _vm_step(self, news, data):
         out = self.vm.call("step", bytes([news]) + struct.pack(">I", ticks_ms()) + data,
                            measure=True)  # fmt: skip
         self.step_alloc.append(self.vm.last_mem.used)
-        return out[0], out[1], out[2:]
-
-    def _close(self):
-        if self.sock is not None:
-            self.sock.close()
-            self.sock = None
-
-    def step(self, received=b""):
-        want, epoch, out = self._vm_step(0, received)
-        if self.sock is not None and (not want or epoch != self.epoch):
-            self._close()
-        if want and self.sock is None and epoch != self.epoch:
-            self.epoch = epoch
-            try:
-                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=1)
-                news = 1
-            except OSError:
-                news = 2
-            want, epoch, out = self._vm_step(news)
-        if out and self.sock is not None:
-            self.sock.sendall(out)
-
-    def run(self, until, timeout=30.0, what="the condition"):  # wall time, a loaded CI host
-        deadline = time.monotonic() + timeout
-        while not until():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            received = b""
-            if self.sock is not None:
-                readable, _, _ = select.select([self.sock], [], [], 0.01)
-                if readable:
-                    try:
-                        received = self.sock.recv(256)
-                    except OSError:
-                        received = b""
-                    if not received:  # the broker is gone: its bytes first, then the news
-                        self._close()
-                        self._vm_step(2)
-                        continue
-            else:
-                time.sleep(0.01)
-            self.step(received)
+        return out
 
 
 @pytest.fixture
@@ -192,6 +147,6 @@ def test_session_in_the_vm_through_mosquitto(vm, broker):
         print(f"vm_mqtt_step_alloc: median {steps[len(steps) // 2]} B, max {steps[-1]} B")
         assert max(bridge.step_alloc) <= 1024
     finally:
-        bridge._close()
+        bridge.close()
         control.close()
         recorder.close()

@@ -9,12 +9,9 @@ loop run STEP_MS of its virtual time. A paho recorder and a paho control room ar
 telemetry arrives and decodes (protocol/uplink.py), a signed setpoint is acknowledged and held.
 """
 
-import select
-import socket
-import time
-
 import pytest
 from mosquitto_broker import PASSWORDS, Watcher
+from vm_link import VMSocketBridge
 
 from host_tools.mpvm import MicroPythonVM
 from host_tools.sim.uplink_field import sign, topic
@@ -99,51 +96,9 @@ def pump(data):
 """
 
 
-class Bridge:
-    """The host's half: a socket opened when the session wants a link for a new epoch."""
-
-    def __init__(self, vm, port):
-        self.vm, self.port = vm, port
-        self.sock = None
-        self.epoch = -1
-
-    def call(self, news, data=b""):
-        out = self.vm.call("pump", bytes([news]) + data)
-        want, epoch, rest = out[0], out[1], out[2:]
-        if self.sock is not None and (not want or epoch != self.epoch):
-            self.sock.close()
-            self.sock = None
-        if rest and self.sock is not None:
-            self.sock.sendall(rest)
-        if want and self.sock is None and epoch != self.epoch:
-            self.epoch = epoch
-            try:
-                self.sock = socket.create_connection(("127.0.0.1", self.port), timeout=1)
-                news = 1
-            except OSError:
-                news = 2
-            self.call(news)
-
-    def run(self, until, timeout=30.0, what="the condition"):  # wall time, a loaded CI host
-        deadline = time.monotonic() + timeout
-        while not until():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            received = b""
-            if self.sock is not None:
-                readable, _, _ = select.select([self.sock], [], [], 0.005)
-                if readable:
-                    received = self.sock.recv(256)
-                    if not received:
-                        self.sock.close()
-                        self.sock = None
-                        self.call(2)
-                        continue
-            self.call(0, received)
-
-    def close(self):
-        if self.sock is not None:
-            self.sock.close()
+def bridge_to(vm, port):
+    """The host's half (tests/vm_link.py); each VM call runs STEP_MS of the VM's loop."""
+    return VMSocketBridge(lambda news, data: vm.call("pump", bytes([news]) + data), port, 0.005)
 
 
 @pytest.fixture
@@ -159,7 +114,7 @@ def test_the_uplink_in_the_vm_reports_and_obeys_through_mosquitto(vm, broker):
     room = Watcher(broker.port, "controlroom", [topic("ack")])
     vm.exec(f"PASSWORD = {PASSWORDS['st-relay1']!r}\nSTEP_MS = {STEP_MS}\n" + VM_SIDE, gc=True)
     assert vm.eval("up is not None"), vm.eval("runtime.uplink_error")
-    bridge = Bridge(vm, broker.port)
+    bridge = bridge_to(vm, broker.port)
     try:
         bridge.run(lambda: len(recorder.payloads(topic("telemetry"))) >= 2, what="telemetry")
         for payload in recorder.payloads(topic("telemetry")):
