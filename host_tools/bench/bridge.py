@@ -13,7 +13,6 @@ n/a when mosquitto is not installed or the bridge does not deliver every message
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,8 @@ from pathlib import Path
 import paho.mqtt.client as paho
 
 from host_tools.bench.season_log import _cpu_s, season_frames
-from host_tools.bench.uplink_host import _Mosquitto, _raw_publish
+from host_tools.bench.uplink_host import _raw_publish, bench_broker
+from host_tools.uplink.broker_process import mosquitto_path
 
 FRAMES = 50_000
 STATIONS = 10
@@ -75,7 +75,7 @@ def bridge_rate(frames: int = FRAMES, stations: int = STATIONS) -> tuple[float, 
     """(frames per wall second, frames per CPU second of the bridge process)."""
     messages = _messages(frames, stations)
     with tempfile.TemporaryDirectory(prefix="bench-bridge-") as tmp:
-        mosq = _Mosquitto(Path(tmp))
+        mosq = bench_broker(Path(tmp))
         bridge = None
         counter = None
         try:
@@ -108,7 +108,7 @@ def bridge_rate(frames: int = FRAMES, stations: int = STATIONS) -> tuple[float, 
 
 
 def run(report) -> None:
-    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+    if mosquitto_path() is None:
         report("bridge_frames_per_s", "n/a (mosquitto not installed)", "")
         return
     try:

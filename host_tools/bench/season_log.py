@@ -29,13 +29,13 @@ from __future__ import annotations
 import math
 import os
 import random
-import shutil
 import struct
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from host_tools.uplink.broker_process import mosquitto_path
 from host_tools.uplink.logfile import KIND_TELEMETRY, LogReader, LogWriter, verify
 from protocol import layout
 
@@ -119,11 +119,11 @@ def _cpu_s(pid: int) -> float:
 def replay_rate(path: Path, frames: int) -> tuple[float, float, float]:
     """Frames published and acknowledged by a local Mosquitto per wall second, per CPU second of
     this process (the figure a loaded machine moves least), and per CPU second of the broker."""
-    from host_tools.bench.uplink_host import _Mosquitto
+    from host_tools.bench.uplink_host import bench_broker
     from host_tools.uplink.replay import FAST_WINDOW, Progress, Publisher, Topics, replay
 
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
-        mosq = _Mosquitto(Path(tmp))
+        mosq = bench_broker(Path(tmp))
         try:
             args = SimpleArgs(mosq.port)
             publisher = Publisher(args, window=FAST_WINDOW)
@@ -182,7 +182,7 @@ def run(report) -> None:
             raise RuntimeError("the season log does not verify: " + "; ".join(checked.lines()))
         hours = SEASON_FRAMES * PERIOD_S // 3600
         report("season_seek_ms", seek_ms(path, hours, SEEKS, random.Random(10)), "ms")
-        if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+        if mosquitto_path() is None:
             report("replay_frames_per_s", "n/a (mosquitto not installed)", "")
         else:
             wall, cpu, broker_cpu = replay_rate(path, REPLAY_FRAMES)

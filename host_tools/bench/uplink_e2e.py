@@ -26,13 +26,13 @@ round trip through a real broker.
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
 from pathlib import Path
+
+from host_tools.bench.uplink_host import bench_broker
 
 COMMANDS = 200
 LOCKSTEP_HOURS = 0.25
@@ -93,30 +93,6 @@ def lockstep_with_uplink():
 # --- the command round trip ----------------------------------------------------------------------
 
 
-def _broker(directory: Path):
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(exe).exists():
-        raise RuntimeError("mosquitto is not installed")
-    from host_tools.sim.uplink_field import free_port
-
-    port = free_port()
-    conf = directory / "mosquitto.conf"
-    conf.write_text(f"allow_anonymous true\npersistence false\nlistener {port} 127.0.0.1\n")
-    proc = subprocess.Popen(
-        [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
-    )
-    import socket
-
-    for _ in range(250):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc, port
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    raise RuntimeError("mosquitto did not listen")
-
-
 def command_round_trip() -> list[float]:
     import paho.mqtt.client as paho
 
@@ -125,7 +101,8 @@ def command_round_trip() -> list[float]:
     from protocol import uplink
 
     with tempfile.TemporaryDirectory(prefix="uplink_e2e_") as tmp:
-        proc, port = _broker(Path(tmp))
+        broker = bench_broker(Path(tmp))
+        port = broker.port
         try:
             scenario = scenarios.load(scenarios.SCENARIOS / "jia_shoulder.toml")
             field = Field(scenario, station_config(scenario, port, None, None))
@@ -174,8 +151,7 @@ def command_round_trip() -> list[float]:
             room.disconnect()
             return times
         finally:
-            proc.terminate()
-            proc.wait(5)
+            broker.stop()
 
 
 def run(report) -> None:

@@ -17,15 +17,14 @@
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import struct
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from host_tools.uplink import broker as uplink_broker
+from host_tools.uplink.broker_process import BrokerProcess, mosquitto_path
 from host_tools.uplink.logfile import LogWriter, verify
 from host_tools.uplink.recorder import Recorder, Session, subscription
 from protocol import fast, layout, uplink
@@ -75,39 +74,15 @@ def publish_packet(topic: str, payload: bytes, qos: int, packet_id: int = 1) -> 
 PUBACK_SIZE = 4
 
 
-class _Mosquitto:
-    """A throwaway broker for the bench: loopback, anonymous, deep queues."""
-
-    def __init__(self, directory: Path):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        conf = directory / "mosquitto.conf"
-        conf.write_text(
-            "\n".join(
-                [
-                    "allow_anonymous true",
-                    "persistence false",
-                    "max_queued_messages 0",
-                    "max_inflight_messages 1000",
-                    f"listener {self.port} 127.0.0.1",
-                ]
-            )
-            + "\n"
-        )
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([exe, "-c", str(conf)], stderr=subprocess.DEVNULL)
-        for _ in range(250):
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError("mosquitto did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(5)
+def bench_broker(directory: Path) -> BrokerProcess:
+    """A started throwaway broker for the benches: loopback, anonymous, deep queues."""
+    broker = BrokerProcess(
+        directory,
+        None,
+        settings=["persistence false", "max_queued_messages 0", "max_inflight_messages 1000"],
+    )
+    broker.start()
+    return broker
 
 
 def _raw_publish(port: int, messages: list[tuple[str, bytes]]) -> None:
@@ -138,7 +113,7 @@ def recorder_rate(frames: int = FRAMES) -> tuple[float, float]:
     messages = telemetry_frames(frames)
     with tempfile.TemporaryDirectory(prefix="bench-uplink-") as tmp:
         directory = Path(tmp)
-        mosq = _Mosquitto(directory)
+        mosq = bench_broker(directory)
         try:
             args = _args(mosq.port)
             # 1. the recorder's session subscribes, then goes away: the broker queues for it
@@ -211,7 +186,7 @@ def run(report) -> None:
     binary, as_json = bytes_per_day()
     report("uplink_bytes_per_day", binary, "B (goal <= 1100000)")
     report("uplink_bytes_per_day_json", as_json, "B (same data as JSON)")
-    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+    if mosquitto_path() is None:
         report("recorder_frames_per_s", "n/a (mosquitto not installed)", "")
         return
     per_s, per_cpu_s = recorder_rate()

@@ -10,7 +10,8 @@ Rules:
   back to the same address.
 - No anonymous access: a password file (``user:password`` lines hashed in place by
   mosquitto_passwd) and the ACL text, both written into ``directory`` with the config and the
-  broker's log (``mosquitto.log``). ``settings`` are further config lines (persistence, queue
+  broker's log (``mosquitto.log``). Only ``passwords=None`` (the benches' throwaway broker)
+  allows anonymous clients, with no ACL. ``settings`` are further config lines (persistence, queue
   limits, log types), written before the listeners.
 - TLS (optional): a second listener with the given CA, certificate and key (the broker does not
   ask clients for certificates).
@@ -57,8 +58,8 @@ class BrokerProcess:
     def __init__(
         self,
         directory: Path,
-        passwords: dict[str, str],
-        acl: str,
+        passwords: dict[str, str] | None,
+        acl: str = "",
         settings: list[str] | tuple[str, ...] = (),
         tls: TlsFiles | None = None,
     ):
@@ -74,23 +75,24 @@ class BrokerProcess:
         self.log_path = self.dir / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
         self.conf = self.dir / "mosquitto.conf"
-        self._passwords, self._acl, self._settings = dict(passwords), acl, tuple(settings)
+        self._passwords, self._acl, self._settings = passwords, acl, tuple(settings)
         self._write_files()
 
     def _write_files(self) -> None:
         """The password file, the ACL and the config (a subclass may rewrite them after)."""
-        passwd = self.dir / "passwd"
-        passwd.write_text("".join(f"{u}:{p}\n" for u, p in self._passwords.items()))
-        subprocess.run(["mosquitto_passwd", "-U", str(passwd)], check=True, capture_output=True)
-        (self.dir / "acl").write_text(self._acl)
-        conf = [
-            "per_listener_settings false",
-            "allow_anonymous false",
-            f"password_file {passwd}",
-            f"acl_file {self.dir / 'acl'}",
-            *self._settings,
-            f"listener {self.port} 127.0.0.1",
-        ]
+        conf = ["per_listener_settings false", "allow_anonymous true"]
+        if self._passwords is not None:
+            passwd = self.dir / "passwd"
+            passwd.write_text("".join(f"{u}:{p}\n" for u, p in self._passwords.items()))
+            subprocess.run(["mosquitto_passwd", "-U", str(passwd)], check=True, capture_output=True)
+            (self.dir / "acl").write_text(self._acl)
+            conf = [
+                "per_listener_settings false",
+                "allow_anonymous false",
+                f"password_file {passwd}",
+                f"acl_file {self.dir / 'acl'}",
+            ]
+        conf += [*self._settings, f"listener {self.port} 127.0.0.1"]
         if os.geteuid() == 0:
             conf.insert(0, "user root")
         if self.tls:
