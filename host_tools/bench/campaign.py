@@ -21,12 +21,23 @@ Days (every draw from random.Random of the day's name, so a campaign is reproduc
   key is validated. A key or fault kind the simulator does not know yet is dropped with a note on
   stderr (the campaign runs with what the simulator supports).
 
-Figures (definitions of the per-sample rules in host_tools/sim/kpis.py):
-- fault_campaign_dp_in_band: % of all fault-day samples with |remote DP - setpoint| <= 0.5 m,
-  fault windows included, source_pumps_stop windows [start, end] left out (a stopped source makes
-  service impossible); fault_campaign_dp_in_band_source_stops: the same inside those windows.
-- fault_campaign_unserved_min: minutes with the remote DP > 2 m below the setpoint (outside
-  source-stop windows), per fault day (mean; the worst day on its own line).
+Figures (definitions of the per-sample rules in host_tools/sim/kpis.py; what the field makes
+possible in host_tools/sim/feasible.py):
+- fault_campaign_dp_in_band: % of the fault-day samples with |remote DP - setpoint| <= 0.5 m,
+  fault windows included; left out are the source_pumps_stop windows [start, end] (a stopped
+  source makes service impossible) and every sample at which the field itself cannot hold the DP
+  in band at steady state (no set of the pumps its drives can run, at any speed within the
+  drives' own limits, with the true suction at or above its true limit: feasible.py);
+  fault_campaign_dp_in_band_source_stops: the share inside the source-stop windows;
+  fault_campaign_dp_in_band_all: every fault-day sample, nothing left out.
+- fault_campaign_band_unreachable_pct: the share of the fault-day samples outside source stops
+  left out of the band share because the field cannot reach the band; _over_pct: every pump set
+  that reaches the band's low edge over-delivers (one pump at its drive's minimum speed at a low
+  demand); _under_pct: the best the field allows is below the band (a deep suction dip).
+- fault_campaign_unserved_min: minutes with the remote DP > 2 m below the setpoint, per fault day
+  (mean; the worst day on its own line), outside source-stop windows and outside the samples at
+  which even the best the field allows is more than 2 m low (fault_campaign_unservable_min, per
+  day); fault_campaign_unserved_min_all: the same with nothing left out.
 - spurious_station_stops: station stops (from >= 1 pump running to none) on every day of the
   campaign that no source-pump stop, true suction below its limit or drive trip of every running
   pump demanded (kpis.py, "Spurious station stop", states the rule exactly).
@@ -60,7 +71,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from host_tools.sim import kpis, optimal, scenario
+from host_tools.sim import feasible, kpis, optimal, scenario
 from host_tools.sim.agent_controller import AgentController, load_agent_config
 from host_tools.sim.hardware import SimulatedStation
 from host_tools.sim.run import SAMPLE_S, G, fault_windows
@@ -398,8 +409,17 @@ def _simulate_day(kind: str, doc: dict, config: dict) -> dict:
     kpa_m = station.plant.params.rho_kg_m3 * G / 1000.0
     faults = fault_windows(chosen)
     source = [w for w in faults if w.kind == "source_pumps_stop"]
-    in_source = sum(1 for x in t if kpis.inside(x, source))
-    band = kpis.dp_in_band_pct(t, dp, sp, 0.5 * kpa_m, source, "sample outside source stops")
+    stopped = [kpis.inside(x, source) for x in t]
+    in_source = sum(stopped)
+    reach = s["reach"]
+    unreachable = [c != feasible.REACHABLE for c in reach]
+    unservable = [c == feasible.UNSERVABLE for c in reach]
+    outside = [c for c, inside in zip(reach, stopped, strict=True) if not inside]
+    over = sum(1 for c in outside if c == feasible.OVER)
+    under = sum(1 for c in outside if c in (feasible.UNDER, feasible.UNSERVABLE))
+    band = kpis.dp_in_band_pct(
+        t, dp, sp, 0.5 * kpa_m, source, "reachable sample outside source stops", unreachable
+    )
     band_source = kpis.dp_in_band_pct(
         t, dp, sp, 0.5 * kpa_m, _complement(source), "sample in a source stop"
     )
@@ -409,11 +429,20 @@ def _simulate_day(kind: str, doc: dict, config: dict) -> dict:
         "notes": notes,
         "wall_s": wall,
         "hours": k["hours"],
+        "samples": len(t),
         "samples_outside_source": len(t) - in_source,
         "samples_in_source": in_source,
+        "samples_counted": len(t) - in_source - over - under,  # the band share's samples
+        "samples_unreachable_over": over,
+        "samples_unreachable_under": under,
         "dp_in_band_pct": band,
+        "dp_in_band_all_pct": kpis.dp_in_band_pct(t, dp, sp, 0.5 * kpa_m),
         "dp_in_band_in_source_pct": band_source,
-        "unserved_min": kpis.unserved_min(t, dp, sp, 2.0 * kpa_m, SAMPLE_S, source),
+        "unserved_min": kpis.unserved_min(
+            t, dp, sp, 2.0 * kpa_m, SAMPLE_S, source, left_out=unservable
+        ),
+        "unserved_all_min": kpis.unserved_min(t, dp, sp, 2.0 * kpa_m, SAMPLE_S),
+        "unservable_min": SAMPLE_S / 60.0 * sum(1 for c in outside if c == feasible.UNSERVABLE),
         "pump_starts": list(k["starts"]),
         "station_stops": k["station_stops"],
         "stop_times_s": k["station_stop_times_s"],
@@ -575,16 +604,21 @@ def figures(days: list[dict]) -> list[tuple[str, Any, str]]:
     """The campaign's (name, value, unit) lines; a value may be a NotComputed."""
     fault = [d for d in days if d["kind"] == "fault"]
     lines: list[tuple[str, Any, str]] = []
-    counted = sum(d["samples_outside_source"] for d in fault)
-    if counted:
-        in_band = sum(
-            d["dp_in_band_pct"] * d["samples_outside_source"] / 100.0
-            for d in fault
-            if not isinstance(d["dp_in_band_pct"], kpis.NotComputed)
-        )
-        lines.append(("fault_campaign_dp_in_band", 100.0 * in_band / counted, "%"))
-    else:
-        lines.append(("fault_campaign_dp_in_band", kpis.NotComputed("no fault day sample"), "%"))
+    lines.append(
+        ("fault_campaign_dp_in_band", _share(fault, "dp_in_band_pct", "samples_counted"), "%")
+    )
+    lines.append(
+        ("fault_campaign_dp_in_band_all", _share(fault, "dp_in_band_all_pct", "samples"), "%")
+    )
+    outside = sum(d["samples_outside_source"] for d in fault)
+    for name, keys in (
+        ("fault_campaign_band_unreachable_pct", ("over", "under")),
+        ("fault_campaign_band_unreachable_over_pct", ("over",)),
+        ("fault_campaign_band_unreachable_under_pct", ("under",)),
+    ):
+        left = sum(d[f"samples_unreachable_{key}"] for d in fault for key in keys)
+        share = 100.0 * left / outside if outside else kpis.NotComputed("no fault day sample")
+        lines.append((name, share, "%"))
     stopped = sum(d["samples_in_source"] for d in fault)
     if stopped:
         inside = sum(
@@ -601,6 +635,10 @@ def figures(days: list[dict]) -> list[tuple[str, Any, str]]:
         day_h = sum(d["hours"] for d in fault) / len(fault)
         lines.append(("fault_campaign_unserved_min", sum(unserved) / len(fault), "min/day"))
         lines.append(("fault_campaign_unserved_worst_day", max(unserved), "min"))
+        every = sum(d["unserved_all_min"] for d in fault) / len(fault)
+        lines.append(("fault_campaign_unserved_min_all", every, "min/day"))
+        unservable = sum(d["unservable_min"] for d in fault) / len(fault)
+        lines.append(("fault_campaign_unservable_min", unservable, "min/day"))
         lines.append(("fault_campaign_day_hours", day_h, "h"))
     lines.append(("spurious_station_stops", sum(d["spurious_station_stops"] for d in days), ""))
     lines.append(("station_stops_all", sum(d["station_stops"] for d in days), ""))
@@ -649,6 +687,15 @@ def figures(days: list[dict]) -> list[tuple[str, Any, str]]:
     return lines
 
 
+def _share(days: list[dict], pct: str, samples: str) -> Any:
+    """The days' percentages `pct`, weighted by their sample counts `samples`."""
+    known = [d for d in days if not isinstance(d[pct], kpis.NotComputed)]
+    counted = sum(d[samples] for d in known)
+    if not counted:
+        return kpis.NotComputed("no fault day sample")
+    return sum(d[pct] * d[samples] for d in known) / counted
+
+
 def _stuck_figure(fault: list[dict]) -> Any:
     _, has_suspect = detection_codes()
     stuck = [s for d in fault for s in d["stuck"]]
@@ -687,8 +734,12 @@ def print_days(days: list[dict]) -> None:
             f" energy/bound {d['energy_kwh'] / d['bound_kwh']:.3f}" if d.get("bound_kwh") else ""
         )
         print(
-            f"campaign: {d['name']}: band {kpis.fmt(d['dp_in_band_pct'], '%')}, "
-            f"unserved {d['unserved_min']:.1f} min, pump starts {d['pump_starts']}, stops {stops}, "
+            f"campaign: {d['name']}: band {kpis.fmt(d['dp_in_band_pct'], '%')} "
+            f"(all {kpis.fmt(d['dp_in_band_all_pct'], '%')}; unreachable "
+            f"{d['samples_unreachable_over'] * SAMPLE_S / 60:.1f} min over, "
+            f"{d['samples_unreachable_under'] * SAMPLE_S / 60:.1f} min under), "
+            f"unserved {d['unserved_min']:.1f} min (all {d['unserved_all_min']:.1f}), "
+            f"pump starts {d['pump_starts']}, stops {stops}, "
             f"power/rated {kpis.fmt(d['max_power_vs_rated'], '', 3)}{_power_where(d)}, "
             f"stuck {d['stuck']}, "
             f"{recoveries}{energy}",

@@ -3,6 +3,15 @@
 Rules (every figure counts the fault windows unless a caller passes windows to skip):
 - In band: |remote DP - setpoint| <= 0.5 m of water. Unserved: remote DP more than 2 m below the
   setpoint. Both are judged per sample against the setpoint the controller held at that sample.
+- What the field makes impossible (host_tools/sim/feasible.py judges each sample by the plant's
+  own curves, drive speed limits and true suction limit, at steady state) is left out where a
+  caller passes its mask: a sample at which no pump set at any allowed speeds holds the DP in
+  band (every set that reaches the band's low edge over-delivers, or the best the field allows
+  is below it) is left out of the band share; a sample at which even the best the field allows
+  is more than 2 m low is left out of the unserved minutes. Only steady-state impossibility is
+  excused: a sample the field can serve counts, however the plant got there (ramps after a
+  restart, the water column), so an agent that over-delivers where the band is reachable is
+  charged. Callers also report the figure with nothing left out.
 - A figure that cannot be computed is a NotComputed carrying the reason (never nan or inf), e.g.
   the band share of a run with no sample outside its fault windows.
 - Station start: a sample with at least one pump running after one with none; station stop: a
@@ -84,11 +93,13 @@ def dp_in_band_pct(
     band_kpa: float,
     skip: Sequence[Window] = (),
     what: str = "sample",
+    left_out: Sequence[bool] = (),
 ) -> Figure:
-    """% of the samples (outside `skip`) with the remote DP within band_kpa of the setpoint."""
+    """% of the samples (outside `skip`, and not left_out[i]) with the remote DP within band_kpa
+    of the setpoint."""
     counted = in_band = 0
     for i in range(len(t)):
-        if skip and inside(t[i], skip):
+        if (skip and inside(t[i], skip)) or (left_out and left_out[i]):
             continue
         counted += 1
         if abs(dp[i] - setpoint[i]) <= band_kpa:
@@ -105,11 +116,13 @@ def unserved_min(
     low_kpa: float,
     sample_s: float,
     skip: Sequence[Window] = (),
+    left_out: Sequence[bool] = (),
 ) -> float:
-    """Minutes (outside `skip`) with the remote DP more than low_kpa below the setpoint."""
+    """Minutes (outside `skip`, and not left_out[i]) with the remote DP more than low_kpa below
+    the setpoint."""
     low = 0
     for i in range(len(t)):
-        if skip and inside(t[i], skip):
+        if (skip and inside(t[i], skip)) or (left_out and left_out[i]):
             continue
         if dp[i] < setpoint[i] - low_kpa:
             low += 1

@@ -37,7 +37,22 @@ def kpi_table(result: RunResult) -> str:
             "  outside faults (+10 min)",
             fmt(k["dp_in_band_outside_faults_pct"], "%"),
         ),
+        (
+            "  where the field can reach the band",
+            fmt(k["dp_in_band_reachable_pct"], "%"),
+        ),
+        (
+            "band unreachable (field, steady state)",
+            f"{k['band_unreachable_min']:.1f} min (over-delivers "
+            f"{k['band_unreachable_over_min']:.1f}, under-delivers "
+            f"{k['band_unreachable_under_min']:.1f})",
+        ),
         ("remote DP > 2 m low (unserved)", fmt(k["unserved_min"], "min", 1)),
+        (
+            "  where the field can serve it",
+            f"{fmt(k['unserved_servable_min'], 'min', 1)} "
+            f"(unservable {k['unservable_min']:.1f} min left out)",
+        ),
         ("min suction margin", fmt(k["min_suction_margin_kpa"], "kPa", 1)),
         (
             "min suction margin outside faults",

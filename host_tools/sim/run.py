@@ -3,7 +3,9 @@
 The loop, per plant step of ``scenario.step_s``: the controller does its bus work up to the end of
 the step (``advance(bus, until_s)``: it sends requests and reads responses at their virtual
 times), then the hardware steps. The recorder samples once per virtual second for the KPIs, the
-plot and the telemetry log.
+plot and the telemetry log; with each sample it records what the field makes possible at that
+instant (column "reach": a feasible.py code, judged every 10 s and on a change of the drives'
+availability or the source state), which the band and unserved figures "where reachable" use.
 
 A controller is any object with
     advance(bus: SimulatedBus, until_s: float) -> None
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from host_tools.sim import feasible
 from host_tools.sim import kpis as kpi
 from host_tools.sim.bus import SimulatedBus
 from host_tools.sim.hardware import SimulatedStation
@@ -39,6 +42,7 @@ COLUMNS = (
     "surge_kpa",
     "total_power_kw",
     "outdoor_c",
+    "reach",  # feasible.REACHABLE / OVER / UNDER / UNSERVABLE at this sample's setpoint
 )
 
 
@@ -58,6 +62,7 @@ class RunResult:
     kpis: dict[str, Any] = field(default_factory=dict)
     telemetry: list[bytes] = field(default_factory=list)
     interrupted: bool = False  # Ctrl-C: the samples cover the part simulated before it
+    reach: feasible.Reach = field(default_factory=feasible.Reach)  # judges the "reach" column
 
 
 def run(
@@ -119,11 +124,14 @@ def _sample(result: RunResult, station: SimulatedStation, controller: Controller
     s["suction_kpa"].append(plant.suction_kpa)
     s["discharge_kpa"].append(plant.discharge_kpa)
     s["remote_dp_kpa"].append(plant.remote_dp_kpa)
-    s["setpoint_kpa"].append(controller.setpoint_kpa())
+    setpoint = controller.setpoint_kpa()
+    s["setpoint_kpa"].append(setpoint)
     s["suction_margin_kpa"].append(plant.suction_margin_kpa)
     s["surge_kpa"].append(plant.surge_kpa)
     s["total_power_kw"].append(plant.total_power_kw)
     s["outdoor_c"].append(plant.demand.outdoor_c if hasattr(plant.demand, "outdoor_c") else 0.0)
+    kpa_m = plant.params.rho_kg_m3 * G / 1000.0  # the band and unserved rules' metre (kpis())
+    s["reach"].append(result.reach.judge(plant, station.drives, setpoint, 0.5 * kpa_m, 2.0 * kpa_m))
     for i, drive in enumerate(station.drives):
         result.speeds[i].append(drive.speed_pct)
         result.running[i].append(1 if drive.running else 0)
@@ -132,11 +140,16 @@ def _sample(result: RunResult, station: SimulatedStation, controller: Controller
 
 def kpis(result: RunResult, station: SimulatedStation, min_margin_kpa: float) -> dict[str, Any]:
     """The KPI table's figures (rules in kpis.py): all time, fault windows included, unless named
-    "outside faults" (each fault window plus 10 minutes left out, the figures before issue 7)."""
+    "outside faults" (each fault window plus 10 minutes left out, the figures before issue 7) or
+    "where reachable" / "servable" (the samples the field makes it impossible left out)."""
     s = result.samples
     t, dp, sp = s["t_s"], s["remote_dp_kpa"], s["setpoint_kpa"]
     kpa_per_m = station.plant.params.rho_kg_m3 * G / 1000.0
     band_kpa = 0.5 * kpa_per_m  # ±0.5 m of water
+    reach = s["reach"]
+    unreachable = [code != feasible.REACHABLE for code in reach]
+    unservable = [code == feasible.UNSERVABLE for code in reach]
+    minutes = [SAMPLE_S / 60.0 * sum(1 for c in reach if c == code) for code in range(4)]
     end_of_run = t[-1] if len(t) else 0.0
     faults = fault_windows(result.scenario)
     after = [kpi.Window(w.start_s, w.end_s + 600.0, w.kind) for w in faults]
@@ -158,6 +171,16 @@ def kpis(result: RunResult, station: SimulatedStation, min_margin_kpa: float) ->
             t, dp, sp, band_kpa, after, "sample outside fault windows"
         ),
         "unserved_min": kpi.unserved_min(t, dp, sp, 2.0 * kpa_per_m, SAMPLE_S),
+        "dp_in_band_reachable_pct": kpi.dp_in_band_pct(
+            t, dp, sp, band_kpa, what="sample where the band is reachable", left_out=unreachable
+        ),
+        "unserved_servable_min": kpi.unserved_min(
+            t, dp, sp, 2.0 * kpa_per_m, SAMPLE_S, left_out=unservable
+        ),
+        "band_unreachable_min": sum(minutes[1:]),
+        "band_unreachable_over_min": minutes[feasible.OVER],
+        "band_unreachable_under_min": minutes[feasible.UNDER] + minutes[feasible.UNSERVABLE],
+        "unservable_min": minutes[feasible.UNSERVABLE],
         "min_suction_margin_kpa": (
             min_margin_kpa if math.isfinite(min_margin_kpa) else kpi.NotComputed("no plant step")
         ),

@@ -64,6 +64,12 @@ def test_a_short_campaign_computes_every_figure(short_campaign):
     for wanted in (
         "fault_campaign_dp_in_band",
         "fault_campaign_unserved_min",
+        "fault_campaign_dp_in_band_all",
+        "fault_campaign_unserved_min_all",
+        "fault_campaign_band_unreachable_pct",
+        "fault_campaign_band_unreachable_over_pct",
+        "fault_campaign_band_unreachable_under_pct",
+        "fault_campaign_unservable_min",
         "spurious_station_stops",
         "max_pump_power_vs_rated",
         "stuck_sensor_detect_s",
@@ -80,6 +86,69 @@ def test_a_short_campaign_computes_every_figure(short_campaign):
     assert 0.0 <= figures["fault_campaign_dp_in_band"] <= 100.0
     assert figures["energy_vs_bound_season"] > 0.0
     assert figures["campaign_days"] == 4
+    for day in short_campaign:
+        if day["kind"] == "fault":
+            left = day["samples_unreachable_over"] + day["samples_unreachable_under"]
+            assert day["samples_counted"] + left == day["samples_outside_source"]
+            assert day["unserved_min"] <= day["unserved_all_min"]
+
+
+def fault_day_figures(**given):
+    day = {
+        "kind": "fault",
+        "samples": 1000,
+        "samples_outside_source": 1000,
+        "samples_in_source": 0,
+        "samples_counted": 1000,
+        "samples_unreachable_over": 0,
+        "samples_unreachable_under": 0,
+        "dp_in_band_pct": 100.0,
+        "dp_in_band_all_pct": 100.0,
+        "dp_in_band_in_source_pct": NotComputed("no source stop"),
+        "unserved_min": 0.0,
+        "unserved_all_min": 0.0,
+        "unservable_min": 0.0,
+        "hours": 1.0,
+        "spurious_station_stops": 0,
+        "station_stops": 0,
+        "max_power_vs_rated": 0.5,
+        "stuck": [],
+        "recoveries": [],
+        "wall_s": 1.0,
+    }
+    day.update(given)
+    return day
+
+
+def test_the_campaign_band_leaves_out_what_the_field_cannot_reach_and_says_how_much():
+    """Two days of 1000 samples: the second has 400 at which one pump at its minimum speed
+    over-delivers (left out: 100 % of its other 600 in band) and 100 unservable ones, 30 min
+    unserved in all of which 20 min fall where the field could not serve."""
+    plain = fault_day_figures()
+    warm = fault_day_figures(
+        samples_counted=500,
+        samples_unreachable_over=400,
+        samples_unreachable_under=100,
+        dp_in_band_pct=100.0,
+        dp_in_band_all_pct=50.0,
+        unserved_min=10.0,
+        unserved_all_min=30.0,
+        unservable_min=20.0,
+    )
+    figures = {name: value for name, value, _ in campaign.figures([plain, warm])}
+    assert figures["fault_campaign_dp_in_band"] == pytest.approx(100.0)
+    assert figures["fault_campaign_dp_in_band_all"] == pytest.approx(75.0)
+    assert figures["fault_campaign_band_unreachable_pct"] == pytest.approx(25.0)
+    assert figures["fault_campaign_band_unreachable_over_pct"] == pytest.approx(20.0)
+    assert figures["fault_campaign_band_unreachable_under_pct"] == pytest.approx(5.0)
+    assert figures["fault_campaign_unserved_min"] == pytest.approx(5.0)
+    assert figures["fault_campaign_unserved_min_all"] == pytest.approx(15.0)
+    assert figures["fault_campaign_unservable_min"] == pytest.approx(10.0)
+    # a day where the band was reachable but missed is charged in full
+    missed = fault_day_figures(dp_in_band_pct=50.0, dp_in_band_all_pct=50.0)
+    figures = {name: value for name, value, _ in campaign.figures([plain, missed])}
+    assert figures["fault_campaign_dp_in_band"] == pytest.approx(75.0)
+    assert figures["fault_campaign_band_unreachable_pct"] == 0.0
 
 
 def test_each_day_says_where_its_worst_pump_power_happened(short_campaign, capsys):

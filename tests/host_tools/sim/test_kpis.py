@@ -1,6 +1,7 @@
 """KPI computations (host_tools/sim/kpis.py) on synthetic 1 s sample arrays, and the no-nan rule."""
 
 import math
+import re
 
 import pytest
 
@@ -166,3 +167,45 @@ def test_the_kpi_table_of_a_run_that_is_all_fault_says_why_instead_of_nan():
     assert isinstance(result.kpis["dp_in_band_outside_faults_pct"], NotComputed)
     assert math.isfinite(result.kpis["dp_in_band_pct"])
     assert "recovery: crc_noise at 0:00:00" in table
+
+
+def test_samples_the_field_makes_impossible_are_left_out_only_where_the_mask_says():
+    t = seconds(10)
+    sp = [111.0] * 10
+    dp = [111.0] * 4 + [125.0] * 3 + [80.0] * 3  # 3 over, 3 far low
+    over = [False] * 4 + [True] * 3 + [False] * 3
+    assert kpis.dp_in_band_pct(t, dp, sp, BAND) == pytest.approx(40.0)
+    assert kpis.dp_in_band_pct(t, dp, sp, BAND, left_out=over) == pytest.approx(400.0 / 7.0)
+    unservable = [False] * 7 + [True] * 3
+    assert kpis.unserved_min(t, dp, sp, LOW, 60.0) == pytest.approx(3.0)
+    assert kpis.unserved_min(t, dp, sp, LOW, 60.0, left_out=unservable) == 0.0
+    assert kpis.unserved_min(t, dp, sp, LOW, 60.0, left_out=over) == pytest.approx(3.0)
+    everything = [True] * 10
+    assert isinstance(kpis.dp_in_band_pct(t, dp, sp, BAND, left_out=everything), NotComputed)
+
+
+def test_an_agent_that_over_delivers_where_the_band_is_reachable_is_still_charged():
+    """The agent holds 140 kPa on a January day while the figure judges it against 111 kPa: the
+    field could hold 111 kPa all along, so nothing is left out and the band share collapses."""
+    import dataclasses
+
+    from host_tools.sim import feasible, report, scenario
+    from host_tools.sim.agent_controller import AgentController, load_agent_config
+    from host_tools.sim.run import run
+
+    class Overdelivering(AgentController):
+        def setpoint_kpa(self):
+            return 111.0
+
+    base = scenario.load(scenario.SCENARIOS / "jia_january.toml")
+    chosen = dataclasses.replace(base, hours=0.25, faults=())
+    config = load_agent_config(chosen)
+    config["setpoint"]["dp_kpa"] = 140.0
+    result = run(chosen, Overdelivering(chosen, config))
+    k = result.kpis
+    assert set(result.samples["reach"]) == {feasible.REACHABLE}
+    assert k["band_unreachable_min"] == 0.0 and k["unservable_min"] == 0.0
+    assert k["dp_in_band_reachable_pct"] == k["dp_in_band_pct"] < 10.0
+    assert max(result.samples["remote_dp_kpa"]) > 130.0  # it did over-deliver
+    table = report.kpi_table(result)
+    assert re.search(r"band unreachable \(field, steady state\) +0\.0 min \(over", table)
