@@ -6,7 +6,8 @@ uses (firmware/relaypump/codes.py) from protocol/uplink.py.
 
 The codec is plain MicroPython: `struct` with precomputed formats, a hand-rolled HMAC-SHA256 on
 `hashlib.sha256` (ESP32/RP2 builds have no `hmac`), the typed errors of protocol/uplink.py, and
-constants for its own enums (kinds, command types), sizes and tuple indexes. The codes (pump
+constants for its own enums (kinds, command types), sizes and the command tuple's indexes (other
+kinds: <KIND>_FIELDS.index(name), see _fields_table). The codes (pump
 states, modes, severities, event codes, alarm bits, ack results) live in codes.py alone: the
 agent's modules need them but not the codec, and on MicroPython importing a name from a module
 keeps that whole module (code and globals) on the heap. Output is deterministic (no dates, sorted
@@ -204,13 +205,17 @@ def _error_classes() -> list[str]:
 
 
 def _fields_table(name: str, lay: layout_mod.Layout) -> list[str]:
+    """The field names in tuple order, each with its index, struct code, unit and scale. No
+    I_<KIND>_<FIELD> index constants: the agent builds and reads these frames as whole tuples,
+    and on MicroPython every public name is a slot of the module's dict on the heap (~10 B each,
+    47 names here); host code and tests use <KIND>_FIELDS.index(name)."""
     lines = [f"{name}_FIELDS = ("]
-    for f in lay.values:
-        lines.append(f"    {_q(f.flat_name)},  # {f.code}")
-    lines.append(")")
-    lines.append("# Tuple indexes, with each field's unit and scale")
     for i, f in enumerate(lay.values):
-        lines += _commented(f"I_{name}_{f.flat_name.upper()} = const({i})", f.doc)
+        lines += [
+            "    " + line
+            for line in _commented(f"{_q(f.flat_name)},", f"[{i}] {f.code}: {f.doc}", 96)
+        ]
+    lines.append(")")
     return lines
 
 
@@ -342,9 +347,9 @@ def _command(lays: dict) -> list[str]:
     return lines
 
 
-def _commented(line: str, comment: str) -> list[str]:
-    """`line  # comment`, or the comment on its own line above when that would pass 100."""
-    if len(line) + 4 + len(comment) <= 100:
+def _commented(line: str, comment: str, width: int = 100) -> list[str]:
+    """`line  # comment`, or the comment on its own line above when that would pass width."""
+    if len(line) + 4 + len(comment) <= width:
         return [f"{line}  # {comment}"]
     return [f"# {comment}", line]
 

@@ -178,75 +178,41 @@ _TELEMETRY_DECODE = ">4xIIIhhhhhihBIIHHHBHIHHHBHIHHHBHI"
 _TELEMETRY_ENCODE = ">2sBBIIIhhhhhihBIIHHHBHIHHHBHIHHHBHI"
 _TELEMETRY_CODES = b"IIIhhhhhihBIIHHHBHIHHHBHIHHHBHI"
 TELEMETRY_FIELDS = (
-    "station_id",  # I
-    "seq",  # I
-    "timestamp_s",  # I
-    "suction_kpa_x10",  # h
-    "discharge_kpa_x10",  # h
-    "remote_dp_kpa_x10",  # h
-    "supply_temp_c_x100",  # h
-    "return_temp_c_x100",  # h
-    "flow_m3h_x10",  # i
-    "setpoint_kpa_x10",  # h
-    "mode",  # B
-    "alarm_bits",  # I
-    "station_energy_kwh_x10",  # I
-    "pump1_speed_pct_x100",  # H
-    "pump1_current_a_x10",  # H
-    "pump1_power_kw_x10",  # H
-    "pump1_state",  # B
-    "pump1_fault_code",  # H
-    "pump1_energy_kwh_x10",  # I
-    "pump2_speed_pct_x100",  # H
-    "pump2_current_a_x10",  # H
-    "pump2_power_kw_x10",  # H
-    "pump2_state",  # B
-    "pump2_fault_code",  # H
-    "pump2_energy_kwh_x10",  # I
-    "pump3_speed_pct_x100",  # H
-    "pump3_current_a_x10",  # H
-    "pump3_power_kw_x10",  # H
-    "pump3_state",  # B
-    "pump3_fault_code",  # H
-    "pump3_energy_kwh_x10",  # I
+    "station_id",  # [0] I: station number, assigned at commissioning
+    "seq",  # [1] I: per-station frame counter, wraps at 2**32
+    "timestamp_s",  # [2] I: seconds since 1970-01-01 UTC (to 2106)
+    "suction_kpa_x10",  # [3] h: 0.1 kPa gauge, -3276.7..3276.7; -32768 = no reading
+    "discharge_kpa_x10",  # [4] h: 0.1 kPa gauge; -32768 = no reading
+    "remote_dp_kpa_x10",  # [5] h: 0.1 kPa, least-favoured substation DP; -32768 = no reading
+    "supply_temp_c_x100",  # [6] h: 0.01 degC, -327.67..327.67; -32768 = no reading
+    "return_temp_c_x100",  # [7] h: 0.01 degC; -32768 = no reading
+    "flow_m3h_x10",  # [8] i: 0.1 m3/h, negative = reverse; -2**31 = no reading
+    "setpoint_kpa_x10",  # [9] h: 0.1 kPa, setpoint of the active pressure mode
+    "mode",  # [10] B: Mode
+    "alarm_bits",  # [11] I: bit n set = Alarm n active
+    "station_energy_kwh_x10",  # [12] I: 0.1 kWh station meter, wraps (~290 years at 170 kW)
+    "pump1_speed_pct_x100",  # [13] H: 0.01 % of nominal speed (0..655.35 %)
+    "pump1_current_a_x10",  # [14] H: 0.1 A motor current (0..6553.5 A)
+    "pump1_power_kw_x10",  # [15] H: 0.1 kW electrical input (0..6553.5 kW)
+    "pump1_state",  # [16] B: PumpState
+    "pump1_fault_code",  # [17] H: drive's own fault code, 0 = none
+    # [18] I: 0.1 kWh, wraps at 429,496,729.5 kWh (~450 years at 110 kW continuous)
+    "pump1_energy_kwh_x10",
+    "pump2_speed_pct_x100",  # [19] H: 0.01 % of nominal speed (0..655.35 %)
+    "pump2_current_a_x10",  # [20] H: 0.1 A motor current (0..6553.5 A)
+    "pump2_power_kw_x10",  # [21] H: 0.1 kW electrical input (0..6553.5 kW)
+    "pump2_state",  # [22] B: PumpState
+    "pump2_fault_code",  # [23] H: drive's own fault code, 0 = none
+    # [24] I: 0.1 kWh, wraps at 429,496,729.5 kWh (~450 years at 110 kW continuous)
+    "pump2_energy_kwh_x10",
+    "pump3_speed_pct_x100",  # [25] H: 0.01 % of nominal speed (0..655.35 %)
+    "pump3_current_a_x10",  # [26] H: 0.1 A motor current (0..6553.5 A)
+    "pump3_power_kw_x10",  # [27] H: 0.1 kW electrical input (0..6553.5 kW)
+    "pump3_state",  # [28] B: PumpState
+    "pump3_fault_code",  # [29] H: drive's own fault code, 0 = none
+    # [30] I: 0.1 kWh, wraps at 429,496,729.5 kWh (~450 years at 110 kW continuous)
+    "pump3_energy_kwh_x10",
 )
-# Tuple indexes, with each field's unit and scale
-I_TELEMETRY_STATION_ID = const(0)  # station number, assigned at commissioning
-I_TELEMETRY_SEQ = const(1)  # per-station frame counter, wraps at 2**32
-I_TELEMETRY_TIMESTAMP_S = const(2)  # seconds since 1970-01-01 UTC (to 2106)
-I_TELEMETRY_SUCTION_KPA_X10 = const(3)  # 0.1 kPa gauge, -3276.7..3276.7; -32768 = no reading
-I_TELEMETRY_DISCHARGE_KPA_X10 = const(4)  # 0.1 kPa gauge; -32768 = no reading
-# 0.1 kPa, least-favoured substation DP; -32768 = no reading
-I_TELEMETRY_REMOTE_DP_KPA_X10 = const(5)
-I_TELEMETRY_SUPPLY_TEMP_C_X100 = const(6)  # 0.01 degC, -327.67..327.67; -32768 = no reading
-I_TELEMETRY_RETURN_TEMP_C_X100 = const(7)  # 0.01 degC; -32768 = no reading
-I_TELEMETRY_FLOW_M3H_X10 = const(8)  # 0.1 m3/h, negative = reverse; -2**31 = no reading
-I_TELEMETRY_SETPOINT_KPA_X10 = const(9)  # 0.1 kPa, setpoint of the active pressure mode
-I_TELEMETRY_MODE = const(10)  # Mode
-I_TELEMETRY_ALARM_BITS = const(11)  # bit n set = Alarm n active
-# 0.1 kWh station meter, wraps (~290 years at 170 kW)
-I_TELEMETRY_STATION_ENERGY_KWH_X10 = const(12)
-I_TELEMETRY_PUMP1_SPEED_PCT_X100 = const(13)  # 0.01 % of nominal speed (0..655.35 %)
-I_TELEMETRY_PUMP1_CURRENT_A_X10 = const(14)  # 0.1 A motor current (0..6553.5 A)
-I_TELEMETRY_PUMP1_POWER_KW_X10 = const(15)  # 0.1 kW electrical input (0..6553.5 kW)
-I_TELEMETRY_PUMP1_STATE = const(16)  # PumpState
-I_TELEMETRY_PUMP1_FAULT_CODE = const(17)  # drive's own fault code, 0 = none
-# 0.1 kWh, wraps at 429,496,729.5 kWh (~450 years at 110 kW continuous)
-I_TELEMETRY_PUMP1_ENERGY_KWH_X10 = const(18)
-I_TELEMETRY_PUMP2_SPEED_PCT_X100 = const(19)  # 0.01 % of nominal speed (0..655.35 %)
-I_TELEMETRY_PUMP2_CURRENT_A_X10 = const(20)  # 0.1 A motor current (0..6553.5 A)
-I_TELEMETRY_PUMP2_POWER_KW_X10 = const(21)  # 0.1 kW electrical input (0..6553.5 kW)
-I_TELEMETRY_PUMP2_STATE = const(22)  # PumpState
-I_TELEMETRY_PUMP2_FAULT_CODE = const(23)  # drive's own fault code, 0 = none
-# 0.1 kWh, wraps at 429,496,729.5 kWh (~450 years at 110 kW continuous)
-I_TELEMETRY_PUMP2_ENERGY_KWH_X10 = const(24)
-I_TELEMETRY_PUMP3_SPEED_PCT_X100 = const(25)  # 0.01 % of nominal speed (0..655.35 %)
-I_TELEMETRY_PUMP3_CURRENT_A_X10 = const(26)  # 0.1 A motor current (0..6553.5 A)
-I_TELEMETRY_PUMP3_POWER_KW_X10 = const(27)  # 0.1 kW electrical input (0..6553.5 kW)
-I_TELEMETRY_PUMP3_STATE = const(28)  # PumpState
-I_TELEMETRY_PUMP3_FAULT_CODE = const(29)  # drive's own fault code, 0 = none
-# 0.1 kWh, wraps at 429,496,729.5 kWh (~450 years at 110 kW continuous)
-I_TELEMETRY_PUMP3_ENERGY_KWH_X10 = const(30)
 
 
 def decode_telemetry(frame):
@@ -268,22 +234,14 @@ _EVENT_DECODE = ">4xIIIHBBi"
 _EVENT_ENCODE = ">2sBBIIIHBBi"
 _EVENT_CODES = b"IIIHBBi"
 EVENT_FIELDS = (
-    "station_id",  # I
-    "seq",  # I
-    "timestamp_s",  # I
-    "code",  # H
-    "severity",  # B
-    "subject",  # B
-    "value",  # i
+    "station_id",  # [0] I: station number, assigned at commissioning
+    "seq",  # [1] I: per-station frame counter, wraps at 2**32
+    "timestamp_s",  # [2] I: seconds since 1970-01-01 UTC (to 2106)
+    "code",  # [3] H: EventCode
+    "severity",  # [4] B: Severity
+    "subject",  # [5] B: 0 = station, 1..3 = pump number
+    "value",  # [6] i: unit and scale per code: EVENT_VALUE
 )
-# Tuple indexes, with each field's unit and scale
-I_EVENT_STATION_ID = const(0)  # station number, assigned at commissioning
-I_EVENT_SEQ = const(1)  # per-station frame counter, wraps at 2**32
-I_EVENT_TIMESTAMP_S = const(2)  # seconds since 1970-01-01 UTC (to 2106)
-I_EVENT_CODE = const(3)  # EventCode
-I_EVENT_SEVERITY = const(4)  # Severity
-I_EVENT_SUBJECT = const(5)  # 0 = station, 1..3 = pump number
-I_EVENT_VALUE = const(6)  # unit and scale per code: EVENT_VALUE
 
 
 def decode_event(frame):
@@ -305,18 +263,12 @@ _ACK_DECODE = ">4xIIIIB"
 _ACK_ENCODE = ">2sBBIIIIB"
 _ACK_CODES = b"IIIIB"
 ACK_FIELDS = (
-    "station_id",  # I
-    "seq",  # I
-    "timestamp_s",  # I
-    "command_counter",  # I
-    "result",  # B
+    "station_id",  # [0] I: station number, assigned at commissioning
+    "seq",  # [1] I: per-station frame counter, wraps at 2**32
+    "timestamp_s",  # [2] I: seconds since 1970-01-01 UTC (to 2106)
+    "command_counter",  # [3] I: counter of the command acknowledged
+    "result",  # [4] B: AckResult
 )
-# Tuple indexes, with each field's unit and scale
-I_ACK_STATION_ID = const(0)  # station number, assigned at commissioning
-I_ACK_SEQ = const(1)  # per-station frame counter, wraps at 2**32
-I_ACK_TIMESTAMP_S = const(2)  # seconds since 1970-01-01 UTC (to 2106)
-I_ACK_COMMAND_COUNTER = const(3)  # counter of the command acknowledged
-I_ACK_RESULT = const(4)  # AckResult
 
 
 def decode_ack(frame):

@@ -16,6 +16,8 @@ from relaypump import codes, uplink
 from host_tools.sim.run import RunResult
 from protocol import fast
 
+_T = {name: i for i, name in enumerate(uplink.TELEMETRY_FIELDS)}  # field name -> tuple index
+
 PERIOD_S = 10.0
 
 
@@ -37,26 +39,20 @@ def station_frames(
     for seq, i in enumerate(range(0, len(s["t_s"]), every)):
         energy_kwh += s["total_power_kw"][i] * period_s / 3600.0
         values = [0] * len(uplink.TELEMETRY_FIELDS)
-        values[uplink.I_TELEMETRY_STATION_ID] = station_id
-        values[uplink.I_TELEMETRY_SEQ] = seq
-        values[uplink.I_TELEMETRY_TIMESTAMP_S] = int(start + s["t_s"][i])
-        values[uplink.I_TELEMETRY_SUCTION_KPA_X10] = _scaled(s["suction_kpa"][i], 10, -32767, 32767)
-        values[uplink.I_TELEMETRY_DISCHARGE_KPA_X10] = _scaled(
-            s["discharge_kpa"][i], 10, -32767, 32767
-        )
-        values[uplink.I_TELEMETRY_REMOTE_DP_KPA_X10] = _scaled(
-            s["remote_dp_kpa"][i], 10, -32767, 32767
-        )
-        values[uplink.I_TELEMETRY_SUPPLY_TEMP_C_X100] = 12000
-        values[uplink.I_TELEMETRY_RETURN_TEMP_C_X100] = -32768
-        values[uplink.I_TELEMETRY_FLOW_M3H_X10] = _scaled(
-            s["flow_m3h"][i], 10, -(2**31) + 1, 2**31 - 1
-        )
-        values[uplink.I_TELEMETRY_SETPOINT_KPA_X10] = _scaled(s["setpoint_kpa"][i], 10, 0, 32767)
-        values[uplink.I_TELEMETRY_MODE] = codes.MODE_REMOTE_DP
-        values[uplink.I_TELEMETRY_STATION_ENERGY_KWH_X10] = _scaled(energy_kwh, 10, 0, 2**32 - 1)
+        values[_T["station_id"]] = station_id
+        values[_T["seq"]] = seq
+        values[_T["timestamp_s"]] = int(start + s["t_s"][i])
+        values[_T["suction_kpa_x10"]] = _scaled(s["suction_kpa"][i], 10, -32767, 32767)
+        values[_T["discharge_kpa_x10"]] = _scaled(s["discharge_kpa"][i], 10, -32767, 32767)
+        values[_T["remote_dp_kpa_x10"]] = _scaled(s["remote_dp_kpa"][i], 10, -32767, 32767)
+        values[_T["supply_temp_c_x100"]] = 12000
+        values[_T["return_temp_c_x100"]] = -32768
+        values[_T["flow_m3h_x10"]] = _scaled(s["flow_m3h"][i], 10, -(2**31) + 1, 2**31 - 1)
+        values[_T["setpoint_kpa_x10"]] = _scaled(s["setpoint_kpa"][i], 10, 0, 32767)
+        values[_T["mode"]] = codes.MODE_REMOTE_DP
+        values[_T["station_energy_kwh_x10"]] = _scaled(energy_kwh, 10, 0, 2**32 - 1)
         for p in range(min(3, len(result.speeds))):
-            base = uplink.I_TELEMETRY_PUMP1_SPEED_PCT_X100 + 6 * p
+            base = _T["pump1_speed_pct_x100"] + 6 * p
             running = result.running[p][i]
             power = result.power[p][i]
             pump_energy[p] += power * period_s / 3600.0

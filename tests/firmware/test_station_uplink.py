@@ -16,6 +16,11 @@ from relaypump.codes import ACK_OK, ACK_OUT_OF_ENVELOPE, ACK_REPLAYED
 from support import ON_MICROPYTHON, broker_answer, bytes_allocated
 from test_runtime import Bus, WireBoard, make_dir, remove_dir, run, write_config
 
+# field name -> tuple index
+T = {name: i for i, name in enumerate(uplink.TELEMETRY_FIELDS)}
+E = {name: i for i, name in enumerate(uplink.EVENT_FIELDS)}
+A = {name: i for i, name in enumerate(uplink.ACK_FIELDS)}
+
 VM_HEAP_KIB = 2048  # one VM call per test: the bus double's garbage stays until it returns
 
 EPOCH_S = 1780000000
@@ -137,21 +142,21 @@ def test_telemetry_carries_the_means_of_the_measured_values_through_the_session(
         frames = [uplink.decode_telemetry(f) for f in board.broker.frames("telemetry")]
         assert len(frames) == 3  # at 10, 20 and 30 s
         for f in frames:
-            assert f[uplink.I_TELEMETRY_STATION_ID] == 1
-            assert f[uplink.I_TELEMETRY_TIMESTAMP_S] >= EPOCH_S  # the clock was set first
+            assert f[T["station_id"]] == 1
+            assert f[T["timestamp_s"]] >= EPOCH_S  # the clock was set first
             # the loop currents of test_runtime.Bus: 300, 700, 111 kPa, 90 degC, 400 m3/h
-            assert abs(f[uplink.I_TELEMETRY_SUCTION_KPA_X10] - 3000) <= 1
-            assert abs(f[uplink.I_TELEMETRY_DISCHARGE_KPA_X10] - 7000) <= 1
-            assert abs(f[uplink.I_TELEMETRY_REMOTE_DP_KPA_X10] - 1110) <= 1
-            assert abs(f[uplink.I_TELEMETRY_SUPPLY_TEMP_C_X100] - 9000) <= 2
-            assert abs(f[uplink.I_TELEMETRY_FLOW_M3H_X10] - 4000) <= 1
-            assert f[uplink.I_TELEMETRY_RETURN_TEMP_C_X100] == uplink.NO_READING_S16
-            assert f[uplink.I_TELEMETRY_SETPOINT_KPA_X10] == 1110
-            assert f[uplink.I_TELEMETRY_PUMP3_STATE] != 0  # three pumps: no slot ABSENT
-        seqs = [f[uplink.I_TELEMETRY_SEQ] for f in frames]
+            assert abs(f[T["suction_kpa_x10"]] - 3000) <= 1
+            assert abs(f[T["discharge_kpa_x10"]] - 7000) <= 1
+            assert abs(f[T["remote_dp_kpa_x10"]] - 1110) <= 1
+            assert abs(f[T["supply_temp_c_x100"]] - 9000) <= 2
+            assert abs(f[T["flow_m3h_x10"]] - 4000) <= 1
+            assert f[T["return_temp_c_x100"]] == uplink.NO_READING_S16
+            assert f[T["setpoint_kpa_x10"]] == 1110
+            assert f[T["pump3_state"]] != 0  # three pumps: no slot ABSENT
+        seqs = [f[T["seq"]] for f in frames]
         assert seqs == sorted(seqs) and len(set(seqs)) == 3
         events = [uplink.decode_event(f) for f in board.broker.frames("event")]
-        assert 1 in [e[uplink.I_EVENT_CODE] for e in events]  # AGENT_STARTED
+        assert 1 in [e[E["code"]] for e in events]  # AGENT_STARTED
         assert runtime.uplink.box.pending == 0  # every frame acknowledged, none left
         assert board.broker.frames("status") == [b"online"]
     finally:
@@ -167,9 +172,7 @@ def test_a_command_is_judged_its_counter_saved_then_acted_on_and_acked():
         board.broker.commands.append(command(7, uplink.COMMAND_SETPOINT, [1300], now_s))
         run(runtime, board, 500)
         acks = [uplink.decode_ack(f) for f in board.broker.frames("ack")]
-        assert [(a[uplink.I_ACK_COMMAND_COUNTER], a[uplink.I_ACK_RESULT]) for a in acks] == [
-            (7, ACK_OK)
-        ]
+        assert [(a[A["command_counter"]], a[A["result"]]) for a in acks] == [(7, ACK_OK)]
         assert runtime.agent.control.setpoint.fixed_kpa == 130.0
         assert runtime.agent.state.command_counter == 7
         saved = ""
@@ -185,7 +188,7 @@ def test_a_command_is_judged_its_counter_saved_then_acted_on_and_acked():
         board.broker.commands.append(command(8, uplink.COMMAND_SETPOINT, [2500], now_s))
         run(runtime, board, 500)
         acks = [uplink.decode_ack(f) for f in board.broker.frames("ack")]
-        assert [a[uplink.I_ACK_RESULT] for a in acks] == [ACK_OK, ACK_REPLAYED, ACK_OUT_OF_ENVELOPE]
+        assert [a[A["result"]] for a in acks] == [ACK_OK, ACK_REPLAYED, ACK_OUT_OF_ENVELOPE]
         assert runtime.agent.control.setpoint.fixed_kpa == 130.0
         assert runtime.agent.state.command_counter == 8
     finally:
@@ -203,7 +206,7 @@ def test_a_config_change_is_stored_and_the_agent_rebuilt_without_a_restart():
         board.broker.commands.append(command(1, uplink.COMMAND_CONFIG_CHANGE, [4, 1000], now_s))
         run(runtime, board, 3000)
         acks = [uplink.decode_ack(f) for f in board.broker.frames("ack")]
-        assert [a[uplink.I_ACK_RESULT] for a in acks] == [ACK_OK]
+        assert [a[A["result"]] for a in acks] == [ACK_OK]
         assert runtime.agent is not old and runtime.adopted == 1
         assert runtime.agent.control.setpoint.ramp_kpa_per_s == 1.0
         with open(directory + "/station.json") as f:
@@ -300,8 +303,8 @@ def test_a_burst_of_events_is_spread_over_steps_each_with_its_own_time():
             if not token:
                 break
             frame = uplink.decode_event(box.frame)
-            if frame[uplink.I_EVENT_CODE] == EVENT_CONFIG_APPLIED:
-                got.append((frame[uplink.I_EVENT_VALUE], frame[uplink.I_EVENT_TIMESTAMP_S]))
+            if frame[E["code"]] == EVENT_CONFIG_APPLIED:
+                got.append((frame[E["value"]], frame[E["timestamp_s"]]))
             box.acked(token)
         stamp = up.clock.stamp
         assert got == [(k, stamp(now - 1000 + 100 * k)) for k in range(burst)]
@@ -385,14 +388,14 @@ def test_without_a_clock_commands_are_refused_and_frames_go_out_marked_after_the
         board.broker.commands.append(command(3, uplink.COMMAND_SETPOINT, [1300], EPOCH_S))
         run(runtime, board, 500)
         acks = [uplink.decode_ack(f) for f in board.broker.frames("ack")]
-        assert [a[uplink.I_ACK_RESULT] for a in acks] == [ACK_CLOCK_NOT_SYNCED]
+        assert [a[A["result"]] for a in acks] == [ACK_CLOCK_NOT_SYNCED]
         assert runtime.agent.control.setpoint.fixed_kpa == 111.0
         assert runtime.agent.state.command_counter == 3  # authentic and fresh: consumed
         assert board.broker.frames("telemetry") == []  # held while the clock may still come
         run(runtime, board, 32000)
         frames = [uplink.decode_telemetry(f) for f in board.broker.frames("telemetry")]
         assert len(frames) == 3  # after the hold: sent, marked as made before a sync
-        assert all(f[uplink.I_TELEMETRY_TIMESTAMP_S] < 1000000000 for f in frames)
+        assert all(f[T["timestamp_s"]] < 1000000000 for f in frames)
     finally:
         remove_dir(directory)
 
@@ -411,7 +414,7 @@ def test_a_remote_stop_a_disabled_pump_and_a_remote_setpoint_survive_a_reset():
         broker.commands.append(command(3, uplink.COMMAND_MODE, [0], now_s))  # MODE_OFF
         run(runtime, board, 1000)
         acks = [uplink.decode_ack(f) for f in broker.frames("ack")]
-        assert [a[uplink.I_ACK_RESULT] for a in acks] == [ACK_OK, ACK_OK, ACK_OK]
+        assert [a[A["result"]] for a in acks] == [ACK_OK, ACK_OK, ACK_OK]
         assert runtime.agent.enabled == 0
         assert not runtime.agent.state.urgent  # saved right after acting
         # a reset: a new runtime on the same flash

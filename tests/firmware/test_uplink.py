@@ -10,6 +10,8 @@ import binascii
 from relaypump import uplink
 from support import load_vector
 
+T = {name: i for i, name in enumerate(uplink.TELEMETRY_FIELDS)}  # field name -> tuple index
+
 VECTORS = load_vector("uplink")
 KEY = binascii.unhexlify(VECTORS["key_hex"])
 VM_HEAP_KIB = 128  # measured: 47 KB live + at most 24 KB per test (the fuzz tests)
@@ -124,10 +126,10 @@ def test_encoder_refuses_values_that_do_not_fit():
     values = list(_values(VECTORS["frames"][0]))
     buf = bytearray(uplink.TELEMETRY_SIZE)
     for index, bad in (
-        (uplink.I_TELEMETRY_PUMP1_SPEED_PCT_X100, 0x10000),
-        (uplink.I_TELEMETRY_SUCTION_KPA_X10, -0x8001),
-        (uplink.I_TELEMETRY_STATION_ID, -1),
-        (uplink.I_TELEMETRY_FLOW_M3H_X10, 12.5),
+        (T["pump1_speed_pct_x100"], 0x10000),
+        (T["suction_kpa_x10"], -0x8001),
+        (T["station_id"], -1),
+        (T["flow_m3h_x10"], 12.5),
     ):
         wrong = list(values)
         wrong[index] = bad
