@@ -19,7 +19,11 @@ Rules (steady state of the present conditions; transients are not judged here):
 - Suction: at the lowest flow of S in [Q1, Q2] (where the suction is best: it falls with the
   flow, and the pumps' NPSHr rises with flow and speed) the pumps of S share the flow on a common
   speed (each clamped to its drive's range); the true suction there must be at or above the true
-  limit with the largest NPSHr of S (plant.py's rules; with no pump turning, NPSHr 0).
+  limit with the largest NPSHr of S (plant.py's rules; with no pump turning, NPSHr 0). Where the
+  NPSHr sets the limit (above 4.2 m: a pump past its BEP flow near full speed) the best split gives
+  each pump a flow in proportion to its own BEP flow; the common speed is within a few % of that for
+  pumps inside ISO 9906 2B, so such a sample may be judged unreachable slightly early. Below that the
+  limit is the vapour pressure + 50 kPa whatever the split.
 - The remote DP is rho g Q^2 / Kv^2, so a DP range is a flow range.
 Per sample one code (a sample's setpoint sp, the band b = 0.5 m, unserved 2 m):
   REACHABLE   some set holds the DP within sp +- b;
