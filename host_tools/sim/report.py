@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from host_tools.sim.feasible import REACHABLE
 from host_tools.sim.kpis import NotComputed, fmt
 from host_tools.sim.run import RunResult
 
@@ -92,7 +93,8 @@ def _clock(t_s: float) -> str:
 
 
 def plot(result: RunResult, path: Path) -> None:
-    """Pressures, flow, speeds and power over the run, one panel each."""
+    """Pressures, flow, speeds and power over the run, one panel each; fault windows shaded red,
+    the spans at which the field cannot hold the band (feasible.py) grey on the pressures."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -106,6 +108,9 @@ def plot(result: RunResult, path: Path) -> None:
     ax.plot(hours, s["discharge_kpa"], label="discharge")
     ax.plot(hours, s["remote_dp_kpa"], label="remote DP")
     ax.plot(hours, s["setpoint_kpa"], "k--", linewidth=0.8, label="DP setpoint")
+    for k, (start, end) in enumerate(_unreachable_spans(result)):
+        label = "band unreachable (field)" if k == 0 else None
+        ax.axvspan(start / 3600.0, end / 3600.0, color="grey", alpha=0.25, label=label)
     ax.set_ylabel("kPa (gauge)")
     ax.legend(loc="upper right", ncol=4, fontsize=8)
     ax = axes[1]
@@ -131,6 +136,22 @@ def plot(result: RunResult, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def _unreachable_spans(result: RunResult) -> list[tuple[float, float]]:
+    """Runs of samples at which the field cannot hold the band (the "reach" column)."""
+    t, reach = result.samples["t_s"], result.samples.get("reach", ())
+    spans: list[tuple[float, float]] = []
+    start = None
+    for i in range(len(reach)):
+        if reach[i] != REACHABLE and start is None:
+            start = t[i]
+        elif reach[i] == REACHABLE and start is not None:
+            spans.append((start, t[i]))
+            start = None
+    if start is not None:
+        spans.append((start, t[len(reach) - 1]))
+    return spans
 
 
 def _fault_spans(result: RunResult) -> list[tuple[float, float]]:

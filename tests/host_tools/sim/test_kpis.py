@@ -209,3 +209,17 @@ def test_an_agent_that_over_delivers_where_the_band_is_reachable_is_still_charge
     assert max(result.samples["remote_dp_kpa"]) > 130.0  # it did over-deliver
     table = report.kpi_table(result)
     assert re.search(r"band unreachable \(field, steady state\) +0\.0 min \(over", table)
+
+
+def test_the_plot_shades_the_runs_of_samples_the_field_cannot_serve():
+    from array import array
+
+    from host_tools.sim import report, scenario
+    from host_tools.sim.run import RunResult
+
+    result = RunResult(scenario.load(scenario.DEFAULT_SCENARIO))
+    result.samples = {
+        "t_s": array("d", seconds(8)),
+        "reach": array("d", [0, 1, 1, 0, 2, 3, 0, 1]),
+    }
+    assert report._unreachable_spans(result) == [(2.0, 4.0), (5.0, 7.0), (8.0, 8.0)]
