@@ -74,15 +74,18 @@ class CrcError(ModbusError):
 
 
 class ModbusTimeout(ModbusError):
-    """No valid response before the deadline; ``received`` bytes came in meanwhile."""
+    """No valid response before the deadline; ``received`` bytes came in meanwhile. The text is
+    made by str() only: a lost device times out on every probe, and the fieldbus keeps the
+    error's kind, not its text (the message made each time was ~0.1 KiB of the loop's heap)."""
 
     def __init__(self, unit, function, received):
-        super().__init__(
-            "unit %d function %d: no response (%d bytes received)" % (unit, function, received)
-        )
+        super().__init__(unit, function, received)
         self.unit = unit
         self.function = function
         self.received = received
+
+    def __str__(self):
+        return "unit %d function %d: no response (%d bytes received)" % self.args
 
 
 class ExceptionResponse(ModbusError):

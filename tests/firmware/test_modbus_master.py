@@ -152,6 +152,7 @@ def test_silence_times_out_with_the_bytes_received():
     m.receive(b"\x05\x03")
     e = expect_error(m, mb.ModbusTimeout, now_ms=1100)
     assert e.received == 2 and e.unit == 5 and e.function == 3
+    assert str(e) == "unit 5 function 3: no response (2 bytes received)"
     assert m.timeouts == 1
 
 
