@@ -24,10 +24,13 @@ Rules:
   station starts a pump at once (any count starts with its first pump; no power is computed).
 - Restart: a station stop (station off: the source pumps stopped, a trip) remembers how many pumps
   ran. When the station may run again, with restart_as_before (default true) it starts that many
-  (at most max_running and the available ones), one each eval_period_s, without waiting for
-  settle_s: while the network refills there is no flow to judge a count by, and one pump alone
-  runs out and past its motor rating before a second one would be judged (then it still needs
-  its ramp to minimum speed). Starts per hour and min_stop_s hold as for any demand start; the
+  (at most max_running and the available ones) in the same tick, without waiting for settle_s:
+  while the network refills there is no flow to judge a count by, and one pump alone runs out
+  and past its motor rating before a second one would be judged (then it still needs its ramp
+  to minimum speed). Together, not one per eval_period_s: the first pump's reference waits at
+  min speed for the last one's drive anyway (control's follow band), so a stagger only delayed
+  the whole refill by it; the flow still rises at one slew for all. Starts per hour and
+  min_stop_s hold as for any demand start; the
   next regular evaluation (settle_s after the last start) corrects a count the demand no longer
   needs. While no pump may start (protection blocks starts, min_stop_s) the restart waits; it ends
   when its count runs, or settle_s after its last start (the regular evaluation takes over).
@@ -386,10 +389,10 @@ class Staging:
             and self._swap_in < 0
         ):
             self._last_eval_s = now
-            if not self.mask:
-                self._first_start(available, run_s)
-            elif self._restart_count:
+            if self._restart_count:
                 self._restart_next(available, run_s)
+            elif not self.mask:
+                self._first_start(available, run_s)
             elif flow_ok:
                 if callable(head_m):
                     head_m = head_m(flow_m3h)
@@ -430,7 +433,8 @@ class Staging:
             self._last_change_s = self.now_s
 
     def _restart_next(self, available, run_s):
-        """The restart's next pump (module rule "Restart"), or its end."""
+        """The restart's pumps that may start now, all in this tick (module rule "Restart"),
+        or its end."""
         want = self._restart_count
         n_max = self._count_range(available)
         if want > n_max:
@@ -438,8 +442,10 @@ class Staging:
         if popcount(self.mask) >= want:
             self._restart_count = 0
             return
-        i = self._pick_start(available, run_s, False)
-        if i >= 0:
+        while popcount(self.mask) < want:
+            i = self._pick_start(available, run_s, False)
+            if i < 0:
+                break
             self.wanted_count = want
             self._start(i, REASON_DEMAND)
             self._last_change_s = self.now_s
