@@ -125,8 +125,10 @@ class Fieldbus:
     def __init__(self, config, snapshot, sensors=None, on_event=None):
         bus = config.get("bus", {})
         self.baud = _int(bus, "baud", 19200, 1200, 1000000, "bus")
-        self.turnaround_ms = _int(bus, "turnaround_ms", 5, 0, 10000, "bus")
-        self.margin_ms = _int(bus, "timeout_margin_ms", 10, 0, 10000, "bus")
+        # device reaction + runtime latency, added to every transaction's wire time
+        self._slack_ms = _int(bus, "turnaround_ms", 5, 0, 10000, "bus") + _int(
+            bus, "timeout_margin_ms", 10, 0, 10000, "bus"
+        )
         self.retries = _int(bus, "retries", 1, 0, 10, "bus")
         self.lost_after = _int(bus, "lost_after_failures", 3, 1, 1000, "bus")
         self.lost_after_ms = _int(bus, "lost_after_ms", 5000, 0, 3600000, "bus")
@@ -158,8 +160,7 @@ class Fieldbus:
             raise FieldbusConfigError(
                 "pumps: %d in config, %d in snapshot" % (n, len(snapshot.pumps))
             )
-        self.pump_count = n
-        self.io_index = n  # device index of the I/O module
+        self.pump_count = n  # also the device index of the I/O module
         units = [_int(p, "unit", 0, 1, 247, "pumps[%d]" % i) for i, p in enumerate(pumps)]
         units.append(_int(io, "unit", 0, 1, 247, "io"))
         for i in range(len(units)):
@@ -181,7 +182,6 @@ class Fieldbus:
             raise FieldbusConfigError("io: channels span more registers / inputs than one read")
         self.analog_ua = [0] * max(1, self.analog_count)  # uA, indexed from analog_address
         self.inputs = 0  # discrete inputs, bit i = input i
-        self.io_at_ms = 0
 
         devices = n + 1
         self.failures = [0] * devices  # consecutive failed transactions
@@ -201,17 +201,16 @@ class Fieldbus:
         self.fault_raw = [0] * n
         self.at_ms = [0] * n
         self._fault_read = [False] * n
-        self._published = [[-1, -1, -1] for _ in range(n)]  # actual, current, power in Snapshot
+        self._published = [-1] * (3 * n)  # per drive: actual, current, power in the Snapshot
         self._ref_source = [None] * n  # speed float the cached reference was made from
-        self._ref_raw = [0] * n
-        self._control = [0] * n  # words of this cycle's write (kept for retries)
-        self._reference = [0] * n
+        self._ref_raw = [0] * n  # also the reference word of this cycle's write
+        self._control = [0] * n  # control words of this cycle's write (kept for retries)
         self._values = [0, 0]  # fc16 payload
         # Ramp commissioning per drive: step k < blocks writes block k, blocks <= k < 2 blocks reads
-        # block k - blocks back, _RAMP_DONE waits for the next check; nothing is due before due_ms.
+        # block k - blocks back, _RAMP_DONE waits for the next check; nothing is due before due_ms
+        # (-1: due now).
         self._ramp_step = bytearray(n)
-        self._ramp_due_ms = [0] * n
-        self._ramp_wait = bytearray(n)  # 1: nothing before _ramp_due_ms
+        self._ramp_due_ms = [-1] * n
         self._ramp_misses = bytearray(n)  # read-backs in a row that differed (or were refused)
         self._ramp_next = 0  # where the search for a drive due a ramp transaction starts
         self._ramp_target = 0
@@ -221,48 +220,36 @@ class Fieldbus:
 
         kinds = bytearray()
         devs = bytearray()
-        firsts = bytearray()
         aux_dev = bytearray()
         aux_block = bytearray()
         for i, p in enumerate(self.profiles):
             kinds.append(K_STATUS)
             devs.append(i)
-            firsts.append(1)
             if p.ACTUAL_INDEX < 0 and p.ACTUAL_ADDRESS >= 0:
                 kinds.append(K_ACTUAL)
                 devs.append(i)
-                firsts.append(0)
             if p.contiguous_write:
                 kinds.append(K_WRITE)
                 devs.append(i)
-                firsts.append(0)
             else:
                 kinds.extend(bytes((K_WRITE_REFERENCE, K_WRITE_CONTROL)))
                 devs.extend(bytes((i, i)))
-                firsts.extend(b"\x00\x00")
             for k in range(len(p.AUX_BLOCKS)):
                 aux_dev.append(i)
                 aux_block.append(k)
-        first_io = 1
         if self.analog_count:
             kinds.append(K_ANALOG)
             devs.append(n)
-            firsts.append(first_io)
-            first_io = 0
         if self.input_count:
             kinds.append(K_INPUTS)
             devs.append(n)
-            firsts.append(first_io)
         kinds.append(K_RAMP)
         devs.append(0)  # replaced by the chosen drive
-        firsts.append(0)
         if len(aux_dev):
             kinds.append(K_AUX)
             devs.append(0)  # replaced by the chosen drive
-            firsts.append(0)
         self.plan_kinds = kinds
         self.plan_devices = devs
-        self._plan_first = firsts
         self._aux_dev = aux_dev
         self._aux_block = aux_block
         self._aux_next = 0
@@ -273,7 +260,6 @@ class Fieldbus:
         self._attempt = 0
         self._probing = False
         self._pending = False
-        self._sent_ms = 0
         self._cycle_started = False
         self._cycle_done = False
         self._cycle_attempts = 0
@@ -295,7 +281,7 @@ class Fieldbus:
         """Deadline of one transaction, counted from handing out the request."""
         bits = (request_len + response_len) * _BITS_PER_CHAR + 39  # + 3.5 characters
         wire_ms = (bits * 1000 + self.baud - 1) // self.baud
-        return wire_ms + self.turnaround_ms + self.margin_ms
+        return wire_ms + self._slack_ms
 
     # -- the runtime's face ---------------------------------------------------------------------
 
@@ -321,7 +307,6 @@ class Fieldbus:
                 m.timeout_ms = self.timeout_ms(len(frame), m.response_length())
                 m.poll(now_ms)  # arms the deadline
                 self._pending = True
-                self._sent_ms = now_ms
                 self.attempts += 1
                 self.tx_bytes += len(frame)
                 return frame
@@ -374,20 +359,21 @@ class Fieldbus:
             ps.fault_code = self.fault_raw[i]
             ps.at_ms = self.at_ms[i]
             p = self.profiles[i]
-            seen = self._published[i]
+            seen = self._published
+            at = 3 * i
             raw = self.actual_raw[i]
-            if raw != seen[0]:
-                seen[0] = raw
+            if raw != seen[at]:
+                seen[at] = raw
                 ps.speed_pct = p.speed_pct(raw)
             raw = self.current_raw[i]
-            if raw != seen[1]:
-                seen[1] = raw
+            if raw != seen[at + 1]:
+                seen[at + 1] = raw
                 ps.current_a = raw * p.current_scale
             raw = self.power_raw[i]
-            if raw != seen[2]:
-                seen[2] = raw
+            if raw != seen[at + 2]:
+                seen[at + 2] = raw
                 ps.power_kw = raw * p.power_scale
-        io = self.io_index
+        io = self.pump_count  # the I/O module
         snap.io_online = self.heard[io] and not self.lost[io]
 
     def online(self, device):
@@ -439,7 +425,9 @@ class Fieldbus:
         if self._skip[dev]:
             return None
         if self.lost[dev] and self._attempt == 0:
-            if not self._plan_first[slot]:
+            # a lost device is probed with its first transaction of the cycle only (AUX and RAMP
+            # never get here: they choose among the devices online)
+            if slot and self.plan_devices[slot - 1] == dev:
                 return None
             if _ticks_diff(now_ms, self._probe_ms[dev]) < self.lost_probe_ms:
                 return None
@@ -474,11 +462,11 @@ class Fieldbus:
         if kind == K_WRITE:
             values = self._values
             values[0] = self._control[dev]
-            values[1] = self._reference[dev]
+            values[1] = self._ref_raw[dev]
             return m.write_registers(unit, p.CONTROL_ADDRESS, values)
         if kind == K_WRITE_CONTROL:
             return m.write_register(unit, p.CONTROL_ADDRESS, self._control[dev])
-        return m.write_register(unit, p.REFERENCE_ADDRESS, self._reference[dev])
+        return m.write_register(unit, p.REFERENCE_ADDRESS, self._ref_raw[dev])
 
     def _make_command(self, dev):
         cmd = self.snapshot.commands[dev]
@@ -488,7 +476,6 @@ class Fieldbus:
         if speed is not self._ref_source[dev]:
             self._ref_source[dev] = speed
             self._ref_raw[dev] = p.reference(speed)
-        self._reference[dev] = self._ref_raw[dev]
 
     def _choose_aux(self):
         """Fault register of a drive newly found tripped first, else the next block in turn."""
@@ -517,11 +504,12 @@ class Fieldbus:
                 dev -= n
             if not self.online(dev) or self._skip[dev]:
                 continue
-            if self._ramp_wait[dev] and _ticks_diff(now_ms, self._ramp_due_ms[dev]) < 0:
+            due = self._ramp_due_ms[dev]
+            if due >= 0 and _ticks_diff(now_ms, due) < 0:
                 continue
             if self._ramp_step[dev] == _RAMP_DONE:
                 self._ramp_step[dev] = len(self.profiles[dev].ramp_blocks)  # read back
-            self._ramp_wait[dev] = 0
+            self._ramp_due_ms[dev] = -1
             self._ramp_target = dev
             self._ramp_next = dev + 1 if dev + 1 < n else 0
             return True
@@ -530,13 +518,12 @@ class Fieldbus:
     def _recommission(self, dev):
         """Write the ramp times again from the first block, now."""
         self._ramp_step[dev] = 0
-        self._ramp_wait[dev] = 0
+        self._ramp_due_ms[dev] = -1
         self._ramp_misses[dev] = 0
         self.ramp_ok[dev] = False
 
     def _wait_ramp(self, dev, now_ms):
         self._ramp_due_ms[dev] = (now_ms + _RAMP_CHECK_MS) & 0x3FFFFFFF
-        self._ramp_wait[dev] = 1
 
     def _ramp_done(self, dev, now_ms, refused):
         """A ramp write went through, or a block was read back (refused: an exception answer)."""
@@ -625,7 +612,6 @@ class Fieldbus:
             ua = self.analog_ua
             for k in range(self.analog_count):
                 ua[k] = m.register(k)
-            self.io_at_ms = now_ms
             if self.sensors is not None:
                 self.sensors.sample_analog(now_ms, ua, self.analog_address)
         elif kind == K_INPUTS:
