@@ -25,9 +25,10 @@ Rules:
   twice (after a reboot) says nothing false.
 - Frames made before the clock was set carry the unsynced marker (wallclock.py). ``take`` holds
   such a frame of this boot back while the clock is unset, for at most hold_unsynced_ms after the
-  outbox was loaded, and replaces the marker with the real time once the clock is set. A frame
-  left unsynced by an earlier boot cannot be corrected (ticks do not survive a reboot) and goes
-  out marked.
+  outbox was loaded (known by its serial, without reading its slot: every frame of this boot is
+  unsynced while the clock is), and replaces the marker with the real time once the clock is
+  set. A frame left unsynced by an earlier boot cannot be corrected (ticks do not survive a
+  reboot) and goes out marked.
 - At least once: what has left is saved by ``poll`` at most every save_ms (and by ``flush``), not
   on every PUBACK: the ack mark (every serial up to it has left) and the serials above it that
   left out of order (acknowledged out of order, or dropped), up to GONE_MAX of them. Entries that
@@ -223,6 +224,7 @@ class Outbox:
             self._push(i | _WAITING | (_TELEMETRY if kinds[i] == _KIND_TELEMETRY else 0))
         # this boot's number: above any the slots carry (ticks of another boot are never used)
         self.boot = (self._top_boot + 1) & 0xFFFF
+        self._boot_serial = self._next_serial  # this boot's entries are numbered from here
         if self._top_seq >= self._seq:  # a lost header must not make seq numbers repeat
             self._seq = (self._top_seq + 1) & 0xFFFFFFFF
         if self.pending > self.capacity:
@@ -547,8 +549,16 @@ class Outbox:
         at = self._pos(k)
         entry = self._order[at]
         i = entry & _SLOT
-        slot = self._buf
         self.frame = self._no_frame
+        if (
+            not self.clock.synced
+            and self._full(self._serial[i]) >= self._boot_serial
+            and _ticks_diff(now_ms, self._loaded_ms) < self.hold_unsynced_ms
+        ):
+            # held, without reading the slot: every frame of this boot is unsynced until the
+            # clock is set (a held take is asked again every second; a read was ~0.2 KiB)
+            return -2
+        slot = self._buf
         path = self.segment_path(i // SEGMENT_SLOTS)
         ok = False
         try:
@@ -570,10 +580,7 @@ class Outbox:
             return -1
         ticks, boot, flags, n = struct.unpack_from(">IHBB", slot, 4)
         if flags & _FLAG_UNSYNCED and boot == self.boot:
-            if not self.clock.synced:
-                if _ticks_diff(now_ms, self._loaded_ms) < self.hold_unsynced_ms:
-                    return -2
-            else:  # the frame's time, in the buffer (its CRC is checked already)
+            if self.clock.synced:  # the frame's time, in the buffer (its CRC is checked already)
                 wall = self.clock.wall_at(ticks, now_ms)
                 struct.pack_into(">I", slot, _FRAME_AT + _TIME_AT, wall)
         self._order[at] = i | _OUT | (entry & _TELEMETRY)

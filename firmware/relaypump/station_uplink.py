@@ -69,11 +69,11 @@ Rules:
 - Time: the wall clock (wallclock.py) is set by the board's time source; frames made before are
   marked and corrected by the outbox; a command before it is set is refused (CLOCK_NOT_SYNCED).
 - While the clock is unset the outbox holds this boot's frames back (outbox.py); the uplink asks
-  it again at most every HELD_RETRY_MS (a held take reads the slot from flash).
+  it again at most every HELD_RETRY_MS (a held take walks the outbox's ring; it reads nothing).
 Allocation (MicroPython VM, tests/firmware/test_station_uplink.py and host_tools/bench/
 uplink_e2e.py): ``sample`` builds its 5 float sums only (80 B a tick); a step with nothing due
 builds nothing (netio.Link's own reads and writes aside); a telemetry step ~0.45 KiB (the
-frame's floats, the slot write: ~0.2 KiB, as an event's); a held take ~0.25 KiB (reads a slot); a
+frame's floats, the slot write: ~0.2 KiB, as an event's); a held take nothing; a
 command a few hundred bytes (HMAC), a config change loads config.py for that command only. Heap it keeps (measured in the VM, host_tools/bench/uplink_e2e.py):
 the session 2.1 KiB (5 slots sized to the largest frame on the telemetry topic, 118 B for
 "jia/relay1", not max_packet; rx of max_packet, 256 B; tx one slot + 128 B), the outbox's index
@@ -357,7 +357,7 @@ class Uplink:
         sent = False
         if not self.clock.synced and (appended or _ticks_diff(now_ms, self._held_until) < 0):
             # the outbox holds back frames made before the clock was set; a step that appended
-            # a frame does not ask it (a held take reads a slot: one flash access a step)
+            # a frame does not ask it (a held take walks the outbox's ring)
             return False
         while s.in_flight < s.inflight:
             free = -1
@@ -369,7 +369,7 @@ class Uplink:
                 break
             token = box.take(now_ms)
             if not token:
-                if not self.clock.synced:  # held (or none): a take reads the slot, ~0.6 KiB
+                if not self.clock.synced:  # held (or none): asked again in HELD_RETRY_MS
                     self._held_until = _ticks_add(now_ms, HELD_RETRY_MS)
                 break
             frame = box.frame

@@ -541,6 +541,27 @@ def test_frames_before_the_first_sync_are_held_then_corrected():
     assert [f[3] for f in got] == [T0 - 20, T0 - 10]
 
 
+def test_a_held_take_reads_no_slot():
+    fs = FlashFS()
+    clock = WallClock()
+    opened = []
+
+    def opener(path, mode):
+        opened.append(path)
+        return fs.open(path, mode)
+
+    box = outbox.Outbox(fs, "/ob", STATION, clock, 1000, 1, opener, hold_unsynced_ms=120000)
+    box.append(telemetry(1), 5000)
+    opened.clear()
+    assert box.take(20000) == 0  # held: a frame of this boot, the clock not set
+    assert opened == []
+    used = bytes_allocated(lambda: box.take(20000))
+    assert used == 0 if ON_MICROPYTHON else used < 1024, used
+    clock.set_time(T0, 25000)
+    assert box.take(25000) and opened == ["/ob.0"]  # read once the clock is set
+    assert describe(box.frame)[3] == T0 - 20
+
+
 def test_unsynced_frames_go_out_marked_after_the_hold_or_after_a_reboot():
     fs = FlashFS()
     clock = WallClock()
