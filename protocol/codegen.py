@@ -54,9 +54,10 @@ Runs on MicroPython 1.27 and CPython. Rules (the schema's docstring has the full
 - decode_<kind>(frame) returns a flat tuple of ints in <KIND>_FIELDS order (header constants
   left out; the command tag is verified, not returned). encode_<kind>(buf, values) packs such a
   sequence into a caller's preallocated buffer and returns the frame length.
-- Bad frames raise a subclass of UplinkError (a ValueError), checked in the schema's order:
-  header length, magic, version, kind, command type, length, signature. Values that do not fit
-  their field raise FieldRange (MicroPython's struct would silently truncate them).
+- Bad frames raise a subclass of UplinkError (a ValueError; each class made on first use, see
+  _ERRORS), checked in the schema's order: header length, magic, version, kind, command type,
+  length, signature. Values that do not fit their field raise FieldRange (MicroPython's struct
+  would silently truncate them).
 """
 
 import hashlib
@@ -84,6 +85,29 @@ class UplinkError(ValueError):
     """A frame that is not a valid uplink frame (or values that cannot be encoded)."""
 
 
+'''
+
+LAZY_ERRORS = '''
+# The typed errors (subclasses of UplinkError, the schema's). A class is ~0.1 KiB of heap on
+# MicroPython and these are raised for bad frames only: each is made on first use (raised, or
+# named as uplink.<Name>: the module's __getattr__) and kept; the same class from then on.
+_ERRORS = (
+@ERRORS@
+)
+
+
+def _error(name):
+    """The typed error class `name` (one of _ERRORS)."""
+    cls = globals().get(name)
+    if cls is None:
+        cls = globals()[name] = type(name, (UplinkError,), {})
+    return cls
+
+
+def __getattr__(name):
+    if name in _ERRORS:
+        return _error(name)
+    raise AttributeError(name)
 '''
 
 HELPERS = '''
@@ -195,13 +219,20 @@ def _first_line(enum_cls: type[IntEnum]) -> str:
 
 
 def _error_classes() -> list[str]:
-    lines = []
+    """The typed errors below UplinkError, made on first use (LAZY_ERRORS)."""
+    names = []
     for cls in uplink.ERRORS[1:]:
-        lines.append(f"class {cls.__name__}(UplinkError):")
-        doc = (cls.__doc__ or "").strip()
-        lines.append(f'    """{doc.splitlines()[0]}"""' if doc else "    pass")
-        lines += ["", ""]
-    return lines
+        doc = (cls.__doc__ or "").strip().splitlines()
+        entry = f"{_q(cls.__name__)},"
+        names += ["    " + line for line in (_commented(entry, doc[0], 96) if doc else [entry])]
+    return LAZY_ERRORS.replace("@ERRORS@", "\n".join(names)).strip("\n").splitlines() + ["", ""]
+
+
+def _lazy_raises(text: str) -> str:
+    """`raise Name(` of a typed error -> `raise _error("Name")(`."""
+    for cls in uplink.ERRORS[1:]:
+        text = text.replace(f"raise {cls.__name__}(", f'raise _error("{cls.__name__}")(')
+    return text
 
 
 def _fields_table(name: str, lay: layout_mod.Layout) -> list[str]:
@@ -426,7 +457,7 @@ def generate() -> str:
         if lay.kind != uplink.Kind.COMMAND:
             lines += ["", *_plain_kind(lay)]
     lines += ["", *_command(commands), *_dispatch(plain)]
-    text = "\n".join(lines).rstrip("\n") + "\n"
+    text = _lazy_raises("\n".join(lines).rstrip("\n") + "\n")
     while "\n\n\n\n" in text:
         text = text.replace("\n\n\n\n", "\n\n\n")
     return text

@@ -10,9 +10,10 @@ Runs on MicroPython 1.27 and CPython. Rules (the schema's docstring has the full
 - decode_<kind>(frame) returns a flat tuple of ints in <KIND>_FIELDS order (header constants
   left out; the command tag is verified, not returned). encode_<kind>(buf, values) packs such a
   sequence into a caller's preallocated buffer and returns the frame length.
-- Bad frames raise a subclass of UplinkError (a ValueError), checked in the schema's order:
-  header length, magic, version, kind, command type, length, signature. Values that do not fit
-  their field raise FieldRange (MicroPython's struct would silently truncate them).
+- Bad frames raise a subclass of UplinkError (a ValueError; each class made on first use, see
+  _ERRORS), checked in the schema's order: header length, magic, version, kind, command type,
+  length, signature. Values that do not fit their field raise FieldRange (MicroPython's struct
+  would silently truncate them).
 """
 
 import hashlib
@@ -55,40 +56,34 @@ class UplinkError(ValueError):
     """A frame that is not a valid uplink frame (or values that cannot be encoded)."""
 
 
-class TruncatedFrame(UplinkError):
-    pass
+# The typed errors (subclasses of UplinkError, the schema's). A class is ~0.1 KiB of heap on
+# MicroPython and these are raised for bad frames only: each is made on first use (raised, or
+# named as uplink.<Name>: the module's __getattr__) and kept; the same class from then on.
+_ERRORS = (
+    "TruncatedFrame",
+    "BadMagic",
+    "BadVersion",
+    "UnknownKind",
+    "WrongKind",
+    "UnknownCommand",
+    "BadLength",
+    "BadSignature",
+    "FieldRange",  # Encoding only: a value does not fit its field.
+)
 
 
-class BadMagic(UplinkError):
-    pass
+def _error(name):
+    """The typed error class `name` (one of _ERRORS)."""
+    cls = globals().get(name)
+    if cls is None:
+        cls = globals()[name] = type(name, (UplinkError,), {})
+    return cls
 
 
-class BadVersion(UplinkError):
-    pass
-
-
-class UnknownKind(UplinkError):
-    pass
-
-
-class WrongKind(UplinkError):
-    pass
-
-
-class UnknownCommand(UplinkError):
-    pass
-
-
-class BadLength(UplinkError):
-    pass
-
-
-class BadSignature(UplinkError):
-    pass
-
-
-class FieldRange(UplinkError):
-    """Encoding only: a value does not fit its field."""
+def __getattr__(name):
+    if name in _ERRORS:
+        return _error(name)
+    raise AttributeError(name)
 
 
 # (struct code as a byte, lowest, highest value it holds): a tuple, a constant of the code (a
@@ -105,44 +100,44 @@ _RANGES = (
 
 def _check_header(frame, kind):
     if len(frame) < HEADER_SIZE:
-        raise TruncatedFrame("frame shorter than the header")
+        raise _error("TruncatedFrame")("frame shorter than the header")
     if frame[0] != _MAGIC0 or frame[1] != _MAGIC1:
-        raise BadMagic("not an uplink frame")
+        raise _error("BadMagic")("not an uplink frame")
     if frame[2] != VERSION:
-        raise BadVersion(f"version {frame[2]}, expected {VERSION}")
+        raise _error("BadVersion")(f"version {frame[2]}, expected {VERSION}")
     if frame[3] != kind:
-        raise WrongKind(f"kind {frame[3]}, expected {kind}")
+        raise _error("WrongKind")(f"kind {frame[3]}, expected {kind}")
 
 
 def _check_size(frame, size):
     if len(frame) < size:
-        raise TruncatedFrame(f"{len(frame)} bytes, expected {size}")
+        raise _error("TruncatedFrame")(f"{len(frame)} bytes, expected {size}")
     if len(frame) > size:
-        raise BadLength(f"{len(frame)} bytes, expected {size}")
+        raise _error("BadLength")(f"{len(frame)} bytes, expected {size}")
 
 
 def _check_values(values, codes):
     if len(values) != len(codes):
-        raise FieldRange(f"{len(values)} values, expected {len(codes)}")
+        raise _error("FieldRange")(f"{len(values)} values, expected {len(codes)}")
     for i in range(len(codes)):
         for field in _RANGES:
             if field[0] == codes[i]:
                 break
         value = values[i]
         if not isinstance(value, int) or value < field[1] or value > field[2]:
-            raise FieldRange(f"value {i} out of range: {value!r}")
+            raise _error("FieldRange")(f"value {i} out of range: {value!r}")
 
 
 def frame_kind(frame):
     """Check the header of a frame of any kind and return its kind (KIND_*)."""
     if len(frame) < HEADER_SIZE:
-        raise TruncatedFrame("frame shorter than the header")
+        raise _error("TruncatedFrame")("frame shorter than the header")
     if frame[0] != _MAGIC0 or frame[1] != _MAGIC1:
-        raise BadMagic("not an uplink frame")
+        raise _error("BadMagic")("not an uplink frame")
     if frame[2] != VERSION:
-        raise BadVersion(f"version {frame[2]}, expected {VERSION}")
+        raise _error("BadVersion")(f"version {frame[2]}, expected {VERSION}")
     if not _KIND_MIN <= frame[3] <= _KIND_MAX:
-        raise UnknownKind(f"kind {frame[3]}")
+        raise _error("UnknownKind")(f"kind {frame[3]}")
     return frame[3]
 
 
@@ -400,10 +395,10 @@ def _need_key(key):
 
 def _command_type(frame):
     if len(frame) <= _COMMAND_TYPE_AT:
-        raise TruncatedFrame("command shorter than its type byte")
+        raise _error("TruncatedFrame")("command shorter than its type byte")
     command_type = frame[_COMMAND_TYPE_AT]
     if not 1 <= command_type <= _COMMAND_MAX or not _COMMAND_DECODE[command_type]:
-        raise UnknownCommand(f"command type {command_type}")
+        raise _error("UnknownCommand")(f"command type {command_type}")
     return command_type
 
 
@@ -420,7 +415,7 @@ def decode_command(frame, key):
     for i in range(TAG_SIZE):  # constant time: no early exit
         diff |= expected[i] ^ frame[body + i]
     if diff:
-        raise BadSignature("command tag does not match")
+        raise _error("BadSignature")("command tag does not match")
     return struct.unpack_from(_COMMAND_DECODE[command_type], frame, 0)
 
 
@@ -428,13 +423,13 @@ def encode_command(buf, values, key):
     """Pack values (COMMAND_FIELDS[type] order) and sign; returns the frame length."""
     _need_key(key)
     if len(values) <= _COMMAND_TYPE_INDEX:
-        raise FieldRange("too few values for a command")
+        raise _error("FieldRange")("too few values for a command")
     command_type = values[_COMMAND_TYPE_INDEX]
     if not isinstance(command_type, int) or not 1 <= command_type <= _COMMAND_MAX:
-        raise UnknownCommand(f"command type {command_type!r}")
+        raise _error("UnknownCommand")(f"command type {command_type!r}")
     codes = _COMMAND_CODES[command_type]
     if not codes:
-        raise UnknownCommand(f"command type {command_type}")
+        raise _error("UnknownCommand")(f"command type {command_type}")
     _check_values(values, codes)
     fmt = _COMMAND_ENCODE[command_type]
     struct.pack_into(fmt, buf, 0, MAGIC, VERSION, KIND_COMMAND, *values)

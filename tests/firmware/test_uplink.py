@@ -88,6 +88,23 @@ def test_rejected_vectors_raise_their_typed_error():
             raise AssertionError("accepted " + vector["name"])
 
 
+def test_a_typed_error_is_one_class_made_on_first_use():
+    # the codec makes its typed errors when first raised or named (a class is ~0.1 KiB of heap)
+    try:
+        uplink.frame_kind(b"XY" + bytes(14))
+    except uplink.UplinkError as err:
+        raised = type(err)
+    assert raised.__name__ == "BadMagic" and raised is uplink.BadMagic
+    assert issubclass(uplink.BadLength, uplink.UplinkError) and uplink.BadLength is uplink.BadLength
+    assert issubclass(uplink.UplinkError, ValueError)
+    try:
+        uplink.NoSuchError  # noqa: B018
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError("a name that is not a typed error")
+
+
 def test_per_kind_decoder_refuses_other_kinds():
     event = _frame(VECTORS["frames"][4])
     try:
