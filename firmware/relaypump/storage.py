@@ -32,7 +32,8 @@ _MAX_HEADER = 48
 def crc32(data):
     """CRC-32 (IEEE 802.3, as zlib/binascii) of bytes."""
     if _crc32 is not None:
-        return _crc32(data) & 0xFFFFFFFF
+        # unsigned on MicroPython and CPython 3 (a mask made a second long int: 32 B a call)
+        return _crc32(data)
     crc = 0xFFFFFFFF
     for byte in data:
         crc ^= byte

@@ -106,11 +106,13 @@ def test_frame_round_trip_and_corruption_is_detected():
 
 def test_crc32_fallback_matches_binascii():
     assert storage.crc32(b"123456789") == 0xCBF43926
+    assert storage.crc32(b"\xff" * 7) == 4282505709  # above 2**31: unsigned
     saved = storage._crc32
     storage._crc32 = None
     try:
         assert storage.crc32(b"123456789") == 0xCBF43926
         assert storage.crc32(b"") == 0
+        assert storage.crc32(b"\xff" * 7) == 4282505709
     finally:
         storage._crc32 = saved
 
