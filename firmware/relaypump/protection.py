@@ -60,11 +60,12 @@ Protections (units kPa gauge, degC, m3/h, % speed; delays in the config in s):
   pumps at their speed and flow share (no pump running: NPSHr at BEP, full speed, the start
   condition). Above limit + suction_slowdown_kpa: no cap. Inside that band the cap falls linearly
   from max_pct to min_pct, plus a hold term: while the cap is what holds the pumps (the fastest
-  within 1 % of it) and the margin lies above suction_hold_kpa, the term grows by 0.01 %/s per
+  within 1 % of it) and the margin lies above suction_hold_kpa, the term grows by 0.03 %/s per
   kPa the margin lies above it; below it, it shrinks at the same rate (never below 0, never
   past max_pct). So a long dip settles at suction_hold_kpa above the limit (the limit already
   holds its NPSH margin) instead of wherever the linear band balances (about two thirds into a
-  30 kPa band: the DP held lower than the suction needs). The term is dropped above the band and
+  30 kPa band: the DP held lower than the suction needs), within about 4 minutes (0.01 %/s per
+  kPa took 10 to 13: the DP more than 2 m low meanwhile, on a fault day 247 s instead of 37). The term is dropped above the band and
   below the limit; suction_hold_kpa >= suction_slowdown_kpa: the linear band alone. Below the
   limit: min_pct; starts only if the limit with one more pump
   sharing the flow equally (the model's judgement: a start lowers each pump's NPSHr) lies at or
@@ -138,6 +139,7 @@ _NONE = const(-0x20000000)  # no usable value
 _HYST_X10 = const(50)  # 5 kPa: a warning clears only this far inside the good side
 _LOST_TRIPS = const(-1)  # comm_loss_action "fault": a lost drive trips (counts as stopped)
 _LOST_HOLDS = const(-2)  # "hold": it keeps the speed it had
+_HOLD_GAIN = const(3)  # the suction hold term: 0.03 %/s per kPa (x 0.01, the unit below)
 
 # fallback kinds
 _FB_STOP = const(0)
@@ -250,7 +252,7 @@ class Protection:
         self._margin_x10 = _x10(p["suction_margin_kpa"]) - _x10(p["atmosphere_kpa"])
         self._suction_band_x10 = _x10(p["suction_slowdown_kpa"])
         self._suction_hold_x10 = _x10(p.get("suction_hold_kpa", 5.0))
-        self._hold_x1e6 = 0  # the slow-down's hold term (1e-6 %: 0.01 %/s per kPa, 1 ms ticks)
+        self._hold_x1e6 = 0  # the slow-down's hold term (1e-6 %: _HOLD_GAIN x 0.01 %/s per kPa)
         self._suction_delay_ms = p["suction_stop_delay_s"] * 1000
         self._lockout_trips = p["suction_lockout_trips"]
         self._lockout_window_ms = p["suction_lockout_window_s"] * 1000
@@ -762,11 +764,12 @@ class Protection:
             return self._min_x100 if margin < 0 else self._max_x100
         span = self._max_x100 - self._min_x100
         cap = self._min_x100 + span * margin // band
-        # the hold term (rules): 0.1 kPa x ms x 1 = 1e-6 %, i.e. 0.01 %/s per kPa
+        # the hold term (rules): 0.1 kPa x ms x 1 = 1e-6 %, i.e. 0.01 %/s per kPa, x _HOLD_GAIN
+        # (below 2**30: |error| < the 30 kPa band, dt < 10 min)
         error = margin - self._suction_hold_x10
         hold = self._hold_x1e6
         if error < 0 or fastest + 100 >= self._cap_x100:
-            hold += error * dt
+            hold += _HOLD_GAIN * error * dt
             if hold < 0:
                 hold = 0
             elif hold > span * 10000:
