@@ -122,7 +122,8 @@ class EventCode(IntEnum):
     DRY_RUN = 27  # pumps running without flow for the delay: those pumps stopped and locked out
     PROTECTION_CLEARED = 28  # value = the EventCode of the condition that cleared
     SENSOR_RESTORED = 29
-    # SENSOR_SUSPECT/PLAUSIBLE: subject = the check (1 frozen, 2 against the model), value as
+    # SENSOR_SUSPECT/PLAUSIBLE: subject = the check (1 frozen, 2 against the model and the other
+    # channels, 3 intermittent: latched after repeated loop failures), value as
     # SENSOR_FAULT; a suspect transmitter is replaced by its configured fallback until plausible
     SENSOR_SUSPECT = 30
     SENSOR_PLAUSIBLE = 31

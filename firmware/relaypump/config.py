@@ -406,6 +406,9 @@ def _plausibility(doc):
         "check_s",
         "dp_check_s",
         "clear_s",
+        "latch_faults",
+        "latch_window_s",
+        "latch_clear_s",
     )
     _section(doc, path, (), keys)
     out: dict = {}
@@ -421,6 +424,11 @@ def _plausibility(doc):
     _int(doc, out, path, "check_s", 1, 3600, 20)  # flow implausible this long: suspect
     _int(doc, out, path, "dp_check_s", 1, 3600, 180)  # remote DP implausible this long
     _int(doc, out, path, "clear_s", 1, 3600, 30)  # plausible this long: cleared
+    # a channel failing (NE43) latch_faults times within latch_window_s stays SUSPECT until it has
+    # read without a failure for latch_clear_s (a loose contact: one event, not one per burst)
+    _int(doc, out, path, "latch_faults", 2, 1000, 3)
+    _int(doc, out, path, "latch_window_s", 1, 86400, 600)
+    _int(doc, out, path, "latch_clear_s", 1, 86400, 600)
     return out
 
 

@@ -14,19 +14,43 @@ Checks (thresholds in config io.plausibility and io.channels.<name>.frozen_s):
   another checked transmitter by move_ua - is frozen (a live transmitter shows its noise and
   follows the plant). A current pinned at the NE43 saturation limits
   (<= 3.8 or >= 20.5 mA) is not judged: the range, not the transmitter, is the limit.
-- Remote DP against its estimate from the station: discharge - suction - network loss
-  (setpoint.network_loss_m_per_m3h2 * Q^2, the same system curve the discharge fallback uses);
-  off by more than dp_tolerance_kpa + dp_tolerance_ratio * loss while a pump runs.
-- Flow against the pump model (pump_model: H = h0 s^2 - k q^2): the station head discharge -
-  suction against the head the running pumps give at their measured speed with the measured flow
-  shared equally, off by more than head_tolerance_ratio * h0 s^2 + head_tolerance_kpa. Judged
-  only while every running pump turns within 2 % of the others, the bypass is shut, the head
-  is at least min_head_ratio * h0 s^2 (a pump running dry gives no head and no flow: that is the
-  dry-run protection's case, not a lying transmitter), and the pumps' point by the model (their
-  flow at the measured speed and head, not the transmitter's) lies inside the allowed window,
-  at most max_flow_ratio * bep_flow * s: beyond it, towards run-out, the datasheet curve is no
-  reference a real pump keeps to (a pump 8 % off in flow, ISO 9906 grade 2B, is ~1 m off in
-  head at 1.3 x BEP: one pump there, staging's choice, was flagged on a healthy transmitter).
+- The station head three ways (0.1 kPa), the two-out-of-three check of suction, discharge,
+  flow and remote DP: measured hm = discharge - suction; by the pump model hp, the head at which
+  the running pumps at their measured speeds pass the measured flow (datasheet H = h0 s^2 - k
+  q^2 per pump, bisection as for the substitutes below: pumps at unequal speeds are judged too);
+  by the network hr = remote DP + loss (setpoint.network_loss_m_per_m3h2 * Q^2, the system curve
+  the discharge fallback uses). e_p = hm - hp (tolerance tol_p = head_tolerance_ratio * h0
+  s_max^2 + head_tolerance_kpa), e_r = hm - hr (tol_r = dp_tolerance_kpa + dp_tolerance_ratio *
+  loss). A wrong channel shows thus: a pressure moves hm against both, e_p ~ e_r; the remote DP
+  moves e_r only; the flow moves hp and the loss, and then the flow the network passes under hm
+  and the remote DP, q_n, meets hm on the pump curve ("the flow fits": |hm - hp(q_n)| <= |e_p -
+  e_r|). Verdicts, in this order:
+  - e_p and e_r the same sign beyond half of tol_p and of dp_tolerance_kpa (two independent
+    opinions agreeing: the network's transient share is not needed) and the flow does not fit:
+    a pressure lies. Which one: the one already suspect, else the one whose lie keeps the
+    suction (set by the network upstream, the slower quantity) nearer its value when the three
+    last agreed within a quarter of those tolerances (suction lying: true suction = its
+    reading + the head's error; discharge lying: its reading); none while no such value exists.
+  - both within tolerance: all agree (a suspect one is re-judged on its own reading and cleared).
+  - e_r beyond tol_r, e_p within half of tol_p: the remote DP lies.
+  - otherwise, the flow fits: the flow lies.
+  Without a usable remote DP there is no third opinion: the flow is judged against the pump
+  model alone (as it always was). The pump-model opinion is formed only while the bypass is
+  shut, the head is at least min_head_ratio * h0 s_max^2 (a pump running dry gives no head and
+  no flow: that is the dry-run protection's case, not a lying transmitter) and every running
+  pump's point by the model (its flow at its speed and the measured head, not the
+  transmitter's) lies inside the allowed window, at most max_flow_ratio * bep_flow * s: beyond
+  it, towards run-out, the datasheet curve is no reference a real pump keeps to (a pump 8 % off
+  in flow, ISO 9906 grade 2B, is ~1 m off in head at 1.3 x BEP).
+  No opinion that needs a pump's speed is formed while a pump that was running is unreachable
+  (its drive lost: its speed is assumed, not measured, and its flow is in the meter).
+- Calibration hold: ``head_model.fit_hold`` (the agent's pump model, which pumpmodel.Calibration
+  fits) is set while the remote DP gives no opinion, e_r lies beyond half of dp_tolerance_kpa,
+  or any of suction, discharge, flow, remote DP is suspect or disagreeing: the calibration must
+  not learn a drifting transmitter as the pumps' curve.
+- Intermittent: a channel whose loop fails (NE43) latch_faults times within latch_window_s (a
+  loose contact) is latched SUSPECT (CHECK_INTERMITTENT) and stays on its fallback until it has
+  read without a failure for latch_clear_s: one event each way, not a pair per burst.
 - The flow substitute (a flow_m3h channel with fallback "model"): the sum over the running pumps
   of the flow each gives at its measured speed against the measured head, q = sqrt((h0 s^2 -
   H) / k), at most runout_flow_ratio * bep_flow * s (run-out), 0 below its check valve's cut-off;
@@ -38,13 +62,15 @@ Checks (thresholds in config io.plausibility and io.channels.<name>.frozen_s):
   calibrated head factor of ``head_model``, when the agent hands one over, else 1); discharge =
   suction + H, suction = discharge - H (at least 0). -1 (BAD) while no pump runs, the flow or
   the other pressure is not usable: both pressures lost is a real hazard, no substitute.
-The two model checks hold in a steady state only: they are judged once the running pumps' speeds
+The three-way check holds in a steady state only: it is judged once the running pumps' speeds
 (summed) have moved less than 0.3 %/s for settle_s (a speed ramp or a pump joining moves flow and
-the network's pressures through the water column's inertia first) and with their inputs usable
-(GOOD or HELD, not suspect); they count after check_s (flow) or dp_check_s (remote DP: slow
-network transients) of continuous disagreement; a SUSPECT channel is cleared after clear_s of agreement (for
-the frozen check: once its current moved again). Every transition raises SENSOR_SUSPECT /
-SENSOR_PLAUSIBLE (subject CHECK_FROZEN or CHECK_MODEL, value the channel, as SENSOR_FAULT).
+the network's pressures through the water column's inertia first), every running pump turns at
+min_pct or more, and with its inputs readable (not failed, GOOD or HELD; one suspect by this very
+check is read as it is, to be re-judged); a verdict counts after check_s (flow) or dp_check_s
+(remote DP and pressures: slow network transients) of continuous disagreement (a tick without a
+verdict holds the timers); a SUSPECT channel is cleared after clear_s of agreement (for the frozen
+check: once its current moved again). Every transition raises SENSOR_SUSPECT / SENSOR_PLAUSIBLE
+(subject CHECK_FROZEN, CHECK_MODEL or CHECK_INTERMITTENT, value the channel, as SENSOR_FAULT).
 
 Allocation: none per tick. Readings are taken as integers from the sensors' filtered loop
 currents and the drives' raw speeds; the model's constants are fixed-point integers built once
@@ -60,13 +86,13 @@ from .ticks import ticks_diff as _ticks_diff
 
 CHECK_FROZEN = const(1)
 CHECK_MODEL = const(2)
+CHECK_INTERMITTENT = const(3)
 
 _OFF = const(-1)
 _MAX_DT_MS = const(60000)
 _UA_4 = const(4000)
 _UA_SAT_LOW = const(3800)
 _UA_SAT_HIGH = const(20500)
-_SPREAD_X100 = const(200)  # running pumps within 2 % of each other: an equal split
 _STEADY_X100_PER_S = const(30)  # speeds summed moving slower than 0.3 %/s: a steady state
 _G = 9.80665
 
@@ -127,6 +153,9 @@ class Plausibility:
         self._dp_check_ms = p["dp_check_s"] * 1000
         self._settle_ms = p["settle_s"] * 1000
         self._clear_ms = p["clear_s"] * 1000
+        self._latch_faults = p["latch_faults"]
+        self._latch_window_ms = p["latch_window_s"] * 1000
+        self._latch_clear_ms = p["latch_clear_s"] * 1000
         self._frozen_ms = [int(channels[k]["frozen_s"] * 1000.0 + 0.5) for k in names]
         self._watched = [i for i in range(n) if self._frozen_ms[i] > 0]
         self._event_channel = [_CHANNEL.get(k, 0) for k in names]
@@ -175,6 +204,11 @@ class Plausibility:
         self._last_speed_sum = 0
         self._last_n_run = 0
         self._steady = _OFF  # ms the speeds have been steady
+        self._ran = 0  # bit i: pump i was running when last reachable
+        # the suction (0.1 kPa) when the three heads last agreed closely: as the suction's lie
+        # would have it (reading + the head's error), and as read
+        self._ref_suction = 0
+        self._ref_reading = -1
         self.suspect_by = [0] * n  # CHECK_* that made the channel suspect, 0 = plausible
         self._ref_ua = [0] * n
         self._moved = [_OFF] * n  # ms frozen since the plant moved
@@ -183,6 +217,9 @@ class Plausibility:
         self._sig_ua = [0] * (n * n)  # [k * n + j]: channel j's current when k's froze
         self._bad = [_OFF] * n  # model disagreement timer
         self._good = [_OFF] * n  # agreement timer of a suspect channel
+        self._was_failed = [True] * n  # the last tick's NE43 failure (never sampled: failed)
+        self._onsets = [0] * n  # failures begun inside the present window
+        self._window = [_OFF] * n  # ms since the window's first failure
         # for telemetry and tests: the last residuals (0.1 kPa)
         self.dp_residual_x10 = 0
         self.head_residual_x10 = 0
@@ -222,10 +259,18 @@ class Plausibility:
         speed_sum = 0
         s_min = 0x7FFFFFFF
         s_max = 0
+        lost = False
         for i in range(len(pumps)):
             p = pumps[i]
-            if not p.online or p.state != DRIVE_RUNNING:
+            bit = 1 << i
+            if not p.online:
+                if self._ran & bit:
+                    lost = True  # unreachable while running: its speed is assumed, not measured
                 continue
+            if p.state != DRIVE_RUNNING:
+                self._ran &= ~bit
+                continue
+            self._ran |= bit
             raw = fb.actual_raw[i]
             if raw >= 0x8000:
                 raw -= 0x10000
@@ -236,6 +281,8 @@ class Plausibility:
                 s_min = s
             if s > s_max:
                 s_max = s
+        for i in range(self._n):
+            self._intermittent(i, dt, now_ms)
         for i in self._watched:
             self._frozen(i, speed_sum, dt, now_ms)
         if self._estimate:
@@ -249,58 +296,156 @@ class Plausibility:
         self._last_speed_sum = speed_sum
         self._last_n_run = n_run
         running = (
-            n_run > 0
-            and s_min >= self._min_x100
-            and s_max - s_min <= _SPREAD_X100
-            and self._steady >= self._settle_ms
+            n_run > 0 and not lost and s_min >= self._min_x100 and self._steady >= self._settle_ms
         )
-        # remote DP against the station's estimate
-        r = self._remote
-        verdict = 0  # 0 = not judged, 1 = agrees, 2 = disagrees
-        if (
-            running
-            and r >= 0
-            and not self.sensors.failed(r)
-            and self._usable(self._discharge)
-            and self._usable(self._suction)
-            and self._usable(self._flow)
-        ):
-            head = self._x10(self._discharge) - self._x10(self._suction)
-            loss = self._square(self._x10(self._flow), self._loss_c)
-            residual = self._x10(r) - (head - loss)
-            self.dp_residual_x10 = residual
-            tolerance = self._dp_tol_x10 + self._dp_ratio * loss // 1000
-            verdict = 2 if residual > tolerance or residual < -tolerance else 1
-        if r >= 0:
-            self._judge(r, verdict, self._dp_check_ms, dt, now_ms)
-        # flow against the pump model
+        self._cross(running, s_max, dt, now_ms)
+
+    def _cross(self, running, s_max, dt, now_ms):
+        """The station head three ways: measured (discharge - suction), by the pump model (the
+        running pumps at their speeds passing the measured flow) and by the network (remote DP +
+        its loss at the measured flow); the reading that disagrees with the two others is
+        blamed (module rules)."""
+        su = self._suction
+        di = self._discharge
         f = self._flow
-        verdict = 0
+        r = self._remote
+        press = running and self._readable(su) and self._readable(di)
+        hm = self._x10(di) - self._x10(su) if press else 0
+        # by the pump model (judged inside the window, not dry: module rules)
+        p_on = False
+        e_p = 0
+        tol_p = 0
         bypass = self.snapshot.bypass_open
-        if (
-            running
-            and f >= 0
-            and not self.sensors.failed(f)
-            and self._usable(self._discharge)
-            and self._usable(self._suction)
-            and not (bypass.quality <= HELD and bypass.value > 0.5)
-        ):
-            s = speed_sum // n_run
-            shutoff = self._h0_x10 * s // 10000 * s // 10000
-            head = self._x10(self._discharge) - self._x10(self._suction)
-            q_win = self._q_win * s // 10000  # (the pumps' own point: from speed and head)
-            if head * 1000 >= self._min_head * shutoff and (
-                head >= shutoff or (shutoff - head) * self._q_mul <= q_win * q_win
-            ):
-                q = self._x10(f) // n_run
-                if q < 0:
-                    q = 0
-                residual = head - (shutoff - self._square(q, self._k_c))
-                self.head_residual_x10 = residual
-                tolerance = self._head_ratio * shutoff // 1000 + self._head_tol_x10
-                verdict = 2 if residual > tolerance or residual < -tolerance else 1
+        if press and self._readable(f) and not (bypass.quality <= HELD and bypass.value > 0.5):
+            shutoff = self._h0_x10 * s_max // 10000 * s_max // 10000
+            if hm * 1000 >= self._min_head * shutoff and self._in_window(hm):
+                q = self._x10(f)
+                hp = self._head_at(q if q > 0 else 0)
+                e_p = hm - hp
+                self.head_residual_x10 = e_p
+                tol_p = self._head_ratio * shutoff // 1000 + self._head_tol_x10
+                p_on = True
+        # by the network
+        r_on = False
+        e_r = 0
+        tol_r = 0
+        if press and self._readable(r) and self._readable(f):
+            loss = self._square(self._x10(f), self._loss_c)
+            e_r = hm - (self._x10(r) + loss)
+            self.dp_residual_x10 = -e_r
+            tol_r = self._dp_tol_x10 + self._dp_ratio * loss // 1000
+            r_on = True
+        v_flow = 0  # 0 = not judged, 1 = agrees, 2 = disagrees
+        v_remote = 0
+        v_press = 0
+        if p_on and r_on:
+            half_p = tol_p >> 1
+            half_r = self._dp_tol_x10 >> 1  # (not the loss share: steady, and both must agree)
+            quarter_p = tol_p >> 2
+            quarter_r = half_r >> 1
+            bad_p = e_p > tol_p or e_p < -tol_p
+            bad_r = e_r > tol_r or e_r < -tol_r
+            if (
+                (e_p > half_p and e_r > half_r) or (e_p < -half_p and e_r < -half_r)
+            ) and not self._flow_fits(hm, e_p - e_r):
+                # the measured head off against both opinions the same way, by the same amount
+                # more nearly than a wrong flow explains: a pressure lies (two opinions agreeing,
+                # half of the model's tolerance and of the fixed DP one are evidence enough)
+                v_press = 2
+            elif not bad_p and not bad_r:
+                v_flow = v_remote = v_press = 1
+                if -quarter_p <= e_p <= quarter_p and -quarter_r <= e_r <= quarter_r:
+                    # all agree closely: the suction as each pressure's lie would have it
+                    self._ref_suction = self._x10(su) + ((e_p + e_r) >> 1)
+                    self._ref_reading = self._x10(su)
+            elif bad_r and -half_p <= e_p <= half_p:
+                v_remote = 2  # the pump model backs the measured head: the remote DP lies
+                v_flow = 1
+            elif self._flow_fits(hm, e_p - e_r):
+                v_flow = 2  # one wrong flow explains both (the network's loss is the steeper)
+        elif p_on:  # no third opinion: the flow as before
+            v_flow = 2 if e_p > tol_p or e_p < -tol_p else 1
+        elif r_on:
+            v_remote = 2 if e_r > tol_r or e_r < -tol_r else 1
         if f >= 0:
-            self._judge(f, verdict, self._check_ms, dt, now_ms)
+            self._judge(f, v_flow, self._check_ms, dt, now_ms)
+        if r >= 0:
+            self._judge(r, v_remote, self._dp_check_ms, dt, now_ms)
+        if su >= 0 and di >= 0:
+            if v_press == 2:
+                blamed = self._blame(su, di, e_p, e_r)
+                if blamed >= 0:
+                    self._judge(blamed, 2, self._dp_check_ms, dt, now_ms)
+            elif v_press == 1:
+                self._judge(su, 1, self._dp_check_ms, dt, now_ms)
+                self._judge(di, 1, self._dp_check_ms, dt, now_ms)
+        model = self.head_model
+        if model is not None:  # the calibration learns from readings that agree only
+            half_r = self._dp_tol_x10 >> 1
+            hold = not r_on or e_r > half_r or e_r < -half_r
+            for i in (su, di, f, r):
+                if i >= 0 and (self.suspect_by[i] or self._bad[i] >= 0):
+                    hold = True
+            model.fit_hold = hold
+
+    def _readable(self, i):
+        """A reading a cross-check may judge: sampled, not failed, GOOD or HELD - or suspect by
+        the model checks themselves (re-judged, to be cleared once it agrees)."""
+        s = self.sensors
+        if i < 0 or s.failed(i):
+            return False
+        if self.suspect_by[i] == CHECK_MODEL:
+            return True
+        return not s.suspect[i] and s.measurements[i].quality <= HELD
+
+    def _blame(self, su, di, e_p, e_r):
+        """Which pressure lies: the one already suspect, else the one whose story keeps the
+        suction (set by the network upstream, the slower quantity) nearer its value when all
+        last agreed; -1 with no such value yet."""
+        if self.suspect_by[su] == CHECK_MODEL:
+            return su
+        if self.suspect_by[di] == CHECK_MODEL:
+            return di
+        if self._ref_reading < 0:
+            return -1
+        off = (e_p + e_r) >> 1  # the measured head's error
+        # suction lying: the true suction is its reading + off; discharge lying: the reading
+        d_su = self._x10(su) + off - self._ref_suction
+        d_di = self._x10(su) - self._ref_reading
+        if d_su < 0:
+            d_su = -d_su
+        if d_di < 0:
+            d_di = -d_di
+        return su if d_su <= d_di else di
+
+    def _flow_fits(self, hm, e_3):
+        """A wrong flow reading alone explains the residuals at least as well as a wrong
+        pressure: the pumps' head at the flow the network passes under the measured head and
+        remote DP (remote DP + loss = measured head) lies nearer the measured head than the two
+        head opinions lie to each other (e_3: a wrong pressure moves both alike)."""
+        lift = hm - self._x10(self._remote)
+        q = 0
+        if lift > 0:
+            q = (_isqrt(lift << 12) << 10) // self._loss_c  # inverts _square(q, _loss_c)
+        e_n = hm - self._head_at(q)
+        if e_n < 0:
+            e_n = -e_n
+        return e_n <= (e_3 if e_3 >= 0 else -e_3)
+
+    def _in_window(self, head):
+        """Every running pump's point by the model (its flow at its speed against head) inside
+        the allowed window (module rules)."""
+        pumps = self.snapshot.pumps
+        for i in range(len(pumps)):
+            p = pumps[i]
+            if p.online and p.state == DRIVE_RUNNING:
+                s = self._speed_of(i)
+                lift = self._h0_x10 * s // 10000 * s // 10000 - head
+                if lift > 0:
+                    q = self._q_win * s // 10000
+                    if lift * self._q_mul > q * q:
+                        return False
+        return True
 
     def _model_flow(self):
         """The running pumps' flow (0.1 m3/h) from their speeds and the head; -1 if unknown."""
@@ -347,8 +492,12 @@ class Plausibility:
             self._factor_permil = int(model.head_factor * 1000.0 + 0.5)
         fh = self._factor_permil
         flow = self._x10(self._flow)
-        if flow < 0:
-            flow = 0
+        head = self._head_at(flow if flow > 0 else 0)
+        return head * fh // 1000 if head >= 0 else -1
+
+    def _head_at(self, flow):
+        """The running pumps' head by the datasheet (0.1 kPa) at their speeds passing flow (0.1
+        m3/h); -1 if none runs."""
         pumps = self.snapshot.pumps
         top = 0
         for i in range(len(pumps)):
@@ -380,7 +529,7 @@ class Plausibility:
                 lo = mid
             else:
                 hi = mid
-        return lo * fh // 1000
+        return lo
 
     def _speed_of(self, i):
         """Drive i's actual speed in 0.01 % from its raw value."""
@@ -428,6 +577,34 @@ class Plausibility:
         self._moved[i] += dt
         if self._moved[i] >= self._frozen_ms[i] and not self.suspect_by[i]:
             self._suspect(i, CHECK_FROZEN, now_ms)
+
+    def _intermittent(self, i, dt, now_ms):
+        """latch_faults NE43 failures begun within latch_window_s: latched SUSPECT until the
+        channel has read without a failure for latch_clear_s (one event each way)."""
+        failed = self.sensors.failed(i)
+        onset = failed and not self._was_failed[i]
+        self._was_failed[i] = failed
+        if self.suspect_by[i] == CHECK_INTERMITTENT:
+            self._good[i] = _timer(self._good[i], not failed, dt)
+            if self._good[i] >= self._latch_clear_ms:
+                self._clear(i, now_ms)
+            return
+        w = self._window[i]
+        if w >= 0:
+            w += dt
+            if w > self._latch_window_ms:
+                w = _OFF
+                self._onsets[i] = 0
+            self._window[i] = w
+        if not onset:
+            return
+        if w < 0:
+            self._window[i] = 0
+        self._onsets[i] += 1
+        if self._onsets[i] >= self._latch_faults and not self.suspect_by[i]:
+            self._onsets[i] = 0
+            self._window[i] = _OFF
+            self._suspect(i, CHECK_INTERMITTENT, now_ms)
 
     def _judge(self, i, verdict, delay_ms, dt, now_ms):
         """verdict 0 = not judged (timers hold), 1 = agrees, 2 = disagrees."""

@@ -86,6 +86,7 @@ class PumpModel:
         self.datasheet_eta_bep = self.eta_bep = float(pm["bep_efficiency"])
         self.head_factor = 1.0  # calibration applied (1.0: the datasheet)
         self.efficiency_factor = 1.0
+        self.fit_hold = False  # plausibility.py: the readings disagree, no calibration from them
         self.x_min = float(pm["min_flow_ratio"])
         self.x_max = float(pm["max_flow_ratio"])
         self.x_runout = float(pm.get("runout_flow_ratio", self.x_max))
@@ -380,6 +381,8 @@ class Calibration:
     measurements, and the model kept at the mean of the fitted pumps.
 
     Rules:
+    - No observation while ``model.fit_hold`` (plausibility.py: the pressures, flow and remote DP
+      disagree, or no remote DP to tell): a drifting transmitter is not the pumps' curve.
     - Observations are taken only in steady state: every measurement GOOD, the bypass closed,
       every drive online, the pump running with its speed within 0.5 % over three looks
       (CALIBRATION_PERIOD_TICKS apart), at 50 % speed or more and a flow ratio x of 0.4..1.3.
@@ -489,6 +492,8 @@ class Calibration:
         suc = snap.suction_kpa
         if flow.quality or dis.quality or suc.quality or snap.bypass_open.value > 0.5:
             return  # GOOD is 0: anything held, substituted or bad is no observation
+        if self.model.fit_hold:
+            return  # the pressures, flow and remote DP disagree: which one is right is unknown
         s = speed / 100.0
         q = flow.value / group if group > 1 else flow.value
         head = (dis.value - suc.value) / kpa_per_m

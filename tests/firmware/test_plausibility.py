@@ -7,7 +7,7 @@ import json
 from relaypump import codes
 from relaypump.config import load_config
 from relaypump.events import EventRing
-from relaypump.plausibility import CHECK_FROZEN, CHECK_MODEL, Plausibility
+from relaypump.plausibility import CHECK_FROZEN, CHECK_INTERMITTENT, CHECK_MODEL, Plausibility
 from relaypump.protection import Protection
 from relaypump.sensors import Sensors
 from relaypump.snapshot import BAD, DRIVE_RUNNING, GOOD, SUBSTITUTE, Snapshot
@@ -61,6 +61,8 @@ class Plant:
         self.frozen = {}  # channel -> its stuck current
         self.flow_factor = 1.0  # what the flow transmitter reads of the true flow
         self.dp_offset = 0.0
+        self.suction_offset = 0.0  # what the suction transmitter reads off the true suction
+        self.discharge_offset = 0.0
         self.wiggle = 0
         self.set(2, 85.0)
 
@@ -78,7 +80,15 @@ class Plant:
             self.fb.actual_raw[i] = int(speed_pct * 163.84 + 0.5) if i < n else 0
 
     def _currents(self):
-        key = (self.flow_factor, self.dp_offset, self.values[DISCHARGE], self.values[FLOW])
+        key = (
+            self.flow_factor,
+            self.dp_offset,
+            self.suction_offset,
+            self.discharge_offset,
+            self.values[SUCTION],
+            self.values[DISCHARGE],
+            self.values[FLOW],
+        )
         if key != self._key:  # floats only when the plant changed (the VM keeps its garbage)
             self._key = key
             highs = (1000.0, 1600.0, 400.0, 150.0, 1200.0)
@@ -88,6 +98,10 @@ class Plant:
                     v *= self.flow_factor
                 if i == REMOTE:
                     v += self.dp_offset
+                if i == SUCTION:
+                    v += self.suction_offset
+                if i == DISCHARGE:
+                    v += self.discharge_offset
                 self._base[i] = int(4000 + 16000 * v / highs[i] + 0.5)
         self.wiggle = 3 - self.wiggle  # a live transmitter's noise
         for i in range(5):
@@ -309,9 +323,12 @@ def test_a_dead_headed_or_dry_pump_is_not_a_lying_flow_transmitter():
 
 def test_a_pump_some_percent_off_its_datasheet_is_tolerated():
     plant = Plant()
+    plant.tick(60)  # agreeing first: the suction's reference is set
     for factor in (0.95, 1.05):
         plant.set(2, 85.0)
-        plant.values[DISCHARGE] = 250.0 + (plant.values[DISCHARGE] - 250.0) * factor
+        head = plant.values[DISCHARGE] - 250.0
+        plant.values[DISCHARGE] = 250.0 + head * factor
+        plant.values[REMOTE] += head * (factor - 1.0)  # the network sees the pumps' head
         plant.tick(300)
     assert plant.drain() == [] and not any(plant.sensors.suspect)
 
@@ -326,6 +343,165 @@ def test_update_allocates_nothing():
             plant.p.update(plant.now)
 
     assert bytes_allocated(update) <= (0 if ON_MICROPYTHON else 2000)
+
+
+def drifting(plant, attr, kpa_per_min, minutes):
+    """A transmitter's offset moving kpa_per_min each minute; the events raised meanwhile."""
+    seen = []
+    for _ in range(minutes):
+        setattr(plant, attr, getattr(plant, attr) + kpa_per_min)
+        plant.tick(60)
+        seen += plant.drain()
+    return seen
+
+
+def test_a_suction_drifting_low_is_blamed_on_the_suction_not_the_flow():
+    # the reading falls 1 kPa a minute, the true suction stays: the measured head rises against
+    # both the pump model and the network (remote DP + loss), which agree with each other
+    plant = Plant()
+    plant.tick(120)
+    checks = plant.cfg["io"]["plausibility"]
+    seen = drifting(plant, "suction_offset", -1.0, 60)
+    assert seen and seen[0][:3] == (codes.EVENT_SENSOR_SUSPECT, CHECK_MODEL, 1), seen
+    assert len(seen) == 1 and not plant.sensors.suspect[FLOW] and not plant.sensors.suspect[REMOTE]
+    # within a bounded time: half of either tolerance (the smaller opinion decides), + dp_check_s
+    half_kpa = 0.5 * max(
+        checks["dp_tolerance_kpa"]
+        + checks["dp_tolerance_ratio"] * LOSS_KPA * plant.values[FLOW] ** 2,
+        checks["head_tolerance_ratio"] * H0_KPA * 0.85**2 + checks["head_tolerance_kpa"],
+    )
+    assert seen[0][3] - 120 <= half_kpa * 60 + checks["dp_check_s"] + 60, (seen, half_kpa)
+    # on its substitute: discharge - the pumps' head, near the true suction
+    m = plant.snap.suction_kpa
+    assert m.quality == SUBSTITUTE and abs(m.value - 250.0) <= 5.0, m.value
+    plant.suction_offset = 0.0  # repaired: it agrees again and is cleared after clear_s
+    plant.tick(checks["clear_s"] + 10)
+    assert [e[:3] for e in plant.drain()] == [(codes.EVENT_SENSOR_PLAUSIBLE, CHECK_MODEL, 1)]
+    assert plant.snap.suction_kpa.quality == GOOD
+
+
+def test_a_discharge_reading_high_is_blamed_on_the_discharge():
+    plant = Plant()
+    plant.tick(120)
+    seen = drifting(plant, "discharge_offset", 1.0, 60)
+    assert seen and seen[0][:3] == (codes.EVENT_SENSOR_SUSPECT, CHECK_MODEL, 2), seen
+    assert not plant.sensors.suspect[SUCTION] and not plant.sensors.suspect[FLOW]
+    m = plant.snap.discharge_kpa
+    assert m.quality == SUBSTITUTE and abs(m.value - plant.values[DISCHARGE]) <= 5.0
+
+
+def test_a_flow_off_while_the_pressures_agree_with_the_network_is_blamed_on_the_flow():
+    plant = Plant()
+    plant.tick(120)
+    plant.flow_factor = 0.6  # the head agrees with the network; the pump model does not
+    checks = plant.cfg["io"]["plausibility"]
+    plant.tick(checks["check_s"] + 10)
+    seen = plant.drain()
+    assert seen and seen[0][:3] == (codes.EVENT_SENSOR_SUSPECT, CHECK_MODEL, 5), seen
+    assert not plant.sensors.suspect[SUCTION] and not plant.sensors.suspect[DISCHARGE]
+
+
+class Model:
+    """The agent's pump model as plausibility sees it: its head factor and the calibration hold."""
+
+    head_factor = 1.0
+    fit_hold = False
+
+
+def test_the_calibration_is_held_while_the_pressures_disagree():
+    plant = Plant()
+    model = Model()
+    plant.p.head_model = model
+    plant.tick(120)
+    assert not model.fit_hold
+    checks = plant.cfg["io"]["plausibility"]
+    loss = LOSS_KPA * plant.values[FLOW] ** 2
+    tolerance = checks["dp_tolerance_kpa"] + checks["dp_tolerance_ratio"] * loss
+    plant.suction_offset = -0.6 * tolerance  # off against the network, not yet suspect
+    plant.tick(20)
+    assert model.fit_hold and not any(plant.sensors.suspect)
+    plant.suction_offset = 0.0
+    plant.tick(20)
+    assert not model.fit_hold
+    plant.frozen[REMOTE] = 0  # no third opinion: the pressures cannot be told right
+    plant.tick(5)
+    assert model.fit_hold
+
+
+def test_the_flow_is_judged_with_pumps_at_unequal_speeds_and_cleared_when_it_agrees():
+    plant = Plant()
+    plant.set(2, 85.0)
+    plant.fb.actual_raw[1] = int(80.0 * 163.84 + 0.5)  # the second pump at 80 %: it gives less
+    head = plant.values[DISCHARGE] - 250.0
+    q1 = ((H0_KPA * 0.85**2 - head) / K_KPA) ** 0.5
+    q2 = ((H0_KPA * 0.80**2 - head) / K_KPA) ** 0.5
+    plant.values[FLOW] = q1 + q2
+    plant.values[REMOTE] = head - LOSS_KPA * (q1 + q2) ** 2
+    plant.tick(120)
+    assert plant.drain() == [] and abs(plant.p.head_residual_x10) < 30
+    checks = plant.cfg["io"]["plausibility"]
+    plant.flow_factor = 0.5
+    plant.tick(checks["check_s"] + 10)
+    assert plant.drain()[0][:3] == (codes.EVENT_SENSOR_SUSPECT, CHECK_MODEL, 5)
+    plant.flow_factor = 1.0  # re-judged on its own reading: cleared after clear_s
+    plant.tick(checks["clear_s"] + 10)
+    assert plant.drain()[0][:3] == (codes.EVENT_SENSOR_PLAUSIBLE, CHECK_MODEL, 5)
+    assert plant.snap.flow_m3h.quality == GOOD
+
+
+def test_no_model_check_runs_while_a_running_pumps_drive_is_unreachable():
+    plant = Plant()
+    plant.set(2, 85.0)
+    plant.tick(60)
+    checks = plant.cfg["io"]["plausibility"]
+    lost = plant.snap.pumps[1]
+    lost.online = False  # its link is lost; it runs on and its flow is in the meter
+    lost.state = 0
+    plant.tick(checks["dp_check_s"] + 60)
+    assert plant.drain() == [] and not any(plant.sensors.suspect)
+    # a drive that was stopped when lost is no such pump: the one still running is judged
+    plant.set(1, 85.0, flow_per_pump=300.0)
+    plant.tick(1)  # its link back: stopped
+    plant.snap.pumps[1].online = False
+    plant.flow_factor = 0.4
+    plant.tick(checks["check_s"] + 10)
+    assert plant.drain()[0][:3] == (codes.EVENT_SENSOR_SUSPECT, CHECK_MODEL, 5)
+
+
+def test_a_loose_contact_is_latched_suspect_with_one_event_each_way():
+    plant = Plant()
+    plant.tick(60)
+    checks = plant.cfg["io"]["plausibility"]
+    bursts = 0
+    for _ in range(20):  # 6 s open of every 20 s, 400 s
+        plant.frozen[REMOTE] = 0
+        plant.tick(6)
+        del plant.frozen[REMOTE]
+        plant.tick(14)
+        bursts += 1
+        assert plant.snap.remote_dp_kpa.quality == (
+            SUBSTITUTE if bursts >= checks["latch_faults"] else GOOD
+        )
+    seen = plant.drain()
+    assert [e[:3] for e in seen] == [(codes.EVENT_SENSOR_SUSPECT, CHECK_INTERMITTENT, 3)], seen
+    plant.tick(checks["latch_clear_s"] - 30)  # good, not yet long enough
+    assert plant.drain() == [] and plant.snap.remote_dp_kpa.quality == SUBSTITUTE
+    plant.tick(30)
+    assert [e[:3] for e in plant.drain()] == [(codes.EVENT_SENSOR_PLAUSIBLE, CHECK_INTERMITTENT, 3)]
+    assert plant.snap.remote_dp_kpa.quality == GOOD
+
+
+def test_single_faults_far_apart_are_never_latched():
+    plant = Plant()
+    plant.tick(60)
+    checks = plant.cfg["io"]["plausibility"]
+    gap = checks["latch_window_s"] // (checks["latch_faults"] - 1) + 10
+    for _ in range(2 * checks["latch_faults"]):
+        plant.frozen[REMOTE] = 0
+        plant.tick(6)
+        del plant.frozen[REMOTE]
+        plant.tick(gap)
+    assert plant.drain() == [] and not plant.sensors.suspect[REMOTE]
 
 
 # --- what protection does with it ------------------------------------------------------------

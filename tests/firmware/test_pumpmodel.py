@@ -409,6 +409,27 @@ def test_calibration_tick_allocates_a_few_floats():
     assert worst <= (288 if ON_MICROPYTHON else 4000), used  # 18 floats
 
 
+def test_calibration_learns_nothing_while_plausibility_holds_it():
+    # plausibility.py sets fit_hold while the pressures, flow and remote DP disagree: a drifting
+    # transmitter's reading must not become the pumps' curve
+    from relaypump.pumpmodel import CALIBRATION_PERIOD_TICKS, Calibration
+    from relaypump.snapshot import Snapshot
+
+    model = PumpModel(station_config())
+    cal = Calibration(model, 3)
+    snap = Snapshot(3)
+    plant_snapshot(snap, (2,), 0.58)  # the worn pump alone: a head factor to learn
+    model.fit_hold = True
+    for k in range(10 * CALIBRATION_PERIOD_TICKS):
+        cal.update(k * 1000, snap, KPA_PER_M)
+    assert cal.head_samples == [0, 0, 0] and cal.head_factor == [1.0, 1.0, 1.0]
+    assert cal.efficiency_samples == [0, 0, 0]
+    model.fit_hold = False  # the readings agree again
+    for k in range(10 * CALIBRATION_PERIOD_TICKS, 20 * CALIBRATION_PERIOD_TICKS):
+        cal.update(k * 1000, snap, KPA_PER_M)
+    assert cal.head_samples[2] > 0 and cal.head_factor[2] < 1.0
+
+
 def test_calibrate_scales_the_curves_and_comes_back_exactly():
     m = PumpModel(station_config())
     before = (m.head_m(400.0, 0.8), m.station_kw(2, 800.0, 55.0), m.station_kw(1, 150.0, 30.0))

@@ -15,6 +15,7 @@ import functools
 import pytest
 import test_closed_loop_protections as invariants
 from relaypump.control import SOURCE_DISCHARGE, SOURCE_REMOTE
+from relaypump.plausibility import CHECK_INTERMITTENT
 from relaypump.protection import CH_FLOW, CH_REMOTE_DP
 from relaypump.snapshot import CMD_RUN
 from test_closed_loop import LAG_S, SCHEDULE, Outcome, Recorder
@@ -278,20 +279,32 @@ def test_a_remote_dp_off_its_estimate_is_flagged_and_the_loop_runs_on_the_discha
     assert all(k.source == SOURCE_REMOTE for k in o.ticks(back_s + LAG_S))
 
 
-def test_a_loose_remote_dp_terminal_switches_to_the_discharge_and_back_without_a_bump():
-    """Its loop opens (0 uA) for 6 s of every 30 s: an open loop is an NE43 failure, not a missed
-    sample (sensors.py holds only those), so each burst raises SENSOR_FAULT (once: at most one per
-    period) and the loop runs on the discharge until the current is back (SENSOR_RESTORED); the
-    switches are bumpless: the true DP stays in band, nothing stops."""
+def test_a_loose_remote_dp_terminal_is_latched_on_the_discharge_with_one_event_each_way():
+    """Its loop opens (0 uA) for 6 s of every 30 s: each opening is an NE43 failure (SENSOR_FAULT
+    / SENSOR_RESTORED) until io.plausibility.latch_faults of them fall within latch_window_s; then
+    plausibility.py latches it SUSPECT (one SENSOR_SUSPECT, subject 3 = intermittent) and the
+    loop stays on the discharge - no event pair per burst, no switching back and forth - until the
+    channel has read without a failure for latch_clear_s (one SENSOR_PLAUSIBLE and one
+    SENSOR_RESTORED). The switches are bumpless: the true DP stays in band, nothing stops."""
     o = outcome("remote_dp_intermittent")
     fault = o.fault
+    checks = o.config["io"]["plausibility"]
+    n = checks["latch_faults"]
     faults = o.events(E.SENSOR_FAULT, after_s=fault.at_s)
     restored = o.events(E.SENSOR_RESTORED, after_s=fault.at_s)
-    assert 0 < len(faults) <= fault.duration_s / fault.period_s + 1, len(faults)
-    assert {v for _, _, v in faults} == {CH_REMOTE_DP} and len(restored) == len(faults)
-    for (lost_s, _, _), (back_s, _, _) in zip(faults, restored, strict=True):
-        assert 0.0 < back_s - lost_s <= fault.period_s * fault.duty + LAG_S
-        assert all(k.source == SOURCE_DISCHARGE for k in o.ticks(lost_s + 1.0, back_s))
+    assert len(faults) == n and len(restored) == n, (faults, restored)
+    assert {v for _, _, v in faults + restored} == {CH_REMOTE_DP}
+    suspect = o.events(E.SENSOR_SUSPECT, after_s=fault.at_s)
+    plausible = o.events(E.SENSOR_PLAUSIBLE, after_s=fault.at_s)
+    assert [x[1:] for x in suspect] == [(CHECK_INTERMITTENT, CH_REMOTE_DP)], suspect
+    assert [x[1:] for x in plausible] == [(CHECK_INTERMITTENT, CH_REMOTE_DP)], plausible
+    latched_s, back_s = suspect[0][0], plausible[0][0]
+    assert latched_s - fault.at_s <= n * fault.period_s + LAG_S  # at the n-th burst
+    assert latched_s - fault.at_s <= checks["latch_window_s"]
+    # latch_clear_s of good readings after the last failure (in the fault's last period)
+    assert -fault.period_s <= back_s - fault.end_s - checks["latch_clear_s"] <= LAG_S
+    assert restored[-1][0] - back_s <= LAG_S
+    assert all(k.source == SOURCE_DISCHARGE for k in o.ticks(latched_s + 1.0, back_s))
     assert all(k.source == SOURCE_REMOTE for k in o.ticks(restored[-1][0] + 1.0))
     assert_no_station_stop(o)
     assert_served_after(o, fault.at_s, o.t[-1], 0.98)
