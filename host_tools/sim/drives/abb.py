@@ -24,9 +24,12 @@ Register map, holding registers (FC 03 / 06 / 16), 0-based wire address (manual 
     2311 (402312) 23.12 acceleration time 1    R/W  FbEq16 10 = 1 s, 0 -> 100 % speed (46.01);
                                                     0..18000 (1800.0 s), above -> 03
     2312 (402313) 23.13 deceleration time 1    R/W  as 23.12, 100 % -> 0
+    3016 (403017) 30.17 maximum current        R/W  0.1 A; the drive's current limit: 10 % of the
+                                                    motor's rated current (99.06) up to the power
+                                                    unit's maximum current (150 % here), else -> 03
 The grouping follows ABB's parameter addressing (400000 + 100 * group + index, wire address one
-less); the scales of groups 01..05 are this simulator's, 23.12 / 23.13 use the firmware manual's
-FbEq16. Any other address -> exception 02, a write to a read-only register -> 02,
+less); the scales of groups 01..05 and of 30.17 are this simulator's (0.1 A, as 01.07),
+23.12 / 23.13 use the firmware manual's FbEq16. Any other address -> exception 02, a write to a read-only register -> 02,
 coils / discrete inputs / input registers -> 01.
 Status word bits: 0 RDY_ON, 1 RDY_RUN, 2 RDY_REF, 3 TRIPPED, 4 OFF_2_STA (1 = OFF2 inactive),
 5 OFF_3_STA, 6 SWC_ON_INHIB, 7 ALARM (comm-loss hold / safe speed), 8 AT_SETPOINT, 9 REMOTE,
@@ -67,6 +70,7 @@ TRIPPING_FAULT = 400
 INVERTER_TEMPERATURE = 510
 ACCELERATION_TIME_1 = 2311
 DECELERATION_TIME_1 = 2312
+MAXIMUM_CURRENT = 3016  # 30.17
 
 RAMP_TIME_PER_S = 10  # FbEq16 of 23.12 / 23.13
 RAMP_TIME_MAX = 18000  # 1800.0 s
@@ -117,12 +121,23 @@ class AbbDrive(ProfidriveDrive):
             DECELERATION_TIME_1,
             Register(lambda: round(c.decel_s * RAMP_TIME_PER_S), self._write_decel, _valid_ramp),
         )
+        add(
+            MAXIMUM_CURRENT,
+            Register(
+                lambda: round(c.current_limit_a * 10),
+                self._write_maximum_current,
+                lambda word: c.accepts_current_limit_pct(word * 10.0 / c.rated_current_a),
+            ),
+        )
 
     def _write_accel(self, word: int) -> None:
         self.config.accel_s = word / RAMP_TIME_PER_S
 
     def _write_decel(self, word: int) -> None:
         self.config.decel_s = word / RAMP_TIME_PER_S
+
+    def _write_maximum_current(self, word: int) -> None:
+        self.config.current_limit_pct = word * 10.0 / self.config.rated_current_a
 
     def _write_ref1(self, word: int) -> None:
         self.ref1 = word

@@ -25,12 +25,19 @@ Electrical values (what the drive reports):
 Current limit (pumps are a rising-torque load: the drive lowers the frequency, it never draws more):
 - limit = rated_current_a (default 200 A, a 110 kW 4-pole motor at 400 V) * current_limit_pct
   (default 110 %). While pulses are on and current_a > limit, a speed ceiling below the present
-  speed is set: ceiling = speed * (limit / current)^g with g = 0.5 * dt (at most 0.5), a damped
-  step towards the speed where the load fits (the plant answers a lower speed with less current, so
-  the plant sees the sagged speed and the pump delivers less). Below the limit the same step raises
-  the ceiling, at most at the acceleration rate, and the ceiling is dropped once at max speed. The
-  actual speed is min(RFG, ceiling); the RFG restarts from the sagged speed. ``current_limited``
-  says a ceiling holds the speed below its target (G120 ZSW1 bit 11 = 0, Danfoss STW bit 14 = 1).
+  speed is set: ceiling = speed * (limit / current)^g with g = (1 - exp(-dt / 0.05 s)) / 3, a step
+  towards the speed where a cube-law load would fit (the plant answers a lower speed with less
+  current, so the plant sees the sagged speed and the pump delivers less). Why that fast: a real
+  drive's current controller (ABB DTC, Danfoss VVC+, Siemens Vdc/I-max controller) holds the
+  current at its limit within tens of milliseconds by lowering the output frequency; the ceiling
+  is that controller seen from the plant, a first-order lag of tau 0.05 s on a cube-law load, so a
+  plant step of 0.2 s takes 98 % of the correction (a load steeper than the cube, as a pump
+  pushing against other pumps' head, is slightly over-corrected: it undershoots the limit, then
+  recovers at the acceleration rate). Below the limit the same step raises the ceiling, at most at
+  the acceleration rate, and the ceiling is dropped once at max speed. The actual speed is
+  min(RFG, ceiling); the RFG restarts from the sagged speed. ``current_limited`` says a ceiling
+  holds the speed below its target (G120 ZSW1 bit 11 = 0, Danfoss STW bit 14 = 1). The limit is a
+  drive parameter the master may write (each profile's register: p0640, 30.17, 4-18).
 Motor overload (I^2 t, the drive's motor thermal model, IEC 60947-4-1 trip class behaviour):
 - heat theta (per unit, steady state (I / rated_current_a)^2) follows
   d theta / dt = ((I / I_rated)^2 - theta) / tau, from 0 (cold) at power-up;
@@ -81,7 +88,9 @@ DC_OVERVOLTAGE_V = 840.0
 OVERTEMPERATURE_C = 95.0
 TEMPERATURE_TAU_S = 300.0
 TEMPERATURE_RISE_K = 35.0
-CURRENT_LIMIT_GAIN = 0.5  # 1/s: exponent of the ceiling correction per second (see docstring)
+CURRENT_CONTROL_TAU_S = 0.05  # the drive's current controller: tens of ms (see docstring)
+CURRENT_LIMIT_MIN_PCT = 10.0  # a writable current limit, % of rated_current_a
+CURRENT_LIMIT_MAX_PCT = 150.0  # the power unit's maximum current
 OVERLOAD_PICKUP = 1.05  # x rated current that never trips (IEC 60947-4-1)
 OVERLOAD_TRIP_THETA = OVERLOAD_PICKUP**2
 OVERLOAD_RESET_THETA = 1.0
@@ -155,6 +164,12 @@ class DriveConfig:
     def current_limit_a(self) -> float:
         return self.rated_current_a * self.current_limit_pct / 100.0
 
+    def accepts_current_limit_pct(self, pct: float) -> bool:
+        """A written current limit the drive takes: 10 % of the motor's rated current up to the
+        power unit's maximum current, 150 % of it here (ACS580 30.17, FC 202 4-18, G120 p0640 all
+        cap the limit at the power unit's maximum; below 10 % this simulator refuses)."""
+        return CURRENT_LIMIT_MIN_PCT <= pct <= CURRENT_LIMIT_MAX_PCT
+
     @property
     def thermal_tau_s(self) -> float:
         return self.overload_trip_class * CLASS_TAU_PER_S
@@ -194,6 +209,7 @@ class Drive(Device):
         self._factors_class = 0.0
         self._heat_k = 0.0
         self._theta_k = 0.0
+        self._limit_k = 0.0
         self.bank = RegisterBank(self.READ_ONLY_CODE)
         self._build_registers()
 
@@ -333,6 +349,7 @@ class Drive(Device):
             self._factors_class = c.overload_trip_class
             self._heat_k = 1.0 - math.exp(-dt / TEMPERATURE_TAU_S)
             self._theta_k = 1.0 - math.exp(-dt / c.thermal_tau_s)
+            self._limit_k = (1.0 - math.exp(-dt / CURRENT_CONTROL_TAU_S)) / 3.0
         self._evaluate(False)
         moving = self.speed_pct > 0
         self._limit_current(dt)
@@ -424,8 +441,7 @@ class Drive(Device):
         base = self.speed_pct
         if self.ceiling_pct is not None and self.ceiling_pct < base:
             base = self.ceiling_pct
-        gain = min(0.5, CURRENT_LIMIT_GAIN * dt)
-        ceiling = base * (limit / current) ** gain if current > 0.0 else math.inf
+        ceiling = base * (limit / current) ** self._limit_k if current > 0.0 else math.inf
         if current <= limit:  # recovering: no faster than the acceleration ramp
             rise = math.inf if c.accel_s == 0 else 100.0 / c.accel_s * dt
             ceiling = min(ceiling, self.ceiling_pct + rise)

@@ -14,6 +14,11 @@ address is one less. Holding registers (FC 03 / 06 / 16):
                                                            speed; 100..360000 (1.00..3600.00 s)
     3419   3420    3-42 ramp 1 ramp down time, high R/W    as 3-41, 100 % -> 0
     3420   3421         ... low word
+    4179   4180    4-18 current limit, high word   R/W     32 bit (Uint32, conversion index -1:
+    4180   4181         ... low word                       0.1 %) of the motor's nominal current
+                                                           (1-24); 100..1500 (10.0..150.0 %: the
+                                                           upper bound is the power unit's maximum
+                                                           current, size-dependent on a real FC)
     15299  15300   15-30 alarm log: error code     R       alarm number of the active trip:
                                                            13 overcurrent, 29 heat sink
                                                            temperature, 7 DC overvoltage,
@@ -28,7 +33,7 @@ address is one less. Holding registers (FC 03 / 06 / 16):
     16299  16300   16-30 DC link voltage           R       1 V
     16339  16340   16-34 heat sink temperature     R       1 degC
 The scales of groups 15 and 16 are this simulator's (the real parameters carry their own
-conversion index); 3-41 / 3-42 use the parameter's own. A 32-bit parameter is written as one
+conversion index); 3-41 / 3-42 / 4-18 use the parameter's own. A 32-bit parameter is written as one
 FC 16 of its two words (as Danfoss documents); a write of one word alone, or a value outside the
 range, -> 03 and nothing changes. Any other address -> 02, a write to a read-only register -> 02,
 other functions -> 01.
@@ -83,6 +88,8 @@ DC_LINK_VOLTAGE = 16299
 HEAT_SINK_TEMPERATURE = 16339
 RAMP_UP_TIME = 3409  # 3-41, two registers
 RAMP_DOWN_TIME = 3419  # 3-42, two registers
+CURRENT_LIMIT = 4179  # 4-18, two registers
+CURRENT_LIMIT_PER_PCT = 10  # conversion index -1
 
 RAMP_TIME_PER_S = 100  # conversion index -2
 RAMP_TIME_MIN = 100  # 1.00 s
@@ -134,27 +141,42 @@ class DanfossDrive(Drive):
         add(DC_LINK_VOLTAGE, Register(lambda: round(self.dc_voltage_v)))
         add(HEAT_SINK_TEMPERATURE, Register(lambda: round(self.reported_temperature_c)))
         c = self.config
-        self._long_writers: dict[int, Callable[[int], None]] = {}
-        self._add_long(RAMP_UP_TIME, lambda: round(c.accel_s * RAMP_TIME_PER_S), self._set_accel)
-        self._add_long(RAMP_DOWN_TIME, lambda: round(c.decel_s * RAMP_TIME_PER_S), self._set_decel)
+        self._long_params: dict[int, tuple[Callable[[int], None], Callable[[int], bool]]] = {}
+        self._add_long(
+            RAMP_UP_TIME, lambda: round(c.accel_s * RAMP_TIME_PER_S), self._set_accel, _valid_ramp
+        )
+        self._add_long(
+            RAMP_DOWN_TIME, lambda: round(c.decel_s * RAMP_TIME_PER_S), self._set_decel, _valid_ramp
+        )
+        self._add_long(
+            CURRENT_LIMIT,
+            lambda: round(c.current_limit_pct * CURRENT_LIMIT_PER_PCT),
+            self._set_current_limit,
+            lambda value: c.accepts_current_limit_pct(value / CURRENT_LIMIT_PER_PCT),
+        )
 
     def _add_long(
-        self, address: int, read: Callable[[], int], write: Callable[[int], None]
+        self,
+        address: int,
+        read: Callable[[], int],
+        write: Callable[[int], None],
+        valid: Callable[[int], bool],
     ) -> None:
         """A 32-bit parameter: high word at ``address``, low word after it. The bank refuses
         every write touching one (03); write_registers takes the two-word write itself."""
         self.bank.add(address, Register(lambda: read() >> 16 & 0xFFFF, _never, _refuse))
         self.bank.add(address + 1, Register(lambda: read() & 0xFFFF, _never, _refuse))
-        self._long_writers[address] = write
+        self._long_params[address] = (write, valid)
 
     def write_registers(self, address: int, values: Sequence[int]) -> None:
-        writer = self._long_writers.get(address)
-        if writer is None or len(values) != 2:
+        param = self._long_params.get(address)
+        if param is None or len(values) != 2:
             super().write_registers(address, values)
             return
+        writer, valid = param
         high, low = values
         value = (high << 16) | low
-        if not (0 <= high <= 0xFFFF and 0 <= low <= 0xFFFF and _valid_ramp(value)):
+        if not (0 <= high <= 0xFFFF and 0 <= low <= 0xFFFF and valid(value)):
             raise ModbusException(ILLEGAL_DATA_VALUE, f"value {value} refused by parameter")
         writer(value)
 
@@ -163,6 +185,9 @@ class DanfossDrive(Drive):
 
     def _set_decel(self, value: int) -> None:
         self.config.decel_s = value / RAMP_TIME_PER_S
+
+    def _set_current_limit(self, value: int) -> None:
+        self.config.current_limit_pct = value / CURRENT_LIMIT_PER_PCT
 
     def _write_control(self, word: int) -> None:
         self.control_register = word

@@ -81,7 +81,6 @@ HEAT_SINK_TEMPERATURE = 349
 FAULT_NUMBER = 399
 
 RAMP_TIME_MAX = 65000  # 650.00 s
-CURRENT_LIMIT_RANGE_PCT = (10.0, 150.0)  # of rated motor current
 
 
 def _saturate_s16(value: float) -> int:
@@ -160,9 +159,8 @@ class G120Drive(ProfidriveDrive):
         self.config.current_limit_pct = word / 10.0 / self.config.rated_current_a * 100.0
 
     def _valid_current_limit(self, word: int) -> bool:
-        low, high = CURRENT_LIMIT_RANGE_PCT
-        pct = word / 10.0 / self.config.rated_current_a * 100.0
-        return low <= pct <= high
+        c = self.config
+        return c.accepts_current_limit_pct(word / 10.0 / c.rated_current_a * 100.0)
 
     def _setpoint_rpm(self) -> int:
         if not self.pulses_on:

@@ -845,6 +845,66 @@ def test_g120_current_limit_and_rated_power_registers():
     assert m.drive.current_a == pytest.approx(180.0, rel=0.01)
 
 
+def test_current_limit_acts_within_a_fraction_of_a_second():
+    """A drive's current controller holds its limit within tens of ms: when the load jumps to
+    1.3 x the limit (a pump left alone against the column), the current is back at the limit
+    two plant steps later, and its 10 s mean stays within 1 % (a 0.5 /s correction took ~3 s)."""
+    m = running("abb", accel_s=10.0, current_limit_pct=100.0)
+    run_with_load(m, 20.0, lambda s: kw_at_current(150.0) * s**3)
+    assert m.drive.speed_pct == pytest.approx(100.0)
+    heavy = kw_at_current(260.0)  # 1.3 x the 200 A limit at full speed
+    currents = []
+    for _ in range(50):  # 10 s at the simulator's 0.2 s step
+        run_with_load(m, 0.2, lambda s: heavy * s**3)
+        currents.append(m.drive.current_a)
+    assert currents[1] <= 200.0 * 1.02
+    assert sum(currents) / len(currents) <= 200.0 * 1.01
+    assert m.drive.current_limited
+
+
+CURRENT_LIMIT_WRITES = {  # profile: a write of the limit in amps
+    "abb": lambda m, amps: m.write(abb.MAXIMUM_CURRENT, round(amps * 10)),
+    "danfoss": lambda m, amps: m.drive.write_registers(
+        danfoss.CURRENT_LIMIT, [0, round(amps / 200.0 * 1000)]
+    ),
+    "g120": lambda m, amps: m.write(g120.CURRENT_LIMIT, round(amps * 10)),
+}
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_a_written_current_limit_holds_the_drive_there(profile):
+    m = running(profile, accel_s=10.0)
+    CURRENT_LIMIT_WRITES[profile](m, 180.0)
+    assert m.drive.config.current_limit_a == pytest.approx(180.0)
+    run_with_load(m, 60.0, lambda s: 150.0 * s**3)
+    assert m.drive.current_a == pytest.approx(180.0, rel=0.01)
+
+
+def test_abb_maximum_current_register():
+    m = abb_master()
+    assert m.read(abb.MAXIMUM_CURRENT)[0] == 2200  # 30.17: 220.0 A = 110 % of 200 A
+    m.write(abb.MAXIMUM_CURRENT, 3000)  # 300 A: the power unit's maximum
+    assert m.drive.config.current_limit_pct == pytest.approx(150.0)
+    expect_exception(3, m.drive.write_register, abb.MAXIMUM_CURRENT, 3001)
+    expect_exception(3, m.drive.write_register, abb.MAXIMUM_CURRENT, 199)  # < 10 %
+    m.write(abb.MAXIMUM_CURRENT, 2000)
+    assert m.read(abb.MAXIMUM_CURRENT)[0] == 2000
+    assert m.drive.config.current_limit_pct == pytest.approx(100.0)
+
+
+def test_danfoss_current_limit_is_32_bit_tenths_of_a_percent():
+    m = danfoss_master()
+    assert m.read(danfoss.CURRENT_LIMIT, 2) == [0, 1100]  # 4-18: 110.0 %, conversion index -1
+    m.drive.write_registers(danfoss.CURRENT_LIMIT, [0, 1000])
+    assert m.drive.config.current_limit_pct == pytest.approx(100.0)
+    assert m.read(danfoss.CURRENT_LIMIT, 2) == [0, 1000]
+    expect_exception(3, m.drive.write_registers, danfoss.CURRENT_LIMIT, [0, 1501])  # > 150 %
+    expect_exception(3, m.drive.write_registers, danfoss.CURRENT_LIMIT, [0, 99])  # < 10 %
+    expect_exception(3, m.drive.write_registers, danfoss.CURRENT_LIMIT, [1, 1000])
+    expect_exception(3, m.drive.write_register, danfoss.CURRENT_LIMIT + 1, 1200)  # one word
+    assert m.read(danfoss.CURRENT_LIMIT, 2) == [0, 1000]
+
+
 def running_from(m: Master) -> Master:
     m.write(g120.HSW, 0x4000)
     m.write(g120.STW1, 0x047E)
