@@ -29,8 +29,9 @@ Checks (thresholds in config io.plausibility and io.channels.<name>.frozen_s):
     opinions agreeing: the network's transient share is not needed) and the flow does not fit:
     a pressure lies. Which one: the one already suspect, else the one whose lie keeps the
     suction (set by the network upstream, the slower quantity) nearer its value when the three
-    last agreed within a quarter of those tolerances (suction lying: true suction = its
-    reading + the head's error; discharge lying: its reading); none while no such value exists.
+    last agreed (the network within a quarter of dp_tolerance_kpa: a pressure's error shows there
+    in full, while the pump model may sit off by its static error; suction lying: true suction =
+    its reading + the head's error; discharge lying: its reading); none while no such value.
   - both within tolerance: all agree (a suspect one is re-judged on its own reading and cleared).
   - e_r beyond tol_r, e_p within half of tol_p: the remote DP lies.
   - otherwise, the flow fits: the flow lies.
@@ -45,9 +46,12 @@ Checks (thresholds in config io.plausibility and io.channels.<name>.frozen_s):
   No opinion that needs a pump's speed is formed while a pump that was running is unreachable
   (its drive lost: its speed is assumed, not measured, and its flow is in the meter).
 - Calibration hold: ``head_model.fit_hold`` (the agent's pump model, which pumpmodel.Calibration
-  fits) is set while the remote DP gives no opinion, e_r lies beyond half of dp_tolerance_kpa,
-  or any of suction, discharge, flow, remote DP is suspect or disagreeing: the calibration must
-  not learn a drifting transmitter as the pumps' curve.
+  fits) is set while the remote DP or the flow is unreadable (no third opinion), e_r lay beyond
+  half of dp_tolerance_kpa when last judged (the speeds never settling, as with noisy
+  transmitters, leaves no opinion: then the calibration's own steady rules decide alone), or
+  any of suction, discharge, flow, remote DP is
+  suspect or disagreeing: the calibration must not learn a drifting transmitter as the pumps'
+  curve.
 - Intermittent: a channel whose loop fails (NE43) latch_faults times within latch_window_s (a
   loose contact) is latched SUSPECT (CHECK_INTERMITTENT) and stays on its fallback until it has
   read without a failure for latch_clear_s: one event each way, not a pair per burst.
@@ -205,6 +209,7 @@ class Plausibility:
         self._last_n_run = 0
         self._steady = _OFF  # ms the speeds have been steady
         self._ran = 0  # bit i: pump i was running when last reachable
+        self._hold = False  # the network's last opinion: the pressures off (none yet: not held)
         # the suction (0.1 kPa) when the three heads last agreed closely: as the suction's lie
         # would have it (reading + the head's error), and as read
         self._ref_suction = 0
@@ -341,7 +346,6 @@ class Plausibility:
         if p_on and r_on:
             half_p = tol_p >> 1
             half_r = self._dp_tol_x10 >> 1  # (not the loss share: steady, and both must agree)
-            quarter_p = tol_p >> 2
             quarter_r = half_r >> 1
             bad_p = e_p > tol_p or e_p < -tol_p
             bad_r = e_r > tol_r or e_r < -tol_r
@@ -354,8 +358,10 @@ class Plausibility:
                 v_press = 2
             elif not bad_p and not bad_r:
                 v_flow = v_remote = v_press = 1
-                if -quarter_p <= e_p <= quarter_p and -quarter_r <= e_r <= quarter_r:
-                    # all agree closely: the suction as each pressure's lie would have it
+                if -quarter_r <= e_r <= quarter_r:
+                    # the network agrees closely (a pressure's error shows there in full; the
+                    # pump model may sit off by its static error): the suction as each
+                    # pressure's lie would have it
                     self._ref_suction = self._x10(su) + ((e_p + e_r) >> 1)
                     self._ref_reading = self._x10(su)
             elif bad_r and -half_p <= e_p <= half_p:
@@ -381,8 +387,11 @@ class Plausibility:
                 self._judge(di, 1, self._dp_check_ms, dt, now_ms)
         model = self.head_model
         if model is not None:  # the calibration learns from readings that agree only
-            half_r = self._dp_tol_x10 >> 1
-            hold = not r_on or e_r > half_r or e_r < -half_r
+            if r_on:  # (not judged while the speeds move: the last opinion stands)
+                half_r = self._dp_tol_x10 >> 1
+                self._hold = e_r > half_r or e_r < -half_r
+            # (no readable remote DP or flow: no third opinion, held while it lasts)
+            hold = self._hold or not self._readable(r) or not self._readable(f)
             for i in (su, di, f, r):
                 if i >= 0 and (self.suspect_by[i] or self._bad[i] >= 0):
                     hold = True

@@ -341,6 +341,7 @@ _STEADY_OBSERVATIONS = 3  # speed within _STEADY_PCT over this many looks (30-45
 _STEADY_PCT = 0.5
 _EQUAL_SPEED_PCT = 0.5  # pumps sharing the flow: speeds this close count as equal
 _EQUAL_HEAD = 0.02  # fitted head factors this close: pumps at one speed split the flow equally
+_EQUAL_POWER = 1.03  # drive powers within 3 %: pumps at one speed share the flow equally
 _MIN_SAMPLES = 6  # a pump's factors join the model's mean after this many accepted observations
 _APPLY_STEP = 0.002  # the model is rebuilt when its mean factor moved this much
 _REPORT_STEP = 0.02  # an event when a pump's factor moved this far from the last one reported
@@ -395,7 +396,9 @@ class Calibration:
       seen alone are kept), one never seen alone towards the group's factor.
     - Efficiency, from the pump's own drive power (electrical -> shaft by the motor and VFD
       tables, inverted exactly): eta = rho g q H / shaft, the speed correction undone, over
-      eta_bep (2x - x^2); a pump alone, or a group as above.
+      eta_bep (2x - x^2); a pump alone, or a group as above whose drives also draw their power
+      within 3 % of each other (pumps that differ split the flow unequally: an equal share
+      credits the weak pump with the strong one's flow; such a group gives no efficiency).
     - An observation outside 0.7..1.25 (head) or 0.6..1.2 (efficiency) is refused as garbage;
       one accepted moves the factor by 1/48 of its error, at most 0.004, and the factor stays
       inside HEAD_FACTOR_MIN..MAX / EFFICIENCY_FACTOR_MIN..MAX. NaN and inf fail every check.
@@ -545,6 +548,26 @@ class Calibration:
                     hi = f
         return hi - lo < _EQUAL_HEAD
 
+    def _equal_power(self, snap):
+        """The running pumps draw their drives' power within _EQUAL_POWER of each other: at one
+        speed, pumps that differ (a worn one passes less flow and draws less) split the flow
+        unequally, and an equal share would credit the weak pump with the strong one's flow
+        (opposite efficiency errors on the two, 10 % and more)."""
+        pumps = snap.pumps
+        lo = hi = pumps[0].power_kw  # (placeholders: the first running pump sets both)
+        seen = False
+        for j in range(self.pump_count):
+            if pumps[j].state == DRIVE_RUNNING:
+                w = pumps[j].power_kw
+                if not seen:
+                    lo = hi = w
+                    seen = True
+                elif w < lo:
+                    lo = w
+                elif w > hi:
+                    hi = w
+        return seen and hi <= lo * _EQUAL_POWER
+
     def _head(self, i, point, snap, now_ms):
         model = self.model
         s = point[_S]
@@ -581,8 +604,8 @@ class Calibration:
         power_kw = snap.pumps[i].power_kw
         if not self._power_lo < power_kw < self._power_hi:
             return
-        if point[_GROUP] > 1 and not self._alike(snap):
-            return
+        if point[_GROUP] > 1 and not (self._alike(snap) and self._equal_power(snap)):
+            return  # the flow's split is unknown: no pump's efficiency from an equal share
         rated = self._rated_kw
         point[_SHAFT_KW] = _shaft_load(power_kw / rated) * rated
 

@@ -390,7 +390,11 @@ def test_calibration_tick_allocates_a_few_floats():
     model = PumpModel(station_config())
     cal = Calibration(model, 3)
     snap = Snapshot(3)
-    plant_snapshot(snap, (0, 1), 0.77)
+    PLANT["head"], PLANT["eff"] = (0.955, 0.96, 0.95), (0.92, 0.93, 0.92)  # alike: every step
+    try:
+        plant_snapshot(snap, (0, 1), 0.77)
+    finally:
+        PLANT["head"], PLANT["eff"] = TRUE_HEAD, TRUE_EFF
     now = [0]
 
     def tick():
@@ -428,6 +432,22 @@ def test_calibration_learns_nothing_while_plausibility_holds_it():
     for k in range(10 * CALIBRATION_PERIOD_TICKS, 20 * CALIBRATION_PERIOD_TICKS):
         cal.update(k * 1000, snap, KPA_PER_M)
     assert cal.head_samples[2] > 0 and cal.head_factor[2] < 1.0
+
+
+def test_unlike_pumps_sharing_the_flow_give_no_efficiency_from_an_equal_share():
+    # the worn third pump and the strong second one, never seen alone, at one speed: the worn
+    # one passes less flow and draws less power; an equal share of the meter's flow would make
+    # it look efficient and the strong one poor (opposite signs, 10 % and more)
+    if ON_MICROPYTHON:
+        return  # a long run: the CPython item's
+    schedule = [((1, 2), TOGETHER, 4000)]
+    model, cal = calibrated(schedule)
+    assert cal.efficiency_samples == [0, 0, 0], cal.efficiency_samples
+    assert cal.efficiency_factor == [1.0, 1.0, 1.0]
+    # seen alone, each pump's own efficiency is fitted (and reported) as it is
+    model, cal = calibrated(schedule + [((1,), ALONE, 3200), ((2,), ALONE, 3200)])
+    for j in (1, 2):
+        assert close(cal.efficiency_factor[j], TRUE_EFF[j], 0.01), (j, cal.efficiency_factor)
 
 
 def test_calibrate_scales_the_curves_and_comes_back_exactly():
