@@ -136,6 +136,7 @@ class EventCode(IntEnum):
     DRIVE_RAMP_MISMATCH = 38  # ramp times read back differ from the config after a rewrite
     PUMP_HEAD_DEVIATION = 39  # the calibrated head factor moved past the reporting step
     PUMP_EFFICIENCY_DEVIATION = 40  # the calibrated efficiency factor moved past the step
+    DRIVE_LIMIT_MISMATCH = 41  # the drive's current limit read back differs after a rewrite
     COMMAND_ACCEPTED = 47  # value = the CommandType carried out
     COMMAND_REJECTED = 48
     UPLINK_DECODE_ERROR = 49
@@ -174,6 +175,7 @@ EVENT_VALUE = {
     EventCode.DRIVE_RAMP_MISMATCH: ("s read back (-1: refused)", 10),
     EventCode.PUMP_HEAD_DEVIATION: ("% off the datasheet", 10),
     EventCode.PUMP_EFFICIENCY_DEVIATION: ("% off the datasheet", 10),
+    EventCode.DRIVE_LIMIT_MISMATCH: ("% of rated current read back (-1: refused)", 10),
     EventCode.COMMAND_ACCEPTED: ("command type", 1),
     EventCode.COMMAND_REJECTED: ("ack result", 1),
     EventCode.UPLINK_DECODE_ERROR: ("errors since start", 1),

@@ -127,7 +127,7 @@ class Agent:
         value = self.fieldbus.failures[pump]
         if code == codes.EVENT_DRIVE_COMM_RESTORED:
             severity = codes.SEVERITY_NOTICE
-        elif code == codes.EVENT_DRIVE_RAMP_MISMATCH:
+        elif code == codes.EVENT_DRIVE_RAMP_MISMATCH or code == codes.EVENT_DRIVE_LIMIT_MISMATCH:
             severity = codes.SEVERITY_WARNING
             value = self.fieldbus.ramp_seen_ds[pump]
         self.events.push(code, severity, pump + 1, value, now_ms)

@@ -12,7 +12,9 @@ Rules:
 - Ranges and cross-field rules: speed envelope 0 <= min < max <= 120 % with safe_pct inside it
   (drives with comm_loss_action safe_speed go there); drive ramp times (pumps[].ramp_up_s /
   ramp_down_s, 0 -> 100 %) no faster than speed.slew_pct_per_s and within the drive's parameter
-  range, default 100 / slew_pct_per_s; 1..3 pumps (the telemetry frame has 3 pump
+  range, default 100 / slew_pct_per_s; the drive's current limit pumps[].current_limit_pct
+  10..150 % of the motor's rated current (default 100), with pumps[].rated_current_a required
+  where the drive takes the limit in amps (abb, g120); 1..3 pumps (the telemetry frame has 3 pump
   slots); Modbus units unique over pumps and the I/O module; I/O registers and input bits unique;
   sensor ranges low < high; a sensor fallback is "stop", "hold", a number inside the sensor's range,
   or, for remote_dp_kpa only, "discharge" (control on the discharge pressure; "discharge_kpa" is
@@ -41,6 +43,7 @@ REF_FULL_SCALE = {"abb": 20000, "danfoss": 16384, "g120": 16384}  # 0x4000 = 100
 COMM_LOSS_ACTIONS = ("fault", "hold", "safe_speed")
 # Largest ramp time each drive's parameter takes (drives.py): ACS580 23.12, FC 3-41, G120 p1120.
 RAMP_MAX_S = {"abb": 1800.0, "danfoss": 3600.0, "g120": 650.0}
+LIMIT_IN_AMPS = ("abb", "g120")  # current-limit parameters in A (Danfoss 4-18: % of rated)
 BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 PARITIES = ("N", "E", "O")
 REQUIRED_CHANNELS = ("suction_kpa", "discharge_kpa", "remote_dp_kpa", "supply_temp_c", "flow_m3h")
@@ -229,7 +232,15 @@ def _pumps(doc):
             entry,
             path,
             ("unit", "profile"),
-            ("ref_full_scale", "comm_loss_action", "rated_kw", "ramp_up_s", "ramp_down_s"),
+            (
+                "ref_full_scale",
+                "comm_loss_action",
+                "rated_kw",
+                "ramp_up_s",
+                "ramp_down_s",
+                "current_limit_pct",
+                "rated_current_a",
+            ),
         )
         out: dict = {}
         unit = _int(entry, out, path, "unit", 1, 247)
@@ -241,6 +252,17 @@ def _pumps(doc):
         _choice(entry, out, path, "comm_loss_action", COMM_LOSS_ACTIONS, "safe_speed")
         if "rated_kw" in entry:  # drives.py: else pump_model.rated_kw
             _num(entry, out, path, "rated_kw", 0.1, 5000.0)
+        # the drive's current limit, commissioned with the ramps (drives.py); in amps on ABB 30.17
+        # and G120 p0640, so those need the motor's nameplate current
+        _num(entry, out, path, "current_limit_pct", 10.0, 150.0, 100.0)
+        if "rated_current_a" in entry:
+            _num(entry, out, path, "rated_current_a", 0.1, 6000.0)
+        elif profile in LIMIT_IN_AMPS:
+            _fail(
+                path + ".rated_current_a",
+                "required: the %s drive takes its current limit in amps (the motor's nameplate "
+                "current)" % profile,
+            )
         pumps.append(out)
     return pumps, units
 

@@ -35,8 +35,19 @@ drive parameters the master writes at commissioning and reads back (fieldbus.py)
   32-bit (two registers, high word first), conversion index -2: 100 = 1 s (1..3600 s);
 - G120: p1120 ramp-up / p1121 ramp-down time, registers 40322 / 40323 -> wire 321 / 322, 16-bit,
   100 = 1 s (0..650 s).
+The drive's current limit (config pumps[].current_limit_pct of the motor's rated current,
+default 100; pumps[].rated_current_a where the parameter is in amps) is commissioned the same
+way, right after the ramp times: at the limit the drive lowers the frequency instead of drawing
+more (a pump is a rising-torque load), within tens of milliseconds, so a pump left alone against
+the column stays within its motor rating however fast the column pushes it; per profile:
+- ABB ACS580: 30.17 maximum current, 403017 -> wire 3016, 16-bit, 0.1 A;
+- Danfoss FC: 4-18 current limit -> wire 4179, 32-bit, conversion index -1: 0.1 % of the motor's
+  nominal current (1-24);
+- G120: p0640 current limit, 40321 -> wire 320, 16-bit, 0.1 A.
 ``ramp_blocks`` / ``ramp_values`` give the writes (one fc16 per block: ABB and G120 one block of
-both times, Danfoss one block per 32-bit time); ``ramp_ds`` decodes a read-back value.
+both times, Danfoss one block per 32-bit time; then the current limit's block, always the last);
+``ramp_ds`` decodes a read-back ramp time,
+``limit_pct10`` a read-back current limit (0.1 % of the rated current).
 Nothing here allocates per call except the float reference conversion.
 """
 
@@ -104,8 +115,22 @@ class _Profile:
     RAMP_WORDS = 1
     RAMP_PER_S = 10
     RAMP_MAX_S = 1800.0
+    # Current-limit parameter: wire address, registers (2: high word first), units per A (amps)
+    # or per % of the rated current (LIMIT_AMPS False).
+    LIMIT_ADDRESS = 0
+    LIMIT_WORDS = 1
+    LIMIT_PER_UNIT = 10
+    LIMIT_AMPS = True
 
-    def __init__(self, full_scale=0, rated_kw=0.0, ramp_up_s=100.0, ramp_down_s=100.0):
+    def __init__(
+        self,
+        full_scale=0,
+        rated_kw=0.0,
+        ramp_up_s=100.0,
+        ramp_down_s=100.0,
+        limit_pct=100.0,
+        rated_a=0.0,
+    ):
         self.full_scale = full_scale or self.FULL_SCALE
         if not 0 < self.full_scale <= 0x7FFF:
             raise ProfileError("ref_full_scale %d outside 1..32767" % self.full_scale)
@@ -122,6 +147,21 @@ class _Profile:
         else:
             self.ramp_blocks = (self.RAMP_UP_ADDRESS, self.RAMP_DOWN_ADDRESS)
             self.ramp_values = ([up], [down])
+        if not 10.0 <= limit_pct <= 150.0:  # also NaN
+            raise ProfileError("current_limit_pct %s outside 10..150 %%" % limit_pct)
+        if self.LIMIT_AMPS and not 0.0 < rated_a <= 6000.0:
+            raise ProfileError(
+                "rated_current_a %s: the %s current limit is in amps, needs the motor's rated "
+                "current (0..6000 A)" % (rated_a, self.NAME)
+            )
+        self.rated_a = rated_a
+        unit = limit_pct * rated_a / 100.0 if self.LIMIT_AMPS else limit_pct
+        limit = int(unit * self.LIMIT_PER_UNIT + 0.5)
+        self.ramp_blocks += (self.LIMIT_ADDRESS,)
+        if self.LIMIT_WORDS == 2:
+            self.ramp_values += ([limit >> 16, limit & 0xFFFF],)
+        else:
+            self.ramp_values += ([limit],)
         self.speed_scale = 100.0 / self.full_scale  # % per bit of the actual value
         self._ref_scale = self.full_scale / 100.0
         self.current_scale = self.CURRENT_SCALE
@@ -146,6 +186,13 @@ class _Profile:
         """A ramp time read back, in 0.1 s (high is ignored for 16-bit parameters)."""
         raw = (high << 16 | low) if self.RAMP_WORDS == 2 else low
         return raw * 10 // self.RAMP_PER_S
+
+    def limit_pct10(self, high, low):
+        """A current limit read back, in 0.1 % of the rated current (high ignored for 16-bit)."""
+        raw = (high << 16 | low) if self.LIMIT_WORDS == 2 else low
+        if self.LIMIT_AMPS:
+            return int(raw * 1000 / self.LIMIT_PER_UNIT / self.rated_a + 0.5)
+        return raw * 10 // self.LIMIT_PER_UNIT
 
     def reference(self, speed_pct):
         """Register value for a speed reference in % of nominal speed."""
@@ -198,6 +245,7 @@ class ProfidriveProfile(_Profile):
     RAMP_DOWN_ADDRESS = 322
     RAMP_PER_S = 100
     RAMP_MAX_S = 650.0
+    LIMIT_ADDRESS = 320  # p0640 current limit (40321), 0.1 A
     FAULTS: tuple = (
         (30001, FAULT_OVERCURRENT),
         (30017, FAULT_OVERCURRENT),  # hardware current limit
@@ -270,6 +318,7 @@ class AbbProfile(ProfidriveProfile):
     RAMP_DOWN_ADDRESS = 2312
     RAMP_PER_S = 10
     RAMP_MAX_S = 1800.0
+    LIMIT_ADDRESS = 3016  # 30.17 maximum current (403017), 0.1 A
     FAULTS: tuple = (
         (0x2310, FAULT_OVERCURRENT),
         (0x2340, FAULT_OVERCURRENT),  # short circuit
@@ -281,8 +330,16 @@ class AbbProfile(ProfidriveProfile):
         (0x6681, FAULT_COMM_LOSS),  # EFB communication loss
     )
 
-    def __init__(self, full_scale=0, rated_kw=0.0, ramp_up_s=100.0, ramp_down_s=100.0):
-        super().__init__(full_scale, rated_kw, ramp_up_s, ramp_down_s)
+    def __init__(
+        self,
+        full_scale=0,
+        rated_kw=0.0,
+        ramp_up_s=100.0,
+        ramp_down_s=100.0,
+        limit_pct=100.0,
+        rated_a=0.0,
+    ):
+        super().__init__(full_scale, rated_kw, ramp_up_s, ramp_down_s, limit_pct, rated_a)
         if not rated_kw > 0.0:
             raise ProfileError("abb: rated_kw needed to scale ACT2 power")
         self.power_scale = rated_kw / 10000.0
@@ -304,6 +361,9 @@ class DanfossProfile(_Profile):
     RAMP_WORDS = 2
     RAMP_PER_S = 100
     RAMP_MAX_S = 3600.0
+    LIMIT_ADDRESS = 4179  # 4-18 current limit, uint32, 0.1 % of the motor's nominal current
+    LIMIT_WORDS = 2
+    LIMIT_AMPS = False
     FAULTS: tuple = (
         (13, FAULT_OVERCURRENT),
         (16, FAULT_OVERCURRENT),  # short circuit
@@ -354,8 +414,9 @@ PROFILES = {
 
 def make_profile(pump, rated_kw=0.0, ramp_s=100.0):
     """The profile object for one entry of config "pumps" (keys "profile", "ref_full_scale",
-    "rated_kw", "ramp_up_s", "ramp_down_s"; ``rated_kw`` is the default for rated_kw, from
-    pump_model, ``ramp_s`` the one for both ramps: 100 / speed.slew_pct_per_s, as config.py)."""
+    "rated_kw", "ramp_up_s", "ramp_down_s", "current_limit_pct", "rated_current_a"; ``rated_kw``
+    is the default for rated_kw, from pump_model, ``ramp_s`` the one for both ramps:
+    100 / speed.slew_pct_per_s, as config.py; the current limit defaults to 100 %)."""
     name = pump.get("profile")
     cls = PROFILES.get(name)
     if cls is None:
@@ -365,4 +426,6 @@ def make_profile(pump, rated_kw=0.0, ramp_s=100.0):
         pump.get("rated_kw", rated_kw),
         pump.get("ramp_up_s", ramp_s),
         pump.get("ramp_down_s", ramp_s),
+        pump.get("current_limit_pct", 100.0),
+        pump.get("rated_current_a", 0.0),
     )

@@ -27,14 +27,18 @@ that a drive newly found tripped gets its fault register read first. NE43 status
 module are not read: the status follows from the current, which sensors.py evaluates.
 Before the aux read, one ramp-time transaction when a drive is due one (K_RAMP; skipped
 otherwise; the control writes come earlier in the cycle and are never delayed by it). Commissioning a drive writes its ramp times
-(drives.py: ramp_blocks / ramp_values, one fc16 per block), then reads every block back; it starts
+and its current limit (drives.py: ramp_blocks / ramp_values, one fc16 per block, the current
+limit's the last), then reads every block back; it starts
 at first contact, after a comm restore and after a fault-reset edge was written (a reset or power
 cycle may have restored the drive's stored ramps), and the read-back is repeated every
 _RAMP_CHECK_MS (someone may change them at the keypad). A read-back that differs, or an exception
 answer (the drive refuses the value; it is there, so this is not a comm failure), rewrites at once;
 when the second attempt in a row still differs, ``on_event(EVENT_DRIVE_RAMP_MISMATCH, pump,
-now_ms)`` is called once (``ramp_seen_ds[pump]``: the time read back in 0.1 s, -1 = refused) and
-the drive is rewritten every _RAMP_CHECK_MS until a read-back matches (``ramp_ok[pump]``).
+now_ms)`` is called once (``ramp_seen_ds[pump]``: the time read back in 0.1 s, -1 = refused), or
+EVENT_DRIVE_LIMIT_MISMATCH when the current limit is the block that differs or was refused
+(``ramp_seen_ds[pump]`` then holds the limit read back in 0.1 % of the rated current), and
+the drive is rewritten every _RAMP_CHECK_MS until a read-back matches (``ramp_ok[pump]``: ramp
+times and current limit verified).
 Pacing: bus.cycle_ms > 0 starts a cycle at most that often (the bus rests in between); 0 runs
 cycles back to back at the wire's limit.
 Timeouts: per request, (request + response bytes) * 11 bits / baud + 3.5 characters, rounded up
@@ -77,6 +81,7 @@ from relaypump import modbus as mb
 from relaypump.codes import (
     EVENT_DRIVE_COMM_LOST,
     EVENT_DRIVE_COMM_RESTORED,
+    EVENT_DRIVE_LIMIT_MISMATCH,
     EVENT_DRIVE_RAMP_MISMATCH,
 )
 from relaypump.drives import make_profile
@@ -215,7 +220,9 @@ class Fieldbus:
         self._ramp_next = 0  # where the search for a drive due a ramp transaction starts
         self._ramp_target = 0
         self.ramp_ok = [False] * n  # read back equal to the config since the last (re)write
-        self.ramp_seen_ds = [0] * n  # the time a mismatching read-back gave (0.1 s), -1 refused
+        # what a mismatching read-back gave: a ramp time in 0.1 s, a current limit in 0.1 % of the
+        # rated current (the event says which); -1 refused
+        self.ramp_seen_ds = [0] * n
         self.ramp_mismatches = [0] * n  # events raised (they only grow)
 
         kinds = bytearray()
@@ -533,17 +540,21 @@ class Fieldbus:
         if step < blocks and not refused:
             self._ramp_step[dev] = step + 1
             return
+        block = step - blocks if step >= blocks else step
+        limit = block == blocks - 1  # the current limit's block (drives.py: the last)
         seen = -1
         if not refused:
             m = self.master
-            expected = p.ramp_values[step - blocks]
+            expected = p.ramp_values[block]
             for k in range(len(expected)):
                 if m.register(k) != expected[k]:
-                    if p.RAMP_WORDS == 2:
-                        k &= ~1
-                        seen = p.ramp_ds(m.register(k), m.register(k + 1))
+                    if (p.LIMIT_WORDS if limit else p.RAMP_WORDS) == 2:  # one 32-bit value
+                        high = m.register(0)
+                        low = m.register(1)
                     else:
-                        seen = p.ramp_ds(0, m.register(k))
+                        high = 0
+                        low = m.register(k)
+                    seen = p.limit_pct10(high, low) if limit else p.ramp_ds(high, low)
                     break
             else:
                 if step + 1 < 2 * blocks:
@@ -566,7 +577,9 @@ class Fieldbus:
         if misses == 1:
             self.ramp_seen_ds[dev] = seen
             self.ramp_mismatches[dev] += 1
-            self._event(EVENT_DRIVE_RAMP_MISMATCH, dev, now_ms)
+            self._event(
+                EVENT_DRIVE_LIMIT_MISMATCH if limit else EVENT_DRIVE_RAMP_MISMATCH, dev, now_ms
+            )
 
     def _target(self, kind, slot):
         if kind == K_AUX:

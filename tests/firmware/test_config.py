@@ -135,7 +135,7 @@ def test_pump_count_and_unique_units():
     message = refused(variant(["pumps", 2, "unit"], 1), "pumps[2].unit: 1 is already used by ")
     assert "pumps[0].unit" in message
     refused(variant(["io", "unit"], 2), "io.unit: 2 is already used by pumps[1].unit")
-    one = variant(["pumps"], [{"unit": 5, "profile": "g120"}])
+    one = variant(["pumps"], [{"unit": 5, "profile": "g120", "rated_current_a": 200.0}])
     assert len(load_config(one)["pumps"]) == 1
 
 

@@ -21,7 +21,9 @@ VM_HEAP_KIB = 192  # the config test loads station.json
 
 
 def abb():
-    return d.make_profile({"unit": 1, "profile": "abb", "ref_full_scale": 20000}, 110.0)
+    return d.make_profile(
+        {"unit": 1, "profile": "abb", "ref_full_scale": 20000, "rated_current_a": 200.0}, 110.0
+    )
 
 
 def danfoss():
@@ -29,7 +31,7 @@ def danfoss():
 
 
 def g120():
-    return d.make_profile({"unit": 3, "profile": "g120"}, 110.0)
+    return d.make_profile({"unit": 3, "profile": "g120", "rated_current_a": 200.0}, 110.0)
 
 
 def word_after(profile, status, command, reset=False):
@@ -41,7 +43,10 @@ def test_profiles_are_chosen_by_name():
     assert isinstance(abb(), d.AbbProfile)
     assert isinstance(danfoss(), d.DanfossProfile)
     assert type(g120()) is d.ProfidriveProfile
-    assert type(d.make_profile({"profile": "profidrive"})) is d.ProfidriveProfile
+    assert (
+        type(d.make_profile({"profile": "profidrive", "rated_current_a": 200.0}))
+        is d.ProfidriveProfile
+    )
     for bad in ({"profile": "vacon"}, {}, {"profile": "abb", "ref_full_scale": 40000}):
         try:
             d.make_profile(bad, 110.0)
@@ -49,7 +54,9 @@ def test_profiles_are_chosen_by_name():
             continue
         raise AssertionError("accepted %r" % (bad,))
     try:
-        d.make_profile({"profile": "abb"})  # ACT2 power needs the rated power
+        d.make_profile(
+            {"profile": "abb", "rated_current_a": 200.0}
+        )  # ACT2 power needs the rated power
     except d.ProfileError:
         pass
     else:
@@ -145,7 +152,7 @@ def test_reference_scaling():
     assert p.reference(33.3333) == 6667
     q = danfoss()
     assert q.reference(50.0) == 0x2000 and q.reference(100.0) == 0x4000
-    r = d.make_profile({"profile": "abb", "ref_full_scale": 10000}, 110.0)
+    r = d.make_profile({"profile": "abb", "ref_full_scale": 10000, "rated_current_a": 200.0}, 110.0)
     assert r.reference(75.0) == 7500 and r.speed_pct(7500) == 75.0
 
 
@@ -199,25 +206,32 @@ def test_words_allocate_nothing():
 
 def test_ramp_time_parameters_and_scales():
     # ABB 23.12 / 23.13 (402312 / 402313), 10 = 1 s; one write of both.
-    p = d.make_profile({"profile": "abb", "ramp_up_s": 100.0, "ramp_down_s": 120.5}, 110.0)
-    assert p.ramp_blocks == (2311,) and p.ramp_values == ([1000, 1205],)
+    p = d.make_profile(
+        {"profile": "abb", "ramp_up_s": 100.0, "ramp_down_s": 120.5, "rated_current_a": 200.0},
+        110.0,
+    )
+    assert p.ramp_blocks[:1] == (2311,) and p.ramp_values[:1] == ([1000, 1205],)
     assert p.ramp_ds(0, 1205) == 1205
     # Danfoss 3-41 / 3-42: 32-bit, high word first, 0.01 s; not adjacent: one write each.
     p = d.make_profile({"profile": "danfoss", "ramp_up_s": 3600.0, "ramp_down_s": 100.0})
-    assert p.ramp_blocks == (3409, 3419)
-    assert p.ramp_values == ([5, 32320], [0, 10000])  # 360000 = 5 * 65536 + 32320
+    assert p.ramp_blocks[:2] == (3409, 3419)
+    assert p.ramp_values[:2] == ([5, 32320], [0, 10000])  # 360000 = 5 * 65536 + 32320
     assert p.ramp_ds(5, 32320) == 36000
     # G120 p1120 / p1121 (40322 / 40323), 0.01 s.
-    p = d.make_profile({"profile": "g120", "ramp_up_s": 650.0, "ramp_down_s": 60.0})
-    assert p.ramp_blocks == (321,) and p.ramp_values == ([65000, 6000],)
+    p = d.make_profile(
+        {"profile": "g120", "ramp_up_s": 650.0, "ramp_down_s": 60.0, "rated_current_a": 200.0}
+    )
+    assert p.ramp_blocks[:1] == (321,) and p.ramp_values[:1] == ([65000, 6000],)
     assert p.ramp_ds(0, 6000) == 600
     # The default (100 / slew) when the config does not name them.
-    assert d.make_profile({"profile": "g120"}, 0.0, 50.0).ramp_values == ([5000, 5000],)
+    assert d.make_profile({"profile": "g120", "rated_current_a": 200.0}, 0.0, 50.0).ramp_values[
+        0
+    ] == [5000, 5000]
     bad = (
-        {"profile": "abb", "ramp_up_s": 1800.5},
+        {"profile": "abb", "ramp_up_s": 1800.5, "rated_current_a": 200.0},
         {"profile": "danfoss", "ramp_down_s": 0.0},
-        {"profile": "g120", "ramp_up_s": 651.0},
-        {"profile": "g120", "ramp_down_s": float("nan")},
+        {"profile": "g120", "ramp_up_s": 651.0, "rated_current_a": 200.0},
+        {"profile": "g120", "ramp_down_s": float("nan"), "rated_current_a": 200.0},
     )
     for pump in bad:
         try:
@@ -226,6 +240,65 @@ def test_ramp_time_parameters_and_scales():
             assert "ramp_" in str(e), str(e)
             continue
         raise AssertionError("accepted %r" % (pump,))
+
+
+def test_current_limit_parameters_and_scales():
+    # ABB 30.17 maximum current (403017), 0.1 A; G120 p0640 (40321), 0.1 A: from the rated current.
+    p = d.make_profile({"profile": "abb", "current_limit_pct": 95.0, "rated_current_a": 180.0}, 1.0)
+    assert p.ramp_blocks[-1] == 3016 and p.ramp_values[-1] == [1710]  # 171.0 A
+    assert p.limit_pct10(0, 1710) == 950 and p.limit_pct10(0, 2200) == 1222
+    p = d.make_profile({"profile": "g120", "rated_current_a": 200.0})  # default 100 %
+    assert p.ramp_blocks == (321, 320) and p.ramp_values[-1] == [2000]
+    # Danfoss 4-18: 32-bit, 0.1 % of the motor's nominal current, no amps needed.
+    p = d.make_profile({"profile": "danfoss", "current_limit_pct": 100.0})
+    assert p.ramp_blocks == (3409, 3419, 4179) and p.ramp_values[-1] == [0, 1000]
+    assert p.limit_pct10(0, 1100) == 1100
+    bad = (
+        ({"profile": "abb"}, "rated_current_a"),  # the limit is in amps
+        ({"profile": "g120", "rated_current_a": 0.0}, "rated_current_a"),
+        ({"profile": "danfoss", "current_limit_pct": 151.0}, "current_limit_pct"),
+        ({"profile": "danfoss", "current_limit_pct": float("nan")}, "current_limit_pct"),
+    )
+    for pump, field in bad:
+        try:
+            d.make_profile(pump, 110.0)
+        except d.ProfileError as e:
+            assert field in str(e), str(e)
+            continue
+        raise AssertionError("accepted %r" % (pump,))
+
+
+def test_config_current_limit_keys():
+    from relaypump.config import ConfigError, load_config
+    from support import station_config
+
+    shipped = load_config(station_config())
+    assert [p["current_limit_pct"] for p in shipped["pumps"]] == [100.0] * 3
+    doc = station_config()
+    del doc["pumps"][1]["rated_current_a"]  # Danfoss takes % of the rated current
+    del doc["pumps"][1]["current_limit_pct"]
+    pumps = load_config(doc)["pumps"]
+    assert pumps[1]["current_limit_pct"] == 100.0 and "rated_current_a" not in pumps[1]
+    cases = (
+        ("pumps[0].rated_current_a", None, "required: the abb drive"),
+        ("pumps[2].rated_current_a", None, "required: the g120 drive"),
+        ("pumps[2].rated_current_a", 0.0, "outside"),
+        ("pumps[1].current_limit_pct", 151.0, "outside"),
+        ("pumps[0].current_limit_pct", True, "must be a number"),
+    )
+    for field, value, why in cases:
+        doc = station_config()
+        key = field.split(".")[1]
+        if value is None:
+            del doc["pumps"][int(field[6])][key]
+        else:
+            doc["pumps"][int(field[6])][key] = value
+        try:
+            load_config(doc)
+        except ConfigError as e:
+            assert str(e).startswith(field) and why in str(e), str(e)
+            continue
+        raise AssertionError("accepted %s = %r" % (field, value))
 
 
 def test_config_ramp_times_keep_the_slew_limit():

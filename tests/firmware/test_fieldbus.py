@@ -8,6 +8,7 @@ from relaypump import modbus as mb
 from relaypump.codes import (
     EVENT_DRIVE_COMM_LOST,
     EVENT_DRIVE_COMM_RESTORED,
+    EVENT_DRIVE_LIMIT_MISMATCH,
     EVENT_DRIVE_RAMP_MISMATCH,
 )
 from relaypump.snapshot import (
@@ -20,7 +21,8 @@ from relaypump.snapshot import (
 )
 from support import ON_MICROPYTHON, bytes_allocated
 
-VM_HEAP_KIB = 256  # one VM call per test: garbage is not collected until it returns
+VM_HEAP_KIB = 384  # one VM call per test: garbage is not collected until it returns (the
+# commissioning tests run 30-40 cycles of requests)
 
 
 def config(retries=1):
@@ -35,9 +37,9 @@ def config(retries=1):
             "lost_probe_ms": 1000,
         },
         "pumps": [
-            {"unit": 1, "profile": "abb", "ref_full_scale": 20000},
+            {"unit": 1, "profile": "abb", "ref_full_scale": 20000, "rated_current_a": 200.0},
             {"unit": 2, "profile": "danfoss"},
-            {"unit": 3, "profile": "g120"},
+            {"unit": 3, "profile": "g120", "rated_current_a": 200.0},
         ],
         "pump_model": {"rated_kw": 110.0},
         "io": {
@@ -78,11 +80,12 @@ def word(request, at):
 
 class Drives:
     """Register values the hand-built responses carry, per unit and address; writes are kept.
-    Ramp times start at the drives' factory values (ABB 20 s, Danfoss 3 s, G120 10 s)."""
+    Ramp times start at the drives' factory values (ABB 20 s, Danfoss 3 s, G120 10 s), current
+    limits at 110 % of 200 A."""
 
     def __init__(self):
         self.regs = {
-            1: {3: 0x0737, 4: 16000, 5: 5000, 106: 1500, 400: 0, 2311: 200, 2312: 200},
+            1: {3: 0x0737, 4: 16000, 5: 5000, 106: 1500, 400: 0, 2311: 200, 2312: 200, 3016: 2200},
             2: {
                 50199: 0x0F07,
                 50209: 0x3333,
@@ -93,11 +96,13 @@ class Drives:
                 3410: 300,
                 3419: 0,
                 3420: 300,
+                4179: 0,
+                4180: 1100,
             },
             3: {109: 0x0737, 110: 0x3333, 344: 15000, 345: 0, 346: 5600, 399: 0},
             10: {0: 8000, 1: 9000, 2: 10000, 3: 11000, 4: 12000},
         }
-        self.regs[3].update({321: 1000, 322: 1000})
+        self.regs[3].update({321: 1000, 322: 1000, 320: 2200})
         self.inputs = 0b01
 
     def answer(self, request):
@@ -142,8 +147,9 @@ def one_cycle(fb, now_ms, drives):
 
 
 def commission(fb, now_ms, drives):
-    """Cycles until every drive's ramp times are written and read back (at most 12)."""
-    for _ in range(12):
+    """Cycles until every drive's ramp times and current limit are written and read back (at most
+    16)."""
+    for _ in range(16):
         if all(fb.ramp_ok):
             return
         one_cycle(fb, now_ms, drives)
@@ -564,7 +570,7 @@ def ramp_config():
 
 
 def ramp_requests(sent):
-    ramp_addresses = (2311, 3409, 3419, 321)
+    ramp_addresses = (2311, 3409, 3419, 321, 3016, 4179, 320)
     return [(r[0], r[1], word(r, 2)) for r in sent if word(r, 2) in ramp_addresses]
 
 
@@ -572,24 +578,32 @@ def test_ramp_times_are_written_then_read_back_at_first_contact():
     fb = fbm.Fieldbus(ramp_config(), Snapshot(3))
     drives = Drives()
     sent = []
-    for k in range(8):
+    for k in range(14):
         sent += one_cycle(fb, k * 100, drives)
     assert fb.ramp_ok == [True, True, True]
     assert ramp_requests(sent) == [
         (1, 16, 2311),  # ABB 23.12 + 23.13 in one write
         (2, 16, 3409),  # Danfoss 3-41 (two registers)
         (3, 16, 321),  # G120 p1120 + p1121
-        (1, 3, 2311),  # read-backs
+        (1, 16, 3016),  # ABB 30.17 maximum current
         (2, 16, 3419),  # Danfoss 3-42
+        (3, 16, 320),  # G120 p0640 current limit
+        (1, 3, 2311),  # read-backs
+        (2, 16, 4179),  # Danfoss 4-18 current limit (two registers)
         (3, 3, 321),
+        (1, 3, 3016),
         (2, 3, 3409),
+        (3, 3, 320),
         (2, 3, 3419),
+        (2, 3, 4179),
     ]
     assert (drives.regs[1][2311], drives.regs[1][2312]) == (1000, 1000)  # 100 s in 0.1 s
     assert (drives.regs[2][3409], drives.regs[2][3410]) == (0, 12000)  # 120 s in 0.01 s
     assert (drives.regs[2][3419], drives.regs[2][3420]) == (0, 15000)
     assert (drives.regs[3][321], drives.regs[3][322]) == (10000, 10000)
-    more = ramp_requests(one_cycle(fb, 900, drives) + one_cycle(fb, 59000, drives))
+    assert drives.regs[1][3016] == 2000 and drives.regs[3][320] == 2000  # 200.0 A: 100 %
+    assert (drives.regs[2][4179], drives.regs[2][4180]) == (0, 1000)  # 100.0 %
+    more = ramp_requests(one_cycle(fb, 1400, drives) + one_cycle(fb, 59000, drives))
     assert more == []  # verified: quiet until the periodic check
 
 
@@ -633,6 +647,70 @@ def test_a_drive_that_keeps_other_ramps_raises_one_event():
     assert not fb.ramp_ok[2] and fb.attempts - before == 10 * 11  # no ramp traffic meanwhile
     commission(fb, now + 60000, drives)
     assert fb.ramp_ok[2] and len(events) == 1
+
+
+def test_a_drive_that_keeps_its_own_current_limit_raises_one_limit_event():
+    events = []
+    fb = fbm.Fieldbus(config(), Snapshot(3), on_event=lambda *e: events.append(e))
+    drives = Drives()
+
+    def danfoss_ignores_limit_writes(request):
+        if request[0] == 2 and request[1] == 16 and word(request, 2) == 4179:
+            return echo_response(request)  # acknowledged, not applied
+        return drives.answer(request)
+
+    now = 0
+    for _ in range(40):
+        start = fb.cycles
+        while fb.cycles == start:
+            transact(fb, now, danfoss_ignores_limit_writes)
+        now += 100
+    assert events == [(EVENT_DRIVE_LIMIT_MISMATCH, 1, events[0][2])]
+    assert fb.ramp_seen_ds[1] == 1100 and not fb.ramp_ok[1]  # read back 110.0 %
+    assert fb.ramp_ok[0] and fb.ramp_ok[2] and fb.failed == 0
+    commission(fb, now + 60000, drives)  # a drive that takes it ends the alarm
+    assert fb.ramp_ok[1] and len(events) == 1
+
+
+def test_a_current_limit_read_back_in_amps_is_reported_in_percent():
+    events = []
+    fb = fbm.Fieldbus(config(), Snapshot(3), on_event=lambda *e: events.append(e))
+    drives = Drives()
+
+    def g120_keeps_180_a(request):
+        if request[0] == 3 and request[1] == 16 and word(request, 2) == 320:
+            drives.regs[3][320] = 1800
+            return echo_response(request)
+        return drives.answer(request)
+
+    now = 0
+    for _ in range(40):
+        start = fb.cycles
+        while fb.cycles == start:
+            transact(fb, now, g120_keeps_180_a)
+        now += 100
+    assert events == [(EVENT_DRIVE_LIMIT_MISMATCH, 2, events[0][2])]
+    assert fb.ramp_seen_ds[2] == 900  # 180.0 A of 200 A
+
+
+def test_a_refused_current_limit_is_a_limit_event_not_a_comm_loss():
+    events = []
+    fb = fbm.Fieldbus(config(), Snapshot(3), on_event=lambda *e: events.append(e))
+    drives = Drives()
+
+    def abb_refuses_the_limit(request):
+        if request[0] == 1 and word(request, 2) == 3016:
+            return exception_response(request, 3)  # illegal data value
+        return drives.answer(request)
+
+    now = 0
+    for _ in range(16):
+        start = fb.cycles
+        while fb.cycles == start:
+            transact(fb, now, abb_refuses_the_limit)
+        now += 100
+    assert events == [(EVENT_DRIVE_LIMIT_MISMATCH, 0, events[0][2])]
+    assert fb.ramp_seen_ds[0] == -1 and fb.failures[0] == 0 and fb.online(0)
 
 
 def exception_response(request, code):
