@@ -23,8 +23,8 @@ Checks (thresholds in config io.plausibility and io.channels.<name>.frozen_s):
   s_max^2 + head_tolerance_kpa), e_r = hm - hr (tol_r = dp_tolerance_kpa + dp_tolerance_ratio *
   loss). A wrong channel shows thus: a pressure moves hm against both, e_p ~ e_r; the remote DP
   moves e_r only; the flow moves hp and the loss, and then the flow the network passes under hm
-  and the remote DP, q_n, meets hm on the pump curve ("the flow fits": |hm - hp(q_n)| <= |e_p -
-  e_r|). Verdicts, in this order:
+  and the remote DP, q_n, meets hm on the pump curve ("the flow fits": |hm - hp(q_n)| within
+  half of tol_p). Verdicts, in this order:
   - e_p and e_r the same sign beyond half of tol_p and of dp_tolerance_kpa (two independent
     opinions agreeing: the network's transient share is not needed) and the flow does not fit:
     a pressure lies. Which one: the one already suspect, else the one whose lie keeps the
@@ -34,7 +34,7 @@ Checks (thresholds in config io.plausibility and io.channels.<name>.frozen_s):
     its reading + the head's error; discharge lying: its reading); none while no such value.
   - both within tolerance: all agree (a suspect one is re-judged on its own reading and cleared).
   - e_r beyond tol_r, e_p within half of tol_p: the remote DP lies.
-  - otherwise, the flow fits: the flow lies.
+  - otherwise, where the flow fits: the flow lies; else no verdict (the timers hold).
   Without a usable remote DP there is no third opinion: the flow is judged against the pump
   model alone (as it always was). The pump-model opinion is formed only while the bypass is
   shut, the head is at least min_head_ratio * h0 s_max^2 (a pump running dry gives no head and
@@ -351,7 +351,7 @@ class Plausibility:
             bad_r = e_r > tol_r or e_r < -tol_r
             if (
                 (e_p > half_p and e_r > half_r) or (e_p < -half_p and e_r < -half_r)
-            ) and not self._flow_fits(hm, e_p - e_r):
+            ) and not self._flow_fits(hm, half_p):
                 # the measured head off against both opinions the same way, by the same amount
                 # more nearly than a wrong flow explains: a pressure lies (two opinions agreeing,
                 # half of the model's tolerance and of the fixed DP one are evidence enough)
@@ -367,7 +367,7 @@ class Plausibility:
             elif bad_r and -half_p <= e_p <= half_p:
                 v_remote = 2  # the pump model backs the measured head: the remote DP lies
                 v_flow = 1
-            elif self._flow_fits(hm, e_p - e_r):
+            elif self._flow_fits(hm, half_p):
                 v_flow = 2  # one wrong flow explains both (the network's loss is the steeper)
         elif p_on:  # no third opinion: the flow as before
             v_flow = 2 if e_p > tol_p or e_p < -tol_p else 1
@@ -391,11 +391,19 @@ class Plausibility:
                 half_r = self._dp_tol_x10 >> 1
                 self._hold = e_r > half_r or e_r < -half_r
             # (no readable remote DP or flow: no third opinion, held while it lasts)
-            hold = self._hold or not self._readable(r) or not self._readable(f)
-            for i in (su, di, f, r):
-                if i >= 0 and (self.suspect_by[i] or self._bad[i] >= 0):
-                    hold = True
-            model.fit_hold = hold
+            model.fit_hold = (
+                self._hold
+                or not self._readable(r)
+                or not self._readable(f)
+                or self._doubted(su)
+                or self._doubted(di)
+                or self._doubted(f)
+                or self._doubted(r)
+            )
+
+    def _doubted(self, i):
+        """Channel i is suspect, or a check's disagreement timer runs on it."""
+        return i >= 0 and (self.suspect_by[i] != 0 or self._bad[i] >= 0)
 
     def _readable(self, i):
         """A reading a cross-check may judge: sampled, not failed, GOOD or HELD - or suspect by
@@ -427,19 +435,16 @@ class Plausibility:
             d_di = -d_di
         return su if d_su <= d_di else di
 
-    def _flow_fits(self, hm, e_3):
-        """A wrong flow reading alone explains the residuals at least as well as a wrong
-        pressure: the pumps' head at the flow the network passes under the measured head and
-        remote DP (remote DP + loss = measured head) lies nearer the measured head than the two
-        head opinions lie to each other (e_3: a wrong pressure moves both alike)."""
+    def _flow_fits(self, hm, tolerance):
+        """A wrong flow reading alone explains the residuals: the pumps' head at the flow the
+        network passes under the measured head and remote DP (remote DP + loss = measured head)
+        lies within tolerance of the measured head."""
         lift = hm - self._x10(self._remote)
         q = 0
         if lift > 0:
             q = (_isqrt(lift << 12) << 10) // self._loss_c  # inverts _square(q, _loss_c)
         e_n = hm - self._head_at(q)
-        if e_n < 0:
-            e_n = -e_n
-        return e_n <= (e_3 if e_3 >= 0 else -e_3)
+        return -tolerance <= e_n <= tolerance
 
     def _in_window(self, head):
         """Every running pump's point by the model (its flow at its speed against head) inside

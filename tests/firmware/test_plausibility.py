@@ -380,6 +380,22 @@ def test_a_suction_drifting_low_is_blamed_on_the_suction_not_the_flow():
     assert plant.snap.suction_kpa.quality == GOOD
 
 
+def test_judging_a_lying_pressure_allocates_nothing():
+    plant = Plant()
+    plant.p.head_model = Model()  # the calibration hold too
+    plant.tick(120)
+    plant.suction_offset = -60.0  # the three-way verdict, the flow's fit, the blame: every tick
+    plant.tick(30)
+    assert plant.p._bad[SUCTION] >= 0
+
+    def update():
+        for _ in range(10):
+            plant.now += 1000
+            plant.p.update(plant.now)
+
+    assert bytes_allocated(update) <= (0 if ON_MICROPYTHON else 2000)
+
+
 def test_a_discharge_reading_high_is_blamed_on_the_discharge():
     plant = Plant()
     plant.tick(120)
