@@ -149,12 +149,12 @@ class _Profile:
             self.ramp_values = ([up], [down])
         if not 10.0 <= limit_pct <= 150.0:  # also NaN
             raise ProfileError("current_limit_pct %s outside 10..150 %%" % limit_pct)
-        if self.LIMIT_AMPS and not 0.0 < rated_a <= 6000.0:
+        if self.LIMIT_AMPS and not 0.1 <= rated_a <= 6000.0:
             raise ProfileError(
                 "rated_current_a %s: the %s current limit is in amps, needs the motor's rated "
-                "current (0..6000 A)" % (rated_a, self.NAME)
+                "current (0.1..6000 A)" % (rated_a, self.NAME)
             )
-        self.rated_a = rated_a
+        self.rated_da = int(rated_a * 10 + 0.5)  # 0.1 A, an int: no heap float
         unit = limit_pct * rated_a / 100.0 if self.LIMIT_AMPS else limit_pct
         limit = int(unit * self.LIMIT_PER_UNIT + 0.5)
         self.ramp_blocks += (self.LIMIT_ADDRESS,)
@@ -164,7 +164,6 @@ class _Profile:
             self.ramp_values += ([limit],)
         self.speed_scale = 100.0 / self.full_scale  # % per bit of the actual value
         self._ref_scale = self.full_scale / 100.0
-        self.current_scale = self.CURRENT_SCALE
         self.power_scale = self.POWER_SCALE
         self.status = 0  # last status word given to decode_status
         self.last_word = 0  # last control word handed out
@@ -191,7 +190,8 @@ class _Profile:
         """A current limit read back, in 0.1 % of the rated current (high ignored for 16-bit)."""
         raw = (high << 16 | low) if self.LIMIT_WORDS == 2 else low
         if self.LIMIT_AMPS:
-            return int(raw * 1000 / self.LIMIT_PER_UNIT / self.rated_a + 0.5)
+            per = self.LIMIT_PER_UNIT * self.rated_da
+            return (raw * 10000 + per // 2) // per
         return raw * 10 // self.LIMIT_PER_UNIT
 
     def reference(self, speed_pct):

@@ -375,7 +375,7 @@ class Fieldbus:
             raw = self.current_raw[i]
             if raw != seen[at + 1]:
                 seen[at + 1] = raw
-                ps.current_a = raw * p.current_scale
+                ps.current_a = raw * p.CURRENT_SCALE
             raw = self.power_raw[i]
             if raw != seen[at + 2]:
                 seen[at + 2] = raw

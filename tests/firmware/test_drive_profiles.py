@@ -162,7 +162,7 @@ def test_actual_values_are_signed_and_scaled():
     assert p.speed_pct(0xFFFF) == -0.005
     assert g120().speed_pct(0x4000) == 100.0
     assert abs(10000 * p.power_scale - 110.0) < 1e-9  # ACT2 10000 = rated power
-    assert g120().current_scale == 0.01 and danfoss().current_scale == 0.1
+    assert g120().CURRENT_SCALE == 0.01 and danfoss().CURRENT_SCALE == 0.1
 
 
 def test_fault_codes_have_a_common_meaning():
