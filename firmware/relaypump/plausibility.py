@@ -54,7 +54,9 @@ Checks (thresholds in config io.plausibility and io.channels.<name>.frozen_s):
   curve.
 - Intermittent: a channel whose loop fails (NE43) latch_faults times within latch_window_s (a
   loose contact) is latched SUSPECT (CHECK_INTERMITTENT) and stays on its fallback until it has
-  read without a failure for latch_clear_s: one event each way, not a pair per burst.
+  read without a failure for latch_clear_s: one event each way, not a pair per burst. Only a
+  channel whose fallback is a substitute (a number, "discharge", "model"): latching a "stop" or
+  "hold" one would turn glitches shorter than the protection's delays into a lasting BAD.
 - The flow substitute (a flow_m3h channel with fallback "model"): the sum over the running pumps
   of the flow each gives at its measured speed against the measured head, q = sqrt((h0 s^2 -
   H) / k), at most runout_flow_ratio * bep_flow * s (run-out), 0 below its check valve's cut-off;
@@ -84,7 +86,7 @@ currents and the drives' raw speeds; the model's constants are fixed-point integ
 from micropython import const
 
 from . import codes
-from .sensors import FALLBACK_MODEL
+from .sensors import FALLBACK_HOLD, FALLBACK_MODEL, FALLBACK_STOP
 from .snapshot import DRIVE_RUNNING, HELD
 from .ticks import ticks_diff as _ticks_diff
 
@@ -595,6 +597,9 @@ class Plausibility:
     def _intermittent(self, i, dt, now_ms):
         """latch_faults NE43 failures begun within latch_window_s: latched SUSPECT until the
         channel has read without a failure for latch_clear_s (one event each way)."""
+        kind = self.sensors.fallback[i]
+        if kind == FALLBACK_STOP or kind == FALLBACK_HOLD:
+            return  # no substitute: latched, each glitch would become a lasting BAD (a stop)
         failed = self.sensors.failed(i)
         onset = failed and not self._was_failed[i]
         self._was_failed[i] = failed

@@ -507,6 +507,22 @@ def test_a_loose_contact_is_latched_suspect_with_one_event_each_way():
     assert plant.snap.remote_dp_kpa.quality == GOOD
 
 
+def test_a_loose_contact_on_a_channel_without_a_substitute_is_not_latched():
+    # "hold" (or "stop"): latched, the glitches would become a lasting BAD, a blind or stopped
+    # station; each burst stays a short fault the protection's delays ride out
+    doc = json.loads(SHIPPED)
+    doc["io"]["channels"]["remote_dp_kpa"]["fallback"] = "hold"
+    plant = Plant(load_config(doc))
+    plant.tick(60)
+    for _ in range(10):
+        plant.frozen[REMOTE] = 0
+        plant.tick(6)
+        del plant.frozen[REMOTE]
+        plant.tick(14)
+        assert plant.snap.remote_dp_kpa.quality == GOOD
+    assert plant.drain() == [] and not plant.sensors.suspect[REMOTE]
+
+
 def test_single_faults_far_apart_are_never_latched():
     plant = Plant()
     plant.tick(60)
