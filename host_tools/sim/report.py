@@ -61,6 +61,7 @@ def kpi_table(result: RunResult) -> str:
         ),
         ("max surge (Joukowsky/Michaud)", fmt(k["max_surge_kpa"], "kPa", 1)),
         ("max speed slew", fmt(k["max_slew_pct_s"], "%/s")),
+        ("max sag in a drive's current limit", fmt(k["max_current_limit_sag_pct_s"], "%/s")),
         ("max pump power / rated (10 s mean)", power),
         ("starts per pump", starts),
         ("max starts of a pump in an hour", str(k["max_starts_per_hour"])),

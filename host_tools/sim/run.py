@@ -59,6 +59,7 @@ class RunResult:
     speeds: list[array] = field(default_factory=list)  # % per pump, per sample
     running: list[array] = field(default_factory=list)  # 1/0 per pump, per sample
     power: list[array] = field(default_factory=list)  # electrical kW per pump, per sample
+    limited: list[array] = field(default_factory=list)  # 1 while the drive's current limit holds it
     kpis: dict[str, Any] = field(default_factory=dict)
     telemetry: list[bytes] = field(default_factory=list)
     interrupted: bool = False  # Ctrl-C: the samples cover the part simulated before it
@@ -83,6 +84,7 @@ def run(
     result.speeds = [array("d") for _ in range(pumps)]
     result.running = [array("b") for _ in range(pumps)]
     result.power = [array("d") for _ in range(pumps)]
+    result.limited = [array("b") for _ in range(pumps)]
     bus, plant = station.bus, station.plant
     min_margin = float("inf")
     report_every = max(1, steps // 200)
@@ -109,7 +111,13 @@ def run(
 
 
 def _trim(result: RunResult) -> None:
-    columns = [*result.samples.values(), *result.speeds, *result.running, *result.power]
+    columns = [
+        *result.samples.values(),
+        *result.speeds,
+        *result.running,
+        *result.power,
+        *result.limited,
+    ]
     whole = min(len(c) for c in columns)
     for c in columns:
         del c[whole:]
@@ -136,6 +144,7 @@ def _sample(result: RunResult, station: SimulatedStation, controller: Controller
         result.speeds[i].append(drive.speed_pct)
         result.running[i].append(1 if drive.running else 0)
         result.power[i].append(plant.pump_power_kw[i])
+        result.limited[i].append(1 if drive.current_limited else 0)
 
 
 def kpis(result: RunResult, station: SimulatedStation, min_margin_kpa: float) -> dict[str, Any]:
@@ -189,6 +198,7 @@ def kpis(result: RunResult, station: SimulatedStation, min_margin_kpa: float) ->
         ),
         "max_surge_kpa": station.plant.surge_peak_kpa,
         "max_slew_pct_s": max_slew(result, station),
+        "max_current_limit_sag_pct_s": max_slew(result, station, current_limited=True),
         "starts": list(station.starts),
         "station_starts": len(starts),
         "station_stops": len(stops),
@@ -223,18 +233,25 @@ def rated_input_kw(station: SimulatedStation) -> list[float]:
     ]
 
 
-def max_slew(result: RunResult, station: SimulatedStation) -> float:
+def max_slew(result: RunResult, station: SimulatedStation, current_limited: bool = False) -> float:
     """Largest speed change per second of a running drive inside its operating range.
 
     Below the drive's minimum speed a start follows the drive's own ramp to that minimum (the pump
     delivers nothing there: its shut-off head is below the header's) and a coasting trip is no
-    command: both are left out.
+    command: both are left out. So is a change across a sample in which the drive's current limit
+    held the speed down (a survivor the column overloads after a trip sags within a second: the
+    drive protecting its motor, not a ramp); ``current_limited=True`` gives the largest of those
+    sags instead.
     """
     worst = 0.0
-    for drive, speeds, running in zip(station.drives, result.speeds, result.running, strict=True):
+    for drive, speeds, running, limited in zip(
+        station.drives, result.speeds, result.running, result.limited, strict=True
+    ):
         floor = drive.config.min_speed_pct - 0.01
         for i in range(1, len(speeds)):
-            if running[i] and running[i - 1] and speeds[i] >= floor and speeds[i - 1] >= floor:
+            if not (running[i] and running[i - 1] and min(speeds[i], speeds[i - 1]) >= floor):
+                continue
+            if bool(limited[i] or limited[i - 1]) == current_limited:
                 worst = max(worst, abs(speeds[i] - speeds[i - 1]) / SAMPLE_S)
     return worst
 

@@ -95,7 +95,9 @@ def served(
     result = run_mod.RunResult(chosen)
     result.samples = {column: array("d") for column in run_mod.COLUMNS}
     drives = station.drives
-    result.speeds, result.running, result.power = ([array(kind) for _ in drives] for kind in "dbd")
+    result.speeds, result.running, result.power, result.limited = (
+        [array(kind) for _ in drives] for kind in "dbdb"
+    )
     wire = WireTrace(*([array(kind) for _ in drives] for kind in "dbb"))
     per_sample = max(1, round(run_mod.SAMPLE_S / chosen.step_s))
     steps = [0]
