@@ -76,6 +76,8 @@ class Agent:
         self.staging = Staging(config, self.control.model)
         # the pump model staging and control share, calibrated online against the real pumps
         self.calibration = Calibration(self.control.model, n, self.events)
+        self.staging.head_factor = self.calibration.head_factor  # (staging's "Head at the floor")
+        self.staging.head_samples = self.calibration.head_samples
         self.plausibility.head_model = self.control.model  # the pressure substitutes' head
         self.kpa_per_m = config["pump_model"]["density_kg_m3"] * _G / 1000.0
         self._head_of = self._required_head_m  # bound once: a bound method is an object
@@ -181,6 +183,7 @@ class Agent:
             self.state.run_s,
             not protection.stop_all,
             protection.runout or control.overloaded,
+            control.at_floor and not protection.lost_flow_x10 and not protection.runout,
         )
         busy = staging.busy  # (see "One float-heavy step a tick" in the rules)
         control.drive(now_ms, snap, mask, staging.exercise_mask, protection.hold_mask, busy)

@@ -48,6 +48,9 @@ Rules:
   runs at min_pct. A pump that is offline or tripped gets CMD_STOP and ref 0 at once.
 - Manual mode: the common speed slews to the commanded speed (same limits); back to auto the PI
   continues from the present speed.
+- `at_floor`: in auto on the remote DP with pumps joined, the common speed at min_pct and the DP
+  more than 2 % above its setpoint (the PI wants less than the floor gives; staging's "Head at
+  the floor" may then hand over to a weaker pump).
 No allocation per tick beyond float results; time only through now_ms.
 """
 
@@ -119,6 +122,7 @@ class Controller:
         self.overloaded = False  # a running pump over its rating (this tick)
         self._n_eff = 0.0  # effective pumps in the group at the last drive() (feedforward)
         self.fed_forward = False  # the last drive() updated the feedforward (it built floats)
+        self.at_floor = False  # the PI holds min_pct and wants less (the remote DP > 2 % high)
 
     # --- commands ------------------------------------------------------------------------------
     def set_manual(self, speed_pct):
@@ -271,6 +275,14 @@ class Controller:
                 self._ff_pending -= ff
                 self.pid.integral += ff
             common = self.pid.step(dt_s, error, pv, lo, hi)
+        # (staging's "Head at the floor"; the float only at min speed on the remote DP)
+        self.at_floor = (
+            common <= self.min_pct
+            and source == SOURCE_REMOTE
+            and not self.manual
+            and self.joined > 0
+            and error < -0.02 * sp
+        )
         self.source = source
         self.common_pct = common
         return common

@@ -65,6 +65,17 @@ Rules:
   the most, the idle one starts first; the other stops after the incoming pump's drive has run for
   handover_s (start-then-stop: the DP never drops). Abandoned if the incoming pump does not run
   within 4 x handover_s.
+- Head at the floor: one pump running alone (no rotation, restart, exercise or evaluation in
+  progress) whose control sits at min speed with the remote DP more than 2 % above its setpoint
+  (``at_floor``: control's PI wants less than min_pct; the agent passes it only while no lost
+  drive, run-out or overload is active) for FLOOR_S makes more head than the network needs. An
+  available idle pump that may start (min_stop_s, starts per hour) whose fitted head factor
+  (``head_factor``, the calibration's lists, taken only after FLOOR_SAMPLES accepted
+  observations of both pumps) is lower by more than FLOOR_FACTOR_GAP takes over with the
+  rotation's start-then-stop handover (reason HEAD), the one with the lowest factor. At most one
+  such swap per FLOOR_GAP_S (it cannot oscillate), none settle_s after any change and none while
+  a pump that left for unavailability (trip, lost drive, lockout) is still unavailable. Without
+  a candidate it looks again FLOOR_S later (a look builds one float).
 - Exercise: an available pump idle for exercise_idle_hours (counted from agent start or its last
   stop) runs exercise_s at min speed (exercise_mask) once the station is stable (no change within
   settle_s, no rotation in progress); one pump at a time. Demand may take over an exercising pump.
@@ -88,6 +99,12 @@ REASON_EXERCISE = const(4)
 REASON_UNAVAILABLE = const(5)
 REASON_STATION_OFF = const(6)
 REASON_OVERLOAD = const(7)
+REASON_HEAD = const(8)  # a weaker pump takes over at the min-speed floor (rule "Head at the floor")
+
+FLOOR_S = const(300)  # at the floor this long before a swap
+FLOOR_GAP_S = const(4 * 3600)  # at most one such swap per this span
+FLOOR_SAMPLES = const(6)  # the calibration's accepted head observations before a factor counts
+FLOOR_FACTOR_GAP = 0.01  # the incoming pump's head factor lower by more than this
 
 _NEVER = const(-0x10000000)  # "long ago" on the internal seconds clock (clock starts at 0)
 _HOUR_S = const(3600)
@@ -221,6 +238,12 @@ class Staging:
         self.wanted_count = 0  # the count the last evaluation chose (telemetry, tests)
         self._urgent = False  # the evaluation in progress began on an overload
         self._restart_count = 0  # pumps to run again after a station stop (0: no restart)
+        # rule "Head at the floor": the agent rebinds these to the calibration's own lists
+        self.head_factor = [1.0] * n
+        self.head_samples = [0] * n
+        self._floor_since_s = _NEVER
+        self._last_floor_swap_s = _NEVER
+        self._lost = 0  # pumps that left for unavailability and are still unavailable
         # the count evaluation in progress, one candidate per tick (see "Spread evaluation")
         self._choice = CountChoice(self.model, self.margin, self.hysteresis)
         if self.margin > 0.0:
@@ -318,6 +341,7 @@ class Staging:
         run_s,
         station_on=True,
         overloaded=False,
+        at_floor=False,
     ):
         if self._started:
             dt = ticks_diff(now_ms, self._last_ms)
@@ -337,6 +361,7 @@ class Staging:
         # pumps that are gone leave at once; count them for failover
         lost = 0
         gone = self.mask & ~available
+        self._lost = (self._lost | gone) & ~available
         if gone:
             for i in range(self.pump_count):
                 if gone & (1 << i):
@@ -370,6 +395,7 @@ class Staging:
             self._last_change_s = now
 
         self._rotation(available, running, run_s)
+        self._floor_swap(available, running, at_floor)
 
         if self._restart_count and self.mask and now - self._last_change_s >= self.settle_s:
             self._restart_count = 0  # (a restart that could not complete: the count is judged)
@@ -519,6 +545,60 @@ class Staging:
             return
         self._start(i, REASON_ROTATION)
         self._swap_in = i
+        self._swap_out = out
+        self._swap_since_s = now
+        self._swap_run_s = _NEVER
+        self._last_change_s = now
+
+    def _floor_swap(self, available, running, at_floor):
+        """The module rule "Head at the floor"."""
+        now = self.now_s
+        mask = self.mask
+        if (
+            not at_floor
+            or popcount(mask) != 1
+            or not running & mask
+            or self._swap_in >= 0
+            or self._restart_count
+            or self._exercise >= 0
+            or self._lost
+        ):
+            self._floor_since_s = _NEVER
+            return
+        if self._floor_since_s == _NEVER:
+            self._floor_since_s = now
+        if (
+            now - self._floor_since_s < FLOOR_S
+            or now - self._last_floor_swap_s < FLOOR_GAP_S
+            or now - self._last_change_s < self.settle_s
+            or self._next_n  # (a count evaluation in progress: its premises hold)
+        ):
+            return
+        self._floor_since_s = now  # without a candidate: the next look FLOOR_S later
+        out = 0
+        while not mask & (1 << out):
+            out += 1
+        samples = self.head_samples
+        factor = self.head_factor
+        if samples[out] < FLOOR_SAMPLES:
+            return
+        limit = factor[out] - FLOOR_FACTOR_GAP
+        best = -1
+        for i in range(self.pump_count):
+            if (
+                available & (1 << i)
+                and i != out
+                and samples[i] >= FLOOR_SAMPLES
+                and factor[i] < limit
+                and (best < 0 or factor[i] < factor[best])
+                and self.may_start(i)
+            ):
+                best = i
+        if best < 0:
+            return
+        self._last_floor_swap_s = now
+        self._start(best, REASON_HEAD)
+        self._swap_in = best
         self._swap_out = out
         self._swap_since_s = now
         self._swap_run_s = _NEVER

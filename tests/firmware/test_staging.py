@@ -6,6 +6,7 @@ from relaypump.staging import (
     REASON_DEMAND,
     REASON_EXERCISE,
     REASON_FAILOVER,
+    REASON_HEAD,
     REASON_OVERLOAD,
     REASON_ROTATION,
     REASON_STATION_OFF,
@@ -39,13 +40,21 @@ class Station:
         self.events = []  # (t_s, code, pump, reason)
         self.t_s = 0
 
-    def tick(self, flow, step_s=1, flow_ok=True, station_on=True):
+    def tick(self, flow, step_s=1, flow_ok=True, station_on=True, at_floor=False):
         st = self.st
         self.now_ms = (self.now_ms + step_s * 1000) & 0x3FFFFFFF
         self.t_s += step_s
         running = (st.mask | st.exercise_mask) & self.available
         mask = st.update(
-            self.now_ms, flow, flow_ok, head(flow), self.available, running, self.run_s, station_on
+            self.now_ms,
+            flow,
+            flow_ok,
+            head(flow),
+            self.available,
+            running,
+            self.run_s,
+            station_on,
+            at_floor=at_floor,
         )
         for i in range(3):
             if mask & (1 << i):
@@ -325,6 +334,96 @@ def test_rotation_starts_the_idle_pump_before_stopping_the_worn_one():
     stop = s.stops(REASON_ROTATION)
     assert len(stop) == 1 and stop[0][0] - t0 >= 90
     assert popcount(s.st.mask) == 2 and s.st.mask & 0b100
+
+
+def floor_station(factors=(1.026, 1.0, 0.965), samples=(10, 10, 10), **staging):
+    """P1 (the fewest run seconds) alone at 300 m3/h; the calibration's fitted head factors."""
+    kw = {"rotation_hours": 0, "exercise_idle_hours": 0, "handover_s": 90}
+    kw.update(staging)
+    s = Station(config(**kw), run_s=[0, 100, 200])
+    s.run(300.0, 600, step_s=5)
+    assert s.st.mask == 0b001
+    for i in range(3):
+        s.st.head_factor[i] = factors[i]
+        s.st.head_samples[i] = samples[i]
+    return s
+
+
+def test_at_the_floor_the_weakest_calibrated_pump_takes_over_once():
+    s = floor_station()
+    s.run(300.0, 290, step_s=5, at_floor=True)
+    assert not s.starts(REASON_HEAD)  # not yet FLOOR_S at the floor
+    s.run(300.0, 20, step_s=5, at_floor=True)
+    head = s.starts(REASON_HEAD)
+    assert len(head) == 1 and head[0][2] == 3  # P3, the lowest factor (not P2)
+    t0 = head[0][0]
+    assert s.st.mask == 0b101  # start-then-stop: both run during the handover
+    s.run(300.0, 120, step_s=5, at_floor=True)
+    stop = s.stops(REASON_ROTATION)
+    assert len(stop) == 1 and stop[0][2] == 1 and stop[0][0] - t0 >= 90
+    assert s.st.mask == 0b100
+    # P1 now looks weaker still: no swap back within FLOOR_GAP_S (4 h), one after it
+    s.st.head_factor[0] = 0.9
+    s.run(300.0, 3 * 3600, step_s=10, at_floor=True)
+    assert len(s.starts(REASON_HEAD)) == 1
+    s.run(300.0, 3600 + 600, step_s=10, at_floor=True)
+    assert len(s.starts(REASON_HEAD)) == 2 and s.starts(REASON_HEAD)[1][2] == 1
+
+
+def test_no_floor_swap_without_calibration_or_a_weaker_pump():
+    # P3 has 5 accepted observations (6 needed), P2 none: their factors do not count
+    s = floor_station(samples=(10, 0, 5))
+    s.run(300.0, 3600, step_s=10, at_floor=True)
+    assert not s.starts(REASON_HEAD) and s.st.mask == 0b001
+    # the running pump itself not calibrated
+    s = floor_station(samples=(5, 10, 10))
+    s.run(300.0, 3600, step_s=10, at_floor=True)
+    assert not s.starts(REASON_HEAD)
+    # no pump lower by more than 1 %
+    s = floor_station(factors=(1.0, 0.995, 1.02))
+    s.run(300.0, 3600, step_s=10, at_floor=True)
+    assert not s.starts(REASON_HEAD)
+
+
+def test_no_floor_swap_while_the_dp_is_in_band():
+    s = floor_station()
+    for _ in range(12):  # at the floor 4 min at a time, never the 5 min it takes
+        s.run(300.0, 240, step_s=5, at_floor=True)
+        s.tick(300.0, step_s=5)
+    s.run(300.0, 3600, step_s=10)
+    assert not s.starts(REASON_HEAD) and s.st.mask == 0b001
+
+
+def test_no_floor_swap_to_a_pump_that_may_not_start():
+    s = floor_station(factors=(1.026, 1.02, 0.965), min_stop_s=1200)  # P2 within 1 %
+    s.st.last_stop_s[2] = s.st.now_s  # P3 stopped just now: its min_stop_s holds
+    s.run(300.0, 1100, step_s=5, at_floor=True)
+    assert not s.starts(REASON_HEAD)
+    s.run(300.0, 400, step_s=5, at_floor=True)  # its rest is over (looked at every FLOOR_S)
+    head = s.starts(REASON_HEAD)
+    assert len(head) == 1 and head[0][2] == 3
+
+
+def test_no_floor_swap_while_a_lost_pump_is_unavailable():
+    s = floor_station(factors=(1.026, 1.04, 0.965))
+    s.available = 0b101  # P2 (idle) lost: no effect, it did not run
+    s.run(300.0, 400, step_s=5, at_floor=True)
+    assert len(s.starts(REASON_HEAD)) == 1
+    # P3 now alone and tripped: failover to P2 (fewest run seconds of the rest: P1 runs again)
+    s = floor_station(factors=(1.026, 1.04, 0.965))
+    s.run(300.0, 400, step_s=5, at_floor=True)
+    s.run(300.0, 120, step_s=5)
+    assert s.st.mask == 0b100
+    s.available = 0b011  # P3 trips
+    s.run(300.0, 5, step_s=5)
+    assert s.starts(REASON_FAILOVER) and popcount(s.st.mask) == 1
+    s.st.head_factor[0] = s.st.head_factor[1] = 1.0
+    s.st.head_factor[0 if s.st.mask == 0b001 else 1] = 1.05  # the failover pump is the strong one
+    s.run(300.0, 5 * 3600, step_s=10, at_floor=True)
+    assert len(s.starts(REASON_HEAD)) == 1  # not while P3 is still tripped
+    s.available = 0b111  # P3 back: its factor is lower, P2/P1 may go by it after the gap
+    s.run(300.0, 600, step_s=10, at_floor=True)
+    assert len(s.starts(REASON_HEAD)) == 2
 
 
 def test_exercise_runs_an_idle_pump_for_its_time():
