@@ -65,14 +65,14 @@ Rules:
   the most, the idle one starts first; the other stops after the incoming pump's drive has run for
   handover_s (start-then-stop: the DP never drops). Abandoned if the incoming pump does not run
   within 4 x handover_s.
-- Head at the floor: one pump running alone (no rotation, restart, exercise or evaluation in
-  progress) whose control sits at min speed with the remote DP more than 2 % above its setpoint
+- Head at the floor: one pump running alone (no rotation, restart or exercise in progress) whose control sits at min speed with the remote DP more than 2 % above its setpoint
   (``at_floor``: control's PI wants less than min_pct; the agent passes it only while no lost
   drive, run-out or overload is active) for FLOOR_S makes more head than the network needs. An
   available idle pump that may start (min_stop_s, starts per hour) whose fitted head factor
   (``head_factor``, the calibration's lists, taken only after FLOOR_SAMPLES accepted
   observations of both pumps) is lower by more than FLOOR_FACTOR_GAP takes over with the
-  rotation's start-then-stop handover (reason HEAD), the one with the lowest factor. At most one
+  rotation's start-then-stop handover (its start reason HEAD, the outgoing pump's stop reason
+  ROTATION; a count evaluation in progress delays it), the one with the lowest factor. At most one
   such swap per FLOOR_GAP_S (it cannot oscillate), none settle_s after any change and none while
   a pump that left for unavailability (trip, lost drive, lockout) is still unavailable. Without
   a candidate it looks again FLOOR_S later (a look builds one float).
