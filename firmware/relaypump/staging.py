@@ -65,7 +65,8 @@ Rules:
   the most, the idle one starts first; the other stops after the incoming pump's drive has run for
   handover_s (start-then-stop: the DP never drops). Abandoned if the incoming pump does not run
   within 4 x handover_s.
-- Head at the floor: one pump running alone (no rotation, restart or exercise in progress) whose control sits at min speed with the remote DP more than 2 % above its setpoint
+- Head at the floor: one pump running alone (no rotation, restart or exercise in progress)
+  whose control sits at min speed with the remote DP more than 2 % above its setpoint
   (``at_floor``: control's PI wants less than min_pct; the agent passes it only while no lost
   drive, run-out or overload is active) for FLOOR_S makes more head than the network needs. An
   available idle pump that may start (min_stop_s, starts per hour) whose fitted head factor
