@@ -146,6 +146,16 @@ def one_cycle(fb, now_ms, drives):
     return sent
 
 
+def answered_cycles(fb, now_ms, answer, count):
+    """count poll cycles 100 ms apart, every request answered by answer(request); the next time."""
+    for _ in range(count):
+        start = fb.cycles
+        while fb.cycles == start:
+            transact(fb, now_ms, answer)
+        now_ms += 100
+    return now_ms
+
+
 def commission(fb, now_ms, drives):
     """Cycles until every drive's ramp times and current limit are written and read back (at most
     16)."""
@@ -630,12 +640,7 @@ def test_a_drive_that_keeps_other_ramps_raises_one_event():
             return echo_response(request)  # acknowledged, not applied (e.g. parameter locked)
         return drives.answer(request)
 
-    now = 0
-    for _ in range(30):
-        start = fb.cycles
-        while fb.cycles == start:
-            transact(fb, now, g120_ignores_ramp_writes)
-        now += 100
+    now = answered_cycles(fb, 0, g120_ignores_ramp_writes, 30)
     assert events == [(EVENT_DRIVE_RAMP_MISMATCH, 2, events[0][2])]
     assert fb.ramp_seen_ds[2] == 100 and not fb.ramp_ok[2]  # read back 10 s
     assert fb.ramp_ok[0] and fb.ramp_ok[1] and not fb.lost[2] and fb.failed == 0
@@ -659,12 +664,7 @@ def test_a_drive_that_keeps_its_own_current_limit_raises_one_limit_event():
             return echo_response(request)  # acknowledged, not applied
         return drives.answer(request)
 
-    now = 0
-    for _ in range(40):
-        start = fb.cycles
-        while fb.cycles == start:
-            transact(fb, now, danfoss_ignores_limit_writes)
-        now += 100
+    now = answered_cycles(fb, 0, danfoss_ignores_limit_writes, 40)
     assert events == [(EVENT_DRIVE_LIMIT_MISMATCH, 1, events[0][2])]
     assert fb.ramp_seen_ds[1] == 1100 and not fb.ramp_ok[1]  # read back 110.0 %
     assert fb.ramp_ok[0] and fb.ramp_ok[2] and fb.failed == 0
@@ -683,12 +683,7 @@ def test_a_current_limit_read_back_in_amps_is_reported_in_percent():
             return echo_response(request)
         return drives.answer(request)
 
-    now = 0
-    for _ in range(40):
-        start = fb.cycles
-        while fb.cycles == start:
-            transact(fb, now, g120_keeps_180_a)
-        now += 100
+    answered_cycles(fb, 0, g120_keeps_180_a, 40)
     assert events == [(EVENT_DRIVE_LIMIT_MISMATCH, 2, events[0][2])]
     assert fb.ramp_seen_ds[2] == 900  # 180.0 A of 200 A
 
@@ -703,12 +698,7 @@ def test_a_refused_current_limit_is_a_limit_event_not_a_comm_loss():
             return exception_response(request, 3)  # illegal data value
         return drives.answer(request)
 
-    now = 0
-    for _ in range(16):
-        start = fb.cycles
-        while fb.cycles == start:
-            transact(fb, now, abb_refuses_the_limit)
-        now += 100
+    answered_cycles(fb, 0, abb_refuses_the_limit, 16)
     assert events == [(EVENT_DRIVE_LIMIT_MISMATCH, 0, events[0][2])]
     assert fb.ramp_seen_ds[0] == -1 and fb.failures[0] == 0 and fb.online(0)
 
@@ -727,12 +717,7 @@ def test_a_refused_ramp_write_is_an_event_not_a_comm_loss():
             return exception_response(request, 3)  # illegal data value
         return drives.answer(request)
 
-    now = 0
-    for _ in range(12):
-        start = fb.cycles
-        while fb.cycles == start:
-            transact(fb, now, abb_refuses)
-        now += 100
+    answered_cycles(fb, 0, abb_refuses, 12)
     assert events == [(EVENT_DRIVE_RAMP_MISMATCH, 0, events[0][2])]
     assert fb.ramp_seen_ds[0] == -1 and fb.failures[0] == 0 and fb.online(0)
 
