@@ -160,6 +160,54 @@ _OK = const(0)
 _TRIPPED = const(1)
 _LOCKED = const(2)
 
+# readings kept as scaled integers (Protection._scaled_of): x10 rounded below _R_TEMP
+_R_SUCTION = const(0)
+_R_DISCHARGE = const(1)
+_R_FLOW = const(2)
+_R_TEMP = const(3)
+_R_SPEED = const(4)  # + pump index
+
+# the settings in Protection._cfg, scaled integers (min_pct as configured, % speed)
+_C_MARGIN_X10 = const(0)
+_C_SUCTION_BAND_X10 = const(1)
+_C_SUCTION_HOLD_X10 = const(2)
+_C_SUCTION_DELAY_MS = const(3)
+_C_LOCKOUT_WINDOW_MS = const(4)
+_C_SUCTION_AUTO_RESET = const(5)
+_C_LOCKOUT_RESET_MS = const(6)
+_C_RESTART_MS = const(7)
+_C_DISCHARGE_MAX_X10 = const(8)
+_C_DISCHARGE_BAND_X10 = const(9)
+_C_DISCHARGE_DELAY_MS = const(10)
+_C_DISCHARGE_AUTO_RESET = const(11)
+_C_DISCHARGE_WINDOW_MS = const(12)
+_C_DRY_FLOW_X10 = const(13)
+_C_DRY_DELAY_MS = const(14)
+_C_DRY_AUTO_RESET = const(15)
+_C_SOURCE_DELAY_MS = const(16)
+_C_SOURCE_RESTART_MS = const(17)
+_C_SENSOR_DELAY_MS = const(18)
+_C_SUB_MARGIN_X10 = const(19)
+_C_MIN_X100 = const(20)
+_C_MAX_X100 = const(21)
+_C_SAFE_X100 = const(22)
+_C_SLEW_X100 = const(23)
+_C_MIN_PCT = const(24)
+_C_NPSH_BEP_MM = const(25)
+_C_BEP_FLOW_X10 = const(26)
+_C_MAX_FLOW_PERMIL = const(27)
+_C_RHO_G = const(28)
+_C_H0_MM = const(29)
+_C_FB_SUCTION = const(30)
+_C_FB_DISCHARGE = const(31)
+_C_FB_TEMP = const(32)
+_C_FB_FLOW = const(33)
+_C_FBV_SUCTION = const(34)
+_C_FBV_DISCHARGE = const(35)
+_C_FBV_TEMP = const(36)
+_C_FBV_FLOW = const(37)
+_C_COUNT = const(38)
+
 # p_sat of water (IAPWS-IF97 region 4) at 0, 2, 4 .. 200 degC in 0.1 kPa abs, rounded up; linear
 # interpolation between the points of this convex curve stays on the high (safe) side.
 _PSAT_X10 = (
@@ -185,24 +233,6 @@ def saturation_kpa_x10(temp_c_x100):
 
 def _x10(value):
     return round(value * 10.0)
-
-
-class _Scaled:
-    """A reading as a scaled integer (rounded or truncated), converted again only when its value
-    object changed."""
-
-    def __init__(self, scale, rounded):
-        self._scale = scale
-        self._rounded = rounded
-        self._value = None
-        self._scaled = 0
-
-    def of(self, value):
-        if value is not self._value:
-            self._value = value
-            v = value * self._scale
-            self._scaled = round(v) if self._rounded else int(v)
-        return self._scaled
 
 
 def _fallback(channel):
@@ -248,42 +278,40 @@ class Protection:
         self.pump_count = n
         self._events = events
         self._state = state
-        # configuration as scaled integers
-        self._margin_x10 = _x10(p["suction_margin_kpa"]) - _x10(p["atmosphere_kpa"])
-        self._suction_band_x10 = _x10(p["suction_slowdown_kpa"])
-        self._suction_hold_x10 = _x10(p.get("suction_hold_kpa", 5.0))
-        self._hold_x1e6 = 0  # the slow-down's hold term (1e-6 %: _HOLD_GAIN x 0.01 %/s per kPa)
-        self._suction_delay_ms = p["suction_stop_delay_s"] * 1000
-        self._lockout_trips = p["suction_lockout_trips"]
-        self._lockout_window_ms = p["suction_lockout_window_s"] * 1000
-        self._suction_auto_reset = p["suction_auto_reset"]
-        self._lockout_reset_ms = p["lockout_reset_s"] * 1000
-        self._restart_ms = p["restart_delay_s"] * 1000
-        self._discharge_max_x10 = _x10(p["discharge_max_kpa"])
-        self._discharge_band_x10 = _x10(p["discharge_slowdown_kpa"])
-        self._discharge_delay_ms = p["discharge_stop_delay_s"] * 1000
-        self._discharge_auto_reset = p["discharge_auto_reset"]
-        self._discharge_window_ms = p["discharge_lockout_window_s"] * 1000
-        self._discharge_trips = array("i", [_OFF] * p["discharge_lockout_trips"])  # their ages
-        self._discharge_lock_age = _OFF
-        self._dry_flow_x10 = _x10(p["dry_run_min_flow_m3h"])
-        self._dry_delay_ms = p["dry_run_delay_s"] * 1000
-        self._dry_auto_reset = p["dry_run_auto_reset"]
-        self._source_delay_ms = p["source_stop_delay_s"] * 1000
-        self._source_restart_ms = p.get("source_restart_delay_s", 10) * 1000
-        self._sensor_delay_ms = p["sensor_stop_delay_s"] * 1000
-        self._sub_margin_x10 = _x10(p.get("substitute_margin_kpa", 30.0))
-        self._min_x100 = int(speed["min_pct"] * 100.0 + 0.5)
-        self._max_x100 = int(speed["max_pct"] * 100.0 + 0.5)
-        self._safe_x100 = int(speed["safe_pct"] * 100.0 + 0.5)
-        self._slew_x100 = int(speed["slew_pct_per_s"] * 100.0 + 0.5)  # per second
-        self._min_pct = speed["min_pct"]
-        self._npsh_bep_mm = int(model["npsh_bep_m"] * 1000.0 + 0.5)
-        self._bep_flow_x10 = _x10(model["bep_flow_m3h"])
+        # the settings as scaled integers (module constants _C_*), one tuple: an instance's
+        # attribute table grows in steps (99 attributes took 1 KiB, 58 take 480 B)
+        c = [0] * _C_COUNT
+        c[_C_MARGIN_X10] = _x10(p["suction_margin_kpa"]) - _x10(p["atmosphere_kpa"])
+        c[_C_SUCTION_BAND_X10] = _x10(p["suction_slowdown_kpa"])
+        c[_C_SUCTION_HOLD_X10] = _x10(p.get("suction_hold_kpa", 5.0))
+        c[_C_SUCTION_DELAY_MS] = p["suction_stop_delay_s"] * 1000
+        c[_C_LOCKOUT_WINDOW_MS] = p["suction_lockout_window_s"] * 1000
+        c[_C_SUCTION_AUTO_RESET] = p["suction_auto_reset"]
+        c[_C_LOCKOUT_RESET_MS] = p["lockout_reset_s"] * 1000
+        c[_C_RESTART_MS] = p["restart_delay_s"] * 1000
+        c[_C_DISCHARGE_MAX_X10] = _x10(p["discharge_max_kpa"])
+        c[_C_DISCHARGE_BAND_X10] = _x10(p["discharge_slowdown_kpa"])
+        c[_C_DISCHARGE_DELAY_MS] = p["discharge_stop_delay_s"] * 1000
+        c[_C_DISCHARGE_AUTO_RESET] = p["discharge_auto_reset"]
+        c[_C_DISCHARGE_WINDOW_MS] = p["discharge_lockout_window_s"] * 1000
+        c[_C_DRY_FLOW_X10] = _x10(p["dry_run_min_flow_m3h"])
+        c[_C_DRY_DELAY_MS] = p["dry_run_delay_s"] * 1000
+        c[_C_DRY_AUTO_RESET] = p["dry_run_auto_reset"]
+        c[_C_SOURCE_DELAY_MS] = p["source_stop_delay_s"] * 1000
+        c[_C_SOURCE_RESTART_MS] = p.get("source_restart_delay_s", 10) * 1000
+        c[_C_SENSOR_DELAY_MS] = p["sensor_stop_delay_s"] * 1000
+        c[_C_SUB_MARGIN_X10] = _x10(p.get("substitute_margin_kpa", 30.0))
+        c[_C_MIN_X100] = int(speed["min_pct"] * 100.0 + 0.5)
+        c[_C_MAX_X100] = int(speed["max_pct"] * 100.0 + 0.5)
+        c[_C_SAFE_X100] = int(speed["safe_pct"] * 100.0 + 0.5)
+        c[_C_SLEW_X100] = int(speed["slew_pct_per_s"] * 100.0 + 0.5)  # per second
+        c[_C_MIN_PCT] = speed["min_pct"]
+        c[_C_NPSH_BEP_MM] = int(model["npsh_bep_m"] * 1000.0 + 0.5)
+        c[_C_BEP_FLOW_X10] = _x10(model["bep_flow_m3h"])
         runout = model.get("runout_flow_ratio", model["max_flow_ratio"])  # (the run-out limit)
-        self._max_flow_permil = int(runout * 1000.0 + 0.5)
-        self._rho_g = int(model["density_kg_m3"] * 9.80665 + 0.5)  # Pa per m of water column
-        self._h0_mm = int(model["shutoff_head_m"] * 1000.0 + 0.5)
+        c[_C_MAX_FLOW_PERMIL] = int(runout * 1000.0 + 0.5)
+        c[_C_RHO_G] = int(model["density_kg_m3"] * 9.80665 + 0.5)  # Pa per m of water column
+        c[_C_H0_MM] = int(model["shutoff_head_m"] * 1000.0 + 0.5)
         # a staggered stop waits for a stopping pump at most its drive's ramp from max speed
         self._ramp_ms = array("i", [0] * n)
         for i in range(n):
@@ -298,28 +326,32 @@ class Protection:
             elif action == "hold":
                 self._lost_action[i] = _LOST_HOLDS
             else:
-                self._lost_action[i] = self._safe_x100
+                self._lost_action[i] = c[_C_SAFE_X100]
         # sensor fallbacks (kind, scaled value)
-        self._fb_suction = _fallback(channels["suction_kpa"])
-        self._fb_discharge = _fallback(channels["discharge_kpa"])
-        self._fb_temp = _fallback(channels["supply_temp_c"])
-        self._fb_flow = _fallback(channels["flow_m3h"])
-        self._fbv_suction = self._fbv(channels["suction_kpa"], 10.0)
-        self._fbv_discharge = self._fbv(channels["discharge_kpa"], 10.0)
-        self._fbv_temp = self._fbv(channels["supply_temp_c"], 100.0)
-        self._fbv_flow = self._fbv(channels["flow_m3h"], 10.0)
+        c[_C_FB_SUCTION] = _fallback(channels["suction_kpa"])
+        c[_C_FB_DISCHARGE] = _fallback(channels["discharge_kpa"])
+        c[_C_FB_TEMP] = _fallback(channels["supply_temp_c"])
+        c[_C_FB_FLOW] = _fallback(channels["flow_m3h"])
+        c[_C_FBV_SUCTION] = self._fbv(channels["suction_kpa"], 10.0)
+        c[_C_FBV_DISCHARGE] = self._fbv(channels["discharge_kpa"], 10.0)
+        c[_C_FBV_TEMP] = self._fbv(channels["supply_temp_c"], 100.0)
+        c[_C_FBV_FLOW] = self._fbv(channels["flow_m3h"], 10.0)
+        self._cfg = tuple(c)
         self._temp_last_x100 = int(channels["supply_temp_c"]["high"] * 100.0 + 0.5)  # worst case
-        self._suction_x10 = _Scaled(10.0, True)
-        self._discharge_x10 = _Scaled(10.0, True)
-        self._temp_x100 = _Scaled(100.0, False)
-        self._flow_x10 = _Scaled(10.0, True)
-        self._speed_x100 = [_Scaled(100.0, False) for _ in range(n)]
+        # the readings as scaled integers (_scaled_of): the value object last converted and its
+        # integer, by _R_* (then each pump's speed)
+        self._seen = [None] * (_R_SPEED + n)
+        self._scaled = [0] * (_R_SPEED + n)
+        self._hold_x1e6 = 0  # the slow-down's hold term (1e-6 %: _HOLD_GAIN x 0.01 %/s per kPa)
+        self._trip_age = array("i", [_OFF] * p["suction_lockout_trips"])  # ages of the trips
+        self._discharge_trips = array("i", [_OFF] * p["discharge_lockout_trips"])  # their ages
+        self._discharge_lock_age = _OFF
         # outputs
         self.stop_all = False
         self.stop_reason = 0
         self.start_allowed = False
         self.max_speed_pct = speed["max_pct"]
-        self._cap_x100 = self._max_x100
+        self._cap_x100 = c[_C_MAX_X100]
         self.allowed = [True] * n
         self.pump_locked = [False] * n
         self.locked_out = False
@@ -344,7 +376,6 @@ class Protection:
         self._suction_below = _OFF
         self._suction_good = _OFF
         self._lock_age = _OFF
-        self._trip_age = array("i", [_OFF] * self._lockout_trips)
         self._discharge_state = _OK
         self._discharge_high = False
         self._discharge_above = _OFF
@@ -380,6 +411,14 @@ class Protection:
         return _NONE
 
     # --- helpers ---------------------------------------------------------------------------------
+    def _scaled_of(self, k, value):
+        """Reading k (_R_*) as a scaled integer, converted again only when its value object
+        changed: x10 rounded (pressures, flow), x100 truncated (temperature, speeds)."""
+        if value is not self._seen[k]:
+            self._seen[k] = value
+            self._scaled[k] = round(value * 10.0) if k < _R_TEMP else int(value * 100.0)
+        return self._scaled[k]
+
     def _emit(self, code, severity, subject, value, now):
         self._events.push(code, severity, subject, value, now)
 
@@ -421,7 +460,7 @@ class Protection:
         # which pumps run (a lost one by its comm-loss action), at which speed
         n_run = 0
         fastest = 0  # the fastest drive the agent still reaches (can it slow down?)
-        step = self._slew_x100 * dt // 1000
+        step = self._cfg[_C_SLEW_X100] * dt // 1000
         lost_mask = 0
         for i in range(n):
             p = pumps[i]
@@ -430,7 +469,7 @@ class Protection:
                 self._lost[i] = 0
                 running = p.state == DRIVE_RUNNING
                 if running:
-                    s = self._speed_x100[i].of(p.speed_pct)
+                    s = self._scaled_of(_R_SPEED + i, p.speed_pct)
                     if s > fastest:
                         fastest = s
             else:
@@ -463,44 +502,44 @@ class Protection:
         blind = False
         m = snap.suction_kpa
         if self._sensor(m, CH_SUCTION, now, SUBSTITUTE):  # every substitute is a sensor fault
-            suction = self._suction_x10.of(m.value)
-            if m.quality == SUBSTITUTE and self._fb_suction == _FB_MODEL:
-                suction -= self._sub_margin_x10  # the model's error on the unsafe side
+            suction = self._scaled_of(_R_SUCTION, m.value)
+            if m.quality == SUBSTITUTE and self._cfg[_C_FB_SUCTION] == _FB_MODEL:
+                suction -= self._cfg[_C_SUB_MARGIN_X10]  # the model's error on the unsafe side
         else:
-            suction = self._fbv_suction
-            if self._fb_suction == _FB_STOP:
+            suction = self._cfg[_C_FBV_SUCTION]
+            if self._cfg[_C_FB_SUCTION] == _FB_STOP:
                 stop_sensor = True
-            elif self._fb_suction != _FB_VALUE:
+            elif self._cfg[_C_FB_SUCTION] != _FB_VALUE:
                 blind = True
         m = snap.discharge_kpa
         if self._sensor(m, CH_DISCHARGE, now, SUBSTITUTE):
-            discharge = self._discharge_x10.of(m.value)
-            if m.quality == SUBSTITUTE and self._fb_discharge == _FB_MODEL:
-                discharge += self._sub_margin_x10
+            discharge = self._scaled_of(_R_DISCHARGE, m.value)
+            if m.quality == SUBSTITUTE and self._cfg[_C_FB_DISCHARGE] == _FB_MODEL:
+                discharge += self._cfg[_C_SUB_MARGIN_X10]
         else:
-            discharge = self._fbv_discharge
-            if self._fb_discharge == _FB_STOP:
+            discharge = self._cfg[_C_FBV_DISCHARGE]
+            if self._cfg[_C_FB_DISCHARGE] == _FB_STOP:
                 stop_sensor = True
-            elif self._fb_discharge != _FB_VALUE:
+            elif self._cfg[_C_FB_DISCHARGE] != _FB_VALUE:
                 blind = True
-        if suction == _NONE and discharge == _NONE and self._fb_suction == _FB_MODEL:
+        if suction == _NONE and discharge == _NONE and self._cfg[_C_FB_SUCTION] == _FB_MODEL:
             stop_sensor = True  # both pressures lost: no substitute, a real hazard
         m = snap.supply_temp_c
         if self._sensor(m, CH_SUPPLY_TEMP, now):
-            temp = self._temp_x100.of(m.value)
+            temp = self._scaled_of(_R_TEMP, m.value)
             self._temp_last_x100 = temp
-        elif self._fb_temp == _FB_VALUE:
-            temp = self._fbv_temp
+        elif self._cfg[_C_FB_TEMP] == _FB_VALUE:
+            temp = self._cfg[_C_FBV_TEMP]
         else:
             temp = self._temp_last_x100
-            if self._fb_temp == _FB_STOP:
+            if self._cfg[_C_FB_TEMP] == _FB_STOP:
                 stop_sensor = True
         m = snap.flow_m3h
         if self._sensor(m, CH_FLOW, now, SUBSTITUTE):  # a substitute flow is a sensor fault too
-            flow = self._flow_x10.of(m.value)
+            flow = self._scaled_of(_R_FLOW, m.value)
         else:
-            flow = self._fbv_flow
-            if self._fb_flow == _FB_STOP:
+            flow = self._cfg[_C_FBV_FLOW]
+            if self._cfg[_C_FB_FLOW] == _FB_STOP:
                 stop_sensor = True
         m = snap.source_running
         source_known = self._sensor(m, CH_SOURCE, now)  # GOOD, or HELD for io.hold_s
@@ -514,26 +553,28 @@ class Protection:
         n_deliver = self._shares(flow if flow_known else 0, suction, discharge, n_run)
         limit = self._suction_limit(temp, flow_known, n_run)
         self.suction_limit_x10 = limit
-        cap = self._max_x100
+        cap = self._cfg[_C_MAX_X100]
         start_ok = True
 
         # suction (trips older than the lockout window no longer count)
         ages = self._trip_age
-        window = self._lockout_window_ms
+        window = self._cfg[_C_LOCKOUT_WINDOW_MS]
         for i in range(len(ages)):
             if ages[i] >= 0:
                 age = ages[i] + dt
                 ages[i] = age if age <= window else _OFF
         if suction != _NONE:
-            floor = saturation_kpa_x10(temp) + 500 + self._margin_x10  # NPSH-free: p_sat + 50
-            hopeless = suction < floor or fastest <= self._min_x100 + 100
+            floor = (
+                saturation_kpa_x10(temp) + 500 + self._cfg[_C_MARGIN_X10]
+            )  # NPSH-free: p_sat + 50
+            hopeless = suction < floor or fastest <= self._cfg[_C_MIN_X100] + 100
             c = self._suction(suction - limit, n_run, dt, now, suction, hopeless, fastest)
             if c < cap:
                 cap = c
             if suction < limit:
                 more = limit
                 if n_run and flow_known:  # one more pump would share the flow equally
-                    r = flow // (n_deliver + 1) * 1000 // self._bep_flow_x10
+                    r = flow // (n_deliver + 1) * 1000 // self._cfg[_C_BEP_FLOW_X10]
                     slow = 6 * fastest // 100
                     more = self._limit_of(temp, r if r > slow else slow)
                 if suction < more:
@@ -557,10 +598,10 @@ class Protection:
         self._source_on = _timer(self._source_on, source_ok and self._source_open, dt)
         if not source_ok:
             start_ok = False
-            if not self._source_open and self._source_off >= self._source_delay_ms:
+            if not self._source_open and self._source_off >= self._cfg[_C_SOURCE_DELAY_MS]:
                 self._source_open = True
                 self._emit(codes.EVENT_SOURCE_INTERLOCK_OPEN, codes.SEVERITY_ALARM, 0, 0, now)
-        elif self._source_open and self._source_on >= self._source_restart_ms:
+        elif self._source_open and self._source_on >= self._cfg[_C_SOURCE_RESTART_MS]:
             self._source_open = False
             self._source_on = _OFF
             self._emit(
@@ -573,21 +614,21 @@ class Protection:
 
         # sensor faults: a "stop" sensor BAD past sensor_stop_delay_s stops; until then blind
         self._sensor_bad = _timer(self._sensor_bad, stop_sensor, dt)
-        if stop_sensor and (self._sensor_stop or self._sensor_bad >= self._sensor_delay_ms):
+        if stop_sensor and (self._sensor_stop or self._sensor_bad >= self._cfg[_C_SENSOR_DELAY_MS]):
             self._sensor_stop = True
             self._sensor_good = _OFF
         elif stop_sensor:
             blind = True
         elif self._sensor_stop:
             self._sensor_good = _timer(self._sensor_good, True, dt)
-            if self._sensor_good >= self._restart_ms:
+            if self._sensor_good >= self._cfg[_C_RESTART_MS]:
                 self._sensor_stop = False
                 self._sensor_good = _OFF
         self._blind = blind
         if blind:
             start_ok = False
-            if self._safe_x100 < cap:
-                cap = self._safe_x100
+            if self._cfg[_C_SAFE_X100] < cap:
+                cap = self._cfg[_C_SAFE_X100]
 
         self._outputs(cap, start_ok, now, dt, commands)
         self._sequence(pumps, commands, dt)
@@ -646,8 +687,8 @@ class Protection:
         n = self.pump_count
         total = 0
         if suction != _NONE and discharge != _NONE:
-            head_mm = (discharge - suction) * 10000 // self._rho_g * 10
-            h0 = self._h0_mm
+            head_mm = (discharge - suction) * 10000 // self._cfg[_C_RHO_G] * 10
+            h0 = self._cfg[_C_H0_MM]
             for i in range(n):
                 w = 0
                 if running[i]:
@@ -676,8 +717,8 @@ class Protection:
                 lost_flow += q
                 lost_deliver += 1
             elif speeds[i] > 0:  # run-out: q / s beyond runout_flow_ratio x BEP
-                x = q * 1000 // self._bep_flow_x10 * 10000 // speeds[i]
-                if x > self._max_flow_permil:
+                x = q * 1000 // self._cfg[_C_BEP_FLOW_X10] * 10000 // speeds[i]
+                if x > self._cfg[_C_MAX_FLOW_PERMIL]:
                     runout = True
         self.lost_flow_x10 = lost_flow
         self.lost_delivering = lost_deliver
@@ -697,9 +738,11 @@ class Protection:
             if self._running[i]:
                 s_permil = self._run_x100[i] // 10
                 if flow_known:
-                    x = self._share_x10[i] * 1000 // self._bep_flow_x10
+                    x = self._share_x10[i] * 1000 // self._cfg[_C_BEP_FLOW_X10]
                 else:
-                    x = self._max_flow_permil * s_permil // 1000  # unknown flow: the worst allowed
+                    x = (
+                        self._cfg[_C_MAX_FLOW_PERMIL] * s_permil // 1000
+                    )  # unknown flow: the worst allowed
                 if x > r:
                     r = x
                 x = 6 * s_permil // 10
@@ -709,19 +752,19 @@ class Protection:
 
     def _limit_of(self, temp_x100, r):
         """The suction limit for NPSHr = npsh_bep_m * (r / 1000)^2."""
-        npsh_mm = (self._npsh_bep_mm * r // 1000) * r // 1000
+        npsh_mm = (self._cfg[_C_NPSH_BEP_MM] * r // 1000) * r // 1000
         need_mm = (13 * npsh_mm + 9) // 10
         if npsh_mm + 1000 > need_mm:
             need_mm = npsh_mm + 1000
-        need_x10 = ((need_mm + 9) // 10 * self._rho_g + 9999) // 10000
+        need_x10 = ((need_mm + 9) // 10 * self._cfg[_C_RHO_G] + 9999) // 10000
         if need_x10 < 500:
             need_x10 = 500  # p_sat + 50 kPa at least
-        return saturation_kpa_x10(temp_x100) + need_x10 + self._margin_x10
+        return saturation_kpa_x10(temp_x100) + need_x10 + self._cfg[_C_MARGIN_X10]
 
     def _suction(self, margin, n_run, dt, now, suction, hopeless=True, fastest=0):
         """Suction state machine; returns its speed cap (0.01 %). hopeless: no slower speed can
         help (below the vaporization floor, or the drives at min speed already)."""
-        band = self._suction_band_x10
+        band = self._cfg[_C_SUCTION_BAND_X10]
         # warning: entering the slow-down band
         if not self._suction_low:
             if margin < band or margin < 0:  # (band 0: below the limit)
@@ -741,11 +784,11 @@ class Protection:
         if state == _OK:
             below = margin < 0 and n_run > 0 and hopeless and not self._source_open
             self._suction_below = _timer(self._suction_below, below, dt)
-            if self._suction_below >= self._suction_delay_ms:
+            if self._suction_below >= self._cfg[_C_SUCTION_DELAY_MS]:
                 self._suction_trip(now, suction)
         elif state == _TRIPPED:
             self._suction_good = _timer(self._suction_good, above_band, dt)
-            if self._suction_good >= self._restart_ms:
+            if self._suction_good >= self._cfg[_C_RESTART_MS]:
                 self._suction_state = _OK
                 self._suction_good = _OFF
                 self._emit(
@@ -757,16 +800,20 @@ class Protection:
                 )
         else:  # locked out
             self._lock_age = _timer(self._lock_age, True, dt)
-            if self._suction_auto_reset and self._lock_age >= self._lockout_reset_ms and above_band:
+            if (
+                self._cfg[_C_SUCTION_AUTO_RESET]
+                and self._lock_age >= self._cfg[_C_LOCKOUT_RESET_MS]
+                and above_band
+            ):
                 self._unlock_station(0, now)
         if margin < 0 or margin >= band:
             self._hold_x1e6 = 0
-            return self._min_x100 if margin < 0 else self._max_x100
-        span = self._max_x100 - self._min_x100
-        cap = self._min_x100 + span * margin // band
+            return self._cfg[_C_MIN_X100] if margin < 0 else self._cfg[_C_MAX_X100]
+        span = self._cfg[_C_MAX_X100] - self._cfg[_C_MIN_X100]
+        cap = self._cfg[_C_MIN_X100] + span * margin // band
         # the hold term (rules): 0.1 kPa x ms x 1 = 1e-6 %, i.e. 0.01 %/s per kPa, x _HOLD_GAIN
         # (below 2**30: |error| < the 30 kPa band, dt < 10 min)
-        error = margin - self._suction_hold_x10
+        error = margin - self._cfg[_C_SUCTION_HOLD_X10]
         hold = self._hold_x1e6
         if error < 0 or fastest + 100 >= self._cap_x100:
             hold += _HOLD_GAIN * error * dt
@@ -776,7 +823,7 @@ class Protection:
                 hold = span * 10000
             self._hold_x1e6 = hold
         cap += hold // 10000
-        return cap if cap < self._max_x100 else self._max_x100
+        return cap if cap < self._cfg[_C_MAX_X100] else self._cfg[_C_MAX_X100]
 
     def _suction_trip(self, now, suction):
         self._suction_below = _OFF
@@ -796,7 +843,7 @@ class Protection:
                     slot = i
         ages[slot] = 0
         self._emit(codes.EVENT_SUCTION_TRIP, codes.SEVERITY_ALARM, 0, suction, now)
-        if count >= self._lockout_trips:
+        if count >= len(ages):
             self._suction_state = _LOCKED
             self._lock_age = 0
             self.locked_out = True
@@ -819,8 +866,8 @@ class Protection:
         self._emit(codes.EVENT_LOCKOUT_RESET, codes.SEVERITY_NOTICE, 0, manual, now)
 
     def _discharge(self, discharge, n_run, dt, now):
-        dmax = self._discharge_max_x10
-        band = self._discharge_band_x10
+        dmax = self._cfg[_C_DISCHARGE_MAX_X10]
+        band = self._cfg[_C_DISCHARGE_BAND_X10]
         start = dmax - band
         if not self._discharge_high:
             if discharge > start or discharge >= dmax:
@@ -840,14 +887,14 @@ class Protection:
         for i in range(len(ages)):
             if ages[i] >= 0:
                 age = ages[i] + dt
-                ages[i] = age if age <= self._discharge_window_ms else _OFF
+                ages[i] = age if age <= self._cfg[_C_DISCHARGE_WINDOW_MS] else _OFF
                 if ages[i] >= 0:
                     count += 1
         if self._discharge_state == _OK:
             self._discharge_above = _timer(
                 self._discharge_above, discharge >= dmax and n_run > 0, dt
             )
-            if self._discharge_above >= self._discharge_delay_ms:
+            if self._discharge_above >= self._cfg[_C_DISCHARGE_DELAY_MS]:
                 self._discharge_state = _TRIPPED
                 self._discharge_above = _OFF
                 self._emit(codes.EVENT_DISCHARGE_TRIP, codes.SEVERITY_ALARM, 0, discharge, now)
@@ -871,14 +918,14 @@ class Protection:
         elif self._discharge_state == _LOCKED:
             self._discharge_lock_age = _timer(self._discharge_lock_age, True, dt)
             if (
-                self._discharge_auto_reset
-                and self._discharge_lock_age >= self._lockout_reset_ms
+                self._cfg[_C_DISCHARGE_AUTO_RESET]
+                and self._discharge_lock_age >= self._cfg[_C_LOCKOUT_RESET_MS]
                 and discharge <= start
             ):
                 self._unlock_discharge(0, now)
         else:
             self._discharge_good = _timer(self._discharge_good, discharge <= start, dt)
-            if self._discharge_good >= self._restart_ms:
+            if self._discharge_good >= self._cfg[_C_RESTART_MS]:
                 self._discharge_state = _OK
                 self._discharge_good = _OFF
                 self._emit(
@@ -889,10 +936,13 @@ class Protection:
                     now,
                 )
         if discharge >= dmax:
-            return self._min_x100
+            return self._cfg[_C_MIN_X100]
         if discharge > start:
-            return self._max_x100 - (self._max_x100 - self._min_x100) * (discharge - start) // band
-        return self._max_x100
+            return (
+                self._cfg[_C_MAX_X100]
+                - (self._cfg[_C_MAX_X100] - self._cfg[_C_MIN_X100]) * (discharge - start) // band
+            )
+        return self._cfg[_C_MAX_X100]
 
     def _unlock_discharge(self, manual, now):
         self._discharge_state = _TRIPPED  # pumps run again after restart_delay_s below the band
@@ -907,8 +957,8 @@ class Protection:
         self._emit(codes.EVENT_LOCKOUT_RESET, codes.SEVERITY_NOTICE, 0, manual, now)
 
     def _dry_run(self, flow, n_run, dt, now):
-        self._dry = _timer(self._dry, n_run > 0 and flow < self._dry_flow_x10, dt)
-        if self._dry < self._dry_delay_ms:
+        self._dry = _timer(self._dry, n_run > 0 and flow < self._cfg[_C_DRY_FLOW_X10], dt)
+        if self._dry < self._cfg[_C_DRY_DELAY_MS]:
             return
         self._dry = _OFF
         for i in range(self.pump_count):
@@ -936,7 +986,7 @@ class Protection:
             if ages[i] >= 0:
                 age = _timer(ages[i], True, dt)
                 ages[i] = age
-                if self._dry_auto_reset and age >= self._lockout_reset_ms:
+                if self._cfg[_C_DRY_AUTO_RESET] and age >= self._cfg[_C_LOCKOUT_RESET_MS]:
                     self._unlock_pump(i, 0, now)
 
     def _highest_ref_x100(self, commands):
@@ -977,11 +1027,11 @@ class Protection:
         self.start_allowed = start_ok and not stop
         for i in range(self.pump_count):
             self.allowed[i] = not stop and not self.pump_locked[i]
-        if cap < self._min_x100:
-            cap = self._min_x100
+        if cap < self._cfg[_C_MIN_X100]:
+            cap = self._cfg[_C_MIN_X100]
         # A slow-down is itself a speed change: the cap moves no faster than the slew limit
         # (water hammer); what cannot wait is a stop, which goes through the drives' ramps.
-        step = self._slew_x100 * dt // 1000 if dt else 0
+        step = self._cfg[_C_SLEW_X100] * dt // 1000 if dt else 0
         base = self._cap_x100
         if cap < base:
             ref_x100 = self._highest_ref_x100(commands)
@@ -1047,5 +1097,5 @@ class Protection:
             elif cmd.command == CMD_RUN:
                 if cmd.speed_pct > self.max_speed_pct:
                     cmd.speed_pct = self.max_speed_pct
-                elif cmd.speed_pct < self._min_pct:
-                    cmd.speed_pct = self._min_pct
+                elif cmd.speed_pct < self._cfg[_C_MIN_PCT]:
+                    cmd.speed_pct = self._cfg[_C_MIN_PCT]
