@@ -155,11 +155,15 @@ class Fieldbus:
         self.snapshot = snapshot
         self.sensors = sensors
         self.on_event = on_event
-        self.master = mb.RtuMaster()
         try:
             self.profiles = [make_profile(p, rated_kw, ramp_s) for p in pumps]
         except ValueError as e:
             raise FieldbusConfigError("pumps: %s" % e) from None
+        longest = 2  # registers in one fc16: control word + reference, or a ramp block
+        for profile in self.profiles:
+            for values in profile.ramp_values:
+                longest = max(longest, len(values))
+        self.master = mb.RtuMaster(tx_size=9 + 2 * longest)  # reads and fc06 take 8 B
         n = len(pumps)
         if len(snapshot.pumps) != n:
             raise FieldbusConfigError(
@@ -223,7 +227,6 @@ class Fieldbus:
         # what a mismatching read-back gave: a ramp time in 0.1 s, a current limit in 0.1 % of the
         # rated current (the event says which); -1 refused
         self.ramp_seen_ds = [0] * n
-        self.ramp_mismatches = [0] * n  # events raised (they only grow)
 
         kinds = bytearray()
         devs = bytearray()
@@ -278,8 +281,6 @@ class Fieldbus:
         self.attempts = 0  # requests sent, retries included
         self.retries_used = 0
         self.failed = 0  # transactions that failed after their retries
-        self.tx_bytes = 0
-        self.rx_bytes = 0
         self.stray_bytes = 0  # bytes received while nothing was pending
 
     # -- timing ---------------------------------------------------------------------------------
@@ -315,7 +316,6 @@ class Fieldbus:
                 m.poll(now_ms)  # arms the deadline
                 self._pending = True
                 self.attempts += 1
-                self.tx_bytes += len(frame)
                 return frame
             self._advance()
         return None
@@ -348,7 +348,6 @@ class Fieldbus:
         if state != mb.DONE:
             return BUSY
         self._pending = False
-        self.rx_bytes += self.master.response_length()
         self._done(now_ms)
         return IDLE
 
@@ -576,7 +575,6 @@ class Fieldbus:
             self._wait_ramp(dev, now_ms)
         if misses == 1:
             self.ramp_seen_ds[dev] = seen
-            self.ramp_mismatches[dev] += 1
             self._event(
                 EVENT_DRIVE_LIMIT_MISMATCH if limit else EVENT_DRIVE_RAMP_MISMATCH, dev, now_ms
             )

@@ -167,11 +167,14 @@ def _crc_ok(buf, start, length):
 class RtuMaster:
     """One transaction at a time; buffers are allocated once, at construction. The request's
     unit, function, address and count are read back from _tx, where it was built (fewer
-    attributes: MicroPython's attribute table of an instance grows in steps, 23 -> 24 costs 48 B)."""
+    attributes: MicroPython's attribute table of an instance grows in steps, 23 -> 24 costs 48 B).
+    ``tx_size``: the longest request this master builds (MAX_ADU: any); a user that knows its
+    requests keeps the buffer small (the fieldbus: 13 B, not 256); a longer fc15/fc16 request
+    is refused with ValueError naming its count."""
 
-    def __init__(self, timeout_ms=DEFAULT_TIMEOUT_MS):
+    def __init__(self, timeout_ms=DEFAULT_TIMEOUT_MS, tx_size=MAX_ADU):
         self.timeout_ms = timeout_ms
-        self._tx = bytearray(MAX_ADU)
+        self._tx = bytearray(tx_size)
         self._views = {}
         self._tx_len = 0
         self._rx = bytearray(_RX_SIZE)
@@ -217,7 +220,8 @@ class RtuMaster:
 
     def write_registers(self, unit, address, values):
         count = len(values)
-        tx = self._header(unit, WRITE_MULTIPLE_REGISTERS, address, count, 123)
+        most = (len(self._tx) - 9) >> 1  # 123 in an ADU of 256 B
+        tx = self._header(unit, WRITE_MULTIPLE_REGISTERS, address, count, most)
         tx[6] = 2 * count
         i = 7
         for value in values:
@@ -229,7 +233,8 @@ class RtuMaster:
 
     def write_coils(self, unit, address, bits):
         count = len(bits)
-        tx = self._header(unit, WRITE_MULTIPLE_COILS, address, count, 1968)
+        most = min(1968, (len(self._tx) - 9) << 3)
+        tx = self._header(unit, WRITE_MULTIPLE_COILS, address, count, most)
         nbytes = (count + 7) >> 3
         tx[6] = nbytes
         for i in range(7, 7 + nbytes):

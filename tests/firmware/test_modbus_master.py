@@ -65,6 +65,24 @@ def test_arguments_outside_the_protocol_are_refused():
         raise AssertionError("accepted an out-of-range argument")
 
 
+def test_a_small_request_buffer_refuses_a_longer_write_by_its_count():
+    m = mb.RtuMaster(tx_size=13)  # the fieldbus's: fc16 of two registers at most
+    assert bytes(m.write_registers(17, 1, [0x000A, 0x0102])) == frame("11100001000204000a0102")
+    assert bytes(m.read_holding_registers(17, 0x6B, 3)) == frame("1103006b0003")
+    try:
+        m.write_registers(17, 1, [1, 2, 3])
+    except ValueError as e:
+        assert "count 3 outside 1..2" in str(e), str(e)
+    else:
+        raise AssertionError("a write longer than the buffer was accepted")
+    try:
+        m.write_coils(17, 1, [True] * 33)
+    except ValueError as e:
+        assert "count 33 outside 1..32" in str(e), str(e)
+    else:
+        raise AssertionError("a coil write longer than the buffer was accepted")
+
+
 def test_read_registers_response_in_one_piece():
     m = mb.RtuMaster()
     m.read_holding_registers(17, 0x6B, 3)
