@@ -35,7 +35,10 @@ Rules, checked in this order; the first that fails is the result:
 Every command gets an ack and an event: COMMAND_ACCEPTED (notice; subject the pump, value the
 command type) or COMMAND_REJECTED (warning; value the ack result).
 
-Config key ids: config_keys.py (CONFIG_KEYS), loaded with config.py for a config change only.
+Config key ids: config_keys.py (CONFIG_KEYS), loaded with config.py for a config change only; a
+config change is judged by uplink_config.judge_change, the key checked and read by
+uplink_build.check_key / read_key (CommandConfigError): code that runs once or rarely, in
+modules the uplink drops again.
 Allocation: a command allocates its decoded tuple and the HMAC's digests (a few hundred bytes); a
 config change loads config.py and copies the config (rare; the runtime may drop config.py after).
 """
@@ -69,19 +72,10 @@ _SETTABLE_MODES = (MODE_OFF, MODE_REMOTE_DP, MODE_DISCHARGE, MODE_MANUAL_SPEED)
 _COUNTER_AT = const(16)
 
 
-class CommandConfigError(ValueError):
-    """A station key or command setting that cannot be used; the message names the field."""
-
-
-def check_key(key):
-    """The station's HMAC key: bytes of at least 16 (uplink's minimum)."""
-    if not isinstance(key, (bytes, bytearray)) or len(key) < 16:
-        raise CommandConfigError("commands.key: must be at least 16 bytes")
-    return bytes(key)
-
-
 class Commands:
     def __init__(self, station_id, key, cfg, clock):
+        from relaypump.uplink_build import check_key  # (boot only: the uplink drops it again)
+
         self.station_id = station_id
         self.key = check_key(key)
         self.clock = clock
@@ -178,32 +172,9 @@ class Commands:
             return ACK_OK if 1 <= arg <= pumps else ACK_OUT_OF_ENVELOPE
         if kind == uplink.COMMAND_RESET:
             return ACK_OK if 0 <= arg <= pumps else ACK_OUT_OF_ENVELOPE
-        return self._config_change()
+        from relaypump import uplink_config  # a config change (rare): its code loaded for it
 
-    def _config_change(self):
-        from relaypump import config, config_keys  # loaded for a config change only (rare)
-
-        entry = config_keys.config_key(self.arg)
-        if entry is None:
-            return ACK_UNKNOWN_COMMAND
-        _, section, name, scale, kind = entry
-        raw = self.value
-        value: object = raw  # INTEGER: the value itself
-        if kind == config_keys.BOOLEAN:
-            if raw not in (0, 1):
-                return ACK_OUT_OF_ENVELOPE
-            value = raw == 1
-        elif kind == config_keys.NUMBER:
-            value = raw / scale
-        new = dict(self.cfg)
-        new[section] = dict(self.cfg[section])
-        new[section][name] = value
-
-        try:
-            self.config = config.load_config(new)
-        except config.ConfigError:
-            return ACK_OUT_OF_ENVELOPE
-        return ACK_OK
+        return uplink_config.judge_change(self)
 
     # --- answers --------------------------------------------------------------------------------
     def ack(self, buf, seq, timestamp_s):
@@ -236,22 +207,3 @@ class Commands:
             values[5] = 0
             values[6] = self.result
         return uplink.encode_event(buf, values)
-
-
-def read_key(path, opener=open):
-    """The station's key from its file: 32+ hex digits (one line) or 16+ raw bytes."""
-    try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except OSError:
-        raise CommandConfigError("commands.key_file: cannot read %s" % path) from None
-    text = data.strip()
-    try:
-        import binascii
-
-        key = binascii.unhexlify(text)
-        if len(text) >= 32:
-            return check_key(key)
-    except ValueError:
-        pass
-    return check_key(data)

@@ -28,7 +28,8 @@ Rules:
   subscribes again on the next connect. (Mosquitto 2.0 grants a subscription its ACL denies and
   filters at delivery instead.)
 - QoS 1 out: ``publish`` encodes the packet once into one of ``inflight`` slots (slot_size bytes
-  each: max_packet unless the application knows its largest packet, see session_from_config);
+  each: max_packet unless the application knows its largest packet, see
+  uplink_config.session_from_config);
   it stays there until its PUBACK (event PUBACK with ``packet_id``). A message sent and not
   acknowledged within retry_ms is sent again with DUP on the same connection. Refusals: FULL (no
   free slot), TOO_BIG (over slot_size), OFFLINE (QoS 0 with no connection). Packet ids run
@@ -42,7 +43,8 @@ Rules:
   DISCONNECTED(DEAD_LINK), reconnect.
 - Malformed input (bad remaining length, flags, lengths, a wildcard in a topic, packet id 0) and
   protocol violations (a packet the state does not allow, a SUBACK for another id, CONNACK twice)
-  raise MalformedPacket / ProtocolViolation inside next_event only: they are counted
+  raise MalformedPacket / ProtocolViolation (a subclass; ``MqttError`` names the base) inside
+  next_event only: they are counted
   (``malformed``, ``protocol_errors``, ``last_error``), the link is dropped (DISCONNECTED with
   MALFORMED or PROTOCOL) and next_event returns the event; no exception leaves the session.
 - Reconnect: after any drop the next connect waits a jittered exponential backoff: attempt k (k
@@ -58,7 +60,10 @@ Rules:
 Allocation: buffers are made in the constructor: rx (max_packet), tx (one packet + 128 B for
 acknowledgements, pings and the subscription) and the slots ((inflight + 1) x slot_size). An
 idle poll, and a poll with nothing due, allocate nothing; sending returns one memoryview, a MESSAGE makes two.
-Topics: relaypump/<site>/<station>/<kind> (topic()); kinds status, telemetry, event, ack, cmd.
+Topics: relaypump/<site>/<station>/<kind> (uplink_config.topic); kinds status, telemetry, event,
+ack, cmd. What only builds a session from the config (topic names, sizes) is in uplink_config.py,
+a module the boot drops again: on MicroPython every function here is heap for as long as the
+agent runs.
 """
 
 from array import array
@@ -117,20 +122,17 @@ _PUBACKS = const(8)  # incoming QoS 1 acknowledgements waiting for tx room
 _TX_EXTRA = const(128)  # tx room beyond one packet: PUBACKs, PINGREQ, SUBSCRIBE alongside
 
 
-class MqttError(Exception):
-    """Base of the session's typed errors (raised and caught inside next_event)."""
+class MalformedPacket(Exception):
+    """Bytes that are not an MQTT 3.1.1 packet from a server; the base of the session's typed
+    errors (raised and caught inside next_event). Two classes, not three: a class is ~0.1 KiB of
+    heap on MicroPython."""
 
 
-class MalformedPacket(MqttError):
-    """Bytes that are not an MQTT 3.1.1 packet from a server."""
-
-
-class ProtocolViolation(MqttError):
+class ProtocolViolation(MalformedPacket):
     """A well-formed packet the session's state does not allow."""
 
 
-class MqttConfigError(ValueError):
-    """A refused mqtt config section; str() starts with the field's path."""
+MqttError = MalformedPacket  # the base of both, by the name the application knows
 
 
 def length_size(n):
@@ -173,25 +175,6 @@ def decode_length(buf, pos, end):
             return value
         shift += 7
     raise MalformedPacket("remaining length longer than 4 bytes")
-
-
-def check_name(name, field):
-    """A site or station name as a topic level: 1..32 characters, letters, digits, - and _."""
-    if type(name) is not str or not 1 <= len(name) <= 32:
-        raise MqttConfigError("%s: must be a text of 1 to 32 characters" % field)
-    for c in name:
-        if not (c.isalpha() or c.isdigit() or c in "-_") or ord(c) > 126:
-            raise MqttConfigError(
-                '%s: "%s" may hold only letters, digits, - and _ (no "%s")' % (field, name, c)
-            )
-    return name
-
-
-def topic(site, station, kind):
-    """relaypump/<site>/<station>/<kind> as bytes."""
-    check_name(site, "mqtt.site")
-    check_name(station, "mqtt.station")
-    return ("relaypump/%s/%s/%s" % (site, station, kind)).encode()
 
 
 def _default_random_below(n):
@@ -243,8 +226,8 @@ class Session:
         if not 64 <= max_packet <= 16384:
             raise ValueError("max_packet %d outside 64..16384" % max_packet)
         slot_size = slot_size or max_packet
-        if not 16 <= slot_size <= max_packet:
-            raise ValueError("slot_size %d outside 16..max_packet" % slot_size)
+        if not 16 <= slot_size <= 16384:
+            raise ValueError("slot_size %d outside 16..16384" % slot_size)
         if not 0 < backoff_min_ms <= backoff_max_ms:
             raise ValueError("backoff_min_ms must be > 0 and <= backoff_max_ms")
         self.status_topic = _bytes(status_topic)
@@ -291,7 +274,7 @@ class Session:
         self._slot_sent = array("i", bytes(4 * n))
         self._slot_state = bytearray(n)
         self._head = 0
-        self._count = 0
+        self.in_flight = 0  # QoS 1 messages waiting for their PUBACK (or for a connection)
         self._pubacks = array("H", bytes(2 * _PUBACKS))
         self._puback_count = 0
         self._next_id = 0
@@ -445,21 +428,16 @@ class Session:
             self._tx_end = pos + len(payload)
             self._last_tx = self._now
             return 0
-        if self._count == self.inflight:
+        if self.in_flight == self.inflight:
             return FULL
-        slot = (self._head + self._count) % self.inflight
+        slot = (self._head + self.in_flight) % self.inflight
         if not self._encode_publish(slot, topic, payload, 1, retain):
             return TOO_BIG
         pid = self._alloc_id()
         self._set_id(slot, pid)
         self._slot_state[slot] = _QUEUED
-        self._count += 1
+        self.in_flight += 1
         return pid
-
-    @property
-    def in_flight(self):
-        """QoS 1 messages waiting for their PUBACK (or for a connection)."""
-        return self._count
 
     @property
     def connected(self):
@@ -611,7 +589,7 @@ class Session:
         states = self._slot_state
         sent_at = self._slot_sent
         n = self.inflight
-        for k in range(self._count):
+        for k in range(self.in_flight):
             i = (self._head + k) % n
             st = states[i]
             if st == _SENT and _ticks_diff(now_ms, sent_at[i]) >= retry:
@@ -750,14 +728,14 @@ class Session:
         """The next event (NONE when there is none yet); its details in the attributes."""
         try:
             return self._next_event()
+        except ProtocolViolation as e:  # first: it is a MalformedPacket too
+            self.protocol_errors += 1
+            self.last_error = e
+            self._drop(PROTOCOL)
         except MalformedPacket as e:
             self.malformed += 1
             self.last_error = e
             self._drop(MALFORMED)
-        except ProtocolViolation as e:
-            self.protocol_errors += 1
-            self.last_error = e
-            self._drop(PROTOCOL)
         return self._next_event()
 
     def _next_event(self):
@@ -879,7 +857,7 @@ class Session:
             states[birth] = _FREE
             return False
         n = self.inflight
-        for k in range(self._count):
+        for k in range(self.in_flight):
             i = (self._head + k) % n
             st = states[i]
             if (
@@ -888,10 +866,10 @@ class Session:
                 and (st == _SENT or self._slots[i * self.slot_size] & 8)
             ):
                 states[i] = _ACKED
-                while self._count and states[self._head] == _ACKED:
+                while self.in_flight and states[self._head] == _ACKED:
                     states[self._head] = _FREE
                     self._head = (self._head + 1) % n
-                    self._count -= 1
+                    self.in_flight -= 1
                 self.packet_id = pid
                 return True
         self.stray_acks += 1
@@ -955,39 +933,3 @@ class Session:
         self._skip = total - (end - s)
         self._rx_start = self._rx_end = 0
         return True
-
-
-def publish_size(topic_len, payload_len):
-    """Bytes of a QoS 1 PUBLISH of that topic and payload length."""
-    rl = 2 + topic_len + 2 + payload_len
-    return 1 + length_size(rl) + rl
-
-
-def session_from_config(cfg, random_below=None, payload_max=0):
-    """A Session for a checked config section (uplink_config.mqtt_section). payload_max: the largest
-    payload the application publishes (0: up to max_packet); the slots are sized to it on the
-    longest of the station's topics (telemetry) instead of max_packet (the uplink: 5 x 118 B
-    instead of 5 x 512 B)."""
-    site = cfg["site"]
-    station = cfg["station"]
-    slot = 0
-    if payload_max:
-        longest = len(topic(site, station, "telemetry"))
-        slot = min(publish_size(longest, payload_max), cfg["max_packet"])
-    return Session(
-        cfg["client_id"],
-        topic(site, station, "status"),
-        topic(site, station, "cmd"),
-        username=cfg["username"],
-        password=cfg["password"],
-        keepalive_s=cfg["keepalive_s"],
-        clean_session=cfg["clean_session"],
-        inflight=cfg["inflight"],
-        max_packet=cfg["max_packet"],
-        retry_ms=cfg["retry_s"] * 1000,
-        connect_timeout_ms=cfg["connect_timeout_s"] * 1000,
-        backoff_min_ms=cfg["backoff_min_s"] * 1000,
-        backoff_max_ms=cfg["backoff_max_s"] * 1000,
-        random_below=random_below,
-        slot_size=slot,
-    )

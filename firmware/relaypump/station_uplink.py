@@ -81,13 +81,12 @@ the session 2.1 KiB (5 slots sized to the largest frame on the telemetry topic, 
 ~38 KiB; in flash when frozen).
 """
 
-import sys
 from array import array
 
 from micropython import const
 
 from relaypump import codes, mqtt, uplink  # codes.X: an imported name is a slot of our dict
-from relaypump.commands import Commands, read_key
+from relaypump.commands import Commands
 from relaypump.outbox import Outbox
 from relaypump.ticks import TICKS_MASK as _TICKS_MASK
 from relaypump.ticks import ticks_diff as _ticks_diff
@@ -119,43 +118,6 @@ def _ticks_add(t, d):
 
 def _clamp(value, lo, hi):
     return lo if value < lo else (hi if value > hi else value)
-
-
-def _forget(names):
-    """Drop modules loaded for a rare job (MicroPython: their code is heap there)."""
-    if sys.implementation.name != "micropython":
-        return  # CPython: others hold the modules (and their exception classes)
-    package = sys.modules.get("relaypump")
-    for name in names:
-        sys.modules.pop(name, None)
-        short = name.rsplit(".", 1)[1]
-        if package is not None and short in package.__dict__:
-            delattr(package, short)
-
-
-def envelope(config):
-    """What commands.py judges a command against (the pump count, the setpoint and discharge
-    limits): a few numbers kept instead of the whole config (~24 KiB of heap on MicroPython)."""
-    sp = config["setpoint"]
-    pr = config["protection"]
-    return {
-        "pumps": [None] * len(config["pumps"]),
-        "setpoint": {"min_kpa": sp["min_kpa"], "max_kpa": sp["max_kpa"]},
-        "protection": {
-            "discharge_max_kpa": pr["discharge_max_kpa"],
-            "discharge_slowdown_kpa": pr["discharge_slowdown_kpa"],
-        },
-    }
-
-
-def default_net_link(session, cfg):
-    """netio.Link to the configured broker, or None where the port has no sockets."""
-    try:
-        from relaypump import netio
-    except ImportError:
-        return None
-    ca = cfg["ca_file"] if cfg["tls"] else None
-    return netio.Link(session, cfg["host"], cfg["port"], ca, cfg["server_hostname"])
 
 
 class NtpLink:
@@ -213,6 +175,8 @@ class NtpLink:
 
 class Uplink:
     def __init__(self, config, runtime, now_ms):
+        from relaypump import uplink_build as setup  # what builds the parts: dropped below
+
         board = runtime.board
         self.runtime = runtime
         station_id = config["station"]["id"]
@@ -220,9 +184,9 @@ class Uplink:
         ocfg = config["outbox"]
         ncfg = config["ntp"]
         self.clock = WallClock(max_rtt_ms=ncfg["max_rtt_ms"], resync_ms=ncfg["resync_s"] * 1000)
-        key = read_key(config["commands"]["key_file"], board.open)
-        self._envelope = envelope(config)
-        self.commands = Commands(station_id, key, self._envelope, self.clock)
+        key = setup.read_key(config["commands"]["key_file"], board.open)
+        self.envelope = setup.envelope(config)
+        self.commands = Commands(station_id, key, self.envelope, self.clock)
         self.box = Outbox(
             board.fs,
             runtime.state_base.rsplit("/", 1)[0] + OUTBOX_BASE,  # beside the state files
@@ -234,15 +198,19 @@ class Uplink:
             ocfg["save_s"] * 1000,
             ocfg["hold_unsynced_s"] * 1000,
         )
-        self.session = mqtt.session_from_config(mcfg, payload_max=uplink.TELEMETRY_SIZE)
+        self.session = setup.session_from_config(
+            mcfg, payload_max=uplink.TELEMETRY_SIZE, payload_in_max=uplink.COMMAND_MAX_SIZE
+        )
         site = mcfg["site"]
         name = mcfg["station"]
-        self.telemetry_topic = mqtt.topic(site, name, "telemetry")
-        self.event_topic = mqtt.topic(site, name, "event")
-        self.ack_topic = mqtt.topic(site, name, "ack")
+        self.telemetry_topic = setup.topic(site, name, "telemetry")
+        self.event_topic = setup.topic(site, name, "event")
+        self.ack_topic = setup.topic(site, name, "ack")
         net = getattr(board, "net_link", None)
         self.link = (
-            net(self.session, mcfg) if net is not None else default_net_link(self.session, mcfg)
+            net(self.session, mcfg)
+            if net is not None
+            else setup.default_net_link(self.session, mcfg)
         )
         ntp = getattr(board, "ntp_link", None)
         self.ntp = None  # type: Any
@@ -279,13 +247,14 @@ class Uplink:
         self.enabled = ((1 << agent.pump_count) - 1) & ~st.remote_disabled  # the operator's mask
         self.remote_kpa = st.remote_setpoint_x10 / 10 if st.remote_setpoint_x10 else None
         self.manual = False
-        self._apply(agent)
+        self.apply(agent)
         # counters
         self.frames = 0
         self.commands_handled = 0
         self.acks_dropped = 0
         self.errors = 0  # steps cut short by a file system error (last_error: its text)
         self.last_error = None
+        setup.forget(("relaypump.uplink_build",))
 
     # --- per control tick ---------------------------------------------------------------------
     def sample(self, agent):
@@ -337,7 +306,7 @@ class Uplink:
             self._telemetry(now_ms)
             appended = True
         else:  # one append a step: the events wait for the next
-            appended = self._drain_events() > 0
+            appended = self.drain_events() > 0
         if self._send_acks():
             busy = True
         if self._feed(now_ms, appended):
@@ -393,7 +362,7 @@ class Uplink:
                 self.frames += 1
                 return
 
-    def _drain_events(self, most=EVENTS_PER_STEP):
+    def drain_events(self, most=EVENTS_PER_STEP):
         """Up to `most` events of the ring into the outbox; how many."""
         agent = self.runtime.agent
         ring = agent.events
@@ -488,15 +457,17 @@ class Uplink:
         cmds = self.commands
         self.commands_handled += 1
         change = len(payload) > _TYPE_AT and payload[_TYPE_AT] == uplink.COMMAND_CONFIG_CHANGE
-        if change:
-            full = self._read_config()  # the whole config, for this command only
+        if change:  # the whole config, for this command only (rare: loaded, then dropped)
+            from relaypump import uplink_build, uplink_config
+
+            full = uplink_config.read_config(runtime)
             if full is not None:
                 cmds.use_config(full)
         try:
             result = cmds.handle(payload, now_ms, agent.state.command_counter, self.mode())
         except KeyError:  # a config change while the config file cannot be read
             result = codes.ACK_FAILED
-        cmds.use_config(self._envelope)
+        cmds.use_config(self.envelope)
         if cmds.consumed:
             agent.state.accept_command(cmds.counter)
             if not runtime.save(agent, now_ms):  # the counter on flash before anything acts
@@ -510,7 +481,14 @@ class Uplink:
         cmds.event(self._event_frame, 0, 0)  # seq and time: the outbox's
         self.box.append(self._event_frame, now_ms)
         if change:
-            _forget(("relaypump.config", "relaypump.uplink_config", "relaypump.config_keys"))
+            uplink_build.forget(
+                (
+                    "relaypump.config",
+                    "relaypump.uplink_config",
+                    "relaypump.uplink_build",
+                    "relaypump.config_keys",
+                )
+            )
 
     def _queue_ack(self, seq, stamp):
         if self._ack_count == ACK_QUEUE:
@@ -560,12 +538,14 @@ class Uplink:
                 p = agent.snapshot.pumps[i]
                 if (arg == 0 or arg == i + 1) and p.online and p.state == _DRIVE_TRIPPED:
                     agent.snapshot.commands[i].reset = True
-        else:
-            return self._config_change(now_ms)
-        self._apply(agent)
+        else:  # CONFIG_CHANGE
+            from relaypump import uplink_config
+
+            return uplink_config.apply_change(self, now_ms)
+        self.apply(agent)
         return codes.ACK_OK
 
-    def _apply(self, agent):
+    def apply(self, agent):
         """The remote settings onto the agent (at start, after a command, after a rebuild) and
         into the persistent state (saved at once when they changed: state.urgent)."""
         kpa = self.remote_kpa
@@ -574,40 +554,3 @@ class Uplink:
         agent.enabled = 0 if self.off else self.enabled
         disabled = ((1 << agent.pump_count) - 1) & ~self.enabled
         agent.state.set_remote(self.off, disabled, round(kpa * 10) if kpa is not None else 0)
-
-    def _read_config(self):
-        from relaypump.config import ConfigError, load_config_file
-
-        try:
-            return load_config_file(self.runtime.config_path, self.runtime.board.open)
-        except ConfigError:
-            return None
-
-    def _config_change(self, now_ms):
-        import json
-
-        from relaypump import storage
-
-        runtime = self.runtime
-        board = runtime.board
-        config = self.commands.config  # type: Any
-        if 2 * config["pid"]["period_ms"] > board.wdt_timeout_ms:
-            return codes.ACK_OUT_OF_ENVELOPE
-        self._drain_events(runtime.agent.events.count)  # the old agent's, before it goes
-        try:
-            storage.atomic_write(
-                board.fs, runtime.config_path, json.dumps(config).encode(), board.open
-            )
-        except OSError:
-            return codes.ACK_FAILED
-        key = self.commands.arg
-        if key == 1:  # setpoint.dp_kpa: the configured setpoint replaces a remote one
-            self.remote_kpa = None
-        self.manual = False  # the rebuilt agent runs automatic (rules)
-        agent = runtime.adopt_config(config, now_ms)
-        self._envelope = envelope(config)
-        self._apply(agent)
-        agent.events.push(
-            codes.EVENT_CONFIG_APPLIED, codes.SEVERITY_NOTICE, 0, self.commands.counter, now_ms
-        )
-        return codes.ACK_OK

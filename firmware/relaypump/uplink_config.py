@@ -1,21 +1,27 @@
 """The uplink's config sections, checked and completed with their defaults: mqtt, outbox, ntp and
 commands (config.py calls these when the config has an "mqtt" section; station_uplink.py says
-what each setting does).
+what each setting does); and a config change judged and applied (commands.py and
+station_uplink.py call these for a CONFIG_CHANGE command, which loads config.py anyway).
 
 Rules:
 - Each function takes the section as read from station.json (None: absent, defaults only, except
   mqtt, which must be there) and returns a new dict with every key; an unknown key, a missing
   required one or a bad value raises the owning module's error naming the field
-  (``mqtt.MqttConfigError``, ``outbox.OutboxError``, ``commands.CommandConfigError``, a
+  (``uplink_build.MqttConfigError``, ``outbox.OutboxError``, ``uplink_build.CommandConfigError``, a
   ValueError for ntp).
 - This code runs only when a config is read (at boot, on a config change), so it is a module of
-  its own that goes with config.py: on a board that loads .mpy files its code is heap, and the
-  runtime (and the uplink after a config change) drop both once the config is accepted.
+  its own that goes with config.py: on a board that loads .mpy files its code is heap, and frozen
+  its functions and classes are (~16 B a function, ~0.1 KiB a class); the runtime (and the uplink
+  after a config change) drop both once the config is accepted.
 """
 
-from relaypump.commands import CommandConfigError
-from relaypump.mqtt import MqttConfigError, check_name
 from relaypump.outbox import OutboxError
+from relaypump.uplink_build import CommandConfigError, MqttConfigError, check_name, envelope
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # mypy only (MicroPython has no typing)
+    from typing import Any  # noqa: F401  (used in type comments)
+
 
 _MQTT_KEYS = (
     "host",
@@ -142,9 +148,79 @@ def ntp_section(doc, path="ntp"):
 
 def commands_section(doc, path="commands"):
     """The "commands" section: {"key_file": the station's key on the board ("/station.key")}.
-    The key itself never sits in the config (commands.read_key reads it: hex or raw bytes)."""
+    The key itself never sits in the config (uplink_build.read_key reads it: hex or raw bytes)."""
     doc = _object(doc, path, ("key_file",), CommandConfigError)
     key_file = doc.get("key_file", "/station.key")
     if type(key_file) is not str or not 0 < len(key_file) <= 64:
         raise CommandConfigError("%s.key_file: must be a path of 1..64 characters" % path)
     return {"key_file": key_file}
+
+
+# --- a config change (commands.py judges it, station_uplink.py applies it) --------------------
+
+
+def judge_change(cmds):
+    """An authentic, fresh CONFIG_CHANGE (commands.Commands after its checks 1-8): the new config
+    validated into cmds.config; the ack result."""
+    from relaypump import config, config_keys
+    from relaypump.codes import ACK_OK, ACK_OUT_OF_ENVELOPE, ACK_UNKNOWN_COMMAND
+
+    entry = config_keys.config_key(cmds.arg)
+    if entry is None:
+        return ACK_UNKNOWN_COMMAND
+    _, section, name, scale, kind = entry
+    raw = cmds.value
+    value: object = raw  # INTEGER: the value itself
+    if kind == config_keys.BOOLEAN:
+        if raw not in (0, 1):
+            return ACK_OUT_OF_ENVELOPE
+        value = raw == 1
+    elif kind == config_keys.NUMBER:
+        value = raw / scale
+    new = dict(cmds.cfg)
+    new[section] = dict(cmds.cfg[section])
+    new[section][name] = value
+
+    try:
+        cmds.config = config.load_config(new)
+    except config.ConfigError:
+        return ACK_OUT_OF_ENVELOPE
+    return ACK_OK
+
+
+def read_config(runtime):
+    """The whole config file, for judging a config change (None: it cannot be read)."""
+    from relaypump.config import ConfigError, load_config_file
+
+    try:
+        return load_config_file(runtime.config_path, runtime.board.open)
+    except ConfigError:
+        return None
+
+
+def apply_change(up, now_ms):
+    """The accepted config change of up.commands stored and applied (station_uplink.py's rules);
+    the ack result."""
+    import json
+
+    from relaypump import codes, storage
+
+    runtime = up.runtime
+    board = runtime.board
+    cmds = up.commands
+    config = cmds.config  # type: Any
+    if 2 * config["pid"]["period_ms"] > board.wdt_timeout_ms:
+        return codes.ACK_OUT_OF_ENVELOPE
+    up.drain_events(runtime.agent.events.count)  # the old agent's, before it goes
+    try:
+        storage.atomic_write(board.fs, runtime.config_path, json.dumps(config).encode(), board.open)
+    except OSError:
+        return codes.ACK_FAILED
+    if cmds.arg == 1:  # setpoint.dp_kpa: the configured setpoint replaces a remote one
+        up.remote_kpa = None
+    up.manual = False  # the rebuilt agent runs automatic (rules)
+    agent = runtime.adopt_config(config, now_ms)
+    up.envelope = envelope(config)
+    up.apply(agent)
+    agent.events.push(codes.EVENT_CONFIG_APPLIED, codes.SEVERITY_NOTICE, 0, cmds.counter, now_ms)
+    return codes.ACK_OK

@@ -253,7 +253,11 @@ def figures(flash: Path, root: Path) -> dict:
     scratch directory. Bytes; modules: the agent's modules alive after the boot."""
     boot = _boot(flash, "source")  # a board that loads the bundle
     frozen = _boot(flash, "bytecode")  # main.py in the form it is frozen in
-    code = code_share(flash, ["main_code", *frozen["loaded"]], root)  # main.py's first
+    # a module the boot loads and drops again (the validator, the uplink's builder) leaves its
+    # qstrs only: weighed as DROPPED_AT_BOOT are, whether named there or seen between two steps
+    gone = tuple(m for m in frozen["loaded"] if m not in frozen["modules"])
+    dropped = DROPPED_AT_BOOT + tuple(m for m in gone if m not in DROPPED_AT_BOOT)
+    code = code_share(flash, ["main_code", *frozen["loaded"]], root, dropped)  # main.py's first
     port = port_modules(flash, frozen["port"])
     romfs = romfs_estimate(flash, frozen, code, root) - port
     live = boot["live"] - boot["base"] - port

@@ -78,7 +78,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from relaypump import mqtt, netio, outbox, uplink, uplink_config
+from relaypump import mqtt, netio, outbox, uplink, uplink_build, uplink_config
 from relaypump.ticks import TICKS_MASK
 from relaypump.wallclock import WallClock
 
@@ -426,7 +426,7 @@ class Station:
                 password=password,
             )
         )
-        self.session = mqtt.session_from_config(
+        self.session = uplink_build.session_from_config(
             cfg, random.Random(seed * 100_003 + index).randrange
         )
         self.link = netio.Link(self.session, cfg["host"], cfg["port"])
@@ -442,7 +442,7 @@ class Station:
             segments,
             opener=self.flash.open,
         )
-        self.topic = mqtt.topic(SITE, self.name, "telemetry")
+        self.topic = uplink_build.topic(SITE, self.name, "telemetry")
         self.recording = recording
         self.offset = (index * 37) % len(recording)  # stations do not all replay the same minute
         self.frame = bytearray(uplink.TELEMETRY_SIZE)

@@ -217,11 +217,13 @@ def test_connect_packet_byte_for_byte():
 
 
 def test_topics_and_names():
-    assert mqtt.topic("jia", "relay1", "telemetry") == TELEMETRY
+    from relaypump.uplink_build import MqttConfigError, topic  # (the boot's: built once)
+
+    assert topic("jia", "relay1", "telemetry") == TELEMETRY
     for bad in ("", "a/b", "a+", "#", "x" * 33, "sp ace", 7):
         try:
-            mqtt.topic(bad, "relay1", "cmd")
-        except mqtt.MqttConfigError as e:
+            topic(bad, "relay1", "cmd")
+        except MqttConfigError as e:
             assert str(e).startswith("mqtt.site")
             continue
         raise AssertionError("accepted site %r" % (bad,))
@@ -362,8 +364,10 @@ def test_window_full_too_big_and_packet_ids():
 
 
 def test_slots_sized_to_the_largest_publish_still_carry_it_and_resend_it_with_dup():
+    from relaypump.uplink_build import publish_size
+
     frame = bytes(range(80))  # a telemetry frame's size
-    size = mqtt.publish_size(len(TELEMETRY), len(frame))
+    size = publish_size(len(TELEMETRY), len(frame))
     assert size == 1 + 1 + 2 + len(TELEMETRY) + 2 + 80
     s = connected_session(inflight=2, max_packet=256, slot_size=size, retry_ms=500)
     assert s.slot_size == size and s.max_packet == 256
@@ -385,12 +389,15 @@ def test_slots_sized_to_the_largest_publish_still_carry_it_and_resend_it_with_du
     assert events(s) == [(mqtt.PUBACK, a), (mqtt.PUBACK, b)]
     assert s.publish(TELEMETRY, frame + b"x") == mqtt.TOO_BIG  # over the slot, not max_packet
     assert s.publish(TELEMETRY, frame + b"xyz", qos=0) == mqtt.TOO_BIG
-    try:
-        new_session(max_packet=128, slot_size=129)
-    except ValueError as e:
-        assert "slot_size" in str(e)
-    else:
-        raise AssertionError("a slot over max_packet was taken")
+    # what is sent and what is taken in are sized apart: a slot above max_packet is fine
+    assert new_session(max_packet=64, slot_size=129).slot_size == 129
+    for bad in (15, 16385):
+        try:
+            new_session(slot_size=bad)
+        except ValueError as e:
+            assert "slot_size" in str(e)
+        else:
+            raise AssertionError("slot_size %d was taken" % bad)
 
 
 def test_packet_ids_wrap_and_skip_ids_in_flight():
@@ -791,16 +798,27 @@ def test_publish_and_ack_cycle_allocation_is_small():
 
 
 def test_config_section():
-    from relaypump import uplink_config  # the config's code: loaded with a config only
+    from relaypump import uplink_build, uplink_config  # loaded with a config / to build only
 
     cfg = uplink_config.mqtt_section({"host": "10.0.0.5", "site": "jia", "station": "relay1"})
     assert cfg["port"] == 1883 and cfg["keepalive_s"] == 60 and not cfg["clean_session"]
     assert cfg["client_id"] == "rp-jia-relay1"
-    s = mqtt.session_from_config(cfg)
+    s = uplink_build.session_from_config(cfg)
     assert s.status_topic == STATUS and s.command_topic == CMD
     assert cfg["max_packet"] == 256 and s.slot_size == 256  # nothing known: slots of max_packet
-    slot = mqtt.session_from_config(cfg, payload_max=80).slot_size
-    assert slot == mqtt.publish_size(len(TELEMETRY), 80)  # the largest frame on the longest topic
+    assert len(s.rx_view()) == 256
+    s = uplink_build.session_from_config(cfg, payload_max=80, payload_in_max=63)
+    # the largest frame on the longest topic; the receive buffer the largest command
+    assert s.slot_size == uplink_build.publish_size(len(TELEMETRY), 80)
+    assert len(s.rx_view()) == uplink_build.publish_size(len(CMD), 63) == 93
+    # long names: a telemetry slot above max_packet (128) still holds a telemetry frame
+    long = uplink_config.mqtt_section(
+        {"host": "b", "site": "s" * 32, "station": "t" * 32, "max_packet": 128, "client_id": "c"}
+    )
+    s = uplink_build.session_from_config(long, payload_max=80, payload_in_max=63)
+    longest = uplink_build.topic("s" * 32, "t" * 32, "telemetry")  # 85 characters
+    assert s.slot_size == 1 + 2 + 2 + len(longest) + 2 + 80 and len(s.rx_view()) == 128
+    assert s.publish(longest, bytes(80)) > 0
     tls = uplink_config.mqtt_section(
         {"host": "b", "site": "s", "station": "t", "tls": True, "ca_file": "/ca.pem"}
     )
@@ -818,7 +836,7 @@ def test_config_section():
     for doc, start in bad:
         try:
             uplink_config.mqtt_section(doc)
-        except mqtt.MqttConfigError as e:
+        except uplink_config.MqttConfigError as e:
             assert str(e).startswith(start), str(e)
             continue
         raise AssertionError("accepted %r" % (doc,))

@@ -10,6 +10,7 @@ import time
 
 from mosquitto_broker import PASSWORDS, SITE, Watcher, make_tls
 from relaypump import mqtt, netio
+from relaypump.uplink_build import topic
 
 STATUS = f"relaypump/{SITE}/relay1/status"
 TELEMETRY = f"relaypump/{SITE}/relay1/telemetry"
@@ -27,8 +28,8 @@ class Station:
                  keepalive_s=10, clean=False, inflight=8, seed=1, client_id=None):  # fmt: skip
         self.session = mqtt.Session(
             client_id or f"rp-{SITE}-{station}",
-            mqtt.topic(SITE, station, "status"),
-            command_topic or mqtt.topic(SITE, station, "cmd"),
+            topic(SITE, station, "status"),
+            command_topic or topic(SITE, station, "cmd"),
             username=f"st-{station}",
             password=password or PASSWORDS[f"st-{station}"],
             keepalive_s=keepalive_s,
@@ -136,7 +137,7 @@ def test_credentials_are_checked_and_the_acl_refuses_foreign_topics(broker):
     control = Watcher(broker.port, "controlroom")
     st = Station(broker.port)
     # relay1's credentials asking for relay2's commands
-    relay2_cmd = mqtt.topic(SITE, "relay2", "cmd")
+    relay2_cmd = topic(SITE, "relay2", "cmd")
     spy = Station(broker.port, command_topic=relay2_cmd, seed=2, client_id="spy")
     try:
         st.connect()

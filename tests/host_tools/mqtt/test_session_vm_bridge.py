@@ -27,12 +27,12 @@ VM_SIDE = """
 from relaypump import mqtt
 
 s = mqtt.Session(
-    "rp-jia-relay1", mqtt.topic("jia", "relay1", "status"), mqtt.topic("jia", "relay1", "cmd"),
+    "rp-jia-relay1", b"relaypump/jia/relay1/status", b"relaypump/jia/relay1/cmd",
     username="st-relay1", password=%r, keepalive_s=10, clean_session=False,
     backoff_min_ms=200, backoff_max_ms=1000, connect_timeout_ms=3000,
     random_below=lambda n: n // 2,
 )
-T = mqtt.topic("jia", "relay1", "telemetry")
+T = b"relaypump/jia/relay1/telemetry"
 messages = []
 reasons = []
 head = bytearray(2)
