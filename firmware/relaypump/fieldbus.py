@@ -159,11 +159,6 @@ class Fieldbus:
             self.profiles = [make_profile(p, rated_kw, ramp_s) for p in pumps]
         except ValueError as e:
             raise FieldbusConfigError("pumps: %s" % e) from None
-        longest = 2  # registers in one fc16: control word + reference, or a ramp block
-        for profile in self.profiles:
-            for values in profile.ramp_values:
-                longest = max(longest, len(values))
-        self.master = mb.RtuMaster(tx_size=9 + 2 * longest)  # reads and fc06 take 8 B
         n = len(pumps)
         if len(snapshot.pumps) != n:
             raise FieldbusConfigError(
@@ -260,6 +255,19 @@ class Fieldbus:
             devs.append(0)  # replaced by the chosen drive
         self.plan_kinds = kinds
         self.plan_devices = devs
+        # The master's buffers fit this plan: the longest request (an fc16 of the control word and
+        # reference, or of a ramp block; reads and fc06 take 8 B) and twice the longest response
+        # (at least 64 B: noise before a response is ruled out and dropped as the buffer fills).
+        written = 2
+        read = max(self.analog_count, (self.input_count + 15) >> 4)
+        for p in self.profiles:
+            read = max(read, p.STATUS_COUNT)
+            for values in p.ramp_values:
+                written = max(written, len(values))
+                read = max(read, len(values))
+            for block in p.AUX_BLOCKS:
+                read = max(read, block[1])
+        self.master = mb.RtuMaster(tx_size=9 + 2 * written, rx_size=max(64, 2 * (5 + 2 * read)))
         self._aux_dev = aux_dev
         self._aux_block = aux_block
         self._aux_next = 0

@@ -168,16 +168,18 @@ class RtuMaster:
     """One transaction at a time; buffers are allocated once, at construction. The request's
     unit, function, address and count are read back from _tx, where it was built (fewer
     attributes: MicroPython's attribute table of an instance grows in steps, 23 -> 24 costs 48 B).
-    ``tx_size``: the longest request this master builds (MAX_ADU: any); a user that knows its
-    requests keeps the buffer small (the fieldbus: 13 B, not 256); a longer fc15/fc16 request
-    is refused with ValueError naming its count."""
+    ``tx_size``: the longest request this master builds (MAX_ADU: any); ``rx_size``: the bytes
+    kept while a response is searched for (the longest response or more; 2 x MAX_ADU: any). A
+    user that knows its requests keeps both small (the fieldbus: 13 and 64 B, not 256 and 512);
+    a longer fc15/fc16 request, or a read whose response would not fit, is refused with
+    ValueError naming its count. Noise beyond rx_size is dropped as it is ruled out (_compact)."""
 
-    def __init__(self, timeout_ms=DEFAULT_TIMEOUT_MS, tx_size=MAX_ADU):
+    def __init__(self, timeout_ms=DEFAULT_TIMEOUT_MS, tx_size=MAX_ADU, rx_size=_RX_SIZE):
         self.timeout_ms = timeout_ms
         self._tx = bytearray(tx_size)
         self._views = {}
         self._tx_len = 0
-        self._rx = bytearray(_RX_SIZE)
+        self._rx = bytearray(rx_size)
         self._rx_len = 0
         self._scan = 0  # first byte not yet ruled out as the start of the response
         self._frame = 0  # start of the accepted response in _rx
@@ -245,6 +247,11 @@ class RtuMaster:
         return self._finish(7 + nbytes, 8)
 
     def _read(self, unit, function, address, count, most):
+        room = len(self._rx) - 5  # the response must fit the receive buffer
+        if function >= READ_HOLDING_REGISTERS:
+            most = min(most, room >> 1)
+        else:
+            most = min(most, room << 3)
         self._header(unit, function, address, count, most)
         nbytes = 2 * count if function >= READ_HOLDING_REGISTERS else (count + 7) >> 3
         return self._finish(6, 5 + nbytes)
@@ -325,13 +332,14 @@ class RtuMaster:
         taken = 0
         total = len(data)
         rx = self._rx
+        size = len(rx)
         while taken < total and self._state == PENDING and self._error is None:
-            if self._rx_len == _RX_SIZE:
+            if self._rx_len == size:
                 self._compact()
             at = self._rx_len
             n = total - taken
-            if n > _RX_SIZE - at:
-                n = _RX_SIZE - at
+            if n > size - at:
+                n = size - at
             if n == total:  # all of data: a slice assignment copies it without allocating
                 rx[at : at + n] = data
             else:  # byte by byte: a slice of data would allocate

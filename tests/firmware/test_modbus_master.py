@@ -65,8 +65,8 @@ def test_arguments_outside_the_protocol_are_refused():
         raise AssertionError("accepted an out-of-range argument")
 
 
-def test_a_small_request_buffer_refuses_a_longer_write_by_its_count():
-    m = mb.RtuMaster(tx_size=13)  # the fieldbus's: fc16 of two registers at most
+def test_small_buffers_refuse_a_longer_request_by_its_count():
+    m = mb.RtuMaster(tx_size=13, rx_size=64)  # fc16 of two registers, responses up to 64 B
     assert bytes(m.write_registers(17, 1, [0x000A, 0x0102])) == frame("11100001000204000a0102")
     assert bytes(m.read_holding_registers(17, 0x6B, 3)) == frame("1103006b0003")
     try:
@@ -81,6 +81,17 @@ def test_a_small_request_buffer_refuses_a_longer_write_by_its_count():
         assert "count 33 outside 1..32" in str(e), str(e)
     else:
         raise AssertionError("a coil write longer than the buffer was accepted")
+    assert bytes(m.read_input_registers(17, 8, 29)) == frame("110400080" + "01d")  # 63 B back
+    for read, most in (
+        (lambda: m.read_holding_registers(17, 0, 30), "count 30 outside 1..29"),
+        (lambda: m.read_coils(17, 0, 473), "count 473 outside 1..472"),
+    ):
+        try:
+            read()
+        except ValueError as e:
+            assert most in str(e), str(e)
+        else:
+            raise AssertionError("a read whose response does not fit was accepted")
 
 
 def test_read_registers_response_in_one_piece():
