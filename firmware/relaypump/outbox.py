@@ -83,12 +83,16 @@ Cost (default: 12 segments = 468 slots, 467 frames = 77 min of telemetry at 10 s
   day, ~15 years. A write-behind of telemetry while the broker acknowledges promptly would cut
   this ~100-fold at the price of the last seconds of telemetry on a power loss; not done: the
   issue asks that nothing be lost across a reboot.
-- RAM: per slot its serial mod 2**16 (2 B), its place in the serial-order ring (2 B: the slot
-  number, 12 bits, and the entry's state above it: waiting / handed out, telemetry or event) and
-  a bit saying it is in use: 4 B and a bit a slot, 1.9 KiB for 468 slots, plus one slot buffer
-  (104 B) that append writes and take reads back (``frame`` is a view into it): 2.9 KiB in all in
-  the VM (host_tools/bench/outbox.py: vm_heap_outbox_object). At most 4095 slots (105 segments).
-  Loading reads the segments twice (the newest serial first).
+- RAM: per slot its serial mod 2**16 (2 B) and three bits (in use, handed out, telemetry):
+  1.1 KiB for 468 slots, plus one slot buffer (104 B) that append writes and take reads back
+  (``frame`` is a view into it): 2.0 KiB in all in the VM (host_tools/bench/outbox.py:
+  vm_heap_outbox_object; a ring of slots in serial order beside it took 2.9 KiB). At most 4095
+  slots (105 segments). Loading reads the segments twice (the newest serial first).
+- Order without a ring: the serials say it. Appends go to the free slot after the last one
+  written, so the entry after a known one (the last handed out, the oldest) is, as a rule, in
+  the next slot with the next serial, checked first; else (after a drop, an out-of-order ack, a
+  give-back, a corrupt slot, at load) a walk over every slot's bits finds the oldest (468 slots:
+  59 bytes of bits, a serial compared per entry).
 - Time per frame: ``outbox_write_ms`` (host_tools/bench/outbox.py, in the VM on MEMFS: CPU only;
   a board adds its flash erase, ~45 ms for a 4 KiB sector on an RP2's QSPI flash, and programs).
 """
@@ -122,14 +126,11 @@ _KIND_TELEMETRY = const(1)
 _KIND_EVENT = const(2)
 _SPAN = const(65535)  # serials an entry may be older than the next one (RAM keeps them mod 2**16)
 
-# an entry of the order ring: its slot in bits 0-11, its state above (a slot not in the ring is
-# free: a bit of _busy says so)
-_SLOT = const(0x0FFF)
 _MAX_SLOTS = const(4095)
-_WAITING = const(0x1000)
-_OUT = const(0x2000)  # handed to the session, no PUBACK yet
-_STATE = const(0x3000)
-_TELEMETRY = const(0x4000)
+# what _oldest looks for
+_ANY = const(0)
+_WAITING = const(1)  # not handed out
+_TELEMETRY = const(2)
 
 
 class OutboxError(ValueError):
@@ -153,7 +154,6 @@ class Outbox:
             raise ValueError("outbox segments must be 1..%d" % (_MAX_SLOTS // SEGMENT_SLOTS))
         self.fs = fs
         self.base = base
-        self.station_id = station_id
         self.clock = clock
         self.opener = opener
         self.save_ms = save_ms
@@ -162,16 +162,22 @@ class Outbox:
         n = segments * SEGMENT_SLOTS
         self.slots = n
         self.capacity = n - 1
-        self._serial = array("H", bytes(2 * n))  # mod 2**16: _full() makes the whole serial
-        self._busy = bytearray((n + 7) >> 3)  # a bit per slot: an entry is in it (the ring's)
+        # the index: per slot its entry's serial mod 2**16 (_full() makes the whole serial) and
+        # three bits: an entry is in it, it is handed out (no PUBACK yet), it is telemetry
+        self._serial = array("H", bytes(2 * n))
+        self._busy = bytearray((n + 7) >> 3)
+        self._out = bytearray((n + 7) >> 3)
+        self._tele = bytearray((n + 7) >> 3)
+        self._oldest = -1  # the slot of the oldest entry (-1: none)
+        self._taken = 0  # the serial last handed out while no older entry waits (0: unknown)
+        self._taken_slot = 0
         # one slot's bytes, written by append, read back by take: box.frame is a view into it
         self._buf = bytearray(SLOT_SIZE)
         view = memoryview(self._buf)
         self._telemetry_view = view[_FRAME_AT : _FRAME_AT + uplink.TELEMETRY_SIZE]
         self._event_view = view[_FRAME_AT : _FRAME_AT + uplink.EVENT_SIZE]
         self._crc_view = view[:_CRC_AT]
-        self._no_frame = view[:0]
-        self.frame = self._no_frame  # the frame take() handed out, until the next take or append
+        self.frame = b""  # the frame take() handed out, until the next take or append
         self._report = bytearray(uplink.EVENT_SIZE)
         self._report_values = [station_id, 0, 0, 0, SEVERITY_WARNING, 0, 0]
         self.pending = 0  # entries waiting or handed out
@@ -191,11 +197,6 @@ class Outbox:
         self._last_written = n - 1
         self._header_gen = 0
         self._made = bytearray(segments)  # segment files found at load (or made since)
-        # the slots of the entries in serial order: a ring, oldest at _head, nothing else in it
-        # (an entry that leaves is taken out at once: the shorter side moves up one place)
-        self._order = array("H", bytes(2 * n))
-        self._head = 0
-        self._used = 0
         self._load(now_ms)
 
     # --- loading --------------------------------------------------------------------------------
@@ -214,14 +215,8 @@ class Outbox:
         self._top_boot = boot
         # two passes: the newest serial first, so that the entries can be kept mod 2**16
         self._next_serial = self._read_slots(mark, None) + 1
-        kinds = bytearray(self.slots)  # each slot's entry: its _KIND_*, 0 for none
-        self._read_slots(mark, lambda i, slot: self._load_slot(i, slot, kinds))
-        full = self._full
-        serials = self._serial
-        waiting = [i for i in range(self.slots) if kinds[i]]
-        waiting.sort(key=lambda i: full(serials[i]))
-        for i in waiting:
-            self._push(i | _WAITING | (_TELEMETRY if kinds[i] == _KIND_TELEMETRY else 0))
+        self._read_slots(mark, self._load_slot)
+        self._oldest = self._find_oldest(_ANY)
         # this boot's number: above any the slots carry (ticks of another boot are never used)
         self.boot = (self._top_boot + 1) & 0xFFFF
         self._boot_serial = self._next_serial  # this boot's entries are numbered from here
@@ -251,7 +246,7 @@ class Outbox:
                     top = struct.unpack_from(">I", slot, 0)[0]
         return top
 
-    def _load_slot(self, i, slot, kinds):
+    def _load_slot(self, i, slot):
         serial, _, boot, _, length, dropped_t, dropped_e = struct.unpack_from(_META, slot, 0)
         if serial == 0:
             return
@@ -273,7 +268,7 @@ class Outbox:
             self._refuse(kind)
             return
         self._serial[i] = serial & 0xFFFF
-        kinds[i] = kind
+        self._set(i, kind == _KIND_TELEMETRY)
         self.pending += 1
         if kind == _KIND_EVENT:
             code = struct.unpack_from(">H", slot, _FRAME_AT + _CODE_AT)[0]
@@ -365,15 +360,16 @@ class Outbox:
     def _append(self, frame, n, kind, now_ms):
         if self.pending >= self.capacity and not self._drop_oldest_telemetry(True):
             return self._refuse(kind)
-        while self._used and self._next_serial - self._head_serial() >= _SPAN:
-            if not self._order[self._head] & _TELEMETRY:
+        while self.pending and self._next_serial - self._oldest_serial() >= _SPAN:
+            oldest = self._oldest
+            if not self._tele[oldest >> 3] & (1 << (oldest & 7)):
                 return self._refuse(kind)  # an event that old is never dropped
-            self._release(0)  # the oldest telemetry, too old to keep
+            self._release(oldest)  # the oldest telemetry, too old to keep
             self.dropped_telemetry += 1
         i = self._free_slot()
         self._forget_gone(self._serial[i])  # its old entry can no longer come back
         slot = self._buf
-        self.frame = self._no_frame  # the buffer is no longer the frame taken
+        self.frame = b""  # the buffer is no longer the frame taken
         serial = self._next_serial
         unsynced = not self.clock.synced
         struct.pack_into(
@@ -398,8 +394,10 @@ class Outbox:
         self._next_serial = serial + 1
         self._serial[i] = serial & 0xFFFF
         self._last_written = i
+        self._set(i, kind == _KIND_TELEMETRY)
+        if not self.pending:
+            self._oldest = i
         self.pending += 1
-        self._push(i | _WAITING | (_TELEMETRY if kind == _KIND_TELEMETRY else 0))
         return True
 
     def _refuse(self, kind):
@@ -414,8 +412,8 @@ class Outbox:
         n = self._next_serial
         return n - ((n - low) & 0xFFFF)
 
-    def _head_serial(self):
-        return self._full(self._serial[self._order[self._head] & _SLOT])
+    def _oldest_serial(self):
+        return self._full(self._serial[self._oldest])
 
     def _free_slot(self):
         n = self.slots
@@ -442,65 +440,89 @@ class Outbox:
         finally:
             f.close()
 
-    # --- the order ring ---------------------------------------------------------------------
-    def _pos(self, k):
-        p = self._head + k
-        return p - self.slots if p >= self.slots else p
+    # --- the index ---------------------------------------------------------------------------
+    def _set(self, i, telemetry):
+        """Slot i holds a new entry, waiting."""
+        bit = 1 << (i & 7)
+        self._busy[i >> 3] |= bit
+        self._out[i >> 3] &= ~bit
+        if telemetry:
+            self._tele[i >> 3] |= bit
+        else:
+            self._tele[i >> 3] &= ~bit
 
-    def _push(self, entry):
-        self._order[self._pos(self._used)] = entry
-        self._used += 1
-        i = entry & _SLOT
-        self._busy[i >> 3] |= 1 << (i & 7)
+    def _find_oldest(self, want):
+        """The slot of the oldest entry (_ANY), of the oldest waiting one (_WAITING) or of the
+        oldest telemetry (_TELEMETRY); -1 if there is none. A walk over every slot: the callers
+        try the slot after a known entry first, which is the one asked for as a rule."""
+        busy = self._busy
+        out = self._out
+        tele = self._tele
+        serials = self._serial
+        low = self._next_serial & 0xFFFF
+        best = -1
+        age = 0
+        for k in range(len(busy)):
+            bits = busy[k]
+            if want == _WAITING:
+                bits &= ~out[k]
+            elif want == _TELEMETRY:
+                bits &= tele[k]
+            i = k << 3
+            while bits:
+                if bits & 1:
+                    a = (low - serials[i]) & 0xFFFF  # serials back from the next one (>= 1)
+                    if a > age:
+                        age = a
+                        best = i
+                bits >>= 1
+                i += 1
+        return best
+
+    def _follows(self, i, serial):
+        """The slot after i if it holds the entry of serial + 1 (appended next: the rule), else -1."""
+        j = i + 1 if i + 1 < self.slots else 0
+        if self._busy[j >> 3] & (1 << (j & 7)) and self._serial[j] == (serial + 1) & 0xFFFF:
+            return j
+        return -1
 
     def _find(self, token):
-        """The place (from the oldest) of the entry with serial `token` (binary search), or -1."""
-        order = self._order
+        """The slot of the entry with serial `token`, or -1 (from the oldest on: PUBACKs come for
+        the oldest entries as a rule)."""
+        if not self.pending:
+            return -1
+        low = token & 0xFFFF
+        busy = self._busy
         serials = self._serial
-        lo = 0
-        hi = self._used
-        full = self._full
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            if full(serials[order[self._pos(mid)] & _SLOT]) < token:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo < self._used and full(serials[order[self._pos(lo)] & _SLOT]) == token:
-            return lo
+        n = self.slots
+        i = self._oldest
+        for _ in range(n):
+            if serials[i] == low and busy[i >> 3] & (1 << (i & 7)):
+                return i if self._full(low) == token else -1
+            i = i + 1 if i + 1 < n else 0
         return -1
 
     def _drop_oldest_telemetry(self, count):
-        for k in range(self._used):
-            if self._order[self._pos(k)] & _TELEMETRY:
-                self._release(k)
-                if count:
-                    self.dropped_telemetry += 1
-                return True
-        return False
+        i = self._find_oldest(_TELEMETRY)
+        if i < 0:
+            return False
+        self._release(i)
+        if count:
+            self.dropped_telemetry += 1
+        return True
 
-    def _release(self, k):
-        """The entry at place k (from the oldest) leaves the ring."""
-        order = self._order
-        pos = self._pos
-        i = order[pos(k)] & _SLOT
+    def _release(self, i):
+        """The entry in slot i leaves the ring."""
         serial = self._full(self._serial[i])
         self._busy[i >> 3] &= ~(1 << (i & 7))
         self.pending -= 1
-        used = self._used - 1
-        if k < used - k:  # the older ones move up one place
-            while k:
-                order[pos(k)] = order[pos(k - 1)]
-                k -= 1
-            self._head = pos(1)
-        else:  # the newer ones move down one place
-            while k < used:
-                order[pos(k)] = order[pos(k + 1)]
-                k += 1
-        self._used = used
+        if i == self._oldest:
+            self._oldest = self._follows(i, serial) if self.pending else -1
+            if self._oldest < 0 and self.pending:
+                self._oldest = self._find_oldest(_ANY)
         # the ack mark: just below the oldest entry still in the ring
-        if used:
-            mark = self._head_serial() - 1
+        if self.pending:
+            mark = self._oldest_serial() - 1
         else:
             mark = self._next_serial - 1
         if mark != self._mark:
@@ -530,26 +552,28 @@ class Outbox:
     def take(self, now_ms):
         """Hand out the oldest waiting frame: its token (> 0) with the bytes in ``frame`` (valid
         until the next take or append), or 0."""
-        while True:
-            best = -1
-            for k in range(self._used):
-                if self._order[self._pos(k)] & _STATE == _WAITING:
-                    best = k
-                    break
-            if best < 0:
-                return 0
-            token = self._take_slot(best, now_ms)
-            if token >= 0:
+        while self.pending:
+            i = -1
+            if self._taken:  # every entry up to it is handed out: the next one follows it
+                i = self._follows(self._taken_slot, self._taken)
+                if i >= 0 and self._out[i >> 3] & (1 << (i & 7)):
+                    i = -1
+            if i < 0:
+                i = self._find_oldest(_WAITING)
+                if i < 0:
+                    return 0
+            token = self._take_slot(i, now_ms)
+            if token > 0:
+                self._taken = token
+                self._taken_slot = i
                 return token
             if token == -2:  # held back until the clock is set
                 return 0
             # -1: a corrupt slot was discarded; look again
+        return 0
 
-    def _take_slot(self, k, now_ms):
-        at = self._pos(k)
-        entry = self._order[at]
-        i = entry & _SLOT
-        self.frame = self._no_frame
+    def _take_slot(self, i, now_ms):
+        self.frame = b""
         if (
             not self.clock.synced
             and self._full(self._serial[i]) >= self._boot_serial
@@ -576,51 +600,51 @@ class Outbox:
             or struct.unpack_from(">I", slot, 0)[0] & 0xFFFF != self._serial[i]
         ):
             self.corrupt += 1
-            self._release(k)
+            self._release(i)
             return -1
         ticks, boot, flags, n = struct.unpack_from(">IHBB", slot, 4)
         if flags & _FLAG_UNSYNCED and boot == self.boot:
             if self.clock.synced:  # the frame's time, in the buffer (its CRC is checked already)
                 wall = self.clock.wall_at(ticks, now_ms)
                 struct.pack_into(">I", slot, _FRAME_AT + _TIME_AT, wall)
-        self._order[at] = i | _OUT | (entry & _TELEMETRY)
+        self._out[i >> 3] |= 1 << (i & 7)
         self.frame = self._telemetry_view if n == uplink.TELEMETRY_SIZE else self._event_view
         return self._full(self._serial[i])
 
     def acked(self, token):
         """The frame handed out as token was acknowledged: it leaves. False if not in the ring."""
-        k = self._find(token)
-        if k < 0:
+        i = self._find(token)
+        if i < 0:
             return False
-        self._release(k)
+        self._release(i)
         return True
 
     def give_back(self, token):
         """A frame handed out that the session refused (no room): it waits again, in its place."""
-        k = self._find(token)
-        if k < 0:
+        i = self._find(token)
+        if i < 0 or not self._out[i >> 3] & (1 << (i & 7)):
             return False
-        at = self._pos(k)
-        entry = self._order[at]
-        if entry & _STATE != _OUT:
-            return False
-        self._order[at] = entry ^ (_OUT | _WAITING)
+        self._out[i >> 3] &= ~(1 << (i & 7))
+        self._taken = 0
         return True
 
     def rewind(self):
         """Every frame handed out and not acknowledged waits again (a new session)."""
-        order = self._order
-        for k in range(self._used):
-            at = self._pos(k)
-            if order[at] & _STATE == _OUT:
-                order[at] ^= _OUT | _WAITING
+        out = self._out
+        for k in range(len(out)):
+            out[k] = 0
+        self._taken = 0
 
     def waiting(self):
         """Entries not yet handed out."""
         count = 0
-        for k in range(self._used):
-            if self._order[self._pos(k)] & _STATE == _WAITING:
-                count += 1
+        busy = self._busy
+        out = self._out
+        for k in range(len(busy)):
+            bits = busy[k] & ~out[k]
+            while bits:
+                count += bits & 1
+                bits >>= 1
         return count
 
 
