@@ -71,14 +71,19 @@ Rules:
 - While the clock is unset the outbox holds this boot's frames back (outbox.py); the uplink asks
   it again at most every HELD_RETRY_MS (a held take walks the outbox's ring; it reads nothing).
 Allocation (MicroPython VM, tests/firmware/test_station_uplink.py and host_tools/bench/
-uplink_e2e.py): ``sample`` builds its 5 float sums only (80 B a tick); a step with nothing due
-builds nothing (netio.Link's own reads and writes aside); a telemetry step ~0.45 KiB (the
-frame's floats, the slot write: ~0.2 KiB, as an event's); a held take nothing; a
-command a few hundred bytes (HMAC), a config change loads config.py for that command only. Heap it keeps (measured in the VM, host_tools/bench/uplink_e2e.py):
-the session 2.1 KiB (5 slots sized to the largest frame on the telemetry topic, 118 B for
-"jia/relay1", not max_packet; rx of max_packet, 256 B; tx one slot + 128 B), the outbox's index
-3.3 KiB for 468 slots (outbox.py), the rest of the uplink 1.8 KiB, the modules' code (.mpy,
-~38 KiB; in flash when frozen).
+uplink_e2e.py): ``sample`` builds one float a value (its scaled product; the sums are small ints
+in the frame's units: 80 B a tick); a step with nothing due builds nothing (netio.Link's own
+reads and writes aside); a telemetry step ~0.5 KiB (the pumps' and the setpoint's floats, the
+slot write: ~0.2 KiB, as an event's); a held take nothing; a command a few hundred bytes (HMAC),
+a config change loads config.py for that command only. Heap it keeps (measured in the VM by
+dropping each part after the boot, then collecting): the session 2.0 KiB
+(5 slots sized to the largest frame on the telemetry topic, 118 B for "jia/relay1", not
+max_packet; rx sized to the largest command on the command topic, 93 B; tx one slot + 128 B),
+the outbox 2.0 KiB for 468 slots (outbox.py), the rest of the uplink ~1.9 KiB (the command
+judge, the clock, the telemetry frame and its values, the ack queue, the envelope), and the
+modules' functions and classes (~16 B a function, ~0.1 KiB a class; their code, ~38 KiB from
+.mpy, is in flash when frozen). What runs once (uplink_build.py: topics, session, key) or
+rarely (uplink_config.py: a config change) is loaded for that and dropped again.
 """
 
 from array import array
@@ -228,8 +233,9 @@ class Uplink:
         n = self.session.inflight
         self._pids = array("H", [0] * n)
         self._tokens = [0] * n
-        # telemetry: the sums of the analog values since the last frame, and the frame
-        self._sum = [0.0] * _ANALOGS
+        # telemetry: the sums of the analog values since the last frame (in the frame's units:
+        # small ints, where float sums would be a 16 B heap object each), and the frame
+        self._sum = [0] * _ANALOGS
         self._count = array("H", [0] * _ANALOGS)
         self._values = [0] * len(uplink.TELEMETRY_FIELDS)
         self._values[0] = station_id
@@ -267,7 +273,7 @@ class Uplink:
 
     def _add(self, k, m):
         if m.quality != _BAD:
-            self._sum[k] += m.value
+            self._sum[k] += round(m.value * _SCALES[k])  # the product: the tick's one float
             self._count[k] += 1
 
     # --- the loop's other work ----------------------------------------------------------------
@@ -392,17 +398,15 @@ class Uplink:
         s = self._sum
         count = self._count
         for k in range(_ANALOGS):
-            if count[k]:
-                raw = round(s[k] * _SCALES[k] / count[k])
-            else:
-                raw = None
+            n = count[k]
+            raw = (2 * s[k] + n) // (2 * n) if n else None  # the mean, rounded, in ints
             if k == 4:
                 v[8] = (
                     uplink.NO_READING_S32 if raw is None else _clamp(raw, -0x7FFFFFFF, 0x7FFFFFFF)
                 )
             else:
                 v[3 + k] = uplink.NO_READING_S16 if raw is None else _clamp(raw, -32767, 32767)
-            s[k] = 0.0
+            s[k] = 0
             count[k] = 0
         v[7] = uplink.NO_READING_S16  # return temperature: not measured
         control = agent.control

@@ -141,29 +141,20 @@ def frame_kind(frame):
     return frame[3]
 
 
-_pad_key = b""  # the key the pads below were made from: one key per station, made once
-_inner_pad = bytearray(_BLOCK)
-_outer_pad = bytearray(_BLOCK)
-
-
-def _load_key(key):
-    global _pad_key
-    if _pad_key and key == _pad_key:
-        return
-    block_key = hashlib.sha256(key).digest() if len(key) > _BLOCK else key
-    for i in range(_BLOCK):
-        k = block_key[i] if i < len(block_key) else 0
-        _inner_pad[i] = k ^ 0x36
-        _outer_pad[i] = k ^ 0x5C
-    _pad_key = bytes(key)
-
-
 def hmac_sha256(key, data):
-    """HMAC-SHA256 (RFC 2104) on hashlib.sha256 alone; data may be a memoryview."""
-    _load_key(key)
-    inner = hashlib.sha256(_inner_pad)
+    """HMAC-SHA256 (RFC 2104) on hashlib.sha256 alone; data may be a memoryview. The key's pads
+    are made in each call: commands are rare, and pads kept for the next one were ~0.2 KiB of
+    heap for as long as the agent runs."""
+    if len(key) > _BLOCK:
+        key = hashlib.sha256(key).digest()
+    pad = bytearray(_BLOCK)
+    for i in range(_BLOCK):
+        pad[i] = (key[i] if i < len(key) else 0) ^ 0x36
+    inner = hashlib.sha256(pad)
     inner.update(data)
-    outer = hashlib.sha256(_outer_pad)
+    for i in range(_BLOCK):
+        pad[i] ^= 0x36 ^ 0x5C  # the outer pad
+    outer = hashlib.sha256(pad)
     outer.update(inner.digest())
     return outer.digest()
 
