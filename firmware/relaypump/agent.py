@@ -88,13 +88,12 @@ class Agent:
         self.enabled = (1 << n) - 1  # pumps the operator allows (commands, issue of the uplink)
         self.primed = False
         self._adopted = 0  # drives whose RUN was mirrored before the first tick (bit mask)
-        self._min_pct = config["speed"]["min_pct"]
         self.ticks = 0
         self._last_ms = 0
-        self._was_running = bytearray(n)
+        self._was_running = 0  # pumps running at the last tick (bit mask)
         self._held = 0  # the pumps a staggered stop held at the last tick (protection.hold_mask)
         self._tripped_ms = [0] * n
-        self._was_tripped = bytearray(n)
+        self._was_tripped = 0  # pumps tripped at the last tick (bit mask)
         self._resets = [0] * n  # resets offered in the present hour
         self._reset_hour_ms = [0] * n
         self._energy_kw = [0.0] * n  # last power reading per pump and its watts (converted once)
@@ -116,7 +115,7 @@ class Agent:
             if self._adopted & (1 << i) or not fb.online(i) or fb.state[i] != DRIVE_RUNNING:
                 continue
             speed = fb.profiles[i].speed_pct(fb.actual_raw[i])
-            if speed >= self._min_pct:
+            if speed >= self.control.min_pct:
                 commands[i].command = CMD_RUN
                 commands[i].speed_pct = speed
                 self._adopted |= 1 << i
@@ -202,9 +201,7 @@ class Agent:
         self.primed = True
         self._last_ms = now_ms
         running = self._running_mask()
-        for i in range(self.pump_count):
-            if running & (1 << i):
-                self._was_running[i] = 1  # adopted, not started: the start count stays
+        self._was_running = running  # adopted, not started: the start count stays
         self.control.resume(self.snapshot)
         self.staging.resume(running, self._available_mask())
         self.events.push(codes.EVENT_AGENT_STARTED, codes.SEVERITY_NOTICE, 0, 0, now_ms)
@@ -250,7 +247,7 @@ class Agent:
         pumps = self.snapshot.pumps
         for i in range(self.pump_count):
             tripped = pumps[i].online and pumps[i].state == DRIVE_TRIPPED
-            if tripped and not self._was_tripped[i]:
+            if tripped and not self._was_tripped & (1 << i):
                 self._tripped_ms[i] = now_ms
                 self.events.push(
                     codes.EVENT_PUMP_TRIPPED,
@@ -259,7 +256,10 @@ class Agent:
                     pumps[i].fault_code,
                     now_ms,
                 )
-            self._was_tripped[i] = 1 if tripped else 0
+            if tripped:
+                self._was_tripped |= 1 << i
+            else:
+                self._was_tripped &= ~(1 << i)
             if not tripped:
                 continue
             if _ticks_diff(now_ms, self._reset_hour_ms[i]) >= _HOUR_MS:
@@ -287,6 +287,9 @@ class Agent:
                     self._energy_kw[i] = kw
                     self._energy_w[i] = round(kw * 1000.0) if kw > 0.0 else 0  # as add_energy
                 state.add_energy_w(i, self._energy_w[i], dt_ms)
-                if not self._was_running[i]:
+                if not self._was_running & (1 << i):
                     state.count_start(i)
-            self._was_running[i] = 1 if running else 0
+            if running:
+                self._was_running |= 1 << i
+            else:
+                self._was_running &= ~(1 << i)

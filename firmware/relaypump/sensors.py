@@ -78,6 +78,7 @@ _UA_MAX = const(20500)
 _UA_4 = const(4000)
 _UA_20 = const(20000)
 _SUB = const(16)  # filter state in 1/16 uA
+_TOLERANCE_UA = const(80)  # rate check: 0.5 % of the 16 mA span, for noise
 _MAX_DT_MS = const(60000)
 _PRESSURES = ("suction_kpa", "discharge_kpa")  # "model": the other one -/+ the pumps' head
 
@@ -139,7 +140,6 @@ class Sensors:
         # filtered + this = value / per_sub, when low allows (else None)
         self._zero_sub: list = [0] * n
         self._rate = [0] * n  # uA per s, 0 = no rate check
-        self._tolerance = [0] * n  # uA
         self.fallback = [FALLBACK_STOP] * n
         self.fallback_value = [0.0] * n
         self._hold_ms = [0] * n  # a missed sample keeps the last good value this long
@@ -161,7 +161,6 @@ class Sensors:
             self._zero_sub[i] = int(zero) - _UA_4 * _SUB if zero == int(zero) else None
             rate = _number(c, "max_rate_per_s", 0.0, where)
             self._rate[i] = int(rate * 16000 / (high - low) + 0.5) if rate else 0
-            self._tolerance[i] = 80  # 0.5 % of the 16 mA span
             self._hold_ms[i] = int(_number(c, "hold_s", hold_s, where) * 1000)
             fb = c.get("fallback", "stop")
             if fb == "stop":
@@ -207,11 +206,8 @@ class Sensors:
         self.ne43 = [NE43_FAIL_LOW] * n  # of the last sample
         self._cond = [_NONE] * n
         self._sample_ms = [0] * n  # last sample of any kind
-        self._accepted_ua = [0] * n  # last accepted (clamped) current
-        self._accepted_ms = [0] * n
-        self._has_good = [False] * n
-        self._spike_ua = [0] * n
-        self._spike_pending = [False] * n
+        self._accepted_ua = [0] * n  # last accepted (clamped) current, 0 = none yet
+        self._spike_ua = [0] * n  # a rejected sample awaiting its confirmation, 0 = none
         self.raw_ua = [0] * n  # the last sample as read
         self.filtered = [0] * n  # 1/16 uA
         self.suspect = [False] * n  # set by plausibility.py
@@ -219,7 +215,7 @@ class Sensors:
         self._substituted = [False] * n  # the fallback owns the Measurement's value
         self.estimate_x10 = [-1] * n  # FALLBACK_MODEL's value (plausibility.py), -1 = none
         self._estimate_used = [-1] * n
-        self._good_ms = [0] * n
+        self._good_ms = [0] * n  # last accepted sample
         self._cross_since = 0
         self._cross_pending = False
         self.cross_check_failed = False
@@ -256,28 +252,27 @@ class Sensors:
         stale = (
             cond == _NONE
             or cond == _FAILED
-            or _ticks_diff(now_ms, self._accepted_ms[i]) > self._hold_ms[i]
+            or _ticks_diff(now_ms, self._good_ms[i]) > self._hold_ms[i]
         )
         self._sample_ms[i] = now_ms
         if status == NE43_FAIL_LOW or status == NE43_FAIL_HIGH:
             self.faults[i] += 1
             self._cond[i] = _FAILED
-            self._spike_pending[i] = False
+            self._spike_ua[i] = 0
             return
         if ua < _UA_4:
             ua = _UA_4
         elif ua > _UA_20:
             ua = _UA_20
-        if stale or not self._has_good[i]:
+        if stale or not self._accepted_ua[i]:
             self._accept(i, now_ms, ua, True)
             return
-        dt = _ticks_diff(now_ms, self._accepted_ms[i])
+        dt = _ticks_diff(now_ms, self._good_ms[i])
         rate = self._rate[i]
         if rate and abs(ua - self._accepted_ua[i]) > self._allowed(i, dt):
-            if self._spike_pending[i] and abs(ua - self._spike_ua[i]) <= self._allowed(i, dt):
+            if self._spike_ua[i] and abs(ua - self._spike_ua[i]) <= self._allowed(i, dt):
                 self._accept(i, now_ms, ua, False)  # confirmed: a real step
                 return
-            self._spike_pending[i] = True
             self._spike_ua[i] = ua
             self.spikes[i] += 1
             self._cond[i] = _SPIKE
@@ -289,14 +284,14 @@ class Sensors:
             dt = 0
         elif dt > _MAX_DT_MS:
             dt = _MAX_DT_MS
-        return self._rate[i] * dt // 1000 + self._tolerance[i]
+        return self._rate[i] * dt // 1000 + _TOLERANCE_UA
 
     def _accept(self, i, now_ms, ua, restart):
         target = ua * _SUB
         if restart or self._filter_ms <= 0:
             self.filtered[i] = target
         else:
-            dt = _ticks_diff(now_ms, self._accepted_ms[i])
+            dt = _ticks_diff(now_ms, self._good_ms[i])
             if dt < 0:
                 dt = 0
             elif dt > _MAX_DT_MS:
@@ -308,10 +303,8 @@ class Sensors:
                 step = 1 if diff > 0 else -1
             self.filtered[i] += step
         self._accepted_ua[i] = ua
-        self._accepted_ms[i] = now_ms
         self._good_ms[i] = now_ms
-        self._has_good[i] = True
-        self._spike_pending[i] = False
+        self._spike_ua[i] = 0
         self._cond[i] = _OK
 
     # -- the control tick -----------------------------------------------------------------------
@@ -361,7 +354,7 @@ class Sensors:
 
     def _publish(self, i):
         """The filtered value into the Measurement (one float, only when it changed)."""
-        if self._has_good[i] and self.filtered[i] != self._published[i]:
+        if self._accepted_ua[i] and self.filtered[i] != self._published[i]:
             self._published[i] = self.filtered[i]
             zero = self._zero_sub[i]
             if zero is not None:
@@ -400,7 +393,7 @@ class Sensors:
         elif (
             kind == FALLBACK_HOLD
             and may_hold
-            and self._has_good[i]
+            and self._accepted_ua[i]
             and _ticks_diff(now_ms, self._good_ms[i]) <= self._hold_ms[i]
         ):
             m.quality = HELD
