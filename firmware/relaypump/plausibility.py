@@ -211,6 +211,12 @@ class Plausibility:
         self._last_n_run = 0
         self._steady = _OFF  # ms the speeds have been steady
         self._ran = 0  # bit i: pump i was running when last reachable
+        # this tick's running pumps (the first _n_run): speed (0.01 %) and shut-off head (0.1 kPa)
+        self._n_run = 0
+        self._speeds = [0] * len(snapshot.pumps)
+        self._shutoffs = [0] * len(snapshot.pumps)
+        self._memo_flow = -1  # this tick's last _head_at: its flow (-1: none) and head
+        self._memo_head = 0
         self._hold = False  # the network's last opinion: the pressures off (none yet: not held)
         # the suction (0.1 kPa) when the three heads last agreed closely: as the suction's lie
         # would have it (reading + the head's error), and as read
@@ -262,6 +268,8 @@ class Plausibility:
         # the running pumps' speeds (0.01 %) from the drives' raw actual values
         fb = self.fieldbus
         pumps = self.snapshot.pumps
+        speeds = self._speeds
+        shutoffs = self._shutoffs
         n_run = 0
         speed_sum = 0
         s_min = 0x7FFFFFFF
@@ -282,12 +290,16 @@ class Plausibility:
             if raw >= 0x8000:
                 raw -= 0x10000
             s = raw * 10000 // fb.profiles[i].full_scale
+            speeds[n_run] = s
+            shutoffs[n_run] = self._h0_x10 * s // 10000 * s // 10000
             n_run += 1
             speed_sum += s
             if s < s_min:
                 s_min = s
             if s > s_max:
                 s_max = s
+        self._n_run = n_run
+        self._memo_flow = -1
         for i in range(self._n):
             self._intermittent(i, dt, now_ms)
         for i in self._watched:
@@ -451,40 +463,19 @@ class Plausibility:
     def _in_window(self, head):
         """Every running pump's point by the model (its flow at its speed against head) inside
         the allowed window (module rules)."""
-        pumps = self.snapshot.pumps
-        for i in range(len(pumps)):
-            p = pumps[i]
-            if p.online and p.state == DRIVE_RUNNING:
-                s = self._speed_of(i)
-                lift = self._h0_x10 * s // 10000 * s // 10000 - head
-                if lift > 0:
-                    q = self._q_win * s // 10000
-                    if lift * self._q_mul > q * q:
-                        return False
+        for k in range(self._n_run):
+            lift = self._shutoffs[k] - head
+            if lift > 0:
+                q = self._q_win * self._speeds[k] // 10000
+                if lift * self._q_mul > q * q:
+                    return False
         return True
 
     def _model_flow(self):
         """The running pumps' flow (0.1 m3/h) from their speeds and the head; -1 if unknown."""
         if not (self._usable(self._discharge) and self._usable(self._suction)):
             return -1
-        head = self._x10(self._discharge) - self._x10(self._suction)
-        fb = self.fieldbus
-        pumps = self.snapshot.pumps
-        total = 0
-        for i in range(len(pumps)):
-            p = pumps[i]
-            if not p.online or p.state != DRIVE_RUNNING:
-                continue
-            raw = fb.actual_raw[i]
-            if raw >= 0x8000:
-                raw -= 0x10000
-            s = raw * 10000 // fb.profiles[i].full_scale
-            lift = self._h0_x10 * s // 10000 * s // 10000 - head
-            if lift > 0:
-                q = _isqrt(lift * self._q_mul)
-                top = self._q_max * s // 10000
-                total += q if q < top else top
-        return total
+        return self._flow_at(self._x10(self._discharge) - self._x10(self._suction))
 
     def _model_pressures(self, n_run):
         """The pressure substitutes (0.1 kPa) from the other pressure and the pumps' head."""
@@ -518,20 +509,24 @@ class Plausibility:
         over 0..shut-off finds. Found from the closed form for pumps at one speed (each passes
         flow / n: head = shut-off - (flow / n)^2 / q_mul), checked against the flows summed and,
         where the speeds differ or run-out caps a pump, moved by doubling steps and bisection:
-        2 sums in the common case instead of ~13."""
-        pumps = self.snapshot.pumps
+        2 sums in the common case instead of ~13. The substitutes and the check ask the same flow
+        in a tick: the last answer is kept for the tick."""
+        if flow == self._memo_flow:
+            return self._memo_head
+        head = self._search_head(flow)
+        self._memo_flow = flow
+        self._memo_head = head
+        return head
+
+    def _search_head(self, flow):
+        n = self._n_run
         top = 0
-        n = 0
         total = 0
-        for i in range(len(pumps)):
-            p = pumps[i]
-            if p.online and p.state == DRIVE_RUNNING:
-                s = self._speed_of(i)
-                shutoff = self._h0_x10 * s // 10000 * s // 10000
-                n += 1
-                total += shutoff
-                if shutoff > top:
-                    top = shutoff
+        for k in range(n):
+            shutoff = self._shutoffs[k]
+            total += shutoff
+            if shutoff > top:
+                top = shutoff
         if top <= 0:
             return -1
         each = (flow + n - 1) // n
@@ -576,27 +571,16 @@ class Plausibility:
 
     def _flow_at(self, head):
         """The running pumps' flow summed (0.1 m3/h) at their speeds against head (0.1 kPa)."""
-        pumps = self.snapshot.pumps
+        speeds = self._speeds
+        shutoffs = self._shutoffs
         total = 0
-        for i in range(len(pumps)):
-            p = pumps[i]
-            if not p.online or p.state != DRIVE_RUNNING:
-                continue
-            s = self._speed_of(i)
-            lift = self._h0_x10 * s // 10000 * s // 10000 - head
+        for k in range(self._n_run):
+            lift = shutoffs[k] - head
             if lift > 0:
                 q = _isqrt(lift * self._q_mul)
-                cap = self._q_max * s // 10000
+                cap = self._q_max * speeds[k] // 10000
                 total += q if q < cap else cap
         return total
-
-    def _speed_of(self, i):
-        """Drive i's actual speed in 0.01 % from its raw value."""
-        fb = self.fieldbus
-        raw = fb.actual_raw[i]
-        if raw >= 0x8000:
-            raw -= 0x10000
-        return raw * 10000 // fb.profiles[i].full_scale
 
     def _frozen(self, i, speed_sum, dt, now_ms):
         sensors = self.sensors
