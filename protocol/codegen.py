@@ -111,13 +111,6 @@ def __getattr__(name):
 '''
 
 HELPERS = '''
-# (struct code as a byte, lowest, highest value it holds): a tuple, a constant of the code (a
-# dict would be built on the heap at import)
-_RANGES = (
-@RANGES@
-)
-
-
 def _check_header(frame, kind):
     if len(frame) < HEADER_SIZE:
         raise TruncatedFrame("frame shorter than the header")
@@ -140,7 +133,11 @@ def _check_values(values, codes):
     if len(values) != len(codes):
         raise FieldRange(f"{len(values)} values, expected {len(codes)}")
     for i in range(len(codes)):
-        for field in _RANGES:
+        # (struct code as a byte, lowest, highest value it holds): a constant of the code, not
+        # a name of the module (each name is a slot of its dict: RAM even when frozen)
+        for field in (
+@RANGES@
+        ):
             if field[0] == codes[i]:
                 break
         value = values[i]
@@ -252,9 +249,6 @@ def _plain_kind(lay: layout_mod.Layout) -> list[str]:
     lines = [
         "",
         f"{up}_SIZE = const({lay.size})",
-        f"_{up}_DECODE = {_q(lay.decode_format)}",
-        f"_{up}_ENCODE = {_q(lay.build_format)}",
-        f"_{up}_CODES = {_q(_codes(lay))}",
         *_fields_table(up, lay),
         "",
         "",
@@ -262,13 +256,15 @@ def _plain_kind(lay: layout_mod.Layout) -> list[str]:
         f'    """{lay.name.capitalize()} frame -> tuple in {up}_FIELDS order."""',
         f"    _check_header(frame, {kind})",
         f"    _check_size(frame, {up}_SIZE)",
-        f"    return struct.unpack_from(_{up}_DECODE, frame, 0)",
+        f"    return struct.unpack_from({_q(lay.decode_format)}, frame, 0)",
         "",
         "",
         f"def encode_{lay.name}(buf, values):",
         f'    """Pack values ({up}_FIELDS order) into buf; returns the frame length."""',
-        f"    _check_values(values, _{up}_CODES)",
-        f"    struct.pack_into(_{up}_ENCODE, buf, 0, MAGIC, VERSION, {kind}, *values)",
+        f"    _check_values(values, {_q(_codes(lay))})",
+        *_call(
+            "struct.pack_into", f"{_q(lay.build_format)}, buf, 0, MAGIC, VERSION, {kind}, *values"
+        ),
         f"    return {up}_SIZE",
         "",
     ]
@@ -291,14 +287,14 @@ def _command(lays: dict) -> list[str]:
         f"_COMMAND_MAX = const({types[-1]})",
         f"COMMAND_MAX_SIZE = const({max(lay.size for lay in lays.values())})",
         f"COMMAND_SIZES = {tuple(lay.size if lay else 0 for lay in by_type)!r}",
-        "_COMMAND_DECODE = (",
-        *(f"    {_q(lay.decode_format if lay else '')}," for lay in by_type),
-        ")",
-        "_COMMAND_ENCODE = (",
-        *(f"    {_q(lay.build_format if lay else '')}," for lay in by_type),
-        ")",
-        "_COMMAND_CODES = (",
-        *(f"    {_q(_codes(lay) if lay else b'')}," for lay in by_type),
+        "# per type: (decode format, encode format, value codes); one name, not three",
+        "_COMMAND_FORMATS = (",
+        *(
+            f"    ({_q(lay.decode_format)}, {_q(lay.build_format)}, {_q(_codes(lay))}),"
+            if lay
+            else '    ("", "", b""),'
+            for lay in by_type
+        ),
         ")",
         "COMMAND_FIELDS = (",
         *_command_fields(by_type),
@@ -324,7 +320,7 @@ def _command(lays: dict) -> list[str]:
         "    if len(frame) <= _COMMAND_TYPE_AT:",
         '        raise TruncatedFrame("command shorter than its type byte")',
         "    command_type = frame[_COMMAND_TYPE_AT]",
-        "    if not 1 <= command_type <= _COMMAND_MAX or not _COMMAND_DECODE[command_type]:",
+        "    if not 1 <= command_type <= _COMMAND_MAX or not _COMMAND_FORMATS[command_type][0]:",
         '        raise UnknownCommand(f"command type {command_type}")',
         "    return command_type",
         "",
@@ -343,7 +339,7 @@ def _command(lays: dict) -> list[str]:
         "        diff |= expected[i] ^ frame[body + i]",
         "    if diff:",
         '        raise BadSignature("command tag does not match")',
-        "    return struct.unpack_from(_COMMAND_DECODE[command_type], frame, 0)",
+        "    return struct.unpack_from(_COMMAND_FORMATS[command_type][0], frame, 0)",
         "",
         "",
         "def encode_command(buf, values, key):",
@@ -354,11 +350,11 @@ def _command(lays: dict) -> list[str]:
         "    command_type = values[_COMMAND_TYPE_INDEX]",
         "    if not isinstance(command_type, int) or not 1 <= command_type <= _COMMAND_MAX:",
         '        raise UnknownCommand(f"command type {command_type!r}")',
-        "    codes = _COMMAND_CODES[command_type]",
+        "    codes = _COMMAND_FORMATS[command_type][2]",
         "    if not codes:",
         '        raise UnknownCommand(f"command type {command_type}")',
         "    _check_values(values, codes)",
-        "    fmt = _COMMAND_ENCODE[command_type]",
+        "    fmt = _COMMAND_FORMATS[command_type][1]",
         "    struct.pack_into(fmt, buf, 0, MAGIC, VERSION, KIND_COMMAND, *values)",
         "    size = COMMAND_SIZES[command_type]",
         "    body = size - TAG_SIZE",
@@ -367,6 +363,15 @@ def _command(lays: dict) -> list[str]:
         "",
     ]
     return lines
+
+
+def _call(function: str, args: str, width: int = 100) -> list[str]:
+    """A call statement in a function body as ruff format writes it: on one line, or its
+    arguments on a line of their own."""
+    line = f"    {function}({args})"
+    if len(line) <= width:
+        return [line]
+    return [f"    {function}(", f"        {args}", "    )"]
 
 
 def _commented(line: str, comment: str, width: int = 100) -> list[str]:
@@ -440,7 +445,7 @@ def generate() -> str:
     lines += ERRORS.rstrip("\n").splitlines() + ["", ""]
     lines += _error_classes()
     ranges = "\n".join(
-        f"    ({ord(code)}, {lo}, {hi}),  # {code}"
+        f"            ({ord(code)}, {lo}, {hi}),  # {code}"
         for code, (lo, hi) in sorted(layout_mod.CODE_RANGES.items())
     )
     lines += HELPERS.replace("@RANGES@", ranges).strip("\n").splitlines()

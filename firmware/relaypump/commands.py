@@ -45,30 +45,14 @@ config change loads config.py and copies the config (rare; the runtime may drop 
 
 from micropython import const
 
-from relaypump import uplink
-from relaypump.codes import (
-    ACK_BAD_SIGNATURE,
-    ACK_CLOCK_NOT_SYNCED,
-    ACK_EXPIRED,
-    ACK_MALFORMED,
-    ACK_OK,
-    ACK_OUT_OF_ENVELOPE,
-    ACK_REFUSED_LOCAL,
-    ACK_REPLAYED,
-    ACK_UNKNOWN_COMMAND,
-    ACK_WRONG_STATION,
-    EVENT_COMMAND_ACCEPTED,
-    EVENT_COMMAND_REJECTED,
-    MODE_DISCHARGE,
-    MODE_LOCAL,
-    MODE_MANUAL_SPEED,
-    MODE_OFF,
-    MODE_REMOTE_DP,
-    SEVERITY_NOTICE,
-    SEVERITY_WARNING,
-)
+from relaypump import codes, uplink  # codes.X: an imported name is a slot of our dict
 
-_SETTABLE_MODES = (MODE_OFF, MODE_REMOTE_DP, MODE_DISCHARGE, MODE_MANUAL_SPEED)
+_SETTABLE_MODES = (
+    codes.MODE_OFF,
+    codes.MODE_REMOTE_DP,
+    codes.MODE_DISCHARGE,
+    codes.MODE_MANUAL_SPEED,
+)
 _COUNTER_AT = const(16)
 
 
@@ -80,7 +64,7 @@ class Commands:
         self.key = check_key(key)
         self.clock = clock
         self.cfg = cfg
-        self.result = ACK_OK
+        self.result = codes.ACK_OK
         self.counter = 0
         self.consumed = False
         self.command_type = 0
@@ -106,16 +90,16 @@ class Commands:
         self.config = None
         self.handled += 1
         self.result = self._judge(frame, now_ms, last_counter, mode)
-        if self.result != ACK_OK:
+        if self.result != codes.ACK_OK:
             self.refused += 1
         return self.result
 
     def _judge(self, frame, now_ms, last_counter, mode):
         try:
             if uplink.frame_kind(frame) != uplink.KIND_COMMAND:
-                return ACK_MALFORMED
+                return codes.ACK_MALFORMED
         except uplink.UplinkError:
-            return ACK_MALFORMED
+            return codes.ACK_MALFORMED
         if len(frame) >= _COUNTER_AT + 4:  # the claimed counter, for the ack (not yet trusted)
             self.counter = (
                 frame[_COUNTER_AT] << 24
@@ -125,15 +109,15 @@ class Commands:
             )
         station = frame[4] << 24 | frame[5] << 16 | frame[6] << 8 | frame[7]
         if station != self.station_id:
-            return ACK_WRONG_STATION
+            return codes.ACK_WRONG_STATION
         try:
             values = uplink.decode_command(frame, self.key)
         except uplink.UnknownCommand:
-            return ACK_UNKNOWN_COMMAND
+            return codes.ACK_UNKNOWN_COMMAND
         except uplink.BadSignature:
-            return ACK_BAD_SIGNATURE
+            return codes.ACK_BAD_SIGNATURE
         except uplink.UplinkError:  # truncated, too long
-            return ACK_MALFORMED
+            return codes.ACK_MALFORMED
         counter = values[uplink.I_COMMAND_COMMAND_COUNTER]
         self.counter = counter
         self.command_type = values[uplink.I_COMMAND_COMMAND_TYPE]
@@ -141,14 +125,14 @@ class Commands:
         if len(values) > uplink.I_COMMAND_ARG0 + 1:
             self.value = values[uplink.I_COMMAND_ARG0 + 1]
         if counter <= last_counter:
-            return ACK_REPLAYED
+            return codes.ACK_REPLAYED
         self.consumed = True
         if not self.clock.synced:
-            return ACK_CLOCK_NOT_SYNCED
+            return codes.ACK_CLOCK_NOT_SYNCED
         if values[uplink.I_COMMAND_EXPIRY_S] < self.clock.stamp(now_ms):
-            return ACK_EXPIRED
-        if mode == MODE_LOCAL:
-            return ACK_REFUSED_LOCAL
+            return codes.ACK_EXPIRED
+        if mode == codes.MODE_LOCAL:
+            return codes.ACK_REFUSED_LOCAL
         return self._envelope(mode)
 
     def _envelope(self, mode):
@@ -157,21 +141,21 @@ class Commands:
         pumps = len(self.cfg["pumps"])
         if kind == uplink.COMMAND_SETPOINT:
             kpa = arg / 10
-            if mode == MODE_REMOTE_DP:
+            if mode == codes.MODE_REMOTE_DP:
                 sp = self.cfg["setpoint"]
                 ok = sp["min_kpa"] <= kpa <= sp["max_kpa"]
-            elif mode == MODE_DISCHARGE:
+            elif mode == codes.MODE_DISCHARGE:
                 pr = self.cfg["protection"]
                 ok = 0 < kpa < pr["discharge_max_kpa"] - pr["discharge_slowdown_kpa"]
             else:
                 ok = False  # no pressure setpoint in OFF or MANUAL_SPEED
-            return ACK_OK if ok else ACK_OUT_OF_ENVELOPE
+            return codes.ACK_OK if ok else codes.ACK_OUT_OF_ENVELOPE
         if kind == uplink.COMMAND_MODE:
-            return ACK_OK if arg in _SETTABLE_MODES else ACK_OUT_OF_ENVELOPE
+            return codes.ACK_OK if arg in _SETTABLE_MODES else codes.ACK_OUT_OF_ENVELOPE
         if kind == uplink.COMMAND_PUMP_ENABLE or kind == uplink.COMMAND_PUMP_DISABLE:
-            return ACK_OK if 1 <= arg <= pumps else ACK_OUT_OF_ENVELOPE
+            return codes.ACK_OK if 1 <= arg <= pumps else codes.ACK_OUT_OF_ENVELOPE
         if kind == uplink.COMMAND_RESET:
-            return ACK_OK if 0 <= arg <= pumps else ACK_OUT_OF_ENVELOPE
+            return codes.ACK_OK if 0 <= arg <= pumps else codes.ACK_OUT_OF_ENVELOPE
         from relaypump import uplink_config  # a config change (rare): its code loaded for it
 
         return uplink_config.judge_change(self)
@@ -191,9 +175,9 @@ class Commands:
         values = self._event_values
         values[1] = seq
         values[2] = timestamp_s
-        if self.result == ACK_OK:
-            values[3] = EVENT_COMMAND_ACCEPTED
-            values[4] = SEVERITY_NOTICE
+        if self.result == codes.ACK_OK:
+            values[3] = codes.EVENT_COMMAND_ACCEPTED
+            values[4] = codes.SEVERITY_NOTICE
             pump_command = self.command_type in (
                 uplink.COMMAND_PUMP_ENABLE,
                 uplink.COMMAND_PUMP_DISABLE,
@@ -202,8 +186,8 @@ class Commands:
             values[5] = self.arg if pump_command else 0
             values[6] = self.command_type
         else:
-            values[3] = EVENT_COMMAND_REJECTED
-            values[4] = SEVERITY_WARNING
+            values[3] = codes.EVENT_COMMAND_REJECTED
+            values[4] = codes.SEVERITY_WARNING
             values[5] = 0
             values[6] = self.result
         return uplink.encode_event(buf, values)

@@ -86,18 +86,6 @@ def __getattr__(name):
     raise AttributeError(name)
 
 
-# (struct code as a byte, lowest, highest value it holds): a tuple, a constant of the code (a
-# dict would be built on the heap at import)
-_RANGES = (
-    (66, 0, 255),  # B
-    (72, 0, 65535),  # H
-    (73, 0, 4294967295),  # I
-    (98, -128, 127),  # b
-    (104, -32768, 32767),  # h
-    (105, -2147483648, 2147483647),  # i
-)
-
-
 def _check_header(frame, kind):
     if len(frame) < HEADER_SIZE:
         raise _error("TruncatedFrame")("frame shorter than the header")
@@ -120,7 +108,16 @@ def _check_values(values, codes):
     if len(values) != len(codes):
         raise _error("FieldRange")(f"{len(values)} values, expected {len(codes)}")
     for i in range(len(codes)):
-        for field in _RANGES:
+        # (struct code as a byte, lowest, highest value it holds): a constant of the code, not
+        # a name of the module (each name is a slot of its dict: RAM even when frozen)
+        for field in (
+            (66, 0, 255),  # B
+            (72, 0, 65535),  # H
+            (73, 0, 4294967295),  # I
+            (98, -128, 127),  # b
+            (104, -32768, 32767),  # h
+            (105, -2147483648, 2147483647),  # i
+        ):
             if field[0] == codes[i]:
                 break
         value = values[i]
@@ -160,9 +157,6 @@ def hmac_sha256(key, data):
 
 
 TELEMETRY_SIZE = const(80)
-_TELEMETRY_DECODE = ">4xIIIhhhhhihBIIHHHBHIHHHBHIHHHBHI"
-_TELEMETRY_ENCODE = ">2sBBIIIhhhhhihBIIHHHBHIHHHBHIHHHBHI"
-_TELEMETRY_CODES = b"IIIhhhhhihBIIHHHBHIHHHBHIHHHBHI"
 TELEMETRY_FIELDS = (
     "station_id",  # [0] I: station number, assigned at commissioning
     "seq",  # [1] I: per-station frame counter, wraps at 2**32
@@ -205,20 +199,19 @@ def decode_telemetry(frame):
     """Telemetry frame -> tuple in TELEMETRY_FIELDS order."""
     _check_header(frame, KIND_TELEMETRY)
     _check_size(frame, TELEMETRY_SIZE)
-    return struct.unpack_from(_TELEMETRY_DECODE, frame, 0)
+    return struct.unpack_from(">4xIIIhhhhhihBIIHHHBHIHHHBHIHHHBHI", frame, 0)
 
 
 def encode_telemetry(buf, values):
     """Pack values (TELEMETRY_FIELDS order) into buf; returns the frame length."""
-    _check_values(values, _TELEMETRY_CODES)
-    struct.pack_into(_TELEMETRY_ENCODE, buf, 0, MAGIC, VERSION, KIND_TELEMETRY, *values)
+    _check_values(values, b"IIIhhhhhihBIIHHHBHIHHHBHIHHHBHI")
+    struct.pack_into(
+        ">2sBBIIIhhhhhihBIIHHHBHIHHHBHIHHHBHI", buf, 0, MAGIC, VERSION, KIND_TELEMETRY, *values
+    )
     return TELEMETRY_SIZE
 
 
 EVENT_SIZE = const(24)
-_EVENT_DECODE = ">4xIIIHBBi"
-_EVENT_ENCODE = ">2sBBIIIHBBi"
-_EVENT_CODES = b"IIIHBBi"
 EVENT_FIELDS = (
     "station_id",  # [0] I: station number, assigned at commissioning
     "seq",  # [1] I: per-station frame counter, wraps at 2**32
@@ -234,20 +227,17 @@ def decode_event(frame):
     """Event frame -> tuple in EVENT_FIELDS order."""
     _check_header(frame, KIND_EVENT)
     _check_size(frame, EVENT_SIZE)
-    return struct.unpack_from(_EVENT_DECODE, frame, 0)
+    return struct.unpack_from(">4xIIIHBBi", frame, 0)
 
 
 def encode_event(buf, values):
     """Pack values (EVENT_FIELDS order) into buf; returns the frame length."""
-    _check_values(values, _EVENT_CODES)
-    struct.pack_into(_EVENT_ENCODE, buf, 0, MAGIC, VERSION, KIND_EVENT, *values)
+    _check_values(values, b"IIIHBBi")
+    struct.pack_into(">2sBBIIIHBBi", buf, 0, MAGIC, VERSION, KIND_EVENT, *values)
     return EVENT_SIZE
 
 
 ACK_SIZE = const(21)
-_ACK_DECODE = ">4xIIIIB"
-_ACK_ENCODE = ">2sBBIIIIB"
-_ACK_CODES = b"IIIIB"
 ACK_FIELDS = (
     "station_id",  # [0] I: station number, assigned at commissioning
     "seq",  # [1] I: per-station frame counter, wraps at 2**32
@@ -261,13 +251,13 @@ def decode_ack(frame):
     """Ack frame -> tuple in ACK_FIELDS order."""
     _check_header(frame, KIND_ACK)
     _check_size(frame, ACK_SIZE)
-    return struct.unpack_from(_ACK_DECODE, frame, 0)
+    return struct.unpack_from(">4xIIIIB", frame, 0)
 
 
 def encode_ack(buf, values):
     """Pack values (ACK_FIELDS order) into buf; returns the frame length."""
-    _check_values(values, _ACK_CODES)
-    struct.pack_into(_ACK_ENCODE, buf, 0, MAGIC, VERSION, KIND_ACK, *values)
+    _check_values(values, b"IIIIB")
+    struct.pack_into(">2sBBIIIIB", buf, 0, MAGIC, VERSION, KIND_ACK, *values)
     return ACK_SIZE
 
 
@@ -277,32 +267,15 @@ _COMMAND_TYPE_INDEX = const(5)  # its index in decoded tuples
 _COMMAND_MAX = const(6)
 COMMAND_MAX_SIZE = const(63)
 COMMAND_SIZES = (0, 59, 58, 58, 58, 58, 63)
-_COMMAND_DECODE = (
-    "",
-    ">4xIIIIIBh32x",
-    ">4xIIIIIBB32x",
-    ">4xIIIIIBB32x",
-    ">4xIIIIIBB32x",
-    ">4xIIIIIBB32x",
-    ">4xIIIIIBHi32x",
-)
-_COMMAND_ENCODE = (
-    "",
-    ">2sBBIIIIIBh",
-    ">2sBBIIIIIBB",
-    ">2sBBIIIIIBB",
-    ">2sBBIIIIIBB",
-    ">2sBBIIIIIBB",
-    ">2sBBIIIIIBHi",
-)
-_COMMAND_CODES = (
-    b"",
-    b"IIIIIBh",
-    b"IIIIIBB",
-    b"IIIIIBB",
-    b"IIIIIBB",
-    b"IIIIIBB",
-    b"IIIIIBHi",
+# per type: (decode format, encode format, value codes); one name, not three
+_COMMAND_FORMATS = (
+    ("", "", b""),
+    (">4xIIIIIBh32x", ">2sBBIIIIIBh", b"IIIIIBh"),
+    (">4xIIIIIBB32x", ">2sBBIIIIIBB", b"IIIIIBB"),
+    (">4xIIIIIBB32x", ">2sBBIIIIIBB", b"IIIIIBB"),
+    (">4xIIIIIBB32x", ">2sBBIIIIIBB", b"IIIIIBB"),
+    (">4xIIIIIBB32x", ">2sBBIIIIIBB", b"IIIIIBB"),
+    (">4xIIIIIBHi32x", ">2sBBIIIIIBHi", b"IIIIIBHi"),
 )
 COMMAND_FIELDS = (
     (),
@@ -388,7 +361,7 @@ def _command_type(frame):
     if len(frame) <= _COMMAND_TYPE_AT:
         raise _error("TruncatedFrame")("command shorter than its type byte")
     command_type = frame[_COMMAND_TYPE_AT]
-    if not 1 <= command_type <= _COMMAND_MAX or not _COMMAND_DECODE[command_type]:
+    if not 1 <= command_type <= _COMMAND_MAX or not _COMMAND_FORMATS[command_type][0]:
         raise _error("UnknownCommand")(f"command type {command_type}")
     return command_type
 
@@ -407,7 +380,7 @@ def decode_command(frame, key):
         diff |= expected[i] ^ frame[body + i]
     if diff:
         raise _error("BadSignature")("command tag does not match")
-    return struct.unpack_from(_COMMAND_DECODE[command_type], frame, 0)
+    return struct.unpack_from(_COMMAND_FORMATS[command_type][0], frame, 0)
 
 
 def encode_command(buf, values, key):
@@ -418,11 +391,11 @@ def encode_command(buf, values, key):
     command_type = values[_COMMAND_TYPE_INDEX]
     if not isinstance(command_type, int) or not 1 <= command_type <= _COMMAND_MAX:
         raise _error("UnknownCommand")(f"command type {command_type!r}")
-    codes = _COMMAND_CODES[command_type]
+    codes = _COMMAND_FORMATS[command_type][2]
     if not codes:
         raise _error("UnknownCommand")(f"command type {command_type}")
     _check_values(values, codes)
-    fmt = _COMMAND_ENCODE[command_type]
+    fmt = _COMMAND_FORMATS[command_type][1]
     struct.pack_into(fmt, buf, 0, MAGIC, VERSION, KIND_COMMAND, *values)
     size = COMMAND_SIZES[command_type]
     body = size - TAG_SIZE
