@@ -57,16 +57,14 @@ Rules:
 - ``close()`` sends DISCONNECT (the will is discarded by the broker) and stops; ``open()`` starts
   again.
 - Time is a ticks value (ms modulo 2**30, relaypump.ticks); every deadline uses ticks_diff.
-Allocation: buffers are made in the constructor: rx (max_packet), tx (one packet + 128 B for
-acknowledgements, pings and the subscription) and the slots ((inflight + 1) x slot_size). An
+Allocation: buffers are made in the constructor: rx (max_packet), tx (one packet, a SUBSCRIBE and
+a PINGREQ; acknowledgements wait for room) and the slots ((inflight + 1) x slot_size). An
 idle poll, and a poll with nothing due, allocate nothing; sending returns one memoryview, a MESSAGE makes two.
 Topics: relaypump/<site>/<station>/<kind> (uplink_config.topic); kinds status, telemetry, event,
 ack, cmd. What only builds a session from the config (topic names, sizes) is in uplink_config.py,
 a module the boot drops again: on MicroPython every function here is heap for as long as the
 agent runs.
 """
-
-from array import array
 
 from micropython import const
 
@@ -119,7 +117,6 @@ _SENT = const(2)  # on the wire, waiting for its PUBACK
 _ACKED = const(3)  # acknowledged, freed once the slots before it are
 
 _PUBACKS = const(8)  # incoming QoS 1 acknowledgements waiting for tx room
-_TX_EXTRA = const(128)  # tx room beyond one packet: PUBACKs, PINGREQ, SUBSCRIBE alongside
 
 
 class MalformedPacket(Exception):
@@ -251,7 +248,9 @@ class Session:
             clean_session,
             _bytes(will_payload),
         )
-        self._tx = bytearray(max(slot_size, len(self._connect)) + _TX_EXTRA)
+        # one packet, and room beside it for the SUBSCRIBE and a PINGREQ (PUBACKs wait for room)
+        subscribe = 2 + 2 + 2 + len(self.command_topic) + 1
+        self._tx = bytearray(max(slot_size, len(self._connect)) + subscribe + 2)
         self._txv = memoryview(self._tx)
         self._tx_start = 0
         self._tx_end = 0
@@ -264,6 +263,8 @@ class Session:
         self._consumed = 0  # bytes of the packet last returned, released on the next call
         self._skip = 0  # bytes of an oversize packet still to discard
         self._rx_seen = False
+
+        from array import array  # (a name of the module's dict for the constructor only)
 
         # slots 0..inflight-1: the window (a ring, oldest at _head); slot `inflight`: the birth
         n = inflight + 1

@@ -178,8 +178,7 @@ class Outbox:
         self._event_view = view[_FRAME_AT : _FRAME_AT + uplink.EVENT_SIZE]
         self._crc_view = view[:_CRC_AT]
         self.frame = b""  # the frame take() handed out, until the next take or append
-        self._report = bytearray(uplink.EVENT_SIZE)
-        self._report_values = [station_id, 0, 0, 0, SEVERITY_WARNING, 0, 0]
+        self.station_id = station_id  # for the drop reports (made when one is due: rare)
         self.pending = 0  # entries waiting or handed out
         self.dropped_telemetry = 0
         self.dropped_events = 0
@@ -351,11 +350,10 @@ class Outbox:
             self._reported_events = self.dropped_events
 
     def _append_report(self, code, total, now_ms):
-        values = self._report_values
-        values[3] = code
-        values[6] = total if total < 0x7FFFFFFF else 0x7FFFFFFF
-        uplink.encode_event(self._report, values)  # seq and time are set by _append
-        self._append(self._report, uplink.EVENT_SIZE, _KIND_EVENT, now_ms)
+        report = bytearray(uplink.EVENT_SIZE)  # seq and time are set by _append
+        total = total if total < 0x7FFFFFFF else 0x7FFFFFFF
+        uplink.encode_event(report, [self.station_id, 0, 0, code, SEVERITY_WARNING, 0, total])
+        self._append(report, uplink.EVENT_SIZE, _KIND_EVENT, now_ms)
 
     def _append(self, frame, n, kind, now_ms):
         if self.pending >= self.capacity and not self._drop_oldest_telemetry(True):

@@ -86,16 +86,13 @@ modules' functions and classes (~16 B a function, ~0.1 KiB a class; their code, 
 rarely (uplink_config.py: a config change) is loaded for that and dropped again.
 """
 
-from array import array
-
 from micropython import const
 
-from relaypump import codes, mqtt, uplink  # codes.X: an imported name is a slot of our dict
-from relaypump.commands import Commands
-from relaypump.outbox import Outbox
+# codes.X, not an imported name: each name is a slot of this module's dict (RAM, frozen or not);
+# what only the constructor uses it imports itself
+from relaypump import codes, mqtt, uplink
 from relaypump.ticks import TICKS_MASK as _TICKS_MASK
 from relaypump.ticks import ticks_diff as _ticks_diff
-from relaypump.wallclock import WallClock
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # mypy only (MicroPython has no typing)
@@ -105,20 +102,14 @@ STEP_MS = const(50)
 EVENTS_PER_STEP = const(1)  # event frames appended per step: a flash block write each
 ACK_QUEUE = const(4)
 HELD_RETRY_MS = const(1000)  # the outbox asked again at most this often while the clock is unset
-OUTBOX_BASE = "/outbox"
 _TYPE_AT = const(24)  # a command frame's type byte
 _ANALOGS = const(5)  # suction, discharge, remote DP, supply temperature, flow
-_SCALES = (10.0, 10.0, 10.0, 100.0, 10.0)
 _DRIVE_RUNNING = const(3)  # snapshot.DRIVE_RUNNING / DRIVE_TRIPPED
 _DRIVE_TRIPPED = const(4)
 _BAD = const(3)  # snapshot.BAD
 _CMD_RUN = const(1)
 _ALARM_PUMP_TRIPPED = const(16)  # codes.ALARM_PUMP1_TRIPPED (+ pump index)
 _ALARM_DRIVE_LOST = const(20)  # codes.ALARM_DRIVE1_COMM_LOST (+ pump index)
-
-
-def _ticks_add(t, d):
-    return (t + d) & _TICKS_MASK
 
 
 def _clamp(value, lo, hi):
@@ -180,7 +171,12 @@ class NtpLink:
 
 class Uplink:
     def __init__(self, config, runtime, now_ms):
+        from array import array
+
         from relaypump import uplink_build as setup  # what builds the parts: dropped below
+        from relaypump.commands import Commands
+        from relaypump.outbox import Outbox
+        from relaypump.wallclock import WallClock
 
         board = runtime.board
         self.runtime = runtime
@@ -194,7 +190,7 @@ class Uplink:
         self.commands = Commands(station_id, key, self.envelope, self.clock)
         self.box = Outbox(
             board.fs,
-            runtime.state_base.rsplit("/", 1)[0] + OUTBOX_BASE,  # beside the state files
+            runtime.state_base.rsplit("/", 1)[0] + "/outbox",  # beside the state files
             station_id,
             self.clock,
             now_ms,
@@ -228,7 +224,7 @@ class Uplink:
                 pass
         self.period_ms = ocfg["telemetry_s"] * 1000
         self._held_until = now_ms
-        self._next_ms = _ticks_add(now_ms, self.period_ms)
+        self._next_ms = (now_ms + self.period_ms) & _TICKS_MASK
         # the window's packet ids and the outbox tokens they carry
         n = self.session.inflight
         self._pids = array("H", [0] * n)
@@ -244,7 +240,6 @@ class Uplink:
         self._peek = [0] * 5
         self._event_frame = bytearray(uplink.EVENT_SIZE)
         self._acks = bytearray(ACK_QUEUE * uplink.ACK_SIZE)
-        self._acks_view = memoryview(self._acks)
         self._ack_count = 0
         # remote settings, as the persistent state kept them (rules)
         agent = runtime.agent
@@ -255,8 +250,7 @@ class Uplink:
         self.manual = False
         self.apply(agent)
         # counters
-        self.frames = 0
-        self.commands_handled = 0
+        self.frames = 0  # acknowledged (the commands handled: commands.handled)
         self.acks_dropped = 0
         self.errors = 0  # steps cut short by a file system error (last_error: its text)
         self.last_error = None
@@ -273,7 +267,8 @@ class Uplink:
 
     def _add(self, k, m):
         if m.quality != _BAD:
-            self._sum[k] += round(m.value * _SCALES[k])  # the product: the tick's one float
+            # the product: the tick's one float (suction, discharge, remote DP, temp., flow)
+            self._sum[k] += round(m.value * (10.0, 10.0, 10.0, 100.0, 10.0)[k])
             self._count[k] += 1
 
     # --- the loop's other work ----------------------------------------------------------------
@@ -306,9 +301,9 @@ class Uplink:
         if self.ntp is not None:
             self.ntp.step(now_ms)
         if _ticks_diff(now_ms, self._next_ms) >= 0:
-            self._next_ms = _ticks_add(self._next_ms, self.period_ms)
+            self._next_ms = (self._next_ms + self.period_ms) & _TICKS_MASK
             if _ticks_diff(now_ms, self._next_ms) >= 0:  # fell behind: the next one period on
-                self._next_ms = _ticks_add(now_ms, self.period_ms)
+                self._next_ms = (now_ms + self.period_ms) & _TICKS_MASK
             self._telemetry(now_ms)
             appended = True
         else:  # one append a step: the events wait for the next
@@ -345,7 +340,7 @@ class Uplink:
             token = box.take(now_ms)
             if not token:
                 if not self.clock.synced:  # held (or none): asked again in HELD_RETRY_MS
-                    self._held_until = _ticks_add(now_ms, HELD_RETRY_MS)
+                    self._held_until = (now_ms + HELD_RETRY_MS) & _TICKS_MASK
                 break
             frame = box.frame
             topic = self.telemetry_topic if frame[3] == uplink.KIND_TELEMETRY else self.event_topic
@@ -459,7 +454,6 @@ class Uplink:
         runtime = self.runtime
         agent = runtime.agent
         cmds = self.commands
-        self.commands_handled += 1
         change = len(payload) > _TYPE_AT and payload[_TYPE_AT] == uplink.COMMAND_CONFIG_CHANGE
         if change:  # the whole config, for this command only (rare: loaded, then dropped)
             from relaypump import uplink_build, uplink_config
@@ -499,14 +493,14 @@ class Uplink:
             self.acks_dropped += 1
             return
         at = self._ack_count * uplink.ACK_SIZE
-        self.commands.ack(self._acks_view[at : at + uplink.ACK_SIZE], seq, stamp)
+        self.commands.ack(memoryview(self._acks)[at : at + uplink.ACK_SIZE], seq, stamp)
         self._ack_count += 1
 
     def _send_acks(self):
         sent = False
         size = uplink.ACK_SIZE
         while self._ack_count:
-            pid = self.session.publish(self.ack_topic, self._acks_view[:size])
+            pid = self.session.publish(self.ack_topic, memoryview(self._acks)[:size])
             if pid <= 0:
                 break
             self._ack_count -= 1

@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         pass
     up = field.uplink
     print(f"{field.station.t_s:.0f} s simulated; {up.frames} frames acknowledged, "
-          f"{up.box.pending} waiting, {up.commands_handled} commands")  # fmt: skip
+          f"{up.box.pending} waiting, {up.commands.handled} commands")  # fmt: skip
     return 0
 
 

@@ -89,12 +89,15 @@ def new_session(**kw):
 
 
 def flush(s, now):
-    """Everything the session wants to send at now, as packets (all of it taken by the 'wire')."""
-    out = s.poll(now)
-    if out is None:
-        return []
-    data = bytes(out)
-    s.sent(len(out))
+    """Everything the session wants to send at now, as packets (all of it taken by the 'wire',
+    polled until nothing is left: tx holds a packet or two at a time, as netio.Link polls)."""
+    data = b""
+    for _ in range(20):
+        out = s.poll(now)
+        if out is None:
+            break
+        data += bytes(out)
+        s.sent(len(out))
     return packets(data)
 
 

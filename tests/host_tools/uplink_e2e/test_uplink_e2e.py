@@ -219,10 +219,10 @@ class ControlRoom:
         travels in wall time: were the sim to run meanwhile, a fresh command could expire)."""
         self._seen = len(frames(self.watcher, "ack"))
         up = self.field.uplink
-        handled = up.commands_handled
+        handled = up.commands.handled
         self.watcher.publish(topic("cmd"), frame)
         deadline = time.monotonic() + WALL_S
-        while up.commands_handled == handled:
+        while up.commands.handled == handled:
             assert time.monotonic() < deadline, "the station did not receive the command"
             self.field.controller.settle(0.01)
             up.link.wait(10)
