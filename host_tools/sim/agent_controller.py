@@ -196,7 +196,9 @@ class AgentController:
 
     def _wire(self, board: SimBoard, frame, start_ms: int, start_sub: int) -> None:
         assert self.bus is not None
-        response = carry(self.bus, frame, start_ms, start_sub)
-        if response is not None:
-            data, at_us = response
+        # carry(), inline: every frame
+        answer = self.bus.transact(bytes(frame), (start_ms * 1000 + start_sub) / 1e6)
+        if answer is not None:
+            data = answer[0]
+            at_us = math.ceil(answer[1] * 1e6 - 1e-3)
             board.respond(data, 0, len(data), at_us // 1000, at_us % 1000)

@@ -90,7 +90,8 @@ class RegisterBank:
         self._targets.clear()
 
     def read(self, address: int, count: int) -> list[int]:
-        check_count(count, MAX_READ_REGISTERS)
+        if not 1 <= count <= MAX_READ_REGISTERS:  # check_count, inline: every read
+            check_count(count, MAX_READ_REGISTERS)
         key = address << 7 | count
         readers = self._blocks.get(key)
         if readers is None:
@@ -113,7 +114,8 @@ class RegisterBank:
 
     def write(self, address: int, values: Sequence[int]) -> None:
         count = len(values)
-        check_count(count, MAX_WRITE_REGISTERS)
+        if not 1 <= count <= MAX_WRITE_REGISTERS:  # check_count, inline: every write
+            check_count(count, MAX_WRITE_REGISTERS)
         key = address << 7 | count
         targets = self._targets.get(key)
         if targets is None:

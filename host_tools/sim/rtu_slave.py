@@ -153,9 +153,11 @@ def encode_registers(unit: int, function: int, registers: list[int]) -> bytes:
     if body is None:
         body = _REGISTER_BODIES[count] = struct.Struct(f">BBB{count}H")
     try:
-        return with_crc(body.pack(unit, function, 2 * count, *registers))
+        packed = body.pack(unit, function, 2 * count, *registers)
     except struct.error:  # a word outside 0..0xFFFF: the error int.to_bytes gives
         raise OverflowError(f"register value outside 0..0xFFFF in {registers}") from None
+    frame = _FRAMED.get(packed)  # with_crc's memo, looked up here: every read
+    return frame if frame is not None else with_crc(packed)
 
 
 def encode_echo(unit: int, function: int, address: int, word: int) -> bytes:

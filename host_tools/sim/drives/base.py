@@ -352,11 +352,14 @@ class Drive(Device):
             self._limit_k = (1.0 - math.exp(-dt / CURRENT_CONTROL_TAU_S)) / 3.0
         self._evaluate(False)
         moving = self.speed_pct > 0
-        self._limit_current(dt)
-        self._integrate(dt)
-        if (self.speed_pct > 0) != moving:
-            # standstill ends OFF1 / OFF3 (with the same inputs a state is its own successor)
-            self._evaluate(False)
+        if self.motion != COAST or self.speed_pct != 0.0:
+            self._limit_current(dt)
+            self._integrate(dt)
+            if (self.speed_pct > 0) != moving:
+                # standstill ends OFF1 / OFF3 (with the same inputs a state is its own successor)
+                self._evaluate(False)
+        else:  # pulses off at standstill (a standby drive): no ceiling, the speed stays 0
+            self.ceiling_pct = None
         # current_a; the motor's heat (temperature, then the I^2 t model: docstring)
         if self.motion == COAST:
             kw = 0.0
