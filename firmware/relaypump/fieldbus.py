@@ -195,7 +195,7 @@ class Fieldbus:
         self.last_error = [ERR_NONE] * devices
         self.lost_events = [0] * devices  # how often each device was declared lost
         self._probe_ms = [0] * devices
-        self._skip = [False] * devices  # failed this cycle
+        self._skip = 0  # devices that failed this cycle (bit mask)
         # Per drive: raw registers of the last good reads.
         self.state = [DRIVE_UNKNOWN] * n
         self.status_word = [0] * n
@@ -204,7 +204,7 @@ class Fieldbus:
         self.power_raw = [0] * n
         self.fault_raw = [0] * n
         self.at_ms = [0] * n
-        self._fault_read = [False] * n
+        self._fault_read = 0  # tripped drives whose fault register was read (bit mask)
         self._published = [-1] * (3 * n)  # per drive: actual, current, power in the Snapshot
         self._ref_source = [None] * n  # speed float the cached reference was made from
         self._ref_raw = [0] * n  # also the reference word of this cycle's write
@@ -408,9 +408,7 @@ class Fieldbus:
         self._cycle_done = False
         self._cycle_attempts = self.attempts
         self._cycle_started = True
-        skip = self._skip
-        for d in range(len(skip)):
-            skip[d] = False
+        self._skip = 0
 
     def _advance(self):
         self._attempt = 0
@@ -436,7 +434,7 @@ class Fieldbus:
             if self._attempt == 0 and not self._choose_ramp(now_ms):
                 return None
             dev = self._ramp_target
-        if self._skip[dev]:
+        if self._skip & (1 << dev):
             return None
         if self.lost[dev] and self._attempt == 0:
             # a lost device is probed with its first transaction of the cycle only (AUX and RAMP
@@ -494,7 +492,11 @@ class Fieldbus:
     def _choose_aux(self):
         """Fault register of a drive newly found tripped first, else the next block in turn."""
         for i in range(self.pump_count):
-            if self.state[i] == DRIVE_TRIPPED and not self._fault_read[i] and self.online(i):
+            if (
+                self.state[i] == DRIVE_TRIPPED
+                and not self._fault_read & (1 << i)
+                and self.online(i)
+            ):
                 self._aux_target = i
                 self._aux_target_block = _FAULT_BLOCK
                 return True
@@ -503,7 +505,7 @@ class Fieldbus:
             k = self._aux_next
             self._aux_next = k + 1 if k + 1 < count else 0
             dev = self._aux_dev[k]
-            if self.online(dev) and not self._skip[dev]:
+            if self.online(dev) and not self._skip & (1 << dev):
                 self._aux_target = dev
                 self._aux_target_block = self._aux_block[k]
                 return True
@@ -516,7 +518,7 @@ class Fieldbus:
             dev = self._ramp_next + k
             if dev >= n:
                 dev -= n
-            if not self.online(dev) or self._skip[dev]:
+            if not self.online(dev) or self._skip & (1 << dev):
                 continue
             due = self._ramp_due_ms[dev]
             if due >= 0 and _ticks_diff(now_ms, due) < 0:
@@ -612,7 +614,7 @@ class Fieldbus:
             self.state[dev] = state
             if state != DRIVE_TRIPPED:
                 self.fault_raw[dev] = 0
-                self._fault_read[dev] = False
+                self._fault_read &= ~(1 << dev)
             if p.ACTUAL_INDEX >= 0:
                 self.actual_raw[dev] = m.register(p.ACTUAL_INDEX)
             if p.POWER_INDEX >= 0:
@@ -645,7 +647,7 @@ class Fieldbus:
             block = self._aux_target_block
             if block == _FAULT_BLOCK:
                 self.fault_raw[dev] = m.register(0)
-                self._fault_read[dev] = True
+                self._fault_read |= 1 << dev
             else:
                 _, _, current_index, power_index = self.profiles[dev].AUX_BLOCKS[block]
                 if current_index >= 0:
@@ -690,7 +692,7 @@ class Fieldbus:
         if not self.failures[dev] and not self.heard[dev]:
             self._good_ms[dev] = now_ms  # never heard: its silence is counted from now
         self.failures[dev] += 1
-        self._skip[dev] = True
+        self._skip |= 1 << dev
         if (
             not self.lost[dev]
             and self.failures[dev] >= self.lost_after

@@ -362,8 +362,7 @@ class Protection:
         # internal state
         self._started = False
         self._last_ms = 0
-        self._running = bytearray(n)
-        self._lost = bytearray(n)  # lost while running: assumed running (module rules)
+        self._running = 0  # running pumps (bit mask), a lost one included (module rules)
         self._lost_target = array("i", [0] * n)  # its comm-loss speed (0.01 %)
         self._run_x100 = array("i", [0] * n)  # each running pump's (assumed) speed, else 0
         self._share_x10 = array("i", [0] * n)  # its part of the station flow (0.1 m3/h)
@@ -461,25 +460,27 @@ class Protection:
         n_run = 0
         fastest = 0  # the fastest drive the agent still reaches (can it slow down?)
         step = self._cfg[_C_SLEW_X100] * dt // 1000
+        lost_before = self.lost_running  # a lost pump stays lost (running) while offline
         lost_mask = 0
+        run_mask = 0
         for i in range(n):
             p = pumps[i]
             s = 0
+            bit = 1 << i
             if p.online:
-                self._lost[i] = 0
                 running = p.state == DRIVE_RUNNING
                 if running:
                     s = self._scaled_of(_R_SPEED + i, p.speed_pct)
                     if s > fastest:
                         fastest = s
             else:
-                if not self._lost[i] and self._running[i]:  # lost while running
+                running = lost_before & bit != 0
+                if not running and self._running & bit:  # lost while running
                     action = self._lost_action[i]
                     if action != _LOST_TRIPS:
-                        self._lost[i] = 1
+                        running = True
                         hold = action == _LOST_HOLDS
                         self._lost_target[i] = self._run_x100[i] if hold else action
-                running = self._lost[i] == 1
                 if running:
                     s = self._run_x100[i]  # towards its comm-loss speed along the drive's ramp
                     target = self._lost_target[i]
@@ -489,13 +490,14 @@ class Protection:
                         s += step
                     else:
                         s = target
-                    lost_mask |= 1 << i
-            self._running[i] = running
+                    lost_mask |= bit
             self._run_x100[i] = s
             if running:
                 n_run += 1
+                run_mask |= bit
             self.stop_command[i] = CMD_COAST if p.state == DRIVE_TRIPPED else CMD_STOP
         self.lost_running = lost_mask
+        self._running = run_mask
 
         # measurements -> scaled integers (or _NONE), with the sensor fallbacks
         stop_sensor = False
@@ -691,7 +693,7 @@ class Protection:
             h0 = self._cfg[_C_H0_MM]
             for i in range(n):
                 w = 0
-                if running[i]:
+                if running & (1 << i):
                     s = speeds[i] // 10
                     w = _isqrt((h0 * s // 1000 * s // 1000 - head_mm) * 100)
                 shares[i] = w
@@ -702,7 +704,7 @@ class Protection:
         runout = False
         lost = self.lost_running
         for i in range(n):
-            if not running[i]:
+            if not running & (1 << i):
                 shares[i] = 0
                 continue
             if total > 0:
@@ -735,14 +737,12 @@ class Protection:
             return self._limit_of(temp_x100, 1000)  # NPSHr at BEP: the start condition
         r = 0
         for i in range(self.pump_count):
-            if self._running[i]:
+            if self._running & (1 << i):
                 s_permil = self._run_x100[i] // 10
                 if flow_known:
                     x = self._share_x10[i] * 1000 // self._cfg[_C_BEP_FLOW_X10]
-                else:
-                    x = (
-                        self._cfg[_C_MAX_FLOW_PERMIL] * s_permil // 1000
-                    )  # unknown flow: the worst allowed
+                else:  # unknown flow: the worst allowed
+                    x = self._cfg[_C_MAX_FLOW_PERMIL] * s_permil // 1000
                 if x > r:
                     r = x
                 x = 6 * s_permil // 10
@@ -962,7 +962,7 @@ class Protection:
             return
         self._dry = _OFF
         for i in range(self.pump_count):
-            if self._running[i] and not self.pump_locked[i]:
+            if self._running & (1 << i) and not self.pump_locked[i]:
                 self._lock_pump(i)
                 self._emit(codes.EVENT_DRY_RUN, codes.SEVERITY_ALARM, i + 1, flow, now)
                 self._emit(codes.EVENT_PUMP_LOCKOUT, codes.SEVERITY_ALARM, i + 1, 1, now)

@@ -253,9 +253,10 @@ class Staging:
         self._power_next = False  # its point is taken, its power comes next
         self.busy = False  # this tick's update built floats (an evaluation in progress)
         self._eval_mask = 0  # the wanted pumps when it began
-        self.event_code = [0] * _MAX_EVENTS
-        self.event_pump = [0] * _MAX_EVENTS
-        self.event_reason = [0] * _MAX_EVENTS
+        # a byte each: staging's two event codes, a pump number, a REASON_*
+        self.event_code = bytearray(_MAX_EVENTS)
+        self.event_pump = bytearray(_MAX_EVENTS)
+        self.event_reason = bytearray(_MAX_EVENTS)
         self.event_count = 0
 
     # --- helpers -------------------------------------------------------------------------------
