@@ -43,7 +43,7 @@ Rules:
   DISCONNECTED(DEAD_LINK), reconnect.
 - Malformed input (bad remaining length, flags, lengths, a wildcard in a topic, packet id 0) and
   protocol violations (a packet the state does not allow, a SUBACK for another id, CONNACK twice)
-  raise MalformedPacket / ProtocolViolation (a subclass; ``MqttError`` names the base) inside
+  raise MalformedPacket / ProtocolViolation (a subclass) inside
   next_event only: they are counted
   (``malformed``, ``protocol_errors``, ``last_error``), the link is dropped (DISCONNECTED with
   MALFORMED or PROTOCOL) and next_event returns the event; no exception leaves the session.
@@ -129,9 +129,6 @@ class ProtocolViolation(MalformedPacket):
     """A well-formed packet the session's state does not allow."""
 
 
-MqttError = MalformedPacket  # the base of both, by the name the application knows
-
-
 def length_size(n):
     """Bytes of the remaining-length field for a remaining length n."""
     if n < 128:
@@ -172,12 +169,6 @@ def decode_length(buf, pos, end):
             return value
         shift += 7
     raise MalformedPacket("remaining length longer than 4 bytes")
-
-
-def _default_random_below(n):
-    import random
-
-    return random.getrandbits(30) % n
 
 
 def _utf8_field(buf, pos, data):
@@ -235,7 +226,7 @@ class Session:
         self.connect_timeout_ms = connect_timeout_ms
         self.backoff_min_ms = backoff_min_ms
         self.backoff_max_ms = backoff_max_ms
-        self._random_below = random_below or _default_random_below
+        self._random_below = random_below  # None: the random module's
         self.max_packet = max_packet
         self.slot_size = slot_size
         self.inflight = inflight
@@ -711,7 +702,13 @@ class Session:
         base = self.backoff_min_ms << min(self._attempts - 1, 20)
         if base > self.backoff_max_ms:
             base = self.backoff_max_ms
-        delay = base // 2 + self._random_below(base // 2 + 1)
+        if self._random_below is not None:
+            jitter = self._random_below(base // 2 + 1)
+        else:
+            import random
+
+            jitter = random.getrandbits(30) % (base // 2 + 1)
+        delay = base // 2 + jitter
         self.last_delay_ms = delay
         self._retry_at = (self._now + delay) & _TICKS_MASK
 

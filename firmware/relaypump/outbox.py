@@ -98,12 +98,12 @@ Cost (default: 12 segments = 468 slots, 467 frames = 77 min of telemetry at 10 s
 """
 
 import struct
-from array import array
 
 from micropython import const
 
-from relaypump import storage, uplink
-from relaypump.codes import EVENT_EVENTS_DROPPED, EVENT_TELEMETRY_DROPPED, SEVERITY_WARNING
+# codes.X, not imported names, and formats written where they are used: each name of the module
+# is a slot of its dict (RAM, frozen or not)
+from relaypump import codes, storage, uplink
 from relaypump.ticks import ticks_diff as _ticks_diff
 
 SLOT_SIZE = const(104)
@@ -111,9 +111,9 @@ SEGMENT_SLOTS = const(39)  # 39 x 104 = 4056 B <= one 4 KiB erase block
 LEASE = const(4096)  # seq numbers reserved per header save
 _FRAME_AT = const(20)
 _CRC_AT = const(100)
-_META = ">IIHBBII"
+# a slot's meta data before its frame: ">IIHBBII" (see Persistence)
 GONE_MAX = const(32)  # entries that left out of order, remembered in the header
-_HEADER = ">HIIII"  # then one u32 per serial in the gone list
+# the header: ">HIIII", then one u32 per serial in the gone list
 _HEADER_SIZE = const(18)
 _FLAG_UNSYNCED = const(1)
 _KIND_AT = const(3)
@@ -121,7 +121,6 @@ _SEQ_AT = const(8)
 _TIME_AT = const(12)
 _CODE_AT = const(16)
 _VALUE_AT = const(20)
-_SEQ_LAST = 0xFFFFFFFF
 _KIND_TELEMETRY = const(1)
 _KIND_EVENT = const(2)
 _SPAN = const(65535)  # serials an entry may be older than the next one (RAM keeps them mod 2**16)
@@ -164,6 +163,8 @@ class Outbox:
         self.capacity = n - 1
         # the index: per slot its entry's serial mod 2**16 (_full() makes the whole serial) and
         # three bits: an entry is in it, it is handed out (no PUBACK yet), it is telemetry
+        from array import array
+
         self._serial = array("H", bytes(2 * n))
         self._busy = bytearray((n + 7) >> 3)
         self._out = bytearray((n + 7) >> 3)
@@ -177,7 +178,8 @@ class Outbox:
         self._telemetry_view = view[_FRAME_AT : _FRAME_AT + uplink.TELEMETRY_SIZE]
         self._event_view = view[_FRAME_AT : _FRAME_AT + uplink.EVENT_SIZE]
         self._crc_view = view[:_CRC_AT]
-        self.frame = b""  # the frame take() handed out, until the next take or append
+        # the frame take() handed out (a view into the slot buffer), until the next take or append
+        self.frame = b""  # type: bytes | memoryview
         self.station_id = station_id  # for the drop reports (made when one is due: rare)
         self.pending = 0  # entries waiting or handed out
         self.dropped_telemetry = 0
@@ -246,7 +248,7 @@ class Outbox:
         return top
 
     def _load_slot(self, i, slot):
-        serial, _, boot, _, length, dropped_t, dropped_e = struct.unpack_from(_META, slot, 0)
+        serial, _, boot, _, length, dropped_t, dropped_e = struct.unpack_from(">IIHBBII", slot, 0)
         if serial == 0:
             return
         if boot > self._top_boot:
@@ -272,9 +274,9 @@ class Outbox:
         if kind == _KIND_EVENT:
             code = struct.unpack_from(">H", slot, _FRAME_AT + _CODE_AT)[0]
             value = struct.unpack_from(">i", slot, _FRAME_AT + _VALUE_AT)[0]
-            if code == EVENT_TELEMETRY_DROPPED and value > self._reported_telemetry:
+            if code == codes.EVENT_TELEMETRY_DROPPED and value > self._reported_telemetry:
                 self._reported_telemetry = value
-            elif code == EVENT_EVENTS_DROPPED and value > self._reported_events:
+            elif code == codes.EVENT_EVENTS_DROPPED and value > self._reported_events:
                 self._reported_events = value
 
     def segment_path(self, k):
@@ -284,7 +286,7 @@ class Outbox:
     def _save_header(self, now_ms, lease):
         gone = [serial for serial in self._gone if serial]
         payload = struct.pack(
-            _HEADER + "I" * len(gone),
+            ">HIIII" + "I" * len(gone),
             self.boot,
             lease,
             self._mark,
@@ -304,7 +306,7 @@ class Outbox:
         if self._seq >= self._lease:
             self._save_header(now_ms, (self._seq + LEASE) & 0xFFFFFFFF)  # before the number is used
         seq = self._seq
-        if seq == _SEQ_LAST:  # wraps (after 1,300 years of telemetry): the lease restarts at 0
+        if seq == 0xFFFFFFFF:  # wraps (after 1,300 years of telemetry): the lease restarts at 0
             self._seq = self._lease = 0
         else:
             self._seq = seq + 1  # no mask: a mask with a long int allocates on MicroPython
@@ -343,16 +345,16 @@ class Outbox:
     def _report_drops(self, now_ms):
         # room for the report and the frame after it without dropping anything
         if self.dropped_telemetry > self._reported_telemetry and self.pending + 2 <= self.capacity:
-            self._append_report(EVENT_TELEMETRY_DROPPED, self.dropped_telemetry, now_ms)
+            self._append_report(codes.EVENT_TELEMETRY_DROPPED, self.dropped_telemetry, now_ms)
             self._reported_telemetry = self.dropped_telemetry
         if self.dropped_events > self._reported_events and self.pending + 2 <= self.capacity:
-            self._append_report(EVENT_EVENTS_DROPPED, self.dropped_events, now_ms)
+            self._append_report(codes.EVENT_EVENTS_DROPPED, self.dropped_events, now_ms)
             self._reported_events = self.dropped_events
 
     def _append_report(self, code, total, now_ms):
         report = bytearray(uplink.EVENT_SIZE)  # seq and time are set by _append
         total = total if total < 0x7FFFFFFF else 0x7FFFFFFF
-        uplink.encode_event(report, [self.station_id, 0, 0, code, SEVERITY_WARNING, 0, total])
+        uplink.encode_event(report, [self.station_id, 0, 0, code, codes.SEVERITY_WARNING, 0, total])
         self._append(report, uplink.EVENT_SIZE, _KIND_EVENT, now_ms)
 
     def _append(self, frame, n, kind, now_ms):
@@ -371,7 +373,7 @@ class Outbox:
         serial = self._next_serial
         unsynced = not self.clock.synced
         struct.pack_into(
-            _META,
+            ">IIHBBII",
             slot,
             0,
             serial,
@@ -650,4 +652,4 @@ def _parse_header(payload):
     extra = len(payload) - _HEADER_SIZE
     if extra < 0 or extra % 4 or extra > 4 * GONE_MAX:
         raise ValueError("outbox header of %d bytes" % len(payload))
-    return struct.unpack(_HEADER + "I" * (extra // 4), payload)
+    return struct.unpack(">HIIII" + "I" * (extra // 4), payload)

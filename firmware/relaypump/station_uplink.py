@@ -5,7 +5,7 @@ over one MQTT session (mqtt.py), with the durable outbox (outbox.py) in between.
     up.sample(agent)       after every control tick: the analog values summed for the next frame
     up.step(now_ms) -> ms  outside the tick, between bus transactions: link, session events,
                            commands, telemetry, events, outbox -> session, NTP; returns the ms
-                           until it wants to run again (STEP_MS)
+                           until it wants to run again (50)
     up.flush(now_ms)       before a planned reset: the outbox's ack mark saved
 
 The board (runtime.py lists the rest of its interface) offers, optionally:
@@ -61,7 +61,7 @@ Rules:
                   pid.period_ms the watchdog cannot cover: OUT_OF_ENVELOPE.
   Each command gets an ack (QoS 1 on the ack topic, seq from the outbox's counter) and an event
   (COMMAND_ACCEPTED / COMMAND_REJECTED) in the outbox. An ack the session has no room for waits
-  (ACK_QUEUE of them; more are dropped and counted in ``acks_dropped``).
+  (4 of them, _ACK_QUEUE; more are dropped and counted in ``acks_dropped``).
 - Remote settings survive a reset: station off, the pumps disabled and a remote setpoint are kept
   in the persistent state (state.set_remote; saved by the runtime right after the command acted,
   state.urgent) and applied again at start. Manual speed is not: a reset returns to automatic.
@@ -69,7 +69,7 @@ Rules:
 - Time: the wall clock (wallclock.py) is set by the board's time source; frames made before are
   marked and corrected by the outbox; a command before it is set is refused (CLOCK_NOT_SYNCED).
 - While the clock is unset the outbox holds this boot's frames back (outbox.py); the uplink asks
-  it again at most every HELD_RETRY_MS (a held take walks the outbox's ring; it reads nothing).
+  it again at most every second (a held take walks the outbox's index; it reads nothing).
 Allocation (MicroPython VM, tests/firmware/test_station_uplink.py and host_tools/bench/
 uplink_e2e.py): ``sample`` builds one float a value (its scaled product; the sums are small ints
 in the frame's units: 80 B a tick); a step with nothing due builds nothing (netio.Link's own
@@ -91,17 +91,18 @@ from micropython import const
 # codes.X, not an imported name: each name is a slot of this module's dict (RAM, frozen or not);
 # what only the constructor uses it imports itself
 from relaypump import codes, mqtt, uplink
-from relaypump.ticks import TICKS_MASK as _TICKS_MASK
 from relaypump.ticks import ticks_diff as _ticks_diff
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # mypy only (MicroPython has no typing)
     from typing import Any  # noqa: F401  (used in type comments)
 
-STEP_MS = const(50)
+# (private consts are folded into the code; a public one is a slot of the module's dict)
+_STEP_MS = const(50)
+_TICKS_MASK = const(0x3FFFFFFF)  # ticks.TICKS_MASK, folded here (an imported name is a slot)
 EVENTS_PER_STEP = const(1)  # event frames appended per step: a flash block write each
-ACK_QUEUE = const(4)
-HELD_RETRY_MS = const(1000)  # the outbox asked again at most this often while the clock is unset
+_ACK_QUEUE = const(4)
+_HELD_RETRY_MS = const(1000)  # the outbox asked again at most this often while the clock is unset
 _TYPE_AT = const(24)  # a command frame's type byte
 _ANALOGS = const(5)  # suction, discharge, remote DP, supply temperature, flow
 _DRIVE_RUNNING = const(3)  # snapshot.DRIVE_RUNNING / DRIVE_TRIPPED
@@ -239,7 +240,7 @@ class Uplink:
         self._event = [station_id, 0, 0, 0, 0, 0, 0]
         self._peek = [0] * 5
         self._event_frame = bytearray(uplink.EVENT_SIZE)
-        self._acks = bytearray(ACK_QUEUE * uplink.ACK_SIZE)
+        self._acks = bytearray(_ACK_QUEUE * uplink.ACK_SIZE)
         self._ack_count = 0
         # remote settings, as the persistent state kept them (rules)
         agent = runtime.agent
@@ -281,7 +282,7 @@ class Uplink:
             if text != self.last_error:
                 self.last_error = text
                 self.runtime.board.log("uplink: %s" % text)
-        return STEP_MS
+        return _STEP_MS
 
     def _step(self, now_ms):
         link = self.link
@@ -339,8 +340,8 @@ class Uplink:
                 break
             token = box.take(now_ms)
             if not token:
-                if not self.clock.synced:  # held (or none): asked again in HELD_RETRY_MS
-                    self._held_until = (now_ms + HELD_RETRY_MS) & _TICKS_MASK
+                if not self.clock.synced:  # held (or none): asked again in _HELD_RETRY_MS
+                    self._held_until = (now_ms + _HELD_RETRY_MS) & _TICKS_MASK
                 break
             frame = box.frame
             topic = self.telemetry_topic if frame[3] == uplink.KIND_TELEMETRY else self.event_topic
@@ -489,7 +490,7 @@ class Uplink:
             )
 
     def _queue_ack(self, seq, stamp):
-        if self._ack_count == ACK_QUEUE:
+        if self._ack_count == _ACK_QUEUE:
             self.acks_dropped += 1
             return
         at = self._ack_count * uplink.ACK_SIZE

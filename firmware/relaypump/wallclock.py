@@ -41,9 +41,6 @@ from relaypump.ticks import ticks_diff as _ticks_diff
 UNSYNCED_LIMIT = const(1000000000)  # timestamp_s below this: made before the clock was set
 NTP_SIZE = const(48)
 NTP_PORT = const(123)
-_NTP_TO_UNIX = 2208988800  # seconds from 1900-01-01 to 1970-01-01
-_ERA = 4294967296
-_HALF_ERA = 2147483648
 _REBASE_MS = const(3600000)  # move the reference tick forward after an hour
 _STEP_MS = const(2000)
 
@@ -118,9 +115,11 @@ class WallClock:
         rtt_ms = _ticks_diff(now_ms, self._asked_ms) - hold_ms
         if rtt_ms < 0:
             rtt_ms = 0
-        if tx_s < _HALF_ERA:
-            tx_s += _ERA
-        unix_ms = (tx_s - _NTP_TO_UNIX) * 1000 + _frac_ms(tx_frac) + rtt_ms // 2
+        # (the numbers written here, not named: a name is a slot of the module's dict)
+        if tx_s < 2147483648:  # half an era: era 1
+            tx_s += 4294967296
+        # 2208988800 s from 1900-01-01 (NTP) to 1970-01-01 (Unix)
+        unix_ms = (tx_s - 2208988800) * 1000 + _frac_ms(tx_frac) + rtt_ms // 2
         if unix_ms < UNSYNCED_LIMIT * 1000:
             self.rejected += 1
             return False
