@@ -72,9 +72,6 @@ class Commands:
         self.value = 0
         self.config = None
         self.handled = 0
-        self.refused = 0
-        self._ack_values = [station_id, 0, 0, 0, 0]
-        self._event_values = [station_id, 0, 0, 0, 0, 0, 0]
 
     def use_config(self, cfg):
         """The config now in force (after a config change was stored and applied)."""
@@ -90,8 +87,6 @@ class Commands:
         self.config = None
         self.handled += 1
         self.result = self._judge(frame, now_ms, last_counter, mode)
-        if self.result != codes.ACK_OK:
-            self.refused += 1
         return self.result
 
     def _judge(self, frame, now_ms, last_counter, mode):
@@ -163,18 +158,13 @@ class Commands:
     # --- answers --------------------------------------------------------------------------------
     def ack(self, buf, seq, timestamp_s):
         """The ack frame of the last command into buf; returns its length (21)."""
-        values = self._ack_values
-        values[1] = seq
-        values[2] = timestamp_s
-        values[3] = self.counter
-        values[4] = self.result
+        # (values made per command: commands are rare, a list kept is heap all the time)
+        values = [self.station_id, seq, timestamp_s, self.counter, self.result]
         return uplink.encode_ack(buf, values)
 
     def event(self, buf, seq, timestamp_s):
         """The event frame of the last command into buf; returns its length (24)."""
-        values = self._event_values
-        values[1] = seq
-        values[2] = timestamp_s
+        values = [self.station_id, seq, timestamp_s, 0, 0, 0, 0]
         if self.result == codes.ACK_OK:
             values[3] = codes.EVENT_COMMAND_ACCEPTED
             values[4] = codes.SEVERITY_NOTICE

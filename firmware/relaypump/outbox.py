@@ -3,6 +3,8 @@
     box = Outbox(fs, "/outbox", station_id, clock)   # loads what the last boot left
     box.append(frame, at_ms)      # a telemetry or event frame made at tick at_ms (now, or an
                                   # event's own tick); the outbox sets its seq and its time
+    frame = box.room(kind)        # where to encode a frame of that kind (KIND_TELEMETRY or
+                                  # KIND_EVENT) before append(frame, ...): no buffer of one's own
     token = box.take(now_ms)      # the oldest frame not yet handed out: box.frame (memoryview)
     box.acked(token)              # its PUBACK came: it leaves the ring
     box.give_back(token)          # the session had no room for it: it waits again, in order
@@ -327,6 +329,11 @@ class Outbox:
             self._save_header(now_ms, self._lease)
 
     # --- appending ------------------------------------------------------------------------------
+    def room(self, kind):
+        """A view of the slot buffer to encode a telemetry (kind 1) or event (2) frame into, then
+        append it: the caller needs no frame buffer of its own. Valid until the next take."""
+        return self._telemetry_view if kind == _KIND_TELEMETRY else self._event_view
+
     def append(self, frame, now_ms):
         """Store a telemetry or event frame (its seq and time are set here); False if refused."""
         n = len(frame)
@@ -339,8 +346,17 @@ class Outbox:
                 raise OutboxError("event frame of %d bytes, expected 24" % n)
         else:
             raise OutboxError("frame kind %d: the outbox takes telemetry and events" % kind)
+        if frame is self._telemetry_view or frame is self._event_view:  # encoded in room()
+            if self._reports_due():
+                frame = bytes(frame)  # a report goes first, through the same buffer (rare)
         self._report_drops(now_ms)
         return self._append(frame, n, kind, now_ms)
+
+    def _reports_due(self):
+        return (
+            self.dropped_telemetry > self._reported_telemetry
+            or self.dropped_events > self._reported_events
+        )
 
     def _report_drops(self, now_ms):
         # room for the report and the frame after it without dropping anything
@@ -384,7 +400,8 @@ class Outbox:
             self.dropped_telemetry,
             self.dropped_events,
         )
-        slot[_FRAME_AT : _FRAME_AT + n] = frame  # n is its length (frame[:n] is a copy)
+        if frame is not self._telemetry_view and frame is not self._event_view:  # else in place
+            slot[_FRAME_AT : _FRAME_AT + n] = frame  # n is its length (frame[:n] is a copy)
         for j in range(_FRAME_AT + n, _CRC_AT):
             slot[j] = 0
         struct.pack_into(">I", slot, _FRAME_AT + _SEQ_AT, self.next_seq(now_ms))

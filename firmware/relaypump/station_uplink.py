@@ -232,14 +232,12 @@ class Uplink:
         self._tokens = [0] * n
         # telemetry: the sums of the analog values since the last frame (in the frame's units:
         # small ints, where float sums would be a 16 B heap object each), and the frame
-        self._sum = [0] * _ANALOGS
-        self._count = array("H", [0] * _ANALOGS)
+        # (the sums, then how many ticks each: small ints); the frames are encoded in the
+        # outbox's own buffer (box.room)
+        self._sum = [0] * (2 * _ANALOGS)
         self._values = [0] * len(uplink.TELEMETRY_FIELDS)
         self._values[0] = station_id
-        self._frame = bytearray(uplink.TELEMETRY_SIZE)
         self._event = [station_id, 0, 0, 0, 0, 0, 0]
-        self._peek = [0] * 5
-        self._event_frame = bytearray(uplink.EVENT_SIZE)
         self._acks = bytearray(_ACK_QUEUE * uplink.ACK_SIZE)
         self._ack_count = 0
         # remote settings, as the persistent state kept them (rules)
@@ -270,7 +268,7 @@ class Uplink:
         if m.quality != _BAD:
             # the product: the tick's one float (suction, discharge, remote DP, temp., flow)
             self._sum[k] += round(m.value * (10.0, 10.0, 10.0, 100.0, 10.0)[k])
-            self._count[k] += 1
+            self._sum[_ANALOGS + k] += 1
 
     # --- the loop's other work ----------------------------------------------------------------
     def step(self, now_ms):
@@ -368,16 +366,20 @@ class Uplink:
         """Up to `most` events of the ring into the outbox; how many."""
         agent = self.runtime.agent
         ring = agent.events
-        ev = self._event
-        peek = self._peek
+        box = self.box
+        ev = self._event  # [station_id, seq, time, code, severity, subject, value]
         left = most
-        while left and ring.peek_into(peek, 0):
-            ev[3] = peek[0]
-            ev[4] = peek[1]
-            ev[5] = peek[2]
-            ev[6] = peek[3]
-            uplink.encode_event(self._event_frame, ev)
-            self.box.append(self._event_frame, peek[4])  # stamped with the event's own tick
+        while left and ring.peek_into(ev, 0):  # ev[0..4]: code, severity, subject, value, tick
+            at = ev[4]
+            ev[6] = ev[3]
+            ev[5] = ev[2]
+            ev[4] = ev[1]
+            ev[3] = ev[0]
+            ev[0] = self._values[0]  # the station id
+            ev[1] = ev[2] = 0  # seq and time: the outbox's
+            frame = box.room(uplink.KIND_EVENT)
+            uplink.encode_event(frame, ev)
+            box.append(frame, at)  # stamped with the event's own tick
             ring.discard()
             left -= 1
         return most - left
@@ -392,9 +394,8 @@ class Uplink:
         agent = self.runtime.agent
         v = self._values
         s = self._sum
-        count = self._count
         for k in range(_ANALOGS):
-            n = count[k]
+            n = s[_ANALOGS + k]
             raw = (2 * s[k] + n) // (2 * n) if n else None  # the mean, rounded, in ints
             if k == 4:
                 v[8] = (
@@ -403,7 +404,7 @@ class Uplink:
             else:
                 v[3 + k] = uplink.NO_READING_S16 if raw is None else _clamp(raw, -32767, 32767)
             s[k] = 0
-            count[k] = 0
+            s[_ANALOGS + k] = 0
         v[7] = uplink.NO_READING_S16  # return temperature: not measured
         control = agent.control
         mode = self.mode()
@@ -434,8 +435,9 @@ class Uplink:
             if fb.lost[i]:
                 alarms |= 1 << (_ALARM_DRIVE_LOST + i)
         v[11] = alarms
-        uplink.encode_telemetry(self._frame, v)  # station_id set; seq and time: the outbox's
-        self.box.append(self._frame, now_ms)
+        frame = self.box.room(uplink.KIND_TELEMETRY)
+        uplink.encode_telemetry(frame, v)  # station_id set; seq and time: the outbox's
+        self.box.append(frame, now_ms)
 
     def _pump_state(self, agent, i, p):
         if agent.protection.pump_locked[i] or agent.state.pump_lockout[i]:
@@ -477,8 +479,9 @@ class Uplink:
         seq = self.box.next_seq(now_ms)
         stamp = self.clock.stamp(now_ms)
         self._queue_ack(seq, stamp)
-        cmds.event(self._event_frame, 0, 0)  # seq and time: the outbox's
-        self.box.append(self._event_frame, now_ms)
+        frame = self.box.room(uplink.KIND_EVENT)
+        cmds.event(frame, 0, 0)  # seq and time: the outbox's
+        self.box.append(frame, now_ms)
         if change:
             uplink_build.forget(
                 (

@@ -62,11 +62,8 @@ class WallClock:
         self._ref_ticks = 0  # the tick at which the wall time was _ref_s + _ref_ms / 1000
         self._ref_s = 0
         self._ref_ms = 0
-        self._cookie = bytearray(8)  # transmit timestamp of our last request
-        self._asked = False
-        self._asked_ms = 0
+        self._asked_ms = -1  # the tick of our last request, its cookie (-1: none unanswered)
         self._synced_ms = 0
-        self._count = 0
 
     # --- setting ------------------------------------------------------------------------------
     def set_time(self, unix_s, now_ms, ms=0):
@@ -83,23 +80,24 @@ class WallClock:
         self.synced = True
         self.syncs += 1
         self._synced_ms = now_ms
-        self._asked = False
+        self._asked_ms = -1
 
     def request(self, buf, now_ms):
         """A client request (version 4, mode 3) in buf[:48]; its transmit time is a cookie."""
         for i in range(NTP_SIZE):
             buf[i] = 0
         buf[0] = 0x23  # leap 0, version 4, mode 3 (client)
-        self._count = (self._count + 1) & 0xFFFF
-        # not a time (we have none): a value the reply must echo back as its originate time
-        struct.pack_into(">IHH", self._cookie, 0, now_ms, self._count, 0x5250)
-        buf[40:48] = self._cookie
-        self._asked = True
+        # not a time (we have none): a value the reply must echo back as its originate time,
+        # the request's tick and "RP"; a second request within the same ms takes the next tick
+        # (its round trip then reads 1 ms long), so that no two requests in a row share one
+        if now_ms == self._asked_ms:
+            now_ms = (now_ms + 1) & 0x3FFFFFFF  # (ticks wrap at 2**30)
+        struct.pack_into(">IHH", buf, 40, now_ms, 0, 0x5250)
         self._asked_ms = now_ms
         return NTP_SIZE
 
     def due(self, now_ms):
-        if self._asked:
+        if self._asked_ms >= 0:
             return _ticks_diff(now_ms, self._asked_ms) >= self.retry_ms
         if not self.synced:
             return True
@@ -127,7 +125,7 @@ class WallClock:
         return True
 
     def _check(self, data, now_ms):
-        if not self._asked or len(data) < NTP_SIZE:
+        if self._asked_ms < 0 or len(data) < NTP_SIZE:
             return False
         first = data[0]
         version = (first >> 3) & 7
@@ -135,8 +133,10 @@ class WallClock:
             return False
         if not 1 <= data[1] <= 15:  # stratum 0: kiss-o'-death or unsynchronised
             return False
-        if bytes(data[24:32]) != bytes(self._cookie):
-            return False
+        cookie = self._asked_ms  # echoed as the originate time: >IHH tick, 0, "RP"
+        for i in range(8):
+            if data[24 + i] != ((cookie >> (24 - 8 * i)) & 0xFF if i < 4 else b"\0\0RP"[i - 4]):
+                return False
         return _ticks_diff(now_ms, self._asked_ms) <= self.max_rtt_ms
 
     # --- reading ------------------------------------------------------------------------------

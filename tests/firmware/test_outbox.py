@@ -316,6 +316,26 @@ def test_a_full_ring_drops_the_oldest_telemetry_never_an_event_and_reports_it():
     assert marks(drain(again)) == [("T", 700)]
 
 
+def test_frames_encoded_in_the_outbox_room_go_out_whole_also_behind_a_drop_report():
+    fs = FlashFS()
+    box = open_box(fs)
+    for mark in range(box.capacity + 1):  # one telemetry dropped: a report is due
+        box.append(telemetry(mark), 0)
+    assert box.dropped_telemetry == 1
+    drain(box)  # room for the report and the frame
+    frame = box.room(uplink.KIND_TELEMETRY)
+    frame[:] = telemetry(900)  # encoded in place (as station_uplink does with the codec)
+    assert box.append(frame, 0)
+    frame = box.room(uplink.KIND_EVENT)
+    frame[:] = event(901)
+    assert box.append(frame, 0)
+    got = drain(box)
+    assert got[0][0] == "E" and got[0][4] == EVENT_TELEMETRY_DROPPED  # the report first
+    assert marks(got)[1:] == [("T", 900), ("E", 901)]  # then the frames, whole
+    seqs = [f[2] for f in got]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 3
+
+
 def test_a_ring_full_of_events_refuses_the_newest_and_counts_it():
     fs = FlashFS()
     box = open_box(fs)
