@@ -220,14 +220,12 @@ class Session:
             raise ValueError("backoff_min_ms must be > 0 and <= backoff_max_ms")
         self.status_topic = _bytes(status_topic)
         self.command_topic = _bytes(command_topic)
-        self.keepalive_ms = keepalive_s * 1000
-        self._dead_ms = keepalive_s * 1500
+        self.keepalive_ms = keepalive_s * 1000  # dead after 1.5 times this without a byte in
         self.retry_ms = retry_ms
         self.connect_timeout_ms = connect_timeout_ms
         self.backoff_min_ms = backoff_min_ms
         self.backoff_max_ms = backoff_max_ms
         self._random_below = random_below  # None: the random module's
-        self.max_packet = max_packet
         self.slot_size = slot_size
         self.inflight = inflight
 
@@ -241,14 +239,13 @@ class Session:
         )
         # one packet, and room beside it for the SUBSCRIBE and a PINGREQ (PUBACKs wait for room)
         subscribe = 2 + 2 + 2 + len(self.command_topic) + 1
-        self._tx = bytearray(max(slot_size, len(self._connect)) + subscribe + 2)
-        self._txv = memoryview(self._tx)
+        # (the buffers are kept as views only: views slice without a copy, and each name kept
+        # is a slot of the session's attribute table)
+        self._tx = memoryview(bytearray(max(slot_size, len(self._connect)) + subscribe + 2))
         self._tx_start = 0
         self._tx_end = 0
-        self._rx = bytearray(max_packet)
-        self._rxv = memoryview(self._rx)
-        self._free_view = self._rxv  # rx_view's, for the free room from _free_at
-        self._free_at = 0
+        self._rx = memoryview(bytearray(max_packet))  # max_packet: its length
+        self._free_view = self._rx  # rx_view's: the free room, from len(_rx) - its length on
         self._rx_start = 0
         self._rx_end = 0
         self._consumed = 0  # bytes of the packet last returned, released on the next call
@@ -259,33 +256,26 @@ class Session:
 
         # slots 0..inflight-1: the window (a ring, oldest at _head); slot `inflight`: the birth
         n = inflight + 1
-        self._slots = bytearray(n * slot_size)
-        self._slotsv = memoryview(self._slots)
-        self._slot_len = array("H", bytes(2 * n))
-        self._slot_id = array("H", bytes(2 * n))
+        self._slots = memoryview(bytearray(n * slot_size))
+        self._slot_meta = array("H", bytes(4 * n))  # per slot: [2i] its length, [2i+1] its id
         self._slot_sent = array("i", bytes(4 * n))
         self._slot_state = bytearray(n)
         self._head = 0
         self.in_flight = 0  # QoS 1 messages waiting for their PUBACK (or for a connection)
-        self._pubacks = array("H", bytes(2 * _PUBACKS))
-        self._puback_count = 0
+        self._pubacks = array("H", bytes(2 * _PUBACKS))  # ids to acknowledge, first; 0: none
         self._next_id = 0
-        self._sub_id = 0
-        self._sub_due = False
+        self._sub_id = 0  # the SUBSCRIBE's packet id; -1: one is due
         self.set_birth(birth_payload)
 
         self._state = _OFFLINE
         self.want_link = False
         self.link_epoch = 0
-        self._retry_now = True
-        self._retry_at = 0
-        self._phase_at = 0
+        self._at = 0  # offline: when to connect again; connecting: when that began
         self._now = 0
         self._last_rx = 0
         self._last_tx = 0
         self._ping_out = False
-        self._attempts = 0
-        self._pending_reason = 0
+        self._attempts = 0  # drops since the last accepted CONNACK (0: connect at once)
 
         # the last event's details
         self.topic = None
@@ -294,12 +284,11 @@ class Session:
         self.retain = False
         self.dup = False
         self.packet_id = 0
-        self.reason = 0
+        self.reason = 0  # negative while the DISCONNECTED event is still to come
         self.session_present = False
         self.subscribed = False  # the command topic's SUBACK granted on this connection
         # counters (they only grow) and the last error
         self.connects = 0
-        self.disconnects = 0
         self.malformed = 0
         self.protocol_errors = 0
         self.retransmissions = 0
@@ -358,7 +347,7 @@ class Session:
             buf[pos + 1] = 0
             pos += 2
         buf[pos : pos + len(payload)] = payload
-        self._slot_len[slot] = size
+        self._slot_meta[2 * slot] = size
         return size
 
     def set_birth(self, payload, retain=True):
@@ -367,25 +356,25 @@ class Session:
         if not self._encode_publish(slot, self.status_topic, _bytes(payload), 1, retain):
             raise ValueError("birth message over slot_size")
         self._slot_state[slot] = _FREE
-        self._slot_id[slot] = 0
+        self._slot_meta[2 * slot + 1] = 0
 
     def _alloc_id(self):
         pid = self._next_id
-        ids = self._slot_id
+        meta = self._slot_meta
         states = self._slot_state
         while True:
             pid = pid + 1 if pid < 65535 else 1
             if pid == self._sub_id:
                 continue
             for i in range(self.inflight + 1):
-                if states[i] != _FREE and ids[i] == pid:
+                if states[i] != _FREE and meta[2 * i + 1] == pid:
                     break
             else:
                 self._next_id = pid
                 return pid
 
     def _set_id(self, slot, pid):
-        self._slot_id[slot] = pid
+        self._slot_meta[2 * slot + 1] = pid
         base = slot * self.slot_size
         buf = self._slots
         pos = base + 1
@@ -449,7 +438,7 @@ class Session:
         """Connect again after close() (at once)."""
         if self._state == _STOPPED:
             self._state = _OFFLINE
-            self._retry_now = True
+            self._attempts = 0  # at once
 
     # -- the link layer's side ----------------------------------------------------------------
 
@@ -457,7 +446,7 @@ class Session:
         if self._state != _LINK_WANTED:
             return
         self._state = _CONNECTING
-        self._phase_at = now_ms
+        self._at = now_ms
         self._last_rx = now_ms
         self._reset_buffers()
         tx = self._tx
@@ -483,9 +472,8 @@ class Session:
         if self._rx_start:
             self._compact()
         end = self._rx_end
-        if end != self._free_at:
-            self._free_view = self._rxv[end:]
-            self._free_at = end
+        if end != len(self._rx) - len(self._free_view):
+            self._free_view = self._rx[end:]
         return self._free_view
 
     def received(self, n):
@@ -499,7 +487,7 @@ class Session:
             self._skip -= off
             n -= off
             if n:  # the rest of the packet skipped: what follows it moves down
-                self._rx[end : end + n] = self._rxv[end + off : end + off + n]
+                self._rx[end : end + n] = self._rx[end + off : end + off + n]
         self._rx_end = end + n
 
     def receive(self, data, n=-1):
@@ -544,38 +532,37 @@ class Session:
         self._now = now_ms
         state = self._state
         if state == _OFFLINE:
-            if self._retry_now or _ticks_diff(now_ms, self._retry_at) >= 0:
-                self._retry_now = False
+            if not self._attempts or _ticks_diff(now_ms, self._at) >= 0:
                 self._state = _LINK_WANTED
                 self.want_link = True
                 self.link_epoch += 1
-                self._phase_at = now_ms
+                self._at = now_ms
             return None
         if state == _STOPPED:
             return None
         if state == _LINK_WANTED or state == _CONNECTING:
-            if _ticks_diff(now_ms, self._phase_at) >= self.connect_timeout_ms:
+            if _ticks_diff(now_ms, self._at) >= self.connect_timeout_ms:
                 self._drop(CONNECT_TIMEOUT)
                 return None
         if self._rx_seen:
             self._rx_seen = False
             self._last_rx = now_ms
         if state == _CONNECTED:
-            if _ticks_diff(now_ms, self._last_rx) >= self._dead_ms:
+            if _ticks_diff(now_ms, self._last_rx) >= self.keepalive_ms * 3 // 2:
                 self._drop(DEAD_LINK)
                 return None
             self._queue_due(now_ms)
         if self._tx_end == self._tx_start:
             return None
-        return self._txv[self._tx_start : self._tx_end]
+        return self._tx[self._tx_start : self._tx_end]
 
     def _queue_due(self, now_ms):
-        if self._puback_count:
+        if self._pubacks[0]:
             self._queue_pubacks()
         birth = self.inflight
         if self._slot_state[birth] == _QUEUED and not self._send_slot(birth, now_ms):
             return
-        if self._sub_due and not self._queue_subscribe():
+        if self._sub_id < 0 and not self._queue_subscribe():
             return
         retry = self.retry_ms
         states = self._slot_state
@@ -600,7 +587,7 @@ class Session:
                 self._last_tx = now_ms
 
     def _send_slot(self, i, now_ms):
-        size = self._slot_len[i]
+        size = self._slot_meta[2 * i]
         if not self._tx_make_room(size):
             return False
         base = i * self.slot_size
@@ -608,7 +595,7 @@ class Session:
         slots = self._slots
         if slots[base] & 0x08:
             self.retransmissions += 1
-        self._tx[end : end + size] = self._slotsv[base : base + size]
+        self._tx[end : end + size] = self._slots[base : base + size]
         slots[base] |= 0x08  # any later copy is a retransmission: DUP
         self._tx_end = end + size
         self._slot_state[i] = _SENT
@@ -619,7 +606,7 @@ class Session:
     def _queue_pubacks(self):
         acks = self._pubacks
         k = 0
-        while k < self._puback_count and self._tx_make_room(4):
+        while k < _PUBACKS and acks[k] and self._tx_make_room(4):
             tx = self._tx
             e = self._tx_end
             pid = acks[k]
@@ -630,9 +617,8 @@ class Session:
             self._tx_end = e + 4
             k += 1
         if k:
-            for j in range(self._puback_count - k):
-                acks[j] = acks[j + k]
-            self._puback_count -= k
+            for j in range(_PUBACKS):
+                acks[j] = acks[j + k] if j + k < _PUBACKS else 0
             self._last_tx = self._now
 
     def _queue_subscribe(self):
@@ -652,7 +638,6 @@ class Session:
         e = _utf8_field(tx, e + 4, t)
         tx[e] = 1  # requested QoS
         self._tx_end = e + 1
-        self._sub_due = False
         self._last_tx = self._now
         return True
 
@@ -665,7 +650,7 @@ class Session:
         used = self._tx_end - start
         if len(self._tx) - used < n:
             return False
-        self._tx[0:used] = self._txv[start : self._tx_end]
+        self._tx[0:used] = self._tx[start : self._tx_end]
         self._tx_start = 0
         self._tx_end = used
         return True
@@ -674,7 +659,7 @@ class Session:
         start = self._rx_start
         used = self._rx_end - start
         if used:
-            self._rx[0:used] = self._rxv[start : self._rx_end]
+            self._rx[0:used] = self._rx[start : self._rx_end]
         self._rx_start = 0
         self._rx_end = used
 
@@ -684,7 +669,8 @@ class Session:
         self._consumed = 0
         self._skip = 0
         self._rx_seen = False
-        self._puback_count = 0
+        for j in range(_PUBACKS):
+            self._pubacks[j] = 0
         self._ping_out = False
         self.subscribed = False
         self.topic = None
@@ -696,8 +682,7 @@ class Session:
         self._state = _OFFLINE
         self.want_link = False
         self._sub_id = 0
-        self._pending_reason = reason
-        self.disconnects += 1
+        self.reason = -reason  # DISCONNECTED comes with the next next_event
         self._attempts += 1
         base = self.backoff_min_ms << min(self._attempts - 1, 20)
         if base > self.backoff_max_ms:
@@ -710,7 +695,7 @@ class Session:
             jitter = random.getrandbits(30) % (base // 2 + 1)
         delay = base // 2 + jitter
         self.last_delay_ms = delay
-        self._retry_at = (self._now + delay) & _TICKS_MASK
+        self._at = (self._now + delay) & _TICKS_MASK
 
     def _stop(self, reason):
         self._reset_buffers()
@@ -718,7 +703,7 @@ class Session:
         self._state = _STOPPED
         self.want_link = False
         if was_linked:
-            self._pending_reason = reason
+            self.reason = -reason
 
     # -- incoming packets -------------------------------------------------------------------
 
@@ -737,9 +722,8 @@ class Session:
         return self._next_event()
 
     def _next_event(self):
-        if self._pending_reason:
-            self.reason = self._pending_reason
-            self._pending_reason = 0
+        if self.reason < 0:
+            self.reason = -self.reason
             return DISCONNECTED
         if self._consumed:
             self._rx_start += self._consumed
@@ -773,7 +757,7 @@ class Session:
                 return NONE
             p = s + h
             if kind == _PUBLISH:
-                if (flags >> 1) & 3 and self._puback_count == _PUBACKS:
+                if (flags >> 1) & 3 and self._pubacks[_PUBACKS - 1]:
                     return NONE  # no room to remember its PUBACK: after the next poll
                 self._consumed = total
                 return self._publish_in(p, rl, flags)
@@ -821,7 +805,7 @@ class Session:
         self.connects += 1
         self._attempts = 0
         self._ping_out = False
-        self._sub_due = True
+        self._sub_id = -1  # the SUBSCRIBE is due
         states = self._slot_state
         birth = self.inflight
         states[birth] = _FREE  # a fresh birth each connect: new id, no DUP
@@ -849,9 +833,9 @@ class Session:
 
     def _puback(self, pid):
         states = self._slot_state
-        ids = self._slot_id
+        meta = self._slot_meta
         birth = self.inflight
-        if states[birth] != _FREE and ids[birth] == pid:
+        if states[birth] != _FREE and meta[2 * birth + 1] == pid:
             states[birth] = _FREE
             return False
         n = self.inflight
@@ -859,7 +843,7 @@ class Session:
             i = (self._head + k) % n
             st = states[i]
             if (
-                ids[i] == pid
+                meta[2 * i + 1] == pid
                 and st != _ACKED
                 and (st == _SENT or self._slots[i * self.slot_size] & 8)
             ):
@@ -872,6 +856,14 @@ class Session:
                 return True
         self.stray_acks += 1
         return False
+
+    def _ack_later(self, pid):
+        """A PUBACK for pid, sent by the next poll (the caller made sure there is room)."""
+        acks = self._pubacks
+        j = 0
+        while acks[j]:
+            j += 1
+        acks[j] = pid
 
     def _publish_in(self, p, rl, flags):
         rx = self._rx
@@ -898,13 +890,11 @@ class Session:
             pid = (rx[p] << 8) | rx[p + 1]
             if not pid:
                 raise MalformedPacket("PUBLISH with packet id 0")
-            self._pubacks[self._puback_count] = pid
-            self._puback_count += 1
+            self._ack_later(pid)
             self.packet_id = pid
             p += 2
-        rxv = self._rxv
-        self.topic = rxv[t : t + tlen]
-        self.payload = rxv[p:end]
+        self.topic = rx[t : t + tlen]
+        self.payload = rx[p:end]
         self.qos = qos
         self.retain = bool(flags & 1)
         self.dup = bool(flags & 8)
@@ -922,11 +912,11 @@ class Session:
         if end - p < need and end - s < len(rx):
             return False
         if qos == 1 and end - p >= need:
-            if self._puback_count == _PUBACKS:
+            if self._pubacks[_PUBACKS - 1]:
                 return False
             pid = (rx[p + need - 2] << 8) | rx[p + need - 1]
-            self._pubacks[self._puback_count] = pid
-            self._puback_count += 1
+            if pid:  # (0 is no packet id: nothing to acknowledge)
+                self._ack_later(pid)
         self.oversize += 1
         self._skip = total - (end - s)
         self._rx_start = self._rx_end = 0
