@@ -80,7 +80,7 @@ dropping each part after the boot, then collecting): the session 2.0 KiB
 (5 slots sized to the largest frame on the telemetry topic, 118 B for "jia/relay1", not
 max_packet; rx sized to the largest command on the command topic, 93 B; tx one slot + 128 B),
 the outbox 2.0 KiB for 468 slots (outbox.py), the rest of the uplink ~1.9 KiB (the command
-judge, the clock, the telemetry frame and its values, the ack queue, the envelope), and the
+judge, the clock, the telemetry values, the ack queue, the envelope), and the
 modules' functions and classes (~16 B a function, ~0.1 KiB a class; their code, ~38 KiB from
 .mpy, is in flash when frozen). What runs once (uplink_build.py: topics, session, key) or
 rarely (uplink_config.py: a config change) is loaded for that and dropped again.
@@ -172,8 +172,6 @@ class NtpLink:
 
 class Uplink:
     def __init__(self, config, runtime, now_ms):
-        from array import array
-
         from relaypump import uplink_build as setup  # what builds the parts: dropped below
         from relaypump.commands import Commands
         from relaypump.outbox import Outbox
@@ -187,8 +185,8 @@ class Uplink:
         ncfg = config["ntp"]
         self.clock = WallClock(max_rtt_ms=ncfg["max_rtt_ms"], resync_ms=ncfg["resync_s"] * 1000)
         key = setup.read_key(config["commands"]["key_file"], board.open)
-        self.envelope = setup.envelope(config)
-        self.commands = Commands(station_id, key, self.envelope, self.clock)
+        # commands are judged by the envelope (cmds.cfg), not the whole config (~24 KiB)
+        self.commands = Commands(station_id, key, setup.envelope(config), self.clock)
         self.box = Outbox(
             board.fs,
             runtime.state_base.rsplit("/", 1)[0] + "/outbox",  # beside the state files
@@ -228,8 +226,7 @@ class Uplink:
         self._next_ms = (now_ms + self.period_ms) & _TICKS_MASK
         # the window's packet ids and the outbox tokens they carry
         n = self.session.inflight
-        self._pids = array("H", [0] * n)
-        self._tokens = [0] * n
+        self._window = [0] * (2 * n)  # [2i]: a packet id in flight, [2i + 1]: its token
         # telemetry: the sums of the analog values since the last frame (in the frame's units:
         # small ints, where float sums would be a 16 B heap object each), and the frame
         # (the sums, then how many ticks each: small ints); the frames are encoded in the
@@ -237,7 +234,6 @@ class Uplink:
         self._sum = [0] * (2 * _ANALOGS)
         self._values = [0] * len(uplink.TELEMETRY_FIELDS)
         self._values[0] = station_id
-        self._event = [station_id, 0, 0, 0, 0, 0, 0]
         self._acks = bytearray(_ACK_QUEUE * uplink.ACK_SIZE)
         self._ack_count = 0
         # remote settings, as the persistent state kept them (rules)
@@ -322,7 +318,7 @@ class Uplink:
     def _feed(self, now_ms, appended=False):
         s = self.session
         box = self.box
-        pids = self._pids
+        window = self._window
         sent = False
         if not self.clock.synced and (appended or _ticks_diff(now_ms, self._held_until) < 0):
             # the outbox holds back frames made before the clock was set; a step that appended
@@ -330,8 +326,8 @@ class Uplink:
             return False
         while s.in_flight < s.inflight:
             free = -1
-            for i in range(len(pids)):
-                if not pids[i]:
+            for i in range(0, len(window), 2):
+                if not window[i]:
                     free = i
                     break
             if free < 0:
@@ -347,18 +343,18 @@ class Uplink:
             if pid <= 0:
                 box.give_back(token)
                 break
-            pids[free] = pid
-            self._tokens[free] = token
+            window[free] = pid
+            window[free + 1] = token
             sent = True
         return sent
 
     def _acked(self, pid):
-        pids = self._pids
-        for i in range(len(pids)):
-            if pids[i] == pid:
-                pids[i] = 0
-                self.box.acked(self._tokens[i])
-                self._tokens[i] = 0
+        window = self._window
+        for i in range(0, len(window), 2):
+            if window[i] == pid:
+                window[i] = 0
+                self.box.acked(window[i + 1])
+                window[i + 1] = 0
                 self.frames += 1
                 return
 
@@ -367,7 +363,9 @@ class Uplink:
         agent = self.runtime.agent
         ring = agent.events
         box = self.box
-        ev = self._event  # [station_id, seq, time, code, severity, subject, value]
+        if not ring.count:
+            return 0  # (a step with nothing to do makes nothing)
+        ev = [0] * 7  # [station_id, seq, time, code, severity, subject, value]: this step's
         left = most
         while left and ring.peek_into(ev, 0):  # ev[0..4]: code, severity, subject, value, tick
             at = ev[4]
@@ -458,6 +456,7 @@ class Uplink:
         agent = runtime.agent
         cmds = self.commands
         change = len(payload) > _TYPE_AT and payload[_TYPE_AT] == uplink.COMMAND_CONFIG_CHANGE
+        envelope = cmds.cfg
         if change:  # the whole config, for this command only (rare: loaded, then dropped)
             from relaypump import uplink_build, uplink_config
 
@@ -468,7 +467,7 @@ class Uplink:
             result = cmds.handle(payload, now_ms, agent.state.command_counter, self.mode())
         except KeyError:  # a config change while the config file cannot be read
             result = codes.ACK_FAILED
-        cmds.use_config(self.envelope)
+        cmds.use_config(envelope)  # (a config change applied sets its own: uplink_config)
         if cmds.consumed:
             agent.state.accept_command(cmds.counter)
             if not runtime.save(agent, now_ms):  # the counter on flash before anything acts

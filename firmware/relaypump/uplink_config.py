@@ -220,7 +220,7 @@ def apply_change(up, now_ms):
         up.remote_kpa = None
     up.manual = False  # the rebuilt agent runs automatic (rules)
     agent = runtime.adopt_config(config, now_ms)
-    up.envelope = envelope(config)
+    cmds.use_config(envelope(config))
     up.apply(agent)
     agent.events.push(codes.EVENT_CONFIG_APPLIED, codes.SEVERITY_NOTICE, 0, cmds.counter, now_ms)
     return codes.ACK_OK
