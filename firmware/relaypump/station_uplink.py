@@ -224,6 +224,7 @@ class Uplink:
         self.period_ms = ocfg["telemetry_s"] * 1000
         self._held_until = now_ms
         self._next_ms = (now_ms + self.period_ms) & _TICKS_MASK
+        self._made_at = -1  # the tick the telemetry values were made at (-1: none waiting)
         # the window's packet ids and the outbox tokens they carry
         n = self.session.inflight
         self._window = [0] * (2 * n)  # [2i]: a packet id in flight, [2i + 1]: its token
@@ -295,13 +296,21 @@ class Uplink:
                 busy = True
         if self.ntp is not None:
             self.ntp.step(now_ms)
-        if _ticks_diff(now_ms, self._next_ms) >= 0:
+        # one heap-heavy job a step: the telemetry's values (their floats), its frame (a slot
+        # write), or an event's frame; the others wait for the next step
+        appended = True
+        if self._made_at >= 0:  # the values made last step: the frame, with their time
+            frame = self.box.room(uplink.KIND_TELEMETRY)
+            uplink.encode_telemetry(frame, self._values)  # seq and time: the outbox's
+            self.box.append(frame, self._made_at)
+            self._made_at = -1
+        elif _ticks_diff(now_ms, self._next_ms) >= 0:
             self._next_ms = (self._next_ms + self.period_ms) & _TICKS_MASK
             if _ticks_diff(now_ms, self._next_ms) >= 0:  # fell behind: the next one period on
                 self._next_ms = (now_ms + self.period_ms) & _TICKS_MASK
-            self._telemetry(now_ms)
-            appended = True
-        else:  # one append a step: the events wait for the next
+            self._telemetry()
+            self._made_at = now_ms
+        else:
             appended = self.drain_events() > 0
         if self._send_acks():
             busy = True
@@ -388,7 +397,8 @@ class Uplink:
             return codes.MODE_OFF
         return self.runtime.agent.control.telemetry_mode()
 
-    def _telemetry(self, now_ms):
+    def _telemetry(self):
+        """The telemetry frame's values (into _values; the next step encodes and appends it)."""
         agent = self.runtime.agent
         v = self._values
         s = self._sum
@@ -410,7 +420,10 @@ class Uplink:
         v[9] = _clamp(round(sp * 10.0), -32767, 32767)
         v[10] = mode
         state = agent.state
-        v[12] = state.total_energy_kwh_x10() & 0xFFFFFFFF
+        # u32 counters that wrap: masked only beyond a small int (a mask with the long int
+        # 0xFFFFFFFF makes a 48 B long int on MicroPython, even for a small result)
+        e = state.total_energy_kwh_x10()
+        v[12] = e if 0 <= e <= 0x3FFFFFFF else e & 0xFFFFFFFF
         snap = agent.snapshot
         fb = agent.fieldbus
         prot = agent.protection
@@ -427,15 +440,13 @@ class Uplink:
             v[at + 2] = _clamp(round(p.power_kw * 10.0), 0, 65535)
             v[at + 3] = self._pump_state(agent, i, p)
             v[at + 4] = p.fault_code & 0xFFFF
-            v[at + 5] = state.energy_kwh_x10(i) & 0xFFFFFFFF
+            e = state.energy_kwh_x10(i)
+            v[at + 5] = e if 0 <= e <= 0x3FFFFFFF else e & 0xFFFFFFFF
             if p.online and p.state == _DRIVE_TRIPPED:
                 alarms |= 1 << (_ALARM_PUMP_TRIPPED + i)
             if fb.lost[i]:
                 alarms |= 1 << (_ALARM_DRIVE_LOST + i)
         v[11] = alarms
-        frame = self.box.room(uplink.KIND_TELEMETRY)
-        uplink.encode_telemetry(frame, v)  # station_id set; seq and time: the outbox's
-        self.box.append(frame, now_ms)
 
     def _pump_state(self, agent, i, p):
         if agent.protection.pump_locked[i] or agent.state.pump_lockout[i]:

@@ -314,8 +314,8 @@ def test_a_burst_of_events_is_spread_over_steps_each_with_its_own_time():
 
 
 def test_a_step_appends_one_frame_telemetry_first_then_the_events():
-    """One flash append a step (its heap peak one append): a step that makes the telemetry frame
-    leaves the waiting event for the next step."""
+    """One heap-heavy job a step (its heap peak one of them): the telemetry's values, then its
+    frame (a flash append) a step later, then the waiting event."""
     from relaypump.codes import EVENT_CONFIG_APPLIED, SEVERITY_NOTICE
 
     directory = make_dir()
@@ -333,8 +333,10 @@ def test_a_step_appends_one_frame_telemetry_first_then_the_events():
         now = up._next_ms  # the telemetry frame is due
         before = box.pending
         up.step(now)
-        assert box.pending == before + 1 and ring.count == 1  # the telemetry frame only
-        up.step(now)
+        assert box.pending == before and ring.count == 1  # the telemetry's values only
+        up.step(now + 50)
+        assert box.pending == before + 1 and ring.count == 1  # its frame
+        up.step(now + 100)
         assert box.pending == before + 2 and ring.count == 0  # then the event
         kinds = []
         box.rewind()
@@ -345,6 +347,20 @@ def test_a_step_appends_one_frame_telemetry_first_then_the_events():
             kinds.append(box.frame[3])
             box.acked(token)
         assert kinds[-2:] == [uplink.KIND_TELEMETRY, uplink.KIND_EVENT]
+    finally:
+        remove_dir(directory)
+
+
+def test_the_telemetry_values_allocate_only_their_floats():
+    directory = make_dir()
+    try:
+        runtime, board = start(directory)
+        run(runtime, board, 3000)
+        up = runtime.uplink
+        made = bytes_allocated(up._telemetry)  # the step that makes them does nothing else
+        # VM: 3 pumps x 3 floats + the setpoint's (16 B each); masking the energy counters
+        # with 0xFFFFFFFF made a 48 B long int each (4 of them), small values or not
+        assert made <= (176 if ON_MICROPYTHON else 2048), made
     finally:
         remove_dir(directory)
 
