@@ -56,7 +56,7 @@ No allocation per tick beyond float results; time only through now_ms.
 
 from micropython import const
 
-from .codes import MODE_DISCHARGE, MODE_MANUAL_SPEED, MODE_REMOTE_DP
+from . import codes
 from .pid import Pid
 from .pumpmodel import PumpModel, rated_input_kw
 from .setpoint import Setpoint
@@ -73,7 +73,6 @@ PHASE_JOINED = const(2)
 PHASE_LEAVING = const(3)
 PHASE_EXERCISE = const(4)
 
-DEFAULT_FOLLOW_BAND_PCT = 2.0
 LOAD_OVER = 0.99  # of rated power: over it the speed is capped and staging judges a start
 LOAD_TARGET = 0.97  # where the cap aims
 LOAD_OK = 0.95  # under it (every pump) the cap is released along the slew
@@ -88,7 +87,7 @@ class Controller:
         self.min_pct = float(spd["min_pct"])
         self.max_pct = float(spd["max_pct"])
         self.slew_pct_per_s = float(spd["slew_pct_per_s"])
-        self.follow_band_pct = float(spd.get("follow_band_pct", DEFAULT_FOLLOW_BAND_PCT))
+        self.follow_band_pct = float(spd.get("follow_band_pct", 2.0))  # config.py's default
         self.setpoint = Setpoint(config)
         self.model = model if model is not None else PumpModel(config)
         self.pid = Pid(pid["kp"], pid["ti_s"], pid.get("td_s", 0.0))
@@ -141,8 +140,8 @@ class Controller:
 
     def telemetry_mode(self):
         if self.manual:
-            return MODE_MANUAL_SPEED
-        return MODE_DISCHARGE if self.source == SOURCE_DISCHARGE else MODE_REMOTE_DP
+            return codes.MODE_MANUAL_SPEED
+        return codes.MODE_DISCHARGE if self.source == SOURCE_DISCHARGE else codes.MODE_REMOTE_DP
 
     def resume(self, snap):
         """After an agent reset: adopt the pumps that still run, at their actual speed."""

@@ -77,6 +77,17 @@ _PD_OPERATION_ENABLED = const(0x0004)
 _PD_FAULT = const(0x0008)
 _PD_SWITCH_ON_INHIBITED = const(0x0040)
 _PD_REMOTE = const(0x0200)
+# control words (module constants: folded into the code, not class attributes)
+_PD_WORD_IDLE = const(0x0476)  # OFF1 with pulses disabled: READY TO SWITCH ON
+_PD_WORD_SWITCH_ON = const(0x0477)
+_PD_WORD_RUN = const(0x047F)
+_PD_WORD_RAMP_STOP = const(0x047E)
+_PD_WORD_COAST = const(0x047D)
+_PD_WORD_QUICK_STOP = const(0x047B)
+_FC_WORD_RUN = const(0x047C)
+_FC_WORD_RAMP_STOP = const(0x043C)
+_FC_WORD_COAST = const(0x0474)
+_FC_WORD_QUICK_STOP = const(0x046C)
 _FC_READY = const(0x0003)
 _FC_TRIP = const(0x0008)
 _FC_BUS_CONTROL = const(0x0200)
@@ -87,37 +98,35 @@ class ProfileError(ValueError):
     """A pump's config names an unknown profile or a bad scale."""
 
 
-def to_signed(word):
-    return word - 0x10000 if word & 0x8000 else word
-
-
 class _Profile:
-    NAME = ""
+    # The names with a type and no value every profile sets (a bare annotation costs no entry
+    # in the class's dict: heap on a board); the others are defaults a profile may override.
+    NAME: str
     # Fast block, read every cycle: first register is the status word.
-    STATUS_ADDRESS = 0
-    STATUS_COUNT = 1
+    STATUS_ADDRESS: int
+    STATUS_COUNT: int
     ACTUAL_INDEX = -1  # actual speed inside the fast block, or -1: read at ACTUAL_ADDRESS
     ACTUAL_ADDRESS = -1
     POWER_INDEX = -1  # power inside the fast block (ABB ACT2), or -1
-    CONTROL_ADDRESS = 0
-    REFERENCE_ADDRESS = 1
+    CONTROL_ADDRESS: int
+    REFERENCE_ADDRESS: int
     FULL_SCALE = 0x4000
-    FAULT_ADDRESS = 0
+    FAULT_ADDRESS: int
     # Slow blocks, read in rotation: (address, count, current index, power index); -1 = absent.
-    AUX_BLOCKS: tuple = ()
+    AUX_BLOCKS: tuple
     CURRENT_SCALE = 0.1  # A per bit
     POWER_SCALE = 0.1  # kW per bit
-    FAULTS: tuple = ()  # (vendor code, FAULT_*) pairs: a constant, no dict built at import
+    FAULTS: tuple  # (vendor code, FAULT_*) pairs: a constant, no dict built at import
     # Ramp-time parameters: wire addresses, registers per value (2: high word first), units per
     # second, largest time the register takes.
-    RAMP_UP_ADDRESS = 0
-    RAMP_DOWN_ADDRESS = 0
+    RAMP_UP_ADDRESS: int
+    RAMP_DOWN_ADDRESS: int
     RAMP_WORDS = 1
-    RAMP_PER_S = 10
-    RAMP_MAX_S = 1800.0
+    RAMP_PER_S: int
+    RAMP_MAX_S: float
     # Current-limit parameter: wire address, registers (2: high word first), units per A (amps)
     # or per % of the rated current (LIMIT_AMPS False).
-    LIMIT_ADDRESS = 0
+    LIMIT_ADDRESS: int
     LIMIT_WORDS = 1
     LIMIT_PER_UNIT = 10
     LIMIT_AMPS = True
@@ -203,7 +212,8 @@ class _Profile:
         return int(speed_pct * self._ref_scale + 0.5)
 
     def speed_pct(self, raw):
-        return to_signed(raw) * self.speed_scale
+        signed = raw - 0x10000 if raw & 0x8000 else raw  # a 16-bit two's complement word
+        return signed * self.speed_scale
 
     def fault_meaning(self, code):
         if not code:
@@ -259,13 +269,6 @@ class ProfidriveProfile(_Profile):
         (8501, FAULT_COMM_LOSS),
     )
 
-    WORD_IDLE = 0x0476  # OFF1 with pulses disabled: READY TO SWITCH ON
-    WORD_SWITCH_ON = 0x0477
-    WORD_RUN = 0x047F
-    WORD_RAMP_STOP = 0x047E
-    WORD_COAST = 0x047D
-    WORD_QUICK_STOP = 0x047B
-
     def decode_status(self, word):
         self.status = word
         if word & _PD_FAULT:
@@ -280,22 +283,22 @@ class ProfidriveProfile(_Profile):
         status = self.status
         self.reset_sent = False
         if status & _PD_FAULT:
-            word = self._tripped_word(self.WORD_IDLE, reset)
+            word = self._tripped_word(_PD_WORD_IDLE, reset)
         elif command == CMD_RUN:
             if status & _PD_SWITCH_ON_INHIBITED:
-                word = self.WORD_IDLE
+                word = _PD_WORD_IDLE
             elif status & (_PD_READY_TO_OPERATE | _PD_OPERATION_ENABLED):
-                word = self.WORD_RUN
+                word = _PD_WORD_RUN
             elif status & _PD_READY_TO_SWITCH_ON:
-                word = self.WORD_SWITCH_ON
+                word = _PD_WORD_SWITCH_ON
             else:
-                word = self.WORD_IDLE
+                word = _PD_WORD_IDLE
         elif command == CMD_COAST:
-            word = self.WORD_COAST
+            word = _PD_WORD_COAST
         elif command == CMD_QUICK_STOP:
-            word = self.WORD_QUICK_STOP
+            word = _PD_WORD_QUICK_STOP
         else:
-            word = self.WORD_RAMP_STOP
+            word = _PD_WORD_RAMP_STOP
         self.last_word = word
         return word
 
@@ -373,11 +376,6 @@ class DanfossProfile(_Profile):
         (17, FAULT_COMM_LOSS),  # control word timeout
     )
 
-    WORD_RUN = 0x047C
-    WORD_RAMP_STOP = 0x043C
-    WORD_COAST = 0x0474
-    WORD_QUICK_STOP = 0x046C
-
     def decode_status(self, word):
         self.status = word
         if word & _FC_TRIP:
@@ -391,15 +389,15 @@ class DanfossProfile(_Profile):
     def control_word(self, command, reset):
         self.reset_sent = False
         if self.status & _FC_TRIP:
-            word = self._tripped_word(self.WORD_RAMP_STOP, reset)
+            word = self._tripped_word(_FC_WORD_RAMP_STOP, reset)
         elif command == CMD_RUN:
-            word = self.WORD_RUN
+            word = _FC_WORD_RUN
         elif command == CMD_COAST:
-            word = self.WORD_COAST
+            word = _FC_WORD_COAST
         elif command == CMD_QUICK_STOP:
-            word = self.WORD_QUICK_STOP
+            word = _FC_WORD_QUICK_STOP
         else:
-            word = self.WORD_RAMP_STOP
+            word = _FC_WORD_RAMP_STOP
         self.last_word = word
         return word
 

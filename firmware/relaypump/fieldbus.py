@@ -77,13 +77,8 @@ apart from what RtuMaster itself allocates per request.
 
 from micropython import const
 
+from relaypump import codes
 from relaypump import modbus as mb
-from relaypump.codes import (
-    EVENT_DRIVE_COMM_LOST,
-    EVENT_DRIVE_COMM_RESTORED,
-    EVENT_DRIVE_LIMIT_MISMATCH,
-    EVENT_DRIVE_RAMP_MISMATCH,
-)
 from relaypump.drives import make_profile
 from relaypump.snapshot import DRIVE_TRIPPED, DRIVE_UNKNOWN
 from relaypump.ticks import ticks_diff as _ticks_diff
@@ -538,9 +533,6 @@ class Fieldbus:
         self._ramp_misses[dev] = 0
         self.ramp_ok[dev] = False
 
-    def _wait_ramp(self, dev, now_ms):
-        self._ramp_due_ms[dev] = (now_ms + _RAMP_CHECK_MS) & 0x3FFFFFFF
-
     def _ramp_done(self, dev, now_ms, refused):
         """A ramp write went through, or a block was read back (refused: an exception answer)."""
         p = self.profiles[dev]
@@ -570,7 +562,7 @@ class Fieldbus:
                     self._ramp_step[dev] = step + 1
                     return
                 self._ramp_step[dev] = _RAMP_DONE
-                self._wait_ramp(dev, now_ms)
+                self._ramp_due_ms[dev] = (now_ms + _RAMP_CHECK_MS) & 0x3FFFFFFF
                 self._ramp_misses[dev] = 0
                 self.ramp_ok[dev] = True
                 return
@@ -582,11 +574,13 @@ class Fieldbus:
             self._ramp_misses[dev] = misses + 1
         self._ramp_step[dev] = 0
         if misses >= 1:
-            self._wait_ramp(dev, now_ms)
+            self._ramp_due_ms[dev] = (now_ms + _RAMP_CHECK_MS) & 0x3FFFFFFF
         if misses == 1:
             self.ramp_seen_ds[dev] = seen
             self._event(
-                EVENT_DRIVE_LIMIT_MISMATCH if limit else EVENT_DRIVE_RAMP_MISMATCH, dev, now_ms
+                codes.EVENT_DRIVE_LIMIT_MISMATCH if limit else codes.EVENT_DRIVE_RAMP_MISMATCH,
+                dev,
+                now_ms,
             )
 
     def _target(self, kind, slot):
@@ -665,7 +659,7 @@ class Fieldbus:
             self.lost[dev] = False
             if dev < self.pump_count:
                 self._recommission(dev)
-            self._event(EVENT_DRIVE_COMM_RESTORED, dev, now_ms)
+            self._event(codes.EVENT_DRIVE_COMM_RESTORED, dev, now_ms)
         self._advance()
 
     def _fail(self, error, now_ms):
@@ -701,7 +695,7 @@ class Fieldbus:
             self.lost[dev] = True
             self._probe_ms[dev] = now_ms  # first probe one lost_probe_ms from now
             self.lost_events[dev] += 1
-            self._event(EVENT_DRIVE_COMM_LOST, dev, now_ms)
+            self._event(codes.EVENT_DRIVE_COMM_LOST, dev, now_ms)
         self._advance()
 
     def _event(self, code, dev, now_ms):

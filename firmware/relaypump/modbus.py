@@ -172,7 +172,7 @@ class RtuMaster:
     kept while a response is searched for (the longest response or more; 2 x MAX_ADU: any). A
     user that knows its requests keeps both small (the fieldbus: 13 and 64 B, not 256 and 512);
     a longer fc15/fc16 request, or a read whose response would not fit, is refused with
-    ValueError naming its count. Noise beyond rx_size is dropped as it is ruled out (_compact)."""
+    ValueError naming its count. Noise beyond rx_size is dropped as it is ruled out."""
 
     def __init__(self, timeout_ms=DEFAULT_TIMEOUT_MS, tx_size=MAX_ADU, rx_size=_RX_SIZE):
         self.timeout_ms = timeout_ms
@@ -215,10 +215,16 @@ class RtuMaster:
 
     def write_register(self, unit, address, value):
         _check(value, 0, 0xFFFF, "value")
-        return self._single(unit, WRITE_SINGLE_REGISTER, address, value)
+        tx = self._header(unit, WRITE_SINGLE_REGISTER, address, 1, 1)
+        tx[4] = value >> 8
+        tx[5] = value & 0xFF
+        return self._finish(6, 8)
 
     def write_coil(self, unit, address, on):
-        return self._single(unit, WRITE_SINGLE_COIL, address, 0xFF00 if on else 0)
+        tx = self._header(unit, WRITE_SINGLE_COIL, address, 1, 1)
+        tx[4] = 0xFF if on else 0  # FF00 on, 0000 off
+        tx[5] = 0
+        return self._finish(6, 8)
 
     def write_registers(self, unit, address, values):
         count = len(values)
@@ -255,12 +261,6 @@ class RtuMaster:
         self._header(unit, function, address, count, most)
         nbytes = 2 * count if function >= READ_HOLDING_REGISTERS else (count + 7) >> 3
         return self._finish(6, 5 + nbytes)
-
-    def _single(self, unit, function, address, value):
-        tx = self._header(unit, function, address, 1, 1)
-        tx[4] = value >> 8
-        tx[5] = value & 0xFF
-        return self._finish(6, 8)
 
     def _header(self, unit, function, address, count, most):
         if not (1 <= unit <= 247 and 0 <= address <= 0xFFFF and 1 <= count <= most):
@@ -334,8 +334,12 @@ class RtuMaster:
         rx = self._rx
         size = len(rx)
         while taken < total and self._state == PENDING and self._error is None:
-            if self._rx_len == size:
-                self._compact()
+            if self._rx_len == size:  # full: drop what is ruled out (rare: noise)
+                keep = size - self._scan
+                rxv = memoryview(rx)
+                rxv[0:keep] = rxv[self._scan : size]
+                self._rx_len = keep
+                self._scan = 0
             at = self._rx_len
             n = total - taken
             if n > size - at:
@@ -377,13 +381,6 @@ class RtuMaster:
             self._quiet_ms = now_ms
             self._heard = False
         raise error
-
-    def _compact(self):
-        keep = self._rx_len - self._scan
-        rxv = memoryview(self._rx)  # rare: a buffer full of noise
-        rxv[0:keep] = rxv[self._scan : self._rx_len]
-        self._rx_len = keep
-        self._scan = 0
 
     def _parse(self):
         rx = self._rx
@@ -467,9 +464,6 @@ class RtuMaster:
 
     # -- values of a DONE response (valid until the next request) -------------------------------
 
-    def _word(self, at):
-        return (self._rx[at] << 8) | self._rx[at + 1]
-
     def count(self):
         return self._count
 
@@ -496,8 +490,9 @@ class RtuMaster:
             return [self.bit(k) for k in range(self._count)]
         if function <= READ_INPUT_REGISTERS:
             return [self.register(k) for k in range(self._count)]
+        rx = self._rx
         at = self._frame + 2
-        return (self._word(at), self._word(at + 2))
+        return (rx[at] << 8 | rx[at + 1], rx[at + 2] << 8 | rx[at + 3])
 
 
 def _other_frame_length(rx, i, available):

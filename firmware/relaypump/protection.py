@@ -123,8 +123,6 @@ MicroPython. Timers accumulate the wrap-safe tick
 differences (a stalled tick counts at most 10 min), so no stored tick can alias after 2**30 ms.
 """
 
-from array import array
-
 from micropython import const
 
 from . import codes
@@ -231,21 +229,6 @@ def saturation_kpa_x10(temp_c_x100):
     return low + ((_PSAT_X10[i + 1] - low) * (temp_c_x100 - i * 200) + 199) // 200
 
 
-def _x10(value):
-    return round(value * 10.0)
-
-
-def _fallback(channel):
-    fb = channel["fallback"]
-    if type(fb) is float:
-        return _FB_VALUE
-    if fb == "model":  # flow or a pressure from the pumps' curves; without it as "hold"
-        return _FB_MODEL
-    if fb == "hold":
-        return _FB_HOLD
-    return _FB_STOP  # "stop", or another sensor: none can stand in for a protection's sensor
-
-
 def _isqrt(v):
     """Integer square root of a small int (Newton; allocates nothing below 2**30)."""
     if v <= 0:
@@ -281,44 +264,44 @@ class Protection:
         # the settings as scaled integers (module constants _C_*), one tuple: an instance's
         # attribute table grows in steps (99 attributes took 1 KiB, 58 take 480 B)
         c = [0] * _C_COUNT
-        c[_C_MARGIN_X10] = _x10(p["suction_margin_kpa"]) - _x10(p["atmosphere_kpa"])
-        c[_C_SUCTION_BAND_X10] = _x10(p["suction_slowdown_kpa"])
-        c[_C_SUCTION_HOLD_X10] = _x10(p.get("suction_hold_kpa", 5.0))
+        c[_C_MARGIN_X10] = round(p["suction_margin_kpa"] * 10.0) - round(p["atmosphere_kpa"] * 10.0)
+        c[_C_SUCTION_BAND_X10] = round(p["suction_slowdown_kpa"] * 10.0)
+        c[_C_SUCTION_HOLD_X10] = round(p.get("suction_hold_kpa", 5.0) * 10.0)
         c[_C_SUCTION_DELAY_MS] = p["suction_stop_delay_s"] * 1000
         c[_C_LOCKOUT_WINDOW_MS] = p["suction_lockout_window_s"] * 1000
         c[_C_SUCTION_AUTO_RESET] = p["suction_auto_reset"]
         c[_C_LOCKOUT_RESET_MS] = p["lockout_reset_s"] * 1000
         c[_C_RESTART_MS] = p["restart_delay_s"] * 1000
-        c[_C_DISCHARGE_MAX_X10] = _x10(p["discharge_max_kpa"])
-        c[_C_DISCHARGE_BAND_X10] = _x10(p["discharge_slowdown_kpa"])
+        c[_C_DISCHARGE_MAX_X10] = round(p["discharge_max_kpa"] * 10.0)
+        c[_C_DISCHARGE_BAND_X10] = round(p["discharge_slowdown_kpa"] * 10.0)
         c[_C_DISCHARGE_DELAY_MS] = p["discharge_stop_delay_s"] * 1000
         c[_C_DISCHARGE_AUTO_RESET] = p["discharge_auto_reset"]
         c[_C_DISCHARGE_WINDOW_MS] = p["discharge_lockout_window_s"] * 1000
-        c[_C_DRY_FLOW_X10] = _x10(p["dry_run_min_flow_m3h"])
+        c[_C_DRY_FLOW_X10] = round(p["dry_run_min_flow_m3h"] * 10.0)
         c[_C_DRY_DELAY_MS] = p["dry_run_delay_s"] * 1000
         c[_C_DRY_AUTO_RESET] = p["dry_run_auto_reset"]
         c[_C_SOURCE_DELAY_MS] = p["source_stop_delay_s"] * 1000
         c[_C_SOURCE_RESTART_MS] = p.get("source_restart_delay_s", 10) * 1000
         c[_C_SENSOR_DELAY_MS] = p["sensor_stop_delay_s"] * 1000
-        c[_C_SUB_MARGIN_X10] = _x10(p.get("substitute_margin_kpa", 30.0))
+        c[_C_SUB_MARGIN_X10] = round(p.get("substitute_margin_kpa", 30.0) * 10.0)
         c[_C_MIN_X100] = int(speed["min_pct"] * 100.0 + 0.5)
         c[_C_MAX_X100] = int(speed["max_pct"] * 100.0 + 0.5)
         c[_C_SAFE_X100] = int(speed["safe_pct"] * 100.0 + 0.5)
         c[_C_SLEW_X100] = int(speed["slew_pct_per_s"] * 100.0 + 0.5)  # per second
         c[_C_MIN_PCT] = speed["min_pct"]
         c[_C_NPSH_BEP_MM] = int(model["npsh_bep_m"] * 1000.0 + 0.5)
-        c[_C_BEP_FLOW_X10] = _x10(model["bep_flow_m3h"])
+        c[_C_BEP_FLOW_X10] = round(model["bep_flow_m3h"] * 10.0)
         runout = model.get("runout_flow_ratio", model["max_flow_ratio"])  # (the run-out limit)
         c[_C_MAX_FLOW_PERMIL] = int(runout * 1000.0 + 0.5)
         c[_C_RHO_G] = int(model["density_kg_m3"] * 9.80665 + 0.5)  # Pa per m of water column
         c[_C_H0_MM] = int(model["shutoff_head_m"] * 1000.0 + 0.5)
         # a staggered stop waits for a stopping pump at most its drive's ramp from max speed
-        self._ramp_ms = array("i", [0] * n)
+        self._ramp_ms = [0] * n
         for i in range(n):
             ramp_s = config["pumps"][i]["ramp_down_s"] * speed["max_pct"] / 100.0
             self._ramp_ms[i] = int(ramp_s * 1000.0 + 0.5) + 5000  # + a poll cycle and a tick
         # what each drive does when its link is lost: its assumed speed (0.01 %) or _LOST_*
-        self._lost_action = array("i", [0] * n)
+        self._lost_action = [0] * n
         for i in range(n):
             action = config["pumps"][i].get("comm_loss_action", "safe_speed")
             if action == "fault":
@@ -328,14 +311,23 @@ class Protection:
             else:
                 self._lost_action[i] = c[_C_SAFE_X100]
         # sensor fallbacks (kind, scaled value)
-        c[_C_FB_SUCTION] = _fallback(channels["suction_kpa"])
-        c[_C_FB_DISCHARGE] = _fallback(channels["discharge_kpa"])
-        c[_C_FB_TEMP] = _fallback(channels["supply_temp_c"])
-        c[_C_FB_FLOW] = _fallback(channels["flow_m3h"])
-        c[_C_FBV_SUCTION] = self._fbv(channels["suction_kpa"], 10.0)
-        c[_C_FBV_DISCHARGE] = self._fbv(channels["discharge_kpa"], 10.0)
-        c[_C_FBV_TEMP] = self._fbv(channels["supply_temp_c"], 100.0)
-        c[_C_FBV_FLOW] = self._fbv(channels["flow_m3h"], 10.0)
+        for kind, scaled, name, scale in (
+            (_C_FB_SUCTION, _C_FBV_SUCTION, "suction_kpa", 10.0),
+            (_C_FB_DISCHARGE, _C_FBV_DISCHARGE, "discharge_kpa", 10.0),
+            (_C_FB_TEMP, _C_FBV_TEMP, "supply_temp_c", 100.0),
+            (_C_FB_FLOW, _C_FBV_FLOW, "flow_m3h", 10.0),
+        ):
+            fb = channels[name]["fallback"]
+            c[scaled] = _NONE
+            if type(fb) is float:
+                c[kind] = _FB_VALUE
+                c[scaled] = int(fb * scale + (0.5 if fb >= 0 else -0.5))
+            elif fb == "model":  # flow or a pressure from the pumps' curves; without it as "hold"
+                c[kind] = _FB_MODEL
+            elif fb == "hold":
+                c[kind] = _FB_HOLD
+            else:  # "stop", or another sensor: none can stand in for a protection's sensor
+                c[kind] = _FB_STOP
         self._cfg = tuple(c)
         self._temp_last_x100 = int(channels["supply_temp_c"]["high"] * 100.0 + 0.5)  # worst case
         # the readings as scaled integers (_scaled_of): the value object last converted and its
@@ -343,8 +335,8 @@ class Protection:
         self._seen = [None] * (_R_SPEED + n)
         self._scaled = [0] * (_R_SPEED + n)
         self._hold_x1e6 = 0  # the slow-down's hold term (1e-6 %: _HOLD_GAIN x 0.01 %/s per kPa)
-        self._trip_age = array("i", [_OFF] * p["suction_lockout_trips"])  # ages of the trips
-        self._discharge_trips = array("i", [_OFF] * p["discharge_lockout_trips"])  # their ages
+        self._trip_age = [_OFF] * p["suction_lockout_trips"]  # ages of the trips
+        self._discharge_trips = [_OFF] * p["discharge_lockout_trips"]  # their ages
         self._discharge_lock_age = _OFF
         # outputs
         self.stop_all = False
@@ -363,9 +355,9 @@ class Protection:
         self._started = False
         self._last_ms = 0
         self._running = 0  # running pumps (bit mask), a lost one included (module rules)
-        self._lost_target = array("i", [0] * n)  # its comm-loss speed (0.01 %)
-        self._run_x100 = array("i", [0] * n)  # each running pump's (assumed) speed, else 0
-        self._share_x10 = array("i", [0] * n)  # its part of the station flow (0.1 m3/h)
+        self._lost_target = [0] * n  # its comm-loss speed (0.01 %)
+        self._run_x100 = [0] * n  # each running pump's (assumed) speed, else 0
+        self._share_x10 = [0] * n  # its part of the station flow (0.1 m3/h)
         self.lost_running = 0
         self.lost_delivering = 0
         self.lost_flow_x10 = 0
@@ -380,7 +372,7 @@ class Protection:
         self._discharge_above = _OFF
         self._discharge_good = _OFF
         self._dry = _OFF
-        self._pump_lock_age = array("i", [_OFF] * n)
+        self._pump_lock_age = [_OFF] * n
         self._source_open = False
         self._source_off = _OFF
         self._source_on = _OFF
@@ -402,13 +394,6 @@ class Protection:
                     self.pump_locked[i] = True
                     self._pump_lock_age[i] = 0
 
-    @staticmethod
-    def _fbv(channel, scale):
-        fb = channel["fallback"]
-        if type(fb) is float:
-            return int(fb * scale + (0.5 if fb >= 0 else -0.5))
-        return _NONE
-
     # --- helpers ---------------------------------------------------------------------------------
     def _scaled_of(self, k, value):
         """Reading k (_R_*) as a scaled integer, converted again only when its value object
@@ -418,9 +403,6 @@ class Protection:
             self._scaled[k] = round(value * 10.0) if k < _R_TEMP else int(value * 100.0)
         return self._scaled[k]
 
-    def _emit(self, code, severity, subject, value, now):
-        self._events.push(code, severity, subject, value, now)
-
     def _sensor(self, m, channel, now, worst=BAD):
         """True when m is usable; tracks the fault bit of the channel (quality >= worst) and its
         events."""
@@ -428,12 +410,16 @@ class Protection:
         if m.quality < worst:
             if self._sensor_bits & bit:
                 self._sensor_bits &= ~bit
-                self._emit(codes.EVENT_SENSOR_RESTORED, codes.SEVERITY_NOTICE, 0, channel, now)
+                self._events.push(
+                    codes.EVENT_SENSOR_RESTORED, codes.SEVERITY_NOTICE, 0, channel, now
+                )
             return True
         if not self._sensor_bits & bit:
             self._sensor_bits |= bit
             on_substitute = 1 if m.quality == SUBSTITUTE else 0
-            self._emit(codes.EVENT_SENSOR_FAULT, codes.SEVERITY_ALARM, on_substitute, channel, now)
+            self._events.push(
+                codes.EVENT_SENSOR_FAULT, codes.SEVERITY_ALARM, on_substitute, channel, now
+            )
         return m.quality != BAD
 
     def suction_limit_kpa(self):
@@ -593,7 +579,12 @@ class Protection:
         # dry run: on a measured flow only (unknown or a substitute: paused)
         if flow != _NONE and snap.flow_m3h.quality < SUBSTITUTE:
             self._dry_run(flow, n_run, dt, now)
-        self._pump_auto_reset(dt, now)
+        ages = self._pump_lock_age  # a locked pump's own reset (dry_run_auto_reset)
+        for i in range(n):
+            if ages[i] >= 0:
+                ages[i] = _timer(ages[i], True, dt)
+                if self._cfg[_C_DRY_AUTO_RESET] and ages[i] >= self._cfg[_C_LOCKOUT_RESET_MS]:
+                    self._unlock_pump(i, 0, now)
 
         # source interlock: a stop only on a read "off"; unreadable blocks starts only
         self._source_off = _timer(self._source_off, source_off, dt)
@@ -602,11 +593,13 @@ class Protection:
             start_ok = False
             if not self._source_open and self._source_off >= self._cfg[_C_SOURCE_DELAY_MS]:
                 self._source_open = True
-                self._emit(codes.EVENT_SOURCE_INTERLOCK_OPEN, codes.SEVERITY_ALARM, 0, 0, now)
+                self._events.push(
+                    codes.EVENT_SOURCE_INTERLOCK_OPEN, codes.SEVERITY_ALARM, 0, 0, now
+                )
         elif self._source_open and self._source_on >= self._cfg[_C_SOURCE_RESTART_MS]:
             self._source_open = False
             self._source_on = _OFF
-            self._emit(
+            self._events.push(
                 codes.EVENT_PROTECTION_CLEARED,
                 codes.SEVERITY_NOTICE,
                 0,
@@ -769,10 +762,10 @@ class Protection:
         if not self._suction_low:
             if margin < band or margin < 0:  # (band 0: below the limit)
                 self._suction_low = True
-                self._emit(codes.EVENT_SUCTION_LOW, codes.SEVERITY_WARNING, 0, suction, now)
+                self._events.push(codes.EVENT_SUCTION_LOW, codes.SEVERITY_WARNING, 0, suction, now)
         elif margin >= band + _HYST_X10:
             self._suction_low = False
-            self._emit(
+            self._events.push(
                 codes.EVENT_PROTECTION_CLEARED,
                 codes.SEVERITY_NOTICE,
                 0,
@@ -791,7 +784,7 @@ class Protection:
             if self._suction_good >= self._cfg[_C_RESTART_MS]:
                 self._suction_state = _OK
                 self._suction_good = _OFF
-                self._emit(
+                self._events.push(
                     codes.EVENT_PROTECTION_CLEARED,
                     codes.SEVERITY_NOTICE,
                     0,
@@ -842,14 +835,14 @@ class Protection:
                 if ages[i] > ages[slot]:
                     slot = i
         ages[slot] = 0
-        self._emit(codes.EVENT_SUCTION_TRIP, codes.SEVERITY_ALARM, 0, suction, now)
+        self._events.push(codes.EVENT_SUCTION_TRIP, codes.SEVERITY_ALARM, 0, suction, now)
         if count >= len(ages):
             self._suction_state = _LOCKED
             self._lock_age = 0
             self.locked_out = True
             if self._state is not None:
                 self._state.set_station_lockout(True)
-            self._emit(codes.EVENT_STATION_LOCKOUT, codes.SEVERITY_CRITICAL, 0, count, now)
+            self._events.push(codes.EVENT_STATION_LOCKOUT, codes.SEVERITY_CRITICAL, 0, count, now)
         else:
             self._suction_state = _TRIPPED
 
@@ -863,7 +856,7 @@ class Protection:
         self.locked_out = False
         if self._state is not None:
             self._state.set_station_lockout(False)
-        self._emit(codes.EVENT_LOCKOUT_RESET, codes.SEVERITY_NOTICE, 0, manual, now)
+        self._events.push(codes.EVENT_LOCKOUT_RESET, codes.SEVERITY_NOTICE, 0, manual, now)
 
     def _discharge(self, discharge, n_run, dt, now):
         dmax = self._cfg[_C_DISCHARGE_MAX_X10]
@@ -872,10 +865,12 @@ class Protection:
         if not self._discharge_high:
             if discharge > start or discharge >= dmax:
                 self._discharge_high = True
-                self._emit(codes.EVENT_DISCHARGE_HIGH, codes.SEVERITY_WARNING, 0, discharge, now)
+                self._events.push(
+                    codes.EVENT_DISCHARGE_HIGH, codes.SEVERITY_WARNING, 0, discharge, now
+                )
         elif discharge < start - _HYST_X10:
             self._discharge_high = False
-            self._emit(
+            self._events.push(
                 codes.EVENT_PROTECTION_CLEARED,
                 codes.SEVERITY_NOTICE,
                 0,
@@ -897,7 +892,9 @@ class Protection:
             if self._discharge_above >= self._cfg[_C_DISCHARGE_DELAY_MS]:
                 self._discharge_state = _TRIPPED
                 self._discharge_above = _OFF
-                self._emit(codes.EVENT_DISCHARGE_TRIP, codes.SEVERITY_ALARM, 0, discharge, now)
+                self._events.push(
+                    codes.EVENT_DISCHARGE_TRIP, codes.SEVERITY_ALARM, 0, discharge, now
+                )
                 slot = -1  # a free slot, else the oldest trip's
                 for i in range(len(ages)):
                     if ages[i] < 0 and slot < 0:
@@ -914,7 +911,9 @@ class Protection:
                     self.locked_out = True
                     if self._state is not None:
                         self._state.set_station_lockout(True)
-                    self._emit(codes.EVENT_STATION_LOCKOUT, codes.SEVERITY_CRITICAL, 0, count, now)
+                    self._events.push(
+                        codes.EVENT_STATION_LOCKOUT, codes.SEVERITY_CRITICAL, 0, count, now
+                    )
         elif self._discharge_state == _LOCKED:
             self._discharge_lock_age = _timer(self._discharge_lock_age, True, dt)
             if (
@@ -928,7 +927,7 @@ class Protection:
             if self._discharge_good >= self._cfg[_C_RESTART_MS]:
                 self._discharge_state = _OK
                 self._discharge_good = _OFF
-                self._emit(
+                self._events.push(
                     codes.EVENT_PROTECTION_CLEARED,
                     codes.SEVERITY_NOTICE,
                     0,
@@ -954,7 +953,7 @@ class Protection:
         self.locked_out = self._suction_state == _LOCKED
         if self._state is not None:
             self._state.set_station_lockout(self.locked_out)
-        self._emit(codes.EVENT_LOCKOUT_RESET, codes.SEVERITY_NOTICE, 0, manual, now)
+        self._events.push(codes.EVENT_LOCKOUT_RESET, codes.SEVERITY_NOTICE, 0, manual, now)
 
     def _dry_run(self, flow, n_run, dt, now):
         self._dry = _timer(self._dry, n_run > 0 and flow < self._cfg[_C_DRY_FLOW_X10], dt)
@@ -963,31 +962,19 @@ class Protection:
         self._dry = _OFF
         for i in range(self.pump_count):
             if self._running & (1 << i) and not self.pump_locked[i]:
-                self._lock_pump(i)
-                self._emit(codes.EVENT_DRY_RUN, codes.SEVERITY_ALARM, i + 1, flow, now)
-                self._emit(codes.EVENT_PUMP_LOCKOUT, codes.SEVERITY_ALARM, i + 1, 1, now)
-
-    def _lock_pump(self, i):
-        self.pump_locked[i] = True
-        self._pump_lock_age[i] = 0
-        if self._state is not None:
-            self._state.set_pump_lockout(i, True)
+                self.pump_locked[i] = True
+                self._pump_lock_age[i] = 0
+                if self._state is not None:
+                    self._state.set_pump_lockout(i, True)
+                self._events.push(codes.EVENT_DRY_RUN, codes.SEVERITY_ALARM, i + 1, flow, now)
+                self._events.push(codes.EVENT_PUMP_LOCKOUT, codes.SEVERITY_ALARM, i + 1, 1, now)
 
     def _unlock_pump(self, i, manual, now):
         self.pump_locked[i] = False
         self._pump_lock_age[i] = _OFF
         if self._state is not None:
             self._state.set_pump_lockout(i, False)
-        self._emit(codes.EVENT_LOCKOUT_RESET, codes.SEVERITY_NOTICE, i + 1, manual, now)
-
-    def _pump_auto_reset(self, dt, now):
-        ages = self._pump_lock_age
-        for i in range(self.pump_count):
-            if ages[i] >= 0:
-                age = _timer(ages[i], True, dt)
-                ages[i] = age
-                if self._cfg[_C_DRY_AUTO_RESET] and age >= self._cfg[_C_LOCKOUT_RESET_MS]:
-                    self._unlock_pump(i, 0, now)
+        self._events.push(codes.EVENT_LOCKOUT_RESET, codes.SEVERITY_NOTICE, i + 1, manual, now)
 
     def _highest_ref_x100(self, commands):
         """The highest speed reference written to a running pump (0.01 %, rounded up). Asked only
@@ -1018,9 +1005,11 @@ class Protection:
             reason = 0
         if reason != self.stop_reason:
             if reason:
-                self._emit(codes.EVENT_SAFE_STATE_ENTERED, codes.SEVERITY_ALARM, 0, reason, now)
+                self._events.push(
+                    codes.EVENT_SAFE_STATE_ENTERED, codes.SEVERITY_ALARM, 0, reason, now
+                )
             else:
-                self._emit(codes.EVENT_SAFE_STATE_LEFT, codes.SEVERITY_NOTICE, 0, 0, now)
+                self._events.push(codes.EVENT_SAFE_STATE_LEFT, codes.SEVERITY_NOTICE, 0, 0, now)
             self.stop_reason = reason
         stop = reason != 0
         self.stop_all = stop
