@@ -233,7 +233,7 @@ class Uplink:
         # (the sums, then how many ticks each: small ints); the frames are encoded in the
         # outbox's own buffer (box.room)
         self._sum = [0] * (2 * _ANALOGS)
-        self._values = [0] * len(uplink.TELEMETRY_FIELDS)
+        self._values = [0] * uplink.TELEMETRY_VALUES
         self._values[0] = station_id
         self._acks = bytearray(_ACK_QUEUE * uplink.ACK_SIZE)
         self._ack_count = 0

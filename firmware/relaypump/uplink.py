@@ -83,6 +83,25 @@ def _error(name):
 def __getattr__(name):
     if name in _ERRORS:
         return _error(name)
+    # the parts the agent never runs (decoders of its own frames, the command encoder, field
+    # names): in uplink_extra.py, loaded on first use (here, each would be heap all the time)
+    if name in (
+        "decode_telemetry",
+        "TELEMETRY_FIELDS",
+        "decode_event",
+        "EVENT_FIELDS",
+        "decode_ack",
+        "ACK_FIELDS",
+        "decode_frame",
+        "encode_command",
+        "COMMAND_FIELDS",
+        "I_COMMAND_STATION_ID",
+        "I_COMMAND_SEQ",
+        "I_COMMAND_TIMESTAMP_S",
+    ):
+        from relaypump import uplink_extra
+
+        return getattr(uplink_extra, name)
     raise AttributeError(name)
 
 
@@ -157,49 +176,7 @@ def hmac_sha256(key, data):
 
 
 TELEMETRY_SIZE = const(80)
-TELEMETRY_FIELDS = (
-    "station_id",  # [0] I: station number, assigned at commissioning
-    "seq",  # [1] I: per-station frame counter, wraps at 2**32
-    "timestamp_s",  # [2] I: seconds since 1970-01-01 UTC (to 2106)
-    "suction_kpa_x10",  # [3] h: 0.1 kPa gauge, -3276.7..3276.7; -32768 = no reading
-    "discharge_kpa_x10",  # [4] h: 0.1 kPa gauge; -32768 = no reading
-    "remote_dp_kpa_x10",  # [5] h: 0.1 kPa, least-favoured substation DP; -32768 = no reading
-    "supply_temp_c_x100",  # [6] h: 0.01 degC, -327.67..327.67; -32768 = no reading
-    "return_temp_c_x100",  # [7] h: 0.01 degC; -32768 = no reading
-    "flow_m3h_x10",  # [8] i: 0.1 m3/h, negative = reverse; -2**31 = no reading
-    "setpoint_kpa_x10",  # [9] h: 0.1 kPa, setpoint of the active pressure mode
-    "mode",  # [10] B: Mode
-    "alarm_bits",  # [11] I: bit n set = Alarm n active
-    "station_energy_kwh_x10",  # [12] I: 0.1 kWh station meter, wraps (~290 years at 170 kW)
-    "pump1_speed_pct_x100",  # [13] H: 0.01 % of nominal speed (0..655.35 %)
-    "pump1_current_a_x10",  # [14] H: 0.1 A motor current (0..6553.5 A)
-    "pump1_power_kw_x10",  # [15] H: 0.1 kW electrical input (0..6553.5 kW)
-    "pump1_state",  # [16] B: PumpState
-    "pump1_fault_code",  # [17] H: drive's own fault code, 0 = none
-    # [18] I: 0.1 kWh, wraps at 429,496,729.5 kWh (~450 years at 110 kW continuous)
-    "pump1_energy_kwh_x10",
-    "pump2_speed_pct_x100",  # [19] H: 0.01 % of nominal speed (0..655.35 %)
-    "pump2_current_a_x10",  # [20] H: 0.1 A motor current (0..6553.5 A)
-    "pump2_power_kw_x10",  # [21] H: 0.1 kW electrical input (0..6553.5 kW)
-    "pump2_state",  # [22] B: PumpState
-    "pump2_fault_code",  # [23] H: drive's own fault code, 0 = none
-    # [24] I: 0.1 kWh, wraps at 429,496,729.5 kWh (~450 years at 110 kW continuous)
-    "pump2_energy_kwh_x10",
-    "pump3_speed_pct_x100",  # [25] H: 0.01 % of nominal speed (0..655.35 %)
-    "pump3_current_a_x10",  # [26] H: 0.1 A motor current (0..6553.5 A)
-    "pump3_power_kw_x10",  # [27] H: 0.1 kW electrical input (0..6553.5 kW)
-    "pump3_state",  # [28] B: PumpState
-    "pump3_fault_code",  # [29] H: drive's own fault code, 0 = none
-    # [30] I: 0.1 kWh, wraps at 429,496,729.5 kWh (~450 years at 110 kW continuous)
-    "pump3_energy_kwh_x10",
-)
-
-
-def decode_telemetry(frame):
-    """Telemetry frame -> tuple in TELEMETRY_FIELDS order."""
-    _check_header(frame, KIND_TELEMETRY)
-    _check_size(frame, TELEMETRY_SIZE)
-    return struct.unpack_from(">4xIIIhhhhhihBIIHHHBHIHHHBHIHHHBHI", frame, 0)
+TELEMETRY_VALUES = const(31)  # len(TELEMETRY_FIELDS)
 
 
 def encode_telemetry(buf, values):
@@ -212,22 +189,6 @@ def encode_telemetry(buf, values):
 
 
 EVENT_SIZE = const(24)
-EVENT_FIELDS = (
-    "station_id",  # [0] I: station number, assigned at commissioning
-    "seq",  # [1] I: per-station frame counter, wraps at 2**32
-    "timestamp_s",  # [2] I: seconds since 1970-01-01 UTC (to 2106)
-    "code",  # [3] H: EventCode
-    "severity",  # [4] B: Severity
-    "subject",  # [5] B: 0 = station, 1..3 = pump number
-    "value",  # [6] i: unit and scale per code: EVENT_VALUE
-)
-
-
-def decode_event(frame):
-    """Event frame -> tuple in EVENT_FIELDS order."""
-    _check_header(frame, KIND_EVENT)
-    _check_size(frame, EVENT_SIZE)
-    return struct.unpack_from(">4xIIIHBBi", frame, 0)
 
 
 def encode_event(buf, values):
@@ -238,20 +199,6 @@ def encode_event(buf, values):
 
 
 ACK_SIZE = const(21)
-ACK_FIELDS = (
-    "station_id",  # [0] I: station number, assigned at commissioning
-    "seq",  # [1] I: per-station frame counter, wraps at 2**32
-    "timestamp_s",  # [2] I: seconds since 1970-01-01 UTC (to 2106)
-    "command_counter",  # [3] I: counter of the command acknowledged
-    "result",  # [4] B: AckResult
-)
-
-
-def decode_ack(frame):
-    """Ack frame -> tuple in ACK_FIELDS order."""
-    _check_header(frame, KIND_ACK)
-    _check_size(frame, ACK_SIZE)
-    return struct.unpack_from(">4xIIIIB", frame, 0)
 
 
 def encode_ack(buf, values):
@@ -277,68 +224,8 @@ _COMMAND_FORMATS = (
     (">4xIIIIIBB32x", ">2sBBIIIIIBB", b"IIIIIBB"),
     (">4xIIIIIBHi32x", ">2sBBIIIIIBHi", b"IIIIIBHi"),
 )
-COMMAND_FIELDS = (
-    (),
-    (
-        "station_id",
-        "seq",
-        "timestamp_s",
-        "command_counter",
-        "expiry_s",
-        "command_type",
-        "setpoint_kpa_x10",
-    ),
-    (
-        "station_id",
-        "seq",
-        "timestamp_s",
-        "command_counter",
-        "expiry_s",
-        "command_type",
-        "mode",
-    ),
-    (
-        "station_id",
-        "seq",
-        "timestamp_s",
-        "command_counter",
-        "expiry_s",
-        "command_type",
-        "pump",
-    ),
-    (
-        "station_id",
-        "seq",
-        "timestamp_s",
-        "command_counter",
-        "expiry_s",
-        "command_type",
-        "pump",
-    ),
-    (
-        "station_id",
-        "seq",
-        "timestamp_s",
-        "command_counter",
-        "expiry_s",
-        "command_type",
-        "pump",
-    ),
-    (
-        "station_id",
-        "seq",
-        "timestamp_s",
-        "command_counter",
-        "expiry_s",
-        "command_type",
-        "key",
-        "value",
-    ),
-)
-# Tuple indexes shared by every command type, with each field's unit and scale
-I_COMMAND_STATION_ID = const(0)  # station number, assigned at commissioning
-I_COMMAND_SEQ = const(1)  # per-station frame counter, wraps at 2**32
-I_COMMAND_TIMESTAMP_S = const(2)  # seconds since 1970-01-01 UTC (to 2106)
+# Tuple indexes shared by every command type, with each field's unit and scale (those of
+# the header, and COMMAND_FIELDS, in uplink_extra.py)
 I_COMMAND_COMMAND_COUNTER = const(3)  # strictly increasing per station; replay protection
 I_COMMAND_EXPIRY_S = const(4)  # seconds since epoch after which the command must not run
 I_COMMAND_COMMAND_TYPE = const(5)  # CommandType
@@ -357,20 +244,15 @@ def _need_key(key):
         raise ValueError(f"HMAC key shorter than {_MIN_KEY} bytes")
 
 
-def _command_type(frame):
+def decode_command(frame, key):
+    """Verified command frame -> tuple in COMMAND_FIELDS[type] order (tag left out)."""
+    _need_key(key)
+    _check_header(frame, KIND_COMMAND)
     if len(frame) <= _COMMAND_TYPE_AT:
         raise _error("TruncatedFrame")("command shorter than its type byte")
     command_type = frame[_COMMAND_TYPE_AT]
     if not 1 <= command_type <= _COMMAND_MAX or not _COMMAND_FORMATS[command_type][0]:
         raise _error("UnknownCommand")(f"command type {command_type}")
-    return command_type
-
-
-def decode_command(frame, key):
-    """Verified command frame -> tuple in COMMAND_FIELDS[type] order (tag left out)."""
-    _need_key(key)
-    _check_header(frame, KIND_COMMAND)
-    command_type = _command_type(frame)
     size = COMMAND_SIZES[command_type]
     _check_size(frame, size)
     body = size - TAG_SIZE
@@ -381,35 +263,3 @@ def decode_command(frame, key):
     if diff:
         raise _error("BadSignature")("command tag does not match")
     return struct.unpack_from(_COMMAND_FORMATS[command_type][0], frame, 0)
-
-
-def encode_command(buf, values, key):
-    """Pack values (COMMAND_FIELDS[type] order) and sign; returns the frame length."""
-    _need_key(key)
-    if len(values) <= _COMMAND_TYPE_INDEX:
-        raise _error("FieldRange")("too few values for a command")
-    command_type = values[_COMMAND_TYPE_INDEX]
-    if not isinstance(command_type, int) or not 1 <= command_type <= _COMMAND_MAX:
-        raise _error("UnknownCommand")(f"command type {command_type!r}")
-    codes = _COMMAND_FORMATS[command_type][2]
-    if not codes:
-        raise _error("UnknownCommand")(f"command type {command_type}")
-    _check_values(values, codes)
-    fmt = _COMMAND_FORMATS[command_type][1]
-    struct.pack_into(fmt, buf, 0, MAGIC, VERSION, KIND_COMMAND, *values)
-    size = COMMAND_SIZES[command_type]
-    body = size - TAG_SIZE
-    buf[body:size] = hmac_sha256(key, memoryview(buf)[:body])
-    return size
-
-
-def decode_frame(frame, key):
-    """Frame of any kind -> (KIND_*, tuple); commands are verified with key."""
-    kind = frame_kind(frame)
-    if kind == KIND_TELEMETRY:
-        return kind, decode_telemetry(frame)
-    if kind == KIND_EVENT:
-        return kind, decode_event(frame)
-    if kind == KIND_ACK:
-        return kind, decode_ack(frame)
-    return kind, decode_command(frame, key)

@@ -56,6 +56,20 @@ def _encode(kind, values):
     return bytes(buf[:n])
 
 
+def test_the_agent_side_names_the_telemetry_length_and_leaves_the_rest_to_uplink_extra():
+    # the agent builds telemetry from a list of TELEMETRY_VALUES; the decoders, the command
+    # encoder and the field names are uplink_extra's, reached through uplink as before
+    assert uplink.TELEMETRY_VALUES == len(uplink.TELEMETRY_FIELDS)
+    for name in ("decode_telemetry", "decode_frame", "encode_command", "COMMAND_FIELDS"):
+        assert name not in uplink.__dict__ and getattr(uplink, name) is not None
+    try:
+        uplink.no_such_name  # noqa: B018
+    except AttributeError:
+        pass
+    else:
+        raise AssertionError("an unknown name was found")
+
+
 def test_vectors_decode_to_their_fields():
     for vector in VECTORS["frames"]:
         kind, values = uplink.decode_frame(_frame(vector), KEY)
