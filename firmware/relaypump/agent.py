@@ -102,14 +102,11 @@ class Agent:
     # -- field side -------------------------------------------------------------------------------
 
     def next_request(self, now_ms):
-        if not self.primed:
-            self._adopt()
-        return self.fieldbus.next_request(now_ms)
-
-    def _adopt(self):
-        """Before the first tick decides: a drive found running keeps running at its actual speed
-        (the default command is STOP: writing it would slam a pump after every agent reset)."""
         fb = self.fieldbus
+        if self.primed:
+            return fb.next_request(now_ms)
+        # Before the first tick decides: a drive found running keeps running at its actual speed
+        # (the default command is STOP: writing it would slam a pump after every agent reset).
         commands = self.snapshot.commands
         for i in range(self.pump_count):
             if self._adopted & (1 << i) or not fb.online(i) or fb.state[i] != DRIVE_RUNNING:
@@ -119,6 +116,7 @@ class Agent:
                 commands[i].command = CMD_RUN
                 commands[i].speed_pct = speed
                 self._adopted |= 1 << i
+        return fb.next_request(now_ms)
 
     def receive(self, data):
         return self.fieldbus.receive(data)
@@ -145,7 +143,12 @@ class Agent:
         if not self.primed:
             if not fb.cycles:
                 return  # wait for the first complete poll cycle
-            self._prime(now_ms)
+            self.primed = True
+            self._last_ms = now_ms
+            self._was_running = self._running_mask()  # adopted, not started: no start counted
+            self.control.resume(snap)
+            self.staging.resume(self._was_running, self._available_mask())
+            self.events.push(codes.EVENT_AGENT_STARTED, codes.SEVERITY_NOTICE, 0, 0, now_ms)
         dt_ms = _ticks_diff(now_ms, self._last_ms)
         if dt_ms < 0:
             dt_ms = 0
@@ -187,7 +190,14 @@ class Agent:
         busy = staging.busy  # (see "One float-heavy step a tick" in the rules)
         control.drive(now_ms, snap, mask, staging.exercise_mask, protection.hold_mask, busy)
         protection.enforce(snap.commands)
-        self._staging_events(now_ms)
+        for k in range(staging.event_count):  # staging's events of this tick into the ring
+            self.events.push(
+                staging.event_code[k],
+                codes.SEVERITY_INFO,
+                staging.event_pump[k],
+                staging.event_reason[k],
+                now_ms,
+            )
         self._offer_resets(now_ms)
         self._count(dt_ms)
         self.calibration.update(now_ms, snap, self.kpa_per_m, busy or control.fed_forward)
@@ -196,15 +206,6 @@ class Agent:
         """The station head (m) the present setpoint needs at the station flow (staging's
         target; the network sees all of it, a lost pump's share included)."""
         return self.control.setpoint.required_head_m(self.snapshot.flow_m3h.value, self.kpa_per_m)
-
-    def _prime(self, now_ms):
-        self.primed = True
-        self._last_ms = now_ms
-        running = self._running_mask()
-        self._was_running = running  # adopted, not started: the start count stays
-        self.control.resume(self.snapshot)
-        self.staging.resume(running, self._available_mask())
-        self.events.push(codes.EVENT_AGENT_STARTED, codes.SEVERITY_NOTICE, 0, 0, now_ms)
 
     def _running_mask(self):
         mask = 0
@@ -229,18 +230,6 @@ class Agent:
             ):
                 mask |= 1 << i
         return mask
-
-    def _staging_events(self, now_ms):
-        staging = self.staging
-        for k in range(staging.event_count):
-            pump = staging.event_pump[k]
-            self.events.push(
-                staging.event_code[k],
-                codes.SEVERITY_INFO,
-                pump,
-                staging.event_reason[k],
-                now_ms,
-            )
 
     def _offer_resets(self, now_ms):
         """A tripped drive gets a reset edge after the delay, a few times an hour at most."""

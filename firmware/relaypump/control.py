@@ -113,9 +113,16 @@ class Controller:
         self._ff_pending = 0.0  # feedforward not yet released into the PI (slew-limited)
         rated = float(config["pump_model"]["rated_kw"])
         inputs = [rated_input_kw(float(p.get("rated_kw", rated))) for p in config["pumps"]]
-        self._over_kw = [kw * LOAD_OVER for kw in inputs]
-        self._target_kw = [kw * LOAD_TARGET for kw in inputs]
-        self._ok_kw = [kw * LOAD_OK for kw in inputs]
+        over = self._over_kw = [0.0] * n
+        target = self._target_kw = [0.0] * n
+        ok = self._ok_kw = [0.0] * n
+        for i in range(n):
+            j = inputs.index(inputs[i])  # pumps alike share their floats (16 B heap objects)
+            if j < i:
+                over[i], target[i], ok[i] = over[j], target[j], ok[j]
+            else:
+                kw = inputs[i]
+                over[i], target[i], ok[i] = kw * LOAD_OVER, kw * LOAD_TARGET, kw * LOAD_OK
         self.load_cap_pct = self.max_pct
         self.cap_pct = self.max_pct  # the cap of the last regulate() (protection and rating)
         self.overloaded = False  # a running pump over its rating (this tick)

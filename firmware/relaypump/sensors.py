@@ -269,22 +269,18 @@ class Sensors:
             return
         dt = _ticks_diff(now_ms, self._good_ms[i])
         rate = self._rate[i]
-        if rate and abs(ua - self._accepted_ua[i]) > self._allowed(i, dt):
-            if self._spike_ua[i] and abs(ua - self._spike_ua[i]) <= self._allowed(i, dt):
-                self._accept(i, now_ms, ua, False)  # confirmed: a real step
+        if rate:  # the step allowed: the rate over dt (clamped), plus the noise tolerance
+            allowed = rate * (0 if dt < 0 else dt if dt < _MAX_DT_MS else _MAX_DT_MS) // 1000
+            allowed += _TOLERANCE_UA
+            if abs(ua - self._accepted_ua[i]) > allowed:
+                if self._spike_ua[i] and abs(ua - self._spike_ua[i]) <= allowed:
+                    self._accept(i, now_ms, ua, False)  # confirmed: a real step
+                    return
+                self._spike_ua[i] = ua
+                self.spikes[i] += 1
+                self._cond[i] = _SPIKE
                 return
-            self._spike_ua[i] = ua
-            self.spikes[i] += 1
-            self._cond[i] = _SPIKE
-            return
         self._accept(i, now_ms, ua, False)
-
-    def _allowed(self, i, dt):
-        if dt < 0:
-            dt = 0
-        elif dt > _MAX_DT_MS:
-            dt = _MAX_DT_MS
-        return self._rate[i] * dt // 1000 + _TOLERANCE_UA
 
     def _accept(self, i, now_ms, ua, restart):
         target = ua * _SUB
@@ -318,7 +314,30 @@ class Sensors:
         for i in range(n):
             if not self._substituted[i]:
                 self._publish(i)
-        self._cross_check(now_ms)
+        # across channels: suction below discharge while a pump runs (module rules)
+        s = self._suction
+        d = self._discharge
+        if s >= 0 and d >= 0:
+            running = False
+            for ps in snap.pumps:
+                if ps.online and ps.state == DRIVE_RUNNING and ps.speed_pct >= self._cross_speed:
+                    running = True
+                    break
+            ms = self.measurements
+            if (
+                running
+                and self._cond[s] == _OK
+                and self._cond[d] == _OK
+                and ms[s].value >= ms[d].value
+            ):
+                if not self._cross_pending:
+                    self._cross_pending = True
+                    self._cross_since = now_ms
+                if _ticks_diff(now_ms, self._cross_since) >= self._cross_ms:
+                    self.cross_check_failed = True
+            else:
+                self._cross_pending = False
+                self.cross_check_failed = False
         for i in range(n):
             m = self.measurements[i]
             cond = self._cond[i]
@@ -328,17 +347,23 @@ class Sensors:
                 self._fall_back(i, m, now_ms, False)  # its last value is what is doubted
             elif cond == _FAILED or cond == _NONE:
                 self._fall_back(i, m, now_ms, True)
-            elif not io_ok or _ticks_diff(now_ms, self._sample_ms[i]) > stale_ms or cond == _SPIKE:
+            else:
                 # a missed sample or a spike: the last good value, for the channel's hold_s
-                if _ticks_diff(now_ms, self._good_ms[i]) <= self._hold_ms[i]:
-                    self._measured(i)
+                held = not io_ok or _ticks_diff(now_ms, self._sample_ms[i]) > stale_ms
+                held = held or cond == _SPIKE
+                if held and _ticks_diff(now_ms, self._good_ms[i]) > self._hold_ms[i]:
+                    self._fall_back(i, m, now_ms, False)
+                    continue
+                if self._substituted[i]:  # it measures again: its value replaces a substitute
+                    self._substituted[i] = False
+                    self._published[i] = -1
+                    self._estimate_used[i] = -1
+                    self._publish(i)
+                if held:
                     m.quality = HELD
                 else:
-                    self._fall_back(i, m, now_ms, False)
-            else:
-                self._measured(i)
-                m.quality = GOOD
-                m.at_ms = self._good_ms[i]
+                    m.quality = GOOD
+                    m.at_ms = self._good_ms[i]
         seen = self._inputs_seen
         age = _ticks_diff(now_ms, self._inputs_ms)
         for k in range(len(self.input_names)):
@@ -363,14 +388,6 @@ class Sensors:
                 self.measurements[i].value = (
                     self.low[i] + (self.filtered[i] - _UA_4 * _SUB) * self._per_sub[i]
                 )
-
-    def _measured(self, i):
-        """The channel measures again: its own value replaces a substitute."""
-        if self._substituted[i]:
-            self._substituted[i] = False
-            self._published[i] = -1
-            self._estimate_used[i] = -1
-            self._publish(i)
 
     def _fall_back(self, i, m, now_ms, may_hold):
         kind = self.fallback[i]
@@ -399,27 +416,3 @@ class Sensors:
             m.quality = HELD
         else:
             m.quality = BAD
-
-    def _cross_check(self, now_ms):
-        s = self._suction
-        d = self._discharge
-        if s < 0 or d < 0:
-            return
-        running = False
-        for ps in self.snapshot.pumps:
-            if ps.online and ps.state == DRIVE_RUNNING and ps.speed_pct >= self._cross_speed:
-                running = True
-                break
-        ms = self.measurements
-        suspicious = (
-            running and self._cond[s] == _OK and self._cond[d] == _OK and ms[s].value >= ms[d].value
-        )
-        if not suspicious:
-            self._cross_pending = False
-            self.cross_check_failed = False
-            return
-        if not self._cross_pending:
-            self._cross_pending = True
-            self._cross_since = now_ms
-        if _ticks_diff(now_ms, self._cross_since) >= self._cross_ms:
-            self.cross_check_failed = True
