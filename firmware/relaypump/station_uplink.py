@@ -73,17 +73,19 @@ Rules:
 Allocation (MicroPython VM, tests/firmware/test_station_uplink.py and host_tools/bench/
 uplink_e2e.py): ``sample`` builds one float a value (its scaled product; the sums are small ints
 in the frame's units: 80 B a tick); a step with nothing due builds nothing (netio.Link's own
-reads and writes aside); a telemetry step ~0.5 KiB (the pumps' and the setpoint's floats, the
-slot write: ~0.2 KiB, as an event's); a held take nothing; a command a few hundred bytes (HMAC),
-a config change loads config.py for that command only. Heap it keeps (measured in the VM by
-dropping each part after the boot, then collecting): the session 2.0 KiB
-(5 slots sized to the largest frame on the telemetry topic, 118 B for "jia/relay1", not
-max_packet; rx sized to the largest command on the command topic, 93 B; tx one slot + 128 B),
-the outbox 2.0 KiB for 468 slots (outbox.py), the rest of the uplink ~1.9 KiB (the command
-judge, the clock, the telemetry values, the ack queue, the envelope), and the
-modules' functions and classes (~16 B a function, ~0.1 KiB a class; their code, ~38 KiB from
-.mpy, is in flash when frozen). What runs once (uplink_build.py: topics, session, key) or
-rarely (uplink_config.py: a config change) is loaded for that and dropped again.
+reads and writes aside); one heap-heavy job a step: the telemetry's values (~0.16 KiB: the pumps'
+and the setpoint's floats), its frame a step later, or an event's (a slot write, ~0.2 KiB); a
+held take nothing; a command a few hundred bytes (HMAC), a config change loads config.py for
+that command only. Heap it keeps (measured in the VM by dropping each part after the boot, then
+collecting): the session 1.7 KiB (5 slots sized to the largest frame on the telemetry topic,
+118 B for "jia/relay1", not max_packet; rx sized to the largest command on the command topic,
+93 B; tx one slot, a SUBSCRIBE and a PINGREQ), the outbox 1.9 KiB for 468 slots (outbox.py), the
+command judge with its envelope 0.45 KiB, the clock 0.1 KiB, the rest of the uplink 0.75 KiB
+(the telemetry values, the ack queue, the topics), and the modules' functions, classes and
+dicts (~16 B a function, ~0.1 KiB a class, a slot a name; their code, ~35 KiB from .mpy, is in
+flash when frozen). What runs once (uplink_build.py: topics, session, key) or rarely
+(uplink_config.py: a config change; uplink_extra.py: the codec's decoders) is loaded for that
+and dropped again.
 """
 
 from micropython import const
