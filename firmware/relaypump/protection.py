@@ -262,7 +262,7 @@ class Protection:
         self._events = events
         self._state = state
         # the settings as scaled integers (module constants _C_*), one tuple: an instance's
-        # attribute table grows in steps (99 attributes took 1 KiB, 58 take 480 B)
+        # attribute table grows in steps (99 attributes took 1 KiB, up to 59 take 480 B)
         c = [0] * _C_COUNT
         c[_C_MARGIN_X10] = round(p["suction_margin_kpa"] * 10.0) - round(p["atmosphere_kpa"] * 10.0)
         c[_C_SUCTION_BAND_X10] = round(p["suction_slowdown_kpa"] * 10.0)
