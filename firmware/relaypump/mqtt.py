@@ -58,7 +58,8 @@ Rules:
   again.
 - Time is a ticks value (ms modulo 2**30, relaypump.ticks); every deadline uses ticks_diff.
 Allocation: buffers are made in the constructor: rx (max_packet), tx (one packet, a SUBSCRIBE and
-a PINGREQ; acknowledgements wait for room) and the slots ((inflight + 1) x slot_size). An
+a PINGREQ; acknowledgements wait for room) and the slots (inflight x slot_size, then the birth's:
+birth_room bytes, or slot_size). An
 idle poll, and a poll with nothing due, allocate nothing; sending returns one memoryview, a MESSAGE makes two.
 Topics: relaypump/<site>/<station>/<kind> (uplink_config.topic); kinds status, telemetry, event,
 ack, cmd. What only builds a session from the config (topic names, sizes) is in uplink_config.py,
@@ -206,6 +207,7 @@ class Session:
         backoff_max_ms=30000,
         random_below=None,
         slot_size=0,
+        birth_room=0,
     ):
         if not 5 <= keepalive_s <= 65535:
             raise ValueError("keepalive_s %d outside 5..65535" % keepalive_s)
@@ -256,7 +258,8 @@ class Session:
 
         # slots 0..inflight-1: the window (a ring, oldest at _head); slot `inflight`: the birth
         n = inflight + 1
-        self._slots = memoryview(bytearray(n * slot_size))
+        # the birth's slot last: birth_room bytes (0: slot_size; the uplink sizes it to its own)
+        self._slots = memoryview(bytearray(inflight * slot_size + (birth_room or slot_size)))
         self._slot_meta = array("H", bytes(4 * n))  # per slot: [2i] its length, [2i+1] its id
         self._slot_sent = array("i", bytes(4 * n))
         self._slot_state = bytearray(n)
@@ -336,10 +339,10 @@ class Session:
         tlen = len(topic)
         rl = 2 + tlen + (2 if qos else 0) + len(payload)
         size = 1 + length_size(rl) + rl
-        if size > self.slot_size:
-            return 0
         buf = self._slots
         base = slot * self.slot_size
+        if size > min(self.slot_size, len(buf) - base):  # (the birth's room may be smaller)
+            return 0
         buf[base] = 0x30 | (qos << 1) | (1 if retain else 0)
         pos = _utf8_field(buf, encode_length(buf, base + 1, rl), topic)
         if qos:
@@ -354,7 +357,7 @@ class Session:
         """The retained QoS 1 message published on the status topic at every (re)connect."""
         slot = self.inflight
         if not self._encode_publish(slot, self.status_topic, _bytes(payload), 1, retain):
-            raise ValueError("birth message over slot_size")
+            raise ValueError("birth message over its room (slot_size, or birth_room)")
         self._slot_state[slot] = _FREE
         self._slot_meta[2 * slot + 1] = 0
 

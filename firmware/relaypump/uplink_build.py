@@ -56,7 +56,8 @@ def session_from_config(cfg, random_below=None, payload_max=0, payload_in_max=0)
     longest of the station's topics (telemetry) instead of max_packet (the uplink: 5 x 118 B
     instead of 5 x 256 B). payload_in_max: the largest payload it takes in (0: max_packet); the
     receive buffer is sized to it on the command topic, at most max_packet (the uplink: a
-    command of 63 B, 93 B instead of 256 B); a larger message is skipped (mqtt.py)."""
+    command of 63 B, 93 B instead of 256 B); a larger message is skipped (mqtt.py). The birth's
+    room is its "online" on the status topic (39 B for jia/relay1, not a slot)."""
     from relaypump.mqtt import Session
 
     site = cfg["site"]
@@ -65,12 +66,13 @@ def session_from_config(cfg, random_below=None, payload_max=0, payload_in_max=0)
     if payload_max:
         slot = publish_size(len(topic(site, station, "telemetry")), payload_max)
     command_topic = topic(site, station, "cmd")
+    status_topic = topic(site, station, "status")
     rx = cfg["max_packet"]
     if payload_in_max:
         rx = min(rx, max(64, publish_size(len(command_topic), payload_in_max)))
     return Session(
         cfg["client_id"],
-        topic(site, station, "status"),
+        status_topic,
         command_topic,
         username=cfg["username"],
         password=cfg["password"],
@@ -84,6 +86,7 @@ def session_from_config(cfg, random_below=None, payload_max=0, payload_in_max=0)
         backoff_max_ms=cfg["backoff_max_s"] * 1000,
         random_below=random_below,
         slot_size=slot,
+        birth_room=publish_size(len(status_topic), len(b"online")),  # the session's own birth
     )
 
 

@@ -814,6 +814,14 @@ def test_config_section():
     # the largest frame on the longest topic; the receive buffer the largest command
     assert s.slot_size == uplink_build.publish_size(len(TELEMETRY), 80)
     assert len(s.rx_view()) == uplink_build.publish_size(len(CMD), 63) == 93
+    assert len(s._slots) == 4 * s.slot_size + uplink_build.publish_size(len(STATUS), 6)
+    s.set_birth(b"online")  # fits its room; a longer birth does not
+    try:
+        s.set_birth(b"online!")
+    except ValueError as e:
+        assert "birth" in str(e)
+    else:
+        raise AssertionError("a birth over its room was taken")
     # long names: a telemetry slot above max_packet (128) still holds a telemetry frame
     long = uplink_config.mqtt_section(
         {"host": "b", "site": "s" * 32, "station": "t" * 32, "max_packet": 128, "client_id": "c"}
