@@ -29,7 +29,7 @@ Rules:
   filters at delivery instead.)
 - QoS 1 out: ``publish`` encodes the packet once into one of ``inflight`` slots (slot_size bytes
   each: max_packet unless the application knows its largest packet, see
-  uplink_config.session_from_config);
+  uplink_build.session_from_config);
   it stays there until its PUBACK (event PUBACK with ``packet_id``). A message sent and not
   acknowledged within retry_ms is sent again with DUP on the same connection. Refusals: FULL (no
   free slot), TOO_BIG (over slot_size), OFFLINE (QoS 0 with no connection). Packet ids run
