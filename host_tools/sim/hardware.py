@@ -15,6 +15,7 @@ import dataclasses
 from host_tools.sim.bus import SimulatedBus
 from host_tools.sim.demand import WeatherDemand
 from host_tools.sim.drives import DriveConfig, make_drive
+from host_tools.sim.drives.base import COAST
 from host_tools.sim.iomodule import IoModule
 from host_tools.sim.plant import MAX_SPEED_RATIO, Plant
 from host_tools.sim.pump import DATASHEET, PumpDeviation, PumpModel, draw_iso9906_2b
@@ -78,6 +79,16 @@ class SimulatedStation:
         ]
         self.io = IoModule(scenario.io_unit)
         self.transmitters = Transmitters(self.io.analog.values(), scenario.sensors, scenario.seed)
+        self._measuring = [  # (_update_io's order)
+            self.transmitters[name]
+            for name in (
+                "suction_kpa",
+                "discharge_kpa",
+                "remote_dp_kpa",
+                "supply_temp_c",
+                "flow_m3h",
+            )
+        ]
         devices = {d.unit: d for d in self.drives}
         devices[self.io.unit] = self.io
         self.slaves = RtuSlaves(devices)
@@ -156,11 +167,11 @@ class SimulatedStation:
         speeds, runs = plant.pump_speed, plant.pump_running
         for i, drive in enumerate(self.drives):
             drive.step(t, dt_s)
-            running = drive.running
+            running = drive.motion != COAST  # drive.running and .speed_ratio, inline: every step
             if running and not self._was_running[i]:
                 self.starts[i] += 1
             self._was_running[i] = running
-            ratio = drive.speed_ratio
+            ratio = drive.speed_pct / 100.0
             if 0.0 <= ratio <= MAX_SPEED_RATIO:  # plant.set_pump's checks, inline: every step
                 speeds[i] = ratio
                 runs[i] = running
@@ -174,11 +185,13 @@ class SimulatedStation:
 
     def _update_io(self, dt_s: float) -> None:
         plant, io, t = self.plant, self.io, self.t_s
-        measure = self.transmitters.measure
-        measure(io, "suction_kpa", plant.suction_kpa, t, dt_s)
-        measure(io, "discharge_kpa", plant.discharge_kpa, t, dt_s)
-        measure(io, "remote_dp_kpa", plant.remote_dp_kpa, t, dt_s)
-        measure(io, "supply_temp_c", plant.supply_temp_c, t, dt_s)
-        measure(io, "flow_m3h", plant.flow_m3h, t, dt_s)
+        # Transmitters.measure, inline: every plant step
+        suction, discharge, remote, temperature, flow = self._measuring
+        set_current = io.set_current
+        set_current("suction_kpa", suction.update(plant.suction_kpa, t, dt_s))
+        set_current("discharge_kpa", discharge.update(plant.discharge_kpa, t, dt_s))
+        set_current("remote_dp_kpa", remote.update(plant.remote_dp_kpa, t, dt_s))
+        set_current("supply_temp_c", temperature.update(plant.supply_temp_c, t, dt_s))
+        set_current("flow_m3h", flow.update(plant.flow_m3h, t, dt_s))
         io.set_input("source_pumps_running", plant.source_running)
         io.set_input("bypass_open", plant.bypass_flow_m3h > 1.0)

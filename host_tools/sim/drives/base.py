@@ -316,8 +316,8 @@ class Drive(Device):
     def current_limited(self) -> bool:
         """The current limit holds the speed below where the RFG would take it."""
         return (
-            self.pulses_on
-            and self.ceiling_pct is not None
+            self.ceiling_pct is not None  # (first: no ceiling is the usual case)
+            and self.pulses_on
             and self.ceiling_pct < self.target_pct - self.config.at_setpoint_band_pct
         )
 
@@ -375,7 +375,7 @@ class Drive(Device):
             self.conditions.add(MOTOR_OVERLOAD)
             self._trip(MOTOR_OVERLOAD)
             kw = 0.0  # pulses off
-        elif self.motor_theta < OVERLOAD_RESET_THETA:
+        elif self.motor_theta < OVERLOAD_RESET_THETA and MOTOR_OVERLOAD in self.conditions:
             self.conditions.discard(MOTOR_OVERLOAD)
         self.energy_kwh += kw * dt / 3600.0
 
@@ -437,7 +437,9 @@ class Drive(Device):
         if self.motion == COAST:  # pulses off
             self.ceiling_pct = None
             return
-        current = self.current_a
+        load = self.load_kw  # current_a (pulses on), inline: every step
+        kw = c.rated_kw * (self.speed_pct / 100.0) ** 3 if load is None else max(0.0, load)
+        current = kw * 1000.0 / (SQRT3 * c.voltage_v * c.cos_phi)
         limit = c.rated_current_a * c.current_limit_pct / 100.0  # current_limit_a
         if current <= limit and self.ceiling_pct is None:
             return
