@@ -128,9 +128,7 @@ class Commands:
             return codes.ACK_EXPIRED
         if mode == codes.MODE_LOCAL:
             return codes.ACK_REFUSED_LOCAL
-        return self._envelope(mode)
-
-    def _envelope(self, mode):
+        # 9. the envelope
         kind = self.command_type
         arg = self.arg
         pumps = len(self.cfg["pumps"])

@@ -860,14 +860,6 @@ class Session:
         self.stray_acks += 1
         return False
 
-    def _ack_later(self, pid):
-        """A PUBACK for pid, sent by the next poll (the caller made sure there is room)."""
-        acks = self._pubacks
-        j = 0
-        while acks[j]:
-            j += 1
-        acks[j] = pid
-
     def _publish_in(self, p, rl, flags):
         rx = self._rx
         qos = (flags >> 1) & 3
@@ -893,7 +885,11 @@ class Session:
             pid = (rx[p] << 8) | rx[p + 1]
             if not pid:
                 raise MalformedPacket("PUBLISH with packet id 0")
-            self._ack_later(pid)
+            acks = self._pubacks  # its PUBACK by the next poll (the caller saw room)
+            for j in range(_PUBACKS):
+                if not acks[j]:
+                    acks[j] = pid
+                    break
             self.packet_id = pid
             p += 2
         self.topic = rx[t : t + tlen]
@@ -918,8 +914,11 @@ class Session:
             if self._pubacks[_PUBACKS - 1]:
                 return False
             pid = (rx[p + need - 2] << 8) | rx[p + need - 1]
-            if pid:  # (0 is no packet id: nothing to acknowledge)
-                self._ack_later(pid)
+            acks = self._pubacks  # (0 is no packet id: nothing to acknowledge)
+            for j in range(_PUBACKS if pid else 0):
+                if not acks[j]:
+                    acks[j] = pid
+                    break
         self.oversize += 1
         self._skip = total - (end - s)
         self._rx_start = self._rx_end = 0

@@ -232,7 +232,7 @@ class Outbox:
     def _read_slots(self, top, load):
         """Every slot whose CRC holds: the highest serial (from `top` up), or each to `load`."""
         for k in range(self.segments):
-            data = storage.read_file(self.segment_path(k), self.opener)
+            data = storage.read_file("%s.%d" % (self.base, k), self.opener)
             if data is None:
                 continue
             self._made[k] = 1
@@ -280,9 +280,6 @@ class Outbox:
                 self._reported_telemetry = value
             elif code == codes.EVENT_EVENTS_DROPPED and value > self._reported_events:
                 self._reported_events = value
-
-    def segment_path(self, k):
-        return "%s.%d" % (self.base, k)
 
     # --- header ---------------------------------------------------------------------------------
     def _save_header(self, now_ms, lease):
@@ -346,44 +343,53 @@ class Outbox:
                 raise OutboxError("event frame of %d bytes, expected 24" % n)
         else:
             raise OutboxError("frame kind %d: the outbox takes telemetry and events" % kind)
-        if frame is self._telemetry_view or frame is self._event_view:  # encoded in room()
-            if self._reports_due():
-                frame = bytes(frame)  # a report goes first, through the same buffer (rare)
-        self._report_drops(now_ms)
+        # the drop totals not reported yet go in first, as events (with room for the report and
+        # the frame after it, without dropping anything; made when due: rare)
+        for k in range(2):
+            total = self.dropped_events if k else self.dropped_telemetry
+            if total <= (self._reported_events if k else self._reported_telemetry):
+                continue
+            if frame is self._telemetry_view or frame is self._event_view:  # encoded in room()
+                frame = bytes(frame)  # the report goes through the same buffer
+            if self.pending + 2 > self.capacity:
+                continue
+            report = bytearray(uplink.EVENT_SIZE)  # seq and time are set by _append
+            code = codes.EVENT_EVENTS_DROPPED if k else codes.EVENT_TELEMETRY_DROPPED
+            value = total if total < 0x7FFFFFFF else 0x7FFFFFFF
+            uplink.encode_event(
+                report, [self.station_id, 0, 0, code, codes.SEVERITY_WARNING, 0, value]
+            )
+            self._append(report, uplink.EVENT_SIZE, _KIND_EVENT, now_ms)
+            if k:
+                self._reported_events = total
+            else:
+                self._reported_telemetry = total
         return self._append(frame, n, kind, now_ms)
-
-    def _reports_due(self):
-        return (
-            self.dropped_telemetry > self._reported_telemetry
-            or self.dropped_events > self._reported_events
-        )
-
-    def _report_drops(self, now_ms):
-        # room for the report and the frame after it without dropping anything
-        if self.dropped_telemetry > self._reported_telemetry and self.pending + 2 <= self.capacity:
-            self._append_report(codes.EVENT_TELEMETRY_DROPPED, self.dropped_telemetry, now_ms)
-            self._reported_telemetry = self.dropped_telemetry
-        if self.dropped_events > self._reported_events and self.pending + 2 <= self.capacity:
-            self._append_report(codes.EVENT_EVENTS_DROPPED, self.dropped_events, now_ms)
-            self._reported_events = self.dropped_events
-
-    def _append_report(self, code, total, now_ms):
-        report = bytearray(uplink.EVENT_SIZE)  # seq and time are set by _append
-        total = total if total < 0x7FFFFFFF else 0x7FFFFFFF
-        uplink.encode_event(report, [self.station_id, 0, 0, code, codes.SEVERITY_WARNING, 0, total])
-        self._append(report, uplink.EVENT_SIZE, _KIND_EVENT, now_ms)
 
     def _append(self, frame, n, kind, now_ms):
         if self.pending >= self.capacity and not self._drop_oldest_telemetry(True):
             return self._refuse(kind)
-        while self.pending and self._next_serial - self._oldest_serial() >= _SPAN:
+        while self.pending and self._next_serial - self._full(self._serial[self._oldest]) >= _SPAN:
             oldest = self._oldest
             if not self._tele[oldest >> 3] & (1 << (oldest & 7)):
                 return self._refuse(kind)  # an event that old is never dropped
             self._release(oldest)  # the oldest telemetry, too old to keep
             self.dropped_telemetry += 1
-        i = self._free_slot()
-        self._forget_gone(self._serial[i])  # its old entry can no longer come back
+        # the free slot after the last one written (capacity keeps one free)
+        n_slots = self.slots
+        busy = self._busy
+        i = self._last_written
+        for _ in range(n_slots):
+            i = i + 1 if i + 1 < n_slots else 0
+            if not busy[i >> 3] & (1 << (i & 7)):
+                break
+        # its last entry can no longer come back: its gone mark goes (a mark of another serial
+        # with the same 16 bits may go too: that entry would then be sent again after a power
+        # loss, which receivers drop; the saved list may keep it: harmless, serials never repeat)
+        low = self._serial[i]
+        for g in range(GONE_MAX if low else 0):
+            if self._gone[g] & 0xFFFF == low:
+                self._gone[g] = 0
         slot = self._buf
         self.frame = b""  # the buffer is no longer the frame taken
         serial = self._next_serial
@@ -429,21 +435,8 @@ class Outbox:
         n = self._next_serial
         return n - ((n - low) & 0xFFFF)
 
-    def _oldest_serial(self):
-        return self._full(self._serial[self._oldest])
-
-    def _free_slot(self):
-        n = self.slots
-        busy = self._busy
-        i = self._last_written
-        for _ in range(n):
-            i = i + 1 if i + 1 < n else 0
-            if not busy[i >> 3] & (1 << (i & 7)):
-                return i
-        raise OutboxError("no free slot")  # unreachable: capacity keeps one free
-
     def _write_slot(self, i, data):
-        path = self.segment_path(i // SEGMENT_SLOTS)
+        path = "%s.%d" % (self.base, i // SEGMENT_SLOTS)
         k = i // SEGMENT_SLOTS
         if self._made[k]:
             f = self.opener(path, "r+b")
@@ -539,7 +532,7 @@ class Outbox:
                 self._oldest = self._find_oldest(_ANY)
         # the ack mark: just below the oldest entry still in the ring
         if self.pending:
-            mark = self._oldest_serial() - 1
+            mark = self._full(self._serial[self._oldest]) - 1
         else:
             mark = self._next_serial - 1
         if mark != self._mark:
@@ -555,15 +548,6 @@ class Outbox:
                     self._dirty = True
                     return
             self.gone_overflow += 1
-
-    def _forget_gone(self, low):
-        """The slot's last entry (its serial mod 2**16) can no longer come back: its gone mark
-        goes. A mark of another serial with the same 16 bits may go too: that entry would then
-        be sent again after a power loss, which receivers drop (at least once)."""
-        if low:
-            for g in range(GONE_MAX):
-                if self._gone[g] & 0xFFFF == low:
-                    self._gone[g] = 0  # the saved list may keep it: harmless, serials never repeat
 
     # --- sending --------------------------------------------------------------------------------
     def take(self, now_ms):
@@ -600,7 +584,7 @@ class Outbox:
             # clock is set (a held take is asked again every second; a read was ~0.2 KiB)
             return -2
         slot = self._buf
-        path = self.segment_path(i // SEGMENT_SLOTS)
+        path = "%s.%d" % (self.base, i // SEGMENT_SLOTS)
         ok = False
         try:
             f = self.opener(path, "rb")

@@ -136,21 +136,15 @@ class NtpLink:
         self._buf = bytearray(48)
         self.errors = 0
 
-    @staticmethod
-    def _read(sock, buf):
-        if hasattr(sock, "readinto"):  # MicroPython: None when nothing waits
-            return sock.readinto(buf)
-        try:
-            return sock.recv_into(buf)  # CPython
-        except BlockingIOError:
-            return None
-
     def step(self, now_ms):
         clock = self.clock
         sock = self._sock
         if sock is not None:
             try:
-                n = self._read(sock, self._buf)
+                if hasattr(sock, "readinto"):  # MicroPython: None when nothing waits
+                    n = sock.readinto(self._buf)
+                else:
+                    n = sock.recv_into(self._buf)  # CPython: BlockingIOError (an OSError)
             except OSError:
                 n = None
             if n:
@@ -314,7 +308,14 @@ class Uplink:
             self._made_at = now_ms
         else:
             appended = self.drain_events() > 0
-        if self._send_acks():
+        size = uplink.ACK_SIZE
+        while self._ack_count:  # the acks waiting for room in the session
+            pid = self.session.publish(self.ack_topic, memoryview(self._acks)[:size])
+            if pid <= 0:
+                break
+            self._ack_count -= 1
+            acks = self._acks
+            acks[: self._ack_count * size] = acks[size : (self._ack_count + 1) * size]
             busy = True
         if self._feed(now_ms, appended):
             busy = True
@@ -490,7 +491,12 @@ class Uplink:
         cmds.result = result
         seq = self.box.next_seq(now_ms)
         stamp = self.clock.stamp(now_ms)
-        self._queue_ack(seq, stamp)
+        if self._ack_count == _ACK_QUEUE:  # the ack queue is full: this one is dropped
+            self.acks_dropped += 1
+        else:
+            at = self._ack_count * uplink.ACK_SIZE
+            self.commands.ack(memoryview(self._acks)[at : at + uplink.ACK_SIZE], seq, stamp)
+            self._ack_count += 1
         frame = self.box.room(uplink.KIND_EVENT)
         cmds.event(frame, 0, 0)  # seq and time: the outbox's
         self.box.append(frame, now_ms)
@@ -503,27 +509,6 @@ class Uplink:
                     "relaypump.config_keys",
                 )
             )
-
-    def _queue_ack(self, seq, stamp):
-        if self._ack_count == _ACK_QUEUE:
-            self.acks_dropped += 1
-            return
-        at = self._ack_count * uplink.ACK_SIZE
-        self.commands.ack(memoryview(self._acks)[at : at + uplink.ACK_SIZE], seq, stamp)
-        self._ack_count += 1
-
-    def _send_acks(self):
-        sent = False
-        size = uplink.ACK_SIZE
-        while self._ack_count:
-            pid = self.session.publish(self.ack_topic, memoryview(self._acks)[:size])
-            if pid <= 0:
-                break
-            self._ack_count -= 1
-            acks = self._acks
-            acks[: self._ack_count * size] = acks[size : (self._ack_count + 1) * size]
-            sent = True
-        return sent
 
     def _act(self, now_ms):
         cmds = self.commands

@@ -105,7 +105,22 @@ class WallClock:
 
     def reply(self, data, now_ms):
         """Take a server's datagram; True when it set the clock."""
-        if not self._check(data, now_ms):
+        asked = self._asked_ms
+        ok = asked >= 0 and len(data) >= NTP_SIZE
+        if ok:
+            first = data[0]
+            ok = (
+                first & 7 == 4  # a server's reply
+                and ((first >> 3) & 7) in (3, 4)  # version 3 or 4
+                and first >> 6 != 3  # not unsynchronised
+                and 1 <= data[1] <= 15  # stratum 0: kiss-o'-death or unsynchronised
+                and _ticks_diff(now_ms, asked) <= self.max_rtt_ms
+            )
+        for i in range(8 if ok else 0):  # our cookie as its originate time: >IHH tick, 0, "RP"
+            if data[24 + i] != ((asked >> (24 - 8 * i)) & 0xFF if i < 4 else b"\0\0RP"[i - 4]):
+                ok = False
+                break
+        if not ok:
             self.rejected += 1
             return False
         rx_s, rx_frac, tx_s, tx_frac = struct.unpack_from(">IIII", data, 32)
@@ -123,21 +138,6 @@ class WallClock:
             return False
         self.set_time(unix_ms // 1000, now_ms, unix_ms % 1000)
         return True
-
-    def _check(self, data, now_ms):
-        if self._asked_ms < 0 or len(data) < NTP_SIZE:
-            return False
-        first = data[0]
-        version = (first >> 3) & 7
-        if first & 7 != 4 or version not in (3, 4) or first >> 6 == 3:
-            return False
-        if not 1 <= data[1] <= 15:  # stratum 0: kiss-o'-death or unsynchronised
-            return False
-        cookie = self._asked_ms  # echoed as the originate time: >IHH tick, 0, "RP"
-        for i in range(8):
-            if data[24 + i] != ((cookie >> (24 - 8 * i)) & 0xFF if i < 4 else b"\0\0RP"[i - 4]):
-                return False
-        return _ticks_diff(now_ms, self._asked_ms) <= self.max_rtt_ms
 
     # --- reading ------------------------------------------------------------------------------
     def _rebase(self, now_ms):
