@@ -77,9 +77,9 @@ reads and writes aside); one heap-heavy job a step: the telemetry's values (~0.1
 and the setpoint's floats), its frame a step later, or an event's (a slot write, ~0.2 KiB); a
 held take nothing; a command a few hundred bytes (HMAC), a config change loads config.py for
 that command only. Heap it keeps (measured in the VM by dropping each part after the boot, then
-collecting): the session 1.7 KiB (5 slots sized to the largest frame on the telemetry topic,
-118 B for "jia/relay1", not max_packet; rx sized to the largest command on the command topic,
-93 B; tx one slot, a SUBSCRIBE and a PINGREQ), the outbox 1.9 KiB for 468 slots (outbox.py), the
+collecting): the session 1.6 KiB (4 slots sized to the largest frame on the telemetry topic,
+118 B for "jia/relay1", not max_packet, and the birth's "online", 39 B; rx sized to the largest
+command on the command topic, 93 B; tx one slot, a SUBSCRIBE and a PINGREQ), the outbox 1.9 KiB for 468 slots (outbox.py), the
 command judge with its envelope 0.45 KiB, the clock 0.1 KiB, the rest of the uplink 0.75 KiB
 (the telemetry values, the ack queue, the topics), and the modules' functions, classes and
 dicts (~16 B a function, ~0.1 KiB a class, a slot a name; their code, ~35 KiB from .mpy, is in
