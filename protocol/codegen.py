@@ -15,7 +15,6 @@ keeps that whole module (code and globals) on the heap. Output is deterministic 
 tables) so --check compares byte for byte.
 """
 
-import re
 import sys
 from enum import IntEnum
 from pathlib import Path
@@ -77,25 +76,10 @@ codes, alarm bits, ack results (the codec itself is uplink.py).
 
 A module of its own so that a module needing a code does not load the codec: MicroPython folds a
 const() name only inside the module that defines it; an import from another module keeps that
-module, its code and its globals on the heap. Names only, nothing else: keep it small. Each name
-is a slot of the module's dict (RAM, frozen or not): the codes no firmware module names (host
-tools and tests do) are served by __getattr__ from a constant table instead; when a firmware
-module starts to name one, `make protocol` gives it its name here (it works before, slower).
+module, its code and its globals on the heap. Names only, nothing else: keep it small.
 """
 
 from micropython import const
-'''
-
-CODES_GETATTR = '''
-
-def __getattr__(name):
-    """A code no firmware module names, from its table (a constant: in flash when frozen)."""
-    for code, value in (
-@TABLE@
-    ):
-        if code == name:
-            return value
-    raise AttributeError(name)
 '''
 
 ERRORS = '''
@@ -585,32 +569,12 @@ def generate_extra() -> str:
     return _generate()[1]
 
 
-def _named_by_firmware() -> set[str]:
-    """Every upper-case word of the firmware's own sources (not the generated ones): a code a
-    module names (codes.X, an import, even a comment: kept) is a name of codes.py."""
-    words: set[str] = set()
-    for path in sorted(PACKAGE.parent.rglob("*.py")):
-        if path not in (TARGET, EXTRA_TARGET, CODES_TARGET):
-            words |= set(re.findall(r"\b[A-Z][A-Z0-9_]*\b", path.read_text()))
-    return words
-
-
 def generate_codes() -> str:
-    named = _named_by_firmware()
-    lines = [CODES_HEADER.format(version=uplink.VERSION).rstrip("\n"), ""]
-    table = []
-    for enum_cls, prefix in CODE_ENUMS:
-        lines.append(f"# {_first_line(enum_cls)}")
-        for member in enum_cls:
-            name = f"{prefix}{member.name}"
-            if name in named:
-                lines.append(f"{name} = const({member.value})")
-            else:
-                table.append(f"        ({_q(name)}, {member.value}),")
-        lines.append("")
-    if table:
-        text = CODES_GETATTR.replace("@TABLE@", "\n".join(table))
-        lines += ["", *text.strip("\n").splitlines()]
+    lines = [
+        CODES_HEADER.format(version=uplink.VERSION).rstrip("\n"),
+        "",
+        *_enum_constants(CODE_ENUMS),
+    ]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

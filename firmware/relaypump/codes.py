@@ -5,10 +5,7 @@ codes, alarm bits, ack results (the codec itself is uplink.py).
 
 A module of its own so that a module needing a code does not load the codec: MicroPython folds a
 const() name only inside the module that defines it; an import from another module keeps that
-module, its code and its globals on the heap. Names only, nothing else: keep it small. Each name
-is a slot of the module's dict (RAM, frozen or not): the codes no firmware module names (host
-tools and tests do) are served by __getattr__ from a constant table instead; when a firmware
-module starts to name one, `make protocol` gives it its name here (it works before, slower).
+module, its code and its globals on the heap. Names only, nothing else: keep it small.
 """
 
 from micropython import const
@@ -45,6 +42,9 @@ EVENT_SAFE_STATE_LEFT = const(4)
 EVENT_SUCTION_LOW = const(16)
 EVENT_SUCTION_TRIP = const(17)
 EVENT_DISCHARGE_HIGH = const(18)
+EVENT_REMOTE_DP_LOW = const(19)
+EVENT_SUPPLY_TEMP_HIGH = const(20)
+EVENT_FLOW_HIGH = const(21)
 EVENT_SOURCE_INTERLOCK_OPEN = const(22)
 EVENT_SENSOR_FAULT = const(23)
 EVENT_STATION_LOCKOUT = const(24)
@@ -67,6 +67,7 @@ EVENT_PUMP_EFFICIENCY_DEVIATION = const(40)
 EVENT_DRIVE_LIMIT_MISMATCH = const(41)
 EVENT_COMMAND_ACCEPTED = const(47)
 EVENT_COMMAND_REJECTED = const(48)
+EVENT_UPLINK_DECODE_ERROR = const(49)
 EVENT_TELEMETRY_DROPPED = const(50)
 EVENT_EVENTS_DROPPED = const(51)
 
@@ -74,11 +75,19 @@ EVENT_EVENTS_DROPPED = const(51)
 ALARM_SUCTION_LOW = const(0)
 ALARM_SUCTION_TRIP = const(1)
 ALARM_DISCHARGE_HIGH = const(2)
+ALARM_REMOTE_DP_LOW = const(3)
+ALARM_SUPPLY_TEMP_HIGH = const(4)
+ALARM_FLOW_HIGH = const(5)
 ALARM_SOURCE_INTERLOCK_OPEN = const(6)
 ALARM_SAFE_STATE = const(7)
 ALARM_SENSOR_FAULT = const(8)
+ALARM_CONFIG_INVALID = const(9)
 ALARM_PUMP1_TRIPPED = const(16)
+ALARM_PUMP2_TRIPPED = const(17)
+ALARM_PUMP3_TRIPPED = const(18)
 ALARM_DRIVE1_COMM_LOST = const(20)
+ALARM_DRIVE2_COMM_LOST = const(21)
+ALARM_DRIVE3_COMM_LOST = const(22)
 
 # AckResult
 ACK_OK = const(0)
@@ -92,24 +101,3 @@ ACK_WRONG_STATION = const(7)
 ACK_REFUSED_LOCAL = const(8)
 ACK_FAILED = const(9)
 ACK_CLOCK_NOT_SYNCED = const(10)
-
-
-def __getattr__(name):
-    """A code no firmware module names, from its table (a constant: in flash when frozen)."""
-    for code, value in (
-        ("EVENT_REMOTE_DP_LOW", 19),
-        ("EVENT_SUPPLY_TEMP_HIGH", 20),
-        ("EVENT_FLOW_HIGH", 21),
-        ("EVENT_UPLINK_DECODE_ERROR", 49),
-        ("ALARM_REMOTE_DP_LOW", 3),
-        ("ALARM_SUPPLY_TEMP_HIGH", 4),
-        ("ALARM_FLOW_HIGH", 5),
-        ("ALARM_CONFIG_INVALID", 9),
-        ("ALARM_PUMP2_TRIPPED", 17),
-        ("ALARM_PUMP3_TRIPPED", 18),
-        ("ALARM_DRIVE2_COMM_LOST", 21),
-        ("ALARM_DRIVE3_COMM_LOST", 22),
-    ):
-        if code == name:
-            return value
-    raise AttributeError(name)
