@@ -211,10 +211,6 @@ class Plausibility:
         self._last_n_run = 0
         self._steady = _OFF  # ms the speeds have been steady
         self._ran = 0  # bit i: pump i was running when last reachable
-        # this tick's running pumps (the first _n_run): speed (0.01 %) and shut-off head (0.1 kPa)
-        self._n_run = 0
-        self._speeds = [0] * len(snapshot.pumps)
-        self._shutoffs = [0] * len(snapshot.pumps)
         self._memo_flow = -1  # this tick's last _head_at: its flow (-1: none) and head
         self._memo_head = 0
         self._hold = False  # the network's last opinion: the pressures off (none yet: not held)
@@ -268,8 +264,6 @@ class Plausibility:
         # the running pumps' speeds (0.01 %) from the drives' raw actual values
         fb = self.fieldbus
         pumps = self.snapshot.pumps
-        speeds = self._speeds
-        shutoffs = self._shutoffs
         n_run = 0
         speed_sum = 0
         s_min = 0x7FFFFFFF
@@ -290,16 +284,13 @@ class Plausibility:
             if raw >= 0x8000:
                 raw -= 0x10000
             s = raw * 10000 // fb.profiles[i].full_scale
-            speeds[n_run] = s
-            shutoffs[n_run] = self._h0_x10 * s // 10000 * s // 10000
             n_run += 1
             speed_sum += s
             if s < s_min:
                 s_min = s
             if s > s_max:
                 s_max = s
-        self._n_run = n_run
-        self._memo_flow = -1
+        self._memo_flow = -1  # (the speeds are this tick's)
         for i in range(self._n):
             self._intermittent(i, dt, now_ms)
         for i in self._watched:
@@ -463,12 +454,20 @@ class Plausibility:
     def _in_window(self, head):
         """Every running pump's point by the model (its flow at its speed against head) inside
         the allowed window (module rules)."""
-        for k in range(self._n_run):
-            lift = self._shutoffs[k] - head
-            if lift > 0:
-                q = self._q_win * self._speeds[k] // 10000
-                if lift * self._q_mul > q * q:
-                    return False
+        fb = self.fieldbus
+        pumps = self.snapshot.pumps
+        for i in range(len(pumps)):
+            p = pumps[i]
+            if p.online and p.state == DRIVE_RUNNING:
+                raw = fb.actual_raw[i]  # (the speed as update reads it)
+                if raw >= 0x8000:
+                    raw -= 0x10000
+                s = raw * 10000 // fb.profiles[i].full_scale
+                lift = self._h0_x10 * s // 10000 * s // 10000 - head
+                if lift > 0:
+                    q = self._q_win * s // 10000
+                    if lift * self._q_mul > q * q:
+                        return False
         return True
 
     def _model_flow(self):
@@ -519,14 +518,23 @@ class Plausibility:
         return head
 
     def _search_head(self, flow):
-        n = self._n_run
+        fb = self.fieldbus
+        pumps = self.snapshot.pumps
+        n = 0
         top = 0
         total = 0
-        for k in range(n):
-            shutoff = self._shutoffs[k]
-            total += shutoff
-            if shutoff > top:
-                top = shutoff
+        for i in range(len(pumps)):
+            p = pumps[i]
+            if p.online and p.state == DRIVE_RUNNING:
+                raw = fb.actual_raw[i]  # (the speed as update reads it)
+                if raw >= 0x8000:
+                    raw -= 0x10000
+                s = raw * 10000 // fb.profiles[i].full_scale
+                shutoff = self._h0_x10 * s // 10000 * s // 10000
+                n += 1
+                total += shutoff
+                if shutoff > top:
+                    top = shutoff
         if top <= 0:
             return -1
         each = (flow + n - 1) // n
@@ -571,15 +579,21 @@ class Plausibility:
 
     def _flow_at(self, head):
         """The running pumps' flow summed (0.1 m3/h) at their speeds against head (0.1 kPa)."""
-        speeds = self._speeds
-        shutoffs = self._shutoffs
+        fb = self.fieldbus
+        pumps = self.snapshot.pumps
         total = 0
-        for k in range(self._n_run):
-            lift = shutoffs[k] - head
-            if lift > 0:
-                q = _isqrt(lift * self._q_mul)
-                cap = self._q_max * speeds[k] // 10000
-                total += q if q < cap else cap
+        for i in range(len(pumps)):
+            p = pumps[i]
+            if p.online and p.state == DRIVE_RUNNING:
+                raw = fb.actual_raw[i]  # (the speed as update reads it)
+                if raw >= 0x8000:
+                    raw -= 0x10000
+                s = raw * 10000 // fb.profiles[i].full_scale
+                lift = self._h0_x10 * s // 10000 * s // 10000 - head
+                if lift > 0:
+                    q = _isqrt(lift * self._q_mul)
+                    cap = self._q_max * s // 10000
+                    total += q if q < cap else cap
         return total
 
     def _frozen(self, i, speed_sum, dt, now_ms):
