@@ -512,12 +512,6 @@ class Plausibility:
         in a tick: the last answer is kept for the tick."""
         if flow == self._memo_flow:
             return self._memo_head
-        head = self._search_head(flow)
-        self._memo_flow = flow
-        self._memo_head = head
-        return head
-
-    def _search_head(self, flow):
         fb = self.fieldbus
         pumps = self.snapshot.pumps
         n = 0
@@ -575,6 +569,8 @@ class Plausibility:
                 lo = mid
             else:
                 hi = mid
+        self._memo_flow = flow
+        self._memo_head = lo
         return lo
 
     def _flow_at(self, head):
