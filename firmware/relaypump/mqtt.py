@@ -59,12 +59,12 @@ Rules:
 - Time is a ticks value (ms modulo 2**30, relaypump.ticks); every deadline uses ticks_diff.
 Allocation: buffers are made in the constructor: rx (max_packet), tx (one packet, a SUBSCRIBE and
 a PINGREQ; acknowledgements wait for room) and the slots (inflight x slot_size, then the birth's:
-birth_room bytes, or slot_size). An
-idle poll, and a poll with nothing due, allocate nothing; sending returns one memoryview, a MESSAGE makes two.
-Topics: relaypump/<site>/<station>/<kind> (uplink_config.topic); kinds status, telemetry, event,
-ack, cmd. What only builds a session from the config (topic names, sizes) is in uplink_config.py,
-a module the boot drops again: on MicroPython every function here is heap for as long as the
-agent runs.
+birth_room bytes, or slot_size). An idle poll, and a poll with nothing due, allocate nothing;
+sending returns one memoryview, a MESSAGE makes two.
+Topics: relaypump/<site>/<station>/<kind> (uplink_build.topic); kinds status, telemetry, event,
+ack, cmd. What only builds a session from the config (topic names, sizes) is in uplink_build.py,
+a module the uplink drops again once built: on MicroPython every function here is heap for as
+long as the agent runs.
 """
 
 from micropython import const

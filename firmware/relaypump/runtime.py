@@ -68,9 +68,9 @@ lockstep) calls the two halves separately. Rules:
 The uplink (station_uplink.py; only with an "mqtt" section in the config): built after the agent
 (by ``build``, or by ``start_uplink`` after ``build(uplink=False)``: main.py collects between the
 two; a failure, such as a missing key file, is logged in ``uplink_error`` and the station runs
-without it); ``sample`` after every tick; ``step`` (socket, commands, telemetry, outbox) every STEP_MS
-while no bus transaction is pending, so a slow flash write delays the next request, never a
-response; the loop's waits end by then. A config change it accepted comes back as
+without it); ``sample`` after every tick; ``step`` (socket, commands, telemetry, outbox) as
+often as it asks (its return: 50 ms) while no bus transaction is pending, so a slow flash write
+delays the next request, never a response; the loop's waits end by then. A config change it accepted comes back as
 ``adopt_config``: the agent rebuilt with its state, as after a reset.
 Allocation: the loop builds nothing per step; the received bytes go to the agent as a memoryview of
 the receive buffer, one view per length, made the first time that length arrives.

@@ -23,8 +23,11 @@ Rules:
 - The uplink never blocks the control: every socket is non-blocking, the runtime calls ``step``
   only while no bus transaction is pending, and a failure of the uplink at start (a missing key
   file) is logged and leaves the station running without it (runtime.py). A file system error
-  in a step (the outbox on flash) ends that step: counted in ``errors``, logged once per
-  message, tried again at the next step; it never reaches the loop (which would reset the board).
+  (the outbox on flash) is counted in ``errors`` and logged once per message; it never reaches
+  the loop (which would reset the board). A frame the flash refuses ends its own job only: the
+  telemetry frame is lost, an event waits in the agent's ring for the next step, and the acks
+  and the backlog still go to the session. Elsewhere the error ends that step (tried again at
+  the next).
 - Telemetry every outbox.telemetry_s (default 10 s): the analog values (suction, discharge,
   remote DP, supply temperature, flow) as the mean of the control ticks' values since the last
   frame (a BAD tick is left out; none usable: NO_READING); setpoint, mode, alarm bits, energy and
@@ -42,7 +45,10 @@ Rules:
 - Commands: every message on the session is a command (the session subscribes to the station's
   command topic only). commands.handle judges it; when it consumed the counter, the counter is
   stored (state.accept_command) and the state saved at once, before anything acts (a save that
-  fails: ACK_FAILED, nothing acts). Accepted commands act through the agent:
+  fails: ACK_FAILED, nothing acts). A message longer than the session's receive buffer (sized
+  to the longest command) is skipped by the session (its ``oversize`` count) and judged here as
+  an empty one: MALFORMED, with its ack (counter 0: its bytes are gone) and event. Accepted
+  commands act through the agent:
     SETPOINT      control.setpoint.set_remote(kPa)  (held until a config change of setpoint.dp_kpa)
     MODE          OFF: every pump disabled (the operator's enable mask kept for later);
                   REMOTE_DP: automatic control, MANUAL_SPEED: the present common speed held
@@ -233,6 +239,7 @@ class Uplink:
         self._values[0] = station_id
         self._acks = bytearray(_ACK_QUEUE * uplink.ACK_SIZE)
         self._ack_count = 0
+        self._oversize = 0  # the session's oversize messages answered (_step)
         # remote settings, as the persistent state kept them (rules)
         agent = runtime.agent
         st = agent.state
@@ -290,24 +297,37 @@ class Uplink:
             elif ev == mqtt.MESSAGE:
                 self._command(s.payload, now_ms)
                 busy = True
+        while self._oversize != s.oversize:
+            # a message longer than the receive buffer (the longest command) was skipped by the
+            # session, its bytes gone: answered as a malformed command (ack counter 0)
+            self._oversize += 1
+            self._command(b"", now_ms)
+            busy = True
         if self.ntp is not None:
             self.ntp.step(now_ms)
         # one heap-heavy job a step: the telemetry's values (their floats), its frame (a slot
         # write), or an event's frame; the others wait for the next step
+        # (a frame the flash refuses does not hold up the acks and the backlog behind it: the
+        # telemetry frame is lost, an event waits in the ring for the next step; both counted)
         appended = True
-        if self._made_at >= 0:  # the values made last step: the frame, with their time
-            frame = self.box.room(uplink.KIND_TELEMETRY)
-            uplink.encode_telemetry(frame, self._values)  # seq and time: the outbox's
-            self.box.append(frame, self._made_at)
-            self._made_at = -1
-        elif _ticks_diff(now_ms, self._next_ms) >= 0:
-            self._next_ms = (self._next_ms + self.period_ms) & _TICKS_MASK
-            if _ticks_diff(now_ms, self._next_ms) >= 0:  # fell behind: the next one period on
-                self._next_ms = (now_ms + self.period_ms) & _TICKS_MASK
-            self._telemetry()
-            self._made_at = now_ms
-        else:
-            appended = self.drain_events() > 0
+        refused = None
+        try:
+            made_at = self._made_at
+            if made_at >= 0:  # the values made last step: the frame, with their time
+                self._made_at = -1
+                frame = self.box.room(uplink.KIND_TELEMETRY)
+                uplink.encode_telemetry(frame, self._values)  # seq and time: the outbox's
+                self.box.append(frame, made_at)
+            elif _ticks_diff(now_ms, self._next_ms) >= 0:
+                self._next_ms = (self._next_ms + self.period_ms) & _TICKS_MASK
+                if _ticks_diff(now_ms, self._next_ms) >= 0:  # fell behind: one period on
+                    self._next_ms = (now_ms + self.period_ms) & _TICKS_MASK
+                self._telemetry()
+                self._made_at = now_ms
+            else:
+                appended = self.drain_events() > 0
+        except OSError as err:
+            refused = err  # raised once the acks and the backlog had their turn
         size = uplink.ACK_SIZE
         while self._ack_count:  # the acks waiting for room in the session
             pid = self.session.publish(self.ack_topic, memoryview(self._acks)[:size])
@@ -322,6 +342,8 @@ class Uplink:
         if busy and link is not None:
             link.step(now_ms)  # out now, not a step later
         self.box.poll(now_ms)
+        if refused is not None:
+            raise refused
 
     def flush(self, now_ms):
         self.box.flush(now_ms)
@@ -497,9 +519,6 @@ class Uplink:
             at = self._ack_count * uplink.ACK_SIZE
             self.commands.ack(memoryview(self._acks)[at : at + uplink.ACK_SIZE], seq, stamp)
             self._ack_count += 1
-        frame = self.box.room(uplink.KIND_EVENT)
-        cmds.event(frame, 0, 0)  # seq and time: the outbox's
-        self.box.append(frame, now_ms)
         if change:
             uplink_build.forget(
                 (
@@ -509,6 +528,9 @@ class Uplink:
                     "relaypump.config_keys",
                 )
             )
+        frame = self.box.room(uplink.KIND_EVENT)
+        cmds.event(frame, 0, 0)  # seq and time: the outbox's (last: the flash may refuse it)
+        self.box.append(frame, now_ms)
 
     def _act(self, now_ms):
         cmds = self.commands

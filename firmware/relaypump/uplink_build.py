@@ -56,8 +56,9 @@ def session_from_config(cfg, random_below=None, payload_max=0, payload_in_max=0)
     longest of the station's topics (telemetry) instead of max_packet (the uplink: 5 x 118 B
     instead of 5 x 256 B). payload_in_max: the largest payload it takes in (0: max_packet); the
     receive buffer is sized to it on the command topic, at most max_packet (the uplink: a
-    command of 63 B, 93 B instead of 256 B); a larger message is skipped (mqtt.py). The birth's
-    room is its "online" on the status topic (39 B for jia/relay1, not a slot)."""
+    command of 63 B, 93 B instead of 256 B); a larger message is skipped (mqtt.py: counted in
+    ``oversize``) and the uplink answers it as a malformed command. The birth's room is its
+    "online" on the status topic (39 B for jia/relay1, not a slot)."""
     from relaypump.mqtt import Session
 
     site = cfg["site"]

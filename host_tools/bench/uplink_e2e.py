@@ -15,10 +15,9 @@ round trip through a real broker.
   the tick budget's view: ``vm_alloc_per_tick_uplink_max`` (agent.tick alone, as vm_agent's).
 - command_ack_ms_p99: the firmware agent on the simulated plant (host_tools/sim/uplink_field.py)
   paced at real time (the agent's loop follows the wall clock in PACE_MS steps, also inside a
-  plant step of 0.2 s, so the runtime steps the uplink every station_uplink.STEP_MS as a board
-  would), a Mosquitto of its own on
-  loopback (anonymous, no TLS), a paho-mqtt 2 control room publishing COMMANDS signed setpoint
-  commands one after the other: the time from its publish to the station's ack arriving back,
+  plant step of 0.2 s, so the runtime steps the uplink as often as its step asks, 50 ms, as a
+  board would), a Mosquitto of its own on loopback (anonymous, no TLS), a paho-mqtt 2 control
+  room publishing COMMANDS signed setpoint commands one after the other: the time from its publish to the station's ack arriving back,
   99th percentile (and the median). What a board adds: the HMAC in MicroPython and the state
   save on flash (tens of ms). Skipped (n/a) when mosquitto is not installed.
 """

@@ -271,6 +271,66 @@ def test_a_failing_flash_under_the_outbox_never_stops_the_control():
         remove_dir(directory)
 
 
+def test_a_flash_that_refuses_writes_holds_up_neither_the_acks_nor_the_backlog():
+    directory = make_dir()
+    try:
+        runtime, board = start(directory)
+        run(runtime, board, 3000)
+        up = runtime.uplink
+        link = up.link
+        up.link = None  # the broker unreachable: a backlog in the outbox
+        run(runtime, board, 28000)
+        backlog = up.box.pending
+        assert backlog >= 3
+        sent = len(board.broker.frames("telemetry")) + len(board.broker.frames("event"))
+        board.flash_fails = True  # full: every write refused, reads work
+        run(runtime, board, 10000)  # a telemetry frame refused meanwhile: lost
+        assert up.errors >= 1
+        now_s = EPOCH_S + board.us // 1000000
+        board.broker.commands.append(command(1, uplink.COMMAND_SETPOINT, [800], now_s))
+        up.link = link
+        link.up = False  # the broker is back: a new connection
+        run(runtime, board, 5000)
+        acks = [uplink.decode_ack(f) for f in board.broker.frames("ack")]
+        assert [(a[A["command_counter"]], a[A["result"]]) for a in acks] == [(1, ACK_OK)]
+        assert up.box.pending == 0  # every frame of the backlog went out, and left
+        out = len(board.broker.frames("telemetry")) + len(board.broker.frames("event"))
+        assert out - sent == backlog  # nothing new: every append since was refused
+    finally:
+        remove_dir(directory)
+
+
+def test_a_command_too_long_for_the_receive_buffer_is_answered_malformed():
+    from relaypump.codes import ACK_MALFORMED, EVENT_COMMAND_REJECTED
+
+    directory = make_dir()
+    try:
+        runtime, board = start(directory)
+        run(runtime, board, 3000)
+        up = runtime.uplink
+        now_s = EPOCH_S + board.us // 1000000
+        good = command(1, uplink.COMMAND_SETPOINT, [1300], now_s)
+        assert len(good) == uplink.COMMAND_MAX_SIZE - 4  # a setpoint: one argument
+        # longer than the longest command the receive buffer was sized to: the session skips it
+        board.broker.commands.append(good + bytes(12))
+        board.broker.commands.append(command(2, uplink.COMMAND_SETPOINT, [1200], now_s))
+        run(runtime, board, 1000)
+        assert up.session.oversize == 1
+        acks = [uplink.decode_ack(f) for f in board.broker.frames("ack")]
+        assert [(a[A["command_counter"]], a[A["result"]]) for a in acks] == [
+            (0, ACK_MALFORMED),  # its counter went with its bytes
+            (2, ACK_OK),
+        ]
+        events = [uplink.decode_event(f) for f in board.broker.frames("event")]
+        assert [e[E["value"]] for e in events if e[E["code"]] == EVENT_COMMAND_REJECTED] == [
+            ACK_MALFORMED
+        ]
+        assert runtime.agent.control.setpoint.fixed_kpa == 120.0
+        assert up.commands.handled == 2
+    finally:
+        remove_dir(directory)
+
+
 def test_a_burst_of_events_is_spread_over_steps_each_with_its_own_time():
     from relaypump.codes import EVENT_CONFIG_APPLIED, SEVERITY_NOTICE
     from relaypump.station_uplink import EVENTS_PER_STEP
