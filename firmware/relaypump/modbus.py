@@ -172,9 +172,13 @@ class RtuMaster:
     kept while a response is searched for (the longest response or more; 2 x MAX_ADU: any). A
     user that knows its requests keeps both small (the fieldbus: 13 and 64 B, not 256 and 512);
     a longer fc15/fc16 request, or a read whose response would not fit, is refused with
-    ValueError naming its count. Noise beyond rx_size is dropped as it is ruled out."""
+    ValueError naming its count. Noise beyond rx_size is dropped as it is ruled out. Both are
+    at least 8 (a write request and its echo): a buffer that cannot hold a whole response would
+    never see one (ValueError naming the argument)."""
 
     def __init__(self, timeout_ms=DEFAULT_TIMEOUT_MS, tx_size=MAX_ADU, rx_size=_RX_SIZE):
+        _check(tx_size, 8, MAX_ADU, "tx_size")
+        _check(rx_size, 8, 2 * MAX_ADU, "rx_size")
         self.timeout_ms = timeout_ms
         self._tx = bytearray(tx_size)
         self._views = {}

@@ -94,6 +94,21 @@ def test_small_buffers_refuse_a_longer_request_by_its_count():
             raise AssertionError("a read whose response does not fit was accepted")
 
 
+def test_buffers_too_small_for_a_write_and_its_echo_are_refused_by_name():
+    for kwargs, name in (({"rx_size": 7}, "rx_size 7"), ({"tx_size": 7}, "tx_size 7")):
+        try:
+            mb.RtuMaster(**kwargs)
+        except ValueError as e:
+            assert name in str(e), str(e)
+        else:
+            raise AssertionError("accepted %r" % kwargs)
+    m = mb.RtuMaster(tx_size=8, rx_size=8)  # the smallest: a write's 8 B echo fits
+    req = bytes(m.write_register(17, 1, 5))
+    m.poll(0)
+    assert m.receive(req) == 8
+    assert m.poll(1) == mb.DONE
+
+
 def test_read_registers_response_in_one_piece():
     m = mb.RtuMaster()
     m.read_holding_registers(17, 0x6B, 3)
