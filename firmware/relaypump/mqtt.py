@@ -914,11 +914,12 @@ class Session:
             if self._pubacks[_PUBACKS - 1]:
                 return False
             pid = (rx[p + need - 2] << 8) | rx[p + need - 1]
-            acks = self._pubacks  # (0 is no packet id: nothing to acknowledge)
-            for j in range(_PUBACKS if pid else 0):
-                if not acks[j]:
-                    acks[j] = pid
-                    break
+            if pid:  # (0 is no packet id: nothing to acknowledge)
+                acks = self._pubacks
+                for j in range(_PUBACKS):
+                    if not acks[j]:
+                        acks[j] = pid
+                        break
         self.oversize += 1
         self._skip = total - (end - s)
         self._rx_start = self._rx_end = 0

@@ -343,28 +343,27 @@ class Outbox:
                 raise OutboxError("event frame of %d bytes, expected 24" % n)
         else:
             raise OutboxError("frame kind %d: the outbox takes telemetry and events" % kind)
-        # the drop totals not reported yet go in first, as events (with room for the report and
-        # the frame after it, without dropping anything; made when due: rare)
-        for k in range(2):
-            total = self.dropped_events if k else self.dropped_telemetry
-            if total <= (self._reported_events if k else self._reported_telemetry):
-                continue
+        # the drop totals not reported yet go in first, as events (rare), each only with room
+        # for it and the frame after it (a report drops nothing)
+        telemetry = self.dropped_telemetry > self._reported_telemetry
+        events = self.dropped_events > self._reported_events
+        if telemetry or events:
             if frame is self._telemetry_view or frame is self._event_view:  # encoded in room()
-                frame = bytes(frame)  # the report goes through the same buffer
-            if self.pending + 2 > self.capacity:
-                continue
-            report = bytearray(uplink.EVENT_SIZE)  # seq and time are set by _append
-            code = codes.EVENT_EVENTS_DROPPED if k else codes.EVENT_TELEMETRY_DROPPED
-            value = total if total < 0x7FFFFFFF else 0x7FFFFFFF
-            uplink.encode_event(
-                report, [self.station_id, 0, 0, code, codes.SEVERITY_WARNING, 0, value]
-            )
-            self._append(report, uplink.EVENT_SIZE, _KIND_EVENT, now_ms)
-            if k:
-                self._reported_events = total
-            else:
-                self._reported_telemetry = total
+                frame = bytes(frame)  # the reports go through the same buffer
+            if telemetry and self.pending + 2 <= self.capacity:
+                self._report(codes.EVENT_TELEMETRY_DROPPED, self.dropped_telemetry, now_ms)
+                self._reported_telemetry = self.dropped_telemetry
+            if events and self.pending + 2 <= self.capacity:
+                self._report(codes.EVENT_EVENTS_DROPPED, self.dropped_events, now_ms)
+                self._reported_events = self.dropped_events
         return self._append(frame, n, kind, now_ms)
+
+    def _report(self, code, total, now_ms):
+        """A drop report: the event `code` carrying the total (seq and time set by _append)."""
+        report = bytearray(uplink.EVENT_SIZE)
+        value = total if total < 0x7FFFFFFF else 0x7FFFFFFF
+        uplink.encode_event(report, [self.station_id, 0, 0, code, codes.SEVERITY_WARNING, 0, value])
+        self._append(report, uplink.EVENT_SIZE, _KIND_EVENT, now_ms)
 
     def _append(self, frame, n, kind, now_ms):
         if self.pending >= self.capacity and not self._drop_oldest_telemetry(True):
@@ -387,9 +386,10 @@ class Outbox:
         # with the same 16 bits may go too: that entry would then be sent again after a power
         # loss, which receivers drop; the saved list may keep it: harmless, serials never repeat)
         low = self._serial[i]
-        for g in range(GONE_MAX if low else 0):
-            if self._gone[g] & 0xFFFF == low:
-                self._gone[g] = 0
+        if low:  # (0: a slot never written)
+            for g in range(GONE_MAX):
+                if self._gone[g] & 0xFFFF == low:
+                    self._gone[g] = 0
         slot = self._buf
         self.frame = b""  # the buffer is no longer the frame taken
         serial = self._next_serial

@@ -106,21 +106,17 @@ class WallClock:
     def reply(self, data, now_ms):
         """Take a server's datagram; True when it set the clock."""
         asked = self._asked_ms
-        ok = asked >= 0 and len(data) >= NTP_SIZE
-        if ok:
-            first = data[0]
-            ok = (
-                first & 7 == 4  # a server's reply
-                and ((first >> 3) & 7) in (3, 4)  # version 3 or 4
-                and first >> 6 != 3  # not unsynchronised
-                and 1 <= data[1] <= 15  # stratum 0: kiss-o'-death or unsynchronised
-                and _ticks_diff(now_ms, asked) <= self.max_rtt_ms
-            )
-        for i in range(8 if ok else 0):  # our cookie as its originate time: >IHH tick, 0, "RP"
-            if data[24 + i] != ((asked >> (24 - 8 * i)) & 0xFF if i < 4 else b"\0\0RP"[i - 4]):
-                ok = False
-                break
-        if not ok:
+        if (
+            asked < 0  # no request unanswered
+            or len(data) < NTP_SIZE
+            or data[0] & 7 != 4  # not a server's reply
+            or (data[0] >> 3) & 7 not in (3, 4)  # not version 3 or 4
+            or data[0] >> 6 == 3  # leap 3: unsynchronised
+            or not 1 <= data[1] <= 15  # stratum 0: kiss-o'-death or unsynchronised
+            # its originate time is not our cookie (request: the tick, 0, "RP"; a tuple, rare)
+            or struct.unpack_from(">IHH", data, 24) != (asked, 0, 0x5250)
+            or _ticks_diff(now_ms, asked) > self.max_rtt_ms
+        ):
             self.rejected += 1
             return False
         rx_s, rx_frac, tx_s, tx_frac = struct.unpack_from(">IIII", data, 32)

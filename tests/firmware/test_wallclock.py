@@ -76,9 +76,10 @@ def test_stray_or_bad_replies_change_nothing():
     req = asked(clock, 0)
     good = server_reply(req, rx, rx)
     cases.append(("no request out", WallClock(), good, 10))
-    other = bytearray(good)
-    other[31] ^= 1  # the originate time no longer our cookie
-    cases.append(("another cookie", clock, bytes(other), 10))
+    for at in range(24, 32):  # the originate time no longer our cookie: its tick, 0 or "RP"
+        other = bytearray(good)
+        other[at] ^= 1
+        cases.append(("another cookie (byte %d)" % at, clock, bytes(other), 10))
     cases.append(("client mode", clock, server_reply(req, rx, rx, first=0x23), 10))
     cases.append(("broadcast mode", clock, server_reply(req, rx, rx, first=0x25), 10))
     cases.append(("version 2", clock, server_reply(req, rx, rx, first=0x14), 10))
