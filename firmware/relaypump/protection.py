@@ -427,6 +427,7 @@ class Protection:
 
     # --- per tick --------------------------------------------------------------------------------
     def evaluate(self, snap, now_ms):
+        cfg = self._cfg
         now = now_ms & _TICKS_MASK
         if self._started:
             dt = _ticks_diff(now, self._last_ms)
@@ -445,7 +446,7 @@ class Protection:
         # which pumps run (a lost one by its comm-loss action), at which speed
         n_run = 0
         fastest = 0  # the fastest drive the agent still reaches (can it slow down?)
-        step = self._cfg[_C_SLEW_X100] * dt // 1000
+        step = cfg[_C_SLEW_X100] * dt // 1000
         lost_before = self.lost_running  # a lost pump stays lost (running) while offline
         lost_mask = 0
         run_mask = 0
@@ -491,43 +492,43 @@ class Protection:
         m = snap.suction_kpa
         if self._sensor(m, CH_SUCTION, now, SUBSTITUTE):  # every substitute is a sensor fault
             suction = self._scaled_of(_R_SUCTION, m.value)
-            if m.quality == SUBSTITUTE and self._cfg[_C_FB_SUCTION] == _FB_MODEL:
-                suction -= self._cfg[_C_SUB_MARGIN_X10]  # the model's error on the unsafe side
+            if m.quality == SUBSTITUTE and cfg[_C_FB_SUCTION] == _FB_MODEL:
+                suction -= cfg[_C_SUB_MARGIN_X10]  # the model's error on the unsafe side
         else:
-            suction = self._cfg[_C_FBV_SUCTION]
-            if self._cfg[_C_FB_SUCTION] == _FB_STOP:
+            suction = cfg[_C_FBV_SUCTION]
+            if cfg[_C_FB_SUCTION] == _FB_STOP:
                 stop_sensor = True
-            elif self._cfg[_C_FB_SUCTION] != _FB_VALUE:
+            elif cfg[_C_FB_SUCTION] != _FB_VALUE:
                 blind = True
         m = snap.discharge_kpa
         if self._sensor(m, CH_DISCHARGE, now, SUBSTITUTE):
             discharge = self._scaled_of(_R_DISCHARGE, m.value)
-            if m.quality == SUBSTITUTE and self._cfg[_C_FB_DISCHARGE] == _FB_MODEL:
-                discharge += self._cfg[_C_SUB_MARGIN_X10]
+            if m.quality == SUBSTITUTE and cfg[_C_FB_DISCHARGE] == _FB_MODEL:
+                discharge += cfg[_C_SUB_MARGIN_X10]
         else:
-            discharge = self._cfg[_C_FBV_DISCHARGE]
-            if self._cfg[_C_FB_DISCHARGE] == _FB_STOP:
+            discharge = cfg[_C_FBV_DISCHARGE]
+            if cfg[_C_FB_DISCHARGE] == _FB_STOP:
                 stop_sensor = True
-            elif self._cfg[_C_FB_DISCHARGE] != _FB_VALUE:
+            elif cfg[_C_FB_DISCHARGE] != _FB_VALUE:
                 blind = True
-        if suction == _NONE and discharge == _NONE and self._cfg[_C_FB_SUCTION] == _FB_MODEL:
+        if suction == _NONE and discharge == _NONE and cfg[_C_FB_SUCTION] == _FB_MODEL:
             stop_sensor = True  # both pressures lost: no substitute, a real hazard
         m = snap.supply_temp_c
         if self._sensor(m, CH_SUPPLY_TEMP, now):
             temp = self._scaled_of(_R_TEMP, m.value)
             self._temp_last_x100 = temp
-        elif self._cfg[_C_FB_TEMP] == _FB_VALUE:
-            temp = self._cfg[_C_FBV_TEMP]
+        elif cfg[_C_FB_TEMP] == _FB_VALUE:
+            temp = cfg[_C_FBV_TEMP]
         else:
             temp = self._temp_last_x100
-            if self._cfg[_C_FB_TEMP] == _FB_STOP:
+            if cfg[_C_FB_TEMP] == _FB_STOP:
                 stop_sensor = True
         m = snap.flow_m3h
         if self._sensor(m, CH_FLOW, now, SUBSTITUTE):  # a substitute flow is a sensor fault too
             flow = self._scaled_of(_R_FLOW, m.value)
         else:
-            flow = self._cfg[_C_FBV_FLOW]
-            if self._cfg[_C_FB_FLOW] == _FB_STOP:
+            flow = cfg[_C_FBV_FLOW]
+            if cfg[_C_FB_FLOW] == _FB_STOP:
                 stop_sensor = True
         m = snap.source_running
         source_known = self._sensor(m, CH_SOURCE, now)  # GOOD, or HELD for io.hold_s
@@ -541,28 +542,26 @@ class Protection:
         n_deliver = self._shares(flow if flow_known else 0, suction, discharge, n_run)
         limit = self._suction_limit(temp, flow_known, n_run)
         self.suction_limit_x10 = limit
-        cap = self._cfg[_C_MAX_X100]
+        cap = cfg[_C_MAX_X100]
         start_ok = True
 
         # suction (trips older than the lockout window no longer count)
         ages = self._trip_age
-        window = self._cfg[_C_LOCKOUT_WINDOW_MS]
+        window = cfg[_C_LOCKOUT_WINDOW_MS]
         for i in range(len(ages)):
             if ages[i] >= 0:
                 age = ages[i] + dt
                 ages[i] = age if age <= window else _OFF
         if suction != _NONE:
-            floor = (
-                saturation_kpa_x10(temp) + 500 + self._cfg[_C_MARGIN_X10]
-            )  # NPSH-free: p_sat + 50
-            hopeless = suction < floor or fastest <= self._cfg[_C_MIN_X100] + 100
+            floor = saturation_kpa_x10(temp) + 500 + cfg[_C_MARGIN_X10]  # NPSH-free: p_sat + 50
+            hopeless = suction < floor or fastest <= cfg[_C_MIN_X100] + 100
             c = self._suction(suction - limit, n_run, dt, now, suction, hopeless, fastest)
             if c < cap:
                 cap = c
             if suction < limit:
                 more = limit
                 if n_run and flow_known:  # one more pump would share the flow equally
-                    r = flow // (n_deliver + 1) * 1000 // self._cfg[_C_BEP_FLOW_X10]
+                    r = flow // (n_deliver + 1) * 1000 // cfg[_C_BEP_FLOW_X10]
                     slow = 6 * fastest // 100
                     more = self._limit_of(temp, r if r > slow else slow)
                 if suction < more:
@@ -583,7 +582,7 @@ class Protection:
         for i in range(n):
             if ages[i] >= 0:
                 ages[i] = _timer(ages[i], True, dt)
-                if self._cfg[_C_DRY_AUTO_RESET] and ages[i] >= self._cfg[_C_LOCKOUT_RESET_MS]:
+                if cfg[_C_DRY_AUTO_RESET] and ages[i] >= cfg[_C_LOCKOUT_RESET_MS]:
                     self._unlock_pump(i, 0, now)
 
         # source interlock: a stop only on a read "off"; unreadable blocks starts only
@@ -591,12 +590,12 @@ class Protection:
         self._source_on = _timer(self._source_on, source_ok and self._source_open, dt)
         if not source_ok:
             start_ok = False
-            if not self._source_open and self._source_off >= self._cfg[_C_SOURCE_DELAY_MS]:
+            if not self._source_open and self._source_off >= cfg[_C_SOURCE_DELAY_MS]:
                 self._source_open = True
                 self._events.push(
                     codes.EVENT_SOURCE_INTERLOCK_OPEN, codes.SEVERITY_ALARM, 0, 0, now
                 )
-        elif self._source_open and self._source_on >= self._cfg[_C_SOURCE_RESTART_MS]:
+        elif self._source_open and self._source_on >= cfg[_C_SOURCE_RESTART_MS]:
             self._source_open = False
             self._source_on = _OFF
             self._events.push(
@@ -609,21 +608,21 @@ class Protection:
 
         # sensor faults: a "stop" sensor BAD past sensor_stop_delay_s stops; until then blind
         self._sensor_bad = _timer(self._sensor_bad, stop_sensor, dt)
-        if stop_sensor and (self._sensor_stop or self._sensor_bad >= self._cfg[_C_SENSOR_DELAY_MS]):
+        if stop_sensor and (self._sensor_stop or self._sensor_bad >= cfg[_C_SENSOR_DELAY_MS]):
             self._sensor_stop = True
             self._sensor_good = _OFF
         elif stop_sensor:
             blind = True
         elif self._sensor_stop:
             self._sensor_good = _timer(self._sensor_good, True, dt)
-            if self._sensor_good >= self._cfg[_C_RESTART_MS]:
+            if self._sensor_good >= cfg[_C_RESTART_MS]:
                 self._sensor_stop = False
                 self._sensor_good = _OFF
         self._blind = blind
         if blind:
             start_ok = False
-            if self._cfg[_C_SAFE_X100] < cap:
-                cap = self._cfg[_C_SAFE_X100]
+            if cfg[_C_SAFE_X100] < cap:
+                cap = cfg[_C_SAFE_X100]
 
         self._outputs(cap, start_ok, now, dt, commands)
         self._sequence(pumps, commands, dt)
@@ -757,7 +756,8 @@ class Protection:
     def _suction(self, margin, n_run, dt, now, suction, hopeless=True, fastest=0):
         """Suction state machine; returns its speed cap (0.01 %). hopeless: no slower speed can
         help (below the vaporization floor, or the drives at min speed already)."""
-        band = self._cfg[_C_SUCTION_BAND_X10]
+        cfg = self._cfg
+        band = cfg[_C_SUCTION_BAND_X10]
         # warning: entering the slow-down band
         if not self._suction_low:
             if margin < band or margin < 0:  # (band 0: below the limit)
@@ -777,11 +777,11 @@ class Protection:
         if state == _OK:
             below = margin < 0 and n_run > 0 and hopeless and not self._source_open
             self._suction_below = _timer(self._suction_below, below, dt)
-            if self._suction_below >= self._cfg[_C_SUCTION_DELAY_MS]:
+            if self._suction_below >= cfg[_C_SUCTION_DELAY_MS]:
                 self._suction_trip(now, suction)
         elif state == _TRIPPED:
             self._suction_good = _timer(self._suction_good, above_band, dt)
-            if self._suction_good >= self._cfg[_C_RESTART_MS]:
+            if self._suction_good >= cfg[_C_RESTART_MS]:
                 self._suction_state = _OK
                 self._suction_good = _OFF
                 self._events.push(
@@ -794,19 +794,19 @@ class Protection:
         else:  # locked out
             self._lock_age = _timer(self._lock_age, True, dt)
             if (
-                self._cfg[_C_SUCTION_AUTO_RESET]
-                and self._lock_age >= self._cfg[_C_LOCKOUT_RESET_MS]
+                cfg[_C_SUCTION_AUTO_RESET]
+                and self._lock_age >= cfg[_C_LOCKOUT_RESET_MS]
                 and above_band
             ):
                 self._unlock_station(0, now)
         if margin < 0 or margin >= band:
             self._hold_x1e6 = 0
-            return self._cfg[_C_MIN_X100] if margin < 0 else self._cfg[_C_MAX_X100]
-        span = self._cfg[_C_MAX_X100] - self._cfg[_C_MIN_X100]
-        cap = self._cfg[_C_MIN_X100] + span * margin // band
+            return cfg[_C_MIN_X100] if margin < 0 else cfg[_C_MAX_X100]
+        span = cfg[_C_MAX_X100] - cfg[_C_MIN_X100]
+        cap = cfg[_C_MIN_X100] + span * margin // band
         # the hold term (rules): 0.1 kPa x ms x 1 = 1e-6 %, i.e. 0.01 %/s per kPa, x _HOLD_GAIN
         # (below 2**30: |error| < the 30 kPa band, dt < 10 min)
-        error = margin - self._cfg[_C_SUCTION_HOLD_X10]
+        error = margin - cfg[_C_SUCTION_HOLD_X10]
         hold = self._hold_x1e6
         if error < 0 or fastest + 100 >= self._cap_x100:
             hold += _HOLD_GAIN * error * dt
@@ -816,7 +816,7 @@ class Protection:
                 hold = span * 10000
             self._hold_x1e6 = hold
         cap += hold // 10000
-        return cap if cap < self._cfg[_C_MAX_X100] else self._cfg[_C_MAX_X100]
+        return cap if cap < cfg[_C_MAX_X100] else cfg[_C_MAX_X100]
 
     def _suction_trip(self, now, suction):
         self._suction_below = _OFF
@@ -859,8 +859,9 @@ class Protection:
         self._events.push(codes.EVENT_LOCKOUT_RESET, codes.SEVERITY_NOTICE, 0, manual, now)
 
     def _discharge(self, discharge, n_run, dt, now):
-        dmax = self._cfg[_C_DISCHARGE_MAX_X10]
-        band = self._cfg[_C_DISCHARGE_BAND_X10]
+        cfg = self._cfg
+        dmax = cfg[_C_DISCHARGE_MAX_X10]
+        band = cfg[_C_DISCHARGE_BAND_X10]
         start = dmax - band
         if not self._discharge_high:
             if discharge > start or discharge >= dmax:
@@ -882,14 +883,14 @@ class Protection:
         for i in range(len(ages)):
             if ages[i] >= 0:
                 age = ages[i] + dt
-                ages[i] = age if age <= self._cfg[_C_DISCHARGE_WINDOW_MS] else _OFF
+                ages[i] = age if age <= cfg[_C_DISCHARGE_WINDOW_MS] else _OFF
                 if ages[i] >= 0:
                     count += 1
         if self._discharge_state == _OK:
             self._discharge_above = _timer(
                 self._discharge_above, discharge >= dmax and n_run > 0, dt
             )
-            if self._discharge_above >= self._cfg[_C_DISCHARGE_DELAY_MS]:
+            if self._discharge_above >= cfg[_C_DISCHARGE_DELAY_MS]:
                 self._discharge_state = _TRIPPED
                 self._discharge_above = _OFF
                 self._events.push(
@@ -917,14 +918,14 @@ class Protection:
         elif self._discharge_state == _LOCKED:
             self._discharge_lock_age = _timer(self._discharge_lock_age, True, dt)
             if (
-                self._cfg[_C_DISCHARGE_AUTO_RESET]
-                and self._discharge_lock_age >= self._cfg[_C_LOCKOUT_RESET_MS]
+                cfg[_C_DISCHARGE_AUTO_RESET]
+                and self._discharge_lock_age >= cfg[_C_LOCKOUT_RESET_MS]
                 and discharge <= start
             ):
                 self._unlock_discharge(0, now)
         else:
             self._discharge_good = _timer(self._discharge_good, discharge <= start, dt)
-            if self._discharge_good >= self._cfg[_C_RESTART_MS]:
+            if self._discharge_good >= cfg[_C_RESTART_MS]:
                 self._discharge_state = _OK
                 self._discharge_good = _OFF
                 self._events.push(
@@ -935,13 +936,13 @@ class Protection:
                     now,
                 )
         if discharge >= dmax:
-            return self._cfg[_C_MIN_X100]
+            return cfg[_C_MIN_X100]
         if discharge > start:
             return (
-                self._cfg[_C_MAX_X100]
-                - (self._cfg[_C_MAX_X100] - self._cfg[_C_MIN_X100]) * (discharge - start) // band
+                cfg[_C_MAX_X100]
+                - (cfg[_C_MAX_X100] - cfg[_C_MIN_X100]) * (discharge - start) // band
             )
-        return self._cfg[_C_MAX_X100]
+        return cfg[_C_MAX_X100]
 
     def _unlock_discharge(self, manual, now):
         self._discharge_state = _TRIPPED  # pumps run again after restart_delay_s below the band
