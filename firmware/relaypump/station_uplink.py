@@ -328,6 +328,7 @@ class Uplink:
                 appended = self.drain_events() > 0
         except OSError as err:
             refused = err  # raised once the acks and the backlog had their turn
+            appended = False  # (nothing went in)
         size = uplink.ACK_SIZE
         while self._ack_count:  # the acks waiting for room in the session
             pid = self.session.publish(self.ack_topic, memoryview(self._acks)[:size])
