@@ -8,6 +8,7 @@ order (--no-loadscope-reorder). The HIL bench (tests/host_tools/hil) is 4 min of
 """
 
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -20,6 +21,12 @@ settings.register_profile(
     "ci", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+# A shell that starts the suite in the background (`make test &` without job control) ignores
+# SIGINT, and an ignored signal stays ignored in every process started from it: the tests that stop
+# a pumpsim, trace, pumpmon or bridge process with Ctrl-C would wait for it in vain.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The firmware package is installed (pyproject.toml); tests/ holds shared helpers (strategies.py).
 sys.path.insert(0, str(Path(__file__).resolve().parent))
