@@ -118,6 +118,14 @@ def _sqrt_q16(x):
     return int((x**0.5) * 65536.0 + 0.5)
 
 
+def _speed_x100(fb, i):
+    """Drive i's actual speed in 0.01 % of full scale (its register is signed)."""
+    raw = fb.actual_raw[i]
+    if raw >= 0x8000:
+        raw -= 0x10000
+    return raw * 10000 // fb.profiles[i].full_scale
+
+
 def _isqrt(n):
     """floor(sqrt(n)) of an integer, in integers (no float, no allocation below 2**30)."""
     if n <= 0:
@@ -280,10 +288,7 @@ class Plausibility:
                 self._ran &= ~bit
                 continue
             self._ran |= bit
-            raw = fb.actual_raw[i]
-            if raw >= 0x8000:
-                raw -= 0x10000
-            s = raw * 10000 // fb.profiles[i].full_scale
+            s = _speed_x100(fb, i)
             n_run += 1
             speed_sum += s
             if s < s_min:
@@ -459,10 +464,7 @@ class Plausibility:
         for i in range(len(pumps)):
             p = pumps[i]
             if p.online and p.state == DRIVE_RUNNING:
-                raw = fb.actual_raw[i]  # (the speed as update reads it)
-                if raw >= 0x8000:
-                    raw -= 0x10000
-                s = raw * 10000 // fb.profiles[i].full_scale
+                s = _speed_x100(fb, i)
                 lift = self._h0_x10 * s // 10000 * s // 10000 - head
                 if lift > 0:
                     q = self._q_win * s // 10000
@@ -520,10 +522,7 @@ class Plausibility:
         for i in range(len(pumps)):
             p = pumps[i]
             if p.online and p.state == DRIVE_RUNNING:
-                raw = fb.actual_raw[i]  # (the speed as update reads it)
-                if raw >= 0x8000:
-                    raw -= 0x10000
-                s = raw * 10000 // fb.profiles[i].full_scale
+                s = _speed_x100(fb, i)
                 shutoff = self._h0_x10 * s // 10000 * s // 10000
                 n += 1
                 total += shutoff
@@ -581,10 +580,7 @@ class Plausibility:
         for i in range(len(pumps)):
             p = pumps[i]
             if p.online and p.state == DRIVE_RUNNING:
-                raw = fb.actual_raw[i]  # (the speed as update reads it)
-                if raw >= 0x8000:
-                    raw -= 0x10000
-                s = raw * 10000 // fb.profiles[i].full_scale
+                s = _speed_x100(fb, i)
                 lift = self._h0_x10 * s // 10000 * s // 10000 - head
                 if lift > 0:
                     q = _isqrt(lift * self._q_mul)
