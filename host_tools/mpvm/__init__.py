@@ -6,6 +6,7 @@ MemFigures.
 
 from host_tools.mpvm.client import (
     DEFAULT_HEAP_KIB,
+    ROMFS_PACKAGE,
     MemFigures,
     MicroPythonVM,
     VMCrashed,
@@ -15,6 +16,7 @@ from host_tools.mpvm.client import (
 
 __all__ = [
     "DEFAULT_HEAP_KIB",
+    "ROMFS_PACKAGE",
     "MemFigures",
     "MicroPythonVM",
     "VMCrashed",

@@ -7,6 +7,9 @@ Rules:
 - A Python exception inside the VM becomes VMError carrying the MicroPython type name and traceback.
 - Heap figures come from gc.mem_alloc() inside the VM, before and after the user code of a request.
   The GC does not collect inside one request, so "after" is that request's peak.
+- The VM is the pinned npm package (1.27.0) unless `package` names another node module; `romfs`
+  (an image made by `mpremote romfs build`) boots it with that image at /rom, in the pinned
+  ROMFS-capable package (ROMFS_PACKAGE) unless another is named.
 """
 
 from __future__ import annotations
@@ -33,6 +36,9 @@ DEFAULT_MOUNTS: dict[str, str] = {
 DEFAULT_PATHS: tuple[str, ...] = ("/tests", "/firmware")
 DEFAULT_HEAP_KIB = 192
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_PACKAGE = "@micropython/micropython-webassembly-pyscript"  # 1.27.0, package.json
+# MicroPython 1.29.0-6 (package.json's alias): its port has ROMFS (vfs.rom_ioctl, VfsRom, /rom).
+ROMFS_PACKAGE = "micropython-romfs"
 
 
 class VMError(Exception):
@@ -66,7 +72,8 @@ class MemFigures(NamedTuple):
 
 
 class MicroPythonVM:
-    """A MicroPython 1.27 WebAssembly VM with a capped heap, run by Node in a child process.
+    """A MicroPython WebAssembly VM (1.27; 1.29 with ROMFS) with a capped heap, run by Node in a
+    child process.
 
     >>> with MicroPythonVM(heap_kib=128) as vm:
     ...     vm.exec("import binascii")
@@ -81,6 +88,8 @@ class MicroPythonVM:
         paths: Sequence[str] = DEFAULT_PATHS,
         timeout: float = DEFAULT_TIMEOUT,
         node: str = "node",
+        package: str | None = None,
+        romfs: str | os.PathLike[str] | None = None,
     ) -> None:
         if mounts is None:
             mounts = {REPO_ROOT / host: vm for host, vm in DEFAULT_MOUNTS.items()}
@@ -89,6 +98,8 @@ class MicroPythonVM:
         self.paths = tuple(paths)
         self.timeout = timeout
         self.node = node
+        self.romfs = None if romfs is None else Path(romfs).resolve()
+        self.package = package or (DEFAULT_PACKAGE if romfs is None else ROMFS_PACKAGE)
         self.last_mem: MemFigures | None = None
         self.last_out = ""
         self.heap_total = 0
@@ -109,6 +120,9 @@ class MicroPythonVM:
                 argv += ["--mount", f"{host}:{vm}"]
         for p in self.paths:
             argv += ["--path", p]
+        argv += ["--package", self.package]
+        if self.romfs is not None:
+            argv += ["--romfs", str(self.romfs)]
         started = time.perf_counter()
         self._stderr = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(

@@ -12,21 +12,28 @@
 //   glue's own mallocs (argument and traceback buffers).
 // - Payload bytes cross through the device files /dev/mpvm_data and /dev/mpvm_meta (copied straight
 //   between wasm memory and Node buffers), never through JS strings converted by the proxy layer.
+// - --romfs IMAGE boots with a ROMFS image (mpremote romfs build), mounted at /rom as on a board
+//   with a ROM partition: its .mpy files run in place. The image sits in wasm memory outside the
+//   GC heap (a board's flash), so what an import from /rom keeps in RAM is all the heap shows.
+//   It needs a package whose port has ROMFS (MicroPython >= 1.25 built with it): --package
+//   micropython-romfs, the pinned 1.29 alias in package.json (the default package, 1.27.0, has
+//   none; a package without ROMFS is refused, never silently run without the image).
 //
 // Usage: node vm.mjs [--heap-kib N] [--mount HOSTDIR:VMDIR]... [--path VMDIR]... [--pystack WORDS]
+//                    [--package NODE_MODULE] [--romfs IMAGE]
 
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const PACKAGE = "@micropython/micropython-webassembly-pyscript/micropython.mjs";
+const DEFAULT_PACKAGE = "@micropython/micropython-webassembly-pyscript";
 const GLUE_SLACK = 32 * 1024; // free malloc space left for the JS glue; must stay < the heap
 const OUT_LIMIT = 1 << 20; // captured print output kept per request
 const SKIP_NAMES = new Set(["__pycache__", ".git", ".mypy_cache", ".ruff_cache", ".pytest_cache"]);
 
 function parseArgs(argv) {
-  const opts = { heapKib: 192, mounts: [], paths: [], pystack: 2048 };
+  const opts = { heapKib: 192, mounts: [], paths: [], pystack: 2048, pkg: DEFAULT_PACKAGE, romfs: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -41,6 +48,8 @@ function parseArgs(argv) {
       opts.mounts.push([v.slice(0, cut), v.slice(cut + 1)]);
     } else if (a === "--path") opts.paths.push(next());
     else if (a === "--pystack") opts.pystack = Number(next());
+    else if (a === "--package") opts.pkg = next();
+    else if (a === "--romfs") opts.romfs = next();
     else throw new Error(`unknown argument ${a}`);
   }
   if (!Number.isInteger(opts.heapKib) || opts.heapKib < 64 || opts.heapKib > 65536) {
@@ -67,12 +76,12 @@ WebAssembly.instantiate = async (...args) => {
   return result;
 };
 
-function resolvePackage() {
+function resolvePackage(name) {
   // node_modules lives at the repository root, two levels above this directory.
   for (let dir = HERE; ; dir = path.dirname(dir)) {
-    const candidate = path.join(dir, "node_modules", PACKAGE);
+    const candidate = path.join(dir, "node_modules", name, "micropython.mjs");
     if (fs.existsSync(candidate)) return candidate;
-    if (path.dirname(dir) === dir) throw new Error(`cannot find ${PACKAGE}; run npm ci`);
+    if (path.dirname(dir) === dir) throw new Error(`cannot find ${name}; run npm ci`);
   }
 }
 
@@ -161,7 +170,8 @@ function capHeap(Module) {
 
 const opts = parseArgs(process.argv.slice(2));
 const started = performance.now();
-const { loadMicroPython } = await import(resolvePackage());
+const { loadMicroPython } = await import(resolvePackage(opts.pkg));
+const romfs = opts.romfs === null ? undefined : new Uint8Array(fs.readFileSync(opts.romfs));
 
 const out = [];
 let outBytes = 0;
@@ -176,8 +186,13 @@ const mp = await loadMicroPython({
   pystack: opts.pystack,
   stdout: capture,
   stderr: capture,
+  romfs,
 });
 const Module = mp._module;
+// A port without ROMFS ignores the option: refuse instead of booting without the image.
+if (romfs && typeof Module._mp_js_register_romfs !== "function") {
+  throw new Error(`--romfs: the package ${opts.pkg} has no ROMFS (use --package micropython-romfs)`);
+}
 const FS = mp.FS;
 
 for (const [hostDir, vmDir] of opts.mounts) copyTree(FS, hostDir, vmDir);
@@ -262,6 +277,8 @@ function reply(obj) {
 reply({
   ready: true,
   heap_kib: opts.heapKib,
+  package: opts.pkg,
+  romfs_bytes: romfs ? romfs.length : 0,
   held_bytes: heldBytes,
   wasm_bytes: wasmMemory.buffer.byteLength,
   start_ms: performance.now() - started,

@@ -237,3 +237,56 @@ def test_sync_mirrors_a_vm_directory_onto_the_host(tmp_path):
     ]  # fmt: skip
     assert (flash / "new" / "data.bin").read_bytes() == bytes(range(256))
     assert (flash / "pkg" / "kept.py").read_text() == "x = 2\n"
+
+
+def _romfs_image(source, image):
+    """`mpremote romfs build` (the pinned mpremote) of the directory `source` into `image`."""
+    argv = [sys.executable, "-m", "mpremote", "romfs", "--no-mpy", "-o", str(image)]
+    subprocess.run([*argv, "build", str(source)], check=True, capture_output=True)
+    return image
+
+
+def test_romfs_image_is_mounted_at_rom_and_its_bytecode_stays_out_of_the_heap(tmp_path):
+    """--romfs: the ROMFS VM mounts the image at /rom as a board does; a module imported from
+    it keeps far less heap than the same .mpy imported from the file system (MEMFS), which
+    copies its bytecode into the heap."""
+    from host_tools.deploy.bundle import mpy_cross
+
+    body = "".join(
+        f"def f{i}(a, b):\n    x = a * {i} + b\n    return [x, a, b] if x > 9 else x - a // 3\n"
+        for i in range(150)
+    )
+    (tmp_path / "bigmod.py").write_text(body)
+    fs, rom = tmp_path / "fs", tmp_path / "rom" / "lib"
+    fs.mkdir()
+    rom.mkdir(parents=True)
+    subprocess.run([mpy_cross(), "-o", str(fs / "bigmod.mpy"), str(tmp_path / "bigmod.py")])
+    mpy = (fs / "bigmod.mpy").read_bytes()
+    (rom / "bigmod.mpy").write_bytes(mpy)
+    image = _romfs_image(tmp_path / "rom", tmp_path / "rom.img")
+    kept = {}
+    with MicroPythonVM(heap_kib=128, mounts={fs: "/fs"}, paths=(), romfs=image) as vm:
+        assert vm.eval("hasattr(__import__('vfs'), 'rom_ioctl')")
+        assert vm.eval("__import__('os').listdir('/rom/lib')") == ["bigmod.mpy"]
+        assert "/rom/lib" in vm.eval("__import__('sys').path")
+        # twice each, the second kept: the first import from a directory interns its names
+        for where in ("/rom/lib", "/fs") * 2:
+            vm.exec(f"import sys\nsys.path.insert(0, {where!r})")  # first on the path
+            before = vm.stats()["alloc"]
+            vm.exec("import bigmod\nresult = bigmod.f7(2, 1)")
+            assert vm.eval("result") == [15, 2, 1]
+            assert vm.eval("bigmod.__file__") == where + "/bigmod.mpy"
+            kept[where] = vm.stats()["alloc"] - before
+            vm.exec("del bigmod\nsys.modules.pop('bigmod')\nsys.path.pop(0)")
+    assert kept["/fs"] - kept["/rom/lib"] > len(mpy) // 2, kept  # the bytecode: ~7 of 8 KB
+    assert kept["/rom/lib"] < kept["/fs"] // 2, kept  # measured: 4.1 against 11.3 KB
+
+
+def test_romfs_needs_a_package_that_has_it(tmp_path):
+    """The pinned 1.27 package has no ROMFS: --romfs there is refused, not silently ignored."""
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "x.py").write_text("X = 1\n")
+    image = _romfs_image(tmp_path / "src", tmp_path / "x.img")
+    default = "@micropython/micropython-webassembly-pyscript"
+    with pytest.raises(VMCrashed, match="has no ROMFS"):
+        MicroPythonVM(heap_kib=128, mounts={}, paths=(), romfs=image, package=default).start()
