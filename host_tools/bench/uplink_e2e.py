@@ -1,7 +1,8 @@
 """Uplink figures of the whole station: the agent's heap with the uplink loaded, and the command
 round trip through a real broker.
 
-- vm_heap_boot_uplink / vm_heap_data_uplink (and the estimate vm_heap_romfs_est_uplink):
+- vm_heap_boot_uplink / vm_heap_data_uplink / vm_heap_boot_romfs_uplink (and
+  vm_heap_boot_romfs_vm_uplink, the .mpy boot in the ROMFS VM, to compare with):
   host_tools/bench/vm_boot.py's figures (see there for what they count) for a board whose
   station.json has an uplink (mqtt, outbox, ntp, commands sections, a key file on the
   flash): the boot loads and builds the uplink (session
@@ -174,9 +175,16 @@ def run(report) -> None:
             f"largest step {fig['step']} B)",
         )
         report(
-            "vm_heap_romfs_est_uplink",
-            fig["romfs"] / kib,
-            "KiB (an estimate, the VM has no ROMFS: vm_heap_romfs_est with the uplink loaded)",
+            "vm_heap_boot_romfs_uplink",
+            fig["boot_romfs"] / kib,
+            f"KiB (goal <= 96; vm_heap_boot_romfs with the uplink loaded, measured: the bundle in "
+            f"a ROMFS image at /rom, MicroPython 1.29; live after boot "
+            f"{fig['live_romfs'] / kib:.1f} KiB)",
+        )
+        report(
+            "vm_heap_boot_romfs_vm_uplink",
+            fig["boot_romfs_vm"] / kib,
+            "KiB (vm_heap_boot_uplink, .mpy on the file system, in the ROMFS VM: MicroPython 1.29)",
         )
     except Exception as e:  # the VM needs Node
         print(f"uplink_e2e heap: skipped ({e})")

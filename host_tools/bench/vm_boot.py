@@ -32,25 +32,28 @@ in a fresh VM, ``port_modules``):
   KiB; frozen, they are in flash). Module objects, their dicts, functions, classes and
   everything the agent builds are data. Good to about +-1.5 KiB: the raw-code record
   (_RAW_CODE_RECORD) is an estimate, and a module name's qstrs go with the empty module's.
-- ``vm_heap_romfs_est``: an estimate (the VM has no ROMFS, MicroPython >= 1.25): the heap of a
-  board that imports the bundle from a ROMFS partition, where bytecode, qstr texts and str/bytes
-  constants stay in flash as when frozen, but the qstr pools' entries (measured here with
-  micropython.qstr_info) and each module's tables, constant objects and kept raw codes
-  (host_tools/deploy/mpyfile.rom_resident, from the .mpy layout) are in RAM; plus main.py's
-  bytecode (MicroPython runs main.py from the file system). Reported beside vm_heap_boot, not in
-  its place.
+- ``vm_heap_boot_romfs``: vm_heap_boot for a board that imports the bundle from a ROMFS partition
+  (MicroPython >= 1.25), measured: the same boot in the ROMFS-capable VM (host_tools/mpvm,
+  ``romfs=``, MicroPython 1.29), the bundle's .mpy files in a ROMFS image built by the pinned
+  mpremote (``romfs build``) and mounted at /rom, main.py, station.json and the state files on
+  the file system. There the .mpy files run in place: their bytecode, qstr texts and str/bytes
+  constants stay in the image (wasm memory outside the GC heap, a board's flash); main.py is
+  compiled into RAM as a board does.
+- ``vm_heap_boot_romfs_vm``: vm_heap_boot (.mpy on the file system) measured in that same VM, so
+  that the ROMFS figure is compared with the .mpy one in one VM version.
 Goals (issue 8): data <= 32 KiB, boot from .mpy <= 96 KiB.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 import struct
 import subprocess
 import tempfile
 import time
 from pathlib import Path
+
+from host_tools.mpvm import ROMFS_PACKAGE
 
 HEAP_KIB = 256  # large enough not to fail where a board would have collected mid-request
 STEPS_S = 3.0
@@ -64,6 +67,7 @@ DROPPED_AT_BOOT = ("relaypump.config", "relaypump.uplink_config")
 
 _OURS = "[m for m in __import__('sys').modules if m.split('.')[0] in ('relaypump', 'boards')]"
 _ALL = "list(__import__('sys').modules)"
+_FILES = "{m: getattr(__import__('sys').modules[m], '__file__', '') for m in " + _OURS + "}"
 # main.py as a board without frozen modules runs it (compiled from source), or as bytecode: the
 # form it has when frozen (main_code.mpy, made by _flash).
 _LOAD_MAIN = {
@@ -85,15 +89,34 @@ def _flash(root: Path) -> Path:
     return flash
 
 
-def _boot(flash: Path, main: str) -> dict:
+def romfs_board(flash: Path, root: Path) -> tuple[Path, Path]:
+    """A board with a ROMFS partition: its file system (main.py, station.json and whatever else
+    `flash` holds at the top but the bundle's packages and main_code.mpy) and its ROMFS image
+    (the bundle's packages, built with the pinned mpremote as `romfs deploy` would)."""
+    from host_tools.deploy.flash import romfs_image
+
+    files, tree = root / "rom_fs", root / "rom_tree"
+    files.mkdir()
+    for entry in flash.iterdir():
+        if entry.is_dir():
+            shutil.copytree(entry, tree / entry.name)
+        elif entry.name != "main_code.mpy":
+            shutil.copyfile(entry, files / entry.name)
+    return files, romfs_image(tree, root / "rom.img")
+
+
+def _boot(flash: Path, main: str, **vm_kind) -> dict:
+    """The staged boot; `vm_kind`: MicroPythonVM's package= / romfs= (the VM and its image)."""
     from host_tools.deploy.virtual_board import VM_SIDE
     from host_tools.mpvm import MicroPythonVM
 
     with MicroPythonVM(
-        heap_kib=HEAP_KIB, mounts={flash: "/", VM_SIDE: "/.vboard"}, paths=("/.vboard",)
+        heap_kib=HEAP_KIB,
+        mounts={flash: "/", VM_SIDE: "/.vboard"},
+        paths=("/.vboard",),
+        **vm_kind,
     ) as vm:
         base = vm.stats()["alloc"]
-        pool = _qstr_pool(vm)
         at_base = set(vm.eval(_ALL))
         peaks = []
 
@@ -118,7 +141,7 @@ def _boot(flash: Path, main: str) -> dict:
                 break
         request("del _steps\nboard.run(rt)")
         live = vm.stats()["alloc"]
-        pool = _qstr_pool(vm) - pool
+        files = vm.eval(_FILES)
         alive = vm.eval(_OURS)
         modules = [name for name in loaded if name in alive]
         port = [
@@ -141,12 +164,12 @@ def _boot(flash: Path, main: str) -> dict:
             "modules": modules,
             "loaded": loaded,
             "step": step_max,
-            "qstr_pool": pool,
             "port": port,
+            "files": files,
         }
 
 
-def port_modules(flash: Path, names: list[str]) -> int:
+def port_modules(flash: Path, names: list[str], **vm_kind) -> int:
     """Heap the VM port's own modules that the boot imported keep (binascii, os, time as Python
     files in this port, the virtual board's machine.py): built into the firmware of ESP32 and
     RP2 boards, so no heap there; weighed in a fresh VM, left out like the runner's own."""
@@ -154,38 +177,15 @@ def port_modules(flash: Path, names: list[str]) -> int:
     from host_tools.mpvm import MicroPythonVM
 
     with MicroPythonVM(
-        heap_kib=HEAP_KIB, mounts={flash: "/", VM_SIDE: "/.vboard"}, paths=("/.vboard",)
+        heap_kib=HEAP_KIB,
+        mounts={flash: "/", VM_SIDE: "/.vboard"},
+        paths=("/.vboard",),
+        **vm_kind,
     ) as vm:
         before = vm.stats()["alloc"]
         for name in names:
             vm.exec(f"import {name}")
         return vm.stats()["alloc"] - before
-
-
-def _qstr_pool(vm) -> int:
-    """Bytes of the qstr pools without the texts (micropython.qstr_info)."""
-    vm.exec("import micropython\nmicropython.qstr_info()")
-    found = re.search(r"n_str_data_bytes=(\d+), n_total_bytes=(\d+)", vm.last_out)
-    assert found, vm.last_out
-    return int(found[2]) - int(found[1])
-
-
-def romfs_estimate(flash: Path, frozen: dict, code: int, root: Path) -> int:
-    """The heap of a board that imports the bundle from a ROMFS partition (an estimate: the VM
-    has no ROMFS): the frozen board's (live after boot without the bytecode, the largest step),
-    plus the qstr pools' entries (their texts stay in flash; measured in the VM: qstr_info), plus
-    what each module's import keeps in RAM (host_tools/deploy/mpyfile.rom_resident), plus the
-    bytecode of main.py, which MicroPython runs from the file system (compiled into RAM)."""
-    from host_tools.deploy.mpyfile import rom_resident
-
-    resident = code_share(flash, ["main_code"], root / "main_only", dropped=())
-    for name in frozen["modules"]:
-        path = flash / (name.replace(".", "/") + ".mpy")
-        if not path.exists():
-            path = flash / name.replace(".", "/") / "__init__.mpy"
-        resident += rom_resident(path.read_bytes())
-    data = frozen["live"] - frozen["base"] - code + frozen["step"]
-    return data + frozen["qstr_pool"] + resident
 
 
 def _dropped(data: bytes) -> int:
@@ -259,19 +259,36 @@ def figures(flash: Path, root: Path) -> dict:
     dropped = DROPPED_AT_BOOT + tuple(m for m in gone if m not in DROPPED_AT_BOOT)
     code = code_share(flash, ["main_code", *frozen["loaded"]], root, dropped)  # main.py's first
     port = port_modules(flash, frozen["port"])
-    romfs = romfs_estimate(flash, frozen, code, root) - port
     live = boot["live"] - boot["base"] - port
+    # the same boot in the ROMFS VM: from .mpy files, and with the bundle in a ROMFS image
+    romvm = {"package": ROMFS_PACKAGE}
+    mpy = _boot(flash, "source", **romvm)
+    files, image = romfs_board(flash, root)
+    rom = _boot(files, "source", romfs=image)
+    outside = [m for m, where in rom["files"].items() if not where.startswith("/rom/")]
+    if outside:  # a module from the file system would carry its bytecode into the heap
+        raise RuntimeError(f"ROMFS boot: {', '.join(outside)} not imported from /rom")
+    rom_port = port_modules(files, rom["port"], romfs=image)
     return {
-        "boot": max(boot["peak"] - boot["base"] - port, live + boot["step"]),
+        "boot": _most(boot, port),
         "live": live,
         "code": code,
         "step": frozen["step"],
         "data": frozen["live"] - frozen["base"] - port - code + frozen["step"],
         "modules": frozen["modules"],
-        "romfs": romfs,
         "port": port,
+        "boot_romfs_vm": _most(mpy, port_modules(flash, mpy["port"], **romvm)),
+        "boot_romfs": _most(rom, rom_port),
+        "live_romfs": rom["live"] - rom["base"] - rom_port,
+        "romfs_bytes": image.stat().st_size,
         "port_names": frozen["port"],
     }
+
+
+def _most(boot: dict, port: int) -> int:
+    """The most the heap held at once in `boot` (see vm_heap_boot), without the port's modules."""
+    live = boot["live"] - boot["base"] - port
+    return max(boot["peak"] - boot["base"] - port, live + boot["step"])
 
 
 def measure() -> dict:
@@ -303,10 +320,16 @@ def run(report) -> None:
         f"modules, plus the largest step {fig['step']} B: what a frozen board needs)",
     )
     report(
-        "vm_heap_romfs_est",
-        fig["romfs"] / kib,
-        f"KiB (an estimate, not a measurement: the VM has no ROMFS; vm_heap_boot for a board "
-        f"that imports the bundle from a ROMFS partition: vm_heap_data + qstr pool entries + "
-        f"what each module keeps, mpyfile.rom_resident + main.py's bytecode; goal as "
-        f"vm_heap_boot <= {GOAL_BOOT_KIB})",
+        "vm_heap_boot_romfs",
+        fig["boot_romfs"] / kib,
+        f"KiB (goal <= {GOAL_BOOT_KIB}, as vm_heap_boot; measured: the same boot with the bundle "
+        f"in a ROMFS image ({fig['romfs_bytes']} B, mpremote romfs build) at /rom, every module "
+        f"from there, in the ROMFS VM (MicroPython 1.29); live after boot "
+        f"{fig['live_romfs'] / kib:.1f} KiB)",
+    )
+    report(
+        "vm_heap_boot_romfs_vm",
+        fig["boot_romfs_vm"] / kib,
+        "KiB (vm_heap_boot, .mpy files on the file system, in the ROMFS VM (MicroPython 1.29): "
+        "the figure vm_heap_boot_romfs compares with in one VM)",
     )

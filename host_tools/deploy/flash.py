@@ -132,6 +132,17 @@ def mpremote(port: str, *args: str, timeout: float = SESSION_TIMEOUT_S) -> str:
     return done.stdout
 
 
+def romfs_image(tree: Path, out: Path) -> Path:
+    """The ROMFS image of the directory `tree`, its .mpy files as they are (``--no-mpy``), made
+    by the pinned mpremote (``romfs build``): what ``romfs deploy`` writes to a ROM partition."""
+    argv = [sys.executable, "-m", "mpremote", "romfs", "--no-mpy", "-o", str(out), "build"]
+    done = subprocess.run([*argv, str(tree)], capture_output=True, text=True)
+    if done.returncode != 0:
+        last = (done.stderr.strip() or done.stdout.strip() or "failed").splitlines()[-1]
+        raise DeployError(f"mpremote romfs build of {tree}: {last}")
+    return out
+
+
 def board_of(platform: str) -> str:
     for name, spec in BOARDS.items():
         if spec.platform == platform:

@@ -202,6 +202,9 @@ FS.writeFile("/.mpvm/mpvm_gc.py", fs.readFileSync(path.join(HERE, "mpvm_gc.py"))
 const data = makeChannel(FS, 64, "/dev/mpvm_data");
 const meta = makeChannel(FS, 65, "/dev/mpvm_meta");
 
+// The port makes /rom the current directory when it mounts the image; a board's is the file
+// system's root, mounted at / after /rom (MicroPython runs main.py from there; '' on sys.path).
+if (romfs) mp.runPython("__import__('os').chdir('/')");
 const heldBytes = capHeap(Module);
 mp.runPython(
   "import sys\nsys.path.insert(0, '/.mpvm')\nimport mpvm_agent\nsys.path.pop(0)\n" +

@@ -13,7 +13,6 @@ from host_tools.deploy.mpyfile import (
     MpyFormatError,
     body_size,
     code_only,
-    rom_resident,
     run_once,
 )
 from host_tools.mpvm import MicroPythonVM
@@ -80,21 +79,3 @@ def test_a_damaged_file_is_refused(tmp_path):
         code_only(data + b"\x00")
     with pytest.raises(MpyFormatError):
         code_only(b"X" + data[1:])
-
-
-def test_rom_resident_counts_tables_constants_and_kept_children(tmp_path):
-    base = "def f(x):\n    return x + 1\n"
-    plain = rom_resident(compile_mpy(tmp_path, base, "plain"))
-    # one more str constant (too long for a qstr): a 16 B object pointing into flash and its
-    # slot in the object table (a block more at most)
-    text = base + "NOTE = 'a text of more than ten characters, kept in flash'\n"
-    assert 16 <= rom_resident(compile_mpy(tmp_path, text, "text")) - plain <= 32
-    # a comprehension inside a function: a kept child (its raw code, the table of children)
-    comp = "def f(x):\n    return [v + 1 for v in x]\n"
-    assert 32 <= rom_resident(compile_mpy(tmp_path, comp, "comp")) - plain <= 48
-    # the same comprehension in the module body: its code goes after the import
-    body = base + "TABLE = [v + 1 for v in range(3)]\n"
-    assert rom_resident(compile_mpy(tmp_path, body, "body")) - plain <= 16  # a qstr's slot
-    for rel in ("relaypump/agent.py", "relaypump/uplink.py", "main.py"):
-        data = compile_mpy(tmp_path, (FIRMWARE / rel).read_text(), rel.replace("/", "_")[:-3])
-        assert 0 < rom_resident(data) < len(data), rel  # the bytecode itself stays in flash
