@@ -97,17 +97,19 @@ bench-hil: setup
 
 # A board: the deployable bundles (build/firmware/<board>/, mpy-cross per architecture, sizes
 # listed); `make flash PORT=/dev/ttyUSB0` checks STATION on the host, then copies the board's
-# bundle, main.py and STATION with mpremote (BOARD=esp32|rp2|virtual refuses another board);
+# bundle, main.py and STATION with mpremote (BOARD=esp32|rp2|virtual refuses another board;
+# ROMFS=1 writes the bundle into the board's ROMFS partition instead, refused if it has none);
 # `make console PORT=...` opens its REPL. host_tools/deploy/ does the work.
 PORT ?=
 BOARD ?=
+ROMFS ?=
 STATION ?= firmware/station.json
 
 firmware: $(VENV_STAMP)
 	@$(PY) -m host_tools.deploy bundle
 
 flash: $(VENV_STAMP)
-	@$(PY) -m host_tools.deploy flash --port "$(PORT)" --station "$(STATION)" $(if $(BOARD),--board $(BOARD))
+	@$(PY) -m host_tools.deploy flash --port "$(PORT)" --station "$(STATION)" $(if $(BOARD),--board $(BOARD)) $(if $(ROMFS),--romfs)
 
 console: $(VENV_STAMP)
 	@$(PY) -m host_tools.deploy console --port "$(PORT)"

@@ -26,6 +26,12 @@ def main(argv: list[str] | None = None) -> int:
     f.add_argument("--board", choices=sorted(BOARDS), help="refuse another board (default: any)")
     f.add_argument("--bundles", type=Path, default=DEFAULT_OUT, help="default: %(default)s")
     f.add_argument("--firmware", type=Path, default=FIRMWARE, help="default: %(default)s")
+    f.add_argument(
+        "--romfs",
+        action="store_true",
+        help="the bundle into the board's ROMFS partition (its MicroPython must have one), "
+        "main.py and the config to its file system (default: all to the file system)",
+    )
     c = sub.add_parser("console", help="the board's REPL (mpremote repl)")
     c.add_argument("--port", default="", help="the board's serial port")
     args = parser.parse_args(argv)
@@ -35,7 +41,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(size_table(board, build(board, args.out)))
             return 0
         if args.command == "flash":
-            flash(args.port, args.station, args.board or None, args.bundles, args.firmware)
+            flash(
+                args.port,
+                args.station,
+                args.board or None,
+                args.bundles,
+                args.firmware,
+                romfs=args.romfs,
+            )
             return 0
         return console(args.port)
     except (BundleError, DeployError) as err:

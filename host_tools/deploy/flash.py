@@ -14,6 +14,16 @@
    remove /no_agent, hard-reset: the board boots the new agent. The persistent state (/state.a,
    /state.b: run hours, starts, lockouts) stays.
 
+``flash(..., romfs=True)`` (``make flash ROMFS=1``), for a board whose MicroPython has a ROMFS
+partition: the bundle's packages go into the partition, where their .mpy files run in place (the
+bytecode stays in flash; README, "How much heap"). Before anything else, ``mpremote romfs query``:
+a board without ROMFS (stock ESP32 and RP2 builds) or whose partition is smaller than the image is
+refused in one line, untouched. Then step 2 as above; step 3 writes the image (``romfs deploy``
+of an image made by ``romfs_image``), removes an earlier bundle's /relaypump and /boards from the
+file system (they come first on sys.path and would shadow /rom), copies main.py and
+/station.json, checks their sizes and resets; then the files in /rom are listed (the board
+mounts the new image at boot) and compared with the bundle before /no_agent is removed.
+
 ``console(port)`` runs ``mpremote connect PORT repl`` after the same port check.
 mpremote is the pinned dev dependency (pyproject.toml), run as ``python -m mpremote``.
 """
@@ -21,9 +31,11 @@ mpremote is the pinned dev dependency (pyproject.toml), run as ``python -m mprem
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -143,6 +155,19 @@ def romfs_image(tree: Path, out: Path) -> Path:
     return out
 
 
+def romfs_partition(device: str, port: str) -> int:
+    """Bytes of the board's first ROMFS partition (mpremote romfs query); DeployError if none."""
+    out = mpremote(device, "romfs", "query")
+    for line in out.splitlines():
+        if line.startswith("ROMFS0 partition has size "):
+            return int(line.split()[4])
+    why = "its MicroPython has no ROMFS" if "not enabled" in out else "it has no ROMFS partition"
+    raise DeployError(
+        f"no ROMFS on the board at {port}: {why} (a build with a ROM partition is needed, see "
+        f"README 'A board'); deploy without ROMFS=1 to copy the .mpy files to its file system"
+    )
+
+
 def board_of(platform: str) -> str:
     for name, spec in BOARDS.items():
         if spec.platform == platform:
@@ -157,11 +182,15 @@ def flash(
     bundles: Path = DEFAULT_OUT,  # where the bundle is built
     firmware: Path = FIRMWARE,  # what it is built from
     say=print,
+    romfs: bool = False,
 ) -> str:
     """Deploy to the board at `port` (see the module docstring); returns the board's name."""
     device = check_port(port)
     config = validate_station(station)
     say(f"station config {station}: valid (station {config['station']['id']})")
+    partition = romfs_partition(device, port) if romfs else 0
+    if romfs:
+        say(f"board at {port}: a ROMFS partition of {partition} bytes")
     platforms = [BOARDS[board].platform] if board else [s.platform for s in BOARDS.values()]
     out = mpremote(device, "exec", _PLATFORM, "+", "exec", "--no-follow", _PREPARE % (platforms,))
     platform = next((ln.split()[1] for ln in out.splitlines() if ln.startswith("platform ")), "")
@@ -173,6 +202,9 @@ def flash(
     except BundleError as err:
         raise DeployError(str(err)) from None
     say(f"board at {port}: {found}; /no_agent set and reset, so no watchdog runs during the copy")
+    if romfs:
+        _flash_romfs(device, port, bundle, station, partition, say)
+        return found
     # Directories made by the clean-up, then plain file copies (no `cp -r`: its idea of an
     # existing destination differs between mpremote versions and ports).
     dirs = sorted({"/" + p.parent.as_posix() for p in (Path(n) for n, _ in files(bundle))} - {"/."})
@@ -201,6 +233,47 @@ def flash(
     mpremote(device, "exec", "import os\nos.remove('/no_agent')", "+", "reset")
     say("/no_agent removed and reset: the board boots the agent")
     return found
+
+
+def _flash_romfs(
+    device: str, port: str, bundle: Path, station: str | os.PathLike[str], partition: int, say
+) -> None:
+    """Step 3 of a ROMFS deploy (module docstring): the image, main.py and the config."""
+    with tempfile.TemporaryDirectory(prefix="relaypump_romfs_") as tmp:
+        tree = Path(tmp) / "rom"
+        for entry in bundle.iterdir():  # the packages; main.py stays on the file system
+            if entry.is_dir():
+                shutil.copytree(entry, tree / entry.name)
+        image = romfs_image(tree, Path(tmp) / "bundle.img")
+        size = image.stat().st_size
+        if size > partition:
+            raise DeployError(
+                f"the ROMFS image ({size} bytes) does not fit the partition of the board at "
+                f"{port} ({partition} bytes); the board was left with /no_agent set"
+            )
+        say(f"ROMFS image {size} bytes of {partition}: writing it")
+        copy = ["romfs", "deploy", str(image), "+", "exec", _CLEAN % ((),)]
+        copy += ["+", "fs", "cp", str(bundle / "main.py"), ":/main.py"]
+        copy += ["+", "fs", "cp", str(station), ":/station.json"]
+        copy += ["+", "exec", _LIST % (("/main.py", "/station.json"),), "+", "reset"]
+        time.sleep(RESET_SETTLE_S)
+        listing = _retry_after_reset(device, copy)
+    expected = {"main.py": (bundle / "main.py").stat().st_size}
+    expected["station.json"] = Path(station).stat().st_size
+    expected.update(("rom/" + name, n) for name, n in files(bundle) if name != "main.py")
+    time.sleep(RESET_SETTLE_S)  # the board mounts the new image at /rom as it boots
+    listing += _retry_after_reset(device, ["exec", _LIST % (("/rom",),)])
+    on_board = {
+        ln.split()[1]: int(ln.split()[2]) for ln in listing.splitlines() if ln.startswith("file ")
+    }
+    wrong = [name for name, size in expected.items() if on_board.get(name) != size]
+    if wrong:
+        raise DeployError(
+            f"deploy to {port} incomplete: {', '.join(wrong)} missing or of another size"
+        )
+    say(f"ROMFS holds {len(expected) - 2} files, main.py and the config copied; sizes checked")
+    mpremote(device, "exec", "import os\nos.remove('/no_agent')", "+", "reset")
+    say("/no_agent removed and reset: the board boots the agent from /rom")
 
 
 def _retry_after_reset(device: str, args: list[str]) -> str:

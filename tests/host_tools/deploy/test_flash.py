@@ -79,3 +79,34 @@ def test_a_refused_config_names_the_field_and_nothing_reaches_the_board(tmp_path
         assert "speed.min_pct" in done.stderr and len(done.stderr.splitlines()) == 1
         assert board.console_size() == before  # not even a Ctrl-C reached the board
     assert list((tmp_path / "flash").iterdir()) == []
+
+
+def test_romfs_deploy_refuses_a_board_without_romfs_and_leaves_it_untouched(tmp_path):
+    """make flash ROMFS=1 on a board whose MicroPython has no ROMFS (the virtual board runs
+    1.27, without vfs.rom_ioctl; so do stock ESP32 and RP2 builds): one line, exit 1, asked with
+    the real mpremote romfs query, and nothing reaches the board's file system."""
+    flash = tmp_path / "flash"
+    with VirtualBoard(flash) as board:
+        assert board.wait_console(">>> ", timeout=20)
+        done = deploy("flash", "--port", board.repl_path, "--romfs")
+        assert done.returncode == 1
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1, done.stderr
+        assert lines[0].startswith(f"flash: no ROMFS on the board at {board.repl_path}: its "
+                                   "MicroPython has no ROMFS"), lines  # fmt: skip
+        assert "deploy without ROMFS=1" in lines[0]
+        assert board.wait_console(">>> ", timeout=20)  # still answering
+    assert sorted(p.name for p in flash.iterdir()) == []  # no /no_agent, no bundle
+
+
+def test_make_flash_passes_romfs_on(tmp_path):
+    """ROMFS=1 reaches the deploy command (make -n: the command line make would run)."""
+    done = subprocess.run(
+        ["make", "-n", "flash", "PORT=/dev/ttyX", "ROMFS=1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    line = next(ln for ln in done.stdout.splitlines() if "host_tools.deploy flash" in ln)
+    assert line.rstrip().endswith("--romfs"), line
