@@ -17,9 +17,10 @@
 ``flash(..., romfs=True)`` (``make flash ROMFS=1``), for a board whose MicroPython has a ROMFS
 partition: the bundle's packages go into the partition, where their .mpy files run in place (the
 bytecode stays in flash; README, "How much heap"). Before anything else, ``mpremote romfs query``:
-a board without ROMFS (stock ESP32 and RP2 builds) or whose partition is smaller than the image is
-refused in one line, untouched. Then step 2 as above; step 3 writes the image (``romfs deploy``
-of an image made by ``romfs_image``), removes an earlier bundle's /relaypump and /boards from the
+a board without ROMFS (stock ESP32 and RP2 builds) is refused in one line, untouched. Then step 2
+as above; a partition smaller than the image is refused after it (the image is the board's
+bundle), /no_agent removed again and reset: the old agent runs on. Step 3 writes the image
+(``romfs deploy`` of an image made by ``romfs_image``), removes an earlier bundle's /relaypump and /boards from the
 file system (they come first on sys.path and would shadow /rom), copies main.py and
 /station.json, checks their sizes and resets; then the files in /rom are listed (the board
 mounts the new image at boot) and compared with the bundle before /no_agent is removed.
@@ -247,9 +248,10 @@ def _flash_romfs(
         image = romfs_image(tree, Path(tmp) / "bundle.img")
         size = image.stat().st_size
         if size > partition:
+            mpremote(device, "exec", "import os\nos.remove('/no_agent')", "+", "reset")
             raise DeployError(
                 f"the ROMFS image ({size} bytes) does not fit the partition of the board at "
-                f"{port} ({partition} bytes); the board was left with /no_agent set"
+                f"{port} ({partition} bytes); nothing written, the board was reset to its agent"
             )
         say(f"ROMFS image {size} bytes of {partition}: writing it")
         copy = ["romfs", "deploy", str(image), "+", "exec", _CLEAN % ((),)]
