@@ -38,10 +38,11 @@ in a fresh VM, ``port_modules``):
   mpremote (``romfs build``) and mounted at /rom, main.py, station.json and the state files on
   the file system. There the .mpy files run in place: their bytecode, qstr texts and str/bytes
   constants stay in the image (wasm memory outside the GC heap, a board's flash); main.py is
-  compiled into RAM as a board does.
+  compiled into RAM as a board does. A module of ours imported from anywhere but /rom fails the
+  measurement (its bytecode would be in the heap).
 - ``vm_heap_boot_romfs_vm``: vm_heap_boot (.mpy on the file system) measured in that same VM, so
   that the ROMFS figure is compared with the .mpy one in one VM version.
-Goals (issue 8): data <= 32 KiB, boot from .mpy <= 96 KiB.
+Goals (issue 8): data <= 32 KiB, boot (.mpy or ROMFS) <= 96 KiB.
 """
 
 from __future__ import annotations
