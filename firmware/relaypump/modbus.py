@@ -257,13 +257,14 @@ class RtuMaster:
         return self._finish(7 + nbytes, 8)
 
     def _read(self, unit, function, address, count, most):
-        room = len(self._rx) - 5  # the response must fit the receive buffer
-        if function >= READ_HOLDING_REGISTERS:
-            most = min(most, room >> 1)
-        else:
-            most = min(most, room << 3)
-        self._header(unit, function, address, count, most)
         nbytes = 2 * count if function >= READ_HOLDING_REGISTERS else (count + 7) >> 3
+        if count < 1 or 5 + nbytes > len(self._rx):  # the response must fit the receive buffer
+            room = len(self._rx) - 5  # (the limit named by the error: computed only for one)
+            if function >= READ_HOLDING_REGISTERS:
+                most = min(most, room >> 1)
+            else:
+                most = min(most, room << 3)
+        self._header(unit, function, address, count, most)
         return self._finish(6, 5 + nbytes)
 
     def _header(self, unit, function, address, count, most):
@@ -333,29 +334,36 @@ class RtuMaster:
             if self._settling and len(data):
                 self._heard = True
             return 0
-        taken = 0
         total = len(data)
         rx = self._rx
         size = len(rx)
-        while taken < total and self._state == PENDING and self._error is None:
-            if self._rx_len == size:  # full: drop what is ruled out (rare: noise)
-                keep = size - self._scan
-                rxv = memoryview(rx)
-                rxv[0:keep] = rxv[self._scan : size]
-                self._rx_len = keep
-                self._scan = 0
-            at = self._rx_len
-            n = total - taken
-            if n > size - at:
-                n = size - at
-            if n == total:  # all of data: a slice assignment copies it without allocating
-                rx[at : at + n] = data
-            else:  # byte by byte: a slice of data would allocate
-                for k in range(n):
-                    rx[at + k] = data[taken + k]
-            self._rx_len = at + n
-            taken += n
+        at = self._rx_len
+        if 0 < total <= size - at:  # all of it fits (every healthy response): no loop
+            rx[at : at + total] = data  # a slice assignment copies it without allocating
+            self._rx_len = at + total
             self._parse()
+            taken = total
+        else:  # more than the room left: copied as room is made (noise)
+            taken = 0
+            while taken < total and self._state == PENDING and self._error is None:
+                if self._rx_len == size:  # full: drop what is ruled out
+                    keep = size - self._scan
+                    rxv = memoryview(rx)
+                    rxv[0:keep] = rxv[self._scan : size]
+                    self._rx_len = keep
+                    self._scan = 0
+                at = self._rx_len
+                n = total - taken
+                if n > size - at:
+                    n = size - at
+                if n == total:  # all of data: a slice assignment copies it without allocating
+                    rx[at : at + n] = data
+                else:  # byte by byte: a slice of data would allocate
+                    for k in range(n):
+                        rx[at + k] = data[taken + k]
+                self._rx_len = at + n
+                taken += n
+                self._parse()
         if self._state == DONE:
             # Bytes beyond the response were copied in but are not ours to consume.
             end = self._frame + self._response_len

@@ -35,7 +35,7 @@ The loop
 --------
 ``run_forever()`` is ``while board.wait_us(step()): pass``. One ``step()``: the control tick when
 ``pid.period_ms`` has passed (then the watchdog is fed: only a completed tick feeds it, and the
-state is saved when due), the bytes from the UART to ``agent.receive``, ``fieldbus.poll`` while a
+state is saved when due), the bytes from the UART to ``fieldbus.receive``, ``fieldbus.poll`` while a
 transaction is pending, and, once the line has been silent for ``fieldbus.gap_us`` (counted from
 the last byte received or sent, in us), ``agent.next_request`` -> ``board.send``. It returns the us
 the board may wait before the next step, never 0: until the transaction's deadline (bytes arriving
@@ -301,15 +301,16 @@ class Runtime:
         elif agent.state.urgent:
             self._maybe_save(agent, now)
             now_us = board.ticks_us()
+        fb = agent.fieldbus
         n = board.read_into(self._rx)
         if n:
             now_us = self._line_us = board.ticks_us()
             view = self._views.get(n)
             if view is None:
                 view = self._views[n] = memoryview(self._rx)[:n]
-            agent.receive(view)
+            fb.receive(view)  # (agent.receive without its call: every response)
         if self._waiting:
-            if agent.fieldbus.poll(now) != _IDLE:  # bytes arriving end the wait earlier
+            if fb.poll(now) != _IDLE:  # bytes arriving end the wait earlier
                 return self._wait_until(self._deadline_ms, now, now_us)
             self._waiting = False
             now_us = board.ticks_us()
@@ -324,7 +325,6 @@ class Runtime:
         if quiet < self._gap_us:
             return self._gap_us - quiet
         frame = agent.next_request(now)
-        fb = agent.fieldbus
         if frame is None:  # the bus rests until its next cycle (or the next tick)
             return self._wait_until(fb.next_cycle_ms(), now, now_us)
         self._deadline_ms = board.ticks_add(now, fb.master.timeout_ms)  # as the master armed it
