@@ -39,6 +39,7 @@ class SimulatedBus:
         self._response = b""
         self._response_start_s = 0.0
         self._delivered = 0
+        self.sent_s = 0.0  # when the last request's last byte left the master
         self.busy_until_s = 0.0
         # Counters for KPIs and tests.
         self.requests = 0
@@ -50,14 +51,23 @@ class SimulatedBus:
         return n_bytes * self.char_s
 
     def send(self, frame: bytes, now_s: float) -> float:
-        """The master starts sending at now_s; returns when the last byte has left."""
+        """The master starts sending at now_s; returns when the last byte has left. The response
+        (if any) is then handed out by ``receive`` as its bytes arrive."""
+        self.transact(frame, now_s)
+        self._delivered = 0
+        return self.sent_s
+
+    def transact(self, frame: bytes, now_s: float) -> tuple[bytes, float] | None:
+        """``send``, then the whole response at once: (response, the instant its last byte has
+        arrived), or None when no response is coming. The same as send(frame, now_s), then
+        receive(response_complete_at()), in one call (a board that hands a UART frame over whole).
+        send's work is done here (send calls this): a board's every frame comes this way."""
         char_s = self.char_s
         busy = self.busy_until_s
         start = busy if busy > now_s else now_s  # max(now_s, busy), without the call
         end = start + len(frame) * char_s  # frame_time_s, inline (as below): every frame
         self.wire_time_s += end - start
-        self._response, self._delivered = b"", 0
-        self.busy_until_s = end
+        self.sent_s = self.busy_until_s = end
         if self.noise_probability > 0.0 or self.cut_units:
             response = self.exchange(frame, end)
         else:  # exchange on a healthy wire, inline
@@ -65,25 +75,15 @@ class SimulatedBus:
             response = self.slaves.answer(frame, end)
             if response is not None:
                 self.responses += 1
-        if response is not None:
-            n = len(response)
-            self._response = response
-            at = self._response_start_s = end + 3.5 * char_s + self.turnaround_s
-            self.busy_until_s = at + n * char_s
-            self.wire_time_s += n * char_s
-        return end
-
-    def transact(self, frame: bytes, now_s: float) -> tuple[bytes, float] | None:
-        """``send``, then the whole response at once: (response, the instant its last byte has
-        arrived), or None when no response is coming. The same as send(frame, now_s), then
-        receive(response_complete_at()), in one call (a board that hands a UART frame over whole)."""
-        self.send(frame, now_s)
-        response = self._response
-        if not response:
+        if response is None:
+            self._response, self._delivered = b"", 0
             return None
         n = len(response)
-        self._delivered = n
-        return response, self._response_start_s + n * self.char_s
+        self._response, self._delivered = response, n
+        at = self._response_start_s = end + 3.5 * char_s + self.turnaround_s
+        arrived = self.busy_until_s = at + n * char_s
+        self.wire_time_s += n * char_s
+        return response, arrived
 
     def exchange(self, frame: bytes, now_s: float) -> bytes | None:
         """The wire's faults around one request whose last byte arrived at now_s: the response

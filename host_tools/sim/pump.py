@@ -154,16 +154,6 @@ def draw_iso9906_2b(
     return tuple(pumps)
 
 
-def _interp(x: float, xs: tuple[float, ...], ys: tuple[float, ...]) -> float:
-    if x <= xs[0]:
-        return ys[0]
-    for i in range(1, len(xs)):
-        if x <= xs[i]:
-            x0 = xs[i - 1]
-            return ys[i - 1] + (ys[i] - ys[i - 1]) * (x - x0) / (xs[i] - x0)
-    return ys[-1]
-
-
 class PumpModel:
     """Curves of one pump: the datasheet's, or a real pump's with its deviation (module docstring).
 
@@ -290,9 +280,21 @@ class PumpModel:
         return water_kw / self.shaft_kw(q, s) if water_kw > 0.0 else 0.0
 
     def drive_efficiency(self, shaft_kw: float) -> float:
-        """Motor x VFD efficiency at this shaft load."""
+        """Motor x VFD efficiency at this shaft load: each table linear between its load points,
+        its end value beyond them (the tables share the load points: one search for both)."""
         load = shaft_kw / self.rated_kw
-        return _interp(load, self._loads, self._motor) * _interp(load, self._loads, self._vfd)
+        xs, motor, vfd = self._loads, self._motor, self._vfd
+        if load <= xs[0]:
+            return motor[0] * vfd[0]
+        for i in range(1, len(xs)):
+            if load <= xs[i]:
+                x0 = xs[i - 1]
+                span = xs[i] - x0
+                into = load - x0
+                return (motor[i - 1] + (motor[i] - motor[i - 1]) * into / span) * (
+                    vfd[i - 1] + (vfd[i] - vfd[i - 1]) * into / span
+                )
+        return motor[-1] * vfd[-1]
 
     def electrical_kw(self, q: float, s: float) -> float:
         shaft = self.shaft_kw(q, s)

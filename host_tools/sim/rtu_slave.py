@@ -169,26 +169,27 @@ def encode_exception(unit: int, function: int, code: int) -> bytes:
 
 
 def _execute(device: Device, request: Request) -> bytes:
+    # Checked in the order of a station's traffic (register reads, then writes): every request.
     unit, function, address = request.unit, request.function, request.address
-    if function == 1:
-        return encode_bits(unit, 1, device.read_coils(address, request.count))
-    if function == 2:
-        return encode_bits(unit, 2, device.read_discrete_inputs(address, request.count))
     if function == 3:
         return encode_registers(unit, 3, device.read_holding_registers(address, request.count))
-    if function == 4:
-        return encode_registers(unit, 4, device.read_input_registers(address, request.count))
-    if function == 5:
-        device.write_coil(address, request.value)
-        return encode_echo(unit, 5, address, 0xFF00 if request.value else 0)
+    if function == 16:
+        device.write_registers(address, request.value)
+        return encode_echo(unit, 16, address, request.count)
     if function == 6:
         device.write_register(address, request.value)
         return encode_echo(unit, 6, address, request.value)
-    if function == 15:
-        device.write_coils(address, request.value)
-    else:
-        device.write_registers(address, request.value)
-    return encode_echo(unit, function, address, request.count)
+    if function == 4:
+        return encode_registers(unit, 4, device.read_input_registers(address, request.count))
+    if function == 2:
+        return encode_bits(unit, 2, device.read_discrete_inputs(address, request.count))
+    if function == 1:
+        return encode_bits(unit, 1, device.read_coils(address, request.count))
+    if function == 5:
+        device.write_coil(address, request.value)
+        return encode_echo(unit, 5, address, 0xFF00 if request.value else 0)
+    device.write_coils(address, request.value)  # 15
+    return encode_echo(unit, 15, address, request.count)
 
 
 def supports(device: Device, function: int) -> bool:

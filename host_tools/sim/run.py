@@ -88,6 +88,7 @@ def run(
     bus, plant = station.bus, station.plant
     min_margin = float("inf")
     report_every = max(1, steps // 200)
+    sample = _sampler(result, station, controller)
     try:
         for k in range(steps):
             controller.advance(bus, station.t_s + dt)
@@ -95,12 +96,12 @@ def run(
             if plant.suction_margin_kpa < min_margin:
                 min_margin = plant.suction_margin_kpa
             if (k + 1) % per_sample == 0:
-                _sample(result, station, controller)
+                sample()
             if progress is not None and k % report_every == 0:
                 progress(k / steps)
     except KeyboardInterrupt:  # keep what was simulated: the caller writes it
         result.interrupted = True
-        _trim(result)  # Ctrl-C may land inside _sample: keep whole samples only
+        _trim(result)  # Ctrl-C may land inside sample(): keep whole samples only
     if progress is not None and not result.interrupted:
         progress(1.0)
     frames = getattr(controller, "telemetry_frames", None)
@@ -123,28 +124,67 @@ def _trim(result: RunResult) -> None:
         del c[whole:]
 
 
-def _sample(result: RunResult, station: SimulatedStation, controller: Controller) -> None:
+def _sampler(
+    result: RunResult, station: SimulatedStation, controller: Controller
+) -> Callable[[], None]:
+    """The function that records one sample. What is the same for every sample is looked up here,
+    once per run: the columns' appends, the drives', the band's kPa (kpis())."""
     plant = station.plant
-    s = result.samples
-    s["t_s"].append(station.t_s)
-    s["flow_m3h"].append(plant.flow_m3h)
-    s["demand_m3h"].append(plant.demand_m3h)
-    s["suction_kpa"].append(plant.suction_kpa)
-    s["discharge_kpa"].append(plant.discharge_kpa)
-    s["remote_dp_kpa"].append(plant.remote_dp_kpa)
-    setpoint = controller.setpoint_kpa()
-    s["setpoint_kpa"].append(setpoint)
-    s["suction_margin_kpa"].append(plant.suction_margin_kpa)
-    s["surge_kpa"].append(plant.surge_kpa)
-    s["total_power_kw"].append(plant.total_power_kw)
-    s["outdoor_c"].append(plant.demand.outdoor_c if hasattr(plant.demand, "outdoor_c") else 0.0)
+    demand = plant.demand
+    outdoor = hasattr(demand, "outdoor_c")
     kpa_m = plant.params.rho_kg_m3 * G / 1000.0  # the band and unserved rules' metre (kpis())
-    s["reach"].append(result.reach.judge(plant, station.drives, setpoint, 0.5 * kpa_m, 2.0 * kpa_m))
-    for i, drive in enumerate(station.drives):
-        result.speeds[i].append(drive.speed_pct)
-        result.running[i].append(1 if drive.running else 0)
-        result.power[i].append(plant.pump_power_kw[i])
-        result.limited[i].append(1 if drive.current_limited else 0)
+    band_kpa = 0.5 * kpa_m
+    low_kpa = 2.0 * kpa_m
+    judge = result.reach.judge
+    drives = station.drives
+    (
+        t_s,
+        flow_m3h,
+        demand_m3h,
+        suction_kpa,
+        discharge_kpa,
+        remote_dp_kpa,
+        setpoint_kpa,
+        suction_margin_kpa,
+        surge_kpa,
+        total_power_kw,
+        outdoor_c,
+        reach,
+    ) = (result.samples[name].append for name in COLUMNS)
+    per_drive = list(
+        enumerate(
+            zip(
+                drives,
+                [column.append for column in result.speeds],
+                [column.append for column in result.running],
+                [column.append for column in result.power],
+                [column.append for column in result.limited],
+                strict=True,
+            )
+        )
+    )
+
+    def sample() -> None:
+        t_s(station.t_s)
+        flow_m3h(plant.flow_m3h)
+        demand_m3h(plant.demand_m3h)
+        suction_kpa(plant.suction_kpa)
+        discharge_kpa(plant.discharge_kpa)
+        remote_dp_kpa(plant.remote_dp_kpa)
+        setpoint = controller.setpoint_kpa()
+        setpoint_kpa(setpoint)
+        suction_margin_kpa(plant.suction_margin_kpa)
+        surge_kpa(plant.surge_kpa)
+        total_power_kw(plant.total_power_kw)
+        outdoor_c(demand.outdoor_c if outdoor else 0.0)
+        reach(judge(plant, drives, setpoint, band_kpa, low_kpa))
+        for i, (drive, speed, running, power, limited) in per_drive:
+            speed(drive.speed_pct)
+            running(1 if drive.running else 0)
+            power(plant.pump_power_kw[i])
+            limited(1 if drive.current_limited else 0)
+
+    return sample
 
 
 def kpis(result: RunResult, station: SimulatedStation, min_margin_kpa: float) -> dict[str, Any]:

@@ -148,18 +148,20 @@ class Transmitter:
             self._lagged = lagged
         else:
             lagged = self._lag(value, dt_s)
-        mode = self.mode
-        if mode in FIXED_CURRENT_MODES:
-            self.ua = FIXED_CURRENT_MODES[mode]
-            return self.ua
-        if mode == "stuck":
-            self.ua = self._stuck_ua
-            return self.ua
+        mode = self.mode  # None (no fault), the usual case: one `is` test, not each mode's
+        if mode is not None:
+            if mode in FIXED_CURRENT_MODES:
+                self.ua = FIXED_CURRENT_MODES[mode]
+                return self.ua
+            if mode == "stuck":
+                self.ua = self._stuck_ua
+                return self.ua
         measured = lagged + (self._gauss(0.0, self._sigma) if self._sigma else 0.0)
-        if mode == "offset":
-            measured += self._amount
-        elif mode == "drift":
-            measured += self._amount * (now_s - self._since_s)
+        if mode is not None:
+            if mode == "offset":
+                measured += self._amount
+            elif mode == "drift":
+                measured += self._amount * (now_s - self._since_s)
         # channel.to_ua of the quantised value, inlined: this runs five times per plant step
         lo, q = self._lo, self._quantum
         if q > 0:
@@ -170,7 +172,7 @@ class Transmitter:
             if ua > UA_MAX_MEASURING
             else (ua if ua > UA_MIN_MEASURING else UA_MIN_MEASURING)  # max(), without the call
         )
-        if mode == "intermittent" and self._in_burst(now_s):
+        if mode is not None and mode == "intermittent" and self._in_burst(now_s):
             ua = UA_WIRE_BREAK
         self.ua = ua
         return ua

@@ -310,7 +310,12 @@ class Drive(Device):
             wanted = 0.0
         else:
             wanted = self.reference_pct
-        return min(c.max_speed_pct, max(c.min_speed_pct, wanted))
+        # min(max_speed, max(min_speed, wanted)), without the calls: every step while running
+        low = c.min_speed_pct
+        if not wanted > low:
+            wanted = low
+        high = c.max_speed_pct
+        return wanted if wanted < high else high
 
     @property
     def current_limited(self) -> bool:
@@ -343,7 +348,7 @@ class Drive(Device):
         heard = self.last_heard_s
         if heard is not None and not self.comm_lost and now_s - heard > c.comm_timeout_s:
             self._supervise_link(now_s)
-        dt = max(0.0, dt_s)
+        dt = dt_s if dt_s > 0.0 else 0.0  # max(0.0, dt_s), without the call (as below)
         if dt != self._factors_dt or c.overload_trip_class != self._factors_class:
             self._factors_dt = dt
             self._factors_class = c.overload_trip_class
@@ -365,11 +370,14 @@ class Drive(Device):
             kw = 0.0
         else:
             load = self.load_kw
-            kw = c.rated_kw * (self.speed_pct / 100.0) ** 3 if load is None else max(0.0, load)
+            if load is None:
+                kw = c.rated_kw * (self.speed_pct / 100.0) ** 3
+            else:
+                kw = load if load > 0.0 else 0.0
         current = kw * 1000.0 / (SQRT3 * c.voltage_v * c.cos_phi)
-        goal = c.ambient_c + TEMPERATURE_RISE_K * (current / c.rated_current_a) ** 2
-        self.temperature_c += (goal - self.temperature_c) * self._heat_k
         ratio = current / c.rated_current_a
+        goal = c.ambient_c + TEMPERATURE_RISE_K * ratio**2
+        self.temperature_c += (goal - self.temperature_c) * self._heat_k
         self.motor_theta += (ratio * ratio - self.motor_theta) * self._theta_k
         if self.motor_theta > OVERLOAD_TRIP_THETA and MOTOR_OVERLOAD not in self.conditions:
             self.conditions.add(MOTOR_OVERLOAD)
@@ -438,7 +446,10 @@ class Drive(Device):
             self.ceiling_pct = None
             return
         load = self.load_kw  # current_a (pulses on), inline: every step
-        kw = c.rated_kw * (self.speed_pct / 100.0) ** 3 if load is None else max(0.0, load)
+        if load is None:
+            kw = c.rated_kw * (self.speed_pct / 100.0) ** 3
+        else:
+            kw = load if load > 0.0 else 0.0
         current = kw * 1000.0 / (SQRT3 * c.voltage_v * c.cos_phi)
         limit = c.rated_current_a * c.current_limit_pct / 100.0  # current_limit_a
         if current <= limit and self.ceiling_pct is None:

@@ -27,14 +27,15 @@ def ran():
     chosen = dataclasses.replace(scenarios.load(scenarios.DEFAULT_SCENARIO), hours=MINUTES / 60.0)
     station = SimulatedStation(chosen)
     wire = []  # (request start s, request end s, response complete s or None)
-    send = station.bus.send
+    bus = station.bus
+    transact = bus.transact  # the board's every frame goes through here
 
     def watched(frame, now_s):
-        end = send(frame, now_s)
-        wire.append((now_s, end, station.bus.response_complete_at()))
-        return end
+        answer = transact(frame, now_s)
+        wire.append((now_s, bus.sent_s, None if answer is None else answer[1]))
+        return answer
 
-    station.bus.send = watched
+    bus.transact = watched
     controller = AgentController(chosen)
     ticks = []
     tick = controller.agent.tick
