@@ -36,6 +36,8 @@ from host_tools.sim.run import run
 
 SEASON_END = (4, 1)  # the demand model covers the heating season: 1 Nov .. 31 Mar
 SEED_MAX = 2**31 - 1
+# The rates a board's agent can be set to (its bus.baud): serving at any other rate talks to no one.
+BAUDS = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 EXIT_REFUSED = 2
 EXIT_INTERRUPTED = 130
 
@@ -82,6 +84,11 @@ def check_hours(hours: float, chosen: scenario.Scenario) -> float:
         raise Refused(f"--hours must be a finite number of hours, got {hours}")
     if hours <= 0.0:
         raise Refused(f"--hours must be more than 0, got {hours:g}")
+    if hours * 3600.0 < chosen.step_s:  # no step at all: an empty run, every KPI n/a
+        raise Refused(
+            f"--hours {hours:g} is shorter than one plant step ({chosen.step_s:g} s = "
+            f"{chosen.step_s / 3600.0:.2g} h)"
+        )
     limit = hours_limit(chosen)
     if hours > limit:
         raise Refused(
@@ -227,8 +234,13 @@ def serve(args: argparse.Namespace) -> int:
     from host_tools.sim.serial_port import serve_forever
 
     chosen = load_scenario(args.scenario)
-    if args.baud is not None and not 1200 <= args.baud <= 115200:
-        raise Refused(f"--baud must be 1200..115200, got {args.baud}")
+    if args.baud is not None and args.baud not in BAUDS:
+        raise Refused(f"--baud must be one of {', '.join(map(str, BAUDS))}, got {args.baud}")
+    if args.baud is None and chosen.baud not in BAUDS:
+        raise Refused(
+            f"{args.scenario}: bus.baud {chosen.baud} is not a rate a board's agent can use "
+            f"({', '.join(map(str, BAUDS))}); give --baud"
+        )
     if args.hours is not None:
         check_hours(args.hours, chosen)
     check_port(args.port)
@@ -245,6 +257,13 @@ def number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
+def folder(text: str) -> str:
+    """--out: an empty one would be the current folder (an unset variable in a script, say)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"must name a folder, got {text!r}")
+    return text
+
+
 def whole(text: str) -> int:
     try:
         return int(text, 10)
@@ -254,6 +273,8 @@ def whole(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     default_scenario = os.path.relpath(scenario.DEFAULT_SCENARIO)
+    if default_scenario.startswith(os.pardir):  # run from outside the checkout: not ../../..
+        default_scenario = str(scenario.DEFAULT_SCENARIO)
     top = argparse.ArgumentParser(
         prog="pumpsim",
         description="The simulated relay pump station (pumps, network, drives, I/O module on "
@@ -301,6 +322,7 @@ def parser() -> argparse.ArgumentParser:
     run_cmd.add_argument(
         "--out",
         default="build/sim",
+        type=folder,
         metavar="DIR",
         help="output folder, created if missing (default: build/sim)",
     )
@@ -318,7 +340,8 @@ def parser() -> argparse.ArgumentParser:
         type=whole,
         default=None,
         metavar="B",
-        help="baud rate, 1200..115200 (default: the scenario's, 19200 in the shipped ones)",
+        help="baud rate: 1200, 2400, 4800, 9600, 19200, 38400, 57600 or 115200 (default: the "
+        "scenario's, 19200 in the shipped ones)",
     )
     serve_cmd.add_argument(
         "--hours",

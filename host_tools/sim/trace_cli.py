@@ -120,6 +120,7 @@ def add_commands(commands, default_scenario: str) -> None:
     trace_cmd.add_argument(
         "--out",
         default="build/trace",
+        type=cli.folder,
         metavar="DIR",
         help="output folder, created if missing (default: build/trace)",
     )
@@ -148,6 +149,7 @@ def add_commands(commands, default_scenario: str) -> None:
     diff_cmd.add_argument(
         "--out",
         default="build/trace-diff",
+        type=cli.folder,
         metavar="DIR",
         help="output folder, created if missing (default: build/trace-diff)",
     )

@@ -92,6 +92,7 @@ def refusal(args, capsys, tmp_path):
         ("nan", "--hours must be a finite number of hours, got nan"),
         ("inf", "--hours must be a finite number of hours, got inf"),
         ("2000", "--hours 2000 runs past the end of the heating season (31 Mar): from 2026-01-15"),
+        ("1e-5", "--hours 1e-05 is shorter than one plant step (0.2 s = 5.6e-05 h)"),
     ],
 )
 def test_bad_hours_are_refused(hours, expected, capsys, tmp_path):
@@ -120,6 +121,18 @@ def test_an_out_that_is_a_file_or_under_a_file_is_refused(capsys, tmp_path):
     assert cli.main(["--out", str(a_file / "sub")]) == 2
     assert f"{a_file} is not a folder" in capsys.readouterr().err
     assert a_file.read_text() == "x"
+
+
+@pytest.mark.parametrize("command", [[], ["trace", str(REPO_STATION)]])
+def test_an_empty_out_is_refused_not_taken_for_the_current_folder(
+    command, capsys, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*command, "--hours", "0.01", "--out", ""])
+    assert exit_.value.code == 2
+    assert "--out: must name a folder, got ''" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_an_out_that_cannot_be_created_is_refused_before_the_run(capsys):
@@ -158,10 +171,20 @@ def test_serve_refuses_what_is_not_a_serial_port(port, expected, capsys, tmp_pat
     assert expected in refusal(["serve", "--port", port, "--hours", "0.001"], capsys, tmp_path)
 
 
-@pytest.mark.parametrize("baud", ["0", "-9600"])
-def test_serve_refuses_a_baud_rate_out_of_range(baud, capsys, tmp_path):
+@pytest.mark.parametrize("baud", ["0", "-9600", "9601", "250000"])
+def test_serve_refuses_a_baud_rate_no_agent_can_use(baud, capsys, tmp_path):
     err = refusal(["serve", "--port", "/dev/null", "--baud", baud], capsys, tmp_path)
-    assert f"--baud must be 1200..115200, got {baud}" in err
+    assert (
+        f"--baud must be one of 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, got {baud}"
+        in err
+    )
+
+
+def test_serve_refuses_a_scenario_baud_rate_no_agent_can_use(capsys, tmp_path):
+    odd = tmp_path / "odd_baud.toml"
+    odd.write_text(scenario.DEFAULT_SCENARIO.read_text().replace("baud = 19200", "baud = 9601"))
+    err = refusal(["serve", "--port", "/dev/null", "--scenario", str(odd)], capsys, tmp_path)
+    assert f"pumpsim: {odd}: bus.baud 9601 is not a rate a board's agent can use" in err
 
 
 def test_help_lists_serve_and_every_option_with_its_default(capsys):
@@ -180,6 +203,16 @@ def test_help_lists_serve_and_every_option_with_its_default(capsys):
     serve_help = " ".join(capsys.readouterr().out.split())
     assert "8E1" in serve_help and "unit id" in serve_help and "real time" in serve_help
     assert serve_help.count("(default:") == 3
+
+
+def test_help_names_the_default_scenario_without_climbing_out_of_another_folder(
+    capsys, monkeypatch, tmp_path
+):
+    monkeypatch.chdir(tmp_path)  # outside the checkout: relpath would be ../../..
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    run_help = " ".join(capsys.readouterr().out.split())
+    assert f"(default: {scenario.DEFAULT_SCENARIO})" in run_help
 
 
 def test_the_progress_bar_prints_lines_into_a_pipe_not_redraws(tmp_path):
