@@ -25,7 +25,12 @@ file system (they come first on sys.path and would shadow /rom), copies main.py 
 /station.json, checks their sizes and resets; then the files in /rom are listed (the board
 mounts the new image at boot) and compared with the bundle before /no_agent is removed.
 
-``console(port)`` runs ``mpremote connect PORT repl`` after the same port check.
+A port where no MicroPython answers (a tty with nothing on it, a pty nobody serves) stops the
+first session in one line: "could not enter raw repl" on a UART, no answer within FIRST_CONTACT_S
+on a pty (mpremote reads a pty without a timeout).
+
+``console(port)`` runs ``mpremote connect PORT repl`` after the same port check, from a terminal
+only (mpremote's repl sets the terminal up and fails with a traceback without one).
 mpremote is the pinned dev dependency (pyproject.toml), run as ``python -m mpremote``.
 """
 
@@ -45,6 +50,9 @@ from host_tools.deploy.bundle import BOARDS, DEFAULT_OUT, FIRMWARE, BundleError,
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_STATION = REPO / "firmware" / "station.json"
 SESSION_TIMEOUT_S = 300.0
+# The first session: on a pty (/dev/pts/N) mpremote reads without a timeout, so a pty that no
+# board serves would hold it for the whole SESSION_TIMEOUT_S.
+FIRST_CONTACT_S = 60.0
 BACK_AFTER_RESET_S = 15.0  # how long the board may take to come back from a reset
 
 _PLATFORM = "import sys\nprint('platform', sys.platform)"
@@ -102,7 +110,7 @@ class DeployError(Exception):
 def check_port(port: str | None) -> str:
     """The port, if a board can be there; DeployError naming what is wrong otherwise."""
     if not port:
-        raise DeployError("no board: PORT is not set (e.g. make flash PORT=/dev/ttyUSB0)")
+        raise DeployError("no board: PORT is not set (e.g. PORT=/dev/ttyUSB0)")
     if not os.path.exists(port):
         raise DeployError(f"no board at {port}: no such device (is the board plugged in?)")
     mode = os.stat(port).st_mode
@@ -138,9 +146,13 @@ def mpremote(port: str, *args: str, timeout: float = SESSION_TIMEOUT_S) -> str:
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise DeployError(f"mpremote on {port}: no answer within {timeout:.0f} s") from None
+        raise DeployError(
+            f"mpremote on {port}: no answer within {timeout:.0f} s (no MicroPython on the port?)"
+        ) from None
     if done.returncode != 0:
         last = (done.stderr.strip() or done.stdout.strip() or "failed").splitlines()[-1]
+        if "could not enter raw repl" in last:  # mpremote's words, kept: _RETRY_ON waits for them
+            last = "no MicroPython REPL answered (could not enter raw repl)"
         raise DeployError(f"mpremote on {port}: {last}")
     return done.stdout
 
@@ -158,7 +170,7 @@ def romfs_image(tree: Path, out: Path) -> Path:
 
 def romfs_partition(device: str, port: str) -> int:
     """Bytes of the board's first ROMFS partition (mpremote romfs query); DeployError if none."""
-    out = mpremote(device, "romfs", "query")
+    out = mpremote(device, "romfs", "query", timeout=FIRST_CONTACT_S)
     for line in out.splitlines():
         if line.startswith("ROMFS0 partition has size "):
             return int(line.split()[4])
@@ -193,7 +205,8 @@ def flash(
     if romfs:
         say(f"board at {port}: a ROMFS partition of {partition} bytes")
     platforms = [BOARDS[board].platform] if board else [s.platform for s in BOARDS.values()]
-    out = mpremote(device, "exec", _PLATFORM, "+", "exec", "--no-follow", _PREPARE % (platforms,))
+    prepare = ["exec", _PLATFORM, "+", "exec", "--no-follow", _PREPARE % (platforms,)]
+    out = mpremote(device, *prepare, timeout=FIRST_CONTACT_S)
     platform = next((ln.split()[1] for ln in out.splitlines() if ln.startswith("platform ")), "")
     found = board_of(platform)
     if board and board != found:  # the board was left as it was (no /no_agent, no reset)
@@ -294,4 +307,6 @@ def _retry_after_reset(device: str, args: list[str]) -> str:
 
 def console(port: str | None) -> int:
     device = check_port(port)
+    if not sys.stdin.isatty():  # mpremote's repl sets the terminal up: a traceback without one
+        raise DeployError("the console needs a terminal (stdin is not one): run it from a shell")
     return subprocess.call([sys.executable, "-m", "mpremote", "connect", device, "repl"])

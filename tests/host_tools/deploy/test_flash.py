@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from host_tools.deploy import flash
 from host_tools.deploy.flash import DEFAULT_STATION, DeployError, check_port, validate_station
 from host_tools.deploy.virtual_board import VirtualBoard
 
@@ -46,6 +47,44 @@ def test_no_board_is_one_clear_line_and_a_failure(command, port, says, tmp_path)
     assert done.stdout == ""
     lines = done.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"{command}: {says}"), done.stderr
+    assert "make flash" not in done.stderr  # make console's hint named the other target
+
+
+def test_the_console_without_a_terminal_is_one_clear_line():
+    master, slave = os.openpty()
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "host_tools.deploy", "console", "--port", os.ttyname(slave)],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,  # a script, an IDE, CI: no terminal to set up
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert done.returncode == 1
+    assert (
+        done.stderr
+        == "console: the console needs a terminal (stdin is not one): run it from a shell\n"
+    )
+
+
+def test_a_pty_nobody_serves_is_refused_after_the_first_contact_time(monkeypatch):
+    """mpremote reads a pty without a timeout: without a limit of its own, flash waited 300 s."""
+    monkeypatch.setattr(flash, "FIRST_CONTACT_S", 2.0)
+    master, slave = os.openpty()  # nobody answers on master
+    port = os.ttyname(slave)
+    try:
+        with pytest.raises(DeployError) as refused:
+            flash.flash(port, say=lambda *_: None)
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert str(refused.value) == (
+        f"mpremote on {port}: no answer within 2 s (no MicroPython on the port?)"
+    )
 
 
 def test_a_pty_is_a_port():
