@@ -42,6 +42,19 @@ def pytest_addoption(parser):
     )
 
 
+def pytest_configure(config):
+    """A --bench-port with no board possible behind it (make bench-hil PORT=/dev/null): one line,
+    before the in-process reference run and seven errors with pyserial's tracebacks."""
+    port = config.getoption("--bench-port")
+    if port:
+        from host_tools.deploy.flash import DeployError, check_port
+
+        try:
+            check_port(port)
+        except DeployError as err:
+            raise pytest.UsageError(f"--bench-port: {err}") from None
+
+
 HIL = "tests/host_tools/hil/"
 HIL_KPIS = Path(__file__).resolve().parents[1] / "build" / "hil" / "kpis.txt"
 _STARTED = pytest.StashKey[float]()

@@ -50,6 +50,22 @@ def test_no_board_is_one_clear_line_and_a_failure(command, port, says, tmp_path)
     assert "make flash" not in done.stderr  # make console's hint named the other target
 
 
+@pytest.mark.parametrize("port", ["/dev/null", "/dev/ttyNOBOARD9"])
+def test_the_bench_without_a_board_is_one_clear_line(port):
+    """make bench-hil PORT=... (pytest --bench-port): refused before the bench's reference run."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "tests/host_tools/hil"]
+        + ["--bench-port", port],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout[-2000:]
+    assert done.stderr.startswith(f"ERROR: --bench-port: no board at {port}: "), done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == "", done.stderr
+
+
 def test_the_console_without_a_terminal_is_one_clear_line():
     master, slave = os.openpty()
     try:
