@@ -10,7 +10,8 @@ publishes them) and cmd (the control room publishes it); as firmware/relaypump/m
 Connection options (every tool): --host, --port, --user, --ca (TLS with that CA), --client-id,
 --keepalive; each one's default is in its --help. The password never comes from the command line
 (other users can read it there): it is read from the file named by --password-file or from the
-environment variable RELAYPUMP_MQTT_PASSWORD. A port outside 1..65535 or a keepalive outside
+environment variable RELAYPUMP_MQTT_PASSWORD, and sent only with --user (a password file without
+--user is refused: it would be ignored). A port outside 1..65535 or a keepalive outside
 0..65535 is a usage error; a CA file that cannot be read or holds no certificate is refused
 (ToolError, exit 2) before anything connects.
 """
@@ -81,7 +82,9 @@ def bounded_int(low: int, high: int):
     return parse
 
 
-def add_connection_options(parser: argparse.ArgumentParser, client_id: str = "") -> None:
+def add_connection_options(
+    parser: argparse.ArgumentParser, client_id: str = "", client_id_required: bool = False
+) -> None:
     g = parser.add_argument_group("broker")
     g.add_argument("--host", default="127.0.0.1", help="broker host (default 127.0.0.1)")
     g.add_argument(
@@ -99,13 +102,18 @@ def add_connection_options(parser: argparse.ArgumentParser, client_id: str = "")
     g.add_argument(
         "--ca", default=None, help="CA certificate (PEM): connect with TLS (default: no TLS)"
     )
-    g.add_argument(
-        "--client-id",
-        default=client_id,
-        help=f"MQTT client id (default {client_id!r})"
-        if client_id
-        else "MQTT client id (default: none, the broker makes one)",
-    )
+    if client_id_required:  # a persistent session: the broker keeps it under this id
+        g.add_argument(
+            "--client-id", required=True, help="MQTT client id, the same at every start (required)"
+        )
+    else:
+        g.add_argument(
+            "--client-id",
+            default=client_id,
+            help=f"MQTT client id (default {client_id!r})"
+            if client_id
+            else "MQTT client id (default: none, the broker makes one)",
+        )
     g.add_argument(
         "--keepalive",
         type=bounded_int(0, 65535),
@@ -133,6 +141,11 @@ def closed_stdout() -> int:
 
 
 def password(args) -> str | None:
+    if args.password_file and not args.user:  # MQTT sends a password only with a user name
+        raise ToolError(
+            f"--password-file {args.password_file} needs --user (MQTT sends a "
+            "password only with a user name)"
+        )
     if args.password_file:
         try:
             with open(args.password_file) as f:
@@ -152,8 +165,9 @@ def make_client(args, clean_session: bool = True, manual_ack: bool = False) -> p
         protocol=paho.MQTTv311,
         manual_ack=manual_ack,
     )
+    secret = password(args)
     if args.user:
-        client.username_pw_set(args.user, password(args))
+        client.username_pw_set(args.user, secret)
     if args.ca:
         client.tls_set_context(ca_context(args.ca))
     return client

@@ -107,6 +107,7 @@ class Publisher:
     def connect(self, host: str, port: int, keepalive: int, timeout: float = 10.0) -> None:
         args = self.args
         context = broker.ca_context(args.ca) if args.ca else None  # a bad CA file: exit 2
+        secret = broker.password(args)  # an unreadable file, or one without --user: exit 2
         try:
             sock = socket.create_connection((host, port), timeout=timeout)
             if context is not None:
@@ -120,9 +121,7 @@ class Publisher:
         self.sock = sock
         self._keepalive = keepalive
         self._answer_s = 1.5 * keepalive if keepalive else 60.0
-        self._out += connect_packet(
-            args.client_id or "", keepalive, user, broker.password(args) if user else None
-        )
+        self._out += connect_packet(args.client_id or "", keepalive, user, secret if user else None)
         try:
             sock.sendall(self._out)
             del self._out[:]

@@ -297,8 +297,8 @@ def subscription(group: str) -> str:
 
 
 def record(args) -> int:
-    if not args.client_id:
-        raise broker.ToolError("pumprecord record: --client-id is required (a persistent session)")
+    if not args.client_id.strip():
+        raise broker.ToolError("--client-id must not be empty (a persistent session)")
     if any(c in args.group for c in "/+#"):  # MQTT: a share name is one level, no wildcard
         raise broker.ToolError(f"--group {args.group!r}: a name without /, + or #")
     if args.index_every < 1:
@@ -418,7 +418,7 @@ def parser() -> argparse.ArgumentParser:
         help=f"records per index block (default {INDEX_EVERY})",
     )
     r.add_argument("--fsync", action="store_true", help="fsync before acknowledging")
-    broker.add_connection_options(r)
+    broker.add_connection_options(r, client_id_required=True)
     r.set_defaults(run=record)
     v = sub.add_parser("verify", help="check a log")
     v.add_argument("log", help="the telemetry log")
