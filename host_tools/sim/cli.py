@@ -46,6 +46,14 @@ class Refused(Exception):
     """A command line or file the run cannot start with; str() is the one line to print."""
 
 
+class Parser(argparse.ArgumentParser):
+    """A usage error is one line too (argparse prints the whole usage first); subcommands'
+    parsers are of this class (add_subparsers takes the parent's)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_REFUSED, f"{self.prog}: {message} ({self.prog} --help lists the options)\n")
+
+
 def progress_bar(stream=sys.stderr):
     start = time.monotonic()
     on_terminal = stream.isatty()
@@ -275,7 +283,7 @@ def parser() -> argparse.ArgumentParser:
     default_scenario = os.path.relpath(scenario.DEFAULT_SCENARIO)
     if default_scenario.startswith(os.pardir):  # run from outside the checkout: not ../../..
         default_scenario = str(scenario.DEFAULT_SCENARIO)
-    top = argparse.ArgumentParser(
+    top = Parser(
         prog="pumpsim",
         description="The simulated relay pump station (pumps, network, drives, I/O module on "
         "Modbus RTU), the firmware agent in control. Without a command: run.",
