@@ -131,6 +131,8 @@ def state_dir(args) -> Path:
 def take_counter(directory: Path, site: str, station: str, wanted: int | None = None) -> int:
     """The next command counter of a station (above the last used; `wanted` if given and above
     it), stored before it is returned."""
+    if directory.exists() and not directory.is_dir():  # mkdir would say "File exists"
+        raise ToolError(f"counter state: --state-dir {directory} is a file, not a folder")
     try:
         return _take_counter(directory, site, station, wanted)
     except OSError as err:

@@ -302,7 +302,11 @@ def test_a_state_dir_that_cannot_be_made_is_a_tool_error(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(pumpctl.ToolError, match="counter state in .*a-file.*--state-dir") as err:
+        pumpctl.take_counter(blocker / "state", SITE, "relay1")
+    assert err.value.code == 2
+    with pytest.raises(pumpctl.ToolError) as err:
         pumpctl.take_counter(blocker, SITE, "relay1")
+    assert str(err.value) == f"counter state: --state-dir {blocker} is a file, not a folder"
     assert err.value.code == 2
 
 
