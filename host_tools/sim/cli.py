@@ -159,6 +159,8 @@ def remove(made: list[Path]) -> None:
 
 
 def load_scenario(path: str) -> scenario.Scenario:
+    if not path.strip():  # would be read as the current folder: "(file): Is a directory"
+        raise Refused(f"--scenario must name a TOML file, got {path!r}")
     try:
         return scenario.load(path)
     except scenario.ScenarioError as exc:

@@ -145,6 +145,12 @@ def test_an_out_that_cannot_be_created_is_refused_before_the_run(capsys):
     assert "real-time factor" not in err
 
 
+@pytest.mark.parametrize("command", [[], ["serve", "--port", "/dev/null"]])
+def test_an_empty_scenario_path_is_refused_by_name(command, capsys, tmp_path):
+    err = refusal([*command, "--scenario", ""], capsys, tmp_path)
+    assert err == "pumpsim: --scenario must name a TOML file, got ''"
+
+
 def test_a_scenario_that_is_not_utf8_is_refused(capsys, tmp_path):
     bad = tmp_path / "latin1.toml"
     bad.write_bytes(scenario.DEFAULT_SCENARIO.read_bytes().replace(b"Jia", b"J\xefa", 1))
