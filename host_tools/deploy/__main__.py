@@ -1,7 +1,7 @@
 """python -m host_tools.deploy {bundle,flash,console}: the Makefile's firmware, flash and console.
 
-Every refusal (no board, a refused config, a failed mpremote session) is one line on stderr and
-exit status 1.
+Every refusal (no board, a refused config, a failed mpremote session, a bundle folder that cannot
+be written) is one line on stderr and exit status 1.
 """
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         return console(args.port)
     except (BundleError, DeployError) as err:
         print(f"{args.command}: {err}", file=sys.stderr)
+        return 1
+    except OSError as err:  # the bundle's folder: a file in the way, not writable, disk full
+        print(f"{args.command}: cannot write {err.filename}: {err.strerror}", file=sys.stderr)
         return 1
 
 

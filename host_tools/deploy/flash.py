@@ -134,6 +134,10 @@ def validate_station(path: str | os.PathLike[str]) -> dict:
     """The station's config as the board would load it; DeployError naming the field if refused."""
     from relaypump.config import ConfigError, load_config_file
 
+    if not str(path).strip():
+        raise DeployError("no station config: STATION is empty (default firmware/station.json)")
+    if os.path.isdir(path):
+        raise DeployError(f"station config {path}: is a folder, not a file")
     try:
         return load_config_file(str(path))
     except ConfigError as err:

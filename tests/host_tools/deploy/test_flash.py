@@ -50,6 +50,35 @@ def test_no_board_is_one_clear_line_and_a_failure(command, port, says, tmp_path)
     assert "make flash" not in done.stderr  # make console's hint named the other target
 
 
+@pytest.mark.parametrize(
+    "station, says",
+    [
+        ("", "flash: no station config: STATION is empty (default firmware/station.json)"),
+        ("{tmp}", "flash: station config {tmp}: is a folder, not a file"),
+    ],
+)
+def test_an_empty_or_folder_station_is_one_clear_line(station, says, tmp_path):
+    master, slave = os.openpty()  # a port that passes its check: the config is next
+    try:
+        done = deploy(
+            "flash", "--port", os.ttyname(slave), "--station", station.format(tmp=tmp_path)
+        )
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert done.returncode == 1
+    assert done.stderr == says.format(tmp=tmp_path) + "\n"
+
+
+def test_a_bundle_folder_that_cannot_be_written_is_one_clear_line(tmp_path):
+    in_the_way = tmp_path / "a-file"
+    in_the_way.write_text("")
+    done = deploy("bundle", "--board", "rp2", "--out", str(in_the_way))
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"bundle: cannot write {in_the_way}/rp2/"), done.stderr
+    assert done.stderr.endswith(": Not a directory\n") and done.stderr.count("\n") == 1
+
+
 @pytest.mark.parametrize("port", ["/dev/null", "/dev/ttyNOBOARD9"])
 def test_the_bench_without_a_board_is_one_clear_line(port):
     """make bench-hil PORT=... (pytest --bench-port): refused before the bench's reference run."""
