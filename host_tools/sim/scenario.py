@@ -194,6 +194,36 @@ class Scenario:
         return DemandShape(windows + self.demand_steps + self.demand_ramps)
 
 
+_KIND_WORDS = {float: "a number", int: "a whole number", str: "a text", bool: "true or false"}
+
+
+def _described(value: Any) -> str:
+    """A TOML value as a newcomer reads it: 'the text "19200"', not "str '19200'"."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return (
+            f"the text {value!r} (no quotes around a number)"
+            if _numeric(value)
+            else f"the text {value!r}"
+        )
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 class _Reader:
     """Typed access to one table of the TOML document, naming the field in every error."""
 
@@ -221,7 +251,7 @@ class _Reader:
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise self.error(key, f"must be {kind.__name__}, not {type(value).__name__} {value!r}")
+            raise self.error(key, f"must be {_KIND_WORDS[kind]}, not {_described(value)}")
         return value
 
     def number(self, key: str, default: float | None, low: float, high: float, **kw: Any) -> Any:
