@@ -267,6 +267,14 @@ def number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
 
 
+def positive(text: str) -> float:
+    """A finite number > 0 (a duration in seconds, say)."""
+    value = number(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, got {text!r}")
+    return value
+
+
 def folder(text: str) -> str:
     """--out: an empty one would be the current folder (an unset variable in a script, say)."""
     if not text.strip():

@@ -77,7 +77,7 @@ def add_commands(commands, default_scenario: str) -> None:
         )
         cmd.add_argument(
             "--max-hold",
-            type=cli.number,
+            type=cli.positive,
             default=trace.DEFAULT_MAX_HOLD_S,
             metavar="S",
             help=f"longest a sample stands, s (default {trace.DEFAULT_MAX_HOLD_S:g})",

@@ -116,7 +116,6 @@ def test_without_the_trace_the_same_run_does_not_protect(tmp_path):
     [
         ([], "column suction_kpa (2): not a number"),
         (["--channels", "flow_m3h"], "no readings of 'flow_m3h'"),
-        (["--max-hold", "0"], "max hold"),
         (["--firmware", "/nonexistent"], "no such folder"),
     ],
 )
@@ -128,6 +127,17 @@ def test_pumpsim_trace_refusals_are_one_line(tmp_path, capsys, extra, says):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("pumpsim: ") and says in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("hold", ["0", "-1", "nan", "inf"])
+def test_a_max_hold_that_is_not_a_duration_is_refused_by_its_option_name(tmp_path, capsys, hold):
+    path = tmp_path / "trace.csv"
+    path.write_text("t_s,suction_kpa\n0,3\n9,3\n")
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["trace", str(path), "--out", str(tmp_path / "out"), "--max-hold", hold])
+    assert exit_.value.code == cli.EXIT_REFUSED
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "argument --max-hold: must be a number > 0" in err, err
 
 
 def test_an_agent_without_the_board_runtime_is_driven_directly(tmp_path, monkeypatch):
