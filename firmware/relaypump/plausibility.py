@@ -102,15 +102,17 @@ _UA_SAT_HIGH = const(20500)
 _STEADY_X100_PER_S = const(30)  # speeds summed moving slower than 0.3 %/s: a steady state
 _G = 9.80665
 
-# event channel numbers (protection.CH_*: the value of SENSOR_* events)
-_CHANNEL = {
-    "suction_kpa": 1,
-    "discharge_kpa": 2,
-    "remote_dp_kpa": 3,
-    "supply_temp_c": 4,
-    "flow_m3h": 5,
-    "outdoor_temp_c": 7,
-}
+# event channel numbers (protection.CH_*: the value of SENSOR_* events): position + 1 (6 is
+# CH_SOURCE, no transmitter). A tuple, not a dict: a constant, frozen in flash with the code.
+_CHANNELS = (
+    "suction_kpa",
+    "discharge_kpa",
+    "remote_dp_kpa",
+    "supply_temp_c",
+    "flow_m3h",
+    "",
+    "outdoor_temp_c",
+)
 
 
 def _sqrt_q16(x):
@@ -126,13 +128,15 @@ def _speed_x100(fb, i):
     return raw * 10000 // fb.profiles[i].full_scale
 
 
-def _isqrt(n):
-    """floor(sqrt(n)) of an integer, in integers (no float, no allocation below 2**30)."""
+def isqrt(n):
+    """floor(sqrt(n)) of an integer, in integers (no float, no allocation below 2**30); also
+    protection's. Newton from a power of 16 at or above the root (x >= n // x: no product
+    that could outgrow a small int): within 16x of it, fewer steps than doubling to 2x."""
     if n <= 0:
         return 0
     x = 1
-    while x * x < n:
-        x <<= 1
+    while x < n // x:
+        x <<= 4
     while True:
         y = (x + n // x) >> 1
         if y >= x:
@@ -172,7 +176,7 @@ class Plausibility:
         self._latch_clear_ms = p["latch_clear_s"] * 1000
         self._frozen_ms = [int(channels[k]["frozen_s"] * 1000.0 + 0.5) for k in names]
         self._watched = [i for i in range(n) if self._frozen_ms[i] > 0]
-        self._event_channel = [_CHANNEL.get(k, 0) for k in names]
+        self._event_channel = [_CHANNELS.index(k) + 1 if k in _CHANNELS else 0 for k in names]
         # engineering value in 0.1 units = lo_x10 + (uA - 4000) * span_x10 // 16000
         self._lo_x10 = [int(round(channels[k]["low"] * 10.0)) for k in names]
         self._span_x10 = [
@@ -452,7 +456,7 @@ class Plausibility:
         lift = hm - self._x10(self._remote)
         q = 0
         if lift > 0:
-            q = (_isqrt(lift << 12) << 10) // self._loss_c  # inverts _square(q, _loss_c)
+            q = (isqrt(lift << 12) << 10) // self._loss_c  # inverts _square(q, _loss_c)
         e_n = hm - self._head_at(q)
         return -tolerance <= e_n <= tolerance
 
@@ -583,7 +587,7 @@ class Plausibility:
                 s = _speed_x100(fb, i)
                 lift = self._h0_x10 * s // 10000 * s // 10000 - head
                 if lift > 0:
-                    q = _isqrt(lift * self._q_mul)
+                    q = isqrt(lift * self._q_mul)
                     cap = self._q_max * s // 10000
                     total += q if q < cap else cap
         return total

@@ -126,6 +126,7 @@ differences (a stalled tick counts at most 10 min), so no stored tick can alias 
 from micropython import const
 
 from . import codes
+from .plausibility import isqrt
 from .snapshot import BAD, CMD_COAST, CMD_RUN, CMD_STOP, DRIVE_RUNNING, DRIVE_TRIPPED, SUBSTITUTE
 from .ticks import ticks_diff as _ticks_diff
 
@@ -227,18 +228,6 @@ def saturation_kpa_x10(temp_c_x100):
         return _PSAT_X10[100]
     low = _PSAT_X10[i]
     return low + ((_PSAT_X10[i + 1] - low) * (temp_c_x100 - i * 200) + 199) // 200
-
-
-def _isqrt(v):
-    """Integer square root of a small int (Newton; allocates nothing below 2**30)."""
-    if v <= 0:
-        return 0
-    x = v
-    y = (x + 1) // 2
-    while y < x:
-        x = y
-        y = (x + v // x) // 2
-    return x
 
 
 def _timer(timer, active, dt):
@@ -687,7 +676,7 @@ class Protection:
                 w = 0
                 if running & (1 << i):
                     s = speeds[i] // 10
-                    w = _isqrt((h0 * s // 1000 * s // 1000 - head_mm) * 100)
+                    w = isqrt((h0 * s // 1000 * s // 1000 - head_mm) * 100)
                 shares[i] = w
                 total += w
         n_deliver = 0

@@ -7,7 +7,13 @@ import json
 from relaypump import codes
 from relaypump.config import load_config
 from relaypump.events import EventRing
-from relaypump.plausibility import CHECK_FROZEN, CHECK_INTERMITTENT, CHECK_MODEL, Plausibility
+from relaypump.plausibility import (
+    CHECK_FROZEN,
+    CHECK_INTERMITTENT,
+    CHECK_MODEL,
+    Plausibility,
+    isqrt,
+)
 from relaypump.protection import Protection
 from relaypump.sensors import Sensors
 from relaypump.snapshot import BAD, DRIVE_RUNNING, GOOD, SUBSTITUTE, Snapshot
@@ -680,3 +686,19 @@ def test_repeated_discharge_trips_lock_the_station_out():
         now += 1000
         prot.evaluate(snap, now)
     assert not prot.stop_all and not prot.locked_out and not state.station_lockout
+
+
+def test_isqrt_is_the_floor_of_the_root_without_allocating():
+    # squares and their neighbours over the range the model checks use (n < 2**30), and 0 / < 0
+    cases = [0, -7, 1, 2, 3]
+    for r in (2, 3, 15, 16, 17, 255, 256, 4095, 4096, 8741, 11259, 32767):
+        cases.extend((r * r - 1, r * r, r * r + 1))
+    cases.extend((21899, 57309683, 126773311, (1 << 30) - 1))
+    for n in cases:
+        r = isqrt(n)
+        if n <= 0:
+            assert r == 0, n
+        else:
+            assert r * r <= n < (r + 1) * (r + 1), (n, r)
+    if ON_MICROPYTHON:  # (CPython's ints above 256 are objects)
+        assert bytes_allocated(lambda: isqrt((1 << 30) - 1)) == 0
