@@ -105,6 +105,9 @@ ERR_UNEXPECTED = const(3)
 ERR_EXCEPTION = const(4)
 
 _FAULT_BLOCK = const(255)  # aux target: the fault register
+_FC_DISCRETE_INPUTS = const(2)  # modbus.READ_* (const: the name stays in this module)
+_FC_HOLDING_REGISTERS = const(3)
+_FC_INPUT_REGISTERS = const(4)
 _BITS_PER_CHAR = const(11)
 _RAMP_CHECK_MS = const(60000)  # ramp times read back this often; a refused drive retried as often
 _RAMP_DONE = const(255)  # ramp step: verified, next read-back at _ramp_due_ms
@@ -262,7 +265,9 @@ class Fieldbus:
                 read = max(read, len(values))
             for block in p.AUX_BLOCKS:
                 read = max(read, block[1])
-        self.master = mb.RtuMaster(tx_size=9 + 2 * written, rx_size=max(64, 2 * (5 + 2 * read)))
+        self.master = mb.RtuMaster(
+            tx_size=9 + 2 * written, rx_size=max(64, 2 * (5 + 2 * read)), memo=len(kinds)
+        )
         self._aux_dev = aux_dev
         self._aux_block = aux_block
         self._aux_next = 0
@@ -442,15 +447,16 @@ class Fieldbus:
             self._probing = True
         m = self.master
         unit = self.units[dev]
+        # the slot is the memo of these reads: the same every cycle, their CRCs are made once
         if kind == K_ANALOG:
-            return m.read_input_registers(unit, self.analog_address, self.analog_count)
+            return m.read(_FC_INPUT_REGISTERS, unit, self.analog_address, self.analog_count, slot)
         if kind == K_INPUTS:
-            return m.read_discrete_inputs(unit, 0, self.input_count)
+            return m.read(_FC_DISCRETE_INPUTS, unit, 0, self.input_count, slot)
         p = self.profiles[dev]
         if kind == K_STATUS:
-            return m.read_holding_registers(unit, p.STATUS_ADDRESS, p.STATUS_COUNT)
+            return m.read(_FC_HOLDING_REGISTERS, unit, p.STATUS_ADDRESS, p.STATUS_COUNT, slot)
         if kind == K_ACTUAL:
-            return m.read_holding_registers(unit, p.ACTUAL_ADDRESS, 1)
+            return m.read(_FC_HOLDING_REGISTERS, unit, p.ACTUAL_ADDRESS, 1, slot)
         if kind == K_AUX:
             block = self._aux_target_block
             if block == _FAULT_BLOCK:

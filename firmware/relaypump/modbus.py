@@ -174,13 +174,15 @@ class RtuMaster:
     a longer fc15/fc16 request, or a read whose response would not fit, is refused with
     ValueError naming its count. Noise beyond rx_size is dropped as it is ruled out. Both are
     at least 8 (a write request and its echo): a buffer that cannot hold a whole response would
-    never see one (ValueError naming the argument)."""
+    never see one (ValueError naming the argument). ``memo``: slots for reads a caller repeats
+    unchanged (``read``; the fieldbus: one per slot of its cycle), whose CRCs are made once."""
 
-    def __init__(self, timeout_ms=DEFAULT_TIMEOUT_MS, tx_size=MAX_ADU, rx_size=_RX_SIZE):
+    def __init__(self, timeout_ms=DEFAULT_TIMEOUT_MS, tx_size=MAX_ADU, rx_size=_RX_SIZE, memo=0):
         _check(tx_size, 8, MAX_ADU, "tx_size")
         _check(rx_size, 8, 2 * MAX_ADU, "rx_size")
         self.timeout_ms = timeout_ms
         self._tx = bytearray(tx_size)
+        self._memo = [-1] * memo  # CRCs of the reads a caller repeats (read), -1: not yet
         self._views = {}
         self._tx_len = 0
         self._rx = bytearray(rx_size)
@@ -206,29 +208,43 @@ class RtuMaster:
     # -- requests -------------------------------------------------------------------------------
 
     def read_coils(self, unit, address, count):
-        return self._read(unit, READ_COILS, address, count, 2000)
+        return self.read(READ_COILS, unit, address, count, -1)
 
     def read_discrete_inputs(self, unit, address, count):
-        return self._read(unit, READ_DISCRETE_INPUTS, address, count, 2000)
+        return self.read(READ_DISCRETE_INPUTS, unit, address, count, -1)
 
     def read_holding_registers(self, unit, address, count):
-        return self._read(unit, READ_HOLDING_REGISTERS, address, count, 125)
+        return self.read(READ_HOLDING_REGISTERS, unit, address, count, -1)
 
     def read_input_registers(self, unit, address, count):
-        return self._read(unit, READ_INPUT_REGISTERS, address, count, 125)
+        return self.read(READ_INPUT_REGISTERS, unit, address, count, -1)
+
+    def read(self, function, unit, address, count, memo):
+        """Any of the four reads. ``memo``: -1, or the index of a memo slot (0 .. memo - 1 of the
+        constructor) that this read alone uses, the same unit, function, address and count every
+        time (a poll cycle repeats most of its reads): its CRC is made the first time only."""
+        registers = function >= READ_HOLDING_REGISTERS
+        nbytes = 2 * count if registers else (count + 7) >> 3
+        most = 125 if registers else 2000
+        if not 1 <= function <= 4 or count < 1 or 5 + nbytes > len(self._rx):
+            _check(function, 1, 4, "function")
+            room = len(self._rx) - 5  # the response must fit the receive buffer
+            most = min(most, room >> 1 if registers else room << 3)
+        self._header(unit, function, address, count, most)
+        return self._finish(6, 5 + nbytes, memo)
 
     def write_register(self, unit, address, value):
         _check(value, 0, 0xFFFF, "value")
         tx = self._header(unit, WRITE_SINGLE_REGISTER, address, 1, 1)
         tx[4] = value >> 8
         tx[5] = value & 0xFF
-        return self._finish(6, 8)
+        return self._finish(6, 8, -1)
 
     def write_coil(self, unit, address, on):
         tx = self._header(unit, WRITE_SINGLE_COIL, address, 1, 1)
         tx[4] = 0xFF if on else 0  # FF00 on, 0000 off
         tx[5] = 0
-        return self._finish(6, 8)
+        return self._finish(6, 8, -1)
 
     def write_registers(self, unit, address, values):
         count = len(values)
@@ -241,7 +257,7 @@ class RtuMaster:
             tx[i] = value >> 8
             tx[i + 1] = value & 0xFF
             i += 2
-        return self._finish(i, 8)
+        return self._finish(i, 8, -1)
 
     def write_coils(self, unit, address, bits):
         count = len(bits)
@@ -254,18 +270,7 @@ class RtuMaster:
         for i in range(count):
             if bits[i]:
                 tx[7 + (i >> 3)] |= 1 << (i & 7)
-        return self._finish(7 + nbytes, 8)
-
-    def _read(self, unit, function, address, count, most):
-        nbytes = 2 * count if function >= READ_HOLDING_REGISTERS else (count + 7) >> 3
-        if count < 1 or 5 + nbytes > len(self._rx):  # the response must fit the receive buffer
-            room = len(self._rx) - 5  # (the limit named by the error: computed only for one)
-            if function >= READ_HOLDING_REGISTERS:
-                most = min(most, room >> 1)
-            else:
-                most = min(most, room << 3)
-        self._header(unit, function, address, count, most)
-        return self._finish(6, 5 + nbytes)
+        return self._finish(7 + nbytes, 8, -1)
 
     def _header(self, unit, function, address, count, most):
         if not (1 <= unit <= 247 and 0 <= address <= 0xFFFF and 1 <= count <= most):
@@ -282,9 +287,14 @@ class RtuMaster:
         self._count = count
         return tx
 
-    def _finish(self, length, response_len):
+    def _finish(self, length, response_len, memo):
         tx = self._tx
-        crc = crc16(tx, 0, length)
+        if memo < 0:
+            crc = crc16(tx, 0, length)
+        else:
+            crc = self._memo[memo]
+            if crc < 0:
+                crc = self._memo[memo] = crc16(tx, 0, length)
         tx[length] = crc & 0xFF
         tx[length + 1] = crc >> 8
         self._tx_len = length + 2

@@ -44,6 +44,27 @@ def test_requests_for_every_function_code():
     assert bytes(m.write_registers(17, 1, [0x000A, 0x0102])) == frame("11100001000204000a0102")
 
 
+def test_a_read_under_a_memo_slot_is_the_same_frame_its_crc_made_once():
+    m = mb.RtuMaster(memo=2)
+    status = frame("1103006b0003")
+    inputs = frame("020200c40016")
+    for _ in range(3):  # the first pass makes the CRCs, the next ones take them from the memo
+        assert bytes(m.read(mb.READ_HOLDING_REGISTERS, 17, 0x6B, 3, 0)) == status
+        assert m.response_length() == 5 + 6
+        assert bytes(m.read_input_registers(17, 8, 1)) == frame("110400080001")  # no memo
+        assert bytes(m.read(mb.READ_DISCRETE_INPUTS, 2, 0xC4, 22, 1)) == inputs
+        assert m.response_length() == 5 + 3
+    m.receive(frame("0202030a1100"))  # the memo's request is answered as any other
+    assert m.poll(0) == mb.DONE and m.bit(1) and not m.bit(0)
+    for function in (0, 5, 16):
+        try:
+            m.read(function, 1, 0, 1, -1)
+        except ValueError as e:
+            assert "function" in str(e)
+            continue
+        raise AssertionError("accepted a read of function %d" % function)
+
+
 def test_arguments_outside_the_protocol_are_refused():
     m = mb.RtuMaster()
     for call in (
