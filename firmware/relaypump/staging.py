@@ -111,13 +111,6 @@ _NEVER = const(-0x10000000)  # "long ago" on the internal seconds clock (clock s
 _HOUR_S = const(3600)
 _MAX_EVENTS = const(12)
 
-DEFAULTS = {
-    "eval_period_s": 10,
-    "settle_s": 120,
-    "feasibility_margin": 0.03,
-    "handover_s": 90,
-}
-
 
 def popcount(mask):
     n = 0
@@ -208,10 +201,11 @@ class Staging:
         self.rotation_s = int(float(st["rotation_hours"]) * 3600)
         self.exercise_idle_s = int(float(st["exercise_idle_hours"]) * 3600)
         self.exercise_s = int(st["exercise_s"])
-        self.eval_period_s = int(st.get("eval_period_s", DEFAULTS["eval_period_s"]))
-        self.settle_s = int(st.get("settle_s", DEFAULTS["settle_s"]))
-        self.margin = float(st.get("feasibility_margin", DEFAULTS["feasibility_margin"]))
-        self.handover_s = int(st.get("handover_s", DEFAULTS["handover_s"]))
+        # the defaults here, not in a dict: constants stay with the code (in flash, frozen)
+        self.eval_period_s = int(st.get("eval_period_s", 10))
+        self.settle_s = int(st.get("settle_s", 120))
+        self.margin = float(st.get("feasibility_margin", 0.03))
+        self.handover_s = int(st.get("handover_s", 90))
         self.max_running = int(st.get("max_running", n - 1 if n > 1 else 1))
         self.restart_as_before = bool(st.get("restart_as_before", True))
         # state (ints only)
