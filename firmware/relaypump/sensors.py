@@ -249,11 +249,8 @@ class Sensors:
         cond = self._cond[i]
         # After a failure or a gap longer than the hold the filter starts afresh; a shorter gap
         # (missed samples) is bridged: the filter and the rate check scale with dt.
-        stale = (
-            cond == _NONE
-            or cond == _FAILED
-            or _ticks_diff(now_ms, self._good_ms[i]) > self._hold_ms[i]
-        )
+        dt = _ticks_diff(now_ms, self._good_ms[i])  # since the last accepted sample
+        stale = cond == _NONE or cond == _FAILED or dt > self._hold_ms[i]
         self._sample_ms[i] = now_ms
         if status == NE43_FAIL_LOW or status == NE43_FAIL_HIGH:
             self.faults[i] += 1
@@ -265,29 +262,27 @@ class Sensors:
         elif ua > _UA_20:
             ua = _UA_20
         if stale or not self._accepted_ua[i]:
-            self._accept(i, now_ms, ua, True)
+            self._accept(i, now_ms, ua, True, dt)
             return
-        dt = _ticks_diff(now_ms, self._good_ms[i])
         rate = self._rate[i]
         if rate:  # the step allowed: the rate over dt (clamped), plus the noise tolerance
             allowed = rate * (0 if dt < 0 else dt if dt < _MAX_DT_MS else _MAX_DT_MS) // 1000
             allowed += _TOLERANCE_UA
             if abs(ua - self._accepted_ua[i]) > allowed:
                 if self._spike_ua[i] and abs(ua - self._spike_ua[i]) <= allowed:
-                    self._accept(i, now_ms, ua, False)  # confirmed: a real step
+                    self._accept(i, now_ms, ua, False, dt)  # confirmed: a real step
                     return
                 self._spike_ua[i] = ua
                 self.spikes[i] += 1
                 self._cond[i] = _SPIKE
                 return
-        self._accept(i, now_ms, ua, False)
+        self._accept(i, now_ms, ua, False, dt)
 
-    def _accept(self, i, now_ms, ua, restart):
+    def _accept(self, i, now_ms, ua, restart, dt):
         target = ua * _SUB
         if restart or self._filter_ms <= 0:
             self.filtered[i] = target
         else:
-            dt = _ticks_diff(now_ms, self._good_ms[i])
             if dt < 0:
                 dt = 0
             elif dt > _MAX_DT_MS:
