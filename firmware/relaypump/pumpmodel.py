@@ -31,6 +31,8 @@ pump from what the station measures, slowly and within bounds, and gives the mod
 pumps fitted so far (staging assumes identical pumps; the mean is what an equal split sees).
 """
 
+from micropython import const
+
 from .codes import (
     EVENT_PUMP_EFFICIENCY_DEVIATION,
     EVENT_PUMP_HEAD_DEVIATION,
@@ -337,30 +339,31 @@ EFFICIENCY_FACTOR_MAX = 1.05
 CALIBRATION_PERIOD_TICKS = 15  # each pump is looked at once every this many ticks
 _GAIN = 1.0 / 48.0  # first-order filter per observation: time constant ~48 observations
 _MAX_STEP = 0.004  # most a factor moves per observation (garbage moves it little)
-_STEADY_OBSERVATIONS = 3  # speed within _STEADY_PCT over this many looks (30-45 s at 1 s ticks)
+_STEADY_OBSERVATIONS = const(3)  # speed within _STEADY_PCT this many looks (30-45 s at 1 s)
 _STEADY_PCT = 0.5
 _EQUAL_SPEED_PCT = 0.5  # pumps sharing the flow: speeds this close count as equal
 _EQUAL_HEAD = 0.02  # fitted head factors this close: pumps at one speed split the flow equally
 _EQUAL_POWER = 1.03  # drive powers within 3 %: pumps at one speed share the flow equally
-_MIN_SAMPLES = 6  # a pump's factors join the model's mean after this many accepted observations
+_MIN_SAMPLES = const(6)  # a pump's factors join the model's mean after this many accepted looks
 _APPLY_STEP = 0.002  # the model is rebuilt when its mean factor moved this much
 _REPORT_STEP = 0.02  # an event when a pump's factor moved this far from the last one reported
 _WARN_DEVIATION = 0.05  # ... a warning from 5 % off the datasheet on
 # What one tick does for a pump (phase = 4 pump + step); after the last pump's, the model's update.
-_POINT = 0
-_HEAD = 1
-_SHAFT = 2
-_EFFICIENCY = 3
-_STEPS = 4
+# (const: private names folded into the code, none in the module's dict in RAM)
+_POINT = const(0)
+_HEAD = const(1)
+_SHAFT = const(2)
+_EFFICIENCY = const(3)
+_STEPS = const(4)
 # The steady point of a pump's period: group, s, q, head, x, 2x - x^2, s^0.1, shaft kW.
-_GROUP = 0
-_S = 1
-_Q = 2
-_HEAD_M = 3
-_X = 4
-_PARABOLA = 5
-_S_POW = 6
-_SHAFT_KW = 7
+_GROUP = const(0)
+_S = const(1)
+_Q = const(2)
+_HEAD_M = const(3)
+_X = const(4)
+_PARABOLA = const(5)
+_S_POW = const(6)
+_SHAFT_KW = const(7)
 
 
 def _bounded(value, step, lo, hi):
