@@ -215,7 +215,6 @@ class Fieldbus:
         self._ramp_due_ms = [-1] * n
         self._ramp_misses = bytearray(n)  # read-backs in a row that differed (or were refused)
         self._ramp_next = 0  # where the search for a drive due a ramp transaction starts
-        self._ramp_target = 0
         self.ramp_ok = [False] * n  # read back equal to the config since the last (re)write
         # what a mismatching read-back gave: a ramp time in 0.1 s, a current limit in 0.1 % of the
         # rated current (the event says which); -1 refused
@@ -253,6 +252,7 @@ class Fieldbus:
             devs.append(0)  # replaced by the chosen drive
         self.plan_kinds = kinds
         self.plan_devices = devs
+        self._timeouts = [0] * len(kinds)  # per slot: its request's timeout (0: not yet / varies)
         # The master's buffers fit this plan: the longest request (an fc16 of the control word and
         # reference, or of a ramp block; reads and fc06 take 8 B) and twice the longest response
         # (at least 64 B: noise before a response is ruled out and dropped as the buffer fills).
@@ -271,7 +271,7 @@ class Fieldbus:
         self._aux_dev = aux_dev
         self._aux_block = aux_block
         self._aux_next = 0
-        self._aux_target = 0
+        self._chosen = 0  # the drive the AUX or the RAMP slot chose (one slot at a time)
         self._aux_target_block = 0
 
         self._slot = 0
@@ -320,7 +320,13 @@ class Fieldbus:
             frame = self._build(now_ms)
             if frame is not None:
                 m = self.master
-                m.timeout_ms = self.timeout_ms(len(frame), m.response_length())
+                slot = self._slot
+                timeout = self._timeouts[slot]
+                if not timeout:  # the first time, or an aux / ramp slot (their lengths vary)
+                    timeout = self.timeout_ms(len(frame), m.response_length())
+                    if self.plan_kinds[slot] < K_AUX:  # the same lengths every cycle: kept
+                        self._timeouts[slot] = timeout
+                m.timeout_ms = timeout
                 m.poll(now_ms)  # arms the deadline
                 self._pending = True
                 self.attempts += 1
@@ -429,11 +435,11 @@ class Fieldbus:
         if kind == K_AUX:
             if self._attempt == 0 and not self._choose_aux():
                 return None
-            dev = self._aux_target
+            dev = self._chosen
         elif kind == K_RAMP:
             if self._attempt == 0 and not self._choose_ramp(now_ms):
                 return None
-            dev = self._ramp_target
+            dev = self._chosen
         if self._skip & (1 << dev):
             return None
         if self.lost[dev] and self._attempt == 0:
@@ -498,7 +504,7 @@ class Fieldbus:
                 and not self._fault_read & (1 << i)
                 and self.online(i)
             ):
-                self._aux_target = i
+                self._chosen = i
                 self._aux_target_block = _FAULT_BLOCK
                 return True
         count = len(self._aux_dev)
@@ -507,7 +513,7 @@ class Fieldbus:
             self._aux_next = k + 1 if k + 1 < count else 0
             dev = self._aux_dev[k]
             if self.online(dev) and not self._skip & (1 << dev):
-                self._aux_target = dev
+                self._chosen = dev
                 self._aux_target_block = self._aux_block[k]
                 return True
         return False
@@ -527,7 +533,7 @@ class Fieldbus:
             if self._ramp_step[dev] == _RAMP_DONE:
                 self._ramp_step[dev] = len(self.profiles[dev].ramp_blocks)  # read back
             self._ramp_due_ms[dev] = -1
-            self._ramp_target = dev
+            self._chosen = dev
             self._ramp_next = dev + 1 if dev + 1 < n else 0
             return True
         return False
@@ -590,19 +596,15 @@ class Fieldbus:
             )
 
     def _target(self, kind, slot):
-        if kind == K_AUX:
-            return self._aux_target
-        if kind == K_RAMP:
-            return self._ramp_target
+        if kind == K_AUX or kind == K_RAMP:
+            return self._chosen
         return self.plan_devices[slot]
 
     def _done(self, now_ms):
         slot = self._slot
         kind = self.plan_kinds[slot]
-        if kind == K_AUX:  # _target, inline: every transaction
-            dev = self._aux_target
-        elif kind == K_RAMP:
-            dev = self._ramp_target
+        if kind == K_AUX or kind == K_RAMP:  # _target, inline: every transaction
+            dev = self._chosen
         else:
             dev = self.plan_devices[slot]
         m = self.master
