@@ -471,9 +471,8 @@ class RtuMaster:
         function = tx[1]
         if function <= READ_INPUT_REGISTERS:
             ok = rx[i + 2] == length - 5
-        elif function <= WRITE_SINGLE_REGISTER:
-            ok = self._is_echo(i, length)
-        else:  # address and quantity as sent
+        else:  # a write's echo: address and value (05/06) or quantity (15/16) as sent (unit and
+            # function matched in _parse; a valid CRC over the same 6 bytes is the request's)
             ok = rx[i + 2] == tx[2] and rx[i + 3] == tx[3] and rx[i + 4] == tx[4]
             ok = ok and rx[i + 5] == tx[5]
         if not ok:
