@@ -168,7 +168,8 @@ def encode_exception(unit: int, function: int, code: int) -> bytes:
     return with_crc(bytes((unit, function | 0x80, code)))
 
 
-def _execute(device: Device, request: Request) -> bytes:
+def _execute(device: Device, request: Request, frame: bytes) -> bytes:
+    """The device's answer to a valid request (its frame: a single write's echo is the frame)."""
     # Checked in the order of a station's traffic (register reads, then writes): every request.
     unit, function, address = request.unit, request.function, request.address
     if function == 3:
@@ -178,7 +179,7 @@ def _execute(device: Device, request: Request) -> bytes:
         return encode_echo(unit, 16, address, request.count)
     if function == 6:
         device.write_register(address, request.value)
-        return encode_echo(unit, 6, address, request.value)
+        return frame
     if function == 4:
         return encode_registers(unit, 4, device.read_input_registers(address, request.count))
     if function == 2:
@@ -187,7 +188,7 @@ def _execute(device: Device, request: Request) -> bytes:
         return encode_bits(unit, 1, device.read_coils(address, request.count))
     if function == 5:
         device.write_coil(address, request.value)
-        return encode_echo(unit, 5, address, 0xFF00 if request.value else 0)
+        return frame  # (its value word is FF00 or 0000: decode_request refuses others)
     device.write_coils(address, request.value)  # 15
     return encode_echo(unit, 15, address, request.count)
 
@@ -237,21 +238,21 @@ class RtuSlaves:
             if request.value is None:
                 return None
             for each in self.devices.values():
-                self._run(each, request, now_s)
+                self._run(each, request, frame, now_s)
             return None
         device = self.devices.get(unit)
         if device is None:
             return None
         device.heard(now_s)  # _run, inline: every request
         try:
-            return _execute(device, request)
+            return _execute(device, request, frame)
         except ModbusException as exc:
             return self._exception(unit, request.function, exc.code)
 
-    def _run(self, device: Device, request: Request, now_s: float) -> bytes | None:
+    def _run(self, device: Device, request: Request, frame: bytes, now_s: float) -> bytes | None:
         device.heard(now_s)
         try:
-            return _execute(device, request)
+            return _execute(device, request, frame)
         except ModbusException as exc:
             return self._exception(request.unit, request.function, exc.code)
 

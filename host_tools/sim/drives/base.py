@@ -218,7 +218,7 @@ class Drive(Device):
         return self.bank.read(address, count)
 
     def write_register(self, address: int, value: int) -> None:
-        self.bank.write(address, [value])
+        self.bank.write(address, (value,))
 
     def write_registers(self, address: int, values: Sequence[int]) -> None:
         self.bank.write(address, values)
