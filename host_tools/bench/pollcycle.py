@@ -226,6 +226,9 @@ def _measure(cycles: int = 200):
     run_until_cycle(warm + cycles)
     first = next(k for k, f in enumerate(frames) if f[1] == warm)
     end = next(k for k, f in enumerate(frames) if f[1] == warm + cycles)
+    # the replay's 8 cycles end where the 9th begins (not 8 times the mean transactions per
+    # cycle: a cycle of the window with one transaction more or less would shift the cut)
+    end_8 = next(k for k, f in enumerate(frames) if f[1] == warm + 8)
     measured = frames[first:end]
     # From the first request of the first cycle to the first request of the next cycle.
     duration = frames[end][0] - frames[first][0]
@@ -239,7 +242,7 @@ def _measure(cycles: int = 200):
         "bytes": wire_bytes / cycles,
         "failed": fb.failed,
         "start_up": recorded[:first],  # from the first frame: commissioning, start sequences
-        "recorded": recorded[first : first + int(8 * attempts / cycles)],  # 8 cycles
+        "recorded": recorded[first:end_8],  # 8 cycles
         "warm_cycles": warm,
         "cycles": cycles,
     }

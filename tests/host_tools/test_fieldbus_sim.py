@@ -283,3 +283,18 @@ def test_timeout_follows_baud_rate_and_sizes(station: Station) -> None:
     station.runner.step()  # the ABB status read times out (then it is retried)
     assert station.runner.t - t0 == pytest.approx(0.028, abs=0.0015)
     assert station.fb.retries_used == 1 and station.fb.failed == 0
+
+
+def test_the_poll_cycle_bench_replays_exactly_its_recorded_cycles() -> None:
+    """The bench's replay (poll_cycle_cpu_ms, and the same in the VM) needs the recorded window
+    to be whole cycles: cut by 8 x the mean transactions per cycle it stopped a transaction short
+    once the drives' periodic read-backs made the window's cycles unequal (19 cycles of 20)."""
+    import time
+
+    from host_tools.bench import pollcycle
+
+    figures = pollcycle._measure(cycles=40)
+    config = pollcycle.load_config()
+    config["bus"]["cycle_ms"] = 0
+    ms = pollcycle._replay(pollcycle._Here(), config, figures, time.process_time, 1, 1)
+    assert ms > 0  # _replay raises when the fieldbus' requests and the replay part ways
