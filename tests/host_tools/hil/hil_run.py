@@ -99,6 +99,7 @@ def served(
         [array(kind) for _ in drives] for kind in "dbdb"
     )
     wire = WireTrace(*([array(kind) for _ in drives] for kind in "dbb"))
+    sample = run_mod._sampler(result, station, setpoint)  # the in-process runs' own recorder
     per_sample = max(1, round(run_mod.SAMPLE_S / chosen.step_s))
     steps = [0]
     min_margin = [float("inf")]
@@ -108,7 +109,7 @@ def served(
         steps[0] += 1
         if steps[0] % per_sample:
             return
-        run_mod._sample(result, station, setpoint)  # the in-process runs' own recorder
+        sample()
         for i, drive in enumerate(drives):
             wire.references[i].append(drive.reference_pct)
             wire.commanded[i].append(drive.motion == RUN)
