@@ -237,16 +237,9 @@ def flash(
     copy += ["+", "exec", _LIST % (tops + ("/station.json",),)]
     time.sleep(RESET_SETTLE_S)
     listing = _retry_after_reset(device, copy)
-    on_board = {
-        ln.split()[1]: int(ln.split()[2]) for ln in listing.splitlines() if ln.startswith("file ")
-    }
     expected = dict(files(bundle))
     expected["station.json"] = Path(station).stat().st_size
-    wrong = [name for name, size in expected.items() if on_board.get(name) != size]
-    if wrong:
-        raise DeployError(
-            f"copy to {port} incomplete: {', '.join(wrong)} missing or of another size"
-        )
+    _check_sizes(listing, expected, f"copy to {port}")
     say(f"copied {len(expected)} files, {sum(expected.values())} bytes, sizes checked on the board")
     mpremote(device, "exec", "import os\nos.remove('/no_agent')", "+", "reset")
     say("/no_agent removed and reset: the board boots the agent")
@@ -282,17 +275,20 @@ def _flash_romfs(
     expected.update(("rom/" + name, n) for name, n in files(bundle) if name != "main.py")
     time.sleep(RESET_SETTLE_S)  # the board mounts the new image at /rom as it boots
     listing += _retry_after_reset(device, ["exec", _LIST % (("/rom",),)])
+    _check_sizes(listing, expected, f"deploy to {port}")
+    say(f"ROMFS holds {len(expected) - 2} files, main.py and the config copied; sizes checked")
+    mpremote(device, "exec", "import os\nos.remove('/no_agent')", "+", "reset")
+    say("/no_agent removed and reset: the board boots the agent from /rom")
+
+
+def _check_sizes(listing: str, expected: dict[str, int], what: str) -> None:
+    """The board's listing (_LIST's "file NAME SIZE" lines) against the sizes it must show."""
     on_board = {
         ln.split()[1]: int(ln.split()[2]) for ln in listing.splitlines() if ln.startswith("file ")
     }
     wrong = [name for name, size in expected.items() if on_board.get(name) != size]
     if wrong:
-        raise DeployError(
-            f"deploy to {port} incomplete: {', '.join(wrong)} missing or of another size"
-        )
-    say(f"ROMFS holds {len(expected) - 2} files, main.py and the config copied; sizes checked")
-    mpremote(device, "exec", "import os\nos.remove('/no_agent')", "+", "reset")
-    say("/no_agent removed and reset: the board boots the agent from /rom")
+        raise DeployError(f"{what} incomplete: {', '.join(wrong)} missing or of another size")
 
 
 def _retry_after_reset(device: str, args: list[str]) -> str:
