@@ -94,6 +94,7 @@ K_WRITE_CONTROL = const(3)  # fc06
 K_WRITE_REFERENCE = const(4)  # fc06
 K_ANALOG = const(5)
 K_INPUTS = const(6)
+# AUX and RAMP come last: their request varies by cycle (the others' timeouts are kept per slot)
 K_AUX = const(7)
 K_RAMP = const(8)  # ramp-time write or read-back of the drive due one
 
